@@ -1,0 +1,813 @@
+"""Force matching: fit the constants of an expression to reference forces.
+
+Predicted force on atom i: F_i = −Σ_j U'(r_ij)·(x_i − x_j)/r_ij over the dataset's
+pairs (intermolecular ones within the cutoff).  The residual vector is
+
+    res = w ⊙ (F_pred − F_ref) / sqrt(3N)          (+ optional energy rows)
+
+so ``Σ res²`` is the (weighted) mean square force error.  Constants are fitted
+by trust-region least squares (:func:`scipy.optimize.least_squares`, ``trf``)
+with the analytic Jacobian from the kernels, from several seeded starts.
+Linear prefactors are solved exactly at every start.
+
+Constraints are handled by an augmented Lagrangian: each equality c(θ) = 0
+adds the rows sqrt(μ)·(c + λ/μ) to the least-squares problem, each
+inequality g(θ) ≤ 0 adds sqrt(μ)·max(0, g + ν/μ); after each inner solve
+the multipliers are updated (λ ← λ + μc, ν ← max(0, ν + μg)) and μ grows
+when the violation did not shrink enough, until every residual is below
+``constraint_tol``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mctsff import kernels
+from mctsff.params import Parameterization, Potential
+from mctsff.program import ExpressionError, Program
+from mctsff.result import FitResult
+
+#: Largest augmented-Lagrangian penalty before a constraint is declared infeasible.
+MU_MAX = 1e10
+
+
+class FitConfigError(ValueError):
+    """Invalid fitting option (the message names the option)."""
+
+
+# ----------------------------------------------------------------------------- constraints
+@dataclass
+class Constraint:
+    """A constraint on the fitted potential.
+
+    Parameters
+    ----------
+    name
+        Label used in reports.
+    kind
+        ``"eq"`` for c(θ) = 0 or ``"ineq"`` for g(θ) ≤ 0.
+    fun
+        ``fun(potential) -> float | array`` evaluated on a :class:`~mctsff.params.Potential`
+        (parameters in ``potential.params``; ``potential.energy(r, pair)``,
+        ``potential.derivative(r, pair)``).  Its Jacobian is taken by central
+        finite differences.  Built-in constraints use analytic Jacobians instead.
+
+    Examples
+    --------
+    Pin the O–O minimum of a water potential at 2.9 Å:
+
+    >>> c = Constraint("min_OO", "eq", lambda pot: pot.derivative(2.9, ("O", "O")))
+    """
+
+    name: str
+    kind: str = "eq"
+    fun: Callable | None = None
+    # built-in analytic constraints: U(r)=0 or U'(r) (=0 / <=0) at points per type pair
+    r_points: np.ndarray | None = None
+    derivative: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("eq", "ineq"):
+            raise FitConfigError(f"constraint {self.name!r}: kind must be 'eq' or 'ineq'")
+        if self.fun is None and self.r_points is None:
+            raise FitConfigError(f"constraint {self.name!r}: needs fun or r_points")
+
+
+def force_zero_at(rc: float) -> Constraint:
+    """U'(rc) = 0 for every type pair (force vanishes at the cutoff)."""
+    return Constraint("force0", "eq", r_points=np.array([rc]), derivative=True)
+
+
+def energy_zero_at(rc: float) -> Constraint:
+    """U(rc) = 0 for every type pair."""
+    return Constraint("energy0", "eq", r_points=np.array([rc]), derivative=False)
+
+
+def repulsive_core(r_core: float, n: int = 8) -> Constraint:
+    """U'(r) ≤ 0 (repulsive force) at ``n`` points in [r_core/2, r_core] for every pair."""
+    return Constraint(
+        "repulsive", "ineq", r_points=np.linspace(0.5 * r_core, r_core, n), derivative=True
+    )
+
+
+def parse_constraint(spec: str | Constraint, cutoff: float) -> Constraint:
+    """Constraint from a CLI-style spec.
+
+    ``force0`` (U'(rc)=0), ``energy0`` (U(rc)=0), ``repulsive:R`` (U' ≤ 0 on [R/2, R]).
+    """
+    if isinstance(spec, Constraint):
+        return spec
+    name, _, arg = str(spec).partition(":")
+    name = name.strip().lower()
+    if name in ("force0", "f0", "force_zero"):
+        return force_zero_at(cutoff)
+    if name in ("energy0", "u0", "energy_zero"):
+        return energy_zero_at(cutoff)
+    if name == "repulsive":
+        try:
+            r_core = float(arg) if arg else 1.0
+        except ValueError:
+            raise FitConfigError(f"constraint {spec!r}: 'repulsive:R' needs a number R") from None
+        return repulsive_core(r_core)
+    raise FitConfigError(
+        f"unknown constraint {spec!r}; use force0, energy0, repulsive:R or a Constraint object"
+    )
+
+
+# ----------------------------------------------------------------------------- objective
+@dataclass
+class _Target:
+    """Arrays of one dataset the residual needs (flat, contiguous)."""
+
+    r: np.ndarray
+    u: np.ndarray
+    pair_i: np.ndarray
+    pair_j: np.ndarray
+    pair_type: np.ndarray
+    pair_frame: np.ndarray
+    forces: np.ndarray  # (n_atoms*3,)
+    n_atoms: int
+    n_frames: int
+    energies: np.ndarray | None
+
+    @classmethod
+    def from_dataset(cls, ds) -> _Target:
+        return cls(
+            r=np.ascontiguousarray(ds.r, dtype=np.float64),
+            u=np.ascontiguousarray(ds.u, dtype=np.float64),
+            pair_i=np.ascontiguousarray(ds.pair_i, dtype=np.int64),
+            pair_j=np.ascontiguousarray(ds.pair_j, dtype=np.int64),
+            pair_type=np.ascontiguousarray(ds.pair_type, dtype=np.int64),
+            pair_frame=np.ascontiguousarray(ds.pair_frame, dtype=np.int64),
+            forces=np.ascontiguousarray(ds.forces, dtype=np.float64).ravel(),
+            n_atoms=int(ds.n_atoms),
+            n_frames=int(ds.n_frames),
+            energies=None if ds.energies is None else np.asarray(ds.energies, dtype=np.float64),
+        )
+
+    def predict(self, prog: Program, consts: np.ndarray, energies: bool = False):
+        f, e = kernels.pair_forces(
+            prog.code,
+            prog.literals,
+            self.r,
+            consts,
+            self.pair_type,
+            self.pair_i,
+            self.pair_j,
+            self.u,
+            self.pair_frame,
+            self.n_atoms,
+            self.n_frames if energies else 0,
+            prog.max_stack,
+        )
+        return f.ravel(), e
+
+    def predict_jac(self, prog: Program, consts: np.ndarray, T: np.ndarray, energies: bool):
+        f, J, e, eJ = kernels.pair_jacobian(
+            prog.code,
+            prog.literals,
+            self.r,
+            consts,
+            T,
+            self.pair_type,
+            self.pair_i,
+            self.pair_j,
+            self.u,
+            self.pair_frame,
+            self.n_atoms,
+            self.n_frames if energies else 0,
+            prog.max_stack,
+        )
+        return f.ravel(), J, e, eJ
+
+
+def potfit_weights(forces: np.ndarray, eps: float = 0.1) -> np.ndarray:
+    """potfit-style per-component weights u = 1/(|F⁰| + ε)², normalised to mean 1."""
+    w = 1.0 / (np.abs(forces) + eps) ** 2
+    return w / w.mean()
+
+
+# ----------------------------------------------------------------------------- fitter
+@dataclass
+class FitOptions:
+    """Options of :class:`Fitter` (see there)."""
+
+    constraints: Sequence[str | Constraint] = ("force0",)
+    n_starts: int = 3
+    seed: int = 0
+    weights: str | np.ndarray | None = None
+    energy_weight: float = 0.0
+    energy_offset: bool = True
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    initial: Mapping[str, float] = field(default_factory=dict)
+    constraint_tol: float = 1e-8
+    max_outer: int = 30
+    max_nfev: int = 200
+    mu0: float = 1e4
+    n_refine: int = 2
+    complexity_weights: Mapping[str, float] | None = None
+    variables: tuple[str, ...] = ("r",)
+
+
+class Fitter:
+    """Fit expressions to one dataset by force matching.
+
+    Load the data once, then call :meth:`fit` for as many expressions as needed.
+
+    Parameters
+    ----------
+    train
+        Training :class:`~mctsff.data.Dataset`.
+    valid
+        Optional validation dataset (same species); reported as ``rmse_valid``.
+    constraints
+        Constraint specs (``"force0"``, ``"energy0"``, ``"repulsive:R"``) or
+        :class:`Constraint` objects. ``force0``/``energy0`` act at the dataset cutoff.
+    n_starts
+        Number of seeded starts; the best constrained optimum is kept.
+    seed
+        Seed of the start generator (results are reproducible).
+    weights
+        ``None`` (uniform), ``"potfit"`` (1/(|F⁰|+0.1)²) or an array ``(n_atoms, 3)``
+        for the training set.
+    energy_weight
+        Weight of the energy residual (eV) relative to the force residual (eV/Å);
+        0 disables it. Needs energies in the dataset.
+    energy_offset
+        Subtract the mean energy difference (fit energies up to a constant).
+    bounds
+        ``{param_name: (lo, hi)}``; a base name (``"prod_q"``) applies to all its types.
+    initial
+        ``{param_name: value}`` start values (base names allowed).
+    constraint_tol
+        Largest acceptable constraint residual.
+    max_outer
+        Augmented-Lagrangian outer iterations.
+    max_nfev
+        Residual evaluations per inner solve.
+
+    Examples
+    --------
+    >>> from mctsff.data import data_file, load_dataset
+    >>> ds = load_dataset(data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0)
+    >>> train, valid = ds.split(0.2, seed=0)
+    >>> res = Fitter(train, valid).fit("prod_q/r + A*exp(-r/b)")
+    >>> res.valid, sorted(res.params)
+    (True, ['A', 'b', 'prod_q[H]', 'prod_q[O]'])
+    """
+
+    def __init__(self, train, valid=None, **options):
+        unknown = set(options) - set(FitOptions.__dataclass_fields__)
+        if unknown:
+            raise FitConfigError(f"unknown fit option(s): {', '.join(sorted(unknown))}")
+        self.options = FitOptions(**options)
+        o = self.options
+        if o.n_starts < 1:
+            raise FitConfigError("n_starts must be >= 1")
+        if o.energy_weight < 0:
+            raise FitConfigError("energy_weight must be >= 0")
+        self.train = train
+        self.valid = valid
+        self.cutoff = float(train.cutoff)
+        self.species = tuple(train.species)
+        self.type_pairs = tuple(tuple(p) for p in train.type_pairs)
+        if valid is not None and tuple(valid.species) != self.species:
+            raise FitConfigError(
+                f"validation species {tuple(valid.species)} differ from training {self.species}"
+            )
+        self._train = _Target.from_dataset(train)
+        self._valid = _Target.from_dataset(valid) if valid is not None and valid.n_pairs else None
+        if self._train.r.size == 0:
+            raise FitConfigError("the training set has no pairs within the cutoff")
+        self.constraints = [parse_constraint(c, self.cutoff) for c in o.constraints]
+        n_rows = self._train.forces.size
+        if o.weights is None:
+            w = np.ones(n_rows)
+        elif isinstance(o.weights, str):
+            if o.weights != "potfit":
+                raise FitConfigError(
+                    f"weights must be None, 'potfit' or an array, not {o.weights!r}"
+                )
+            w = potfit_weights(self._train.forces)
+        else:
+            w = np.asarray(o.weights, dtype=np.float64).ravel()
+            if w.shape != (n_rows,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+                raise FitConfigError(
+                    f"weights must be a finite non-negative array of shape ({n_rows // 3}, 3)"
+                )
+        self._w = w / math.sqrt(n_rows)
+        self._use_energy = o.energy_weight > 0
+        if self._use_energy and self._train.energies is None:
+            raise FitConfigError("energy_weight > 0 but the dataset has no energies")
+        self._ew = math.sqrt(o.energy_weight / max(self._train.n_frames, 1))
+        self._seed_seq = np.random.SeedSequence(o.seed)
+        kernels.warmup()
+
+    # ------------------------------------------------------------------ helpers
+    def compile(self, expression: str | Program) -> Program:
+        """Compile an expression with the fitter's variables and complexity weights."""
+        if isinstance(expression, Program):
+            return expression
+        return Program.from_string(
+            expression, self.options.variables, self.options.complexity_weights
+        )
+
+    def _bounds(self, par: Parameterization) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = par.default_bounds()
+        for key, (a, b) in self.options.bounds.items():
+            hit = False
+            for m, name in enumerate(par.names):
+                if name == key or par.base_name(name) == key:
+                    lo[m], hi[m] = float(a), float(b)
+                    hit = True
+            if not hit and key not in par.program.constants:
+                continue  # bounds for constants this expression doesn't use
+        return lo, hi
+
+    def _starts(self, par: Parameterization, lo, hi, expr: str) -> list[np.ndarray]:
+        o = self.options
+        seed = int.from_bytes(expr.encode()[:16].ljust(16, b"\0"), "little") % (2**32)
+        rng = np.random.default_rng([o.seed, seed])
+        base = np.ones(par.n_params)
+        for m, name in enumerate(par.names):
+            if name in o.initial:
+                base[m] = o.initial[name]
+            elif par.base_name(name) in o.initial:
+                base[m] = o.initial[par.base_name(name)]
+        starts = [base]
+        for _ in range(o.n_starts - 1):
+            x = base * np.exp(rng.normal(0.0, 1.0, par.n_params))
+            flip = rng.random(par.n_params) < 0.3
+            x[flip] *= -1
+            starts.append(x)
+        out = []
+        for x in starts:
+            x = np.where(np.isfinite(lo), np.maximum(x, lo + 1e-9 * (1 + abs(lo))), x)
+            x = np.where(np.isfinite(hi), np.minimum(x, hi - 1e-9 * (1 + abs(hi))), x)
+            out.append(x)
+        return out
+
+    # ------------------------------------------------------------------ the fit
+    def fit(self, expression: str | Program) -> FitResult:
+        """Fit one expression; never raises for a bad candidate (returns ``valid=False``).
+
+        Raises
+        ------
+        ExpressionError
+            Only when the expression text itself cannot be compiled.
+        """
+        t0 = time.perf_counter()
+        prog = self.compile(expression)
+        par = Parameterization(prog, self.species, self.type_pairs)
+        text = prog.expression
+        if par.n_params == 0:
+            return self._evaluate_fixed(prog, par, t0)
+        lo, hi = self._bounds(par)
+        problem = _Problem(self, prog, par)
+        losses = []
+        candidates = []
+        for x0 in self._starts(par, lo, hi, text):
+            try:
+                with np.errstate(all="ignore"):
+                    sol = problem.explore(x0, lo, hi)
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+                sol = None
+            losses.append(math.inf if sol is None else sol[1])
+            if sol is not None:
+                candidates.append(sol)
+        candidates.sort(key=lambda s: s[1])
+        best = None
+        # constrained refinement from the best starts until one is feasible
+        for x, _ in candidates[: self.options.n_refine]:
+            try:
+                with np.errstate(all="ignore"):
+                    sol = problem.solve(x, lo, hi)
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+                sol = None
+            if sol is not None and (
+                best is None or _better(sol, best, self.options.constraint_tol)
+            ):
+                best = sol
+            if best is not None and best[2] <= self.options.constraint_tol * 10:
+                break
+        if best is None:
+            return FitResult.invalid(
+                text, "evaluation not finite from every start", prog.complexity
+            )
+        theta, loss, viol, mults = best
+        return self._result(prog, par, theta, loss, lo, hi, problem.nfev, t0, losses, mults)
+
+    def _evaluate_fixed(self, prog, par, t0) -> FitResult:
+        theta = np.zeros(0)
+        with np.errstate(all="ignore"):
+            problem = _Problem(self, prog, par)
+            res = problem.residual_plain(theta)
+        if res is None:
+            return FitResult.invalid(prog.expression, "evaluation not finite", prog.complexity)
+        loss = float(res @ res)
+        return self._result(prog, par, theta, loss, np.zeros(0), np.zeros(0), 1, t0, [loss], {})
+
+    def potential(self, expression: str | Program, params: Mapping[str, float]) -> Potential:
+        """A :class:`Potential` on this dataset's types."""
+        return Potential(self.compile(expression), params, self.species, self.type_pairs)
+
+    def rmse(self, prog: Program, par: Parameterization, theta: np.ndarray, target) -> float:
+        """Unweighted force RMSE per component on a target."""
+        consts, _ = par.table(theta)
+        with np.errstate(all="ignore"):
+            f, _ = target.predict(prog, consts)
+        d = f - target.forces
+        val = float(np.sqrt(np.mean(d * d)))
+        return val if math.isfinite(val) else math.inf
+
+    def _result(self, prog, par, theta, loss, lo, hi, nfev, t0, losses, mults) -> FitResult:
+        params = {n: float(v) for n, v in zip(par.names, theta, strict=True)}
+        pot = Potential(prog, params, self.species, self.type_pairs)
+        cons = {}
+        flags = []
+        for c in self.constraints:
+            val = _constraint_values(c, pot, par, theta)[0]
+            resid = (
+                float(np.max(np.abs(val)))
+                if c.kind == "eq"
+                else float(np.max(np.maximum(val, 0.0)))
+            )
+            cons[c.name] = resid
+            if not resid <= self.options.constraint_tol * 10:
+                flags.append(f"constraint {c.name} not satisfied (residual {resid:.2e})")
+        rmse_train = self.rmse(prog, par, theta, self._train)
+        rmse_valid = self.rmse(prog, par, theta, self._valid) if self._valid else math.nan
+        flags += _parameter_flags(prog, par, theta, lo, hi, self.cutoff)
+        if (
+            math.isfinite(rmse_valid)
+            and rmse_valid > 2.0 * rmse_train
+            and rmse_valid - rmse_train > 1e-6
+        ):
+            flags.append(
+                f"overfit: validation RMSE {rmse_valid:.3g} > 2x training RMSE {rmse_train:.3g}"
+            )
+        valid = math.isfinite(rmse_train)
+        return FitResult(
+            expression=prog.expression,
+            complexity=prog.complexity,
+            valid=valid,
+            rmse_train=rmse_train,
+            rmse_valid=rmse_valid,
+            loss=float(loss),
+            params=params,
+            constraints=cons,
+            flags=flags,
+            n_evals=int(nfev),
+            reason="" if valid else "non-finite training RMSE",
+            extra={
+                "start_losses": [float(x) for x in losses],
+                "multipliers": {k: [float(x) for x in np.ravel(v)] for k, v in mults.items()},
+                "seconds": time.perf_counter() - t0,
+            },
+        )
+
+
+def _better(a, b, tol) -> bool:
+    """Prefer feasible solutions, then lower loss."""
+    fa = a[2] <= tol * 10
+    fb = b[2] <= tol * 10
+    if fa != fb:
+        return fa
+    if not fa:
+        return a[2] < b[2]
+    return a[1] < b[1]
+
+
+def _parameter_flags(prog, par, theta, lo, hi, cutoff) -> list[str]:
+    flags = []
+    for m, name in enumerate(par.names):
+        x = theta[m]
+        for bound, label in ((lo[m], "lower"), (hi[m], "upper")):
+            if math.isfinite(bound) and abs(x - bound) <= 1e-6 * max(1.0, abs(bound)):
+                flags.append(f"{name} at its {label} bound {bound:g}")
+        base = par.base_name(name)
+        if base in prog.length_constants and abs(x) >= 0.9 * cutoff:
+            flags.append(
+                f"range parameter {name} = {x:.3g} is comparable to the cutoff {cutoff:g}"
+                " (constraints may be met by stretching the range: likely overfit)"
+            )
+        if base in prog.inverse_length_constants and x != 0 and 1.0 / abs(x) >= 0.9 * cutoff:
+            flags.append(
+                f"range parameter 1/{name} = {1 / abs(x):.3g} is comparable to the cutoff"
+                f" {cutoff:g} (likely overfit)"
+            )
+    return flags
+
+
+def _constraint_values(c: Constraint, pot: Potential, par: Parameterization, theta):
+    """Constraint values and Jacobian rows (n_values, n_params)."""
+    if c.r_points is not None:
+        prog = par.program
+        P = len(par.type_pairs)
+        r = np.tile(c.r_points, P)
+        group = np.repeat(np.arange(P, dtype=np.int64), len(c.r_points))
+        consts, T = par.table(theta)
+        v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+        Tg = T[group]  # (n, K, M)
+        if c.derivative:
+            return d, np.einsum("nk,nkm->nm", h, Tg)
+        return v, np.einsum("nk,nkm->nm", g, Tg)
+    val = np.atleast_1d(np.asarray(c.fun(pot), dtype=np.float64))
+    jac = np.empty((val.size, theta.size))
+    for m in range(theta.size):
+        step = 1e-6 * max(1.0, abs(theta[m]))
+        tp = theta.copy()
+        tm = theta.copy()
+        tp[m] += step
+        tm[m] -= step
+        vp = np.atleast_1d(c.fun(_with_theta(par, tp)))
+        vm = np.atleast_1d(c.fun(_with_theta(par, tm)))
+        jac[:, m] = (vp - vm) / (2 * step)
+    return val, jac
+
+
+def _with_theta(par: Parameterization, theta) -> Potential:
+    params = dict(zip(par.names, theta, strict=True))
+    return Potential(par.program, params, par.species, par.type_pairs)
+
+
+class _Problem:
+    """Residuals/Jacobians of one expression, and the augmented-Lagrangian loop."""
+
+    def __init__(self, fitter: Fitter, prog: Program, par: Parameterization):
+        self.f = fitter
+        self.prog = prog
+        self.par = par
+        self.nfev = 0
+        self.lin = par.linear_mask()
+        self._key = None
+        self._table = None
+        P = len(par.type_pairs)
+        # built-in constraints: evaluation points of every type pair, fixed per expression
+        self._points = []
+        for c in fitter.constraints:
+            if c.r_points is None:
+                self._points.append(None)
+            else:
+                r = np.tile(c.r_points, P)
+                group = np.repeat(np.arange(P, dtype=np.int64), len(c.r_points))
+                self._points.append((r, group))
+
+    def table(self, theta):
+        """Constant table and derivative tensor, cached for the last θ."""
+        key = theta.tobytes()
+        if key != self._key:
+            self._table = self.par.table(theta)
+            self._key = key
+        return self._table
+
+    # force (+energy) rows
+    def _rows(self, theta, jac: bool):
+        f = self.f
+        t = f._train
+        consts, T = self.table(theta)
+        if jac:
+            F, J, E, EJ = t.predict_jac(self.prog, consts, T, f._use_energy)
+        else:
+            F, E = t.predict(self.prog, consts, f._use_energy)
+            J = EJ = None
+        self.nfev += 1
+        res = f._w * (F - t.forces)
+        if jac:
+            J = f._w[:, None] * J
+        if f._use_energy:
+            dE = E - t.energies
+            if f.options.energy_offset:
+                dE = dE - dE.mean()
+                if jac:
+                    EJ = EJ - EJ.mean(axis=0)
+            res = np.concatenate([res, f._ew * dE])
+            if jac:
+                J = np.vstack([J, f._ew * EJ])
+        return res, J
+
+    def residual_plain(self, theta):
+        res, _ = self._rows(theta, False)
+        return res if np.all(np.isfinite(res)) else None
+
+    def _cons(self, theta):
+        pot = None
+        vals, jacs = [], []
+        for c, pts in zip(self.f.constraints, self._points, strict=True):
+            if pts is not None:
+                consts, T = self.table(theta)
+                r, group = pts
+                v, d, g, h = self.prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+                Tg = T[group]
+                if c.derivative:
+                    vals.append(d)
+                    jacs.append(np.einsum("nk,nkm->nm", h, Tg))
+                else:
+                    vals.append(v)
+                    jacs.append(np.einsum("nk,nkm->nm", g, Tg))
+                continue
+            if pot is None:
+                pot = _with_theta(self.par, theta)
+            v, J = _constraint_values(c, pot, self.par, theta)
+            vals.append(v)
+            jacs.append(J)
+        return vals, jacs
+
+    def explore(self, x0, lo, hi):
+        """One start without constraints: exact linear prefactors, then a loose solve."""
+        res0, J0 = self._rows(x0, True)
+        if not (np.all(np.isfinite(res0)) and np.all(np.isfinite(J0))):
+            return None
+        x = x0.copy()
+        if self.lin.any():
+            # F is linear in these parameters: one exact linear solve from the start
+            step, *_ = np.linalg.lstsq(J0[:, self.lin], -res0, rcond=None)
+            x[self.lin] = np.clip(x[self.lin] + step, lo[self.lin], hi[self.lin])
+            if not np.all(np.isfinite(self._rows(x, False)[0])):
+                x = x0.copy()
+        tol = 1e-12 if not self.f.constraints else 1e-7
+        x, res, _ = levenberg_marquardt(
+            lambda th: self._rows(th, False)[0],
+            lambda th: self._rows(th, True),
+            x,
+            lo,
+            hi,
+            max_iter=self.f.options.max_nfev,
+            ftol=tol,
+        )
+        loss = float(res @ res)
+        return (x, loss) if math.isfinite(loss) else None
+
+    def solve(self, x0, lo, hi):
+        """Augmented-Lagrangian loop from ``x0``. Returns (θ, loss, violation, multipliers)."""
+        o = self.f.options
+        x = x0.copy()
+        if not self.f.constraints:
+            res, _ = self._rows(x, False)
+            return x, float(res @ res), 0.0, {}
+        cons = self.f.constraints
+        kinds = [c.kind for c in cons]
+        vals, _ = self._cons(x)
+        lam = [np.zeros_like(v) for v in vals]
+        mu = o.mu0
+        prev_viol = math.inf
+        for _outer in range(max(1, o.max_outer)):
+
+            def fun(th, lam=lam, mu=mu):
+                r, _ = self._rows(th, False)
+                vs, _ = self._cons(th)
+                extra = [_al_rows(v, lm, mu, k) for v, lm, k in zip(vs, lam, kinds, strict=True)]
+                return np.concatenate([r, *extra])
+
+            def fun_jac(th, lam=lam, mu=mu):
+                r, J = self._rows(th, True)
+                vs, Js = self._cons(th)
+                rows = [_al_rows(v, lm, mu, k) for v, lm, k in zip(vs, lam, kinds, strict=True)]
+                jacs = [
+                    _al_jac(v, Jc, lm, mu, k)
+                    for v, Jc, lm, k in zip(vs, Js, lam, kinds, strict=True)
+                ]
+                return np.concatenate([r, *rows]), np.vstack([J, *jacs])
+
+            x, res, _ = levenberg_marquardt(
+                fun, fun_jac, x, lo, hi, max_iter=o.max_nfev, ftol=1e-15
+            )
+            if not np.all(np.isfinite(res)):
+                return None
+            vals, _ = self._cons(x)
+            viol = max(_violation(v, k) for v, k in zip(vals, kinds, strict=True))
+            if not math.isfinite(viol):
+                return None
+            if viol <= o.constraint_tol:
+                break
+            lam = [
+                (lm + mu * v) if k == "eq" else np.maximum(0.0, lm + mu * v)
+                for v, lm, k in zip(vals, lam, kinds, strict=True)
+            ]
+            if viol > 0.25 * prev_viol:
+                if mu >= MU_MAX:
+                    break  # the constraint cannot be met by this expression
+                mu *= 10.0
+            prev_viol = viol
+        res, _ = self._rows(x, False)
+        loss = float(res @ res)
+        if not math.isfinite(loss):
+            return None
+        vals, _ = self._cons(x)
+        viol = max(_violation(v, k) for v, k in zip(vals, kinds, strict=True))
+        return x, loss, viol, {c.name: lm for c, lm in zip(cons, lam, strict=True)}
+
+
+def levenberg_marquardt(
+    fun, fun_jac, x0, lo, hi, *, max_iter=200, ftol=1e-12, xtol=1e-14, gtol=1e-16
+):
+    """Bound-constrained Levenberg–Marquardt for small dense problems.
+
+    Marquardt scaling with Nielsen's damping update; steps are projected onto
+    the box ``[lo, hi]``; a non-finite trial point counts as a failed step.
+    Stops when the relative decrease of ``Σres²`` falls below ``ftol`` on an
+    accepted step, when the step is below ``xtol`` relative to ``x``, when the
+    projected gradient is below ``gtol``, or after ``max_iter`` evaluations.
+
+    Parameters
+    ----------
+    fun
+        ``x -> residual vector``.
+    fun_jac
+        ``x -> (residual vector, Jacobian)``.
+
+    Returns
+    -------
+    x, residual, n_evaluations
+    """
+    x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    r, J = fun_jac(x)
+    nev = 1
+    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+        return x, r, nev
+    f = float(r @ r)
+    A = J.T @ J
+    g = J.T @ r
+    damp = 1e-3 * max(float(np.max(np.diag(A), initial=0.0)), 1e-300)
+    nu = 2.0
+    while nev < max_iter:
+        # projected gradient: ignore components pushing against an active bound
+        pg = np.where(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)), 0.0, g)
+        if np.max(np.abs(pg), initial=0.0) <= gtol * max(f, 1e-300) ** 0.5:
+            break
+        d = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
+        try:
+            step = np.linalg.solve(A + damp * np.diag(d), -g)
+        except np.linalg.LinAlgError:
+            damp *= nu
+            nu *= 2.0
+            continue
+        x_new = np.clip(x + step, lo, hi)
+        step = x_new - x
+        if np.linalg.norm(step) <= xtol * (np.linalg.norm(x) + xtol):
+            break
+        r_new = fun(x_new)
+        nev += 1
+        f_new = float(r_new @ r_new)
+        pred = -(2.0 * float(step @ g) + float(step @ A @ step))
+        if math.isfinite(f_new) and f_new < f and pred > 0:
+            rho = (f - f_new) / pred
+            converged = (f - f_new) <= ftol * f
+            x = x_new
+            r, J = fun_jac(x)
+            nev += 1
+            if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+                break
+            f = float(r @ r)
+            A = J.T @ J
+            g = J.T @ r
+            damp *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            nu = 2.0
+            if converged:
+                break
+        else:
+            damp *= nu
+            nu *= 2.0
+            if damp > 1e30:
+                break
+    return x, r, nev
+
+
+def _violation(v, kind) -> float:
+    if kind == "eq":
+        return float(np.max(np.abs(v))) if v.size else 0.0
+    return float(np.max(np.maximum(v, 0.0))) if v.size else 0.0
+
+
+def _al_rows(v, lam, mu, kind):
+    s = math.sqrt(mu)
+    if kind == "eq":
+        return s * (v + lam / mu)
+    return s * np.maximum(0.0, v + lam / mu)
+
+
+def _al_jac(v, J, lam, mu, kind):
+    s = math.sqrt(mu)
+    if kind == "eq":
+        return s * J
+    active = (v + lam / mu) > 0
+    return s * J * active[:, None]
+
+
+__all__ = [
+    "Constraint",
+    "ExpressionError",
+    "FitConfigError",
+    "FitOptions",
+    "Fitter",
+    "energy_zero_at",
+    "force_zero_at",
+    "parse_constraint",
+    "potfit_weights",
+    "repulsive_core",
+]

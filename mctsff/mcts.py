@@ -1,0 +1,538 @@
+"""Monte Carlo tree search (UCT) over leftmost derivations of a grammar.
+
+One iteration (:meth:`MCTS.step`):
+
+1. **Selection** from the root by UCT, ``Q/N + c*sqrt(ln N_parent / N_child)``,
+   skipping exhausted subtrees, down to a node with an untried action;
+2. **Expansion** of one untried action (drawn uniformly with the search's RNG);
+3. **Simulation**: a complete new node is evaluated directly, otherwise
+   ``n_rollouts`` random rollouts complete it (at most ``max_length``
+   productions in total);
+4. **Evaluation** of the *distinct, never seen* expressions in one batched call
+   of the user's ``evaluate(expressions) -> list[FitResult]``; a transposition
+   table (expression key -> FitResult) guarantees each distinct expression is
+   fitted once;
+5. **Backup** of the best reward of the rollouts along the path.  With
+   ``normalise=True`` the mean rewards are rescaled by the minimum and maximum
+   reward seen so far before UCT compares them (adaptive normalisation).
+
+Nodes whose subtree has been enumerated completely are marked exhausted; the
+search ends when the root is.  The budget counts distinct fitted expressions
+and is checked between iterations, so a run may overshoot it by at most
+``n_rollouts - 1``; stopping only between whole iterations makes a search that
+is pickled (or saved with :meth:`MCTS.state_dict`) and resumed produce exactly
+the same sequence of evaluations as an uninterrupted one.
+
+Module transplantation (SPL, Sun et al. 2023) is available with
+``transplant=True``: every ``transplant_every`` evaluations the complete
+sub-derivations (2 to ``transplant_max_length`` productions) of the best
+``transplant_top`` expressions become macro-actions, offered wherever their
+left-hand side is the leftmost nonterminal.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mctsff.grammar import Grammar
+from mctsff.result import FitResult
+from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
+from mctsff.tree import Derivation
+
+__all__ = ["MCTS", "Progress"]
+
+Evaluate = Callable[[list[str]], Sequence[FitResult]]
+
+_STATE_VERSION = 1
+
+
+@dataclass(slots=True)
+class Progress:
+    """Snapshot of a search.
+
+    Attributes
+    ----------
+    n_evaluations
+        Distinct expressions fitted so far (the budget unit).
+    n_iterations
+        MCTS iterations done.
+    n_nodes
+        Nodes in the search tree.
+    best_reward, best_expression, best_result
+        Best reward seen and the result that earned it.
+    exhausted
+        True when the whole space (within ``max_length``) has been enumerated.
+    elapsed
+        Seconds spent in :meth:`MCTS.run` / :meth:`MCTS.step` so far.
+    """
+
+    n_evaluations: int
+    n_iterations: int
+    n_nodes: int
+    best_reward: float
+    best_expression: str | None
+    best_result: FitResult | None
+    exhausted: bool
+    elapsed: float
+
+
+class _Node:
+    """A search-tree node (internal)."""
+
+    __slots__ = ("state", "action", "parent", "children", "untried", "n", "w", "exhausted", "seen")
+
+    def __init__(self, state: Derivation, action: int | None, parent: _Node | None) -> None:
+        self.state = state
+        self.action = action
+        self.parent = parent
+        self.children: dict[int, _Node] = {}
+        self.untried: list[int] = []
+        self.n = 0
+        self.w = 0.0
+        self.exhausted = False
+        self.seen = 0  # number of macros already considered for this node
+
+    def __getstate__(self):
+        return tuple(getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
+class MCTS:
+    """UCT search for the expression of a grammar that maximises a reward.
+
+    Parameters
+    ----------
+    grammar
+        A :class:`~mctsff.grammar.Grammar` or anything :meth:`Grammar.load` accepts.
+    evaluate
+        ``evaluate(expressions) -> list[FitResult]``, results in the same order
+        (called with the new distinct expressions of one iteration).
+    reward
+        Reward name or callable (:func:`mctsff.reward.get_reward`).
+    exploration
+        UCT constant ``c`` (default ``1/sqrt(2)``).
+    max_length
+        Maximum number of productions of a complete derivation.
+    n_rollouts
+        Random rollouts per expansion (the node's reward is their maximum).
+    seed
+        Seed of the search's ``numpy.random.Generator`` (the only randomness).
+    normalise
+        Rescale mean rewards to [0, 1] by the min/max reward seen, for UCT.
+    transplant
+        Enable SPL module transplantation (macro-actions); see module docstring.
+    canonical
+        Optional ``canonical(expression) -> hashable`` key for the transposition
+        table (default: the expression string itself).  Must be deterministic.
+    transplant_every, transplant_top, transplant_max_length, max_macros
+        Transplantation schedule: every ``transplant_every`` evaluations, take
+        the best ``transplant_top`` expressions' sub-derivations of
+        ``2..transplant_max_length`` productions, keeping at most ``max_macros``.
+
+    Attributes
+    ----------
+    n_evaluations, n_iterations
+        Counters (see :class:`Progress`).
+    evaluated
+        Expressions fitted, in order of evaluation.
+    macros
+        Macro-actions ``(lhs nonterminal, production indices)`` (transplantation).
+
+    Examples
+    --------
+    >>> from mctsff.result import FitResult
+    >>> def evaluate(exprs):
+    ...     return [FitResult(e, complexity=len(e), rmse_train=0.0) for e in exprs]
+    >>> search = MCTS("nguyen", evaluate, max_length=8, seed=1)
+    >>> progress = search.run(budget=20)
+    >>> progress.n_evaluations >= 20
+    True
+    """
+
+    def __init__(
+        self,
+        grammar: Grammar | str | Path,
+        evaluate: Evaluate,
+        reward: str | Reward | None = "spl",
+        *,
+        exploration: float = 1.0 / math.sqrt(2.0),
+        max_length: int = 30,
+        n_rollouts: int = 10,
+        seed: int | None = 0,
+        normalise: bool = True,
+        transplant: bool = False,
+        canonical: Callable[[str], Any] | None = None,
+        transplant_every: int = 200,
+        transplant_top: int = 5,
+        transplant_max_length: int = 8,
+        max_macros: int = 32,
+    ) -> None:
+        self.grammar = Grammar.load(grammar)
+        self.evaluate = evaluate
+        self.reward = get_reward(reward)
+        self.canonical = canonical
+        if n_rollouts < 1:
+            raise ValueError("n_rollouts must be >= 1")
+        if exploration < 0:
+            raise ValueError("exploration must be >= 0")
+        start_min = self.grammar.min_length(self.grammar.start)
+        if max_length < start_min:
+            raise ValueError(
+                f"max_length={max_length} is below the shortest derivation ({start_min})"
+            )
+        self.exploration = float(exploration)
+        self.max_length = int(max_length)
+        self.n_rollouts = int(n_rollouts)
+        self.seed = seed
+        self.normalise = bool(normalise)
+        self.transplant = bool(transplant)
+        self.transplant_every = int(transplant_every)
+        self.transplant_top = int(transplant_top)
+        self.transplant_max_length = int(transplant_max_length)
+        self.max_macros = int(max_macros)
+
+        self._rng = np.random.default_rng(seed)
+        self._cache: dict[Any, FitResult] = {}
+        self._rewards: dict[Any, float] = {}
+        self._actions: dict[Any, tuple[int, ...]] = {}
+        self.evaluated: list[str] = []
+        self.macros: list[tuple[int, tuple[int, ...]]] = []
+        self._macro_keys: set[tuple[int, tuple[int, ...]]] = set()
+        self._next_transplant = self.transplant_every
+        self.n_evaluations = 0
+        self.n_iterations = 0
+        self.n_nodes = 1
+        self.elapsed = 0.0
+        self._rmin = math.inf
+        self._rmax = -math.inf
+        self.best_reward = -math.inf
+        self.best_result: FitResult | None = None
+        self.root = _Node(Derivation.initial(self.grammar), None, None)
+        self.root.untried = self._legal(self.root)
+
+    # ------------------------------------------------------------------ public
+    @property
+    def exhausted(self) -> bool:
+        """True when every derivation within ``max_length`` has been enumerated."""
+        return self.root.exhausted
+
+    @property
+    def progress(self) -> Progress:
+        """Counters and the best result so far."""
+        best = self.best_result
+        return Progress(
+            n_evaluations=self.n_evaluations,
+            n_iterations=self.n_iterations,
+            n_nodes=self.n_nodes,
+            best_reward=self.best_reward if best is not None else math.nan,
+            best_expression=None if best is None else best.expression,
+            best_result=best,
+            exhausted=self.root.exhausted,
+            elapsed=self.elapsed,
+        )
+
+    @property
+    def results(self) -> list[FitResult]:
+        """Fitted results in order of evaluation."""
+        return list(self._cache.values())
+
+    def lookup(self, expression: str) -> FitResult | None:
+        """Cached result of an expression (``None`` if never fitted)."""
+        return self._cache.get(self._key(expression))
+
+    def run(
+        self,
+        budget: int | None = None,
+        time_limit: float | None = None,
+        callback: Callable[[FitResult], Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Progress:
+        """Iterate until the budget or time is spent, ``should_stop()`` or exhaustion.
+
+        Parameters
+        ----------
+        budget
+            Total number of distinct fitted expressions to reach (cumulative over
+            the life of the search, so resuming with the same budget continues to
+            the same end).  Checked between iterations.
+        time_limit
+            Wall-clock seconds for this call.
+        callback
+            Called with every newly fitted :class:`FitResult` (e.g. to update a
+            :class:`~mctsff.pareto.ParetoFront`).
+        should_stop
+            Polled between iterations; return True to stop.
+
+        Returns
+        -------
+        Progress
+        """
+        if budget is None and time_limit is None and should_stop is None:
+            raise ValueError("give a budget, a time_limit or should_stop")
+        t0 = time.perf_counter()
+        while not self.root.exhausted:
+            if budget is not None and self.n_evaluations >= budget:
+                break
+            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+                break
+            if should_stop is not None and should_stop():
+                break
+            self.step(callback)
+        return self.progress
+
+    def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
+        """One MCTS iteration; returns the newly fitted results (possibly none)."""
+        t0 = time.perf_counter()
+        try:
+            return self._step(callback)
+        finally:
+            self.elapsed += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.
+
+        The dictionary holds live references (the tree, the RNG); pickle it (or
+        use :meth:`save`) to persist.  A built-in reward is included; a custom
+        one must be passed again to :meth:`from_state`.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in ("evaluate", "canonical")}
+        if not isinstance(self.reward, SPLReward | TradeoffReward):
+            state["reward"] = None
+        state["_version"] = _STATE_VERSION
+        return state
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        evaluate: Evaluate,
+        reward: str | Reward | None = None,
+        canonical: Callable[[str], Any] | None = None,
+    ) -> MCTS:
+        """Rebuild a search from :meth:`state_dict` (``reward`` overrides the stored one)."""
+        if state.get("_version") != _STATE_VERSION:
+            raise ValueError(f"unsupported MCTS state version {state.get('_version')!r}")
+        obj = cls.__new__(cls)
+        obj.__dict__.update({k: v for k, v in state.items() if k != "_version"})
+        obj.evaluate = evaluate
+        obj.canonical = canonical
+        if reward is not None:
+            obj.reward = get_reward(reward)
+        if obj.reward is None:
+            raise ValueError("the saved search used a custom reward: pass reward=")
+        return obj
+
+    def save(self, path: str | Path) -> None:
+        """Pickle :meth:`state_dict` to ``path``."""
+        with open(path, "wb") as fh:
+            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        evaluate: Evaluate,
+        reward: str | Reward | None = None,
+        canonical: Callable[[str], Any] | None = None,
+    ) -> MCTS:
+        """Inverse of :meth:`save`."""
+        with open(path, "rb") as fh:
+            state = pickle.load(fh)
+        return cls.from_state(state, evaluate, reward=reward, canonical=canonical)
+
+    # ------------------------------------------------------------------ internals
+    def _key(self, expression: str) -> Any:
+        return expression if self.canonical is None else self.canonical(expression)
+
+    def _n_base(self) -> int:
+        return len(self.grammar.productions)
+
+    def _apply(self, state: Derivation, action: int) -> Derivation:
+        n_base = self._n_base()
+        if action < n_base:
+            return state.apply(action)
+        return state.apply_all(self.macros[action - n_base][1])
+
+    def _legal(self, node: _Node) -> list[int]:
+        state = node.state
+        legal = list(state.legal_actions(self.max_length))
+        node.seen = len(self.macros)
+        if self.macros and not state.is_complete:
+            legal.extend(self._legal_macros(state, 0))
+        return legal
+
+    def _legal_macros(self, state: Derivation, first: int) -> list[int]:
+        tab = self.grammar._tables
+        nt = state._stack[-1]
+        rest = state.n_productions + state.min_remaining - tab.nt_min[nt]
+        n_base = self._n_base()
+        return [
+            n_base + i
+            for i in range(first, len(self.macros))
+            if self.macros[i][0] == nt and rest + len(self.macros[i][1]) <= self.max_length
+        ]
+
+    def _refresh_macros(self, node: _Node) -> None:
+        if node.seen < len(self.macros) and not node.state.is_complete:
+            node.untried.extend(self._legal_macros(node.state, node.seen))
+            node.seen = len(self.macros)
+
+    def _uct_child(self, node: _Node) -> _Node | None:
+        best, best_score = None, -math.inf
+        log_n = math.log(max(node.n, 1))
+        c = self.exploration
+        lo, hi = self._rmin, self._rmax
+        span = hi - lo if self.normalise and hi > lo else 0.0
+        for child in node.children.values():
+            if child.exhausted:
+                continue
+            q = child.w / child.n
+            if span:
+                q = (q - lo) / span
+            score = q + c * math.sqrt(log_n / child.n)
+            if score > best_score:
+                best, best_score = child, score
+        return best
+
+    def _mark_exhausted(self, node: _Node | None) -> None:
+        while node is not None and not node.exhausted:
+            if node.untried or any(not ch.exhausted for ch in node.children.values()):
+                return
+            node.exhausted = True
+            node = node.parent
+
+    def _select(self) -> list[_Node] | None:
+        while not self.root.exhausted:
+            node = self.root
+            path = [node]
+            while True:
+                self._refresh_macros(node)
+                if node.untried:
+                    return path
+                child = self._uct_child(node)
+                if child is None:
+                    self._mark_exhausted(node)
+                    break
+                node = child
+                path.append(node)
+        return None
+
+    def _evaluate_states(
+        self, states: list[Derivation], callback: Callable[[FitResult], Any] | None
+    ) -> tuple[list[float], list[FitResult]]:
+        expressions = [s.expression() for s in states]
+        keys = [self._key(e) for e in expressions]
+        new_keys: list[Any] = []
+        new_expr: list[str] = []
+        new_states: list[Derivation] = []
+        pending = set()
+        for key, expr, state in zip(keys, expressions, states, strict=True):
+            if key not in self._cache and key not in pending:
+                pending.add(key)
+                new_keys.append(key)
+                new_expr.append(expr)
+                new_states.append(state)
+        fresh: list[FitResult] = []
+        if new_expr:
+            results = list(self.evaluate(list(new_expr)))
+            if len(results) != len(new_expr):
+                raise RuntimeError(
+                    f"evaluate returned {len(results)} results for {len(new_expr)} expressions"
+                )
+            for key, expr, state, res in zip(new_keys, new_expr, new_states, results, strict=True):
+                if not isinstance(res, FitResult):
+                    raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
+                if res.complexity <= 0:
+                    try:
+                        res.complexity = self.grammar.complexity(expr)
+                    except ValueError:
+                        pass
+                r = float(self.reward(res))
+                if not math.isfinite(r):
+                    r = 0.0
+                self._cache[key] = res
+                self._rewards[key] = r
+                self._actions[key] = state.actions
+                self.evaluated.append(expr)
+                self.n_evaluations += 1
+                if r > self.best_reward:
+                    self.best_reward, self.best_result = r, res
+                fresh.append(res)
+                if callback is not None:
+                    callback(res)
+        return [self._rewards[k] for k in keys], fresh
+
+    def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
+        path = self._select()
+        if path is None:
+            return []
+        leaf = path[-1]
+        j = int(self._rng.integers(len(leaf.untried)))
+        action = leaf.untried[j]
+        state = self._apply(leaf.state, action)
+        if state.is_complete:
+            completions = [state]
+        else:
+            completions = [state.rollout(self._rng, self.max_length) for _ in range(self.n_rollouts)]
+        rewards, fresh = self._evaluate_states(completions, callback)
+        reward = max(rewards)
+
+        # commit the expansion only once the evaluation succeeded
+        leaf.untried.pop(j)
+        child = _Node(state, action, leaf)
+        leaf.children[action] = child
+        self.n_nodes += 1
+        if state.is_complete:
+            child.exhausted = True
+        else:
+            child.untried = self._legal(child)
+        path.append(child)
+        for node in path:
+            node.n += 1
+            node.w += reward
+        self._rmin = min(self._rmin, reward)
+        self._rmax = max(self._rmax, reward)
+        if child.exhausted:
+            self._mark_exhausted(leaf)
+        self.n_iterations += 1
+        if self.transplant and self.n_evaluations >= self._next_transplant:
+            self._transplant()
+            while self._next_transplant <= self.n_evaluations:
+                self._next_transplant += self.transplant_every
+        return fresh
+
+    # ------------------------------------------------------------------ transplantation
+    def _subtrees(self, actions: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:
+        tab = self.grammar._tables
+        out = []
+        for i in range(1, len(actions)):
+            count, j = 1, i
+            while count > 0 and j < len(actions):
+                count += tab.prod_nnt[actions[j]] - 1
+                j += 1
+            length = j - i
+            if count == 0 and 2 <= length <= self.transplant_max_length:
+                out.append((tab.prod_lhs[actions[i]], actions[i:j]))
+        return out
+
+    def _transplant(self) -> None:
+        if len(self.macros) >= self.max_macros:
+            return
+        ranked = sorted(self._rewards.items(), key=lambda kv: -kv[1])[: self.transplant_top]
+        for key, _ in ranked:
+            for macro in self._subtrees(self._actions[key]):
+                if macro not in self._macro_keys and len(self.macros) < self.max_macros:
+                    self._macro_keys.add(macro)
+                    self.macros.append(macro)

@@ -1,0 +1,104 @@
+"""The value object every fit returns and every reward, archive and exporter reads."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class FitResult:
+    """Outcome of fitting one expression.
+
+    Attributes
+    ----------
+    expression
+        The expression string as fitted (sympy-parsable; constants by name).
+    complexity
+        Complexity of the expression (sum of operator/leaf weights).
+    valid
+        False when the candidate could not be evaluated (overflow, NaN, a
+        singular fit); ``reason`` then says why and the losses are ``inf``.
+    rmse_train, rmse_valid
+        Force RMSE per component (eV/Å, or the target's unit) on the training
+        and validation frames. ``rmse_valid`` is ``nan`` without validation data.
+    loss
+        The objective the optimiser minimised (weighted mean square residual on
+        the training set, penalties excluded).
+    params
+        Fitted constants, name -> value. Per-type constants appear once per
+        atom type (``prod_q[O]``) or per type pair (``pair_A[H-O]``).
+    constraints
+        Constraint name -> residual (equality: value; inequality: violation >= 0).
+    flags
+        Human-readable warnings (parameter at a bound, range parameter near the
+        cutoff, validation loss much larger than training loss, ...).
+    n_evals
+        Number of residual evaluations spent.
+    reason
+        Why the candidate is invalid (empty when valid).
+    extra
+        Free-form details (per-start losses, multipliers, timing).
+    """
+
+    expression: str
+    complexity: int = 0
+    valid: bool = True
+    rmse_train: float = math.inf
+    rmse_valid: float = math.nan
+    loss: float = math.inf
+    params: dict[str, float] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+    n_evals: int = 0
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def score_loss(self) -> float:
+        """Loss used to rank candidates: validation RMSE if known, else training RMSE."""
+        if not self.valid:
+            return math.inf
+        if math.isfinite(self.rmse_valid):
+            return self.rmse_valid
+        return self.rmse_train
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dictionary (non-finite floats become ``None``)."""
+        d = asdict(self)
+
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [clean(x) for x in v]
+            if hasattr(v, "item") and not isinstance(v, str):
+                return clean(v.item())
+            return v
+
+        return clean(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FitResult:
+        """Inverse of :meth:`to_dict` (``None`` floats become ``nan``/``inf``)."""
+        d = dict(d)
+        for key, default in (
+            ("rmse_train", math.inf),
+            ("rmse_valid", math.nan),
+            ("loss", math.inf),
+        ):
+            if d.get(key) is None:
+                d[key] = default
+        d["params"] = {k: (math.nan if v is None else v) for k, v in d.get("params", {}).items()}
+        d["constraints"] = {
+            k: (math.nan if v is None else v) for k, v in d.get("constraints", {}).items()
+        }
+        return cls(**d)
+
+    @classmethod
+    def invalid(cls, expression: str, reason: str, complexity: int = 0) -> FitResult:
+        """An invalid result with infinite loss."""
+        return cls(expression=expression, complexity=complexity, valid=False, reason=reason)
