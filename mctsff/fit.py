@@ -34,6 +34,8 @@ from mctsff.result import FitResult
 
 #: Largest augmented-Lagrangian penalty before a constraint is declared infeasible.
 MU_MAX = 1e10
+#: Length scales (Å) tried for length-like constants by successive starts.
+LENGTH_LADDER = (3.0, 0.3, 1.5, 6.0, 0.6, 2.2, 4.5, 0.15)
 
 
 class FitConfigError(ValueError):
@@ -330,25 +332,58 @@ class Fitter:
         return lo, hi
 
     def _starts(self, par: Parameterization, lo, hi, expr: str) -> list[np.ndarray]:
+        """Seeded start points.
+
+        Start 0 is the user's initial values (1.0 where none is given).  Later
+        starts put length constants (``r/b``, ``r - r0``) on a ladder of
+        physical length scales (:data:`LENGTH_LADDER`, jittered), inverse-length
+        constants on its reciprocals, and draw the remaining nonlinear
+        constants log-normally around 1 with random signs.  Linear prefactors
+        are solved exactly afterwards, so their start does not matter.
+        """
         o = self.options
-        seed = int.from_bytes(expr.encode()[:16].ljust(16, b"\0"), "little") % (2**32)
+        seed = int.from_bytes(expr.encode()[-16:].ljust(16, b"\0"), "little") % (2**32)
         rng = np.random.default_rng([o.seed, seed])
+        prog = par.program
         base = np.ones(par.n_params)
+        given = np.zeros(par.n_params, dtype=bool)
+        kind = []
         for m, name in enumerate(par.names):
-            if name in o.initial:
-                base[m] = o.initial[name]
-            elif par.base_name(name) in o.initial:
-                base[m] = o.initial[par.base_name(name)]
+            b = par.base_name(name)
+            for key in (name, b):
+                if key in o.initial:
+                    base[m] = o.initial[key]
+                    given[m] = True
+                    break
+            kind.append(
+                "length"
+                if b in prog.length_constants
+                else "inverse"
+                if b in prog.inverse_length_constants
+                else "other"
+            )
         starts = [base]
-        for _ in range(o.n_starts - 1):
-            x = base * np.exp(rng.normal(0.0, 1.0, par.n_params))
-            flip = rng.random(par.n_params) < 0.3
-            x[flip] *= -1
+        for s in range(1, o.n_starts):
+            x = base.copy()
+            scale = LENGTH_LADDER[(s - 1) % len(LENGTH_LADDER)]
+            for m in range(par.n_params):
+                if given[m] and s == 1:
+                    continue
+                jitter = math.exp(rng.normal(0.0, 0.15))
+                if kind[m] == "length":
+                    x[m] = scale * jitter
+                elif kind[m] == "inverse":
+                    x[m] = jitter / scale
+                else:
+                    x[m] = base[m] * math.exp(rng.normal(0.0, 1.0))
+                    if rng.random() < 0.3:
+                        x[m] = -x[m]
             starts.append(x)
         out = []
         for x in starts:
-            x = np.where(np.isfinite(lo), np.maximum(x, lo + 1e-9 * (1 + abs(lo))), x)
-            x = np.where(np.isfinite(hi), np.minimum(x, hi - 1e-9 * (1 + abs(hi))), x)
+            with np.errstate(invalid="ignore"):
+                x = np.where(np.isfinite(lo), np.maximum(x, lo + 1e-9 * (1 + np.abs(lo))), x)
+                x = np.where(np.isfinite(hi), np.minimum(x, hi - 1e-9 * (1 + np.abs(hi))), x)
             out.append(x)
         return out
 
@@ -652,7 +687,21 @@ class _Problem:
             return x, float(res @ res), 0.0, {}
         cons = self.f.constraints
         kinds = [c.kind for c in cons]
-        vals, _ = self._cons(x)
+        vals, jacs = self._cons(x)
+        # scale each constraint by its gradient norm at the start, so that a
+        # constraint insensitive to θ (e.g. 6C/rc^7) is not lost in the loss
+        scales = [
+            np.maximum(np.linalg.norm(J, axis=1), 1e-8 * (1.0 + np.abs(v)))
+            for v, J in zip(vals, jacs, strict=True)
+        ]
+
+        def scons(th):
+            vs, Js = self._cons(th)
+            return (
+                [v / sc for v, sc in zip(vs, scales, strict=True)],
+                [J / sc[:, None] for J, sc in zip(Js, scales, strict=True)],
+            )
+
         lam = [np.zeros_like(v) for v in vals]
         mu = o.mu0
         prev_viol = math.inf
@@ -660,13 +709,13 @@ class _Problem:
 
             def fun(th, lam=lam, mu=mu):
                 r, _ = self._rows(th, False)
-                vs, _ = self._cons(th)
+                vs, _ = scons(th)
                 extra = [_al_rows(v, lm, mu, k) for v, lm, k in zip(vs, lam, kinds, strict=True)]
                 return np.concatenate([r, *extra])
 
             def fun_jac(th, lam=lam, mu=mu):
                 r, J = self._rows(th, True)
-                vs, Js = self._cons(th)
+                vs, Js = scons(th)
                 rows = [_al_rows(v, lm, mu, k) for v, lm, k in zip(vs, lam, kinds, strict=True)]
                 jacs = [
                     _al_jac(v, Jc, lm, mu, k)
@@ -685,9 +734,10 @@ class _Problem:
                 return None
             if viol <= o.constraint_tol:
                 break
+            svals, _ = scons(x)
             lam = [
                 (lm + mu * v) if k == "eq" else np.maximum(0.0, lm + mu * v)
-                for v, lm, k in zip(vals, lam, kinds, strict=True)
+                for v, lm, k in zip(svals, lam, kinds, strict=True)
             ]
             if viol > 0.25 * prev_viol:
                 if mu >= MU_MAX:
@@ -700,7 +750,8 @@ class _Problem:
             return None
         vals, _ = self._cons(x)
         viol = max(_violation(v, k) for v, k in zip(vals, kinds, strict=True))
-        return x, loss, viol, {c.name: lm for c, lm in zip(cons, lam, strict=True)}
+        mults = {c.name: lm / sc for c, lm, sc in zip(cons, lam, scales, strict=True)}
+        return x, loss, viol, mults
 
 
 def levenberg_marquardt(
@@ -737,12 +788,15 @@ def levenberg_marquardt(
     nu = 2.0
     while nev < max_iter:
         # projected gradient: ignore components pushing against an active bound
-        pg = np.where(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)), 0.0, g)
-        if np.max(np.abs(pg), initial=0.0) <= gtol * max(f, 1e-300) ** 0.5:
+        active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
+        free = ~active
+        if not free.any() or np.max(np.abs(g[free])) <= gtol * max(f, 1e-300) ** 0.5:
             break
-        d = np.maximum(np.diag(A), 1e-12 * max(float(np.max(np.diag(A))), 1e-300))
+        Af = A[np.ix_(free, free)]
+        d = np.maximum(np.diag(Af), 1e-12 * max(float(np.max(np.diag(Af))), 1e-300))
+        step = np.zeros_like(x)
         try:
-            step = np.linalg.solve(A + damp * np.diag(d), -g)
+            step[free] = np.linalg.solve(Af + damp * np.diag(d), -g[free])
         except np.linalg.LinAlgError:
             damp *= nu
             nu *= 2.0

@@ -320,7 +320,9 @@ class Grammar:
         lines = self.text.splitlines()
         word = re.compile(rf"\b{re.escape(used)}\b")
         for i in range(start - 1, len(lines)):
-            if i > start - 1 and re.match(r"^[ \t]*[?!]?[A-Za-z_]\w*[ \t]*(\.\d+)?[ \t]*:", lines[i]):
+            if i > start - 1 and re.match(
+                r"^[ \t]*[?!]?[A-Za-z_]\w*[ \t]*(\.\d+)?[ \t]*:", lines[i]
+            ):
                 break
             if word.search(lines[i].split("//")[0]):
                 return i + 1
@@ -387,7 +389,14 @@ class Grammar:
                 if sym in nt_set:
                     graph.add_edge(lhs, sym)
         reachable = nx.descendants(graph, self.start) | {self.start}
+        # Lark drops rules it cannot reach from start: find them in the text
+        defined = re.findall(
+            r"^[ \t]*[?!]?(_?[a-z][a-z_0-9]*)[ \t]*(?:\.-?\d+)?[ \t]*:", self.text, re.M
+        )
         self.unreachable = [nt for nt in nonterminals if nt not in reachable]
+        self.unreachable += [
+            nt for nt in dict.fromkeys(defined) if nt not in nt_set and nt not in self.unreachable
+        ]
         if self.unreachable:
             warnings.warn(
                 f"{self._where}: unreachable nonterminals {self.unreachable}",

@@ -249,7 +249,7 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, f1,
                 for t in range(n):
                     x = sv[a, t]
                     sv[a, t] = math.log(x) if x > 0.0 else math.nan
-                    q = 1.0 / x
+                    q = 1.0 / x if x > 0.0 else math.nan
                     f1[t] = q
                     f2[t] = -q * q
             elif op == _SQRT:

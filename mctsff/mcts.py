@@ -485,7 +485,9 @@ class MCTS:
         if state.is_complete:
             completions = [state]
         else:
-            completions = [state.rollout(self._rng, self.max_length) for _ in range(self.n_rollouts)]
+            completions = [
+                state.rollout(self._rng, self.max_length) for _ in range(self.n_rollouts)
+            ]
         rewards, fresh = self._evaluate_states(completions, callback)
         reward = max(rewards)
 

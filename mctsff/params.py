@@ -140,9 +140,9 @@ class Parameterization:
         return lo, hi
 
     def linear_mask(self) -> np.ndarray:
-        """Parameters on which U depends linearly (global prefactors)."""
+        """Parameters on which U depends linearly (global or per-pair prefactors)."""
         lin = _linear_constants(self.program)
-        return np.array([n in lin for n in self.names], dtype=bool)
+        return np.array([self.base_name(n) in lin for n in self.names], dtype=bool)
 
 
 def _linear_constants(program: Program) -> set[str]:
@@ -188,7 +188,7 @@ def _linear_constants(program: Program) -> set[str]:
     for op, arg in code:
         if op == ops.CONST:
             counts[names[arg]] = counts.get(names[arg], 0) + 1
-    return {n for n in lin if ops.constant_rule(n) == "global" and counts[n] == 1}
+    return {n for n in lin if ops.constant_rule(n) in ("global", "pair") and counts[n] == 1}
 
 
 class Potential:
@@ -264,6 +264,38 @@ class Potential:
     def derivative(self, r, pair: tuple[str, str]) -> np.ndarray:
         """dU/dr for a type pair (the pair force is −dU/dr)."""
         return self._eval(r, pair, kernels.MODE_D)[1]
+
+    def forces(self, dataset) -> tuple[np.ndarray, np.ndarray]:
+        """Forces ``(n_atoms, 3)`` and per-frame pair energies this potential gives on a dataset.
+
+        The dataset's type pairs must match this potential's (same species order).
+        """
+        if tuple(dataset.type_pairs) != tuple(self.type_pairs):
+            raise ValueError(
+                f"dataset type pairs {dataset.type_pairs} differ from the potential's "
+                f"{self.type_pairs}"
+            )
+        p = self.program
+        with np.errstate(all="ignore"):
+            return kernels.pair_forces(
+                p.code,
+                p.literals,
+                np.ascontiguousarray(dataset.r),
+                self.consts,
+                dataset.pair_type,
+                dataset.pair_i,
+                dataset.pair_j,
+                np.ascontiguousarray(dataset.u),
+                dataset.pair_frame,
+                dataset.n_atoms,
+                dataset.n_frames,
+                p.max_stack,
+            )
+
+    def synthetic(self, dataset):
+        """A copy of ``dataset`` whose reference forces and energies come from this potential."""
+        f, e = self.forces(dataset)
+        return dataset.with_forces(f, e)
 
     def expanded(self, pair: tuple[str, str]):
         """Sympy expression in ``r`` alone for one type pair (constants substituted)."""

@@ -118,7 +118,7 @@ class Program:
         """
         if not isinstance(expression, str) or not expression.strip():
             raise ExpressionError("empty expression")
-        text = expression.strip()
+        text = expression.strip().replace("^", "**")
         try:
             tree = ast.parse(text, mode="eval").body
         except SyntaxError as exc:
@@ -361,10 +361,17 @@ class _Compiler:
             return
         var0 = self.variables[0]
 
+        def strip(n):
+            while isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub | ast.UAdd):
+                n = n.operand
+            return n
+
         def is_var(n):
+            n = strip(n)
             return isinstance(n, ast.Name) and n.id == var0
 
         def const_name(n):
+            n = strip(n)
             if isinstance(n, ast.Name) and n.id not in self.variables and n.id not in ops.RESERVED:
                 return n.id
             return None

@@ -250,14 +250,17 @@ class Derivation:
             raise ValueError(f"incomplete derivation {self.partial_string()!r}")
         return "".join(self._parts())
 
+    def prefix(self) -> str:
+        """Text emitted so far (placeholders numbered); the expression when complete."""
+        return "".join(self._parts())
+
     def partial_string(self) -> str:
         """Emitted prefix followed by the pending symbols in angle brackets."""
         pending = " ".join(
             f"<{s}>" if not self.grammar.is_terminal(s) else repr(self.grammar.terminal_text[s])
             for s in self.pending
         )
-        prefix = "".join(self._parts())
-        return f"{prefix} {pending}".strip()
+        return f"{self.prefix()} {pending}".strip()
 
     def complexity(self) -> float:
         """Complexity of the complete expression (:meth:`Grammar.complexity`)."""

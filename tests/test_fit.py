@@ -1,0 +1,217 @@
+"""Force matching: recovery of known potentials, the AL constraints, Jacobians, flags."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mctsff.fit import Constraint, FitConfigError, Fitter, _Problem, levenberg_marquardt
+from mctsff.params import Parameterization, Potential
+
+KNOWN = {
+    "coulomb_lj_product": (
+        "prod_q/r + prod_A/r**12 - prod_B/r**6",
+        {
+            "prod_q[O]": -3.2,
+            "prod_q[H]": 1.6,
+            "prod_A[O]": 800.0,
+            "prod_A[H]": 10.0,
+            "prod_B[O]": 5.0,
+            "prod_B[H]": 0.5,
+        },
+    ),
+    "coulomb_lj_pair": (
+        "prod_q/r + pair_A/r**12 - pair_B/r**6",
+        {
+            "prod_q[O]": -3.2,
+            "prod_q[H]": 1.6,
+            "pair_A[O-O]": 6.4e5,
+            "pair_A[H-O]": 8000.0,
+            "pair_A[H-H]": 100.0,
+            "pair_B[O-O]": 25.0,
+            "pair_B[H-O]": 2.5,
+            "pair_B[H-H]": 0.25,
+        },
+    ),
+    "buckingham": (
+        "pair_A*exp(-r/b) - pair_C/r**6",
+        {
+            "pair_A[H-H]": 50.0,
+            "pair_A[H-O]": 300.0,
+            "pair_A[O-O]": 2000.0,
+            "b": 0.3,
+            "pair_C[H-H]": 1.0,
+            "pair_C[H-O]": 3.0,
+            "pair_C[O-O]": 20.0,
+        },
+    ),
+    "morse": ("D*(exp(-2*a*(r-r0)) - 2*exp(-a*(r-r0)))", {"D": 0.2, "a": 1.5, "r0": 2.9}),
+    "screened_coulomb": ("prod_q*exp(-r/b)/r", {"prod_q[O]": -3.2, "prod_q[H]": 1.6, "b": 2.5}),
+}
+
+
+def _synthetic(dimers, name):
+    expr, params = KNOWN[name]
+    truth = Potential(expr, params, dimers.species, dimers.type_pairs)
+    return expr, params, truth, truth.synthetic(dimers).split(0.2, seed=0)
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_recovers_constants_from_good_start(dimers, name):
+    expr, params, truth, (train, valid) = _synthetic(dimers, name)
+    start = {k: v * 1.05 for k, v in params.items()}
+    res = Fitter(train, valid, constraints=(), n_starts=1, initial=start).fit(expr)
+    assert res.valid
+    for k, v in params.items():
+        assert abs(res.params[k] / v - 1) <= 1e-6, (k, res.params[k], v)
+    assert res.rmse_train < 1e-10 and res.rmse_valid < 1e-10
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_multistart_finds_true_minimum(dimers, name):
+    expr, params, truth, (train, valid) = _synthetic(dimers, name)
+    res = Fitter(train, valid, constraints=(), n_starts=8, seed=0).fit(expr)
+    assert res.rmse_train < 1e-9, res
+    # compare per-pair constants: q -> -q leaves the product rule unchanged
+    fitted = Potential(expr, res.params, dimers.species, dimers.type_pairs)
+    np.testing.assert_allclose(fitted.consts, truth.consts, rtol=1e-6)
+
+
+def test_fit_is_reproducible(dimers):
+    expr, _, _, (train, valid) = _synthetic(dimers, "buckingham")
+    a = Fitter(train, valid, n_starts=3, seed=4).fit(expr)
+    b = Fitter(train, valid, n_starts=3, seed=4).fit(expr)
+    assert a.params == b.params and a.rmse_valid == b.rmse_valid
+
+
+@pytest.mark.parametrize("constraints", [("force0",), ("force0", "energy0")])
+def test_augmented_lagrangian_meets_equality_constraints(dimers, constraints):
+    train, valid = dimers.split(0.2, seed=0)
+    expr = "prod_q/r + pair_A*exp(-r/b) - pair_C/r**6"
+    res = Fitter(train, valid, constraints=constraints, n_starts=3).fit(expr)
+    assert res.valid
+    for name in ("force0", "energy0")[: len(constraints)]:
+        assert res.constraints[name] <= 1e-8
+    pot = Potential(expr, res.params, dimers.species, dimers.type_pairs)
+    for pair in dimers.type_pairs:
+        assert abs(pot.derivative(9.0, pair)[0]) <= 1e-8
+        if "energy0" in constraints:
+            assert abs(pot.energy(9.0, pair)[0]) <= 1e-8
+    # the constrained optimum costs something relative to the free one
+    free = Fitter(train, valid, constraints=(), n_starts=3).fit(expr)
+    assert free.loss <= res.loss
+    assert not any("not satisfied" in f for f in res.flags)
+
+
+def test_inequality_and_user_constraints(dimers):
+    train, valid = dimers.split(0.2, seed=0)
+    expr = "prod_q/r + A*exp(-r/b) - C/r**6"
+    # user constraint: the O–O force vanishes at 2.9 Å (a minimum there)
+    user = Constraint("minimum_OO", "eq", lambda pot: pot.derivative(2.9, ("O", "O")))
+    res = Fitter(train, valid, constraints=("force0", "repulsive:1.0", user), n_starts=3).fit(expr)
+    assert res.constraints["force0"] <= 1e-8
+    assert res.constraints["minimum_OO"] <= 1e-8
+    assert res.constraints["repulsive"] <= 1e-8
+    pot = Potential(expr, res.params, dimers.species, dimers.type_pairs)
+    r = np.linspace(0.5, 1.0, 8)
+    for pair in dimers.type_pairs:
+        assert np.all(pot.derivative(r, pair) <= 1e-8)
+    assert abs(pot.derivative(2.9, ("O", "O"))[0]) <= 1e-8
+
+
+def test_infeasible_constraint_is_flagged(dimers):
+    train, valid = dimers.split(0.2, seed=0)
+    # q/r has U'(rc) = -q/rc^2: zero only for q = 0; a range-less exp can't help
+    res = Fitter(train, valid, constraints=("force0",), n_starts=2, constraint_tol=1e-12).fit(
+        "pair_A*exp(-r/b)"
+    )
+    assert res.valid
+    assert any("force0" in f for f in res.flags) or res.constraints["force0"] <= 1e-11
+
+
+@pytest.mark.parametrize("energy_weight", [0.0, 0.5])
+def test_analytic_jacobian_matches_finite_differences(dimers, energy_weight):
+    train, valid = dimers.split(0.2, seed=0)
+    expr = "prod_q/r + geom_e*exp(-r/arith_s) - pair_C/r**6 + B*tanh(r/c)**2"
+    fitter = Fitter(train, valid, weights="potfit", energy_weight=energy_weight)
+    prog = fitter.compile(expr)
+    par = Parameterization(prog, dimers.species, dimers.type_pairs)
+    prob = _Problem(fitter, prog, par)
+    rng = np.random.default_rng(3)
+    theta = rng.uniform(0.5, 1.5, par.n_params)
+    res, J = prob._rows(theta, True)
+    fd = np.empty_like(J)
+    for m in range(par.n_params):
+        h = 1e-6 * max(1.0, abs(theta[m]))
+        tp, tm = theta.copy(), theta.copy()
+        tp[m] += h
+        tm[m] -= h
+        fd[:, m] = (prob._rows(tp, False)[0] - prob._rows(tm, False)[0]) / (2 * h)
+    np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-9 * np.abs(J).max())
+    # constraint Jacobians too
+    cons = Fitter(train, constraints=("force0", "energy0")).constraints
+    prob.f.constraints = cons
+    prob._points = [
+        (np.tile(c.r_points, 3), np.repeat(np.arange(3), len(c.r_points))) for c in cons
+    ]
+    vals, jacs = prob._cons(theta)
+    for k, Jc in enumerate(jacs):
+        for m in range(par.n_params):
+            h = 1e-6 * max(1.0, abs(theta[m]))
+            tp, tm = theta.copy(), theta.copy()
+            tp[m] += h
+            tm[m] -= h
+            d = (prob._cons(tp)[0][k] - prob._cons(tm)[0][k]) / (2 * h)
+            np.testing.assert_allclose(Jc[:, m], d, rtol=1e-5, atol=1e-10)
+
+
+def test_invalid_candidate_reported_not_raised(dimers):
+    train, valid = dimers.split(0.2, seed=0)
+    res = Fitter(train, valid).fit("log(r - 5)")  # r < 5 for most pairs: NaN everywhere
+    assert not res.valid and res.reason
+    assert math.isinf(res.score_loss)
+    overflow = Fitter(train, valid, constraints=()).fit("exp(exp(exp(r)))")
+    assert not overflow.valid
+
+
+def test_range_parameter_at_cutoff_is_flagged(dimers):
+    # Coulomb data fit by a screened form: the screening length runs to the cutoff
+    truth = Potential(
+        "prod_q/r", {"prod_q[O]": -3.2, "prod_q[H]": 1.6}, dimers.species, dimers.type_pairs
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    res = Fitter(train, valid, constraints=(), n_starts=3, bounds={"b": (0.1, 9.0)}).fit(
+        "prod_q*exp(-r/b)/r"
+    )
+    assert res.params["b"] >= 0.9 * 9.0
+    assert any("range parameter b" in f for f in res.flags)
+    assert any("upper bound" in f for f in res.flags)
+
+
+def test_parameters_without_constants_and_bad_options(dimers):
+    train, valid = dimers.split(0.2, seed=0)
+    res = Fitter(train, valid).fit("1/r")
+    assert res.valid and res.params == {}
+    with pytest.raises(FitConfigError, match="n_starts"):
+        Fitter(train, n_starts=0)
+    with pytest.raises(FitConfigError, match="unknown fit option"):
+        Fitter(train, n_start=3)
+    with pytest.raises(FitConfigError, match="unknown constraint"):
+        Fitter(train, constraints=("sideways",))
+
+
+def test_levenberg_marquardt_rosenbrock_with_bounds():
+    def fun(x):
+        return np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
+
+    def fun_jac(x):
+        return fun(x), np.array([[-20 * x[0], 10.0], [-1.0, 0.0]])
+
+    x, r, _ = levenberg_marquardt(
+        fun, fun_jac, np.array([-1.2, 1.0]), np.full(2, -np.inf), np.full(2, np.inf)
+    )
+    np.testing.assert_allclose(x, [1, 1], atol=1e-8)
+    x, r, _ = levenberg_marquardt(
+        fun, fun_jac, np.array([-1.2, 1.0]), np.array([-2, -2.0]), np.array([0.5, 2.0])
+    )
+    assert x[0] == pytest.approx(0.5)

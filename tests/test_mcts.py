@@ -1,0 +1,259 @@
+"""Tests of mctsff.mcts with a real (cheap) objective: RMSE on a 1-D table."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from mctsff.grammar import Grammar
+from mctsff.mcts import MCTS
+from mctsff.pareto import ParetoFront
+from mctsff.result import FitResult
+from mctsff.reward import SPLReward, TradeoffReward
+from mctsff.tree import Derivation
+
+X = np.random.default_rng(123).uniform(-1.0, 1.0, 20)
+Y_NGUYEN1 = X**3 + X**2 + X
+NS = {"sin": np.sin, "cos": np.cos, "exp": np.exp, "log": np.log, "__builtins__": {}}
+
+
+def fit_expression(expr: str, y: np.ndarray, grammar: Grammar) -> FitResult:
+    """Least-squares fit of the constants c1, c2, ... of ``expr`` (from 1), RMSE loss."""
+    names = sorted(set(re.findall(r"\bc\d+\b", expr)), key=lambda c: int(c[1:]))
+    code = compile(expr, "<expr>", "eval")
+    complexity = grammar.complexity(expr)
+
+    def model(theta):
+        env = {"x": X, **dict(zip(names, theta, strict=True))}
+        with np.errstate(all="ignore"):
+            return np.broadcast_to(eval(code, NS, env), X.shape).astype(float)
+
+    theta = np.ones(len(names))
+    if names:
+        with np.errstate(all="ignore"):
+            try:
+                sol = scipy.optimize.least_squares(lambda t: model(t) - y, theta, max_nfev=50)
+                theta = sol.x
+            except ValueError:
+                pass
+    resid = model(theta) - y
+    rmse = float(np.sqrt(np.mean(resid**2)))
+    if not math.isfinite(rmse):
+        return FitResult.invalid(expr, "non-finite prediction", complexity)
+    params = dict(zip(names, map(float, theta), strict=True))
+    return FitResult(expr, complexity, rmse_train=rmse, loss=rmse**2, params=params)
+
+
+NGUYEN = Grammar.load("nguyen")
+
+
+def evaluate_nguyen1(expressions: list[str]) -> list[FitResult]:
+    """Module-level (picklable) evaluator of Nguyen-1."""
+    return [fit_expression(e, Y_NGUYEN1, NGUYEN) for e in expressions]
+
+
+class Counting:
+    """Evaluator wrapper recording every expression it is asked to fit."""
+
+    def __init__(self, evaluate):
+        self.evaluate = evaluate
+        self.seen: list[str] = []
+        self.calls = 0
+
+    def __call__(self, expressions):
+        self.calls += 1
+        self.seen.extend(expressions)
+        return self.evaluate(expressions)
+
+
+def solved(result: FitResult) -> bool:
+    return result is not None and result.valid and result.rmse_train < 1e-10
+
+
+def test_finds_nguyen1_within_small_budget():
+    hits: list[int] = []
+    front = ParetoFront()
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0)
+
+    def callback(result):
+        front.update(result)
+        if solved(result) and not hits:
+            hits.append(search.n_evaluations)
+
+    progress = search.run(budget=3000, callback=callback, should_stop=lambda: bool(hits))
+    assert hits, progress.best_expression
+    assert progress.best_reward > 0.998
+    assert solved(progress.best_result)
+    assert front.best().score_loss < 1e-10
+    assert progress.n_evaluations == len(search.evaluated) == len(search.results)
+    assert all(p in search.results for p in front.points)
+
+
+def test_finds_nguyen1_with_transplantation():
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=30, seed=0, transplant=True)
+    search.transplant_every = 100
+    search._next_transplant = 100
+    progress = search.run(budget=3000, should_stop=lambda: solved(search.best_result))
+    assert solved(progress.best_result)
+    assert search.macros  # transplantation added macro-actions
+    g = search.grammar
+    for lhs, actions in search.macros:
+        # a macro is a complete sub-derivation of its left-hand side
+        assert g.productions[actions[0]].lhs == g.nonterminals[lhs]
+        assert 2 <= len(actions) <= search.transplant_max_length
+
+
+def run_sequence(seed: int, budget: int, **kw) -> list[str]:
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=seed, **kw)
+    search.run(budget=budget)
+    return search.evaluated
+
+
+def test_same_seed_same_sequence():
+    a = run_sequence(3, 300)
+    b = run_sequence(3, 300)
+    c = run_sequence(4, 300)
+    assert a == b
+    assert a != c
+    assert len(a) >= 300
+
+
+def test_pickle_resume_equals_uninterrupted():
+    full = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=7, transplant=True)
+    full.transplant_every = 50
+    full._next_transplant = 50
+    full.run(budget=400)
+
+    part = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=7, transplant=True)
+    part.transplant_every = 50
+    part._next_transplant = 50
+    part.run(budget=150)
+    n_before = part.n_evaluations
+    resumed = pickle.loads(pickle.dumps(part))
+    del part
+    resumed.run(budget=400)
+    assert resumed.evaluated == full.evaluated
+    assert resumed.evaluated[:n_before] == full.evaluated[:n_before]
+    assert resumed.progress.best_expression == full.progress.best_expression
+    assert resumed.n_nodes == full.n_nodes and resumed.macros == full.macros
+
+
+def test_save_load_resume_equals_uninterrupted(tmp_path):
+    full = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=11)
+    full.run(budget=300)
+
+    part = MCTS(NGUYEN, Counting(evaluate_nguyen1), max_length=20, seed=11)
+    part.run(budget=120)
+    path = tmp_path / "search.pkl"
+    part.save(path)
+    counting = Counting(evaluate_nguyen1)
+    resumed = MCTS.load(path, counting)
+    resumed.run(budget=300)
+    assert resumed.evaluated == full.evaluated
+    # the resumed search re-fits nothing it had already fitted
+    assert set(counting.seen).isdisjoint(resumed.evaluated[: part.n_evaluations])
+
+
+def test_custom_reward_changes_search():
+    base = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2)
+    base.run(budget=300)
+
+    def accuracy_only(result: FitResult) -> float:  # no parsimony, steep in the loss
+        return 0.0 if not result.valid else math.exp(-10.0 * result.score_loss)
+
+    custom = MCTS(NGUYEN, evaluate_nguyen1, reward=accuracy_only, max_length=20, seed=2)
+    custom.run(budget=300)
+    tradeoff = MCTS(
+        NGUYEN, evaluate_nguyen1, reward=TradeoffReward(alpha=0.05), max_length=20, seed=2
+    )
+    tradeoff.run(budget=300)
+    assert custom.evaluated != base.evaluated
+    assert tradeoff.evaluated != base.evaluated
+    # the rewards recorded are the custom ones
+    assert custom.best_reward == pytest.approx(accuracy_only(custom.best_result))
+    with pytest.raises(ValueError, match="custom reward"):
+        MCTS.from_state(custom.state_dict(), evaluate_nguyen1)
+    restored = MCTS.from_state(custom.state_dict(), evaluate_nguyen1, reward=accuracy_only)
+    assert restored.reward is accuracy_only
+
+
+def test_transposition_no_expression_evaluated_twice():
+    counting = Counting(evaluate_nguyen1)
+    new: list[FitResult] = []
+    search = MCTS(NGUYEN, counting, max_length=12, n_rollouts=20, seed=0)
+    search.run(budget=500, callback=new.append)
+    assert len(counting.seen) == len(set(counting.seen)) == search.n_evaluations
+    assert [r.expression for r in new] == counting.seen == search.evaluated
+    assert search.n_iterations > counting.calls  # some iterations found only known expressions
+    assert search.lookup(counting.seen[0]) is new[0]
+
+
+def test_canonical_key_merges_equivalent_expressions():
+    counting = Counting(evaluate_nguyen1)
+
+    def canonical(expr: str) -> str:  # x*x and x*x with reordered factors count once
+        return "".join(sorted(expr))
+
+    search = MCTS(NGUYEN, counting, max_length=10, seed=0, canonical=canonical)
+    search.run(budget=200)
+    keys = [canonical(e) for e in counting.seen]
+    assert len(keys) == len(set(keys))
+
+
+def test_exhausts_finite_space_and_enumerates_it_once():
+    lj = Grammar.load("lj")
+
+    def enumerate_all(d: Derivation, max_length: int) -> set[str]:
+        if d.is_complete:
+            return {d.expression()}
+        out: set[str] = set()
+        for a in d.legal_actions(max_length):
+            out |= enumerate_all(d.apply(a), max_length)
+        return out
+
+    everything = enumerate_all(Derivation.initial(lj), 6)
+
+    def evaluate(expressions):
+        return [
+            FitResult(e, complexity=lj.complexity(e), rmse_train=len(e) / 100) for e in expressions
+        ]
+
+    search = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0)
+    progress = search.run(budget=10**6)
+    assert progress.exhausted and search.exhausted
+    assert sorted(search.evaluated) == sorted(everything)
+    assert search.step() == []  # nothing left to do
+    assert progress.best_expression == min(everything, key=lambda e: (lj.complexity(e), len(e)))
+
+
+def test_constants_fitted_by_evaluator():
+    g = Grammar.load("nguyen_c")
+    y = 2.5 * X**2 - 0.5
+
+    def evaluate(expressions):
+        return [fit_expression(e, y, g) for e in expressions]
+
+    search = MCTS(g, evaluate, reward=SPLReward(eta=0.99), max_length=12, seed=1)
+    progress = search.run(budget=600, should_stop=lambda: search.best_reward > 0.9)
+    assert progress.best_result.rmse_train < 1e-6, progress.best_expression
+
+
+def test_stops_on_time_and_validates_arguments():
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0)
+    progress = search.run(time_limit=0.05)
+    assert progress.n_iterations >= 1 and progress.elapsed < 1.0
+    with pytest.raises(ValueError):
+        search.run()
+    with pytest.raises(ValueError, match="max_length"):
+        MCTS(NGUYEN, evaluate_nguyen1, max_length=2)
+
+    def broken(expressions):
+        return []
+
+    with pytest.raises(RuntimeError, match="returned 0 results"):
+        MCTS(NGUYEN, broken, max_length=10).run(budget=5)
