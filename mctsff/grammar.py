@@ -42,7 +42,8 @@ Directives (comments, ignored by Lark)
     Override complexity weights.  Keys are operator names of
     :data:`mctsff.ops.OPS` (``+``, ``**``, ``neg``, ``exp``, ...) or the leaf
     kinds ``CONST``, ``PROD_CONST``, ``GEOM_CONST``, ``ARITH_CONST``,
-    ``PAIR_CONST``, ``VAR``, ``LIT`` and ``POWI`` (``x**n`` with integer ``n``).
+    ``PAIR_CONST``, ``VAR``, ``LIT`` and ``POWI`` (``x**n`` with integer ``n``
+    costs ``complexity(x) + POWI + LIT``).
 ``// @variables r``
     Names of the independent variables (default: the identifiers ``r``, ``x``,
     ``y``, ``z`` or ``x<digits>`` found in the terminals).
@@ -247,7 +248,7 @@ class Grammar:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, source: str | Path) -> Grammar:
+    def load(cls, source: str | Path | Grammar) -> Grammar:
         """Load a grammar from a ``.lark`` path or a shipped grammar name.
 
         Parameters
@@ -255,7 +256,8 @@ class Grammar:
         source
             Path to a ``.lark`` file, or the name of a shipped grammar
             (``"pair"``, ``"lj"``, ``"nguyen"``, ...; see :func:`shipped_grammars`).
-            Text containing a ``:`` and a newline is treated as grammar text.
+            Text containing a ``:`` and a newline is treated as grammar text; a
+            :class:`Grammar` is returned unchanged.
         """
         if isinstance(source, Grammar):
             return source
@@ -533,8 +535,9 @@ class Grammar:
 
         Each operator node adds its weight, each leaf the weight of its kind
         (``VAR``, ``LIT``, ``CONST`` or the type-constant kind of its prefix);
-        ``a**n`` with an integer literal ``n`` costs ``complexity(a) + POWI``;
-        a negative numeric literal is one literal.
+        ``a**n`` with an integer literal ``n`` costs ``complexity(a) + POWI + LIT``;
+        a negative numeric literal is one literal.  With default weights this
+        equals ``mctsff.program.Program.from_string(expr).complexity``.
         """
         try:
             tree = ast.parse(expression.strip(), mode="eval").body
@@ -574,7 +577,7 @@ class Grammar:
                 if op is None:
                     raise ValueError(f"unsupported operator in {expression!r}")
                 if op == "**" and intlit(node.right):
-                    return walk(node.left) + cw["POWI"]
+                    return walk(node.left) + cw["POWI"] + cw["LIT"]
                 return cw[op] + walk(node.left) + walk(node.right)
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 fname = node.func.id

@@ -117,7 +117,9 @@ class MCTS:
         A :class:`~mctsff.grammar.Grammar` or anything :meth:`Grammar.load` accepts.
     evaluate
         ``evaluate(expressions) -> list[FitResult]``, results in the same order
-        (called with the new distinct expressions of one iteration).
+        (called with the new distinct expressions of one iteration).  A result
+        whose ``complexity`` is ``<= 0`` gets :meth:`Grammar.complexity` of its
+        expression.
     reward
         Reward name or callable (:func:`mctsff.reward.get_reward`).
     exploration
@@ -154,7 +156,7 @@ class MCTS:
     >>> from mctsff.result import FitResult
     >>> def evaluate(exprs):
     ...     return [FitResult(e, complexity=len(e), rmse_train=0.0) for e in exprs]
-    >>> search = MCTS("nguyen", evaluate, max_length=8, seed=1)
+    >>> search = MCTS("nguyen", evaluate, max_length=12, seed=1)
     >>> progress = search.run(budget=20)
     >>> progress.n_evaluations >= 20
     True

@@ -6,9 +6,11 @@ import pickle
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mctsff.grammar import Grammar, GrammarError, grammar_dir, shipped_grammars
+from mctsff.tree import Derivation
 
 TOY = """\
 // @complexity exp=3 CONST=2
@@ -178,12 +180,25 @@ def test_complexity_weights_and_directive():
     assert g.complexity("c1*x") == 1 + 2 + 1
     assert g.complexity("exp(x+c1)") == 3 + 1 + 1 + 2
     default = Grammar.load("pair")
-    # prod_c1/r + c2/r**12: + (1), / (1) x2, prod const 1, r 1, c2 1, r**12 = r + POWI
-    assert default.complexity("prod_c1/r+c2/r**12") == 1 + (1 + 1 + 1) + (1 + 1 + 1 + 1)
-    assert default.complexity("-c1*r**-6") == 1 + 1 + 1 + 1 + 1
+    # prod_c1/r + c2/r**12: + (1), / (1) x2, prod const 1, r 1, c2 1, r**12 = r + POWI + LIT
+    assert default.complexity("prod_c1/r+c2/r**12") == 1 + (1 + 1 + 1) + (1 + 1 + 1 + 1 + 1)
+    assert default.complexity("-c1*r**-6") == (1 + 1) + 1 + (1 + 1 + 1)
     assert default.complexity("exp(-r/c1)") == 2 + 1 + 1 + 1 + 1
+    assert default.complexity("-2.5*r") == 1 + 1 + 1
     with pytest.raises(ValueError):
         default.complexity("foo(r)")
+
+
+def test_complexity_matches_program_compiler():
+    program = pytest.importorskip("mctsff.program")
+    rng = np.random.default_rng(0)
+    for name in ("pair", "lj", "nguyen_c"):
+        g = Grammar.load(name)
+        root = Derivation.initial(g)
+        for _ in range(100):
+            expr = root.rollout(rng, 30).expression()
+            compiled = program.Program.from_string(expr, variables=g.variables)
+            assert g.complexity(expr) == compiled.complexity, expr
 
 
 def test_bad_directive(tmp_path):

@@ -1,0 +1,479 @@
+"""The search façade: grammar + objective + MCTS + Pareto archive + run folder.
+
+:func:`search` is what ``mctsff search`` and ``mctsff demo`` call:
+
+* the objective (force matching on a :class:`~mctsff.data.Dataset`, or plain
+  regression on a :class:`~mctsff.regression.RegressionData`) fits each
+  candidate the MCTS proposes;
+* every fitted result updates the :class:`~mctsff.pareto.ParetoFront`
+  (complexity × validation loss);
+* the run folder receives ``pareto.json``, ``pareto.csv``, ``pareto.png``,
+  ``potentials.png`` and a ``checkpoint.pkl`` that ``resume=True`` continues;
+* Ctrl-C stops between iterations and writes everything; a second Ctrl-C
+  aborts at once, after writing the front found so far.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mctsff import ops
+from mctsff.grammar import Grammar
+from mctsff.mcts import MCTS
+from mctsff.pareto import ParetoFront
+from mctsff.result import FitResult
+from mctsff.reward import get_reward
+
+CHECKPOINT = "checkpoint.pkl"
+_CHECKPOINT_VERSION = 1
+
+
+class SearchError(ValueError):
+    """A search that cannot start or resume (message says why)."""
+
+
+# ----------------------------------------------------------------------------- canonical keys
+def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
+    """Transposition key: the sympy form with every fitted constant renamed by kind.
+
+    Two expressions that differ only in the numbering of their constants
+    (``c1/r + c2*exp(-r/c3)`` and ``c1*exp(-r/c2) + c3/r``) get the same key and
+    are fitted once.
+    """
+    import sympy
+
+    from mctsff.program import Program
+
+    prog = Program.from_string(expression, variables)
+    subs = {}
+    for name in prog.constants:
+        rule = ops.constant_rule(name)
+        subs[prog.symbols[name]] = sympy.Symbol(f"K_{rule}", real=True)
+    return sympy.srepr(prog.sympy.xreplace(subs))
+
+
+# ----------------------------------------------------------------------------- evaluators
+class Evaluator:
+    """Fits batches of expressions with a fitter; never raises for a candidate.
+
+    Parameters
+    ----------
+    fitter
+        Anything with ``fit(expression) -> FitResult`` (force matching or regression).
+    """
+
+    def __init__(self, fitter):
+        self.fitter = fitter
+        self.seconds = 0.0
+        self.n_fits = 0
+
+    def __call__(self, expressions: list[str]) -> list[FitResult]:
+        out = []
+        for expr in expressions:
+            t0 = time.perf_counter()
+            try:
+                res = self.fitter.fit(expr)
+            except Exception as exc:  # a candidate must never end the run
+                res = FitResult.invalid(expr, f"{type(exc).__name__}: {exc}")
+                res.extra["traceback"] = traceback.format_exc(limit=3)
+            self.seconds += time.perf_counter() - t0
+            self.n_fits += 1
+            out.append(res)
+        return out
+
+
+def default_reward_scale(objective) -> float:
+    """Loss unit for the reward: 10 % of the RMS of the training targets."""
+    target = getattr(objective, "forces", None)
+    if target is None:
+        target = objective.y
+    rms = float(np.sqrt(np.mean(np.square(target))))
+    return 0.1 * rms if rms > 0 else 1.0
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class SearchResult:
+    """What a search produced."""
+
+    front: ParetoFront
+    mcts: MCTS
+    out: Path | None
+    n_evaluations: int
+    seconds: float
+    interrupted: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def best(self) -> FitResult | None:
+        """Front point with the lowest loss."""
+        pts = self.front.points
+        return min(pts, key=lambda p: p.score_loss) if pts else None
+
+
+class _Progress:
+    """One-line progress report on stderr (rewritten in place on a terminal)."""
+
+    def __init__(self, budget, time_limit, enabled: bool, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = self.stream.isatty()
+        self.budget = budget
+        self.time_limit = time_limit
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, n, best, front_size, force=False):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        interval = 0.2 if self.tty else 10.0
+        if not force and now - self.last < interval:
+            return
+        self.last = now
+        el = now - self.t0
+        total = f"/{self.budget}" if self.budget else ""
+        tl = f"/{self.time_limit:.0f}s" if self.time_limit else "s"
+        frac = ""
+        if self.budget:
+            k = int(30 * min(n / self.budget, 1.0))
+            frac = "[" + "#" * k + "." * (30 - k) + "] "
+        line = (
+            f"{frac}evals {n}{total}  best loss {best:.4g}  front {front_size}  "
+            f"{el:.0f}{tl}  {n / max(el, 1e-9):.1f}/s"
+        )
+        if self.tty:
+            self.stream.write("\r" + line.ljust(100))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- the search
+def search(
+    fitter,
+    grammar: Grammar | str | Path = "pair",
+    *,
+    reward: str | Callable[[FitResult], float] | None = "spl",
+    reward_options: Mapping[str, float] | None = None,
+    budget: int | None = 1000,
+    time_limit: float | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    resume: bool = False,
+    exploration: float = 1.0 / math.sqrt(2.0),
+    max_length: int = 20,
+    n_rollouts: int = 10,
+    transplant: bool = False,
+    canonical: bool = True,
+    reference_lines: Mapping[str, float] | None = None,
+    progress: bool = False,
+    checkpoint_every: float = 30.0,
+    callback: Callable[[FitResult], Any] | None = None,
+) -> SearchResult:
+    """Grammar-guided MCTS for the expressions that best fit the objective.
+
+    Parameters
+    ----------
+    fitter
+        Objective: a :class:`~mctsff.fit.Fitter` (force matching) or a
+        :class:`~mctsff.regression.RegressionFitter`; anything with ``fit(expr)``,
+        ``options.variables`` and the training data.
+    grammar
+        Grammar object, shipped name (``"pair"``, ``"lj"``, ``"nguyen"``) or ``.lark`` path.
+    reward
+        ``"spl"`` (η^complexity/(1+loss/scale)), ``"tradeoff"`` or any callable
+        ``(FitResult) -> float``.
+    reward_options
+        Parameters of a named reward; ``scale``/``loss_scale`` default to 10 % of
+        the RMS of the training targets.
+    budget
+        Distinct expressions to fit (cumulative over resumes).
+    time_limit
+        Wall-clock seconds for this call.
+    seed
+        Seed of the search (the fits are seeded by the fitter's own seed).
+    out
+        Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
+    resume
+        Continue the search saved in ``out`` (same grammar and objective).
+    exploration, max_length, n_rollouts, transplant
+        MCTS settings (see :class:`~mctsff.mcts.MCTS`).
+    canonical
+        Deduplicate expressions equal up to constant renaming (sympy form).
+    reference_lines
+        Label -> loss of reference models, drawn on pareto.png.
+    progress
+        Print a progress line on stderr.
+    checkpoint_every
+        Seconds between checkpoints (and at the end, and on Ctrl-C).
+    callback
+        Called with every new fitted result.
+
+    Returns
+    -------
+    SearchResult
+    """
+    grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
+    variables = tuple(fitter.options.variables)
+    opts = dict(reward_options or {})
+    if isinstance(reward, str) or reward is None:
+        name = (reward or "spl").lower()
+        key = "scale" if name == "spl" else "loss_scale"
+        opts.setdefault(key, default_reward_scale(_train_of(fitter)))
+    reward_fn = (
+        get_reward(reward, **opts)
+        if (isinstance(reward, str) or reward is None)
+        else (get_reward(reward))
+    )
+    evaluator = Evaluator(fitter)
+    key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
+    out_path = Path(out) if out is not None else None
+    front = ParetoFront()
+    signature = _signature(fitter, grammar)
+    if resume:
+        if out_path is None or not (out_path / CHECKPOINT).exists():
+            raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
+        with open(out_path / CHECKPOINT, "rb") as fh:
+            saved = pickle.load(fh)
+        if saved.get("version") != _CHECKPOINT_VERSION:
+            raise SearchError(f"{out_path / CHECKPOINT}: unsupported checkpoint version")
+        if saved["signature"] != signature:
+            diff = [k for k in signature if saved["signature"].get(k) != signature[k]]
+            raise SearchError(
+                f"{out_path / CHECKPOINT}: the run was made with a different "
+                f"{', '.join(diff)}; resume with the same data, grammar and options"
+            )
+        mcts = MCTS.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
+        for r in saved["front"]:
+            front.update(FitResult.from_dict(r))
+    else:
+        mcts = MCTS(
+            grammar,
+            evaluator,
+            reward_fn,
+            exploration=exploration,
+            max_length=max_length,
+            n_rollouts=n_rollouts,
+            seed=seed,
+            transplant=transplant,
+            canonical=key_fn,
+        )
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+
+    bar = _Progress(budget, time_limit, progress)
+    stop = {"requested": False}
+
+    def on_result(res: FitResult) -> None:
+        front.update(res)
+        if callback is not None:
+            callback(res)
+        best = front.points and min(p.score_loss for p in front.points)
+        bar.update(mcts.n_evaluations, best or math.inf, len(front))
+
+    def handler(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        if progress:
+            sys.stderr.write("\nmctsff: stopping after this iteration (Ctrl-C again to abort)\n")
+
+    old = None
+    in_main = _main_thread()
+    if in_main:
+        old = signal.signal(signal.SIGINT, handler)
+    t0 = time.perf_counter()
+    last_ckpt = t0
+    interrupted = False
+    try:
+        while not mcts.exhausted:
+            if budget is not None and mcts.n_evaluations >= budget:
+                break
+            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+                break
+            if stop["requested"]:
+                interrupted = True
+                break
+            mcts.step(on_result)
+            if out_path is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
+                _save_checkpoint(out_path, mcts, front, signature)
+                _write_front(out_path, front)
+                last_ckpt = time.perf_counter()
+    except KeyboardInterrupt:
+        interrupted = True
+        # the tree may be mid-iteration: keep the last consistent checkpoint,
+        # but never lose a result that was found
+        if out_path is not None:
+            _write_front(out_path, front)
+        bar.close()
+        raise
+    finally:
+        if in_main and old is not None:
+            signal.signal(signal.SIGINT, old)
+    bar.update(
+        mcts.n_evaluations,
+        min((p.score_loss for p in front.points), default=math.inf),
+        len(front),
+        force=True,
+    )
+    bar.close()
+    files = {}
+    if out_path is not None:
+        _save_checkpoint(out_path, mcts, front, signature)
+        files = write_outputs(out_path, front, fitter, reference_lines)
+        files["checkpoint"] = str(out_path / CHECKPOINT)
+    return SearchResult(
+        front=front,
+        mcts=mcts,
+        out=out_path,
+        n_evaluations=mcts.n_evaluations,
+        seconds=time.perf_counter() - t0,
+        interrupted=interrupted,
+        files=files,
+    )
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _train_of(fitter):
+    return getattr(fitter, "train", None) or fitter
+
+
+def _signature(fitter, grammar: Grammar) -> dict[str, Any]:
+    train = _train_of(fitter)
+    sig = {
+        "grammar": grammar.text,
+        "variables": tuple(fitter.options.variables),
+        "data": str(getattr(train, "path", "")),
+        "n_train": int(getattr(train, "n_frames", 0) or len(getattr(train, "y", ()))),
+    }
+    if hasattr(train, "cutoff"):
+        sig["cutoff"] = float(train.cutoff)
+    return sig
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _save_checkpoint(out: Path, mcts: MCTS, front: ParetoFront, signature) -> None:
+    state = {
+        "version": _CHECKPOINT_VERSION,
+        "signature": signature,
+        "mcts": mcts.state_dict(),
+        "front": [p.to_dict() for p in front.points],
+    }
+    _atomic_write(out / CHECKPOINT, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_front(out: Path, front: ParetoFront) -> None:
+    data = json.dumps([_point_json(p) for p in front.points], indent=2).encode()
+    _atomic_write(out / "pareto.json", data)
+
+
+def _point_json(p: FitResult) -> dict[str, Any]:
+    d = p.to_dict()
+    d.pop("extra", None)
+    return d
+
+
+def write_outputs(
+    out: Path, front: ParetoFront, fitter=None, reference_lines: Mapping[str, float] | None = None
+) -> dict[str, str]:
+    """Write pareto.json, pareto.csv, pareto.png and (force matching) potentials.png."""
+    out = Path(out)
+    _write_front(out, front)
+    front.to_csv(out / "pareto.csv")
+    front.plot(
+        out / "pareto.png",
+        dict(reference_lines or {}),
+        title="Pareto front",
+        ylabel="validation force RMSE (eV/Å)" if hasattr(fitter, "species") else "RMSE",
+    )
+    files = {
+        "pareto.json": str(out / "pareto.json"),
+        "pareto.csv": str(out / "pareto.csv"),
+        "pareto.png": str(out / "pareto.png"),
+    }
+    if fitter is not None and hasattr(fitter, "species") and len(front):
+        plot_potentials(out / "potentials.png", front, fitter)
+        files["potentials.png"] = str(out / "potentials.png")
+    return files
+
+
+def plot_potentials(path: Path, front: ParetoFront, fitter, n_best: int = 4) -> Path:
+    """U(r) of the best front points, one panel per type pair (cf. Fig. 2 of the study)."""
+    from matplotlib.figure import Figure
+
+    from mctsff.params import Potential
+
+    pts = sorted(front.points, key=lambda p: p.score_loss)[:n_best]
+    pairs = list(fitter.type_pairs)
+    train = fitter.train
+    fig = Figure(figsize=(4.0 * len(pairs), 3.4), dpi=110)
+    axes = [fig.add_subplot(1, len(pairs), i + 1) for i in range(len(pairs))]
+    for i, (a, b) in enumerate(pairs):
+        ax = axes[i]
+        mask = train.pair_type == i
+        rmin = float(train.r[mask].min()) if mask.any() else 1.0
+        r = np.linspace(max(0.8 * rmin, 0.5), train.cutoff, 300)
+        for k, p in enumerate(pts):
+            try:
+                pot = Potential(p.expression, p.params, fitter.species, fitter.type_pairs)
+                # forces fix U only up to a constant: shift so that U(rc) = 0
+                u = pot.energy(r, (a, b)) - pot.energy(train.cutoff, (a, b))[0]
+            except Exception:  # plotting must not fail a finished search
+                continue
+            label = f"{p.expression[:40]} (c={p.complexity})"
+            ax.plot(r, u, color=f"C{k}", lw=1.3, label=label)
+        ax.axhline(0.0, color="0.6", lw=0.6)
+        if mask.any():
+            lo, hi = np.percentile(train.r[mask], [1, 99])
+            ax.axvspan(lo, hi, color="0.92", zorder=0, label="data range")
+        ax.set_title(f"{a}–{b}")
+        ax.set_xlabel("r (Å)")
+        if i == 0:
+            ax.set_ylabel("U(r) − U(rc) (eV)")
+        ax.set_ylim(*_robust_ylim(ax))
+    axes[0].legend(fontsize="x-small")
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def _robust_ylim(ax) -> tuple[float, float]:
+    ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines()] or [np.zeros(1)])
+    ys = ys[np.isfinite(ys)]
+    if ys.size == 0:
+        return -1.0, 1.0
+    lo, hi = np.percentile(ys, [2, 98])
+    pad = 0.1 * (hi - lo) + 1e-6
+    return float(lo - pad), float(hi + pad)
