@@ -163,7 +163,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward", choices=["spl", "tradeoff"], default="spl")
     p.add_argument("--eta", type=float, default=0.99, help="SPL parsimony factor per complexity")
     p.add_argument("--exploration", type=float, default=1 / math.sqrt(2), help="UCT constant")
-    p.add_argument("--max-length", type=int, default=20, help="productions per expression")
+    p.add_argument("--max-length", type=int, default=16, help="productions per expression")
     p.add_argument("--rollouts", type=int, default=10, help="rollouts per expansion")
     p.add_argument("--transplant", action="store_true", help="SPL module transplantation")
     p.add_argument(
@@ -222,7 +222,7 @@ def _run_search(args, fitter) -> int:
         + (" (interrupted)" if result.interrupted else "")
     )
     _print_front(result)
-    for name, path in result.files.items():
+    for path in result.files.values():
         print(f"wrote {path}")
     return 0
 

@@ -31,6 +31,8 @@ from mctsff.program import Program
 
 #: Lower bound given by default to constants that act as a length of ``r``.
 LENGTH_LOWER_BOUND = 1e-2
+#: Lower bound of geometric-mean constants (sqrt needs x > 0; 0 would make dU/dx infinite).
+GEOM_LOWER_BOUND = 1e-8
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ class Parameterization:
             if base in self.program.length_constants:
                 lo[m] = LENGTH_LOWER_BOUND
             elif ops.constant_rule(base) == "geometric":
-                lo[m] = 0.0
+                lo[m] = GEOM_LOWER_BOUND
         return lo, hi
 
     def linear_mask(self) -> np.ndarray:

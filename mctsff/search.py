@@ -38,6 +38,8 @@ from mctsff.result import FitResult
 from mctsff.reward import get_reward
 
 CHECKPOINT = "checkpoint.pkl"
+#: SPL parsimony factor used by default (per unit of complexity).
+DEFAULT_ETA = 0.99
 _CHECKPOINT_VERSION = 1
 
 
@@ -63,6 +65,37 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
         rule = ops.constant_rule(name)
         subs[prog.symbols[name]] = sympy.Symbol(f"K_{rule}", real=True)
     return sympy.srepr(prog.sympy.xreplace(subs))
+
+
+# ----------------------------------------------------------------------------- pruning
+def top_level_terms(expression: str) -> list[str]:
+    """Signed top-level additive terms of an expression (``a - b + c`` → ``[a, -b, c]``)."""
+    import ast
+
+    tree = ast.parse(expression.replace("^", "**"), mode="eval").body
+    terms: list[tuple[int, ast.AST]] = []
+
+    def walk(node, sign):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+            walk(node.left, sign)
+            walk(node.right, sign if isinstance(node.op, ast.Add) else -sign)
+        else:
+            terms.append((sign, node))
+
+    walk(tree, 1)
+    return [("-" if s < 0 else "") + "(" + ast.unparse(n) + ")" for s, n in terms]
+
+
+def pruned_variants(expression: str) -> list[str]:
+    """The expression with each one of its top-level terms removed (at least one term left)."""
+    terms = top_level_terms(expression)
+    if len(terms) < 2:
+        return []
+    out = []
+    for i in range(len(terms)):
+        rest = terms[:i] + terms[i + 1 :]
+        out.append("+".join(rest).replace("+-", "-"))
+    return out
 
 
 # ----------------------------------------------------------------------------- evaluators
@@ -116,6 +149,7 @@ class SearchResult:
     seconds: float
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
+    n_pruned: int = 0
 
     @property
     def best(self) -> FitResult | None:
@@ -180,7 +214,7 @@ def search(
     out: str | Path | None = None,
     resume: bool = False,
     exploration: float = 1.0 / math.sqrt(2.0),
-    max_length: int = 20,
+    max_length: int = 16,
     n_rollouts: int = 10,
     transplant: bool = False,
     canonical: bool = True,
@@ -188,6 +222,7 @@ def search(
     progress: bool = False,
     checkpoint_every: float = 30.0,
     callback: Callable[[FitResult], Any] | None = None,
+    prune: bool = True,
 ) -> SearchResult:
     """Grammar-guided MCTS for the expressions that best fit the objective.
 
@@ -227,6 +262,11 @@ def search(
         Seconds between checkpoints (and at the end, and on Ctrl-C).
     callback
         Called with every new fitted result.
+    prune
+        When a result enters the front, also fit it with each top-level term
+        removed (recursively while the pruned forms enter the front): MCTS often
+        finds the right form plus a term fitted to ~0, and this recovers the
+        form itself. Pruned fits are counted in ``SearchResult.n_pruned``.
 
     Returns
     -------
@@ -283,10 +323,14 @@ def search(
     bar = _Progress(budget, time_limit, progress)
     stop = {"requested": False}
 
+    pruned_seen: set[str] = set()
+
     def on_result(res: FitResult) -> None:
-        front.update(res)
+        entered = front.update(res)
         if callback is not None:
             callback(res)
+        if prune and entered:
+            _prune(res, evaluator, front, callback, pruned_seen, key_fn)
         best = front.points and min(p.score_loss for p in front.points)
         bar.update(mcts.n_evaluations, best or math.inf, len(front))
 
@@ -349,7 +393,29 @@ def search(
         seconds=time.perf_counter() - t0,
         interrupted=interrupted,
         files=files,
+        n_pruned=len(pruned_seen),
     )
+
+
+def _prune(res, evaluator, front, callback, seen, key_fn, depth: int = 0) -> None:
+    """Fit the term-pruned variants of a front result; recurse on those that enter."""
+    if not res.valid or depth > 4:
+        return
+    try:
+        variants = pruned_variants(res.expression)
+    except SyntaxError:
+        return
+    for expr in variants:
+        key = key_fn(expr) if key_fn is not None else expr
+        if key in seen:
+            continue
+        seen.add(key)
+        (new,) = evaluator([expr])
+        new.extra["pruned_from"] = res.expression
+        if front.update(new):
+            if callback is not None:
+                callback(new)
+            _prune(new, evaluator, front, callback, seen, key_fn, depth + 1)
 
 
 def _main_thread() -> bool:

@@ -1,0 +1,424 @@
+"""Throughput of the fitting engine: fits/s, evaluator speed, per-expression compile cost.
+
+Prints markdown tables (no assertions on time):
+
+(a) candidate fits/s on the shipped water-dimer sample (force matching with the
+    ``force0`` constraint), serial and with 2 worker processes;
+(b) U and U' over 1e6 pairs: the postfix interpreter vs a hand-written
+    ``numba.njit`` kernel of the same expression;
+(c) cost of a never-seen expression: ``Program.from_string`` + first evaluation,
+    and whether any kernel was (re)compiled;
+(d) machine information.
+
+Usage::
+
+    python benchmarks/fit_throughput.py [--quick] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import datetime
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+#: Realistic candidates in the naming convention (prod_/pair_/geom_ per-type, c1… global).
+CANDIDATES = [
+    "prod_c1/r",
+    "prod_c1/r + c2*exp(-r/c3)",
+    "prod_c1/r + pair_c2/r**12 - pair_c3/r**6",
+    "prod_c1/r + c2/r**12 - c3/r**6",
+    "prod_c1*erfc(c2*r)/r",
+    "prod_c1*erfc(c2*r)/r + c3*exp(-r/c4)",
+    "c1*exp(-r/c2)",
+    "c1*exp(-r/c2) - c3/r**6",
+    "prod_c1/r + pair_c2*exp(-r/c3) - pair_c4/r**6",
+    "c1/r**6",
+    "prod_c1/r - c2/r**6",
+    "c1*(exp(-2*c2*(r - c3)) - 2*exp(-c2*(r - c3)))",
+    "prod_c1/r + c2*(exp(-2*c3*(r - c4)) - 2*exp(-c3*(r - c4)))",
+    "c1*tanh(c2*r)/r",
+    "prod_c1*tanh(c2*r)/r",
+    "prod_c1/r*exp(-r/c2)",
+    "prod_c1*exp(-c2*r)/r",
+    "prod_c1/r + c2/r**9 - c3/r**6",
+    "prod_c1/r + c2/r**8 - c3/r**4",
+    "prod_c1/r + geom_c2/r**12 - geom_c3/r**6",
+    "prod_c1/r + c2*exp(-c3*r**2)",
+    "prod_c1*erf(c2*r)/r",
+    "prod_c1/r + c2*exp(-r/c3)/r",
+    "prod_c1/sqrt(r**2 + c2)",
+    "prod_c1/r + c2*r*exp(-r/c3)",
+    "c1*exp(-r/c2)*cos(c3*r)",
+    "prod_c1/r + c2/(r**6 + c3)",
+    "prod_c1/r + c2*exp(-r/c3) - c4/r**6 - c5/r**8",
+    "prod_c1/r + pair_c2*exp(-r/c3)",
+    "prod_c1/r + 4*c2*((c3/r)**12 - (c3/r)**6)",
+    "prod_c1*erfc(c2*r)/r + c3/r**12",
+    "c1*exp(-r/c2) + c3*exp(-r/c4)",
+    "prod_c1/r + c2*tanh(c3*(r - c4))",
+    "prod_c1/r + c2/r**2",
+    "prod_c1/r + prod_c2/r**3",
+    "prod_c1/r - c2*exp(-c3*(r - c4)**2)",
+    "prod_c1/r*(1 - exp(-c2*r))",
+    "c1/r**c2",
+    "prod_c1/r + c2*exp(-r/c3)*(1 + c4*r)",
+    "prod_c1*exp(-r/c2)/r + c3/r**12 - c4/r**6",
+]
+QUICK_CANDIDATES = CANDIDATES[:12]
+
+DATA = "water_dimers_mp2_sample20.extxyz"
+FIT_OPTIONS = {"constraints": ("force0",), "n_starts": 3}
+CONSTRAINT_TOL = 1e-8
+
+# ----------------------------------------------------------------------------- (a) fits/s
+_WORKER_FITTER = None
+
+
+def _make_fitter():
+    from mctsff.data import data_file, load_dataset
+    from mctsff.fit import Fitter
+
+    ds = load_dataset(data_file(DATA), cutoff=9.0)
+    train, valid = ds.split(0.2, seed=0)
+    return Fitter(train, valid, **FIT_OPTIONS)
+
+
+def _init_worker() -> None:
+    """Runs once per worker: load the data and build the Fitter (kernels from the cache)."""
+    global _WORKER_FITTER
+    _WORKER_FITTER = _make_fitter()
+
+
+def _summary(res) -> tuple[str, bool, float, float, float]:
+    f0 = res.constraints.get("force0", math.inf) if res.valid else math.inf
+    return (
+        res.expression,
+        bool(res.valid),
+        float(res.rmse_valid),
+        float(f0),
+        res.extra.get("seconds", math.nan),
+    )
+
+
+def _fit_one(expr: str):
+    return _summary(_WORKER_FITTER.fit(expr))
+
+
+def _ping(_: int) -> int:
+    time.sleep(0.2)  # long enough that every worker gets one
+    return os.getpid()
+
+
+def bench_fits(candidates: list[str], workers: int, repeats: int) -> dict:
+    from mctsff import kernels
+
+    kernels.warmup()  # compile / load the cache in the parent before any worker starts
+    t = time.perf_counter()
+    fitter = _make_fitter()
+    setup_s = time.perf_counter() - t
+    fitter.fit(candidates[0])  # first call: lazy imports etc.
+
+    serial = []
+    cpu = []
+    summaries = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        c = time.process_time()
+        summaries = [_summary(fitter.fit(e)) for e in candidates]
+        cpu.append(time.process_time() - c)
+        serial.append(time.perf_counter() - t)
+    t_serial = min(serial)
+
+    os.environ["NUMBA_NUM_THREADS"] = "1"  # inherited by the spawned workers
+    ctx = multiprocessing.get_context("spawn")
+    batch = candidates * max(1, 3 if len(candidates) < 20 else 2)
+    chunk = max(1, len(batch) // (workers * 4))
+    t0 = time.perf_counter()
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+        pids = set(pool.map(_ping, range(workers * 2)))
+        t_start = time.perf_counter() - t0
+        par = []
+        par_summaries = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            par_summaries = list(pool.map(_fit_one, batch, chunksize=chunk))
+            par.append(time.perf_counter() - t)
+    t_par = min(par)
+    same = [repr(s[:4]) for s in par_summaries[: len(candidates)]] == [
+        repr(s[:4]) for s in summaries
+    ]
+    return {
+        "n": len(candidates),
+        "setup_s": setup_s,
+        "serial_fps": len(candidates) / t_serial,
+        "cpu_fps": len(candidates) / min(cpu),
+        "par_fps": len(batch) / t_par,
+        "workers": workers,
+        "worker_pids": len(pids),
+        "pool_start_s": t_start,
+        "chunk": chunk,
+        "batch": len(batch),
+        "same_results": same,
+        "summaries": summaries,
+    }
+
+
+# ----------------------------------------------------------------------------- (b) evaluator
+def bench_evaluator(n: int, repeats: int) -> dict:
+    from numba import njit
+
+    from mctsff.program import Program
+
+    @njit(cache=False, nogil=True, error_model="numpy")
+    def hand(r, A, b, C, q, u, du):
+        for i in range(r.shape[0]):
+            x = r[i]
+            e = A * math.exp(-x / b)
+            inv = 1.0 / x
+            i2 = inv * inv
+            i6 = i2 * i2 * i2
+            u[i] = e - C * i6 + q * inv
+            du[i] = -e / b + 6.0 * C * i6 * inv - q * i2
+
+    rng = np.random.default_rng(0)
+    r = rng.uniform(2.5, 9.0, n)
+    A, b, C, q = 1000.0, 0.3, 20.0, 1.5
+    prog = Program.from_string("A*exp(-r/b) - C/r**6 + q/r")
+    consts = np.array([[A, b, C, q]])
+    order = [prog.constants.index(c) for c in ("A", "b", "C", "q")]
+    consts = consts[:, np.argsort(order)]
+    X = r[None, :]
+    group = np.zeros(n, dtype=np.int64)
+    u = np.empty(n)
+    du = np.empty(n)
+    hand(r[:8], A, b, C, q, u[:8], du[:8])  # compile outside the timing
+    prog.evaluate(X[:, :8], consts, group[:8], mode=1)
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    t_interp = best(lambda: prog.evaluate(X, consts, group, mode=1))
+    t_hand = best(lambda: hand(r, A, b, C, q, u, du))
+    v, d, _, _ = prog.evaluate(X, consts, group, mode=1)
+    hand(r, A, b, C, q, u, du)
+    err = max(
+        float(np.max(np.abs(v - u) / (np.abs(u) + 1e-300))),
+        float(np.max(np.abs(d - du) / (np.abs(du) + 1e-300))),
+    )
+    return {"n": n, "t_interp": t_interp, "t_hand": t_hand, "max_rel_diff": err}
+
+
+# ----------------------------------------------------------------------------- (c) compile
+def _never_seen(k: int) -> list[str]:
+    """Expressions no earlier part of this run (or the kernels' warm-up) used."""
+    forms = [
+        "c1*exp(-r/c2)*r**{a} + c3/r**{b}",
+        "prod_c1*erfc(c2*r)/r**{a} - c3*tanh(r/c4)**{b}",
+        "c1*sin(c2*r + {a})/r**{b} + c3",
+        "pair_c1/(r**{a} + c2) - c3*exp(-c4*r**{b})",
+        "c1*log(1 + c2*r**{a}) + c3*sqrt(r)**{b}",
+    ]
+    out = []
+    i = 0
+    while len(out) < k:
+        f = forms[i % len(forms)]
+        out.append(f.format(a=2 + i % 7, b=3 + (i * 3) % 11))
+        i += 1
+    return out
+
+
+def _signature_counts() -> dict[str, int]:
+    from mctsff import kernels
+
+    counts = {}
+    for name in dir(kernels):
+        obj = getattr(kernels, name)
+        if hasattr(obj, "signatures") and hasattr(obj, "py_func"):
+            counts[name] = len(obj.signatures)
+    return counts
+
+
+def bench_compile(k: int) -> dict:
+    from mctsff import kernels
+    from mctsff.params import Parameterization
+    from mctsff.program import Program
+
+    kernels.warmup()
+    r = np.linspace(2.5, 9.0, 1000)
+    before = _signature_counts()
+    t_parse, t_first, t_second = [], [], []
+    for expr in _never_seen(k):
+        t = time.perf_counter()
+        prog = Program.from_string(expr)
+        t_parse.append(time.perf_counter() - t)
+        par = Parameterization(prog, ("H", "O"), (("H", "H"), ("H", "O"), ("O", "O")))
+        consts, _ = par.table(np.full(par.n_params, 0.7))
+        group = np.arange(r.size, dtype=np.int64) % 3
+        with np.errstate(all="ignore"):
+            t = time.perf_counter()
+            prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+            t_first.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+            t_second.append(time.perf_counter() - t)
+    after = _signature_counts()
+    new = {n: after[n] - before.get(n, 0) for n in after if after[n] != before.get(n, 0)}
+    return {
+        "k": k,
+        "parse_ms": 1e3 * statistics.mean(t_parse),
+        "first_ms": 1e3 * statistics.mean(t_first),
+        "second_ms": 1e3 * statistics.mean(t_second),
+        "new_signatures": new,
+        "n_dispatchers": len(after),
+    }
+
+
+# ----------------------------------------------------------------------------- (d) host
+def _burn(n: int) -> float:
+    t = time.perf_counter()
+    s = 0
+    for i in range(n):
+        s += i * i
+    return time.perf_counter() - t
+
+
+def host_scaling(workers: int, n: int = 3 * 10**6) -> float:
+    """Parallel efficiency of pure-Python work: 1.0 means ``workers`` full cores are free."""
+    one = min(_burn(n) for _ in range(2))
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        list(pool.map(_burn, [1000] * workers))  # start the workers
+        t = time.perf_counter()
+        list(pool.map(_burn, [n] * workers))
+        many = time.perf_counter() - t
+    return one / many
+
+
+def _loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as fh:
+            return " ".join(fh.read().split()[:3])
+    except OSError:  # pragma: no cover - not on Linux
+        return "n/a"
+
+
+# ----------------------------------------------------------------------------- report
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer candidates and repeats")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes for (a)")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    t_all = time.perf_counter()
+
+    import numba
+
+    cands = QUICK_CANDIDATES if quick else CANDIDATES
+    load_before = _loadavg()
+    scaling = host_scaling(args.workers)
+    a = bench_fits(cands, args.workers, repeats=1 if quick else 2)
+    b = bench_evaluator(10**6, repeats=3 if quick else 7)
+    c = bench_compile(10 if quick else 20)
+
+    print("# mctsff fit throughput" + (" (--quick)" if quick else ""))
+    print()
+    print(f"## (a) candidate fits/s: {DATA}, cutoff 9 Å, split 0.2 seed 0, {FIT_OPTIONS}")
+    print()
+    print("| setting | candidates | fits/s |")
+    print("|---|---:|---:|")
+    print(f"| serial (1 process) | {a['n']} | {a['serial_fps']:.1f} |")
+    print(f"| serial, per CPU-second (process time) | {a['n']} | {a['cpu_fps']:.1f} |")
+    print(
+        f"| {a['workers']} worker processes (spawn, chunksize {a['chunk']}) "
+        f"| {a['batch']} | {a['par_fps']:.1f} |"
+    )
+    print()
+    n_ok = sum(1 for s in a["summaries"] if s[1])
+    n_f0 = sum(1 for s in a["summaries"] if s[1] and s[3] <= CONSTRAINT_TOL)
+    print(
+        f"- target ≥ 50 fits/s on 2 cores: {'met' if a['par_fps'] >= 50 else 'NOT met'}; "
+        f"speed-up {a['par_fps'] / a['serial_fps']:.2f}× over serial"
+    )
+    print(
+        f"- pool start (spawn {a['worker_pids']} workers, import, load data, build Fitter): "
+        f"{a['pool_start_s']:.2f} s (not in the rate); Fitter setup in the parent "
+        f"{a['setup_s']:.2f} s"
+    )
+    print(
+        f"- projection for {a['workers']} idle cores (fits per CPU-second × {a['workers']}): "
+        f"{a['workers'] * a['cpu_fps']:.0f} fits/s"
+    )
+    print(f"- workers reproduce the serial results: {a['same_results']}")
+    print(
+        f"- valid fits: {n_ok}/{a['n']}; meeting force0 ≤ {CONSTRAINT_TOL:g}: "
+        f"{n_f0}/{a['n']} ({n_f0 / a['n']:.0%})"
+    )
+    slow = sorted(a["summaries"], key=lambda s: -s[4])[:3]
+    print("- slowest fits: " + "; ".join(f"`{s[0]}` {1e3 * s[4]:.0f} ms" for s in slow))
+    print()
+    print(f"## (b) evaluator: U and U' over {b['n']:.0e} pairs, best of {3 if quick else 7}")
+    print()
+    print("| evaluator | time (ms) |")
+    print("|---|---:|")
+    print(f"| `Program.evaluate(mode=1)` (postfix interpreter) | {1e3 * b['t_interp']:.2f} |")
+    print(f"| hand-written `numba.njit` kernel | {1e3 * b['t_hand']:.2f} |")
+    ratio = b["t_hand"] / b["t_interp"]
+    print()
+    print(
+        f"- speed ratio interpreter/njit = {ratio:.2f}× (target ≥ 0.35×: "
+        f"{'met' if ratio >= 0.35 else 'NOT met'}); max relative difference "
+        f"{b['max_rel_diff']:.1e}"
+    )
+    print()
+    print(f"## (c) a never-seen expression ({c['k']} expressions, 1000 rows, mode 3)")
+    print()
+    print("| step | mean (ms) |")
+    print("|---|---:|")
+    print(f"| `Program.from_string` | {c['parse_ms']:.3f} |")
+    print(f"| first evaluation | {c['first_ms']:.3f} |")
+    print(f"| second evaluation (same expression) | {c['second_ms']:.3f} |")
+    print(f"| JIT compilation | {'0 (no new signatures)' if not c['new_signatures'] else 'yes'} |")
+    print()
+    print(
+        f"- numba dispatchers in mctsff.kernels: {c['n_dispatchers']}; new signatures compiled "
+        f"during (c): {c['new_signatures'] or 'none'}"
+    )
+    print()
+    print("## (d) machine")
+    print()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        affinity = os.cpu_count()
+    print("| item | value |")
+    print("|---|---|")
+    print(f"| cpu count (usable) | {os.cpu_count()} ({affinity}) |")
+    print(f"| cpu | {platform.processor() or platform.machine()} |")
+    print(f"| python | {sys.version.split()[0]} |")
+    print(f"| numba / numpy | {numba.__version__} / {np.__version__} |")
+    print(f"| date | {datetime.datetime.now().isoformat(timespec='seconds')} |")
+    print(f"| load average before / after | {load_before} / {_loadavg()} |")
+    print(
+        f"| parallel efficiency of pure-Python work on {args.workers} processes "
+        f"| {scaling:.2f} (1.00 = {args.workers} idle cores) |"
+    )
+    print(f"| benchmark wall time | {time.perf_counter() - t_all:.1f} s |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Drive the real `mctsff` command on the shipped data files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mctsff.data import data_file
+
+DIMERS = str(data_file("water_dimers_mp2_sample20.extxyz"))
+
+
+def mctsff(*args, cwd=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "mctsff.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def test_fit_json():
+    p = mctsff("fit", DIMERS, "--expr", "qq/r + A*exp(-r/b) - C/r**6", "--cutoff", "9", "--json")
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["n_frames"] == 20 and out["n_pairs"] == 180
+    assert {"A", "b", "C", "qq"} == set(out["params"])
+    assert out["constraints"]["force0"] <= 1e-8
+    assert 0 < out["rmse_train"] < 1 and 0 < out["rmse_valid"] < 1
+    assert out["force_array"] == "inter_forces"
+
+
+def test_fit_product_rule_and_options():
+    p = mctsff(
+        "fit",
+        DIMERS,
+        "--expr",
+        "14.399645*prod_q/r + pair_A*exp(-r/b)",
+        "--json",
+        "--constraint",
+        "force0",
+        "--constraint",
+        "energy0",
+        "--bound",
+        "b=0.1:5",
+        "--init",
+        "b=0.5",
+        "--starts",
+        "2",
+    )
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert {"prod_q[H]", "prod_q[O]", "b"} <= set(out["params"])
+    assert set(out["constraints"]) == {"force0", "energy0"}
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["fit", "missing.extxyz", "--expr", "A/r"], "missing.extxyz"),
+        (["fit", DIMERS, "--expr", "A*foo(r)"], "unknown function 'foo'"),
+        (["fit", DIMERS, "--expr", "A/r", "--forces", "nope"], "nope"),
+        (["fit", DIMERS, "--expr", "A/r", "--constraint", "sideways"], "unknown constraint"),
+        (["fit", DIMERS, "--expr", "A/r", "--bound", "b=1"], "--bound"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(args, fragment):
+    p = mctsff(*args)
+    assert p.returncode == 2
+    assert fragment in p.stderr
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_grammar_names_file_and_line(tmp_path):
+    g = tmp_path / "broken.lark"
+    g.write_text('start: potential\npotential: term "+" \nterm: undefined_rule\n')
+    p = mctsff(
+        "search", DIMERS, "--grammar", str(g), "--budget", "5", "--out", str(tmp_path / "run")
+    )
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "broken.lark" in p.stderr and "line" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_search_then_resume(tmp_path):
+    out = tmp_path / "run"
+    p = mctsff(
+        "search",
+        DIMERS,
+        "--budget",
+        "30",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--starts",
+        "2",
+    )
+    assert p.returncode == 0, p.stderr
+    front = json.loads((out / "pareto.json").read_text())
+    assert front and all("expression" in x for x in front)
+    for name in ("pareto.csv", "pareto.png", "potentials.png", "checkpoint.pkl"):
+        assert (out / name).exists()
+    p = mctsff(
+        "search",
+        DIMERS,
+        "--budget",
+        "60",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--starts",
+        "2",
+        "--resume",
+    )
+    assert p.returncode == 0, p.stderr
+    assert "60" in p.stdout or "6" in p.stdout
+
+
+def test_ctrl_c_writes_the_front(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mctsff.cli",
+            "search",
+            DIMERS,
+            "--budget",
+            "100000",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    # wait until the search is running (the run folder exists), then interrupt
+    t0 = time.time()
+    while not out.exists() and time.time() - t0 < 120:
+        time.sleep(0.2)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "interrupted" in stdout
+    front = json.loads((Path(out) / "pareto.json").read_text())
+    assert front
+    assert (Path(out) / "checkpoint.pkl").exists()

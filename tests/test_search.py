@@ -1,0 +1,131 @@
+"""The search façade: outputs, checkpoint/resume, rewards, canonical keys."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mctsff.fit import Fitter
+from mctsff.params import Potential
+from mctsff.program import Program
+from mctsff.search import SearchError, canonical_key, search
+
+
+@pytest.fixture(scope="module")
+def screened(dimers):
+    truth = Potential(
+        "prod_c1*exp(-r/c1)/r",
+        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5},
+        dimers.species,
+        dimers.type_pairs,
+    )
+    return truth.synthetic(dimers).split(0.2, seed=0)
+
+
+def test_canonical_key_ignores_constant_numbering():
+    assert canonical_key("c1/r + c2*exp(-r/c3)") == canonical_key("c1*exp(-r/c2) + c3/r")
+    assert canonical_key("prod_c1/r") != canonical_key("c1/r")
+
+
+def test_search_writes_outputs_and_front_is_consistent(screened, tmp_path):
+    train, valid = screened
+    fitter = Fitter(train, valid, constraints=(), n_starts=2)
+    res = search(fitter, "pair", budget=40, seed=0, out=tmp_path)
+    for name in ("pareto.json", "pareto.csv", "pareto.png", "potentials.png", "checkpoint.pkl"):
+        assert (tmp_path / name).stat().st_size > 0
+    pts = json.loads((tmp_path / "pareto.json").read_text())
+    assert pts and len(pts) == len(res.front)
+    for p in pts:
+        assert {
+            "expression",
+            "complexity",
+            "rmse_train",
+            "rmse_valid",
+            "params",
+            "constraints",
+            "flags",
+        } <= set(p)
+    cx = [p["complexity"] for p in pts]
+    loss = [p["rmse_valid"] for p in pts]
+    assert cx == sorted(cx) and loss == sorted(loss, reverse=True)
+    assert res.n_evaluations >= 40
+
+
+def test_true_form_recovered_on_front(screened):
+    train, valid = screened
+    rms = float(np.sqrt(np.mean(train.forces**2)))
+    fitter = Fitter(train, valid, constraints=(), n_starts=3)
+    res = search(fitter, "pair", budget=1500, seed=1)
+    truth_cx = Program.from_string("prod_c1*exp(-r/c1)/r").complexity
+    exact = [p for p in res.front.points if p.rmse_valid < 1e-6 * rms]
+    assert exact, [p.expression for p in res.front.points]
+    # the simplest exact point is the true form (or one of equal complexity)
+    assert exact[0].complexity <= truth_cx, exact[0].expression
+    assert canonical_key(exact[0].expression) == canonical_key("prod_c1*exp(-r/c1)/r")
+
+
+def test_resume_equals_uninterrupted_run(screened, tmp_path):
+    train, valid = screened
+    full = search(Fitter(train, valid, constraints=(), n_starts=2), "pair", budget=60, seed=3)
+    a = tmp_path / "a"
+    search(Fitter(train, valid, constraints=(), n_starts=2), "pair", budget=25, seed=3, out=a)
+    resumed = search(
+        Fitter(train, valid, constraints=(), n_starts=2),
+        "pair",
+        budget=60,
+        seed=3,
+        out=a,
+        resume=True,
+    )
+    assert resumed.mcts.evaluated == full.mcts.evaluated
+    assert [p.expression for p in resumed.front.points] == [p.expression for p in full.front.points]
+
+
+def test_resume_refuses_other_data(screened, dimers, tmp_path):
+    train, valid = screened
+    search(Fitter(train, valid, constraints=()), "pair", budget=5, seed=0, out=tmp_path)
+    other_train, other_valid = dimers.split(0.5, seed=1)
+    with pytest.raises(SearchError, match="different"):
+        search(
+            Fitter(other_train, other_valid, constraints=()),
+            "pair",
+            budget=10,
+            out=tmp_path,
+            resume=True,
+        )
+    with pytest.raises(SearchError, match="nothing to resume"):
+        search(Fitter(train, valid), "pair", budget=10, out=tmp_path / "none", resume=True)
+
+
+def test_custom_reward_changes_the_search(screened):
+    train, valid = screened
+    seen = []
+
+    def prefers_long(result):
+        seen.append(result.expression)
+        return 0.0 if not result.valid else result.complexity / 100.0
+
+    base = search(Fitter(train, valid, constraints=()), "pair", budget=150, seed=0)
+    custom = search(
+        Fitter(train, valid, constraints=()), "pair", budget=150, seed=0, reward=prefers_long
+    )
+    assert seen, "the custom reward was never called"
+    assert custom.mcts.evaluated != base.mcts.evaluated
+    mean_cx = np.mean([r.complexity for r in custom.mcts.results])
+    assert mean_cx > np.mean([r.complexity for r in base.mcts.results])
+
+
+def test_bad_candidates_do_not_stop_the_search(screened):
+    train, valid = screened
+
+    class Flaky(Fitter):
+        def fit(self, expression):
+            if "erf" in expression:
+                raise RuntimeError("boom")
+            return super().fit(expression)
+
+    res = search(Flaky(train, valid, constraints=()), "pair", budget=60, seed=0)
+    bad = [r for r in res.mcts.results if not r.valid and "boom" in r.reason]
+    assert all(math.isinf(r.score_loss) for r in bad)
+    assert res.n_evaluations >= 60
