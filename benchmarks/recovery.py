@@ -85,9 +85,10 @@ def main() -> None:
     ap.add_argument("--potentials", nargs="*", default=list(POTENTIALS))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    machine = platform.processor() or platform.machine()
     print(
-        f"# recovery benchmark — {datetime.date.today()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, 1 search process, time limit {args.time:g} s"
+        f"# recovery benchmark — {datetime.date.today()}, {machine}, {os.cpu_count()} cores, "
+        f"1 search process, time limit {args.time:g} s"
     )
     print()
     print("| potential | recovered | median time to recovery (s) | runs |")

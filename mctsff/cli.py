@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the shipped example data")
     p.add_argument("--out", default="run", help="run folder (default ./run)")
-    p.add_argument("--budget", type=int, default=300)
+    p.add_argument("--budget", type=int, default=1000)
     p.add_argument("--time", type=float, default=240.0, help="wall-clock limit (240 s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")

@@ -387,6 +387,7 @@ class RegressionFitter:
             initial=dict(initial or {}),
             complexity_weights=complexity_weights,
             max_nfev=int(max_nfev),
+            variables=tuple(train.variables),
         )
         for key, b in self.options.bounds.items():
             try:

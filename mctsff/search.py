@@ -106,10 +106,13 @@ class Evaluator:
     ----------
     fitter
         Anything with ``fit(expression) -> FitResult`` (force matching or regression).
+    grammar
+        When given, results take their complexity from the grammar's weights.
     """
 
-    def __init__(self, fitter):
+    def __init__(self, fitter, grammar: Grammar | None = None):
         self.fitter = fitter
+        self.grammar = grammar
         self.seconds = 0.0
         self.n_fits = 0
 
@@ -122,6 +125,12 @@ class Evaluator:
             except Exception as exc:  # a candidate must never end the run
                 res = FitResult.invalid(expr, f"{type(exc).__name__}: {exc}")
                 res.extra["traceback"] = traceback.format_exc(limit=3)
+            if self.grammar is not None and res.valid:
+                # the grammar's own complexity weights (``// @complexity``) rank the front
+                try:
+                    res.complexity = self.grammar.complexity(expr)
+                except ValueError:
+                    pass
             self.seconds += time.perf_counter() - t0
             self.n_fits += 1
             out.append(res)
@@ -284,7 +293,7 @@ def search(
         if (isinstance(reward, str) or reward is None)
         else (get_reward(reward))
     )
-    evaluator = Evaluator(fitter)
+    evaluator = Evaluator(fitter, grammar)
     key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
     out_path = Path(out) if out is not None else None
     front = ParetoFront()

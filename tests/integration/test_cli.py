@@ -159,3 +159,36 @@ def test_ctrl_c_writes_the_front(tmp_path):
     front = json.loads((Path(out) / "pareto.json").read_text())
     assert front
     assert (Path(out) / "checkpoint.pkl").exists()
+
+
+def test_regression_search_recovers_nguyen1(tmp_path):
+    from mctsff.regression import nguyen
+
+    data, truth = nguyen(1, seed=0)
+    csv = tmp_path / "nguyen1.csv"
+    data.to_csv(csv)
+    out = tmp_path / "run"
+    p = mctsff(
+        "search",
+        str(csv),
+        "--objective",
+        "regression",
+        "--grammar",
+        "nguyen",
+        "--budget",
+        "1500",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    assert p.returncode == 0, p.stderr
+    front = json.loads((out / "pareto.json").read_text())
+    exact = [x for x in front if x["rmse_train"] < 1e-10]
+    assert exact
+    import sympy
+
+    x = sympy.Symbol("x")
+    found = sympy.sympify(exact[0]["expression"], locals={"x": x})
+    assert sympy.simplify(found - sympy.sympify(truth, locals={"x": x})) == 0
