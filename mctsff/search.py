@@ -394,6 +394,7 @@ def search(
         _save_checkpoint(out_path, mcts, front, signature)
         files = write_outputs(out_path, front, fitter, reference_lines)
         files["checkpoint"] = str(out_path / CHECKPOINT)
+        files["run.json"] = str(_write_run_info(out_path, fitter, grammar, mcts, reference_lines))
     return SearchResult(
         front=front,
         mcts=mcts,
@@ -425,6 +426,30 @@ def _prune(res, evaluator, front, callback, seen, key_fn, depth: int = 0) -> Non
             if callback is not None:
                 callback(new)
             _prune(new, evaluator, front, callback, seen, key_fn, depth + 1)
+
+
+def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) -> Path:
+    """``run.json``: what an exporter or a later reader needs to use the front."""
+    train = _train_of(fitter)
+    info: dict[str, Any] = {
+        "mctsff_version": __import__("mctsff").__version__,
+        "grammar": grammar.name,
+        "variables": list(fitter.options.variables),
+        "data": str(getattr(train, "path", "") or ""),
+        "n_evaluations": int(mcts.n_evaluations),
+        "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
+    }
+    if hasattr(fitter, "species"):
+        info.update(
+            species=list(fitter.species),
+            type_pairs=[list(p) for p in fitter.type_pairs],
+            cutoff=float(fitter.cutoff),
+            force_array=getattr(train, "force_array", None),
+            constraints=[c.name for c in fitter.constraints],
+        )
+    path = out / "run.json"
+    _atomic_write(path, json.dumps(info, indent=2).encode())
+    return path
 
 
 def _main_thread() -> bool:
