@@ -22,7 +22,6 @@ import pickle
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from mctsff import ops
+from mctsff.gp import GP
 from mctsff.grammar import Grammar
 from mctsff.mcts import MCTS
+from mctsff.parallel import Evaluator
 from mctsff.pareto import ParetoFront
 from mctsff.result import FitResult
 from mctsff.reward import get_reward
@@ -99,41 +100,21 @@ def pruned_variants(expression: str) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- evaluators
-class Evaluator:
-    """Fits batches of expressions with a fitter; never raises for a candidate.
+class _GrammarComplexity:
+    """Wraps an evaluator so results take their complexity from the grammar's weights."""
 
-    Parameters
-    ----------
-    fitter
-        Anything with ``fit(expression) -> FitResult`` (force matching or regression).
-    grammar
-        When given, results take their complexity from the grammar's weights.
-    """
-
-    def __init__(self, fitter, grammar: Grammar | None = None):
-        self.fitter = fitter
+    def __init__(self, evaluator: Evaluator, grammar: Grammar):
+        self.evaluator = evaluator
         self.grammar = grammar
-        self.seconds = 0.0
-        self.n_fits = 0
 
     def __call__(self, expressions: list[str]) -> list[FitResult]:
-        out = []
-        for expr in expressions:
-            t0 = time.perf_counter()
-            try:
-                res = self.fitter.fit(expr)
-            except Exception as exc:  # a candidate must never end the run
-                res = FitResult.invalid(expr, f"{type(exc).__name__}: {exc}")
-                res.extra["traceback"] = traceback.format_exc(limit=3)
-            if self.grammar is not None and res.valid:
-                # the grammar's own complexity weights (``// @complexity``) rank the front
+        out = self.evaluator(expressions)
+        for res in out:
+            if res.valid:
                 try:
-                    res.complexity = self.grammar.complexity(expr)
+                    res.complexity = self.grammar.complexity(res.expression)
                 except ValueError:
                     pass
-            self.seconds += time.perf_counter() - t0
-            self.n_fits += 1
-            out.append(res)
         return out
 
 
@@ -152,7 +133,7 @@ class SearchResult:
     """What a search produced."""
 
     front: ParetoFront
-    mcts: MCTS
+    mcts: MCTS | GP
     out: Path | None
     n_evaluations: int
     seconds: float
@@ -232,8 +213,13 @@ def search(
     checkpoint_every: float = 30.0,
     callback: Callable[[FitResult], Any] | None = None,
     prune: bool = True,
+    workers: int | None = 1,
+    scheduler: Any = None,
+    timeout: float | None = None,
+    method: str = "mcts",
+    gp_options: Mapping[str, Any] | None = None,
 ) -> SearchResult:
-    """Grammar-guided MCTS for the expressions that best fit the objective.
+    """Grammar-guided MCTS (or GP) for the expressions that best fit the objective.
 
     Parameters
     ----------
@@ -271,16 +257,32 @@ def search(
         Seconds between checkpoints (and at the end, and on Ctrl-C).
     callback
         Called with every new fitted result.
+    workers, scheduler, timeout
+        Parallel evaluation (:class:`~mctsff.parallel.Evaluator`): local worker
+        processes (``None`` = all cores), a Dask scheduler address or client, and
+        a per-candidate time limit in seconds.  Results do not depend on them.
     prune
         When a result enters the front, also fit it with each top-level term
         removed (recursively while the pruned forms enter the front): MCTS often
         finds the right form plus a term fitted to ~0, and this recovers the
         form itself. Pruned fits are counted in ``SearchResult.n_pruned``.
+    method
+        Search engine: ``"mcts"`` (:class:`~mctsff.mcts.MCTS`) or ``"gp"``
+        (:class:`~mctsff.gp.GP`, grammar-guided genetic programming).  Both use
+        the same fitter, reward, transposition keys, Pareto archive, budget and
+        checkpoint; ``SearchResult.mcts`` holds the engine.  A resumed run must
+        use the method it was started with.
+    gp_options
+        Keyword arguments of :class:`~mctsff.gp.GP` (``population_size``,
+        ``tournament_size``, ``p_crossover``, ``p_mutation``, ``elitism``,
+        ``batch_size``); ``max_length`` and ``seed`` come from this function.
 
     Returns
     -------
     SearchResult
     """
+    if method not in ("mcts", "gp"):
+        raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     variables = tuple(fitter.options.variables)
     opts = dict(reward_options or {})
@@ -293,7 +295,9 @@ def search(
         if (isinstance(reward, str) or reward is None)
         else (get_reward(reward))
     )
-    evaluator = Evaluator(fitter, grammar)
+    evaluator = _GrammarComplexity(
+        Evaluator(fitter, workers, scheduler=scheduler, timeout=timeout), grammar
+    )
     key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
     out_path = Path(out) if out is not None else None
     front = ParetoFront()
@@ -311,9 +315,26 @@ def search(
                 f"{out_path / CHECKPOINT}: the run was made with a different "
                 f"{', '.join(diff)}; resume with the same data, grammar and options"
             )
-        mcts = MCTS.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
+        saved_method = saved.get("method", "mcts")
+        if saved_method != method:
+            raise SearchError(
+                f"{out_path / CHECKPOINT}: the run was made with method={saved_method!r}; "
+                f"resume it with the same method (not {method!r})"
+            )
+        engine = GP if method == "gp" else MCTS
+        mcts = engine.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
+    elif method == "gp":
+        mcts = GP(
+            grammar,
+            evaluator,
+            reward_fn,
+            max_length=max_length,
+            seed=seed,
+            canonical=key_fn,
+            **dict(gp_options or {}),
+        )
     else:
         mcts = MCTS(
             grammar,
@@ -382,6 +403,7 @@ def search(
     finally:
         if in_main and old is not None:
             signal.signal(signal.SIGINT, old)
+        evaluator.evaluator.close()
     bar.update(
         mcts.n_evaluations,
         min((p.score_loss for p in front.points), default=math.inf),
@@ -408,19 +430,20 @@ def search(
 
 
 def _prune(res, evaluator, front, callback, seen, key_fn, depth: int = 0) -> None:
-    """Fit the term-pruned variants of a front result; recurse on those that enter."""
+    """Fit the term-pruned variants of a front result (one batch); recurse on those that enter."""
     if not res.valid or depth > 4:
         return
     try:
         variants = pruned_variants(res.expression)
     except SyntaxError:
         return
+    todo = []
     for expr in variants:
         key = key_fn(expr) if key_fn is not None else expr
-        if key in seen:
-            continue
-        seen.add(key)
-        (new,) = evaluator([expr])
+        if key not in seen:
+            seen.add(key)
+            todo.append(expr)
+    for new in evaluator(todo) if todo else []:
         new.extra["pruned_from"] = res.expression
         if front.update(new):
             if callback is not None:
@@ -437,6 +460,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
         "variables": list(fitter.options.variables),
         "data": str(getattr(train, "path", "") or ""),
         "n_evaluations": int(mcts.n_evaluations),
+        "method": getattr(mcts, "method", "mcts"),
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
     }
     if hasattr(fitter, "species"):
@@ -488,6 +512,7 @@ def _save_checkpoint(out: Path, mcts: MCTS, front: ParetoFront, signature) -> No
     state = {
         "version": _CHECKPOINT_VERSION,
         "signature": signature,
+        "method": getattr(mcts, "method", "mcts"),
         "mcts": mcts.state_dict(),
         "front": [p.to_dict() for p in front.points],
     }

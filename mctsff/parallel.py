@@ -1,0 +1,242 @@
+"""Evaluate batches of candidate expressions serially, on local processes or on Dask.
+
+The search hands :class:`Evaluator` the new distinct expressions of one
+iteration; the evaluator fits them and returns the results in order, so the
+search is reproducible whatever the number of workers (each fit is itself
+deterministic: its starts are seeded from the fitter's seed and the expression).
+
+* ``workers=1``: in-process.
+* ``workers=N``: a :class:`concurrent.futures.ProcessPoolExecutor` (``spawn`` or
+  ``forkserver``); the fitter (with its dataset) is shipped **once** per worker
+  by the pool initializer, numba kernels are loaded from the on-disk cache
+  warmed in the parent, and each worker runs with ``NUMBA_NUM_THREADS=1`` /
+  ``OMP_NUM_THREADS=1``.  Candidates are sent in chunks (one chunk per worker
+  per batch) so that a task is tens of milliseconds, not microseconds.
+* ``scheduler="tcp://host:8786"`` or a ``distributed.Client``: the fitter is
+  scattered to every Dask worker once (``broadcast=True``) and chunks are
+  submitted as tasks (``dask`` extra).
+
+Robustness: a candidate that raises comes back ``valid=False`` with the error;
+a batch that exceeds ``timeout`` seconds, or a worker process that dies, costs
+the candidates concerned (retried once one by one in a fresh pool), never the run.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import pickle
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, TimeoutError
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from mctsff.result import FitResult
+
+_WORKER_FITTER = None
+
+
+def _init_worker(payload: bytes) -> None:
+    """Pool initializer: unpickle the fitter once per worker process."""
+    global _WORKER_FITTER
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER_FITTER = pickle.loads(payload)
+
+
+def fit_one(fitter, expression: str) -> FitResult:
+    """Fit one expression; any exception becomes an invalid result."""
+    try:
+        return fitter.fit(expression)
+    except Exception as exc:  # a candidate must never end the run
+        res = FitResult.invalid(expression, f"{type(exc).__name__}: {exc}")
+        res.extra["traceback"] = traceback.format_exc(limit=3)
+        return res
+
+
+def _ready() -> bool:
+    return _WORKER_FITTER is not None
+
+
+def _fit_chunk(expressions: Sequence[str]) -> list[dict[str, Any]]:
+    return [fit_one(_WORKER_FITTER, e).to_dict() for e in expressions]
+
+
+def _fit_chunk_with(fitter, expressions: Sequence[str]) -> list[dict[str, Any]]:
+    return [fit_one(fitter, e).to_dict() for e in expressions]
+
+
+def _chunks(items: list[str], n: int) -> list[list[str]]:
+    n = max(1, min(n, len(items)))
+    size = math.ceil(len(items) / n)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Evaluator:
+    """Fits batches of expressions; ``evaluator(expressions) -> list[FitResult]``.
+
+    Parameters
+    ----------
+    fitter
+        Anything with ``fit(expression) -> FitResult`` that pickles (datasets and
+        built-in constraints do; a user constraint must be a module-level function).
+    workers
+        Number of local worker processes (1 = in-process). ``None`` or 0 = all cores.
+    scheduler
+        Dask scheduler address or ``distributed.Client``; overrides ``workers``.
+    timeout
+        Seconds allowed per candidate in a batch (``None`` = no limit; local pools only).
+    mp_context
+        ``"spawn"`` (default) or ``"forkserver"``.
+
+    Examples
+    --------
+    >>> ev = Evaluator(fitter, workers=2)           # doctest: +SKIP
+    >>> results = ev(["c1/r", "c1*exp(-r/c2)"])     # doctest: +SKIP
+    >>> ev.close()                                  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        fitter,
+        workers: int | None = 1,
+        *,
+        scheduler: Any = None,
+        timeout: float | None = None,
+        mp_context: str = "spawn",
+    ):
+        self.fitter = fitter
+        self.workers = int(workers or os.cpu_count() or 1)
+        self.timeout = timeout
+        self.mp_context = mp_context
+        self.seconds = 0.0
+        self.n_fits = 0
+        self.n_failures = 0
+        self._pool: ProcessPoolExecutor | None = None
+        self._client = None
+        self._remote_fitter = None
+        self._payload: bytes | None = None
+        if scheduler is not None:
+            self._start_dask(scheduler)
+        elif self.workers > 1:
+            try:
+                self._payload = pickle.dumps(fitter, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise ValueError(
+                    f"the fitter cannot be sent to worker processes ({exc}); user constraints "
+                    "must be module-level functions, or use workers=1"
+                ) from None
+
+    # ----------------------------------------------------------------- backends
+    def _start_dask(self, scheduler) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ImportError(
+                "a Dask scheduler needs the 'dask' extra: pip install 'mctsff[dask]'"
+            ) from None
+        self._client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        self._remote_fitter = self._client.scatter(self.fitter, broadcast=True)
+        n = sum(self._client.nthreads().values())
+        self.workers = max(1, n)
+
+    def _pool_get(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            from mctsff import kernels
+
+            kernels.warmup()  # compile/cache in the parent so workers only load
+            ctx = multiprocessing.get_context(self.mp_context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(self._payload,),
+            )
+            # start every worker now, so that time limits never include start-up
+            for fut in [self._pool.submit(_ready) for _ in range(self.workers)]:
+                fut.result()
+        return self._pool
+
+    def _pool_reset(self) -> None:
+        if self._pool is not None:
+            for p in list(getattr(self._pool, "_processes", {}).values()):
+                p.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        """Stop worker processes (Dask clients given by the caller stay open)."""
+        self._pool_reset()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------ evaluate
+    def __call__(self, expressions: list[str]) -> list[FitResult]:
+        t0 = time.perf_counter()
+        exprs = list(expressions)
+        if not exprs:
+            return []
+        if self._client is not None:
+            out = self._dask(exprs)
+        elif self.workers > 1 and len(exprs) > 1:
+            out = self._local(exprs)
+        else:
+            out = [fit_one(self.fitter, e) for e in exprs]
+        self.seconds += time.perf_counter() - t0
+        self.n_fits += len(exprs)
+        return out
+
+    def _dask(self, exprs: list[str]) -> list[FitResult]:
+        futures = [
+            self._client.submit(_fit_chunk_with, self._remote_fitter, chunk, pure=False)
+            for chunk in _chunks(exprs, self.workers)
+        ]
+        out: list[FitResult] = []
+        for fut, chunk in zip(futures, _chunks(exprs, self.workers), strict=True):
+            try:
+                out += [FitResult.from_dict(d) for d in fut.result(timeout=self._limit(chunk))]
+            except Exception as exc:
+                self.n_failures += len(chunk)
+                out += [FitResult.invalid(e, f"worker failed: {exc}") for e in chunk]
+        return out
+
+    def _limit(self, chunk) -> float | None:
+        return None if self.timeout is None else self.timeout * len(chunk)
+
+    def _local(self, exprs: list[str]) -> list[FitResult]:
+        chunks = _chunks(exprs, self.workers)
+        try:
+            pool = self._pool_get()
+            futures = [pool.submit(_fit_chunk, c) for c in chunks]
+            out: list[FitResult] = []
+            deadline = None if self.timeout is None else time.perf_counter()
+            for fut, chunk in zip(futures, chunks, strict=True):
+                limit = None
+                if deadline is not None:
+                    limit = max(0.0, deadline + self._limit(chunk) - time.perf_counter())
+                out += [FitResult.from_dict(d) for d in fut.result(timeout=limit)]
+            return out
+        except (BrokenProcessPool, TimeoutError):
+            # a worker died or a candidate hung: retry one by one in a fresh pool
+            self._pool_reset()
+            return [self._isolated(e) for e in exprs]
+
+    def _isolated(self, expr: str) -> FitResult:
+        try:
+            fut = self._pool_get().submit(_fit_chunk, [expr])
+            return FitResult.from_dict(fut.result(timeout=self.timeout)[0])
+        except TimeoutError:
+            self._pool_reset()
+            self.n_failures += 1
+            return FitResult.invalid(expr, f"fit exceeded the time limit of {self.timeout} s")
+        except BrokenProcessPool:
+            self._pool_reset()
+            self.n_failures += 1
+            return FitResult.invalid(expr, "the worker process died while fitting this candidate")

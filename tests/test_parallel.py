@@ -1,0 +1,82 @@
+"""Parallel evaluation: same results for any worker count; failures cost one candidate."""
+
+import os
+import time
+
+import pytest
+
+from mctsff.fit import Fitter
+from mctsff.parallel import Evaluator
+from mctsff.search import search
+
+EXPRS = ["c1/r", "prod_c1/r+c1/r**6", "c1*exp(-r/c2)", "prod_c1*erfc(c1*r)/r", "c1/r**12-c2/r**6"]
+
+
+class Saboteur(Fitter):
+    """Kills its worker on 'c1*exp(-r/c2)' and hangs on 'c1/r**12-c2/r**6'."""
+
+    def fit(self, expression):
+        if expression == "c1*exp(-r/c2)":
+            os._exit(3)
+        if expression == "c1/r**12-c2/r**6":
+            time.sleep(60)
+        return super().fit(expression)
+
+
+@pytest.fixture(scope="module")
+def split(dimers):
+    return dimers.split(0.2, seed=0)
+
+
+def test_two_workers_equal_serial(split):
+    train, valid = split
+    serial = Evaluator(Fitter(train, valid))(EXPRS)
+    with Evaluator(Fitter(train, valid), workers=2) as ev:
+        parallel = ev(EXPRS)
+    assert [r.expression for r in parallel] == EXPRS
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.params == b.params and a.rmse_valid == b.rmse_valid
+
+
+def test_dead_worker_and_hung_fit_cost_only_their_candidate(split):
+    train, valid = split
+    with Evaluator(Saboteur(train, valid, constraints=()), workers=2, timeout=4) as ev:
+        out = ev(EXPRS)
+        by = {r.expression: r for r in out}
+        assert not by["c1*exp(-r/c2)"].valid and "died" in by["c1*exp(-r/c2)"].reason
+        assert not by["c1/r**12-c2/r**6"].valid and "time limit" in by["c1/r**12-c2/r**6"].reason
+        for e in ("c1/r", "prod_c1/r+c1/r**6", "prod_c1*erfc(c1*r)/r"):
+            assert by[e].valid
+        # the evaluator keeps working afterwards
+        assert ev(["c1/r**6", "c1/r**4"])[0].valid
+
+
+def test_search_reproducible_across_worker_counts(split):
+    train, valid = split
+    a = search(Fitter(train, valid, n_starts=2), "pair", budget=40, seed=2, workers=1)
+    b = search(Fitter(train, valid, n_starts=2), "pair", budget=40, seed=2, workers=2)
+    assert a.mcts.evaluated == b.mcts.evaluated
+    assert [p.expression for p in a.front.points] == [p.expression for p in b.front.points]
+
+
+def test_dask_local_cluster(split):
+    distributed = pytest.importorskip("distributed", reason="the 'dask' extra is not installed")
+    train, valid = split
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        out = Evaluator(Fitter(train, valid), scheduler=client)(EXPRS)
+    serial = Evaluator(Fitter(train, valid))(EXPRS)
+    assert [r.params for r in out] == [r.params for r in serial]
+
+
+def test_unpicklable_fitter_is_refused_clearly(split):
+    from mctsff.fit import Constraint
+
+    train, valid = split
+    f = Fitter(train, valid, constraints=(Constraint("x", "eq", lambda pot: 0.0),))
+    with pytest.raises(ValueError, match="module-level"):
+        Evaluator(f, workers=2)
