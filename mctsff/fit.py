@@ -755,15 +755,17 @@ class _Problem:
 
 
 def levenberg_marquardt(
-    fun, fun_jac, x0, lo, hi, *, max_iter=200, ftol=1e-12, xtol=1e-14, gtol=1e-16
+    fun, fun_jac, x0, lo, hi, *, max_iter=200, ftol=1e-12, xtol=1e-14, gtol=1e-10
 ):
     """Bound-constrained Levenberg–Marquardt for small dense problems.
 
-    Marquardt scaling with Nielsen's damping update; steps are projected onto
-    the box ``[lo, hi]``; a non-finite trial point counts as a failed step.
+    Marquardt scaling with Nielsen's damping update; variables at a bound whose
+    gradient pushes outwards are frozen for the step, the step is projected onto
+    the box ``[lo, hi]``, and a non-finite trial point counts as a failed step.
     Stops when the relative decrease of ``Σres²`` falls below ``ftol`` on an
-    accepted step, when the step is below ``xtol`` relative to ``x``, when the
-    projected gradient is below ``gtol``, or after ``max_iter`` evaluations.
+    accepted step, when the step is below ``xtol`` relative to ``x``, when every
+    free column of J is orthogonal to the residual to within ``gtol`` (the
+    cosine test of MINPACK), or after ``max_iter`` evaluations.
 
     Parameters
     ----------
@@ -784,26 +786,41 @@ def levenberg_marquardt(
     f = float(r @ r)
     A = J.T @ J
     g = J.T @ r
-    damp = 1e-3 * max(float(np.max(np.diag(A), initial=0.0)), 1e-300)
+    damp = 1e-3 * max(float(A.diagonal().max(initial=0.0)), 1e-300)
     nu = 2.0
+    has_bounds = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
     while nev < max_iter:
-        # projected gradient: ignore components pushing against an active bound
-        active = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
-        free = ~active
-        if not free.any() or np.max(np.abs(g[free])) <= gtol * max(f, 1e-300) ** 0.5:
+        diag = A.diagonal()
+        if has_bounds:
+            # projected gradient: freeze components pushing against an active bound
+            free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+            if not free.any():
+                break
+        else:
+            free = None
+        gf = g if free is None else g[free]
+        df = diag if free is None else diag[free]
+        # cosine between each free column and the residual
+        if np.all(np.abs(gf) <= gtol * np.sqrt(df * f)):
             break
-        Af = A[np.ix_(free, free)]
-        d = np.maximum(np.diag(Af), 1e-12 * max(float(np.max(np.diag(Af))), 1e-300))
-        step = np.zeros_like(x)
+        Af = A if free is None else A[np.ix_(free, free)]
+        d = np.maximum(df, 1e-12 * max(float(df.max()), 1e-300))
+        lhs = Af.copy()
+        lhs[np.diag_indices_from(lhs)] += damp * d
         try:
-            step[free] = np.linalg.solve(Af + damp * np.diag(d), -g[free])
+            sf = np.linalg.solve(lhs, -gf)
         except np.linalg.LinAlgError:
             damp *= nu
             nu *= 2.0
             continue
-        x_new = np.clip(x + step, lo, hi)
+        if free is None:
+            step = sf
+        else:
+            step = np.zeros_like(x)
+            step[free] = sf
+        x_new = np.clip(x + step, lo, hi) if has_bounds else x + step
         step = x_new - x
-        if np.linalg.norm(step) <= xtol * (np.linalg.norm(x) + xtol):
+        if math.sqrt(step @ step) <= xtol * (math.sqrt(x @ x) + xtol):
             break
         r_new = fun(x_new)
         nev += 1

