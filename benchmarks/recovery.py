@@ -66,7 +66,7 @@ def run_one(name: str, seed: int, budget: int, time_limit: float) -> dict:
         fitter, "pair", budget=budget, time_limit=time_limit, seed=seed, callback=on_result
     )
     return {
-        "pruned": result.n_pruned,
+        "pruned": result.n_local,
         "name": name,
         "seed": seed,
         "recovered": bool(hit),

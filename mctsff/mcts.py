@@ -431,6 +431,32 @@ class MCTS:
                 path.append(node)
         return None
 
+    def record(self, expression: str, result: FitResult) -> bool:
+        """Add a result fitted outside the tree (local moves) to the transposition table.
+
+        It counts as an evaluation (budgets stay "distinct fitted expressions") and
+        is never fitted again by the tree.  Returns False if the expression was known.
+        """
+        key = self._key(expression)
+        if key in self._cache:
+            return False
+        if result.complexity <= 0:
+            try:
+                result.complexity = self.grammar.complexity(expression)
+            except ValueError:
+                pass
+        r = float(self.reward(result))
+        if not math.isfinite(r):
+            r = 0.0
+        self._cache[key] = result
+        self._rewards[key] = r
+        self._actions[key] = ()
+        self.evaluated.append(expression)
+        self.n_evaluations += 1
+        if r > self.best_reward:
+            self.best_reward, self.best_result = r, result
+        return True
+
     def _evaluate_states(
         self, states: list[Derivation], callback: Callable[[FitResult], Any] | None
     ) -> tuple[list[float], list[FitResult]]:

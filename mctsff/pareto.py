@@ -31,6 +31,9 @@ class ParetoFront:
     ----------
     results
         Optional initial results (fed through :meth:`update`).
+    loss_floor
+        Losses at or below this value count as equal (exact fits differ only by
+        rounding noise, which must not let a more complex exact form in).
 
     Examples
     --------
@@ -44,8 +47,9 @@ class ParetoFront:
     ['c1*x']
     """
 
-    def __init__(self, results: Iterable[FitResult] = ()) -> None:
+    def __init__(self, results: Iterable[FitResult] = (), loss_floor: float = 0.0) -> None:
         self._points: list[FitResult] = []
+        self.loss_floor = float(loss_floor)
         for r in results:
             self.update(r)
 
@@ -63,21 +67,23 @@ class ParetoFront:
     def __contains__(self, expression: object) -> bool:
         return any(p.expression == expression for p in self._points)
 
-    @staticmethod
-    def dominates(a: FitResult, b: FitResult) -> bool:
+    def _l(self, result: FitResult) -> float:
+        return max(_loss(result), self.loss_floor)
+
+    def dominates(self, a: FitResult, b: FitResult) -> bool:
         """True when ``a`` is no worse than ``b`` in both objectives and better in one."""
-        la, lb = _loss(a), _loss(b)
+        la, lb = self._l(a), self._l(b)
         return (
             a.complexity <= b.complexity and la <= lb and (a.complexity < b.complexity or la < lb)
         )
 
     def update(self, result: FitResult) -> bool:
         """Offer a result; return True when it joined the front."""
-        loss = _loss(result)
-        if not result.valid or not math.isfinite(loss):
+        if not result.valid or not math.isfinite(_loss(result)):
             return False
+        loss = self._l(result)
         for p in self._points:
-            if p.complexity <= result.complexity and _loss(p) <= loss:
+            if p.complexity <= result.complexity and self._l(p) <= loss:
                 return False  # dominated or an exact tie: keep the member
         self._points = [p for p in self._points if not self.dominates(result, p)]
         self._points.append(result)

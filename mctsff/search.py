@@ -99,6 +99,54 @@ def pruned_variants(expression: str) -> list[str]:
     return out
 
 
+def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> str:
+    """Rename the constants of ``term`` to fresh names (same kind prefix) not in ``taken``.
+
+    Constants shared inside the term stay shared. ``taken`` is updated.
+    """
+    import ast
+
+    from mctsff.program import Program
+
+    prog = Program.from_string(term, variables)
+    mapping = {}
+    for name in prog.constants:
+        prefix = next((p for p in ops.TYPE_RULES if name.startswith(p)), "")
+        k = 1
+        while f"{prefix}k{k}" in taken:
+            k += 1
+        mapping[name] = f"{prefix}k{k}"
+        taken.add(mapping[name])
+
+    class _Rename(ast.NodeTransformer):
+        def visit_Name(self, node):
+            if node.id in mapping:
+                return ast.copy_location(ast.Name(id=mapping[node.id], ctx=node.ctx), node)
+            return node
+
+    tree = _Rename().visit(ast.parse(term.replace("^", "**"), mode="eval"))
+    return ast.unparse(tree)
+
+
+def grown_variants(
+    expression: str, library: Sequence[str], variables: Sequence[str], max_terms: int = 4
+) -> list[str]:
+    """``expression + t`` for each library term ``t`` it does not already contain."""
+    from mctsff.program import Program
+
+    terms = top_level_terms(expression)
+    if len(terms) >= max_terms:
+        return []
+    own = {term_key(t) for t in terms}
+    out = []
+    for t in library:
+        if term_key(t) in own:
+            continue
+        taken = set(Program.from_string(expression, variables).constants)
+        out.append(f"{expression}+{rename_constants(t, taken, variables)}")
+    return out
+
+
 # ----------------------------------------------------------------------------- evaluators
 class _GrammarComplexity:
     """Wraps an evaluator so results take their complexity from the grammar's weights."""
@@ -139,7 +187,7 @@ class SearchResult:
     seconds: float
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
-    n_pruned: int = 0
+    n_local: int = 0
 
     @property
     def best(self) -> FitResult | None:
@@ -213,6 +261,7 @@ def search(
     checkpoint_every: float = 30.0,
     callback: Callable[[FitResult], Any] | None = None,
     prune: bool = True,
+    grow: bool = True,
     workers: int | None = 1,
     scheduler: Any = None,
     timeout: float | None = None,
@@ -262,10 +311,15 @@ def search(
         processes (``None`` = all cores), a Dask scheduler address or client, and
         a per-candidate time limit in seconds.  Results do not depend on them.
     prune
-        When a result enters the front, also fit it with each top-level term
-        removed (recursively while the pruned forms enter the front): MCTS often
-        finds the right form plus a term fitted to ~0, and this recovers the
-        form itself. Pruned fits are counted in ``SearchResult.n_pruned``.
+        Local move: when a result enters the front, also fit it with each
+        top-level term removed (MCTS often finds the right form plus a term
+        fitted to ~0; this recovers the form itself).
+    grow
+        Local move: when a result enters the front, also fit it plus each
+        top-level term of the other front members (fresh constants), i.e. a
+        forward step over the terms the search has found useful.  Local fits go
+        through the same transposition table and count against ``budget``
+        (``SearchResult.n_local`` says how many there were).
     method
         Search engine: ``"mcts"`` (:class:`~mctsff.mcts.MCTS`) or ``"gp"``
         (:class:`~mctsff.gp.GP`, grammar-guided genetic programming).  Both use
@@ -288,19 +342,20 @@ def search(
     opts = dict(reward_options or {})
     if isinstance(reward, str) or reward is None:
         name = (reward or "spl").lower()
-        key = "scale" if name == "spl" else "loss_scale"
-        opts.setdefault(key, default_reward_scale(_train_of(fitter)))
-    reward_fn = (
-        get_reward(reward, **opts)
-        if (isinstance(reward, str) or reward is None)
-        else (get_reward(reward))
-    )
+        scale = default_reward_scale(_train_of(fitter))
+        opts.setdefault("scale" if name == "spl" else "loss_scale", scale)
+        if name == "spl":
+            opts.setdefault("eta", DEFAULT_ETA)
+        reward_fn = get_reward(name, **opts)
+    else:
+        reward_fn = get_reward(reward)
     evaluator = _GrammarComplexity(
         Evaluator(fitter, workers, scheduler=scheduler, timeout=timeout), grammar
     )
     key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
     out_path = Path(out) if out is not None else None
-    front = ParetoFront()
+    # losses below 1e-8 of the target RMS are rounding noise of an exact fit
+    front = ParetoFront(loss_floor=1e-7 * default_reward_scale(_train_of(fitter)))
     signature = _signature(fitter, grammar)
     if resume:
         if out_path is None or not (out_path / CHECKPOINT).exists():
@@ -353,14 +408,16 @@ def search(
     bar = _Progress(budget, time_limit, progress)
     stop = {"requested": False}
 
-    pruned_seen: set[str] = set()
+    local = _LocalMoves(mcts, evaluator, front, callback, variables, prune, grow)
 
     def on_result(res: FitResult) -> None:
+        new_terms = local.observe(res)
         entered = front.update(res)
         if callback is not None:
             callback(res)
-        if prune and entered:
-            _prune(res, evaluator, front, callback, pruned_seen, key_fn)
+        if entered:
+            local.explore(res)
+        local.spread(new_terms)
         best = front.points and min(p.score_loss for p in front.points)
         bar.update(mcts.n_evaluations, best or math.inf, len(front))
 
@@ -425,30 +482,152 @@ def search(
         seconds=time.perf_counter() - t0,
         interrupted=interrupted,
         files=files,
-        n_pruned=len(pruned_seen),
+        n_local=local.n_fits,
     )
 
 
-def _prune(res, evaluator, front, callback, seen, key_fn, depth: int = 0) -> None:
-    """Fit the term-pruned variants of a front result (one batch); recurse on those that enter."""
-    if not res.valid or depth > 4:
-        return
-    try:
-        variants = pruned_variants(res.expression)
-    except SyntaxError:
-        return
-    todo = []
-    for expr in variants:
-        key = key_fn(expr) if key_fn is not None else expr
-        if key not in seen:
-            seen.add(key)
+def term_key(term: str) -> str:
+    """Cheap structural key of a term: constants renamed by kind, then unparsed."""
+    import ast
+
+    class _Generic(ast.NodeTransformer):
+        def visit_Name(self, node):
+            rule = ops.constant_rule(node.id)
+            if (
+                node.id in ops.RESERVED
+                or node.id in ("r", "x", "y")
+                or len(node.id) == 1
+                and (node.id in "xyzr")
+            ):
+                return node
+            return ast.copy_location(ast.Name(id=f"K_{rule}", ctx=node.ctx), node)
+
+    t = term[1:] if term.startswith("-") else term
+    return ast.unparse(_Generic().visit(ast.parse(t.replace("^", "**"), mode="eval")))
+
+
+class _LocalMoves:
+    """Prune/grow moves around new front members, sharing the tree's transposition table.
+
+    *Prune* fits a new front member with each top-level term removed. *Grow* fits
+    the best front members plus one more term from a library: the terms of the
+    front members and the simplest terms met anywhere in the search.
+    """
+
+    max_depth = 3
+    max_library = 40
+    simple_complexity = 5
+    max_terms = 4
+    spread_hosts = 3
+
+    def __init__(self, mcts, evaluator, front, callback, variables, prune, grow):
+        self.mcts = mcts
+        self.evaluator = evaluator
+        self.front = front
+        self.callback = callback
+        self.variables = tuple(variables)
+        self.prune = prune
+        self.grow = grow
+        self.n_fits = 0
+        self.simple: dict[str, tuple[int, str]] = {}
+        for res in getattr(mcts, "results", []):  # rebuilt on resume: same library
+            self.observe(res)
+
+    def observe(self, res: FitResult) -> list[str]:
+        """Collect the simple top-level terms of any valid result; return the new ones."""
+        if not (self.grow and res.valid):
+            return []
+        from mctsff.program import Program
+
+        new = []
+        try:
+            for t in top_level_terms(res.expression):
+                t = t[1:] if t.startswith("-") else t
+                key = term_key(t)
+                if key in self.simple:
+                    continue
+                cx = Program.from_string(t, self.variables).complexity
+                if cx <= self.simple_complexity:
+                    self.simple[key] = (cx, t)
+                    new.append(t)
+        except (SyntaxError, ValueError):
+            pass
+        return new
+
+    def spread(self, terms: list[str]) -> None:
+        """Try newly met simple terms on the best front members that can take a term."""
+        if not terms or not hasattr(self.mcts, "record"):
+            return
+        hosts = [
+            p
+            for p in sorted(self.front.points, key=lambda p: p.score_loss)
+            if p.valid and len(top_level_terms(p.expression)) < self.max_terms
+        ][: self.spread_hosts]
+        todo = []
+        for host in hosts:
+            todo += grown_variants(host.expression, terms, self.variables, self.max_terms)
+        self._fit(todo, origin="spread", depth=1)
+
+    def library(self) -> list[str]:
+        """Front-member terms and simple terms, simplest first, one per structure."""
+        from mctsff.program import Program
+
+        seen = dict(self.simple)
+        for p in self.front.points:
+            try:
+                for t in top_level_terms(p.expression):
+                    t = t[1:] if t.startswith("-") else t
+                    key = term_key(t)
+                    if key not in seen:
+                        seen[key] = (Program.from_string(t, self.variables).complexity, t)
+            except (SyntaxError, ValueError):
+                continue
+        return [t for _, t in sorted(seen.values())][: self.max_library]
+
+    def _grow_from(self, res: FitResult) -> bool:
+        return len(top_level_terms(res.expression)) < self.max_terms
+
+    def explore(self, res: FitResult, depth: int = 0) -> None:
+        if not res.valid or depth >= self.max_depth or not (self.prune or self.grow):
+            return
+        if not hasattr(self.mcts, "record"):
+            return  # an engine without a shared transposition table
+        candidates: list[str] = []
+        try:
+            if self.prune:
+                candidates += pruned_variants(res.expression)
+            if self.grow and self._grow_from(res):
+                candidates += grown_variants(res.expression, self.library(), self.variables)
+        except (SyntaxError, ValueError):
+            return
+        self._fit(candidates, origin=res.expression, depth=depth + 1)
+
+    def _fit(self, candidates: list[str], origin: str, depth: int) -> None:
+        todo, keys = [], set()
+        for expr in candidates:
+            try:
+                key = self.mcts._key(expr)
+            except ValueError:
+                continue
+            if key in keys or self.mcts.lookup(expr) is not None:
+                continue
+            keys.add(key)
             todo.append(expr)
-    for new in evaluator(todo) if todo else []:
-        new.extra["pruned_from"] = res.expression
-        if front.update(new):
-            if callback is not None:
-                callback(new)
-            _prune(new, evaluator, front, callback, seen, key_fn, depth + 1)
+        if not todo:
+            return
+        entered = []
+        for expr, new in zip(todo, self.evaluator(todo), strict=True):
+            new.extra["local_move_from"] = origin
+            if not self.mcts.record(expr, new):
+                continue
+            self.n_fits += 1
+            self.observe(new)
+            if self.front.update(new):
+                entered.append(new)
+            if self.callback is not None:
+                self.callback(new)
+        for new in entered:
+            self.explore(new, depth)
 
 
 def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) -> Path:

@@ -36,8 +36,8 @@ def test_front_is_monotone_and_uses_score_loss():
     assert [p.complexity for p in pts] == sorted(p.complexity for p in pts)
     losses = [p.score_loss for p in pts]
     assert losses == sorted(losses, reverse=True)
-    assert ParetoFront.dominates(res("x", 1, 0.1), res("y", 2, 0.1))
-    assert not ParetoFront.dominates(res("x", 1, 0.1), res("y", 1, 0.1))
+    assert ParetoFront().dominates(res("x", 1, 0.1), res("y", 2, 0.1))
+    assert not ParetoFront().dominates(res("x", 1, 0.1), res("y", 1, 0.1))
 
 
 def test_invalid_never_enters():
@@ -85,3 +85,11 @@ def test_plot_writes_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     empty = ParetoFront().plot(tmp_path / "empty.png")
     assert empty.exists()
+
+
+def test_loss_floor_keeps_noise_level_exact_fits_out():
+    f = ParetoFront(loss_floor=1e-10)
+    assert f.update(res("exact", 10, 8e-14))
+    assert not f.update(res("exact_plus_junk", 14, 4e-14))  # rounding noise, not a gain
+    assert f.update(res("simpler_worse", 5, 0.3))
+    assert [p.expression for p in f.points] == ["simpler_worse", "exact"]

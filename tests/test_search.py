@@ -106,10 +106,10 @@ def test_custom_reward_changes_the_search(screened):
         seen.append(result.expression)
         return 0.0 if not result.valid else result.complexity / 100.0
 
-    base = search(Fitter(train, valid, constraints=()), "pair", budget=150, seed=0)
-    custom = search(
-        Fitter(train, valid, constraints=()), "pair", budget=150, seed=0, reward=prefers_long
-    )
+    # local moves off: compare what the tree itself chose
+    kw = dict(budget=150, seed=0, prune=False, grow=False)
+    base = search(Fitter(train, valid, constraints=()), "pair", **kw)
+    custom = search(Fitter(train, valid, constraints=()), "pair", reward=prefers_long, **kw)
     assert seen, "the custom reward was never called"
     assert custom.mcts.evaluated != base.mcts.evaluated
     mean_cx = np.mean([r.complexity for r in custom.mcts.results])
