@@ -46,7 +46,7 @@ POTENTIALS = {
 }
 
 
-def run_one(name: str, seed: int, budget: int, time_limit: float) -> dict:
+def run_one(name: str, seed: int, budget: int, time_limit: float, workers: int = 1) -> dict:
     """One search on one synthetic potential; returns timing and recovery."""
     expr, params = POTENTIALS[name]
     ds = load_dataset(data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0)
@@ -56,17 +56,27 @@ def run_one(name: str, seed: int, budget: int, time_limit: float) -> dict:
     cx = Program.from_string(expr).complexity
     fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0)
     hit: dict = {}
+    count = [0]
     t0 = time.perf_counter()
 
     def on_result(res):
+        count[0] += 1
         if "t" not in hit and res.valid and res.rmse_valid < 1e-6 * rms and res.complexity <= cx:
-            hit.update(t=time.perf_counter() - t0, expression=res.expression)
+            hit.update(t=time.perf_counter() - t0, expression=res.expression, n=count[0])
 
     result = search(
-        fitter, "pair", budget=budget, time_limit=time_limit, seed=seed, callback=on_result
+        fitter,
+        "pair",
+        budget=budget,
+        time_limit=time_limit,
+        seed=seed,
+        callback=on_result,
+        should_stop=lambda: "t" in hit,
+        workers=workers,
     )
     return {
-        "pruned": result.n_local,
+        "local_fits": result.n_local,
+        "evals_to_recovery": hit.get("n", float("nan")),
         "name": name,
         "seed": seed,
         "recovered": bool(hit),
@@ -83,25 +93,31 @@ def main() -> None:
     ap.add_argument("--time", type=float, default=120.0, help="time limit per run (s)")
     ap.add_argument("--budget", type=int, default=100000, help="evaluation cap per run")
     ap.add_argument("--potentials", nargs="*", default=list(POTENTIALS))
+    ap.add_argument("--workers", type=int, default=1, help="worker processes per search")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     machine = platform.processor() or platform.machine()
     print(
         f"# recovery benchmark — {datetime.date.today()}, {machine}, {os.cpu_count()} cores, "
-        f"1 search process, time limit {args.time:g} s"
+        f"{args.workers} worker process(es) per search, time limit {args.time:g} s"
     )
     print()
-    print("| potential | recovered | median time to recovery (s) | runs |")
-    print("|---|---|---|---|")
+    print(
+        "| potential | recovered | median time to recovery (s) | median fits to recovery | runs |"
+    )
+    print("|---|---|---|---|---|")
     for name in args.potentials:
-        rows = [run_one(name, s, args.budget, args.time) for s in range(args.seeds)]
+        rows = [run_one(name, s, args.budget, args.time, args.workers) for s in range(args.seeds)]
         ok = [r for r in rows if r["recovered"]]
         med = float(np.median([r["seconds"] for r in ok])) if ok else float("nan")
+        med_n = float(np.median([r["evals_to_recovery"] for r in ok])) if ok else float("nan")
         detail = ", ".join(
             f"s{r['seed']}:{r['seconds']:.0f}s" if r["recovered"] else f"s{r['seed']}:-"
             for r in rows
         )
-        print(f"| {name} | {len(ok)}/{len(rows)} | {med:.1f} | {detail} |", flush=True)
+        print(
+            f"| {name} | {len(ok)}/{len(rows)} | {med:.1f} | {med_n:.0f} | {detail} |", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -260,6 +260,7 @@ def search(
     progress: bool = False,
     checkpoint_every: float = 30.0,
     callback: Callable[[FitResult], Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
     prune: bool = True,
     grow: bool = True,
     workers: int | None = 1,
@@ -306,6 +307,9 @@ def search(
         Seconds between checkpoints (and at the end, and on Ctrl-C).
     callback
         Called with every new fitted result.
+    should_stop
+        Polled between iterations; returning True ends the search (like Ctrl-C,
+        but not reported as an interruption).
     workers, scheduler, timeout
         Parallel evaluation (:class:`~mctsff.parallel.Evaluator`): local worker
         processes (``None`` = all cores), a Dask scheduler address or client, and
@@ -444,6 +448,8 @@ def search(
             if stop["requested"]:
                 interrupted = True
                 break
+            if should_stop is not None and should_stop():
+                break
             mcts.step(on_result)
             if out_path is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
                 _save_checkpoint(out_path, mcts, front, signature)
@@ -519,6 +525,7 @@ class _LocalMoves:
     simple_complexity = 5
     max_terms = 4
     spread_hosts = 3
+    max_share = 0.3
 
     def __init__(self, mcts, evaluator, front, callback, variables, prune, grow):
         self.mcts = mcts
@@ -556,7 +563,7 @@ class _LocalMoves:
 
     def spread(self, terms: list[str]) -> None:
         """Try newly met simple terms on the best front members that can take a term."""
-        if not terms or not hasattr(self.mcts, "record"):
+        if not terms or not hasattr(self.mcts, "record") or not self._budget_left():
             return
         hosts = [
             p
@@ -584,8 +591,12 @@ class _LocalMoves:
                 continue
         return [t for _, t in sorted(seen.values())][: self.max_library]
 
+    def _budget_left(self) -> bool:
+        """Local fits may use at most ``max_share`` of all fits; the tree keeps the rest."""
+        return self.n_fits <= self.max_share * max(self.mcts.n_evaluations, 1)
+
     def _grow_from(self, res: FitResult) -> bool:
-        return len(top_level_terms(res.expression)) < self.max_terms
+        return self._budget_left() and len(top_level_terms(res.expression)) < self.max_terms
 
     def explore(self, res: FitResult, depth: int = 0) -> None:
         if not res.valid or depth >= self.max_depth or not (self.prune or self.grow):
