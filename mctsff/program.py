@@ -376,8 +376,18 @@ class _Compiler:
                 return n.id
             return None
 
+        def is_shifted_var(n):  # r - r0, r + d: still a length
+            n = strip(n)
+            return (
+                isinstance(n, ast.BinOp)
+                and isinstance(n.op, ast.Add | ast.Sub)
+                and (is_var(n.left) or is_var(n.right))
+            )
+
         for a, b, var_left in ((node.left, node.right, True), (node.right, node.left, False)):
             c = const_name(b)
+            if name == "*" and c is not None and is_shifted_var(a):
+                self.inv_length.add(c)
             if is_var(a) and c is not None:
                 if name in ("+", "-") or (name == "/" and var_left):
                     self.length.add(c)
