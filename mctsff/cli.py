@@ -116,13 +116,39 @@ def _fit_options(args) -> dict:
     )
 
 
+def _fit_model(args, train, valid):
+    """``fit --model NAME [--refit]``: a reference water model, published or refitted."""
+    from mctsff.models import published_result, refit_model
+
+    if args.expr:
+        raise UsageError("give either --expr or --model, not both")
+    try:
+        if not args.refit:
+            return published_result(args.model, train, valid)
+        opts = _fit_options(args)
+        # the published models have no cutoff constraint: none unless asked for
+        opts["constraints"] = () if args.no_constraints else tuple(args.constraint or ())
+        return refit_model(args.model, train, valid, **opts)
+    except KeyError as exc:
+        raise UsageError(f"--model: {exc.args[0]}") from None
+    except ValueError as exc:
+        if type(exc) is not ValueError:
+            raise
+        raise UsageError(f"--model {args.model}: {exc}") from None
+
+
 def cmd_fit(args) -> int:
     """Fit the constants of one expression."""
     from mctsff.fit import Fitter
 
     ds, train, valid = _load(args)
-    fitter = Fitter(train, valid, **_fit_options(args))
-    res = fitter.fit(args.expr)
+    if getattr(args, "model", None):
+        res = _fit_model(args, train, valid)
+    elif not args.expr:
+        raise UsageError("fit needs --expr EXPRESSION or --model NAME")
+    else:
+        fitter = Fitter(train, valid, **_fit_options(args))
+        res = fitter.fit(args.expr)
     out = res.to_dict()
     out.update(
         n_pairs=int(ds.n_pairs),
@@ -167,13 +193,31 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rollouts", type=int, default=10, help="rollouts per expansion")
     p.add_argument("--transplant", action="store_true", help="SPL module transplantation")
     p.add_argument(
+        "--method",
+        choices=["mcts", "gp"],
+        default="mcts",
+        help="search engine: Monte Carlo tree search (default) or grammar-guided GP",
+    )
+    p.add_argument(
         "--reference",
         action="append",
         default=[],
         metavar="LABEL=EXPR",
         help="fit a reference expression and draw its loss on pareto.png",
     )
+    p.add_argument(
+        "--reference-model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="draw a water model's published and refit losses (q-spcfw, spcfw, tip3p)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument(
+        "--workers", type=int, default=1, help="local worker processes (0 = all cores; default 1)"
+    )
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:8786")
+    p.add_argument("--fit-timeout", type=float, default=None, help="seconds allowed per fit")
 
 
 def _print_front(result, stream=sys.stdout) -> None:
@@ -194,6 +238,16 @@ def _run_search(args, fitter) -> int:
     from mctsff.search import search
 
     refs = {}
+    for name in args.reference_model:
+        from mctsff.models import reference_lines
+
+        try:
+            lines = reference_lines(name, fitter.train, fitter.valid)
+        except KeyError as exc:
+            raise UsageError(f"--reference-model: {exc.args[0] if exc.args else exc}") from None
+        for label, loss in lines.items():
+            print(f"reference {label}: loss {loss:.5g}")
+        refs.update(lines)
     for text in args.reference:
         label, expr = _pair_value(text, "--reference")
         res = fitter.fit(expr)
@@ -214,8 +268,12 @@ def _run_search(args, fitter) -> int:
         max_length=args.max_length,
         n_rollouts=args.rollouts,
         transplant=args.transplant,
+        method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,
+        workers=args.workers or None,
+        scheduler=args.scheduler,
+        timeout=args.fit_timeout,
     )
     print(
         f"{result.n_evaluations} expressions fitted in {result.seconds:.1f} s"
@@ -264,8 +322,10 @@ def cmd_demo(args) -> int:
         str(args.seed),
         "--out",
         args.out,
-        "--reference",
-        f"Coulomb+LJ(O-O)={DEMO_REFERENCE}",
+        "--reference-model",
+        DEMO_REFERENCE_MODEL,
+        "--workers",
+        str(args.workers),
     ]
     if args.time is not None:
         argv += ["--time", str(args.time)]
@@ -277,8 +337,115 @@ def cmd_demo(args) -> int:
 
 
 #: Shipped example data of the demo and the reference model drawn on its front.
-DEMO_DATA = "water_dimers_mp2_sample20.extxyz"
-DEMO_REFERENCE = "14.399645*prod_q/r + pair_A/r**12 - pair_B/r**6"
+DEMO_DATA = "water_dimers_mp2_200.extxyz"
+DEMO_REFERENCE_MODEL = "q-spcfw"
+
+
+def _add_data_commands(sub) -> None:
+    """``mctsff data water-dimers`` and ``mctsff data solvent-forces``: make reference data."""
+
+    def run_data(args) -> int:
+        try:
+            if args.data_command == "water-dimers":
+                from mctsff.qm import generate_water_dimers
+
+                info = generate_water_dimers(
+                    args.out,
+                    args.n,
+                    method=args.method,
+                    basis=args.basis,
+                    frozen_core=not args.all_electron,
+                    seed=args.seed,
+                    workers=args.workers,
+                    progress=not args.quiet,
+                )
+                print(
+                    f"{info['path']}: {info['n_computed']} dimers computed, "
+                    f"{info['n_skipped']} already there ({info['seconds']:.1f} s)"
+                )
+            else:
+                from mctsff.md import solvent_forces
+
+                info = solvent_forces(
+                    args.pdb,
+                    args.out,
+                    args.frames,
+                    stride=args.stride,
+                    equilibration_ps=args.equilibration,
+                    padding_nm=args.padding,
+                    seed=args.seed,
+                    progress=not args.quiet,
+                )
+                print(
+                    f"{info['path']}: {info['n_frames']} frames, {info['n_waters']} waters, "
+                    f"solvent force RMS {info['force_rms']:.4g} eV/Å ({info['seconds']:.1f} s)"
+                )
+        except (RuntimeError, ImportError, ValueError) as exc:
+            print(f"mctsff: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+
+    p = sub.add_parser("data", help="generate reference data (QM water dimers, solvent forces)")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser(
+        "water-dimers",
+        help="sample water dimers and compute dimer and monomer forces (PySCF or tblite)",
+    )
+    q.add_argument("-n", "--n", type=int, required=True, help="dimers wanted in the file")
+    q.add_argument("--method", choices=["mp2", "hf", "xtb"], default="mp2")
+    q.add_argument("--basis", default="aug-cc-pvdz", help="basis set (PySCF methods)")
+    q.add_argument("--all-electron", action="store_true", help="MP2 without frozen core")
+    q.add_argument("--out", required=True, help="extxyz file; resumed when it exists")
+    q.add_argument("--workers", type=int, default=1, help="worker processes, 1 thread each")
+    q.add_argument("--seed", type=int, default=0, help="sampling seed (keep it when resuming)")
+    q.add_argument("--quiet", action="store_true", help="no progress lines")
+    q.set_defaults(func=run_data)
+    m = dsub.add_parser(
+        "solvent-forces",
+        help="explicit-TIP3P MD of a solute; exact solvent force on each solute atom (OpenMM)",
+    )
+    m.add_argument("--pdb", default=None, help="solute PDB (default: shipped alanine dipeptide)")
+    m.add_argument("--frames", type=int, default=300, help="frames to write")
+    m.add_argument("--out", required=True, help="extxyz file to write")
+    m.add_argument("--stride", type=int, default=500, help="MD steps (2 fs) between frames")
+    m.add_argument("--equilibration", type=float, default=20.0, help="equilibration in ps")
+    m.add_argument("--padding", type=float, default=1.0, help="water padding in nm")
+    m.add_argument("--seed", type=int, default=0, help="velocity/thermostat seed")
+    m.add_argument("--quiet", action="store_true", help="no progress lines")
+    m.set_defaults(func=run_data)
+
+
+def _add_export_command(sub) -> None:
+    """``mctsff export RUN_DIR``: a front point to sympy/LaTeX/Python/LAMMPS/OpenMM/ASE."""
+    # kept literal so that building the parser imports nothing heavy (= mctsff.export's values)
+    formats = ["sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "ase"]
+
+    def run_export(args) -> int:
+        from mctsff.export import ExportError, run_cli
+
+        try:
+            return run_cli(args)
+        except ExportError as exc:
+            raise UsageError(str(exc)) from None
+
+    p = sub.add_parser("export", help="export a front point to an MD engine or a formula")
+    p.add_argument("run_dir", help="search run folder (pareto.json, optional run.json)")
+    p.add_argument(
+        "--index", type=int, default=None, help="front point (default: lowest validation RMSE)"
+    )
+    p.add_argument("--format", choices=formats, required=True, help="output format")
+    p.add_argument("--out", default=None, help="file to write (default: print)")
+    p.add_argument("--units", choices=["metal", "real"], default="metal", help="LAMMPS units")
+    p.add_argument(
+        "--species", nargs="+", default=None, help="atom types (LAMMPS type ids in this order)"
+    )
+    p.add_argument("--cutoff", type=float, default=None, help="cutoff in Å (default: run.json)")
+    p.add_argument("--points", type=int, default=20000, help="LAMMPS table points (20000)")
+    p.add_argument("--rlo", type=float, default=0.5, help="LAMMPS table inner radius (0.5 Å)")
+    p.add_argument("--table-style", choices=["linear", "spline"], default="linear")
+    p.add_argument("--shift", action="store_true", help="shift energies to 0 at the cutoff")
+    p.add_argument("--pair", default=None, help="one type pair A-B (sympy, latex)")
+    p.set_defaults(func=run_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,12 +460,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit the constants of a given expression")
     _dataset_args(p)
-    p.add_argument("--expr", required=True, help='e.g. "prod_q/r + A*exp(-r/b) - C/r**6"')
+    p.add_argument("--expr", default=None, help='e.g. "prod_q/r + A*exp(-r/b) - C/r**6"')
+    p.add_argument(
+        "--model",
+        default=None,
+        help="reference water model instead of --expr: q-spcfw | spcfw | tip3p (published "
+        "parameters; with --refit charges and O-O LJ refitted, molecules kept neutral)",
+    )
+    p.add_argument("--refit", action="store_true", help="refit the --model parameters")
     _fit_args(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("search", help="search a grammar for the best potentials (MCTS)")
+    p = sub.add_parser("search", help="search a grammar for the best potentials (MCTS or GP)")
     _dataset_args(p)
     _fit_args(p)
     _search_args(p)
@@ -317,7 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time", type=float, default=240.0, help="wall-clock limit (240 s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (0 = all cores)")
     p.set_defaults(func=cmd_demo)
+    _add_data_commands(sub)
+    _add_export_command(sub)
     return parser
 
 

@@ -210,6 +210,7 @@ class FitOptions:
     constraint_tol: float = 1e-8
     max_outer: int = 30
     max_nfev: int = 200
+    max_fit_nfev: int = 3000
     mu0: float = 1e4
     n_refine: int = 2
     complexity_weights: Mapping[str, float] | None = None
@@ -252,6 +253,10 @@ class Fitter:
         Augmented-Lagrangian outer iterations.
     max_nfev
         Residual evaluations per inner solve.
+    max_fit_nfev
+        Residual evaluations per candidate over all starts and outer iterations;
+        a fit that reaches it returns its best point so far (with its constraint
+        residuals reported and flagged), so no candidate can stall a search.
 
     Examples
     --------
@@ -429,6 +434,8 @@ class Fitter:
             ):
                 best = sol
             if best is not None and best[2] <= self.options.constraint_tol * 10:
+                break
+            if best is not None and problem.nfev >= self.options.max_fit_nfev:
                 break
         if best is None:
             return FitResult.invalid(
@@ -734,6 +741,8 @@ class _Problem:
                 return None
             if viol <= o.constraint_tol:
                 break
+            if self.nfev >= o.max_fit_nfev:
+                break  # evaluation cap per candidate: report what was reached
             svals, _ = scons(x)
             lam = [
                 (lm + mu * v) if k == "eq" else np.maximum(0.0, lm + mu * v)

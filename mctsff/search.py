@@ -537,8 +537,10 @@ class _LocalMoves:
         self.grow = grow
         self.n_fits = 0
         self.simple: dict[str, tuple[int, str]] = {}
-        for res in getattr(mcts, "results", []):  # rebuilt on resume: same library
+        for res in getattr(mcts, "results", []):  # rebuilt on resume: same library, same count
             self.observe(res)
+            if "local_move_from" in res.extra:
+                self.n_fits += 1
 
     def observe(self, res: FitResult) -> list[str]:
         """Collect the simple top-level terms of any valid result; return the new ones."""

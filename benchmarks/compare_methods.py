@@ -1,0 +1,305 @@
+"""MCTS vs grammar-guided GP on a synthetic force-field suite at equal budgets.
+
+Synthetic intermolecular forces are generated from six known pair potentials
+on the shipped water-dimer geometries (20 MP2 dimers, cutoff 9 Å, frames split
+80/20 by ``Dataset.split(0.2, seed=0)``).  Each potential is checked to be
+derivable in the default ``pair`` grammar (:func:`mctsff.gp.find_derivation`)
+before anything runs.  For every potential, method (``search(method="mcts")``
+and ``search(method="gp")``, default settings of both, ``max_length=16``) and
+seed, one search runs with the same budget of distinct fitted expressions.
+
+A run *recovers* the potential when a fitted expression reproduces the
+validation forces to 1e-6 of their RMS with a grammar complexity no larger
+than the true form's (the criterion of ``benchmarks/recovery.py``);
+*evaluations to recovery* is the number of distinct expressions fitted (by
+the engine or by the search's local moves, everything that counts against the
+budget) when that first happens.  The budget is checked between search steps,
+so a step that triggers many local-move fits can overshoot it: the *median
+fitted* column shows what the runs actually used (local-move fits in
+parentheses).  Also reported: the best validation RMSE (relative to the RMS
+validation force) and the wall and CPU time (``time.process_time`` of the
+process that ran the search) per run.
+
+Runs are spread over ``--workers`` processes (one search per process,
+``NUMBA_NUM_THREADS=1``); methods are interleaved so both see the same load.
+
+Usage::
+
+    python benchmarks/compare_methods.py                 # 10 seeds, budget 300, ≤ 20 min on 2 cores
+    python benchmarks/compare_methods.py --quick         # 2 seeds, budget 120, ~2 min
+    python benchmarks/compare_methods.py --seeds 20 --budget 1000 --png cmp.png --json cmp.json
+    python benchmarks/compare_methods.py --quick --no-local   # the engines alone, no local moves
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (true expression as the ``pair`` grammar writes it, synthetic parameters)
+POTENTIALS: dict[str, tuple[str, dict[str, float]]] = {
+    "coulomb_lj": (
+        "prod_c1/r+c1/r**12-c2/r**6",
+        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 6e4, "c2": 40.0},
+    ),
+    "buckingham": ("c1*exp(-r/c2)-c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}),
+    "morse": (
+        "c1*(exp(-2*a_morse*(r-r0_morse))-2*exp(-a_morse*(r-r0_morse)))",
+        {"c1": 0.2, "a_morse": 1.5, "r0_morse": 2.9},
+    ),
+    "screened_coulomb": (
+        "prod_c1*exp(-r/c1)/r",
+        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5},
+    ),
+    "soft_sphere": ("c1/r**12", {"c1": 5e3}),
+    "damped_dispersion": ("c1*(1-exp(-c2*r))**6/r**6", {"c1": -30.0, "c2": 1.2}),
+}
+
+METHODS = ("mcts", "gp")
+GRAMMAR = "pair"
+MAX_LENGTH = 16
+RECOVERY_TOL = 1e-6
+
+_DATA: dict[str, object] = {}
+
+
+def check_grammar(names: list[str]) -> dict[str, tuple[int, float]]:
+    """Productions and complexity of each true form; raises if one is not derivable."""
+    from mctsff.gp import find_derivation
+    from mctsff.grammar import Grammar
+
+    g = Grammar.load(GRAMMAR)
+    out = {}
+    for name in names:
+        expr = POTENTIALS[name][0]
+        d = find_derivation(g, expr, max_length=MAX_LENGTH)
+        if d is None:
+            raise SystemExit(f"{name}: {expr} is not derivable in '{GRAMMAR}' ≤ {MAX_LENGTH}")
+        out[name] = (d.n_productions, g.complexity(expr))
+    return out
+
+
+def _splits(name: str):
+    """Synthetic (train, valid) for one potential (cached per process)."""
+    if name not in _DATA:
+        from mctsff.data import data_file, load_dataset
+        from mctsff.params import Potential
+
+        if "dimers" not in _DATA:
+            _DATA["dimers"] = load_dataset(
+                data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0
+            )
+        ds = _DATA["dimers"]
+        expr, params = POTENTIALS[name]
+        truth = Potential(expr, params, ds.species, ds.type_pairs)
+        _DATA[name] = truth.synthetic(ds).split(0.2, seed=0)
+    return _DATA[name]
+
+
+def run_one(name: str, method: str, seed: int, budget: int, local: bool = True) -> dict:
+    """One search on one synthetic potential; returns recovery, accuracy and timing.
+
+    ``local=False`` turns the search's local moves (term pruning/growing) off,
+    so only the engine proposes expressions.
+    """
+    warnings.simplefilter("ignore")
+    from mctsff.fit import Fitter
+    from mctsff.grammar import Grammar
+    from mctsff.search import search
+
+    expr = POTENTIALS[name][0]
+    train, valid = _splits(name)
+    rms = float(np.sqrt(np.mean(valid.forces**2)))
+    cx = Grammar.load(GRAMMAR).complexity(expr)
+    fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0)
+    hit: dict = {}
+    counter = {"n": 0}
+
+    def callback(res):
+        # pruned variants (fitted when a result enters the front) are not budget evaluations
+        if "pruned_from" not in res.extra:
+            counter["n"] += 1
+        if "n" not in hit and res.valid and res.complexity <= cx:
+            if res.rmse_valid < RECOVERY_TOL * rms:
+                hit.update(n=counter["n"], expression=res.expression)
+
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = search(
+        fitter,
+        GRAMMAR,
+        budget=budget,
+        seed=seed,
+        method=method,
+        max_length=MAX_LENGTH,
+        callback=callback,
+        **({} if local else {"prune": False, "grow": False}),
+    )
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    best = result.best
+    return {
+        "potential": name,
+        "method": method,
+        "seed": seed,
+        "budget": budget,
+        "recovered": "n" in hit,
+        "evals_to_recovery": hit.get("n", math.nan),
+        "found": hit.get("expression", ""),
+        "n_evaluations": result.n_evaluations,
+        # fits made by the search's local moves (term pruning/growing), if it has them
+        "n_local": getattr(result, "n_local", getattr(result, "n_pruned", 0)),
+        "best_rmse_valid": best.rmse_valid if best is not None else math.inf,
+        "best_rel_rmse": (best.rmse_valid / rms) if best is not None else math.inf,
+        "best_expression": best.expression if best is not None else "",
+        "wall_s": wall,
+        "cpu_s": cpu,
+    }
+
+
+def _worker_init() -> None:
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
+    warnings.simplefilter("ignore")
+
+
+def _median(xs) -> float:
+    xs = [x for x in xs if isinstance(x, int | float) and math.isfinite(x)]
+    return float(np.median(xs)) if xs else math.nan
+
+
+def _fmt(x: float, spec: str = ".3g") -> str:
+    return "–" if not math.isfinite(x) else format(x, spec)
+
+
+def table(rows: list[dict], names: list[str], info: dict[str, tuple[int, float]]) -> str:
+    """Markdown table: one line per potential and method, then the totals."""
+    lines = [
+        "| potential | productions | method | recovered | median evals to recovery "
+        "| median fitted (local moves) | median best valid RMSE / RMS(F) | median wall s "
+        "| median CPU s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in [*names, "all"]:
+        for m in METHODS:
+            sel = [r for r in rows if r["method"] == m and name in ("all", r["potential"])]
+            if not sel:
+                continue
+            ok = [r for r in sel if r["recovered"]]
+            prods = str(info[name][0]) if name in info else ""
+            lines.append(
+                f"| {name} | {prods} | {m} | {len(ok)}/{len(sel)} "
+                f"| {_fmt(_median(r['evals_to_recovery'] for r in ok), '.0f')} "
+                f"| {_fmt(_median(r['n_evaluations'] for r in sel), '.0f')} "
+                f"({_fmt(_median(r['n_local'] for r in sel), '.0f')}) "
+                f"| {_fmt(_median(r['best_rel_rmse'] for r in sel), '.2e')} "
+                f"| {_fmt(_median(r['wall_s'] for r in sel), '.1f')} "
+                f"| {_fmt(_median(r['cpu_s'] for r in sel), '.1f')} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], names: list[str], budget: int, path: Path) -> None:
+    """Recovery rate per potential (bars) and fraction recovered vs evaluations (ECDF)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4), dpi=110)
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    x = np.arange(len(names))
+    width = 0.38
+    for k, m in enumerate(METHODS):
+        rates = []
+        for name in names:
+            sel = [r for r in rows if r["method"] == m and r["potential"] == name]
+            rates.append(sum(r["recovered"] for r in sel) / max(len(sel), 1))
+        ax1.bar(x + (k - 0.5) * width, rates, width, label=m.upper(), color=f"C{k}")
+        sel = [r for r in rows if r["method"] == m]
+        evals = np.sort([r["evals_to_recovery"] for r in sel if r["recovered"]])
+        ys = np.arange(1, len(evals) + 1) / max(len(sel), 1)
+        ax2.step(np.r_[0, evals, budget], np.r_[0, ys, ys[-1] if len(ys) else 0], where="post",
+                 label=m.upper(), color=f"C{k}")  # fmt: skip
+    ax1.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize="small")
+    ax1.set_ylabel("recovery rate")
+    ax1.set_ylim(0, 1.05)
+    ax1.legend()
+    ax1.set_title(f"recovered within {budget} fitted expressions")
+    ax2.set_xlabel("distinct fitted expressions")
+    ax2.set_ylabel("fraction of runs recovered (all potentials)")
+    ax2.set_xlim(0, budget)
+    ax2.set_ylim(0, 1.05)
+    ax2.legend()
+    ax2.set_title("evaluations to recovery")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per potential (10; quick 2)")
+    ap.add_argument("--budget", type=int, default=None, help="fitted expressions (300; quick 120)")
+    ap.add_argument("--potentials", nargs="*", default=list(POTENTIALS), choices=list(POTENTIALS))
+    ap.add_argument("--workers", type=int, default=2, help="parallel searches (2)")
+    ap.add_argument("--quick", action="store_true", help="2 seeds, budget 120 (~2 min)")
+    ap.add_argument("--png", default="compare_methods.png", help="figure path")
+    ap.add_argument("--json", default=None, help="write every run's record here")
+    ap.add_argument(
+        "--no-local", action="store_true", help="turn the search's local moves (prune/grow) off"
+    )
+    args = ap.parse_args(argv)
+    seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
+    budget = args.budget if args.budget is not None else (120 if args.quick else 300)
+    names = list(args.potentials)
+    warnings.simplefilter("ignore")
+    info = check_grammar(names)
+
+    machine = platform.processor() or platform.machine()
+    print(
+        f"# MCTS vs GP, synthetic pair potentials on 20 water dimers — {datetime.date.today()}, "
+        f"{machine}, {os.cpu_count()} cores (shared with other jobs), {args.workers} worker "
+        f"processes, {seeds} seeds, budget {budget} fitted expressions, grammar '{GRAMMAR}', "
+        f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}"
+    )
+    print()
+    jobs = [
+        (n, m, s, budget, not args.no_local) for n in names for s in range(seeds) for m in METHODS
+    ]
+    w0, c0 = time.perf_counter(), time.process_time()
+    if args.workers > 1:
+        from mctsff import kernels
+
+        kernels.warmup()  # fill numba's on-disk cache before the workers start
+        with ProcessPoolExecutor(args.workers, initializer=_worker_init) as pool:
+            rows = list(pool.map(run_one, *zip(*jobs, strict=True)))
+    else:
+        rows = [run_one(*job) for job in jobs]
+    wall = time.perf_counter() - w0
+    cpu_runs = sum(r["cpu_s"] for r in rows)
+    print(table(rows, names, info))
+    print()
+    print(
+        f"total: {len(rows)} runs, {wall:.0f} s wall, {cpu_runs:.0f} s CPU in the searches "
+        f"(+{time.process_time() - c0:.0f} s CPU in the parent)"
+    )
+    for m in METHODS:
+        found = sorted({r["found"] for r in rows if r["method"] == m and r["found"]})
+        if found:
+            print(f"{m} recovered forms: " + "; ".join(found))
+    plot(rows, names, budget, Path(args.png))
+    print(f"wrote {args.png}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
