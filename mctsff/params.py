@@ -167,16 +167,15 @@ def _linear_constants(program: Program) -> set[str]:
             both = da & db
             stack.append((da | db, (la | lb) - both if both else la | lb))
         elif op == ops.MUL:
+            # a*b is jointly affine in the constants that are affine in one factor and
+            # absent from the other; two such sets (bilinear) can't both be kept
             (db, lb), (da, la) = stack.pop(), stack.pop()
-            lin = frozenset()
-            if not db:
-                lin = la
-            elif not da:
-                lin = lb
+            left, right = la - db, lb - da
+            lin = left if len(left) >= len(right) else right
             stack.append((da | db, lin))
         elif op == ops.DIV:
             (db, lb), (da, la) = stack.pop(), stack.pop()
-            stack.append((da | db, la if not db else frozenset()))
+            stack.append((da | db, la - db))
         elif op == ops.POW:
             (db, lb), (da, la) = stack.pop(), stack.pop()
             stack.append((da | db, frozenset()))

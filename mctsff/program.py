@@ -254,6 +254,7 @@ class _Compiler:
         self.max_depth = 0
         self.length: set[str] = set()
         self.inv_length: set[str] = set()
+        self.fn_depth = 0  # > 0 inside a function argument or an exponent
 
     def _err(self, node: ast.AST, msg: str) -> ExpressionError:
         col = getattr(node, "col_offset", 0) + 1
@@ -318,7 +319,10 @@ class _Compiler:
             if name == "**":
                 n = _literal_value(node.right)
                 if n is not None and float(n).is_integer() and abs(n) <= ops.MAX_POWI:
+                    nonlinear = abs(n) >= 2
+                    self.fn_depth += nonlinear
                     self.emit(node.left)
+                    self.fn_depth -= nonlinear
                     self._op(ops.POWI, 1, int(n))
                     self.complexity += self._w("powi", ops.POWI_COMPLEXITY) + self._w(
                         "literal", ops.LEAF_COMPLEXITY
@@ -331,8 +335,11 @@ class _Compiler:
                     "literal", ops.LEAF_COMPLEXITY
                 )
                 return
+            nonlinear = name == "**"
+            self.fn_depth += nonlinear
             self.emit(node.left)
             self.emit(node.right)
+            self.fn_depth -= nonlinear
             op = ops.OPS[name]
             self._op(op.code, 2)
             self.complexity += self._w(name, op.complexity)
@@ -347,7 +354,9 @@ class _Compiler:
                 raise self._err(node, f"unknown function {fname!r} (known: {known})")
             if len(node.args) != 1 or node.keywords:
                 raise self._err(node, f"{fname}() takes exactly one argument")
+            self.fn_depth += 1
             self.emit(node.args[0])
+            self.fn_depth -= 1
             self._op(op.code, 1)
             self.complexity += self._w(fname, op.complexity)
             return
@@ -384,12 +393,15 @@ class _Compiler:
                 and (is_var(n.left) or is_var(n.right))
             )
 
-        for a, b, var_left in ((node.left, node.right, True), (node.right, node.left, False)):
+        for a, b in ((node.left, node.right), (node.right, node.left)):
             c = const_name(b)
-            if name == "*" and c is not None and is_shifted_var(a):
+            # a*r or r/b only set a length scale inside a nonlinear function
+            # (exp(-a*r), erfc(r/b)); outside one they are plain prefactors
+            scaled = self.fn_depth > 0
+            if name == "*" and c is not None and scaled and is_shifted_var(a):
                 self.inv_length.add(c)
             if is_var(a) and c is not None:
-                if name in ("+", "-") or (name == "/" and var_left):
+                if name in ("+", "-") or (name == "/" and scaled):
                     self.length.add(c)
-                elif name == "*":
+                elif name == "*" and scaled:
                     self.inv_length.add(c)

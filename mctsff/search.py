@@ -128,6 +128,30 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
     return ast.unparse(tree)
 
 
+def normalise_names(expression: str, variables: Sequence[str] = ("r",)) -> str:
+    """Renumber constants by first appearance and kind (``c1, c2, prod_c1, …``) for display."""
+    import ast
+
+    from mctsff.program import Program
+
+    prog = Program.from_string(expression, variables)
+    counters: dict[str, int] = {}
+    mapping = {}
+    for name in prog.constants:
+        prefix = next((p for p in ops.TYPE_RULES if name.startswith(p)), "")
+        counters[prefix] = counters.get(prefix, 0) + 1
+        mapping[name] = f"{prefix}c{counters[prefix]}"
+
+    class _Rename(ast.NodeTransformer):
+        def visit_Name(self, node):
+            if node.id in mapping:
+                return ast.copy_location(ast.Name(id=mapping[node.id], ctx=node.ctx), node)
+            return node
+
+    tree = _Rename().visit(ast.parse(expression.replace("^", "**"), mode="eval"))
+    return ast.unparse(tree)
+
+
 def grown_variants(
     expression: str, library: Sequence[str], variables: Sequence[str], max_terms: int = 4
 ) -> list[str]:
@@ -619,6 +643,7 @@ class _LocalMoves:
         todo, keys = [], set()
         for expr in candidates:
             try:
+                expr = normalise_names(expr, self.variables)
                 key = self.mcts._key(expr)
             except ValueError:
                 continue
