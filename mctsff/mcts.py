@@ -498,7 +498,10 @@ class MCTS:
                 if r > self.best_reward:
                     self.best_reward, self.best_result = r, res
                 fresh.append(res)
-                if callback is not None:
+            # callbacks only once the whole batch is cached: a callback that fits more
+            # expressions (local moves) then never refits one of this batch
+            if callback is not None:
+                for res in fresh:
                     callback(res)
         return [self._rewards[k] for k in keys], fresh
 
