@@ -49,7 +49,7 @@ steps and resumed produces exactly the evaluations of an uninterrupted one.
 
 Examples
 --------
->>> from mctsff.result import FitResult
+from mctsff.result import FitResult
 >>> def evaluate(exprs):
 ...     return [FitResult(e, complexity=len(e), rmse_train=0.0) for e in exprs]
 >>> gp = GP("nguyen", evaluate, max_length=12, population_size=20, seed=1)
@@ -60,7 +60,6 @@ True
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.mcts import Progress
 from mctsff.result import FitResult
@@ -206,7 +206,7 @@ def find_derivation(
     return None
 
 
-class GP:
+class GP(SearchEngine):
     """Grammar-guided GP for the expression of a grammar that maximises a reward.
 
     Parameters
@@ -361,80 +361,6 @@ class GP:
             elapsed=self.elapsed,
         )
 
-    @property
-    def results(self) -> list[FitResult]:
-        """Fitted results in order of evaluation."""
-        return list(self._cache.values())
-
-    def lookup(self, expression: str) -> FitResult | None:
-        """Cached result of an expression (``None`` if never fitted)."""
-        return self._cache.get(self._key(expression))
-
-    def record(self, expression: str, result: FitResult) -> bool:
-        """Add a result fitted outside the search (local moves) to the transposition table.
-
-        It counts as an evaluation (budgets stay "distinct fitted expressions")
-        and is never fitted again; it does not join the population.  Returns
-        False if the expression was known.
-        """
-        key = self._key(expression)
-        if key in self._cache:
-            return False
-        if result.complexity <= 0:
-            try:
-                result.complexity = self.grammar.complexity(expression)
-            except ValueError:
-                pass
-        r = float(self.reward(result))
-        if not math.isfinite(r):
-            r = 0.0
-        self._cache[key] = result
-        self._rewards[key] = r
-        self._actions[key] = ()
-        self.evaluated.append(expression)
-        self.n_evaluations += 1
-        if r > self.best_reward:
-            self.best_reward, self.best_result = r, result
-        return True
-
-    def run(
-        self,
-        budget: int | None = None,
-        time_limit: float | None = None,
-        callback: Callable[[FitResult], Any] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> Progress:
-        """Step until the budget or time is spent, ``should_stop()`` or exhaustion.
-
-        Parameters
-        ----------
-        budget
-            Total number of distinct fitted expressions to reach (cumulative over
-            the life of the search).  Checked between steps.
-        time_limit
-            Wall-clock seconds for this call.
-        callback
-            Called with every newly fitted :class:`FitResult`.
-        should_stop
-            Polled between steps; return True to stop.
-
-        Returns
-        -------
-        Progress
-        """
-        if budget is None and time_limit is None and should_stop is None:
-            raise ValueError("give a budget, a time_limit or should_stop")
-        t0 = time.perf_counter()
-        while not self._exhausted:
-            if budget is not None and self.n_evaluations >= budget:
-                break
-            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
-                break
-            if should_stop is not None and should_stop():
-                break
-            self.step(callback)
-        return self.progress
-
     def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
         """One step: draw offspring, fit the never-fitted ones; returns the new results."""
         t0 = time.perf_counter()
@@ -483,24 +409,6 @@ class GP:
         if obj.reward is None:
             raise ValueError("the saved search used a custom reward: pass reward=")
         return obj
-
-    def save(self, path: str | Path) -> None:
-        """Pickle :meth:`state_dict` to ``path``."""
-        with open(path, "wb") as fh:
-            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        evaluate: Evaluate,
-        reward: str | Reward | None = None,
-        canonical: Callable[[str], Any] | None = None,
-    ) -> GP:
-        """Inverse of :meth:`save`."""
-        with open(path, "rb") as fh:
-            state = pickle.load(fh)
-        return cls.from_state(state, evaluate, reward=reward, canonical=canonical)
 
     # ------------------------------------------------------------------ variation
     def _key(self, expression: str) -> Any:

@@ -33,7 +33,6 @@ left-hand side is the leftmost nonterminal.
 from __future__ import annotations
 
 import math
-import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.result import FitResult
 from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
@@ -108,7 +108,7 @@ class _Node:
             setattr(self, name, value)
 
 
-class MCTS:
+class MCTS(SearchEngine):
     """UCT search for the expression of a grammar that maximises a reward.
 
     Parameters
@@ -244,55 +244,6 @@ class MCTS:
             elapsed=self.elapsed,
         )
 
-    @property
-    def results(self) -> list[FitResult]:
-        """Fitted results in order of evaluation."""
-        return list(self._cache.values())
-
-    def lookup(self, expression: str) -> FitResult | None:
-        """Cached result of an expression (``None`` if never fitted)."""
-        return self._cache.get(self._key(expression))
-
-    def run(
-        self,
-        budget: int | None = None,
-        time_limit: float | None = None,
-        callback: Callable[[FitResult], Any] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> Progress:
-        """Iterate until the budget or time is spent, ``should_stop()`` or exhaustion.
-
-        Parameters
-        ----------
-        budget
-            Total number of distinct fitted expressions to reach (cumulative over
-            the life of the search, so resuming with the same budget continues to
-            the same end).  Checked between iterations.
-        time_limit
-            Wall-clock seconds for this call.
-        callback
-            Called with every newly fitted :class:`FitResult` (e.g. to update a
-            :class:`~mctsff.pareto.ParetoFront`).
-        should_stop
-            Polled between iterations; return True to stop.
-
-        Returns
-        -------
-        Progress
-        """
-        if budget is None and time_limit is None and should_stop is None:
-            raise ValueError("give a budget, a time_limit or should_stop")
-        t0 = time.perf_counter()
-        while not self.root.exhausted:
-            if budget is not None and self.n_evaluations >= budget:
-                break
-            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
-                break
-            if should_stop is not None and should_stop():
-                break
-            self.step(callback)
-        return self.progress
-
     def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
         """One MCTS iteration; returns the newly fitted results (possibly none)."""
         t0 = time.perf_counter()
@@ -335,24 +286,6 @@ class MCTS:
         if obj.reward is None:
             raise ValueError("the saved search used a custom reward: pass reward=")
         return obj
-
-    def save(self, path: str | Path) -> None:
-        """Pickle :meth:`state_dict` to ``path``."""
-        with open(path, "wb") as fh:
-            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        evaluate: Evaluate,
-        reward: str | Reward | None = None,
-        canonical: Callable[[str], Any] | None = None,
-    ) -> MCTS:
-        """Inverse of :meth:`save`."""
-        with open(path, "rb") as fh:
-            state = pickle.load(fh)
-        return cls.from_state(state, evaluate, reward=reward, canonical=canonical)
 
     # ------------------------------------------------------------------ internals
     def _key(self, expression: str) -> Any:
@@ -430,32 +363,6 @@ class MCTS:
                 node = child
                 path.append(node)
         return None
-
-    def record(self, expression: str, result: FitResult) -> bool:
-        """Add a result fitted outside the tree (local moves) to the transposition table.
-
-        It counts as an evaluation (budgets stay "distinct fitted expressions") and
-        is never fitted again by the tree.  Returns False if the expression was known.
-        """
-        key = self._key(expression)
-        if key in self._cache:
-            return False
-        if result.complexity <= 0:
-            try:
-                result.complexity = self.grammar.complexity(expression)
-            except ValueError:
-                pass
-        r = float(self.reward(result))
-        if not math.isfinite(r):
-            r = 0.0
-        self._cache[key] = result
-        self._rewards[key] = r
-        self._actions[key] = ()
-        self.evaluated.append(expression)
-        self.n_evaluations += 1
-        if r > self.best_reward:
-            self.best_reward, self.best_result = r, result
-        return True
 
     def _evaluate_states(
         self, states: list[Derivation], callback: Callable[[FitResult], Any] | None

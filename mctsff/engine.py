@@ -1,0 +1,110 @@
+"""What every search engine (MCTS, GP) shares: transposition table access, the run loop, files.
+
+A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> reward),
+``self._actions`` (key -> production indices), ``self.evaluated``, ``self.n_evaluations``,
+``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward`` and implements
+``_key(expression)``, ``step(callback)``, ``exhausted``, ``progress``, ``state_dict()`` and
+``from_state(...)``.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mctsff.result import FitResult
+
+
+class SearchEngine:
+    """Base class of :class:`~mctsff.mcts.MCTS` and :class:`~mctsff.gp.GP`."""
+
+    @property
+    def results(self) -> list[FitResult]:
+        """Fitted results in order of evaluation."""
+        return list(self._cache.values())
+
+    def lookup(self, expression: str) -> FitResult | None:
+        """Cached result of an expression (``None`` if never fitted)."""
+        return self._cache.get(self._key(expression))
+
+    def record(self, expression: str, result: FitResult) -> bool:
+        """Add a result fitted outside the engine (local moves) to the transposition table.
+
+        It counts as an evaluation (budgets stay "distinct fitted expressions") and is
+        never fitted again by the engine.  Returns False if the expression was known.
+        """
+        key = self._key(expression)
+        if key in self._cache:
+            return False
+        if result.complexity <= 0:
+            try:
+                result.complexity = self.grammar.complexity(expression)
+            except ValueError:
+                pass
+        r = float(self.reward(result))
+        if not math.isfinite(r):
+            r = 0.0
+        self._cache[key] = result
+        self._rewards[key] = r
+        self._actions[key] = ()
+        self.evaluated.append(expression)
+        self.n_evaluations += 1
+        if r > self.best_reward:
+            self.best_reward, self.best_result = r, result
+        return True
+
+    def run(
+        self,
+        budget: int | None = None,
+        time_limit: float | None = None,
+        callback: Callable[[FitResult], Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        """Step until the budget or time is spent, ``should_stop()`` or exhaustion.
+
+        Parameters
+        ----------
+        budget
+            Total number of distinct fitted expressions to reach (cumulative over
+            the life of the search, so resuming with the same budget continues to
+            the same end).  Checked between steps.
+        time_limit
+            Wall-clock seconds for this call.
+        callback
+            Called with every newly fitted :class:`FitResult` (e.g. to update a
+            :class:`~mctsff.pareto.ParetoFront`).
+        should_stop
+            Polled between steps; return True to stop.
+
+        Returns
+        -------
+        Progress
+        """
+        if budget is None and time_limit is None and should_stop is None:
+            raise ValueError("give a budget, a time_limit or should_stop")
+        t0 = time.perf_counter()
+        while not self.exhausted:
+            if budget is not None and self.n_evaluations >= budget:
+                break
+            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+                break
+            if should_stop is not None and should_stop():
+                break
+            self.step(callback)
+        return self.progress
+
+    def save(self, path: str | Path) -> None:
+        """Pickle :meth:`state_dict` to ``path``."""
+        with open(path, "wb") as fh:
+            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, path: str | Path, evaluate, reward=None, canonical=None):
+        """Inverse of :meth:`save`."""
+        with open(path, "rb") as fh:
+            state = pickle.load(fh)
+        return cls.from_state(state, evaluate, reward=reward, canonical=canonical)
