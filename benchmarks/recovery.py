@@ -22,6 +22,7 @@ import time
 import warnings
 
 import numpy as np
+from compare_methods import POTENTIALS as ALL_POTENTIALS  # sibling script
 
 from mctsff.data import data_file, load_dataset
 from mctsff.fit import Fitter
@@ -29,20 +30,9 @@ from mctsff.params import Potential
 from mctsff.program import Program
 from mctsff.search import search
 
+#: the four potentials of this benchmark, as defined once in compare_methods.py
 POTENTIALS = {
-    "coulomb_lj": (
-        "prod_c1/r+c1/r**12-c2/r**6",
-        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 6e4, "c2": 40.0},
-    ),
-    "buckingham": ("c1*exp(-r/c2)-c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}),
-    "morse": (
-        "c1*(exp(-2*a_morse*(r-r0_morse))-2*exp(-a_morse*(r-r0_morse)))",
-        {"c1": 0.2, "a_morse": 1.5, "r0_morse": 2.9},
-    ),
-    "screened_coulomb": (
-        "prod_c1*exp(-r/c1)/r",
-        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5},
-    ),
+    k: ALL_POTENTIALS[k] for k in ("coulomb_lj", "buckingham", "morse", "screened_coulomb")
 }
 
 

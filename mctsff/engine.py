@@ -3,7 +3,7 @@
 A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> reward),
 ``self._actions`` (key -> production indices), ``self.evaluated``, ``self.n_evaluations``,
 ``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward`` and implements
-``_key(expression)``, ``step(callback)``, ``exhausted``, ``progress``, ``state_dict()`` and
+``_key(expression)``, ``_step(callback)``, ``exhausted``, ``progress``, ``state_dict()`` and
 ``from_state(...)``.
 """
 
@@ -96,6 +96,14 @@ class SearchEngine:
                 break
             self.step(callback)
         return self.progress
+
+    def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
+        """One iteration (``_step``), timed into ``elapsed``; returns the new results."""
+        t0 = time.perf_counter()
+        try:
+            return self._step(callback)
+        finally:
+            self.elapsed += time.perf_counter() - t0
 
     def save(self, path: str | Path) -> None:
         """Pickle :meth:`state_dict` to ``path``."""

@@ -485,14 +485,7 @@ class Fitter:
         rmse_train = self.rmse(prog, par, theta, self._train)
         rmse_valid = self.rmse(prog, par, theta, self._valid) if self._valid else math.nan
         flags += _parameter_flags(prog, par, theta, lo, hi, self.cutoff)
-        if (
-            math.isfinite(rmse_valid)
-            and rmse_valid > 2.0 * rmse_train
-            and rmse_valid - rmse_train > 1e-6
-        ):
-            flags.append(
-                f"overfit: validation RMSE {rmse_valid:.3g} > 2x training RMSE {rmse_train:.3g}"
-            )
+        flags += overfit_flags(rmse_train, rmse_valid)
         valid = math.isfinite(rmse_train)
         return FitResult(
             expression=prog.expression,
@@ -525,13 +518,32 @@ def _better(a, b, tol) -> bool:
     return a[1] < b[1]
 
 
+def bound_flags(names, theta, lo, hi) -> list[str]:
+    """Warnings for parameters that ended on a finite bound (within 1e-6 relative)."""
+    flags = []
+    for m, name in enumerate(names):
+        for bound, label in ((lo[m], "lower"), (hi[m], "upper")):
+            if math.isfinite(bound) and abs(theta[m] - bound) <= 1e-6 * max(1.0, abs(bound)):
+                flags.append(f"{name} at its {label} bound {bound:g}")
+    return flags
+
+
+def overfit_flags(rmse_train: float, rmse_valid: float) -> list[str]:
+    """Warning when the validation RMSE exceeds twice the training RMSE."""
+    if (
+        math.isfinite(rmse_valid)
+        and rmse_valid > 2.0 * rmse_train
+        and rmse_valid - rmse_train > 1e-6
+    ):
+        return [f"overfit: validation RMSE {rmse_valid:.3g} > 2x training RMSE {rmse_train:.3g}"]
+    return []
+
+
 def _parameter_flags(prog, par, theta, lo, hi, cutoff) -> list[str]:
     flags = []
     for m, name in enumerate(par.names):
         x = theta[m]
-        for bound, label in ((lo[m], "lower"), (hi[m], "upper")):
-            if math.isfinite(bound) and abs(x - bound) <= 1e-6 * max(1.0, abs(bound)):
-                flags.append(f"{name} at its {label} bound {bound:g}")
+        flags += bound_flags([name], theta[m : m + 1], lo[m : m + 1], hi[m : m + 1])
         base = par.base_name(name)
         if base in prog.length_constants and abs(x) >= 0.9 * cutoff:
             flags.append(

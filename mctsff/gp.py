@@ -60,7 +60,6 @@ True
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -360,14 +359,6 @@ class GP(SearchEngine):
             exhausted=self._exhausted,
             elapsed=self.elapsed,
         )
-
-    def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
-        """One step: draw offspring, fit the never-fitted ones; returns the new results."""
-        t0 = time.perf_counter()
-        try:
-            return self._step(callback)
-        finally:
-            self.elapsed += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:

@@ -33,7 +33,6 @@ left-hand side is the leftmost nonterminal.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,14 +242,6 @@ class MCTS(SearchEngine):
             exhausted=self.root.exhausted,
             elapsed=self.elapsed,
         )
-
-    def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
-        """One MCTS iteration; returns the newly fitted results (possibly none)."""
-        t0 = time.perf_counter()
-        try:
-            return self._step(callback)
-        finally:
-            self.elapsed += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:

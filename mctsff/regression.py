@@ -39,7 +39,13 @@ from types import SimpleNamespace
 import numpy as np
 
 from mctsff import kernels
-from mctsff.fit import FitConfigError, Fitter, levenberg_marquardt
+from mctsff.fit import (
+    FitConfigError,
+    Fitter,
+    bound_flags,
+    levenberg_marquardt,
+    overfit_flags,
+)
 from mctsff.params import Parameterization
 from mctsff.program import Program
 from mctsff.result import FitResult
@@ -567,19 +573,8 @@ class RegressionFitter:
         params = {c: float(v) for c, v in zip(prog.constants, theta, strict=True)}
         rmse_train = self._rmse(prog, theta, self.train)
         rmse_valid = self._rmse(prog, theta, self.valid)
-        flags = []
-        for k, name in enumerate(prog.constants):
-            for bound, label in ((lo[k], "lower"), (hi[k], "upper")):
-                if math.isfinite(bound) and abs(theta[k] - bound) <= 1e-6 * max(1.0, abs(bound)):
-                    flags.append(f"{name} at its {label} bound {bound:g}")
-        if (
-            math.isfinite(rmse_valid)
-            and rmse_valid > 2.0 * rmse_train
-            and rmse_valid - rmse_train > 1e-6
-        ):
-            flags.append(
-                f"overfit: validation RMSE {rmse_valid:.3g} > 2x training RMSE {rmse_train:.3g}"
-            )
+        flags = bound_flags(prog.constants, theta, lo, hi)
+        flags += overfit_flags(rmse_train, rmse_valid)
         valid = math.isfinite(rmse_train)
         return FitResult(
             expression=prog.expression,
