@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -480,6 +481,67 @@ def load_dataset(
     )
 
 
+def iter_chunks(
+    path: str | os.PathLike[str],
+    cutoff: float,
+    chunk_frames: int = 16,
+    *,
+    species: Sequence[str] | None = None,
+    **options: Any,
+) -> Iterator[Dataset]:
+    """Stream a trajectory file as datasets of at most ``chunk_frames`` frames.
+
+    Only one chunk of frames and its pairs is in memory at a time, so data far larger than
+    memory can be summarised (e.g. by :class:`mctsff.projection.ForceProjection`).
+
+    Parameters
+    ----------
+    path, cutoff
+        As in :func:`load_dataset`.
+    chunk_frames : int
+        Frames per chunk (>= 1).
+    species : sequence of str, optional
+        Species of the whole file; default: those of the first chunk.  Every chunk gets the
+        same species and type pairs.
+    **options
+        ``forces``, ``energy``, ``intermolecular``, ``molecules`` as in :func:`load_dataset`.
+
+    Yields
+    ------
+    Dataset
+        Consecutive chunks; :attr:`Dataset.frame_ids` and error messages count frames in the file.
+    """
+    src = os.fspath(path)
+    _check_cutoff(cutoff, src)
+    if not isinstance(chunk_frames, int) or chunk_frames < 1:
+        raise _error(src, f"chunk_frames must be a positive integer, not {chunk_frames!r}")
+    if not os.path.exists(src):
+        raise _error(src, "no such file")
+    import ase.io
+
+    def frames() -> Iterator[ase.Atoms]:
+        try:
+            yield from ase.io.iread(src, ":")
+        except Exception as exc:  # ASE raises many different types for malformed files
+            raise _error(src, f"cannot read file ({type(exc).__name__}: {exc})") from exc
+
+    buf: list[ase.Atoms] = []
+    start = 0
+    fixed = tuple(species) if species is not None else None
+    for atoms in frames():
+        buf.append(atoms)
+        if len(buf) == chunk_frames:
+            ds = from_atoms(buf, cutoff, path=src, species=fixed, frame_base=start, **options)
+            fixed = ds.species
+            yield ds
+            start += len(buf)
+            buf = []
+    if buf:
+        yield from_atoms(buf, cutoff, path=src, species=fixed, frame_base=start, **options)
+    elif start == 0:
+        raise _error(src, "file contains no frames")
+
+
 def from_atoms(
     images: Sequence[ase.Atoms] | ase.Atoms,
     cutoff: float,
@@ -490,6 +552,8 @@ def from_atoms(
     molecules: str | None = None,
     frames: slice | Sequence[int] | None = None,
     path: str | os.PathLike[str] | None = None,
+    species: Sequence[str] | None = None,
+    frame_base: int = 0,
 ) -> Dataset:
     """Build a :class:`Dataset` from in-memory ``ase.Atoms`` frames.
 
@@ -502,11 +566,37 @@ def from_atoms(
         As in :func:`load_dataset`.
     path : str or path-like, optional
         Label used as :attr:`Dataset.path` and in error messages (``"<atoms>"`` when omitted).
+    species : sequence of str, optional
+        Fix the species (and so the type pairs) instead of taking those present, so that
+        chunks of one file share type indices; a symbol outside it is an error.
+    frame_base : int
+        Index in the file of ``images[0]``: error messages and :attr:`Dataset.frame_ids`
+        count from it (used when a file is read in chunks, see :func:`iter_chunks`).
 
     Returns
     -------
     Dataset
     """
+    if not frame_base:
+        return _from_atoms(
+            images, cutoff, forces, energy, intermolecular, molecules, frames, path, species
+        )
+    try:
+        ds = _from_atoms(
+            images, cutoff, forces, energy, intermolecular, molecules, frames, path, species
+        )
+    except DataError as exc:
+        msg = re.sub(
+            r": frame (\d+): ",
+            lambda m: f": frame {int(m.group(1)) + frame_base}: ",
+            str(exc),
+            count=1,
+        )
+        raise DataError(msg) from None
+    return dataclasses.replace(ds, frame_ids=ds.frame_ids + frame_base)
+
+
+def _from_atoms(images, cutoff, forces, energy, intermolecular, molecules, frames, path, fixed):
     src = os.fspath(path) if path is not None else "<atoms>"
     _check_cutoff(cutoff, src)
     cutoff = float(cutoff)
@@ -613,6 +703,11 @@ def from_atoms(
 
     # --- species and types ---
     species = tuple(sorted({s for syms in symbols_all for s in syms}))
+    if fixed is not None:
+        extra = sorted(set(species) - set(fixed))
+        if extra:
+            raise _error(src, f"species {extra} not among the fixed species {tuple(fixed)}")
+        species = tuple(sorted(set(fixed)))
     t_index = {s: k for k, s in enumerate(species)}
     nt = len(species)
     type_pairs = tuple((species[a], species[b]) for a in range(nt) for b in range(a, nt))

@@ -30,6 +30,7 @@ import numpy as np
 from mctsff import kernels
 from mctsff.params import Parameterization, Potential
 from mctsff.program import ExpressionError, Program
+from mctsff.projection import ForceProjection, ProjectionError
 from mctsff.result import FitResult
 
 #: Largest augmented-Lagrangian penalty before a constraint is declared infeasible.
@@ -215,6 +216,7 @@ class FitOptions:
     n_refine: int = 2
     complexity_weights: Mapping[str, float] | None = None
     variables: tuple[str, ...] = ("r",)
+    projection: float | ForceProjection | None = None
 
 
 class Fitter:
@@ -257,6 +259,14 @@ class Fitter:
         Residual evaluations per candidate over all starts and outer iterations;
         a fit that reaches it returns its best point so far (with its constraint
         residuals reported and flagged), so no candidate can stall a search.
+    projection
+        ``None`` (default): exact pair-wise residuals.  A grid spacing in Å (e.g. ``0.05``)
+        or a prebuilt :class:`~mctsff.projection.ForceProjection` of ``train``: the
+        optimiser works on the projected residual (F = M·g, one row per grid node instead
+        of three per atom, so a fit costs the same for 1e3 or 1e7 pairs).  The reported
+        RMSEs stay exact; ``extra["projection"]`` gives the projected and exact loss at the
+        optimum and the projection's error bound there.  Force rows only
+        (``energy_weight`` must be 0).
 
     Examples
     --------
@@ -312,8 +322,27 @@ class Fitter:
         if self._use_energy and self._train.energies is None:
             raise FitConfigError("energy_weight > 0 but the dataset has no energies")
         self._ew = math.sqrt(o.energy_weight / max(self._train.n_frames, 1))
+        self._proj = self._projection(o.projection, w)
         self._seed_seq = np.random.SeedSequence(o.seed)
         kernels.warmup()
+
+    def _projection(self, spec, w) -> ForceProjection | None:
+        if spec is None:
+            return None
+        if self._use_energy:
+            raise FitConfigError("projection serves force rows only; set energy_weight=0")
+        if isinstance(spec, ForceProjection):
+            if spec.n_rows != self._train.forces.size or spec.n_pairs != self._train.r.size:
+                raise FitConfigError(
+                    f"the projection summarises {spec.n_pairs} pairs and {spec.n_rows} force "
+                    f"components, the training set has {self._train.r.size} and "
+                    f"{self._train.forces.size}: build it from the same training set"
+                )
+            return spec
+        try:
+            return ForceProjection.from_dataset(self.train, spec, weights=w)
+        except ProjectionError as exc:
+            raise FitConfigError(f"projection: {exc}") from None
 
     # ------------------------------------------------------------------ helpers
     def compile(self, expression: str | Program) -> Program:
@@ -484,6 +513,10 @@ class Fitter:
                 flags.append(f"constraint {c.name} not satisfied (residual {resid:.2e})")
         rmse_train = self.rmse(prog, par, theta, self._train)
         rmse_valid = self.rmse(prog, par, theta, self._valid) if self._valid else math.nan
+        extra = {}
+        if self._proj is not None:
+            extra["projection"], loss = self._projection_check(prog, par, theta, loss)
+            losses = [x + self._proj.c_perp for x in losses]
         flags += _parameter_flags(prog, par, theta, lo, hi, self.cutoff)
         flags += overfit_flags(rmse_train, rmse_valid)
         valid = math.isfinite(rmse_train)
@@ -503,8 +536,31 @@ class Fitter:
                 "start_losses": [float(x) for x in losses],
                 "multipliers": {k: [float(x) for x in np.ravel(v)] for k, v in mults.items()},
                 "seconds": time.perf_counter() - t0,
+                **extra,
             },
         )
+
+    def _projection_check(self, prog, par, theta, loss) -> tuple[dict, float]:
+        """Projected vs exact weighted loss at the optimum, and the error bound there."""
+        proj = self._proj
+        consts, _ = par.table(theta)
+        t = self._train
+        with np.errstate(all="ignore"):
+            f, _ = t.predict(prog, consts)
+            exact = float(np.sum((self._w * (f - t.forces)) ** 2))
+            projected = float(loss) + proj.c_perp
+            bound = proj.error_bound(prog, consts)
+        rel = abs(projected - exact) / exact if exact > 0 else abs(projected - exact)
+        info = {
+            **proj.describe(),
+            "loss_projected": projected,
+            "loss_exact": exact,
+            "rel_error": rel,
+            "interp_error": bound["interp_error"],
+            "bound_sqrt_loss": bound["bound_sqrt_loss"],
+            "loss_rel_bound": bound["loss_rel_bound"],
+        }
+        return info, exact if math.isfinite(exact) else projected
 
 
 def _better(a, b, tol) -> bool:
@@ -625,6 +681,9 @@ class _Problem:
         f = self.f
         t = f._train
         consts, T = self.table(theta)
+        if f._proj is not None:
+            self.nfev += 1
+            return f._proj.residual(self.prog, consts, T if jac else None)
         if jac:
             F, J, E, EJ = t.predict_jac(self.prog, consts, T, f._use_energy)
         else:

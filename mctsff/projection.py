@@ -1,0 +1,420 @@
+"""Grid projection of the force-matching loss: F = M·g, built once per dataset.
+
+A pair potential enters the predicted forces only through ``U'(r)`` of each pair,
+and linearly.  Sampling ``g = U'`` on a uniform grid of every type pair and
+interpolating it to the pair distances (4-point Lagrange, cubic) turns the force
+prediction into ``F ≈ M g`` with a fixed matrix ``M`` (3·n_atoms × n_grid).  The
+weighted force loss then depends on the data only through
+
+    A = MᵀWM,   b = MᵀWF⁰,   c = F⁰ᵀWF⁰,
+
+which are accumulated once, frame chunk by frame chunk (memory bounded by the
+chunk, never by the number of pairs).  With ``A = VΛVᵀ`` the loss is exactly
+
+    ‖W^½(Mg − F⁰)‖² = ‖Rg − z‖² + c⊥,   R = Λ^½Vᵀ,  z = Λ^-½Vᵀb,  c⊥ = c − ‖z‖²,
+
+so a least-squares solver can use the short residual ``Rg − z`` (one entry per
+grid node, independent of the number of pairs) and its Jacobian ``R ∂g/∂θ``.
+
+The only approximation is the interpolation of ``U'`` between grid nodes.  Its
+effect is bounded by :meth:`ForceProjection.error_bound`: with ``ε`` the largest
+interpolation error of ``U'`` over the occupied grid cells (measured at the cell
+midpoints, where the cubic error peaks) and ``β = ‖W^½|M_pairs|‖_{∞→2}`` (the
+worst case in which the errors of all pairs of an atom add up),
+``|√L_proj − √L_exact| ≤ β ε``.  Exact pair-wise evaluation stays the reference
+(:class:`mctsff.fit.Fitter` reports exact RMSEs of every projected fit).
+
+Energies are not projected: a projection serves force rows only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from mctsff import kernels
+from mctsff.program import Program
+
+__all__ = ["ForceProjection", "ProjectionError", "DEFAULT_SPACING"]
+
+#: Default grid spacing in Å (cubic interpolation): relative force error ≲ 1e-4
+#: for r⁻¹³ repulsion above 2.4 Å, much less for Coulomb and exponentials.
+DEFAULT_SPACING = 0.05
+
+#: Eigenvalues of A below this fraction of the largest are treated as zero.
+_RCOND = 1e-13
+
+#: Largest dense chunk (rows × grid columns) built at once, in float64 entries.
+_CHUNK_ENTRIES = 2_000_000
+
+
+class ProjectionError(ValueError):
+    """A projection cannot be built from these data or options."""
+
+
+def _lagrange4(t: np.ndarray) -> np.ndarray:
+    """Weights (n, 4) of the cubic Lagrange interpolant through nodes 0,1,2,3 at ``t``."""
+    t0, t1, t2, t3 = t, t - 1.0, t - 2.0, t - 3.0
+    return np.stack(
+        [-t1 * t2 * t3 / 6.0, t0 * t2 * t3 / 2.0, -t0 * t1 * t3 / 2.0, t0 * t1 * t2 / 6.0],
+        axis=1,
+    )
+
+
+@dataclass
+class _Grid:
+    """Uniform grids of every type pair, concatenated into one column space."""
+
+    spacing: float
+    lo: np.ndarray  # (P,) first node of each type pair
+    n: np.ndarray  # (P,) nodes of each type pair
+    offset: np.ndarray  # (P + 1,) first column of each type pair
+
+    @classmethod
+    def build(cls, r_min: np.ndarray, cutoff: float, spacing: float) -> _Grid:
+        P = len(r_min)
+        lo = np.empty(P)
+        n = np.empty(P, dtype=np.int64)
+        for t in range(P):
+            a = r_min[t] if math.isfinite(r_min[t]) else cutoff - 3 * spacing
+            lo[t] = spacing * math.floor(a / spacing)
+            n[t] = max(4, math.ceil((cutoff - lo[t]) / spacing) + 1)
+        offset = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+        return cls(float(spacing), lo, n, offset)
+
+    @property
+    def size(self) -> int:
+        return int(self.offset[-1])
+
+    def nodes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distances (size,) and type-pair index (size,) of every column."""
+        r = np.concatenate([self.lo[t] + self.spacing * np.arange(k) for t, k in enumerate(self.n)])
+        group = np.repeat(np.arange(len(self.n), dtype=np.int64), self.n)
+        return r, group
+
+    def midpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cell midpoints (distance, type pair, cell column) of every cell."""
+        r, g, c = [], [], []
+        for t, k in enumerate(self.n):
+            cells = np.arange(k - 1)
+            r.append(self.lo[t] + self.spacing * (cells + 0.5))
+            g.append(np.full(k - 1, t, dtype=np.int64))
+            c.append(self.offset[t] + cells)
+        return np.concatenate(r), np.concatenate(g), np.concatenate(c)
+
+    def stencil(self, r: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Columns (n, 4), weights (n, 4) and cell column (n,) of distances ``r`` of type ``t``."""
+        x = (r - self.lo[t]) / self.spacing
+        nt = self.n[t]
+        cell = np.clip(np.floor(x).astype(np.int64), 0, nt - 2)
+        k0 = np.clip(cell - 1, 0, nt - 4)
+        w = _lagrange4(x - k0)
+        cols = (self.offset[t] + k0)[:, None] + np.arange(4)
+        return cols, w, self.offset[t] + cell
+
+
+class ForceProjection:
+    """Projected force-matching loss of one dataset (see the module docstring).
+
+    Build with :meth:`from_dataset` (in-memory data) or :meth:`from_frames` (any iterable
+    of datasets, e.g. frame chunks streamed from a file).  Evaluate with :meth:`residual`
+    (for least squares), :meth:`loss`, and :meth:`error_bound`.
+
+    Attributes
+    ----------
+    spacing : float
+        Grid spacing in Å.
+    n_grid : int
+        Grid nodes over all type pairs (length of ``g``).
+    rank : int
+        Kept eigen-directions of ``A`` (length of the reduced residual).
+    n_rows : int
+        Force components the projection summarises (3 × atoms).
+    n_pairs : int
+        Pairs the projection summarises.
+    """
+
+    def __init__(self, grid, A, b, c, beta2, occupied, n_rows, n_pairs, cutoff, type_pairs):
+        self.grid = grid
+        self.type_pairs = tuple(type_pairs)
+        self.spacing = grid.spacing
+        self.cutoff = float(cutoff)
+        self.n_rows = int(n_rows)
+        self.n_pairs = int(n_pairs)
+        self.c = float(c)
+        self.beta = math.sqrt(max(beta2, 0.0))
+        lam, V = scipy.linalg.eigh(A, driver="evr")
+        keep = lam > _RCOND * max(lam[-1], 0.0)
+        lam, V = lam[keep], V[:, keep]
+        # everything per force component: loss() is the weighted mean square
+        scale = 1.0 / math.sqrt(max(self.n_rows, 1))
+        self.R = np.ascontiguousarray(scale * np.sqrt(lam)[:, None] * V.T)
+        self.z = scale * (V.T @ b) / np.sqrt(lam)
+        self.c = self.c * scale * scale
+        self.c_perp = max(self.c - float(self.z @ self.z), 0.0)
+        self.beta *= scale
+        self.rank = int(lam.size)
+        self.n_grid = grid.size
+        self.r_nodes, self.group_nodes = grid.nodes()
+        mid_r, mid_g, mid_cell = grid.midpoints()
+        occ = occupied[mid_cell]
+        self.mid_r, self.mid_g = mid_r[occ], mid_g[occ]
+        self._mid_cols, self._mid_w, _ = grid.stencil(self.mid_r, self.mid_g)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dataset(
+        cls,
+        ds,
+        spacing: float = DEFAULT_SPACING,
+        weights: np.ndarray | None = None,
+        r_min: np.ndarray | None = None,
+    ) -> ForceProjection:
+        """Projection of an in-memory :class:`~mctsff.data.Dataset`.
+
+        Parameters
+        ----------
+        ds : Dataset
+            Frames with pairs and reference forces.
+        spacing : float
+            Grid spacing in Å (> 0).
+        weights : ndarray, optional
+            Per-component weights of the residual, shape ``(n_atoms*3,)`` or
+            ``(n_atoms, 3)``; they multiply the residual (the loss carries their squares).
+        r_min : ndarray, optional
+            First grid distance of each type pair; default the shortest pair of that type.
+        """
+        return cls.from_frames([ds], spacing, weights=[weights], r_min=r_min)
+
+    @classmethod
+    def from_frames(
+        cls,
+        chunks: Iterable,
+        spacing: float = DEFAULT_SPACING,
+        *,
+        weights: Iterable[np.ndarray | None] | None = None,
+        r_min: np.ndarray | None = None,
+    ) -> ForceProjection:
+        """Accumulate a projection over datasets that share species and cutoff.
+
+        Each chunk is processed in row blocks of at most ~16 MB, so memory is bounded by
+        the largest chunk passed in.  ``r_min`` (first grid distance per type pair) must be
+        given when ``chunks`` is a one-pass stream; otherwise the chunks are materialised
+        to find it (see :meth:`from_file` for a two-pass stream).
+        """
+        if isinstance(spacing, bool) or not (
+            isinstance(spacing, int | float) and math.isfinite(spacing) and spacing > 0
+        ):
+            raise ProjectionError(
+                f"projection spacing must be a positive number of Å, not {spacing!r}"
+            )
+        if r_min is None:
+            chunks = list(chunks)
+            r_min = _shortest(chunks)
+        wlist = list(weights) if weights is not None else None
+        grid = A = b = occupied = type_pairs = cutoff = None
+        c = beta2 = 0.0
+        n_rows = n_pairs = 0
+        for k, ds in enumerate(chunks):
+            if grid is None:
+                type_pairs = tuple(ds.type_pairs)
+                cutoff = float(ds.cutoff)
+                r_min = np.asarray(r_min, dtype=float)
+                if r_min.shape != (len(type_pairs),):
+                    raise ProjectionError(
+                        f"r_min needs one value per type pair {type_pairs}, got {r_min.shape}"
+                    )
+                grid = _Grid.build(r_min, cutoff, float(spacing))
+                A = np.zeros((grid.size, grid.size))
+                b = np.zeros(grid.size)
+                occupied = np.zeros(grid.size, dtype=bool)
+            elif tuple(ds.type_pairs) != type_pairs or float(ds.cutoff) != cutoff:
+                raise ProjectionError("all chunks of a projection need the same species and cutoff")
+            w = None if wlist is None or wlist[k] is None else np.asarray(wlist[k], float).ravel()
+            dc, dbeta2, rows, pairs = _accumulate(grid, ds, w, A, b, occupied)
+            c += dc
+            beta2 += dbeta2
+            n_rows += rows
+            n_pairs += pairs
+        if grid is None:
+            raise ProjectionError("no data to project")
+        if n_pairs == 0:
+            raise ProjectionError("the data have no pairs within the cutoff")
+        return cls(grid, A, b, c, beta2, occupied, n_rows, n_pairs, cutoff, type_pairs)
+
+    @classmethod
+    def from_file(
+        cls,
+        path,
+        cutoff: float,
+        spacing: float = DEFAULT_SPACING,
+        *,
+        chunk_frames: int = 16,
+        **options,
+    ) -> ForceProjection:
+        """Projection of a trajectory file read in chunks of frames (two passes).
+
+        The first pass finds the species and the shortest pair of every type pair, the
+        second accumulates ``A``, ``b``, ``c``; at most ``chunk_frames`` frames with their
+        pairs are in memory at any time.  ``options`` are those of
+        :func:`mctsff.data.load_dataset` (``forces``, ``molecules``, ...).
+        """
+        from mctsff.data import iter_chunks
+
+        first = None
+        r_min: dict[tuple[str, str], float] = {}
+        species: set[str] = set()
+        for ds in iter_chunks(path, cutoff, chunk_frames, **options):
+            first = first or ds
+            species.update(ds.species)
+            for t, tp in enumerate(ds.type_pairs):
+                sel = ds.r[ds.pair_type == t]
+                if sel.size:
+                    r_min[tp] = min(r_min.get(tp, math.inf), float(sel.min()))
+        sp = tuple(sorted(species))
+        tps = [(sp[a], sp[b]) for a in range(len(sp)) for b in range(a, len(sp))]
+        rm = np.array([r_min.get(tp, math.inf) for tp in tps])
+        chunks = iter_chunks(path, cutoff, chunk_frames, species=sp, **options)
+        return cls.from_frames(chunks, spacing, r_min=rm)
+
+    # ------------------------------------------------------------------ evaluation
+    def grid_values(
+        self, prog: Program, consts: np.ndarray, T: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``g = U'`` at the grid nodes and, with the derivative tensor ``T``, ``∂g/∂θ``."""
+        if T is None:
+            _, d, _, _ = prog.evaluate(self.r_nodes, consts, self.group_nodes, mode=kernels.MODE_D)
+            return d, None
+        _, d, _, h = prog.evaluate(self.r_nodes, consts, self.group_nodes, mode=kernels.MODE_ALL)
+        dg = np.einsum("nk,nkm->nm", h, T[self.group_nodes])
+        return d, dg
+
+    def residual(
+        self, prog: Program, consts: np.ndarray, T: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Reduced residual ``Rg − z`` (length :attr:`rank`) and its Jacobian ``R ∂g/∂θ``.
+
+        ``‖residual‖² + c_perp`` is the projected weighted mean square (:meth:`loss`).
+        """
+        g, dg = self.grid_values(prog, consts, T)
+        res = self.R @ g - self.z
+        return res, (None if dg is None else self.R @ dg)
+
+    def loss(self, prog: Program, consts: np.ndarray) -> float:
+        """Projected weighted mean square ``‖W^½(Mg − F⁰)‖² / n_rows``."""
+        res, _ = self.residual(prog, consts)
+        return float(res @ res) + self.c_perp
+
+    def interpolation_error(self, prog: Program, consts: np.ndarray) -> float:
+        """Largest |U'_interp − U'| over the cell midpoints of occupied cells (eV/Å)."""
+        if self.mid_r.size == 0:
+            return 0.0
+        g, _ = self.grid_values(prog, consts)
+        _, d, _, _ = prog.evaluate(self.mid_r, consts, self.mid_g, mode=kernels.MODE_D)
+        interp = np.einsum("nk,nk->n", g[self._mid_cols], self._mid_w)
+        err = np.abs(interp - d)
+        return float(err.max()) if np.all(np.isfinite(err)) else math.inf
+
+    def error_bound(self, prog: Program, consts: np.ndarray) -> dict[str, float]:
+        """Bound on the projection's effect at these constants.
+
+        Returns
+        -------
+        dict
+            ``interp_error`` ε (eV/Å), ``bound_sqrt_loss`` βε (bound on |√L_proj − √L_exact|),
+            ``loss_projected`` and ``loss_rel_bound`` (bound on |L_proj − L_exact| / L_proj).
+        """
+        eps = self.interpolation_error(prog, consts)
+        L = self.loss(prog, consts)
+        delta = self.beta * eps
+        s = math.sqrt(L) if L > 0 else 0.0
+        rel = (2 * s * delta + delta * delta) / L if L > 0 else math.inf
+        return {
+            "interp_error": eps,
+            "bound_sqrt_loss": delta,
+            "loss_projected": L,
+            "loss_rel_bound": rel,
+        }
+
+    def nbytes(self) -> int:
+        """Memory held by the projection (bytes)."""
+        return int(self.R.nbytes + self.z.nbytes + self.r_nodes.nbytes + self.group_nodes.nbytes)
+
+    def describe(self) -> dict[str, float | int]:
+        """Summary for logs and JSON."""
+        return {
+            "spacing": self.spacing,
+            "n_grid": self.n_grid,
+            "rank": self.rank,
+            "n_pairs": self.n_pairs,
+            "n_rows": self.n_rows,
+            "megabytes": round(self.nbytes() / 2**20, 3),
+        }
+
+
+def _accumulate(grid: _Grid, ds, w, A, b, occupied) -> tuple[float, float, int, int]:
+    """Add one dataset's rows to A, b; return (c, β², rows, pairs)."""
+    n_atoms = int(ds.n_atoms)
+    F0 = np.asarray(ds.forces, dtype=np.float64).ravel()
+    if w is None:
+        w = np.ones(F0.size)
+    elif w.shape != F0.shape:
+        raise ProjectionError(f"weights have shape {w.shape}, expected ({F0.size},)")
+    ncol = grid.size
+    fo = np.asarray(ds.frame_offsets)
+    po = ds.pair_offsets
+    max_atoms = max(1, _CHUNK_ENTRIES // (3 * ncol))
+    c = float(np.sum((w * F0) ** 2))
+    beta_rows = np.zeros(3 * n_atoms)  # Σ_p |u_pc| per row (then weighted)
+    f0 = 0
+    while f0 < ds.n_frames:
+        # frames [f0, f1) whose atoms fit one block (at least one frame)
+        f1 = f0 + 1
+        while f1 < ds.n_frames and fo[f1 + 1] - fo[f0] <= max_atoms:
+            f1 += 1
+        a0, a1 = int(fo[f0]), int(fo[f1])
+        p0, p1 = int(po[f0]), int(po[f1])
+        f0 = f1
+        if p1 == p0:
+            continue
+        r = ds.r[p0:p1]
+        t = np.asarray(ds.pair_type[p0:p1], dtype=np.int64)
+        u = ds.u[p0:p1]
+        pi = np.asarray(ds.pair_i[p0:p1]) - a0
+        pj = np.asarray(ds.pair_j[p0:p1]) - a0
+        cols, wts, cell = grid.stencil(r, t)
+        occupied[cell] = True
+        nrow = 3 * (a1 - a0)
+        idx, val = [], []
+        for comp in range(3):
+            for atoms, sign in ((pi, -1.0), (pj, 1.0)):
+                row = 3 * atoms + comp
+                idx.append(((row * ncol)[:, None] + cols).ravel())
+                val.append((sign * u[:, comp])[:, None] * wts)
+                np.add.at(beta_rows, 3 * (atoms + a0) + comp, np.abs(u[:, comp]))
+        flat = np.concatenate(idx)
+        vals = np.concatenate([v.ravel() for v in val])
+        D = np.bincount(flat, weights=vals, minlength=nrow * ncol).reshape(nrow, ncol)
+        wb = w[3 * a0 : 3 * a1]
+        D *= wb[:, None]
+        A += D.T @ D
+        b += D.T @ (wb * F0[3 * a0 : 3 * a1])
+    beta2 = float(np.sum((w * beta_rows) ** 2))
+    return c, beta2, int(F0.size), int(ds.n_pairs)
+
+
+def _shortest(chunks) -> np.ndarray:
+    """Shortest pair distance of every type pair over datasets (inf where none)."""
+    r_min = None
+    for d in chunks:
+        if r_min is None:
+            r_min = np.full(len(d.type_pairs), np.inf)
+        for t in range(len(r_min)):
+            sel = d.r[d.pair_type == t]
+            if sel.size:
+                r_min[t] = min(r_min[t], float(sel.min()))
+    return r_min if r_min is not None else np.zeros(0)
