@@ -17,12 +17,18 @@ so a least-squares solver can use the short residual ``Rg − z`` (one entry per
 grid node, independent of the number of pairs) and its Jacobian ``R ∂g/∂θ``.
 
 The only approximation is the interpolation of ``U'`` between grid nodes.  Its
-effect is bounded by :meth:`ForceProjection.error_bound`: with ``ε`` the largest
-interpolation error of ``U'`` over the occupied grid cells (measured at the cell
-midpoints, where the cubic error peaks) and ``β = ‖W^½|M_pairs|‖_{∞→2}`` (the
-worst case in which the errors of all pairs of an atom add up),
-``|√L_proj − √L_exact| ≤ β ε``.  Exact pair-wise evaluation stays the reference
-(:class:`mctsff.fit.Fitter` reports exact RMSEs of every projected fit).
+effect is bounded by :meth:`ForceProjection.error_bound`: with ``ε_k`` the
+interpolation error of ``U'`` in grid cell ``k`` (measured at the cell midpoint,
+where the error of interior cubic stencils peaks) and ``G`` the matrix of
+``|u_c|·w`` summing every pair's unit-vector component into its atom's row and its
+cell's column, the force error obeys ``‖W^½ΔF‖ ≤ ‖Gε‖`` (the worst case, in which the
+errors of all pairs of an atom add up), so ``|√L_proj − √L_exact| ≤ √(εᵀHε/n)``
+with ``H = GᵀG`` accumulated next to ``A``.  Exact pair-wise evaluation stays the
+reference (:class:`mctsff.fit.Fitter` reports exact RMSEs of every projected fit).
+
+Dense linear algebra runs with one BLAS thread (``threadpoolctl``): these matrices
+are small, and oversubscribed BLAS threads slow an eigen-decomposition 100-fold on a
+loaded machine.
 
 Energies are not projected: a projection serves force rows only.
 """
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from mctsff import kernels
 from mctsff.program import Program
@@ -138,7 +145,7 @@ class ForceProjection:
         Pairs the projection summarises.
     """
 
-    def __init__(self, grid, A, b, c, beta2, occupied, n_rows, n_pairs, cutoff, type_pairs):
+    def __init__(self, grid, A, b, c, H, occupied, n_rows, n_pairs, cutoff, type_pairs):
         self.grid = grid
         self.type_pairs = tuple(type_pairs)
         self.spacing = grid.spacing
@@ -146,8 +153,8 @@ class ForceProjection:
         self.n_rows = int(n_rows)
         self.n_pairs = int(n_pairs)
         self.c = float(c)
-        self.beta = math.sqrt(max(beta2, 0.0))
-        lam, V = scipy.linalg.eigh(A, driver="evr")
+        with threadpool_limits(limits=1, user_api="blas"):
+            lam, V = scipy.linalg.eigh(A, driver="evr")
         keep = lam > _RCOND * max(lam[-1], 0.0)
         lam, V = lam[keep], V[:, keep]
         # everything per force component: loss() is the weighted mean square
@@ -156,13 +163,13 @@ class ForceProjection:
         self.z = scale * (V.T @ b) / np.sqrt(lam)
         self.c = self.c * scale * scale
         self.c_perp = max(self.c - float(self.z @ self.z), 0.0)
-        self.beta *= scale
+        self.H = H * (scale * scale)
         self.rank = int(lam.size)
         self.n_grid = grid.size
         self.r_nodes, self.group_nodes = grid.nodes()
         mid_r, mid_g, mid_cell = grid.midpoints()
         occ = occupied[mid_cell]
-        self.mid_r, self.mid_g = mid_r[occ], mid_g[occ]
+        self.mid_r, self.mid_g, self._mid_cell = mid_r[occ], mid_g[occ], mid_cell[occ]
         self._mid_cols, self._mid_w, _ = grid.stencil(self.mid_r, self.mid_g)
 
     # ------------------------------------------------------------------ construction
@@ -216,8 +223,8 @@ class ForceProjection:
             chunks = list(chunks)
             r_min = _shortest(chunks)
         wlist = list(weights) if weights is not None else None
-        grid = A = b = occupied = type_pairs = cutoff = None
-        c = beta2 = 0.0
+        grid = A = b = H = occupied = type_pairs = cutoff = None
+        c = 0.0
         n_rows = n_pairs = 0
         for k, ds in enumerate(chunks):
             if grid is None:
@@ -230,21 +237,22 @@ class ForceProjection:
                     )
                 grid = _Grid.build(r_min, cutoff, float(spacing))
                 A = np.zeros((grid.size, grid.size))
+                H = np.zeros((grid.size, grid.size))
                 b = np.zeros(grid.size)
                 occupied = np.zeros(grid.size, dtype=bool)
             elif tuple(ds.type_pairs) != type_pairs or float(ds.cutoff) != cutoff:
                 raise ProjectionError("all chunks of a projection need the same species and cutoff")
             w = None if wlist is None or wlist[k] is None else np.asarray(wlist[k], float).ravel()
-            dc, dbeta2, rows, pairs = _accumulate(grid, ds, w, A, b, occupied)
+            with threadpool_limits(limits=1, user_api="blas"):
+                dc, rows, pairs = _accumulate(grid, ds, w, A, b, H, occupied)
             c += dc
-            beta2 += dbeta2
             n_rows += rows
             n_pairs += pairs
         if grid is None:
             raise ProjectionError("no data to project")
         if n_pairs == 0:
             raise ProjectionError("the data have no pairs within the cutoff")
-        return cls(grid, A, b, c, beta2, occupied, n_rows, n_pairs, cutoff, type_pairs)
+        return cls(grid, A, b, c, H, occupied, n_rows, n_pairs, cutoff, type_pairs)
 
     @classmethod
     def from_file(
@@ -309,15 +317,21 @@ class ForceProjection:
         res, _ = self.residual(prog, consts)
         return float(res @ res) + self.c_perp
 
-    def interpolation_error(self, prog: Program, consts: np.ndarray) -> float:
-        """Largest |U'_interp − U'| over the cell midpoints of occupied cells (eV/Å)."""
+    def cell_errors(self, prog: Program, consts: np.ndarray) -> np.ndarray:
+        """|U'_interp − U'| at the midpoint of every occupied cell, by cell column (eV/Å)."""
+        eps = np.zeros(self.n_grid)
         if self.mid_r.size == 0:
-            return 0.0
+            return eps
         g, _ = self.grid_values(prog, consts)
         _, d, _, _ = prog.evaluate(self.mid_r, consts, self.mid_g, mode=kernels.MODE_D)
         interp = np.einsum("nk,nk->n", g[self._mid_cols], self._mid_w)
         err = np.abs(interp - d)
-        return float(err.max()) if np.all(np.isfinite(err)) else math.inf
+        eps[self._mid_cell] = np.where(np.isfinite(err), err, np.inf)
+        return eps
+
+    def interpolation_error(self, prog: Program, consts: np.ndarray) -> float:
+        """Largest |U'_interp − U'| over the cell midpoints of occupied cells (eV/Å)."""
+        return float(self.cell_errors(prog, consts).max())
 
     def error_bound(self, prog: Program, consts: np.ndarray) -> dict[str, float]:
         """Bound on the projection's effect at these constants.
@@ -325,12 +339,17 @@ class ForceProjection:
         Returns
         -------
         dict
-            ``interp_error`` ε (eV/Å), ``bound_sqrt_loss`` βε (bound on |√L_proj − √L_exact|),
+            ``interp_error`` max ε (eV/Å), ``bound_sqrt_loss`` √(εᵀHε/n) (bound on
+            |√L_proj − √L_exact|),
             ``loss_projected`` and ``loss_rel_bound`` (bound on |L_proj − L_exact| / L_proj).
         """
-        eps = self.interpolation_error(prog, consts)
+        cells = self.cell_errors(prog, consts)
+        eps = float(cells.max())
         L = self.loss(prog, consts)
-        delta = self.beta * eps
+        if math.isfinite(eps):
+            delta = math.sqrt(max(float(cells @ (self.H @ cells)), 0.0))
+        else:
+            delta = math.inf
         s = math.sqrt(L) if L > 0 else 0.0
         rel = (2 * s * delta + delta * delta) / L if L > 0 else math.inf
         return {
@@ -342,7 +361,8 @@ class ForceProjection:
 
     def nbytes(self) -> int:
         """Memory held by the projection (bytes)."""
-        return int(self.R.nbytes + self.z.nbytes + self.r_nodes.nbytes + self.group_nodes.nbytes)
+        arrays = (self.R, self.z, self.H, self.r_nodes, self.group_nodes)
+        return int(sum(a.nbytes for a in arrays))
 
     def describe(self) -> dict[str, float | int]:
         """Summary for logs and JSON."""
@@ -356,9 +376,8 @@ class ForceProjection:
         }
 
 
-def _accumulate(grid: _Grid, ds, w, A, b, occupied) -> tuple[float, float, int, int]:
-    """Add one dataset's rows to A, b; return (c, β², rows, pairs)."""
-    n_atoms = int(ds.n_atoms)
+def _accumulate(grid: _Grid, ds, w, A, b, H, occupied) -> tuple[float, int, int]:
+    """Add one dataset's rows to A, b and H; return (c, rows, pairs)."""
     F0 = np.asarray(ds.forces, dtype=np.float64).ravel()
     if w is None:
         w = np.ones(F0.size)
@@ -369,7 +388,6 @@ def _accumulate(grid: _Grid, ds, w, A, b, occupied) -> tuple[float, float, int, 
     po = ds.pair_offsets
     max_atoms = max(1, _CHUNK_ENTRIES // (3 * ncol))
     c = float(np.sum((w * F0) ** 2))
-    beta_rows = np.zeros(3 * n_atoms)  # Σ_p |u_pc| per row (then weighted)
     f0 = 0
     while f0 < ds.n_frames:
         # frames [f0, f1) whose atoms fit one block (at least one frame)
@@ -389,22 +407,23 @@ def _accumulate(grid: _Grid, ds, w, A, b, occupied) -> tuple[float, float, int, 
         cols, wts, cell = grid.stencil(r, t)
         occupied[cell] = True
         nrow = 3 * (a1 - a0)
-        idx, val = [], []
+        idx, val, gidx, gval = [], [], [], []
         for comp in range(3):
             for atoms, sign in ((pi, -1.0), (pj, 1.0)):
                 row = 3 * atoms + comp
                 idx.append(((row * ncol)[:, None] + cols).ravel())
-                val.append((sign * u[:, comp])[:, None] * wts)
-                np.add.at(beta_rows, 3 * (atoms + a0) + comp, np.abs(u[:, comp]))
-        flat = np.concatenate(idx)
-        vals = np.concatenate([v.ravel() for v in val])
-        D = np.bincount(flat, weights=vals, minlength=nrow * ncol).reshape(nrow, ncol)
+                val.append(((sign * u[:, comp])[:, None] * wts).ravel())
+                gidx.append(row * ncol + cell)
+                gval.append(np.abs(u[:, comp]))
         wb = w[3 * a0 : 3 * a1]
-        D *= wb[:, None]
+        D = np.bincount(np.concatenate(idx), np.concatenate(val), nrow * ncol)
+        D = D.reshape(nrow, ncol) * wb[:, None]
         A += D.T @ D
         b += D.T @ (wb * F0[3 * a0 : 3 * a1])
-    beta2 = float(np.sum((w * beta_rows) ** 2))
-    return c, beta2, int(F0.size), int(ds.n_pairs)
+        D = np.bincount(np.concatenate(gidx), np.concatenate(gval), nrow * ncol)
+        D = D.reshape(nrow, ncol) * wb[:, None]
+        H += D.T @ D
+    return c, int(F0.size), int(ds.n_pairs)
 
 
 def _shortest(chunks) -> np.ndarray:
