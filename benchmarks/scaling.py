@@ -287,7 +287,8 @@ def print_loss(rows: list[dict], mem: dict) -> None:
         print(
             f"\n## (c) Memory for {mem['n_pairs']:,} pairs (peak traced allocation)\n\n"
             "| route | seconds | peak MB |\n|---|---|---|\n"
-            f"| load the whole file (`load_dataset`) | {mem['load_s']:.1f} | {mem['load_mb']:.0f} |\n"
+            f"| load the whole file (`load_dataset`) | {mem['load_s']:.1f} | "
+            f"{mem['load_mb']:.0f} |\n"
             f"| stream into a projection, 8 frames per chunk (`ForceProjection.from_file`, "
             f"h = 0.05) | {mem['stream_s']:.1f} | {mem['stream_mb']:.0f} |\n\n"
             f"The projection itself holds {mem['proj_mb']:.2f} MB."
