@@ -73,6 +73,54 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         help="fit on the grid projection F = M·g with spacing H Å (e.g. 0.05): the cost of a "
         "fit no longer grows with the number of pairs; reported RMSEs stay exact",
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="with --projection: read the file in chunks of frames and keep only the "
+        "projections in memory (for data larger than memory; RMSEs are then projected)",
+    )
+    p.add_argument(
+        "--chunk-frames", type=int, default=16, help="frames per chunk with --stream (16)"
+    )
+
+
+class _Summary:
+    """What the commands print about data they never held in memory (``--stream``)."""
+
+    def __init__(self, train, valid):
+        parts = [p for p in (train, valid) if p is not None]
+        self.n_pairs = sum(p.n_pairs for p in parts)
+        self.n_frames = sum(p.n_frames for p in parts)
+        self.force_array = train.force_array
+        self.cutoff = train.cutoff
+        self.species = train.species
+
+
+def _load_streamed(args, intermolecular):
+    from mctsff.projection import ForceProjection, ProjectionError
+
+    if args.projection is None:
+        raise UsageError("--stream needs --projection H (grid spacing in Å)")
+    if str(args.energy).lower() not in ("none", "auto") or args.energy_weight:
+        raise UsageError("--stream fits forces only: drop --energy/--energy-weight")
+    if not 0.0 <= args.valid_fraction < 1.0:
+        raise UsageError("--valid-fraction must be in [0, 1)")
+    try:
+        train, valid = ForceProjection.split_file(
+            args.data,
+            args.cutoff,
+            args.projection,
+            valid_fraction=args.valid_fraction,
+            seed=args.seed,
+            chunk_frames=args.chunk_frames,
+            forces=args.forces,
+            energy=None,
+            intermolecular=intermolecular,
+            molecules=args.molecules,
+        )
+    except ProjectionError as exc:
+        raise UsageError(f"--projection: {exc}") from None
+    return _Summary(train, valid), train, valid
 
 
 def _load(args):
@@ -80,6 +128,8 @@ def _load(args):
 
     energy = None if str(args.energy).lower() == "none" else args.energy
     intermolecular = False if args.all_pairs else None
+    if getattr(args, "stream", False):
+        return _load_streamed(args, intermolecular)
     ds = load_dataset(
         args.data,
         args.cutoff,
@@ -121,7 +171,7 @@ def _fit_options(args) -> dict:
         energy_weight=args.energy_weight,
         bounds=bounds,
         initial=initial,
-        projection=args.projection,
+        projection=None if getattr(args, "stream", False) else args.projection,
     )
 
 
@@ -131,6 +181,8 @@ def _fit_model(args, train, valid):
 
     if args.expr:
         raise UsageError("give either --expr or --model, not both")
+    if args.stream:
+        raise UsageError("--model needs the data in memory: drop --stream")
     try:
         if not args.refit:
             return published_result(args.model, train, valid)
@@ -184,6 +236,17 @@ def cmd_fit(args) -> int:
             print(f"  {k:<20s} {v: .10g}")
         for k, v in res.constraints.items():
             print(f"  constraint {k:<9s} residual {v:.3e}")
+        proj = res.extra.get("projection")
+        if proj:
+            exact = (
+                "no exact check (streamed)"
+                if proj["loss_exact"] is None
+                else f"projected vs exact loss {proj['rel_error']:.1e} relative"
+            )
+            print(
+                f"projection   h = {proj['spacing']} Å, {proj['n_grid']} grid nodes; {exact}; "
+                f"bound {proj['loss_rel_bound']:.1e} relative"
+            )
         for f in res.flags:
             print(f"  WARNING: {f}")
     return 0 if res.valid else 1
@@ -247,6 +310,8 @@ def _run_search(args, fitter) -> int:
     from mctsff.search import search
 
     refs = {}
+    if args.reference_model and getattr(args, "stream", False):
+        raise UsageError("--reference-model needs the data in memory: drop --stream")
     for name in args.reference_model:
         from mctsff.models import reference_lines
 

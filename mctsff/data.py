@@ -308,19 +308,9 @@ class Dataset:
         (Dataset, Dataset or None)
             ``(train, valid)``; ``(self, None)`` when no frame goes to validation.
         """
-        f = float(valid_fraction)
-        if not (0.0 <= f < 1.0):
-            raise _error(self._src, f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
-        n = self.n_frames
-        n_valid = round(n * f)
-        if f > 0 and n >= 2:
-            n_valid = max(n_valid, 1)
-        n_valid = min(n_valid, n - 1)
-        if n_valid <= 0:
+        train, valid = split_frames(self.n_frames, valid_fraction, seed, self._src)
+        if valid is None:
             return self, None
-        perm = np.random.default_rng(seed).permutation(n)
-        valid = np.sort(perm[:n_valid])
-        train = np.sort(perm[n_valid:])
         return self.subset(train), self.subset(valid)
 
     def with_forces(self, forces: np.ndarray, energies: np.ndarray | None = None) -> Dataset:
@@ -479,6 +469,30 @@ def load_dataset(
         frames=frames,
         path=src,
     )
+
+
+def split_frames(
+    n_frames: int, valid_fraction: float, seed: int, src: str = "<atoms>"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Frame indices of the deterministic train/validation split (see :meth:`Dataset.split`).
+
+    Returns
+    -------
+    (ndarray, ndarray or None)
+        Sorted training and validation frame indices; validation is ``None`` when empty.
+    """
+    f = float(valid_fraction)
+    if not (0.0 <= f < 1.0):
+        raise _error(src, f"valid_fraction must be in [0, 1), got {valid_fraction!r}")
+    n = int(n_frames)
+    n_valid = round(n * f)
+    if f > 0 and n >= 2:
+        n_valid = max(n_valid, 1)
+    n_valid = min(n_valid, n - 1)
+    if n_valid <= 0:
+        return np.arange(n), None
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
 
 def iter_chunks(

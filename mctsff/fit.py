@@ -189,6 +189,13 @@ class _Target:
         return f.ravel(), J, e, eJ
 
 
+def _as_target(data):
+    """Validation data as an exact target, a projection, or None."""
+    if data is None or isinstance(data, ForceProjection):
+        return data
+    return _Target.from_dataset(data) if data.n_pairs else None
+
+
 def potfit_weights(forces: np.ndarray, eps: float = 0.1) -> np.ndarray:
     """potfit-style per-component weights u = 1/(|F⁰| + ε)², normalised to mean 1."""
     w = 1.0 / (np.abs(forces) + eps) ** 2
@@ -227,9 +234,13 @@ class Fitter:
     Parameters
     ----------
     train
-        Training :class:`~mctsff.data.Dataset`.
+        Training :class:`~mctsff.data.Dataset`, or a
+        :class:`~mctsff.projection.ForceProjection` of data too large for memory (built with
+        :meth:`~mctsff.projection.ForceProjection.split_file`): then every residual and the
+        reported ``rmse_train`` are projected (unweighted; no energy term) and
+        ``extra["projection"]`` carries the error bound.
     valid
-        Optional validation dataset (same species); reported as ``rmse_valid``.
+        Optional validation dataset or projection (same species); reported as ``rmse_valid``.
     constraints
         Constraint specs (``"force0"``, ``"energy0"``, ``"repulsive:R"``) or
         :class:`Constraint` objects. ``force0``/``energy0`` act at the dataset cutoff.
@@ -297,11 +308,14 @@ class Fitter:
             raise FitConfigError(
                 f"validation species {tuple(valid.species)} differ from training {self.species}"
             )
+        self.constraints = [parse_constraint(c, self.cutoff) for c in o.constraints]
+        self._valid = _as_target(valid)
+        if isinstance(train, ForceProjection):
+            self._init_projected(train)
+            return
         self._train = _Target.from_dataset(train)
-        self._valid = _Target.from_dataset(valid) if valid is not None and valid.n_pairs else None
         if self._train.r.size == 0:
             raise FitConfigError("the training set has no pairs within the cutoff")
-        self.constraints = [parse_constraint(c, self.cutoff) for c in o.constraints]
         n_rows = self._train.forces.size
         if o.weights is None:
             w = np.ones(n_rows)
@@ -323,6 +337,22 @@ class Fitter:
             raise FitConfigError("energy_weight > 0 but the dataset has no energies")
         self._ew = math.sqrt(o.energy_weight / max(self._train.n_frames, 1))
         self._proj = self._projection(o.projection, w)
+        self._seed_seq = np.random.SeedSequence(o.seed)
+        kernels.warmup()
+
+    def _init_projected(self, train: ForceProjection) -> None:
+        """Training set given only as a projection (e.g. streamed from a large file)."""
+        o = self.options
+        for bad, why in (
+            (o.projection is not None, "projection must be unset when train is a projection"),
+            (o.weights is not None, "weights are fixed when a projection is built"),
+            (o.energy_weight > 0, "projection serves force rows only; set energy_weight=0"),
+        ):
+            if bad:
+                raise FitConfigError(why)
+        self._train = None
+        self._proj = train
+        self._use_energy = False
         self._seed_seq = np.random.SeedSequence(o.seed)
         kernels.warmup()
 
@@ -488,8 +518,12 @@ class Fitter:
         return Potential(self.compile(expression), params, self.species, self.type_pairs)
 
     def rmse(self, prog: Program, par: Parameterization, theta: np.ndarray, target) -> float:
-        """Unweighted force RMSE per component on a target."""
+        """Unweighted force RMSE per component on a target (projected for a projection)."""
         consts, _ = par.table(theta)
+        if isinstance(target, ForceProjection):
+            with np.errstate(all="ignore"):
+                val = math.sqrt(max(target.loss(prog, consts), 0.0))
+            return val if math.isfinite(val) else math.inf
         with np.errstate(all="ignore"):
             f, _ = target.predict(prog, consts)
         d = f - target.forces
@@ -511,7 +545,7 @@ class Fitter:
             cons[c.name] = resid
             if not resid <= self.options.constraint_tol * 10:
                 flags.append(f"constraint {c.name} not satisfied (residual {resid:.2e})")
-        rmse_train = self.rmse(prog, par, theta, self._train)
+        rmse_train = self.rmse(prog, par, theta, self._train or self._proj)
         rmse_valid = self.rmse(prog, par, theta, self._valid) if self._valid else math.nan
         extra = {}
         if self._proj is not None:
@@ -546,11 +580,14 @@ class Fitter:
         consts, _ = par.table(theta)
         t = self._train
         with np.errstate(all="ignore"):
-            f, _ = t.predict(prog, consts)
-            exact = float(np.sum((self._w * (f - t.forces)) ** 2))
             projected = float(loss) + proj.c_perp
             bound = proj.error_bound(prog, consts)
-        rel = abs(projected - exact) / exact if exact > 0 else abs(projected - exact)
+            if t is None:  # no pairs in memory: the projection is all there is
+                exact = rel = None
+            else:
+                f, _ = t.predict(prog, consts)
+                exact = float(np.sum((self._w * (f - t.forces)) ** 2))
+                rel = abs(projected - exact) / exact if exact > 0 else abs(projected - exact)
         info = {
             **proj.describe(),
             "loss_projected": projected,
@@ -560,7 +597,7 @@ class Fitter:
             "bound_sqrt_loss": bound["bound_sqrt_loss"],
             "loss_rel_bound": bound["loss_rel_bound"],
         }
-        return info, exact if math.isfinite(exact) else projected
+        return info, exact if exact is not None and math.isfinite(exact) else projected
 
 
 def _better(a, b, tol) -> bool:

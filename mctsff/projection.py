@@ -145,30 +145,35 @@ class ForceProjection:
         Pairs the projection summarises.
     """
 
-    def __init__(self, grid, A, b, c, H, occupied, n_rows, n_pairs, cutoff, type_pairs):
+    def __init__(self, acc: _Accumulator):
+        grid = acc.grid
         self.grid = grid
-        self.type_pairs = tuple(type_pairs)
+        self.type_pairs = acc.type_pairs
+        self.species = tuple(sorted({s for tp in acc.type_pairs for s in tp}))
         self.spacing = grid.spacing
-        self.cutoff = float(cutoff)
-        self.n_rows = int(n_rows)
-        self.n_pairs = int(n_pairs)
-        self.c = float(c)
+        self.cutoff = acc.cutoff
+        self.path = acc.path
+        self.force_array = acc.force_array
+        self.n_rows = int(acc.n_rows)
+        self.n_pairs = int(acc.n_pairs)
+        self.n_frames = int(acc.n_frames)
+        self.rms_forces = math.sqrt(acc.sum_f2 / max(self.n_rows, 1))
         with threadpool_limits(limits=1, user_api="blas"):
-            lam, V = scipy.linalg.eigh(A, driver="evr")
+            lam, V = scipy.linalg.eigh(acc.A, driver="evr")
         keep = lam > _RCOND * max(lam[-1], 0.0)
         lam, V = lam[keep], V[:, keep]
         # everything per force component: loss() is the weighted mean square
         scale = 1.0 / math.sqrt(max(self.n_rows, 1))
         self.R = np.ascontiguousarray(scale * np.sqrt(lam)[:, None] * V.T)
-        self.z = scale * (V.T @ b) / np.sqrt(lam)
-        self.c = self.c * scale * scale
+        self.z = scale * (V.T @ acc.b) / np.sqrt(lam)
+        self.c = acc.c * scale * scale
         self.c_perp = max(self.c - float(self.z @ self.z), 0.0)
-        self.H = H * (scale * scale)
+        self.H = acc.H * (scale * scale)
         self.rank = int(lam.size)
         self.n_grid = grid.size
         self.r_nodes, self.group_nodes = grid.nodes()
         mid_r, mid_g, mid_cell = grid.midpoints()
-        occ = occupied[mid_cell]
+        occ = acc.occupied[mid_cell]
         self.mid_r, self.mid_g, self._mid_cell = mid_r[occ], mid_g[occ], mid_cell[occ]
         self._mid_cols, self._mid_w, _ = grid.stencil(self.mid_r, self.mid_g)
 
@@ -213,46 +218,20 @@ class ForceProjection:
         given when ``chunks`` is a one-pass stream; otherwise the chunks are materialised
         to find it (see :meth:`from_file` for a two-pass stream).
         """
-        if isinstance(spacing, bool) or not (
-            isinstance(spacing, int | float) and math.isfinite(spacing) and spacing > 0
-        ):
-            raise ProjectionError(
-                f"projection spacing must be a positive number of Å, not {spacing!r}"
-            )
+        _check_spacing(spacing)
         if r_min is None:
             chunks = list(chunks)
             r_min = _shortest(chunks)
         wlist = list(weights) if weights is not None else None
-        grid = A = b = H = occupied = type_pairs = cutoff = None
-        c = 0.0
-        n_rows = n_pairs = 0
+        acc = None
         for k, ds in enumerate(chunks):
-            if grid is None:
-                type_pairs = tuple(ds.type_pairs)
-                cutoff = float(ds.cutoff)
-                r_min = np.asarray(r_min, dtype=float)
-                if r_min.shape != (len(type_pairs),):
-                    raise ProjectionError(
-                        f"r_min needs one value per type pair {type_pairs}, got {r_min.shape}"
-                    )
-                grid = _Grid.build(r_min, cutoff, float(spacing))
-                A = np.zeros((grid.size, grid.size))
-                H = np.zeros((grid.size, grid.size))
-                b = np.zeros(grid.size)
-                occupied = np.zeros(grid.size, dtype=bool)
-            elif tuple(ds.type_pairs) != type_pairs or float(ds.cutoff) != cutoff:
-                raise ProjectionError("all chunks of a projection need the same species and cutoff")
+            if acc is None:
+                acc = _Accumulator(ds, r_min, spacing)
             w = None if wlist is None or wlist[k] is None else np.asarray(wlist[k], float).ravel()
-            with threadpool_limits(limits=1, user_api="blas"):
-                dc, rows, pairs = _accumulate(grid, ds, w, A, b, H, occupied)
-            c += dc
-            n_rows += rows
-            n_pairs += pairs
-        if grid is None:
+            acc.add(ds, w)
+        if acc is None:
             raise ProjectionError("no data to project")
-        if n_pairs == 0:
-            raise ProjectionError("the data have no pairs within the cutoff")
-        return cls(grid, A, b, c, H, occupied, n_rows, n_pairs, cutoff, type_pairs)
+        return acc.finish(cls)
 
     @classmethod
     def from_file(
@@ -264,20 +243,49 @@ class ForceProjection:
         chunk_frames: int = 16,
         **options,
     ) -> ForceProjection:
-        """Projection of a trajectory file read in chunks of frames (two passes).
+        """Projection of a whole trajectory file read in chunks of frames (two passes).
 
-        The first pass finds the species and the shortest pair of every type pair, the
-        second accumulates ``A``, ``b``, ``c``; at most ``chunk_frames`` frames with their
-        pairs are in memory at any time.  ``options`` are those of
-        :func:`mctsff.data.load_dataset` (``forces``, ``molecules``, ...).
+        See :meth:`split_file`, of which this is the ``valid_fraction=0`` case.
         """
-        from mctsff.data import iter_chunks
+        train, _ = cls.split_file(
+            path, cutoff, spacing, valid_fraction=0.0, chunk_frames=chunk_frames, **options
+        )
+        return train
 
-        first = None
+    @classmethod
+    def split_file(
+        cls,
+        path,
+        cutoff: float,
+        spacing: float = DEFAULT_SPACING,
+        *,
+        valid_fraction: float = 0.2,
+        seed: int = 0,
+        chunk_frames: int = 16,
+        **options,
+    ) -> tuple[ForceProjection, ForceProjection | None]:
+        """Training and validation projections of a file too large for memory.
+
+        The first pass over the file finds the frames, species and the shortest pair of
+        every type pair; the frames are split exactly as :meth:`mctsff.data.Dataset.split`
+        would split them; the second pass accumulates each chunk's training frames into
+        one projection and its validation frames into another.  At most ``chunk_frames``
+        frames with their pairs are in memory at any time.  ``options`` are those of
+        :func:`mctsff.data.load_dataset` (``forces``, ``molecules``, ``intermolecular``).
+
+        Returns
+        -------
+        (ForceProjection, ForceProjection or None)
+            ``(train, valid)``; ``valid`` is ``None`` when no frame is held out.
+        """
+        from mctsff.data import iter_chunks, split_frames
+
+        _check_spacing(spacing)
         r_min: dict[tuple[str, str], float] = {}
         species: set[str] = set()
+        n_frames = 0
         for ds in iter_chunks(path, cutoff, chunk_frames, **options):
-            first = first or ds
+            n_frames += ds.n_frames
             species.update(ds.species)
             for t, tp in enumerate(ds.type_pairs):
                 sel = ds.r[ds.pair_type == t]
@@ -286,8 +294,26 @@ class ForceProjection:
         sp = tuple(sorted(species))
         tps = [(sp[a], sp[b]) for a in range(len(sp)) for b in range(a, len(sp))]
         rm = np.array([r_min.get(tp, math.inf) for tp in tps])
-        chunks = iter_chunks(path, cutoff, chunk_frames, species=sp, **options)
-        return cls.from_frames(chunks, spacing, r_min=rm)
+        _, valid_ids = split_frames(n_frames, valid_fraction, seed, str(path))
+        is_valid = np.zeros(n_frames, dtype=bool)
+        if valid_ids is not None:
+            is_valid[valid_ids] = True
+        accs: dict[bool, _Accumulator] = {}
+        for ds in iter_chunks(path, cutoff, chunk_frames, species=sp, **options):
+            mask = is_valid[ds.frame_ids]
+            for part in (False, True):
+                sel = np.flatnonzero(mask == part)
+                if sel.size == 0:
+                    continue
+                sub = ds if sel.size == ds.n_frames else ds.subset(sel)
+                if part not in accs:
+                    accs[part] = _Accumulator(sub, rm, spacing)
+                accs[part].add(sub, None)
+        if False not in accs:
+            raise ProjectionError(f"{path}: no training frames")
+        train = accs[False].finish(cls)
+        valid = accs[True].finish(cls) if True in accs else None
+        return train, valid
 
     # ------------------------------------------------------------------ evaluation
     def grid_values(
@@ -374,6 +400,56 @@ class ForceProjection:
             "n_rows": self.n_rows,
             "megabytes": round(self.nbytes() / 2**20, 3),
         }
+
+
+def _check_spacing(spacing) -> None:
+    if isinstance(spacing, bool) or not (
+        isinstance(spacing, int | float) and math.isfinite(spacing) and spacing > 0
+    ):
+        raise ProjectionError(f"projection spacing must be a positive number of Å, not {spacing!r}")
+
+
+class _Accumulator:
+    """Running sums A, b, c, H of one projection, fed dataset by dataset."""
+
+    def __init__(self, first, r_min, spacing: float):
+        self.type_pairs = tuple(tuple(p) for p in first.type_pairs)
+        self.cutoff = float(first.cutoff)
+        self.path = first.path
+        self.force_array = getattr(first, "force_array", "forces")
+        r_min = np.asarray(r_min, dtype=float)
+        if r_min.shape != (len(self.type_pairs),):
+            raise ProjectionError(
+                f"r_min needs one value per type pair {self.type_pairs}, got {r_min.shape}"
+            )
+        self.grid = _Grid.build(r_min, self.cutoff, float(spacing))
+        n = self.grid.size
+        self.A = np.zeros((n, n))
+        self.H = np.zeros((n, n))
+        self.b = np.zeros(n)
+        self.occupied = np.zeros(n, dtype=bool)
+        self.c = self.sum_f2 = 0.0
+        self.n_rows = self.n_pairs = self.n_frames = 0
+
+    def add(self, ds, w: np.ndarray | None) -> None:
+        if tuple(tuple(p) for p in ds.type_pairs) != self.type_pairs:
+            raise ProjectionError(
+                f"all chunks of a projection need the same type pairs {self.type_pairs}"
+            )
+        if float(ds.cutoff) != self.cutoff:
+            raise ProjectionError("all chunks of a projection need the same cutoff")
+        with threadpool_limits(limits=1, user_api="blas"):
+            dc, rows, pairs = _accumulate(self.grid, ds, w, self.A, self.b, self.H, self.occupied)
+        self.c += dc
+        self.sum_f2 += float(np.sum(np.square(ds.forces)))
+        self.n_rows += rows
+        self.n_pairs += pairs
+        self.n_frames += int(ds.n_frames)
+
+    def finish(self, cls) -> ForceProjection:
+        if self.n_pairs == 0:
+            raise ProjectionError("the data have no pairs within the cutoff")
+        return cls(self)
 
 
 def _accumulate(grid: _Grid, ds, w, A, b, H, occupied) -> tuple[float, int, int]:

@@ -192,10 +192,12 @@ class _GrammarComplexity:
 
 def default_reward_scale(objective) -> float:
     """Loss unit for the reward: 10 % of the RMS of the training targets."""
-    target = getattr(objective, "forces", None)
-    if target is None:
-        target = objective.y
-    rms = float(np.sqrt(np.mean(np.square(target))))
+    rms = getattr(objective, "rms_forces", None)  # a ForceProjection knows only this
+    if rms is None:
+        target = getattr(objective, "forces", None)
+        if target is None:
+            target = objective.y
+        rms = float(np.sqrt(np.mean(np.square(target))))
     return 0.1 * rms if rms > 0 else 1.0
 
 
@@ -784,8 +786,12 @@ def plot_potentials(path: Path, front: ParetoFront, fitter, n_best: int = 4) -> 
     axes = [fig.add_subplot(1, len(pairs), i + 1) for i in range(len(pairs))]
     for i, (a, b) in enumerate(pairs):
         ax = axes[i]
-        mask = train.pair_type == i
-        rmin = float(train.r[mask].min()) if mask.any() else 1.0
+        if hasattr(train, "pair_type"):
+            mask = train.pair_type == i
+            rmin = float(train.r[mask].min()) if mask.any() else 1.0
+        else:  # a projection: its grid starts at the shortest pair
+            mask = np.zeros(1, dtype=bool)
+            rmin = float(train.grid.lo[i])
         r = np.linspace(max(0.8 * rmin, 0.5), train.cutoff, 300)
         for k, p in enumerate(pts):
             try:

@@ -164,3 +164,36 @@ def test_fitter_projection_errors(dimers):
         Fitter(train, valid, projection=other)
     with pytest.raises(FitConfigError, match="spacing"):
         Fitter(train, valid, projection=-1.0)
+
+
+def test_split_file_fits_without_pairs_in_memory(tmp_path, bulk8):
+    import ase.io
+
+    path = tmp_path / "bulk8.extxyz"
+    ase.io.write(path, ase.io.read(BULK, "0:8"))
+    ptrain, pvalid = ForceProjection.split_file(
+        path, 6.0, 0.05, valid_fraction=0.25, seed=0, chunk_frames=3, molecules="nearest-O"
+    )
+    train, valid = bulk8.split(0.25, seed=0)  # the same frames as the in-memory split
+    assert (ptrain.n_pairs, pvalid.n_pairs) == (train.n_pairs, valid.n_pairs)
+    assert ptrain.n_frames == train.n_frames and ptrain.path == str(path)
+    expr = "prod_q/r + c1*exp(-r/c2) - c3/r**6"
+    streamed = Fitter(ptrain, pvalid).fit(expr)
+    exact = Fitter(train, valid).fit(expr)
+    assert streamed.constraints["force0"] <= 1e-8
+    assert streamed.rmse_train == pytest.approx(exact.rmse_train, rel=1e-5)
+    assert streamed.rmse_valid == pytest.approx(exact.rmse_valid, rel=1e-5)
+    info = streamed.extra["projection"]
+    assert info["loss_exact"] is None and info["bound_sqrt_loss"] > 0
+    with pytest.raises(FitConfigError, match="weights"):
+        Fitter(ptrain, pvalid, weights="potfit")
+
+
+def test_search_on_a_projection(tmp_path, bulk8):
+    from mctsff.search import search
+
+    train, valid = bulk8.split(0.25, seed=0)
+    fitter = Fitter(ForceProjection.from_dataset(train, 0.05), valid)
+    res = search(fitter, "pair", budget=12, seed=0, out=tmp_path / "run", workers=1)
+    assert res.n_evaluations >= 12 and res.front.points
+    assert (tmp_path / "run" / "potentials.png").exists()

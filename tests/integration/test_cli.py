@@ -36,6 +36,22 @@ def test_fit_json():
     assert out["force_array"] == "inter_forces"
 
 
+def test_fit_on_projection_in_memory_and_streamed():
+    bulk = str(data_file("bulk_water_dft_80x192.extxyz"))
+    common = ["fit", bulk, "--cutoff", "6", "--molecules", "nearest-O", "--json"]
+    common += ["--expr", "prod_q/r + c1*exp(-r/c2) - c3/r**6", "--projection", "0.05"]
+    mem = mctsff(*common)
+    assert mem.returncode == 0, mem.stderr
+    streamed = mctsff(*common, "--stream", "--chunk-frames", "7")
+    assert streamed.returncode == 0, streamed.stderr
+    a, b = json.loads(mem.stdout), json.loads(streamed.stdout)
+    assert a["n_pairs"] == b["n_pairs"] > 600_000 and a["n_frames"] == b["n_frames"] == 80
+    assert a["extra"]["projection"]["rel_error"] < 1e-5
+    assert b["extra"]["projection"]["loss_exact"] is None
+    assert b["rmse_valid"] == pytest.approx(a["rmse_valid"], rel=1e-5)
+    assert b["constraints"]["force0"] <= 1e-8
+
+
 def test_fit_product_rule_and_options():
     p = mctsff(
         "fit",
@@ -68,6 +84,8 @@ def test_fit_product_rule_and_options():
         (["fit", DIMERS, "--expr", "A/r", "--forces", "nope"], "nope"),
         (["fit", DIMERS, "--expr", "A/r", "--constraint", "sideways"], "unknown constraint"),
         (["fit", DIMERS, "--expr", "A/r", "--bound", "b=1"], "--bound"),
+        (["fit", DIMERS, "--expr", "A/r", "--stream"], "--stream needs --projection"),
+        (["fit", DIMERS, "--expr", "A/r", "--projection", "0"], "spacing"),
     ],
 )
 def test_bad_input_gives_one_clear_error(args, fragment):
