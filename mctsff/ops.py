@@ -44,6 +44,28 @@ SQUARE = 19
 CUBE = 20
 ABS = 21
 
+# --- superinstructions (kernel-internal) -------------------------------------
+# :func:`mctsff.kernels.fuse` rewrites a binary operator whose operand is a
+# single leaf (``VAR``, ``CONST`` or ``LIT``) into one instruction that reads
+# the leaf directly instead of pushing it.  The argument packs the leaf as
+# ``4 * leaf_argument + leaf_opcode``.  They never appear in
+# ``Program.code`` (which stays plain postfix for the code-walking analyses).
+ADD_L = 22  # x + leaf
+SUB_L = 23  # x - leaf
+RSUB_L = 24  # leaf - x
+MUL_L = 25  # x * leaf (and leaf * x)
+DIV_L = 26  # x / leaf
+RDIV_L = 27  # leaf / x
+#: Opcodes of the superinstructions, by the binary operator they fuse.
+FUSED = {"+": ADD_L, "-": SUB_L, "*": MUL_L, "/": DIV_L}
+FUSED_REVERSED = {"+": ADD_L, "-": RSUB_L, "*": MUL_L, "/": RDIV_L}
+
+
+def leaf_argument(opcode: int, argument: int) -> int:
+    """Argument of a superinstruction whose operand is the leaf ``(opcode, argument)``."""
+    return 4 * argument + opcode
+
+
 #: Largest integer exponent compiled to ``POWI``; larger exponents use ``POW``.
 MAX_POWI = 32
 
