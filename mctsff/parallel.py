@@ -10,8 +10,11 @@ deterministic: its starts are seeded from the fitter's seed and the expression).
   ``forkserver``); the fitter (with its dataset) is shipped **once** per worker
   by the pool initializer, numba kernels are loaded from the on-disk cache
   warmed in the parent, and each worker runs with ``NUMBA_NUM_THREADS=1`` /
-  ``OMP_NUM_THREADS=1``.  Candidates are sent in chunks (one chunk per worker
-  per batch) so that a task is tens of milliseconds, not microseconds.
+  ``OMP_NUM_THREADS=1`` (and BLAS limited to one thread by ``threadpoolctl``).
+  Candidates are sent in chunks of about :data:`TASK_SECONDS` of fitting
+  (sized from the mean fit time so far, one candidate per chunk at first), and
+  the pool hands chunks to whichever worker is free, so one slow fit does not
+  leave the other workers idle behind a static share of the batch.
 * ``scheduler="tcp://host:8786"`` or a ``distributed.Client``: the fitter is
   scattered to every Dask worker once (``broadcast=True``) and chunks are
   submitted as tasks (``dask`` extra).
@@ -38,12 +41,18 @@ from mctsff.result import FitResult
 
 _WORKER_FITTER = None
 
+#: Target fitting time of one task (chunk of candidates), in seconds.
+TASK_SECONDS = 0.05
+
 
 def _init_worker(payload: bytes) -> None:
     """Pool initializer: unpickle the fitter once per worker process."""
     global _WORKER_FITTER
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # BLAS may already be loaded: env variables come too late
     _WORKER_FITTER = pickle.loads(payload)
 
 
@@ -69,9 +78,11 @@ def _fit_chunk_with(fitter, expressions: Sequence[str]) -> list[dict[str, Any]]:
     return [fit_one(fitter, e).to_dict() for e in expressions]
 
 
-def _chunks(items: list[str], n: int) -> list[list[str]]:
+def _chunks(items: list[str], n: int, size: int | None = None) -> list[list[str]]:
+    """Split into chunks of ``size`` (default: ``n`` equal chunks), never more than n-way."""
     n = max(1, min(n, len(items)))
-    size = math.ceil(len(items) / n)
+    most = math.ceil(len(items) / n)
+    size = most if size is None else max(1, min(size, most))
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -113,6 +124,7 @@ class Evaluator:
         self.timeout = timeout
         self.mp_context = mp_context
         self.seconds = 0.0
+        self.fit_seconds = 0.0
         self.n_fits = 0
         self.n_failures = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -191,15 +203,24 @@ class Evaluator:
             out = [fit_one(self.fitter, e) for e in exprs]
         self.seconds += time.perf_counter() - t0
         self.n_fits += len(exprs)
+        self.fit_seconds += sum(float(r.extra.get("seconds", 0.0)) for r in out)
         return out
 
+    def _split(self, exprs: list[str]) -> list[list[str]]:
+        """Chunks of about TASK_SECONDS of fitting each (one candidate each at first)."""
+        size = 1
+        if self.n_fits and self.fit_seconds > 0:
+            size = math.ceil(TASK_SECONDS / (self.fit_seconds / self.n_fits))
+        return _chunks(exprs, self.workers, size)
+
     def _dask(self, exprs: list[str]) -> list[FitResult]:
+        chunks = self._split(exprs)
         futures = [
             self._client.submit(_fit_chunk_with, self._remote_fitter, chunk, pure=False)
-            for chunk in _chunks(exprs, self.workers)
+            for chunk in chunks
         ]
         out: list[FitResult] = []
-        for fut, chunk in zip(futures, _chunks(exprs, self.workers), strict=True):
+        for fut, chunk in zip(futures, chunks, strict=True):
             try:
                 out += [FitResult.from_dict(d) for d in fut.result(timeout=self._limit(chunk))]
             except Exception as exc:
@@ -211,16 +232,20 @@ class Evaluator:
         return None if self.timeout is None else self.timeout * len(chunk)
 
     def _local(self, exprs: list[str]) -> list[FitResult]:
-        chunks = _chunks(exprs, self.workers)
+        chunks = self._split(exprs)
         try:
             pool = self._pool_get()
             futures = [pool.submit(_fit_chunk, c) for c in chunks]
             out: list[FitResult] = []
-            deadline = None if self.timeout is None else time.perf_counter()
+            start = time.perf_counter()
+            done = 0
             for fut, chunk in zip(futures, chunks, strict=True):
+                done += len(chunk)
                 limit = None
-                if deadline is not None:
-                    limit = max(0.0, deadline + self._limit(chunk) - time.perf_counter())
+                if self.timeout is not None:
+                    # chunk k is late once even one worker could have fitted every
+                    # candidate up to and including it within the limit each
+                    limit = max(0.0, start + self.timeout * done - time.perf_counter())
                 out += [FitResult.from_dict(d) for d in fut.result(timeout=limit)]
             return out
         except (BrokenProcessPool, TimeoutError):
