@@ -178,12 +178,30 @@ class Program:
             object.__setattr__(self, key, getattr(other, key))
 
     def evaluate(
-        self, X: np.ndarray, consts: np.ndarray, group: np.ndarray | None = None, mode: int = 1
+        self,
+        X: np.ndarray,
+        consts: np.ndarray,
+        group: np.ndarray | None = None,
+        mode: int = 1,
+        out: tuple | None = None,
     ):
         """Evaluate with the kernels; see :func:`mctsff.kernels.evaluate`."""
+        return _kernels().evaluate(
+            self.code, self.literals, X, consts, group, mode, self.max_stack, out=out
+        )
+
+
+def _kernels():
+    """:mod:`mctsff.kernels`, imported on first use (numba is slow to import)."""
+    global _KERNELS
+    if _KERNELS is None:
         from mctsff import kernels
 
-        return kernels.evaluate(self.code, self.literals, X, consts, group, mode, self.max_stack)
+        _KERNELS = kernels
+    return _KERNELS
+
+
+_KERNELS = None
 
 
 def _to_sympy(node: ast.AST, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
