@@ -898,7 +898,7 @@ def levenberg_marquardt(
     x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
     r, J = fun_jac(x)
     nev = 1
-    if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+    if not (np.isfinite(r).all() and np.isfinite(J).all()):
         return x, r, nev
     f = float(r @ r)
     A = J.T @ J
@@ -913,17 +913,19 @@ def levenberg_marquardt(
             free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
             if not free.any():
                 break
+            if free.all():
+                free = None  # same numbers as masking with an all-True mask, less work
         else:
             free = None
         gf = g if free is None else g[free]
         df = diag if free is None else diag[free]
         # cosine between each free column and the residual
-        if np.all(np.abs(gf) <= gtol * np.sqrt(df * f)):
+        if (np.abs(gf) <= gtol * np.sqrt(df * f)).all():
             break
         Af = A if free is None else A[np.ix_(free, free)]
         d = np.maximum(df, 1e-12 * max(float(df.max()), 1e-300))
         lhs = Af.copy()
-        lhs[np.diag_indices_from(lhs)] += damp * d
+        lhs.flat[:: lhs.shape[0] + 1] += damp * d  # the diagonal
         try:
             sf = np.linalg.solve(lhs, -gf)
         except np.linalg.LinAlgError:
@@ -949,7 +951,7 @@ def levenberg_marquardt(
             x = x_new
             r, J = fun_jac(x)
             nev += 1
-            if not (np.all(np.isfinite(r)) and np.all(np.isfinite(J))):
+            if not (np.isfinite(r).all() and np.isfinite(J).all()):
                 break
             f = float(r @ r)
             A = J.T @ J
