@@ -373,7 +373,13 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
             a = sp - 1
             lop = arg & 3
             larg = arg >> 2
-            _leaf(lop, larg, lits, X, consts, group, start, n, buf, 2)
+            # a literal or a single-row constant is one number: kept in a scalar (wc)
+            uni = lop == _LIT or (lop == _CONST and consts.shape[0] == 1)
+            if uni:
+                wc = lits[larg] if lop == _LIT else consts[0, larg]
+            else:
+                wc = 0.0
+                _leaf(lop, larg, lits, X, consts, group, start, n, buf, 2)
             has_d = lop == _VAR and larg == 0
             dw = 1.0 if has_d else 0.0
             kw = larg if lop == _CONST else -1
@@ -381,7 +387,7 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
             if op == _ADD_L or op == _SUB_L:
                 s = 1.0 if op == _ADD_L else -1.0
                 for t in range(n):
-                    sv[a, t] += s * buf[2, t]
+                    sv[a, t] += s * (wc if uni else buf[2, t])
                 if want_d and has_d:
                     if st[0, a] != 0:
                         for t in range(n):
@@ -396,7 +402,7 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
                         sg[a, kw, t] += s
             elif op == _RSUB_L:
                 for t in range(n):
-                    sv[a, t] = buf[2, t] - sv[a, t]
+                    sv[a, t] = (wc if uni else buf[2, t]) - sv[a, t]
                 if want_d:
                     if st[0, a] != 0:
                         for t in range(n):
@@ -429,19 +435,23 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
                     for k in range(K):
                         dk = 1.0 if k == kw else 0.0
                         for t in range(n):
-                            sh[a, k, t] = sh[a, k, t] * buf[2, t] + sd[a, t] * dk + sg[a, k, t] * dw
+                            sh[a, k, t] = (
+                                sh[a, k, t] * (wc if uni else buf[2, t])
+                                + sd[a, t] * dk
+                                + sg[a, k, t] * dw
+                            )
                 if need_g:
                     for k in range(K):
                         dk = 1.0 if k == kw else 0.0
                         for t in range(n):
-                            sg[a, k, t] = sg[a, k, t] * buf[2, t] + sv[a, t] * dk
+                            sg[a, k, t] = sg[a, k, t] * (wc if uni else buf[2, t]) + sv[a, t] * dk
                 if need_d:
                     for t in range(n):
-                        sd[a, t] = sd[a, t] * buf[2, t] + sv[a, t] * dw
-                        sv[a, t] *= buf[2, t]
+                        sd[a, t] = sd[a, t] * (wc if uni else buf[2, t]) + sv[a, t] * dw
+                        sv[a, t] *= wc if uni else buf[2, t]
                 else:
                     for t in range(n):
-                        sv[a, t] *= buf[2, t]
+                        sv[a, t] *= wc if uni else buf[2, t]
             elif op == _DIV_L:
                 need_d = want_d and (st[0, a] != 0 or has_d)
                 need_g = want_g and (st[1, a] != 0 or has_g)
@@ -450,30 +460,29 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
                     need_d = True
                     need_g = True
                 _prep(sd, sg, sh, st, a, K, n, need_d, need_g, need_h)
-                if lop == _LIT or (lop == _CONST and consts.shape[0] == 1):
-                    q = 1.0 / buf[2, 0]  # the same divisor on every row: divide once
-                    for t in range(n):
-                        buf[0, t] = q
-                else:
+                qc = 1.0 / wc if uni else 0.0  # the same divisor on every row: divide once
+                if not uni:
                     for t in range(n):
                         buf[0, t] = 1.0 / buf[2, t]
                 if need_d:
                     for t in range(n):
-                        q = buf[0, t]
+                        q = qc if uni else buf[0, t]
                         v = sv[a, t] * q
                         sv[a, t] = v
                         sd[a, t] = (sd[a, t] - v * dw) * q
                 else:
                     for t in range(n):
-                        sv[a, t] *= buf[0, t]
+                        sv[a, t] *= qc if uni else buf[0, t]
                 if need_g:
                     for k in range(K):
                         dk = 1.0 if k == kw else 0.0
                         for t in range(n):
-                            cg = (sg[a, k, t] - sv[a, t] * dk) * buf[0, t]
+                            cg = (sg[a, k, t] - sv[a, t] * dk) * (qc if uni else buf[0, t])
                             sg[a, k, t] = cg
                             if need_h:
-                                sh[a, k, t] = (sh[a, k, t] - cg * dw - sd[a, t] * dk) * buf[0, t]
+                                sh[a, k, t] = (sh[a, k, t] - cg * dw - sd[a, t] * dk) * (
+                                    qc if uni else buf[0, t]
+                                )
             elif op == _RDIV_L:
                 need_d = want_d and (st[0, a] != 0 or has_d)
                 need_g = want_g and (st[1, a] != 0 or has_g)
@@ -489,21 +498,21 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
                     for t in range(n):
                         q = 1.0 / sv[a, t]
                         buf[0, t] = q
-                        v = buf[2, t] * q
+                        v = (wc if uni else buf[2, t]) * q
                         sv[a, t] = v
                         sd[a, t] = (dw - v * sd[a, t]) * q
                 elif need_d:
                     for t in range(n):
                         q = 1.0 / sv[a, t]
                         buf[0, t] = q
-                        v = buf[2, t] * q
+                        v = (wc if uni else buf[2, t]) * q
                         sv[a, t] = v
                         buf[1, t] = (dw - v * sd[a, t]) * q
                 else:
                     for t in range(n):
                         q = 1.0 / sv[a, t]
                         buf[0, t] = q
-                        sv[a, t] = buf[2, t] * q
+                        sv[a, t] = (wc if uni else buf[2, t]) * q
                 if need_g:
                     for k in range(K):
                         dk = 1.0 if k == kw else 0.0

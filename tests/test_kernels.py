@@ -255,3 +255,22 @@ def test_overflowing_constant_term_poisons_forces():
             p.max_stack,
         )
     assert np.isnan(F).any() and np.isnan(F2).any()
+
+
+def test_evaluate_into_preallocated_outputs():
+    p = Program.from_string("A*exp(-r/b) - C/r**6 + q/r")
+    r = np.linspace(2.0, 6.0, 1500)
+    c = np.array([[1.0, 0.4, 2.0, 0.5]])
+    n, K = r.size, p.n_constants
+    out = (np.empty(n), np.empty(n), np.empty((n, K)), np.empty((n, K)))
+    for mode in range(4):
+        ref = p.evaluate(r, c, mode=mode)
+        got = p.evaluate(r, c, mode=mode, out=out)
+        for x, y, o in zip(got, ref, out, strict=True):
+            if y is None:
+                assert x is None
+            else:
+                assert x is o
+                np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="out: d"):
+        p.evaluate(r, c, mode=1, out=(out[0], np.empty(n - 1), None, None))
