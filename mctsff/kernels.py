@@ -528,12 +528,18 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
                     for t in range(n):
                         sd[a, t] = buf[1, t]
             else:
-                # unknown opcode: poison the block so the candidate is rejected
+                # unknown opcode: poison the block (every lane) so the candidate is rejected
                 _prep(sd, sg, sh, st, a, K, n, want_d, want_g, want_h)
                 for t in range(n):
                     sv[a, t] = math.nan
                     if want_d:
                         sd[a, t] = math.nan
+                for k in range(K):
+                    for t in range(n):
+                        if want_g:
+                            sg[a, k, t] = math.nan
+                        if want_h:
+                            sh[a, k, t] = math.nan
         else:
             # unary: value into sv, first and second derivative into f1, f2
             a = sp - 1

@@ -274,3 +274,11 @@ def test_evaluate_into_preallocated_outputs():
                 np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="out: d"):
         p.evaluate(r, c, mode=1, out=(out[0], np.empty(n - 1), None, None))
+
+
+@pytest.mark.parametrize("opcode", [22 + 40, 99])
+def test_unknown_opcode_poisons_every_lane(opcode):
+    code = np.array([[ops.VAR, 0], [opcode, 0]], dtype=np.int64)
+    for mode in range(4):
+        out = kernels.evaluate(code, np.zeros(1), np.array([1.0, 2.0]), np.ones((1, 1)), mode=mode)
+        assert all(np.isnan(x).all() for x in out if x is not None)
