@@ -824,8 +824,12 @@ def _checked_out(a, shape, name):
 
 
 @jit
-def _pair_forces(code, lits, X, consts, group, depth, pi, pj, u, pf, forces, energies):
-    """Scatter -U'(r) u into per-atom forces and U into per-frame energies."""
+def _pair_forces(code, lits, X, consts, group, depth, mode, pi, pj, u, pf, forces, energies):
+    """Scatter -U'(r) u into per-atom forces and U into per-frame energies.
+
+    ``mode`` is always :data:`MODE_D`; it is an argument (not a literal) so that the
+    interpreter is compiled once for every kernel, not once per mode.
+    """
     n_rows = X.shape[1]
     B = min(BLOCK, max(n_rows, 1))  # small problems: small (cache-resident) stacks
     K = consts.shape[1]
@@ -839,7 +843,7 @@ def _pair_forces(code, lits, X, consts, group, depth, pi, pj, u, pf, forces, ene
     want_e = energies.shape[0] > 0
     for start in range(0, n_rows, B):
         n = min(B, n_rows - start)
-        _run_block(prog, lits, X, consts, group, start, n, 1, sv, sd, sg, sh, buf, st)
+        _run_block(prog, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf, st)
         for t in range(n):
             p = start + t
             # a non-finite U (e.g. an overflowing r-independent term, whose d lane is
@@ -857,9 +861,11 @@ def _pair_forces(code, lits, X, consts, group, depth, pi, pj, u, pf, forces, ene
 
 @jit
 def _pair_jacobian(
-    code, lits, X, consts, group, T, depth, pi, pj, u, pf, forces, jac, energies, ejac
+    code, lits, X, consts, group, T, depth, mode, pi, pj, u, pf, forces, jac, energies, ejac
 ):
     """Forces, energies and their Jacobians with respect to the fitted parameters.
+
+    ``mode`` is always :data:`MODE_ALL` (an argument, see :func:`_pair_forces`).
 
     ``T[type_pair, k, m]`` is d(constant slot k)/d(parameter m) for that type pair.
     ``jac`` has one row per force component (3*atom + c).
@@ -880,7 +886,7 @@ def _pair_jacobian(
     want_e = energies.shape[0] > 0
     for start in range(0, n_rows, B):
         n = min(B, n_rows - start)
-        _run_block(prog, lits, X, consts, group, start, n, 3, sv, sd, sg, sh, buf, st)
+        _run_block(prog, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf, st)
         for t in range(n):
             p = start + t
             tp = group[p]
@@ -941,6 +947,7 @@ def pair_forces(
         consts,
         pair_type,
         depth,
+        MODE_D,
         pair_i,
         pair_j,
         u,
@@ -980,6 +987,7 @@ def pair_jacobian(
         pair_type,
         T,
         depth,
+        MODE_ALL,
         pair_i,
         pair_j,
         u,

@@ -74,3 +74,14 @@ def test_pickle_round_trip():
     p = Program.from_string("A*exp(-r/b)")
     q = pickle.loads(pickle.dumps(p))
     assert q.expression == p.expression and np.array_equal(q.code, p.code)
+
+
+def test_code_is_plain_postfix():
+    """Superinstructions are a kernel detail: Program.code keeps one opcode per node
+    (params._linear_constants and other analyses walk it)."""
+    from mctsff import ops
+
+    plain = {op.code for op in ops.OPS.values()} | {ops.VAR, ops.CONST, ops.LIT, ops.POWI}
+    for expr in ("A*exp(-r/b) - C/r**6 + q/r", "c/r + r*c - 2/r", "4*e*((s/r)**12 - (s/r)**6)"):
+        p = Program.from_string(expr)
+        assert set(p.code[:, 0].tolist()) <= plain
