@@ -593,41 +593,72 @@ def _run_block(code, lits, X, consts, group, start, n, mode, sv, sd, sg, sh, buf
                     buf[0, t] = -q * q
                     buf[1, t] = 2.0 * q * q * q
             elif op == _POWI:
-                # x**(arg-2) by binary exponentiation, one pass per bit over the block
+                # p2 = x**(arg-2) by binary exponentiation (the multiplications of
+                # x**m, one pass per bit over the block): base in f1, result in f2;
+                # the first base is x itself, read from the stack slot
                 e = arg - 2
                 m = e if e > 0 else -e
-                if m == 0:
-                    for t in range(n):
-                        buf[1, t] = 1.0
-                else:
-                    for t in range(n):
-                        buf[0, t] = sv[a, t]  # base
-                    first = True
-                    while m > 0:
-                        if m & 1:
-                            if first:
-                                for t in range(n):
-                                    buf[1, t] = buf[0, t]
-                                first = False
-                            else:
-                                for t in range(n):
-                                    buf[1, t] *= buf[0, t]
-                        m >>= 1
-                        if m > 0:
+                first = True
+                base_is_x = True
+                while m > 0:
+                    if m & 1:
+                        if first and base_is_x:
+                            for t in range(n):
+                                buf[1, t] = sv[a, t]
+                        elif first:
+                            for t in range(n):
+                                buf[1, t] = buf[0, t]
+                        elif base_is_x:
+                            for t in range(n):
+                                buf[1, t] *= sv[a, t]
+                        else:
+                            for t in range(n):
+                                buf[1, t] *= buf[0, t]
+                        first = False
+                    m >>= 1
+                    if m > 0:
+                        if base_is_x:
+                            for t in range(n):
+                                x = sv[a, t]
+                                buf[0, t] = x * x
+                            base_is_x = False
+                        else:
                             for t in range(n):
                                 buf[0, t] *= buf[0, t]
-                    if e < 0:
-                        for t in range(n):
-                            buf[1, t] = 1.0 / buf[1, t]
+                if e < 0:
+                    for t in range(n):
+                        buf[1, t] = 1.0 / buf[1, t]
                 c1 = float(arg)
                 c2 = float(arg * (arg - 1))
-                for t in range(n):
-                    x = sv[a, t]
-                    p2 = buf[1, t]
-                    p1 = p2 * x
-                    sv[a, t] = p1 * x
-                    buf[0, t] = c1 * p1
-                    buf[1, t] = c2 * p2
+                d_only = want_d and st[0, a] != 0 and not (want_g and st[1, a] != 0)
+                if first:  # arg == 2: p2 = 1
+                    if d_only:
+                        for t in range(n):
+                            x = sv[a, t]
+                            sv[a, t] = x * x
+                            sd[a, t] *= c1 * x
+                        continue
+                    for t in range(n):
+                        x = sv[a, t]
+                        sv[a, t] = x * x
+                        buf[0, t] = c1 * x
+                        buf[1, t] = c2
+                elif d_only:
+                    # only d is stored: chain rule in the same pass
+                    for t in range(n):
+                        x = sv[a, t]
+                        p1 = buf[1, t] * x
+                        sv[a, t] = p1 * x
+                        sd[a, t] *= c1 * p1
+                    continue
+                else:
+                    for t in range(n):
+                        x = sv[a, t]
+                        p2 = buf[1, t]
+                        p1 = p2 * x
+                        sv[a, t] = p1 * x
+                        buf[0, t] = c1 * p1
+                        buf[1, t] = c2 * p2
             elif op == _TANH:
                 for t in range(n):
                     y = math.tanh(sv[a, t])
