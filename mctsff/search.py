@@ -445,9 +445,7 @@ def search(
         entered = front.update(res)
         if callback is not None:
             callback(res)
-        if entered:
-            local.explore(res)
-        local.spread(new_terms)
+        local.queue(res if entered else None, new_terms)
         best = front.points and min(p.score_loss for p in front.points)
         bar.update(mcts.n_evaluations, best or math.inf, len(front))
 
@@ -477,6 +475,7 @@ def search(
             if should_stop is not None and should_stop():
                 break
             mcts.step(on_result)
+            local.flush()  # the local moves of the whole batch, fitted as one batch
             if out_path is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
                 _save_checkpoint(out_path, mcts, front, signature)
                 _write_front(out_path, front)
@@ -562,6 +561,8 @@ class _LocalMoves:
         self.prune = prune
         self.grow = grow
         self.n_fits = 0
+        self._entered: list[FitResult] = []
+        self._terms: list[str] = []
         self.simple: dict[str, tuple[int, str]] = {}
         for res in getattr(mcts, "results", []):  # rebuilt on resume: same library, same count
             self.observe(res)
@@ -589,10 +590,26 @@ class _LocalMoves:
             pass
         return new
 
-    def spread(self, terms: list[str]) -> None:
-        """Try newly met simple terms on the best front members that can take a term."""
+    def queue(self, entered: FitResult | None, terms: list[str]) -> None:
+        """Note a search result's local moves; :meth:`flush` fits them all at once."""
+        if entered is not None:
+            self._entered.append(entered)
+        self._terms += terms
+
+    def flush(self) -> None:
+        """Fit the local moves queued since the last flush as one batch (so workers stay busy)."""
+        entered, terms = self._entered, self._terms
+        self._entered, self._terms = [], []
+        todo = self.spread_variants(terms) if terms else []
+        self._explore_all([p for p in entered if self._on_front(p)], todo, depth=0)
+
+    def _on_front(self, res: FitResult) -> bool:
+        return any(res is p for p in self.front.points)
+
+    def spread_variants(self, terms: list[str]) -> list[tuple[str, str]]:
+        """Newly met simple terms added to the best front members that can take a term."""
         if not terms or not hasattr(self.mcts, "record") or not self._budget_left():
-            return
+            return []
         hosts = [
             p
             for p in sorted(self.front.points, key=lambda p: p.score_loss)
@@ -600,8 +617,11 @@ class _LocalMoves:
         ][: self.spread_hosts]
         todo = []
         for host in hosts:
-            todo += grown_variants(host.expression, terms, self.variables, self.max_terms)
-        self._fit(todo, origin="spread", depth=1)
+            todo += [
+                (v, "spread")
+                for v in grown_variants(host.expression, terms, self.variables, self.max_terms)
+            ]
+        return todo
 
     def library(self) -> list[str]:
         """Front-member terms and simple terms, simplest first, one per structure."""
@@ -626,11 +646,12 @@ class _LocalMoves:
     def _grow_from(self, res: FitResult) -> bool:
         return self._budget_left() and len(top_level_terms(res.expression)) < self.max_terms
 
-    def explore(self, res: FitResult, depth: int = 0) -> None:
+    def variants(self, res: FitResult, depth: int) -> list[tuple[str, str]]:
+        """Prune and grow moves around one front member, with their origin."""
         if not res.valid or depth >= self.max_depth or not (self.prune or self.grow):
-            return
+            return []
         if not hasattr(self.mcts, "record"):
-            return  # an engine without a shared transposition table
+            return []  # an engine without a shared transposition table
         candidates: list[str] = []
         try:
             if self.prune:
@@ -638,12 +659,29 @@ class _LocalMoves:
             if self.grow and self._grow_from(res):
                 candidates += grown_variants(res.expression, self.library(), self.variables)
         except (SyntaxError, ValueError):
-            return
-        self._fit(candidates, origin=res.expression, depth=depth + 1)
+            return []
+        return [(c, res.expression) for c in candidates]
 
-    def _fit(self, candidates: list[str], origin: str, depth: int) -> None:
-        todo, keys = [], set()
-        for expr in candidates:
+    def explore(self, res: FitResult, depth: int = 0) -> None:
+        """Local moves around one front member (and around those that enter the front)."""
+        self._explore_all([res], [], depth)
+
+    def _explore_all(self, members, extra: list[tuple[str, str]], depth: int) -> None:
+        """Fit the moves around ``members`` plus ``extra`` as one batch per level."""
+        while depth < self.max_depth:
+            todo = list(extra)
+            for res in members:
+                todo += self.variants(res, depth)
+            members = self._fit(todo)
+            extra = []
+            depth += 1
+            if not members:
+                return
+
+    def _fit(self, candidates: list[tuple[str, str]]) -> list[FitResult]:
+        """Fit distinct unseen candidates in one evaluator call; return those entering the front."""
+        todo, origins, keys = [], [], set()
+        for expr, origin in candidates:
             try:
                 expr = normalise_names(expr, self.variables)
                 key = self.mcts._key(expr)
@@ -653,10 +691,11 @@ class _LocalMoves:
                 continue
             keys.add(key)
             todo.append(expr)
+            origins.append(origin)
         if not todo:
-            return
+            return []
         entered = []
-        for expr, new in zip(todo, self.evaluator(todo), strict=True):
+        for expr, origin, new in zip(todo, origins, self.evaluator(todo), strict=True):
             new.extra["local_move_from"] = origin
             if not self.mcts.record(expr, new):
                 continue
@@ -666,8 +705,7 @@ class _LocalMoves:
                 entered.append(new)
             if self.callback is not None:
                 self.callback(new)
-        for new in entered:
-            self.explore(new, depth)
+        return [p for p in entered if self._on_front(p)]
 
 
 def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) -> Path:

@@ -9,7 +9,7 @@ import pytest
 from mctsff.fit import Fitter
 from mctsff.params import Potential
 from mctsff.program import Program
-from mctsff.search import SearchError, canonical_key, search
+from mctsff.search import SearchError, canonical_key, pruned_variants, search
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,57 @@ def test_bad_candidates_do_not_stop_the_search(screened):
     bad = [r for r in res.mcts.results if not r.valid and "boom" in r.reason]
     assert all(math.isinf(r.score_loss) for r in bad)
     assert res.n_evaluations >= 60
+
+
+class _Table:
+    """The slice of a search engine the local moves use: a transposition table."""
+
+    def __init__(self):
+        self.seen = {}
+        self.n_evaluations = 1000
+        self.results = []
+
+    def _key(self, expr):
+        return canonical_key(expr)
+
+    def lookup(self, expr):
+        return self.seen.get(canonical_key(expr))
+
+    def record(self, expr, res):
+        key = canonical_key(expr)
+        if key in self.seen:
+            return False
+        self.seen[key] = res
+        return True
+
+
+def test_local_moves_of_a_batch_are_fitted_in_one_call():
+    from mctsff.pareto import ParetoFront
+    from mctsff.result import FitResult
+    from mctsff.search import _LocalMoves
+
+    calls = []
+
+    def evaluate(exprs):  # fewer terms fit better here, so prunes keep entering the front
+        calls.append(list(exprs))
+        return [FitResult(e, complexity=len(e), rmse_train=0.1 / len(e)) for e in exprs]
+
+    front = ParetoFront()
+    table = _Table()
+    local = _LocalMoves(table, evaluate, front, None, ("r",), prune=True, grow=False)
+    a = FitResult("c1/r + c2/r**6 + c3/r**12", complexity=20, rmse_train=1e-3)
+    b = FitResult("c1*exp(-r/c2) + c3/r**8", complexity=18, rmse_train=2e-3)
+    dominated = FitResult("c1/r**2 + c2/r**4", complexity=30, rmse_train=1.0)
+    for res in (a, b, dominated):
+        table.record(res.expression, res)
+        local.queue(res if front.update(res) else None, [])
+    local.flush()
+    first = {canonical_key(e) for e in calls[0]}
+    # every prune of a and b in the first call; nothing around the dominated point
+    for parent in (a, b):
+        for v in pruned_variants(parent.expression):
+            assert canonical_key(v) in first
+    assert not any("r**2" in e for call in calls for e in call)
+    assert len(calls) <= local.max_depth  # one evaluator call per level, not per point
+    assert local.n_fits == sum(len(c) for c in calls)
+    assert all(table.lookup(e).extra["local_move_from"] for c in calls for e in c)
