@@ -7,7 +7,17 @@ One iteration (:meth:`MCTS.step`):
 2. **Expansion** of one untried action (drawn uniformly with the search's RNG);
 3. **Simulation**: a complete new node is evaluated directly, otherwise
    ``n_rollouts`` random rollouts complete it (at most ``max_length``
-   productions in total);
+   productions in total).  The rollout policy has two parts: a length cap per
+   rollout (``rollout="ramped"``, the default: a cap drawn uniformly between the
+   node's shortest completion and ``max_length``, so short forms such as
+   ``c1/r**12`` are drawn early; ``"mixed"``: half the rollouts so capped, the
+   other half capped at ``max_length`` only; ``"uniform"``: no cap below
+   ``max_length``) and the choice of productions: uniform, or with ``mast > 0``
+   weighted by the Move-Average Sampling Technique (Finnsson & Björnsson 2008):
+   every production keeps the mean reward of the evaluated expressions that use
+   it, and a rollout draws among the legal productions with probability
+   ``exp(q / mast)``, ``q`` being that mean rescaled to [0, 1] over all
+   productions (shrunk towards the overall mean by one pseudo-observation);
 4. **Evaluation** of the *distinct, never seen* expressions in one batched call
    of the user's ``evaluate(expressions) -> list[FitResult]``; a transposition
    table (expression key -> FitResult) guarantees each distinct expression is
@@ -46,7 +56,10 @@ from mctsff.result import FitResult
 from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
 from mctsff.tree import Derivation
 
-__all__ = ["MCTS", "Progress"]
+__all__ = ["MCTS", "Progress", "ROLLOUTS"]
+
+#: Rollout policies (see :class:`MCTS`).
+ROLLOUTS = ("mixed", "ramped", "uniform")
 
 Evaluate = Callable[[list[str]], Sequence[FitResult]]
 
@@ -127,6 +140,12 @@ class MCTS(SearchEngine):
         Maximum number of productions of a complete derivation.
     n_rollouts
         Random rollouts per expansion (the node's reward is their maximum).
+    rollout
+        Length caps of the rollouts: ``"ramped"`` (default), ``"mixed"`` or
+        ``"uniform"`` (see the module docstring).
+    mast
+        Temperature of the MAST rollout weights (default 0.2; ``0`` draws
+        productions uniformly).
     seed
         Seed of the search's ``numpy.random.Generator`` (the only randomness).
     normalise
@@ -178,6 +197,8 @@ class MCTS(SearchEngine):
         transplant_top: int = 5,
         transplant_max_length: int = 8,
         max_macros: int = 32,
+        rollout: str = "ramped",
+        mast: float = 0.2,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -187,6 +208,8 @@ class MCTS(SearchEngine):
             raise ValueError("n_rollouts must be >= 1")
         if exploration < 0:
             raise ValueError("exploration must be >= 0")
+        if rollout not in ROLLOUTS:
+            raise ValueError(f"unknown rollout {rollout!r}; choose from {ROLLOUTS}")
         start_min = self.grammar.min_length(self.grammar.start)
         if max_length < start_min:
             raise ValueError(
@@ -195,6 +218,10 @@ class MCTS(SearchEngine):
         self.exploration = float(exploration)
         self.max_length = int(max_length)
         self.n_rollouts = int(n_rollouts)
+        self.rollout = rollout
+        if mast < 0:
+            raise ValueError("mast must be >= 0")
+        self.mast = float(mast)
         self.seed = seed
         self.normalise = bool(normalise)
         self.transplant = bool(transplant)
@@ -221,6 +248,9 @@ class MCTS(SearchEngine):
         self.best_result: FitResult | None = None
         self.root = _Node(Derivation.initial(self.grammar), None, None)
         self.root.untried = self._legal(self.root)
+        n_prod = len(self.grammar.productions)
+        self._prod_n = [0] * n_prod  # expressions evaluated that use each production
+        self._prod_w = [0.0] * n_prod  # and the sum of their rewards
 
     # ------------------------------------------------------------------ public
     @property
@@ -270,6 +300,12 @@ class MCTS(SearchEngine):
             raise ValueError(f"unsupported MCTS state version {state.get('_version')!r}")
         obj = cls.__new__(cls)
         obj.__dict__.update({k: v for k, v in state.items() if k != "_version"})
+        # states saved before rollout policies continue as they started
+        obj.__dict__.setdefault("rollout", "uniform")
+        obj.__dict__.setdefault("mast", 0.0)
+        if "_prod_n" not in obj.__dict__:
+            n_prod = len(obj.grammar.productions)
+            obj._prod_n, obj._prod_w = [0] * n_prod, [0.0] * n_prod
         obj.evaluate = evaluate
         obj.canonical = canonical
         if reward is not None:
@@ -391,6 +427,9 @@ class MCTS(SearchEngine):
                 self._cache[key] = res
                 self._rewards[key] = r
                 self._actions[key] = state.actions
+                for a in set(state.actions):
+                    self._prod_n[a] += 1
+                    self._prod_w[a] += r
                 self.evaluated.append(expr)
                 self.n_evaluations += 1
                 if r > self.best_reward:
@@ -403,6 +442,27 @@ class MCTS(SearchEngine):
                     callback(res)
         return [self._rewards[k] for k in keys], fresh
 
+    def _rollout_weights(self) -> list[float] | None:
+        """MAST weights: softmax of each production's mean reward (normalised, / ``mast``)."""
+        total = sum(self._prod_n)
+        if not self.mast or not total:
+            return None
+        mean = sum(self._prod_w) / total
+        q = [(w + mean) / (n + 1) for n, w in zip(self._prod_n, self._prod_w, strict=True)]
+        lo, hi = min(q), max(q)
+        if hi <= lo:
+            return None
+        return [math.exp((x - hi) / ((hi - lo) * self.mast)) for x in q]
+
+    def _rollout(self, state: Derivation, weights: list[float] | None = None) -> Derivation:
+        cap = self.max_length
+        lo = state.n_productions + state.min_remaining
+        if self.rollout == "ramped":
+            cap = int(self._rng.integers(lo, cap + 1))
+        elif self.rollout == "mixed":
+            cap = min(int(self._rng.integers(lo, 2 * cap - lo + 2)), cap)
+        return state.rollout(self._rng, cap, weights)
+
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
         path = self._select()
         if path is None:
@@ -414,9 +474,8 @@ class MCTS(SearchEngine):
         if state.is_complete:
             completions = [state]
         else:
-            completions = [
-                state.rollout(self._rng, self.max_length) for _ in range(self.n_rollouts)
-            ]
+            weights = self._rollout_weights()
+            completions = [self._rollout(state, weights) for _ in range(self.n_rollouts)]
         rewards, fresh = self._evaluate_states(completions, callback)
         reward = max(rewards)
 

@@ -22,7 +22,7 @@ import numpy as np
 from mctsff.grammar import Grammar, Production
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["Derivation", "derive"]
 
@@ -171,8 +171,13 @@ class Derivation:
             d = d.apply(a)
         return d
 
-    def rollout(self, rng: np.random.Generator, max_length: int) -> Derivation:
-        """Complete the derivation with uniformly random legal productions.
+    def rollout(
+        self,
+        rng: np.random.Generator,
+        max_length: int,
+        weights: Sequence[float] | None = None,
+    ) -> Derivation:
+        """Complete the derivation with random legal productions.
 
         Parameters
         ----------
@@ -180,6 +185,11 @@ class Derivation:
             Random generator (one ``rng.random`` call per rollout).
         max_length
             Bound on the total number of productions of the completed derivation.
+        weights
+            Optional positive weight per production (indexed like
+            :attr:`Grammar.productions`): each legal production of the leftmost
+            nonterminal is drawn with probability proportional to its weight.
+            ``None`` draws them uniformly.
 
         Raises
         ------
@@ -205,7 +215,15 @@ class Derivation:
             nt = pop()
             m = nt_min[nt]
             k = bisect_right(by_nt_min[nt], max_length - n - rem + m)
-            p = by_nt[nt][int(u[i] * k)]
+            if weights is None:
+                p = by_nt[nt][int(u[i] * k)]
+            else:
+                cands = by_nt[nt]
+                x = u[i] * sum(weights[c] for c in cands[:k])
+                for p in cands[:k]:
+                    x -= weights[p]
+                    if x < 0:
+                        break
             i += 1
             act(p)
             rem += prod_min[p] - 1 - m

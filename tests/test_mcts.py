@@ -258,3 +258,52 @@ def test_stops_on_time_and_validates_arguments():
 
     with pytest.raises(RuntimeError, match="returned 0 results"):
         MCTS(NGUYEN, broken, max_length=10).run(budget=5)
+
+
+def test_rollout_policies():
+    lengths = {}
+    for policy in ("uniform", "ramped", "mixed"):
+        search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0, rollout=policy, mast=0)
+        root = search.root.state
+        lengths[policy] = np.mean([search._rollout(root).n_productions for _ in range(400)])
+    # ramped caps spread the lengths down to the shortest; mixed is half ramped, half uniform
+    assert lengths["ramped"] < lengths["mixed"] < lengths["uniform"]
+    with pytest.raises(ValueError, match="rollout"):
+        MCTS(NGUYEN, evaluate_nguyen1, rollout="greedy")
+    with pytest.raises(ValueError, match="mast"):
+        MCTS(NGUYEN, evaluate_nguyen1, mast=-1.0)
+
+
+def test_mast_rollouts_favour_rewarded_productions():
+    pair = Grammar.load("pair")
+    r12 = next(p.index for p in pair.productions if p.alias == "r12")
+
+    def evaluate(expressions):  # reward 1 with r**12, 1/11 without
+        return [
+            FitResult(e, complexity=1, rmse_train=0.0 if "r**12" in e else 10.0)
+            for e in expressions
+        ]
+
+    def share_r12(mast: float) -> float:
+        search = MCTS(pair, evaluate, SPLReward(eta=1.0), max_length=16, seed=0, mast=mast)
+        assert search._rollout_weights() is None  # nothing learnt yet
+        search.run(budget=150)
+        if mast:
+            weights = search._rollout_weights()
+            assert weights[r12] == max(weights) == 1.0
+        return np.mean(["r**12" in e for e in search.evaluated])
+
+    assert share_r12(0.2) > share_r12(0.0) + 0.1
+
+
+def test_resume_state_saved_before_rollout_policies():
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=5, rollout="uniform", mast=0)
+    search.run(budget=60)
+    state = search.state_dict()
+    for key in ("rollout", "mast", "_prod_n", "_prod_w"):
+        del state[key]
+    old = MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_nguyen1)
+    assert old.rollout == "uniform" and old.mast == 0.0
+    search.run(budget=150)
+    old.run(budget=150)
+    assert old.evaluated == search.evaluated

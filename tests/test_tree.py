@@ -143,6 +143,29 @@ def test_rollout_from_partial_and_determinism():
     assert all(len(x.actions) <= 25 for x in [d.rollout(rng, 25)])
 
 
+def test_weighted_rollout():
+    g = Grammar.load("pair")
+    root = Derivation.initial(g)
+    n_prod = len(g.productions)
+    # equal weights draw exactly what the uniform rollout draws
+    ones = [1.0] * n_prod
+    a = [root.rollout(np.random.default_rng(s), 16, ones).expression() for s in range(30)]
+    b = [root.rollout(np.random.default_rng(s), 16).expression() for s in range(30)]
+    assert a == b
+    # a zero weight excludes a production whenever another one is legal
+    r12 = prod(g, "rpow", "r12")
+    morse = prod(g, "term", "morse")
+    w = list(ones)
+    w[r12] = 0.0
+    w[morse] = 50.0
+    rng = np.random.default_rng(0)
+    outs = [root.rollout(rng, 16, w) for _ in range(200)]
+    assert all(r12 not in d.actions for d in outs)
+    assert all(d.n_productions <= 16 for d in outs)
+    share = np.mean([morse in d.actions for d in outs])
+    assert share > 0.8  # 50/54 per term
+
+
 def test_shortest_rollout_is_minimal():
     g = Grammar.load("pair")
     rng = np.random.default_rng(0)
