@@ -939,6 +939,8 @@ def levenberg_marquardt(
         if info != 0 or not np.isfinite(sf).all():  # singular: damp harder
             damp *= nu
             nu *= 2.0
+            if not damp <= 1e30:  # hopeless (or a non-finite J): stop, never spin
+                break
             continue
         if free is None:
             step = sf

@@ -215,3 +215,28 @@ def test_levenberg_marquardt_rosenbrock_with_bounds():
         fun, fun_jac, np.array([-1.2, 1.0]), np.array([-2, -2.0]), np.array([0.5, 2.0])
     )
     assert x[0] == pytest.approx(0.5)
+
+
+def test_levenberg_marquardt_stops_when_the_normal_matrix_overflows():
+    # J and r finite, Jᵀr and JᵀJ overflow: every damped solve fails; stop, never spin
+    import signal
+
+    def fun(x):
+        return np.array([1e10, 1e10])
+
+    def fun_jac(x):
+        return fun(x), np.array([[1e300, 1.0], [1e300, 1.0]])
+
+    def alarm(*_):
+        raise TimeoutError("levenberg_marquardt did not return")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(10)
+    try:
+        x, res, nev = levenberg_marquardt(
+            fun, fun_jac, np.ones(2), np.full(2, -np.inf), np.full(2, np.inf)
+        )
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert nev >= 1 and np.all(np.isfinite(res))
