@@ -74,7 +74,17 @@ def _fit_chunk(expressions: Sequence[str]) -> list[dict[str, Any]]:
     return [fit_one(_WORKER_FITTER, e).to_dict() for e in expressions]
 
 
+_ONE_THREAD = False
+
+
 def _fit_chunk_with(fitter, expressions: Sequence[str]) -> list[dict[str, Any]]:
+    """Dask task: as in a local worker, BLAS gets one thread (set once per process)."""
+    global _ONE_THREAD
+    if not _ONE_THREAD:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+        _ONE_THREAD = True
     return [fit_one(fitter, e).to_dict() for e in expressions]
 
 
