@@ -26,6 +26,7 @@ the candidates concerned (retried once one by one in a fresh pool), never the ru
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing
 import os
@@ -45,14 +46,23 @@ _WORKER_FITTER = None
 TASK_SECONDS = 0.05
 
 
+@functools.cache
+def _one_blas_thread() -> None:
+    """Limit BLAS to one thread in this worker process, once.
+
+    BLAS may already be loaded when a worker starts, so environment variables come too late.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
+
+
 def _init_worker(payload: bytes) -> None:
     """Pool initializer: unpickle the fitter once per worker process."""
     global _WORKER_FITTER
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)  # BLAS may already be loaded: env variables come too late
+    _one_blas_thread()
     _WORKER_FITTER = pickle.loads(payload)
 
 
@@ -74,17 +84,9 @@ def _fit_chunk(expressions: Sequence[str]) -> list[dict[str, Any]]:
     return [fit_one(_WORKER_FITTER, e).to_dict() for e in expressions]
 
 
-_ONE_THREAD = False
-
-
 def _fit_chunk_with(fitter, expressions: Sequence[str]) -> list[dict[str, Any]]:
-    """Dask task: as in a local worker, BLAS gets one thread (set once per process)."""
-    global _ONE_THREAD
-    if not _ONE_THREAD:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=1)
-        _ONE_THREAD = True
+    """Dask task: as in a local worker, BLAS gets one thread."""
+    _one_blas_thread()
     return [fit_one(fitter, e).to_dict() for e in expressions]
 
 

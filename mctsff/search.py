@@ -662,10 +662,6 @@ class _LocalMoves:
             return []
         return [(c, res.expression) for c in candidates]
 
-    def explore(self, res: FitResult, depth: int = 0) -> None:
-        """Local moves around one front member (and around those that enter the front)."""
-        self._explore_all([res], [], depth)
-
     def _explore_all(self, members, extra: list[tuple[str, str]], depth: int) -> None:
         """Fit the moves around ``members`` plus ``extra`` as one batch per level."""
         while depth < self.max_depth:
