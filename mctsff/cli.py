@@ -103,8 +103,6 @@ def _load_streamed(args, intermolecular):
         raise UsageError("--stream needs --projection H (grid spacing in Å)")
     if str(args.energy).lower() not in ("none", "auto") or args.energy_weight:
         raise UsageError("--stream fits forces only: drop --energy/--energy-weight")
-    if not 0.0 <= args.valid_fraction < 1.0:
-        raise UsageError("--valid-fraction must be in [0, 1)")
     try:
         train, valid = ForceProjection.split_file(
             args.data,
@@ -128,6 +126,8 @@ def _load(args):
 
     energy = None if str(args.energy).lower() == "none" else args.energy
     intermolecular = False if args.all_pairs else None
+    if not 0.0 <= args.valid_fraction < 1.0:
+        raise UsageError("--valid-fraction must be in [0, 1)")
     if getattr(args, "stream", False):
         return _load_streamed(args, intermolecular)
     ds = load_dataset(
@@ -138,8 +138,6 @@ def _load(args):
         intermolecular=intermolecular,
         molecules=args.molecules,
     )
-    if not 0.0 <= args.valid_fraction < 1.0:
-        raise UsageError("--valid-fraction must be in [0, 1)")
     train, valid = ds.split(args.valid_fraction, seed=args.seed)
     return ds, train, valid
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -591,26 +590,14 @@ def from_atoms(
     -------
     Dataset
     """
-    if not frame_base:
-        return _from_atoms(
-            images, cutoff, forces, energy, intermolecular, molecules, frames, path, species
-        )
-    try:
-        ds = _from_atoms(
-            images, cutoff, forces, energy, intermolecular, molecules, frames, path, species
-        )
-    except DataError as exc:
-        msg = re.sub(
-            r": frame (\d+): ",
-            lambda m: f": frame {int(m.group(1)) + frame_base}: ",
-            str(exc),
-            count=1,
-        )
-        raise DataError(msg) from None
-    return dataclasses.replace(ds, frame_ids=ds.frame_ids + frame_base)
+    return _from_atoms(
+        images, cutoff, forces, energy, intermolecular, molecules, frames, path, species, frame_base
+    )
 
 
-def _from_atoms(images, cutoff, forces, energy, intermolecular, molecules, frames, path, fixed):
+def _from_atoms(
+    images, cutoff, forces, energy, intermolecular, molecules, frames, path, fixed, base
+):
     src = os.fspath(path) if path is not None else "<atoms>"
     _check_cutoff(cutoff, src)
     cutoff = float(cutoff)
@@ -663,7 +650,7 @@ def _from_atoms(images, cutoff, forces, energy, intermolecular, molecules, frame
             src,
             "intermolecular=True needs molecule ids, but there is no per-atom array 'mol'; "
             "pass molecules='bonds', 'nearest-O' or the name of an id array",
-            int(sel[0]),
+            int(sel[0]) + base,
         )
 
     # --- per-frame extraction ---
@@ -674,9 +661,9 @@ def _from_atoms(images, cutoff, forces, energy, intermolecular, molecules, frame
     ene_l: list[float] = []
     cell_l: list[np.ndarray] = []
     pbc_l: list[np.ndarray] = []
-    for fid in sel:
-        fid = int(fid)
-        atoms = images[fid]
+    for k in sel:
+        atoms = images[int(k)]
+        fid = int(k) + base  # frame number in the file, for messages
         if not (hasattr(atoms, "arrays") and hasattr(atoms, "get_chemical_symbols")):
             raise _error(src, f"not an ase.Atoms object ({type(atoms).__name__})", fid)
         n = len(atoms)
@@ -737,7 +724,7 @@ def _from_atoms(images, cutoff, forces, energy, intermolecular, molecules, frame
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     pi_l, pj_l, r_l, u_l, pf_l = [], [], [], [], []
     for f, fid in enumerate(sel):
-        fid = int(fid)
+        fid = int(fid) + base
         i, j, d, r = _frame_pairs(pos_l[f], cell_l[f], pbc_l[f], cutoff, src, fid, strict=True)
         if intermolecular:
             m = mol_l[f]
@@ -784,7 +771,7 @@ def _from_atoms(images, cutoff, forces, energy, intermolecular, molecules, frame
         u=np.ascontiguousarray(np.concatenate(u_l), dtype=np.float64).reshape(-1, 3),
         pair_type=tp_matrix[atom_type[pair_i], atom_type[pair_j]].astype(np.int64),
         pair_frame=np.concatenate(pf_l),
-        frame_ids=np.asarray(sel, dtype=np.int64),
+        frame_ids=np.asarray(sel, dtype=np.int64) + base,
         intermolecular=intermolecular,
         pbc=np.stack(pbc_l) if periodic else None,
     )
