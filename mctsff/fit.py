@@ -190,6 +190,13 @@ class _Target:
         return f.ravel(), J, e, eJ
 
 
+def _rms(d: np.ndarray) -> float:
+    """Root mean square of force errors; ``inf`` when not finite."""
+    with np.errstate(all="ignore"):
+        val = float(np.sqrt(np.mean(d * d)))
+    return val if math.isfinite(val) else math.inf
+
+
 def _as_target(data):
     """Validation data as an exact target, a projection, or None."""
     if data is None or isinstance(data, ForceProjection):
@@ -525,11 +532,14 @@ class Fitter:
             with np.errstate(all="ignore"):
                 val = math.sqrt(max(target.loss(prog, consts), 0.0))
             return val if math.isfinite(val) else math.inf
+        return _rms(self._force_error(prog, consts, target))
+
+    @staticmethod
+    def _force_error(prog: Program, consts: np.ndarray, target: _Target) -> np.ndarray:
+        """Predicted minus reference forces on an exact target (flat)."""
         with np.errstate(all="ignore"):
             f, _ = target.predict(prog, consts)
-        d = f - target.forces
-        val = float(np.sqrt(np.mean(d * d)))
-        return val if math.isfinite(val) else math.inf
+        return f - target.forces
 
     def _result(self, prog, par, theta, loss, lo, hi, nfev, t0, losses, mults) -> FitResult:
         params = {n: float(v) for n, v in zip(par.names, theta, strict=True)}
@@ -546,11 +556,17 @@ class Fitter:
             cons[c.name] = resid
             if not resid <= self.options.constraint_tol * 10:
                 flags.append(f"constraint {c.name} not satisfied (residual {resid:.2e})")
-        rmse_train = self.rmse(prog, par, theta, self._train or self._proj)
+        consts, _ = par.table(theta)
+        d_train = None  # exact force errors, computed once for the RMSE and the projection check
+        if self._train is not None:
+            d_train = self._force_error(prog, consts, self._train)
+            rmse_train = _rms(d_train)
+        else:
+            rmse_train = self.rmse(prog, par, theta, self._proj)
         rmse_valid = self.rmse(prog, par, theta, self._valid) if self._valid else math.nan
         extra = {}
         if self._proj is not None:
-            extra["projection"], loss = self._projection_check(prog, par, theta, loss)
+            extra["projection"], loss = self._projection_check(prog, consts, loss, d_train)
             losses = [x + self._proj.c_perp for x in losses]
         flags += _parameter_flags(prog, par, theta, lo, hi, self.cutoff)
         flags += overfit_flags(rmse_train, rmse_valid)
@@ -575,19 +591,16 @@ class Fitter:
             },
         )
 
-    def _projection_check(self, prog, par, theta, loss) -> tuple[dict, float]:
+    def _projection_check(self, prog, consts, loss, d_train) -> tuple[dict, float]:
         """Projected vs exact weighted loss at the optimum, and the error bound there."""
         proj = self._proj
-        consts, _ = par.table(theta)
-        t = self._train
         with np.errstate(all="ignore"):
             projected = float(loss) + proj.c_perp
             bound = proj.error_bound(prog, consts)
-            if t is None:  # no pairs in memory: the projection is all there is
+            if d_train is None:  # no pairs in memory: the projection is all there is
                 exact = rel = None
             else:
-                f, _ = t.predict(prog, consts)
-                exact = float(np.sum((self._w * (f - t.forces)) ** 2))
+                exact = float(np.sum((self._w * d_train) ** 2))
                 rel = abs(projected - exact) / exact if exact > 0 else abs(projected - exact)
         info = {
             **proj.describe(),
