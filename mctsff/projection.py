@@ -221,7 +221,11 @@ class ForceProjection:
         _check_spacing(spacing)
         if r_min is None:
             chunks = list(chunks)
-            r_min = _shortest(chunks)
+            shortest: dict[tuple[str, str], float] = {}
+            for ds in chunks:
+                _update_shortest(shortest, ds)
+            pairs = chunks[0].type_pairs if chunks else ()
+            r_min = np.array([shortest.get(tuple(tp), math.inf) for tp in pairs])
         wlist = list(weights) if weights is not None else None
         acc = None
         for k, ds in enumerate(chunks):
@@ -287,10 +291,7 @@ class ForceProjection:
         for ds in iter_chunks(path, cutoff, chunk_frames, **options):
             n_frames += ds.n_frames
             species.update(ds.species)
-            for t, tp in enumerate(ds.type_pairs):
-                sel = ds.r[ds.pair_type == t]
-                if sel.size:
-                    r_min[tp] = min(r_min.get(tp, math.inf), float(sel.min()))
+            _update_shortest(r_min, ds)
         sp = tuple(sorted(species))
         tps = [(sp[a], sp[b]) for a in range(len(sp)) for b in range(a, len(sp))]
         rm = np.array([r_min.get(tp, math.inf) for tp in tps])
@@ -482,7 +483,6 @@ def _accumulate(grid: _Grid, ds, w, A, b, H, occupied) -> tuple[float, int, int]
         pj = np.asarray(ds.pair_j[p0:p1]) - a0
         cols, wts, cell = grid.stencil(r, t)
         occupied[cell] = True
-        nrow = 3 * (a1 - a0)
         idx, val, gidx, gval = [], [], [], []
         for comp in range(3):
             for atoms, sign in ((pi, -1.0), (pj, 1.0)):
@@ -492,24 +492,24 @@ def _accumulate(grid: _Grid, ds, w, A, b, H, occupied) -> tuple[float, int, int]
                 gidx.append(row * ncol + cell)
                 gval.append(np.abs(u[:, comp]))
         wb = w[3 * a0 : 3 * a1]
-        D = np.bincount(np.concatenate(idx), np.concatenate(val), nrow * ncol)
-        D = D.reshape(nrow, ncol) * wb[:, None]
+        D = _dense_block(idx, val, wb, ncol)
         A += D.T @ D
         b += D.T @ (wb * F0[3 * a0 : 3 * a1])
-        D = np.bincount(np.concatenate(gidx), np.concatenate(gval), nrow * ncol)
-        D = D.reshape(nrow, ncol) * wb[:, None]
+        D = _dense_block(gidx, gval, wb, ncol)
         H += D.T @ D
     return c, int(F0.size), int(ds.n_pairs)
 
 
-def _shortest(chunks) -> np.ndarray:
-    """Shortest pair distance of every type pair over datasets (inf where none)."""
-    r_min = None
-    for d in chunks:
-        if r_min is None:
-            r_min = np.full(len(d.type_pairs), np.inf)
-        for t in range(len(r_min)):
-            sel = d.r[d.pair_type == t]
-            if sel.size:
-                r_min[t] = min(r_min[t], float(sel.min()))
-    return r_min if r_min is not None else np.zeros(0)
+def _dense_block(index: list, value: list, wb: np.ndarray, ncol: int) -> np.ndarray:
+    """Row block (len(wb), ncol) summing ``value`` at flat ``index``, rows scaled by ``wb``."""
+    nrow = wb.size
+    D = np.bincount(np.concatenate(index), np.concatenate(value), nrow * ncol)
+    return D.reshape(nrow, ncol) * wb[:, None]
+
+
+def _update_shortest(r_min: dict[tuple[str, str], float], ds) -> None:
+    """Lower ``r_min[type pair]`` to the shortest pair of each type in ``ds``."""
+    for t, tp in enumerate(ds.type_pairs):
+        sel = ds.r[ds.pair_type == t]
+        if sel.size:
+            r_min[tuple(tp)] = min(r_min.get(tuple(tp), math.inf), float(sel.min()))
