@@ -3,8 +3,9 @@
 A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> reward),
 ``self._actions`` (key -> production indices), ``self.evaluated``, ``self.n_evaluations``,
 ``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward`` and implements
-``_key(expression)``, ``_step(callback)``, ``exhausted``, ``progress``, ``state_dict()`` and
-``from_state(...)``.
+``_key(expression)``, ``_step(callback)``, ``exhausted`` and ``progress``; checkpoints
+(:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
+``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mctsff.result import FitResult
+from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
+
+#: Version of the checkpoint dictionaries written by :meth:`SearchEngine.state_dict`.
+STATE_VERSION = 1
 
 
 class SearchEngine:
@@ -104,6 +109,52 @@ class SearchEngine:
             return self._step(callback)
         finally:
             self.elapsed += time.perf_counter() - t0
+
+    #: attributes :meth:`state_dict` leaves out (callables, memos rebuilt by :meth:`_restore`)
+    _transient: tuple[str, ...] = ("evaluate", "canonical")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.
+
+        The dictionary holds live references (the tree or population, the RNG); pickle it
+        (or use :meth:`save`) to persist.  A built-in reward is included; a custom one must
+        be passed again to :meth:`from_state`.
+        """
+        state = {k: v for k, v in self.__dict__.items() if k not in self._transient}
+        if not isinstance(self.reward, SPLReward | TradeoffReward):
+            state["reward"] = None
+        state["_version"] = STATE_VERSION
+        state["_method"] = self.method
+        return state
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        evaluate: Callable,
+        reward: str | Reward | None = None,
+        canonical: Callable[[str], Any] | None = None,
+    ):
+        """Rebuild a search from :meth:`state_dict` (``reward`` overrides the stored one)."""
+        method = state.get("_method", "mcts")  # MCTS states written before GP had none
+        if method != cls.method or state.get("_version") != STATE_VERSION:
+            raise ValueError(
+                f"not a {cls.method.upper()} state (method {method!r}, "
+                f"version {state.get('_version')!r})"
+            )
+        obj = cls.__new__(cls)
+        obj.__dict__.update({k: v for k, v in state.items() if k not in ("_version", "_method")})
+        obj._restore()
+        obj.evaluate = evaluate
+        obj.canonical = canonical
+        if reward is not None:
+            obj.reward = get_reward(reward)
+        if obj.reward is None:
+            raise ValueError("the saved search used a custom reward: pass reward=")
+        return obj
+
+    def _restore(self) -> None:
+        """Rebuild what :meth:`state_dict` leaves out or an older state lacks (a hook)."""
 
     def save(self, path: str | Path) -> None:
         """Pickle :meth:`state_dict` to ``path``."""

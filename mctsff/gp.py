@@ -70,14 +70,13 @@ from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.mcts import Progress
 from mctsff.result import FitResult
-from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
+from mctsff.reward import Reward, get_reward
 from mctsff.tree import Derivation, derive
 
 __all__ = ["GP", "find_derivation", "subtree_end"]
 
 Evaluate = Callable[[list[str]], Sequence[FitResult]]
 
-_STATE_VERSION = 1
 _MEMO_SIZE = 100_000  # entries of the (not checkpointed) yield and key memos
 
 #: An individual: (production indices, expression, transposition key).
@@ -361,45 +360,11 @@ class GP(SearchEngine):
         )
 
     # ------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.
+    _transient = ("evaluate", "canonical", "_key_memo", "_expr_memo")
 
-        A built-in reward is included; a custom one must be passed again to
-        :meth:`from_state`.
-        """
-        skip = ("evaluate", "canonical", "_key_memo", "_expr_memo")
-        state = {k: v for k, v in self.__dict__.items() if k not in skip}
-        if not isinstance(self.reward, SPLReward | TradeoffReward):
-            state["reward"] = None
-        state["_version"] = _STATE_VERSION
-        state["_method"] = self.method
-        return state
-
-    @classmethod
-    def from_state(
-        cls,
-        state: dict[str, Any],
-        evaluate: Evaluate,
-        reward: str | Reward | None = None,
-        canonical: Callable[[str], Any] | None = None,
-    ) -> GP:
-        """Rebuild a search from :meth:`state_dict` (``reward`` overrides the stored one)."""
-        if state.get("_method") != cls.method or state.get("_version") != _STATE_VERSION:
-            raise ValueError(
-                f"not a GP state (method {state.get('_method')!r}, "
-                f"version {state.get('_version')!r})"
-            )
-        obj = cls.__new__(cls)
-        obj.__dict__.update({k: v for k, v in state.items() if k not in ("_version", "_method")})
-        obj.evaluate = evaluate
-        obj.canonical = canonical
-        obj._key_memo = {}
-        obj._expr_memo = {}
-        if reward is not None:
-            obj.reward = get_reward(reward)
-        if obj.reward is None:
-            raise ValueError("the saved search used a custom reward: pass reward=")
-        return obj
+    def _restore(self) -> None:
+        self._key_memo = {}
+        self._expr_memo = {}
 
     # ------------------------------------------------------------------ variation
     def _key(self, expression: str) -> Any:

@@ -53,7 +53,7 @@ import numpy as np
 from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.result import FitResult
-from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
+from mctsff.reward import Reward, get_reward
 from mctsff.tree import Derivation
 
 __all__ = ["MCTS", "Progress", "ROLLOUTS"]
@@ -62,8 +62,6 @@ __all__ = ["MCTS", "Progress", "ROLLOUTS"]
 ROLLOUTS = ("mixed", "ramped", "uniform")
 
 Evaluate = Callable[[list[str]], Sequence[FitResult]]
-
-_STATE_VERSION = 1
 
 
 @dataclass(slots=True)
@@ -180,6 +178,8 @@ class MCTS(SearchEngine):
     True
     """
 
+    method = "mcts"
+
     def __init__(
         self,
         grammar: Grammar | str | Path,
@@ -274,45 +274,13 @@ class MCTS(SearchEngine):
         )
 
     # ------------------------------------------------------------------ checkpoint
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.
-
-        The dictionary holds live references (the tree, the RNG); pickle it (or
-        use :meth:`save`) to persist.  A built-in reward is included; a custom
-        one must be passed again to :meth:`from_state`.
-        """
-        state = {k: v for k, v in self.__dict__.items() if k not in ("evaluate", "canonical")}
-        if not isinstance(self.reward, SPLReward | TradeoffReward):
-            state["reward"] = None
-        state["_version"] = _STATE_VERSION
-        return state
-
-    @classmethod
-    def from_state(
-        cls,
-        state: dict[str, Any],
-        evaluate: Evaluate,
-        reward: str | Reward | None = None,
-        canonical: Callable[[str], Any] | None = None,
-    ) -> MCTS:
-        """Rebuild a search from :meth:`state_dict` (``reward`` overrides the stored one)."""
-        if state.get("_version") != _STATE_VERSION:
-            raise ValueError(f"unsupported MCTS state version {state.get('_version')!r}")
-        obj = cls.__new__(cls)
-        obj.__dict__.update({k: v for k, v in state.items() if k != "_version"})
+    def _restore(self) -> None:
         # states saved before rollout policies continue as they started
-        obj.__dict__.setdefault("rollout", "uniform")
-        obj.__dict__.setdefault("mast", 0.0)
-        if "_prod_n" not in obj.__dict__:
-            n_prod = len(obj.grammar.productions)
-            obj._prod_n, obj._prod_w = [0] * n_prod, [0.0] * n_prod
-        obj.evaluate = evaluate
-        obj.canonical = canonical
-        if reward is not None:
-            obj.reward = get_reward(reward)
-        if obj.reward is None:
-            raise ValueError("the saved search used a custom reward: pass reward=")
-        return obj
+        self.__dict__.setdefault("rollout", "uniform")
+        self.__dict__.setdefault("mast", 0.0)
+        if "_prod_n" not in self.__dict__:
+            n_prod = len(self.grammar.productions)
+            self._prod_n, self._prod_w = [0] * n_prod, [0.0] * n_prod
 
     # ------------------------------------------------------------------ internals
     def _key(self, expression: str) -> Any:
