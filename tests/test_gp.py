@@ -14,7 +14,6 @@ import sympy
 from mctsff.fit import Fitter
 from mctsff.gp import GP, find_derivation, subtree_end
 from mctsff.grammar import Grammar
-from mctsff.params import Potential
 from mctsff.program import Program
 from mctsff.regression import RegressionFitter, nguyen
 from mctsff.result import FitResult
@@ -262,17 +261,6 @@ def test_recovers_nguyen1_in_regression_mode():
     x = sympy.Symbol("x")
     model = sympy.sympify(best.expression, locals={"x": x})
     assert sympy.simplify(model - sympy.sympify(truth, locals={"x": x})) == 0
-
-
-@pytest.fixture(scope="module")
-def screened(dimers):
-    truth = Potential(
-        "prod_c1*exp(-r/c1)/r",
-        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5},
-        dimers.species,
-        dimers.type_pairs,
-    )
-    return truth.synthetic(dimers).split(0.2, seed=0)
 
 
 def test_search_gp_writes_the_same_outputs(screened, tmp_path):

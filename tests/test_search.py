@@ -7,20 +7,8 @@ import numpy as np
 import pytest
 
 from mctsff.fit import Fitter
-from mctsff.params import Potential
 from mctsff.program import Program
 from mctsff.search import SearchError, canonical_key, pruned_variants, search
-
-
-@pytest.fixture(scope="module")
-def screened(dimers):
-    truth = Potential(
-        "prod_c1*exp(-r/c1)/r",
-        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5},
-        dimers.species,
-        dimers.type_pairs,
-    )
-    return truth.synthetic(dimers).split(0.2, seed=0)
 
 
 def test_canonical_key_ignores_constant_numbering():
