@@ -172,6 +172,17 @@ def _worker_init() -> None:
     warnings.simplefilter("ignore")
 
 
+def run_jobs(fn, jobs: list[tuple], workers: int) -> list:
+    """``fn(*job)`` for every job, on ``workers`` processes (one thread each) when > 1."""
+    if workers <= 1:
+        return [fn(*job) for job in jobs]
+    from mctsff import kernels
+
+    kernels.warmup()  # fill numba's on-disk cache before the workers start
+    with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
+        return list(pool.map(fn, *zip(*jobs, strict=True)))
+
+
 def _median(xs) -> float:
     xs = [x for x in xs if isinstance(x, int | float) and math.isfinite(x)]
     return float(np.median(xs)) if xs else math.nan
@@ -273,14 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         (n, m, s, budget, not args.no_local) for n in names for s in range(seeds) for m in METHODS
     ]
     w0, c0 = time.perf_counter(), time.process_time()
-    if args.workers > 1:
-        from mctsff import kernels
-
-        kernels.warmup()  # fill numba's on-disk cache before the workers start
-        with ProcessPoolExecutor(args.workers, initializer=_worker_init) as pool:
-            rows = list(pool.map(run_one, *zip(*jobs, strict=True)))
-    else:
-        rows = [run_one(*job) for job in jobs]
+    rows = run_jobs(run_one, jobs, args.workers)
     wall = time.perf_counter() - w0
     cpu_runs = sum(r["cpu_s"] for r in rows)
     print(table(rows, names, info))

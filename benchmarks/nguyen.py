@@ -63,11 +63,11 @@ import signal
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from compare_methods import _median, run_jobs  # sibling script
 
 METHODS = ("mcts", "gp", "gplearn", "pyoperon")
 #: Each truth as the grammar ``nguyen``/``nguyen2`` writes it (to count its productions).
@@ -354,15 +354,6 @@ def run_one(task: int, method: str, seed: int, time_s: float, max_length: int) -
 
 
 # ----------------------------------------------------------------------------- report
-def _worker_init() -> None:
-    os.environ["NUMBA_NUM_THREADS"] = "1"
-    os.environ["OMP_NUM_THREADS"] = "1"
-    warnings.simplefilter("ignore")
-
-
-def _median(xs) -> float:
-    xs = [x for x in xs if math.isfinite(x)]
-    return float(np.median(xs)) if xs else math.nan
 
 
 def table(rows: list[dict], tasks: list[int], methods: list[str]) -> str:
@@ -470,14 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in methods
     ]
     w0 = time.perf_counter()
-    if args.workers > 1:
-        from mctsff import kernels
-
-        kernels.warmup()  # fill numba's on-disk cache before the workers start
-        with ProcessPoolExecutor(args.workers, initializer=_worker_init) as pool:
-            rows = list(pool.map(run_one, *zip(*jobs, strict=True)))
-    else:
-        rows = [run_one(*job) for job in jobs]
+    rows = run_jobs(run_one, jobs, args.workers)
     wall = time.perf_counter() - w0
     print(table(rows, list(args.tasks), methods))
     print()
