@@ -261,6 +261,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exploration", type=float, default=1 / math.sqrt(2), help="UCT constant")
     p.add_argument("--max-length", type=int, default=16, help="productions per expression")
     p.add_argument("--rollouts", type=int, default=10, help="rollouts per expansion")
+    p.add_argument(
+        "--leaves",
+        type=int,
+        default=1,
+        help="leaves expanded per MCTS iteration (virtual loss; their rollouts form one batch)",
+    )
     p.add_argument("--transplant", action="store_true", help="SPL module transplantation")
     p.add_argument(
         "--method",
@@ -339,6 +345,7 @@ def _run_search(args, fitter) -> int:
         exploration=args.exploration,
         max_length=args.max_length,
         n_rollouts=args.rollouts,
+        leaves=args.leaves,
         transplant=args.transplant,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,

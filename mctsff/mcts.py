@@ -26,10 +26,18 @@ One iteration (:meth:`MCTS.step`):
    ``normalise=True`` the mean rewards are rescaled by the minimum and maximum
    reward seen so far before UCT compares them (adaptive normalisation).
 
+With ``leaves=k > 1`` an iteration selects and expands ``k`` leaves before
+evaluating: after each selection the path counts one extra visit with the lowest
+reward seen so far (a *virtual loss*), so the next selection prefers another
+branch; the rollouts of all ``k`` leaves are evaluated in one batch (which keeps
+parallel workers busy), then the virtual losses are removed and each leaf's
+reward is backed up.  The result depends on the seed and ``k``, never on the
+number of workers.
+
 Nodes whose subtree has been enumerated completely are marked exhausted; the
 search ends when the root is.  The budget counts distinct fitted expressions
 and is checked between iterations, so a run may overshoot it by at most
-``n_rollouts - 1``; stopping only between whole iterations makes a search that
+``leaves * n_rollouts - 1``; stopping only between whole iterations makes a search that
 is pickled (or saved with :meth:`MCTS.state_dict`) and resumed produce exactly
 the same sequence of evaluations as an uninterrupted one.
 
@@ -144,6 +152,12 @@ class MCTS(SearchEngine):
     mast
         Temperature of the MAST rollout weights (default 0.2; ``0`` draws
         productions uniformly).
+    leaves
+        Leaves expanded per iteration (default 1).  With ``leaves > 1`` each
+        selection after the first sees the pending ones as visits with the lowest
+        reward so far (virtual loss) and the rollouts of all of them go to
+        ``evaluate`` in one batch, so parallel workers get larger batches; the
+        sequence of evaluations still depends only on the seed.
     seed
         Seed of the search's ``numpy.random.Generator`` (the only randomness).
     normalise
@@ -179,6 +193,7 @@ class MCTS(SearchEngine):
     """
 
     method = "mcts"
+    _transient = (*SearchEngine._transient, "_pending")
 
     def __init__(
         self,
@@ -199,6 +214,7 @@ class MCTS(SearchEngine):
         max_macros: int = 32,
         rollout: str = "ramped",
         mast: float = 0.2,
+        leaves: int = 1,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -206,6 +222,8 @@ class MCTS(SearchEngine):
         self.canonical = canonical
         if n_rollouts < 1:
             raise ValueError("n_rollouts must be >= 1")
+        if leaves < 1:
+            raise ValueError("leaves must be >= 1")
         if exploration < 0:
             raise ValueError("exploration must be >= 0")
         if rollout not in ROLLOUTS:
@@ -218,6 +236,8 @@ class MCTS(SearchEngine):
         self.exploration = float(exploration)
         self.max_length = int(max_length)
         self.n_rollouts = int(n_rollouts)
+        self.leaves = int(leaves)
+        self._pending: dict[int, int] = {}
         self.rollout = rollout
         if mast < 0:
             raise ValueError("mast must be >= 0")
@@ -278,6 +298,8 @@ class MCTS(SearchEngine):
         # states saved before rollout policies continue as they started
         self.__dict__.setdefault("rollout", "uniform")
         self.__dict__.setdefault("mast", 0.0)
+        self.__dict__.setdefault("leaves", 1)
+        self._pending = {}
         if "_prod_n" not in self.__dict__:
             n_prod = len(self.grammar.productions)
             self._prod_n, self._prod_w = [0] * n_prod, [0.0] * n_prod
@@ -338,7 +360,11 @@ class MCTS(SearchEngine):
 
     def _mark_exhausted(self, node: _Node | None) -> None:
         while node is not None and not node.exhausted:
-            if node.untried or any(not ch.exhausted for ch in node.children.values()):
+            if (
+                node.untried
+                or id(node) in self._pending
+                or any(not ch.exhausted for ch in node.children.values())
+            ):
                 return
             node.exhausted = True
             node = node.parent
@@ -353,6 +379,8 @@ class MCTS(SearchEngine):
                     return path
                 child = self._uct_child(node)
                 if child is None:
+                    if id(node) in self._pending:
+                        return None  # only pending expansions below: end this step's batch
                     self._mark_exhausted(node)
                     break
                 node = child
@@ -432,44 +460,86 @@ class MCTS(SearchEngine):
         return state.rollout(self._rng, cap, weights)
 
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
-        path = self._select()
-        if path is None:
-            return []
-        leaf = path[-1]
-        j = int(self._rng.integers(len(leaf.untried)))
-        action = leaf.untried[j]
-        state = self._apply(leaf.state, action)
-        if state.is_complete:
-            completions = [state]
-        else:
-            weights = self._rollout_weights()
-            completions = [self._rollout(state, weights) for _ in range(self.n_rollouts)]
-        rewards, fresh = self._evaluate_states(completions, callback)
-        reward = max(rewards)
+        weights = None
+        expansions: list[tuple[list[_Node], int, int, Derivation, list[Derivation]]] = []
+        self._pending = {}
+        try:
+            for _ in range(self.leaves):
+                path = self._select()
+                if path is None:
+                    break
+                leaf = path[-1]
+                j = int(self._rng.integers(len(leaf.untried)))
+                action = leaf.untried.pop(j)
+                state = self._apply(leaf.state, action)
+                if state.is_complete:
+                    completions = [state]
+                else:
+                    if weights is None:
+                        weights = self._rollout_weights()
+                    completions = [self._rollout(state, weights) for _ in range(self.n_rollouts)]
+                expansions.append((path, j, action, state, completions))
+                if self.leaves > 1:
+                    self._virtual_loss(path, +1)
+            if not expansions:
+                return []
+            states = [c for *_, completions in expansions for c in completions]
+            rewards, fresh = self._evaluate_states(states, callback)
+            if self.leaves > 1:
+                for path, *_ in expansions:
+                    self._virtual_loss(path, -1)
+        except BaseException:
+            # nothing is committed: give the drawn actions back, in reverse order
+            for path, j, action, *_ in reversed(expansions):
+                path[-1].untried.insert(j, action)
+                if self.leaves > 1:
+                    self._virtual_loss(path, -1)
+            raise
+        finally:
+            self._pending = {}
 
-        # commit the expansion only once the evaluation succeeded
-        leaf.untried.pop(j)
-        child = _Node(state, action, leaf)
-        leaf.children[action] = child
-        self.n_nodes += 1
-        if state.is_complete:
-            child.exhausted = True
-        else:
-            child.untried = self._legal(child)
-        path.append(child)
-        for node in path:
-            node.n += 1
-            node.w += reward
-        self._rmin = min(self._rmin, reward)
-        self._rmax = max(self._rmax, reward)
-        if child.exhausted:
-            self._mark_exhausted(leaf)
-        self.n_iterations += 1
+        # commit the expansions only once the evaluation succeeded
+        k = 0
+        for path, _j, action, state, completions in expansions:
+            reward = max(rewards[k : k + len(completions)])
+            k += len(completions)
+            leaf = path[-1]
+            child = _Node(state, action, leaf)
+            leaf.children[action] = child
+            self.n_nodes += 1
+            if state.is_complete:
+                child.exhausted = True
+            else:
+                child.untried = self._legal(child)
+            path.append(child)
+            for node in path:
+                node.n += 1
+                node.w += reward
+            self._rmin = min(self._rmin, reward)
+            self._rmax = max(self._rmax, reward)
+            if child.exhausted:
+                self._mark_exhausted(leaf)
+            self.n_iterations += 1
         if self.transplant and self.n_evaluations >= self._next_transplant:
             self._transplant()
             while self._next_transplant <= self.n_evaluations:
                 self._next_transplant += self.transplant_every
         return fresh
+
+    def _virtual_loss(self, path: list[_Node], sign: int) -> None:
+        """Count a pending expansion as a visit with the lowest reward seen (or undo it).
+
+        Later selections of the same step then prefer other paths (tree parallelism with
+        virtual loss); nodes with pending expansions are never marked exhausted.
+        """
+        loss = self._rmin if math.isfinite(self._rmin) else 0.0
+        for node in path:
+            node.n += sign
+            node.w += sign * loss
+            key = id(node)
+            self._pending[key] = self._pending.get(key, 0) + sign
+            if not self._pending[key]:
+                del self._pending[key]
 
     # ------------------------------------------------------------------ transplantation
     def _subtrees(self, actions: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:

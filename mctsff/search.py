@@ -280,6 +280,7 @@ def search(
     exploration: float = 1.0 / math.sqrt(2.0),
     max_length: int = 16,
     n_rollouts: int = 10,
+    leaves: int = 1,
     transplant: bool = False,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
@@ -321,8 +322,10 @@ def search(
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
     resume
         Continue the search saved in ``out`` (same grammar and objective).
-    exploration, max_length, n_rollouts, transplant
-        MCTS settings (see :class:`~mctsff.mcts.MCTS`).
+    exploration, max_length, n_rollouts, leaves, transplant
+        MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``leaves > 1`` expands
+        that many leaves per iteration with virtual loss and evaluates all their
+        rollouts as one batch (larger batches for parallel workers).
     canonical
         Deduplicate expressions equal up to constant renaming (sympy form).
     reference_lines
@@ -428,6 +431,7 @@ def search(
             exploration=exploration,
             max_length=max_length,
             n_rollouts=n_rollouts,
+            leaves=leaves,
             seed=seed,
             transplant=transplant,
             canonical=key_fn,

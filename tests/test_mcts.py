@@ -307,3 +307,85 @@ def test_resume_state_saved_before_rollout_policies():
     search.run(budget=150)
     old.run(budget=150)
     assert old.evaluated == search.evaluated
+
+
+def test_several_leaves_per_iteration_batch_their_rollouts():
+    counting = Counting(evaluate_nguyen1)
+    search = MCTS(NGUYEN, counting, max_length=20, seed=3, leaves=4, n_rollouts=3)
+    search.step()  # the start symbol has one production: one leaf only
+    assert search.n_iterations == 1 and counting.calls == 1
+    search.step()
+    search.step()
+    assert search.n_iterations == 8 and search.n_nodes == 9
+    assert counting.calls == 3 and len(counting.seen) <= 1 * 3 + 8 * 3
+    assert search._pending == {}
+
+    # no virtual visit is left behind: every node's count is the number of backups through it
+    def check(node):
+        own = 0 if node is search.root else 1  # its own expansion
+        assert node.n == own + sum(ch.n for ch in node.children.values())
+        for ch in node.children.values():
+            check(ch)
+
+    assert search.root.n == 8
+    check(search.root)
+    # reproducible, resumable, and it still solves Nguyen-1
+    assert run_sequence(3, 200, leaves=4) == run_sequence(3, 200, leaves=4)
+    assert run_sequence(3, 200, leaves=4) != run_sequence(3, 200)
+    full = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2, leaves=3)
+    full.run(budget=300)
+    part = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2, leaves=3)
+    part.run(budget=100)
+    resumed = pickle.loads(pickle.dumps(part))
+    resumed.run(budget=300)
+    assert resumed.evaluated == full.evaluated
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0, leaves=4)
+    search.run(budget=3000, should_stop=lambda: solved(search.best_result))
+    assert solved(search.best_result)
+    with pytest.raises(ValueError, match="leaves"):
+        MCTS(NGUYEN, evaluate_nguyen1, leaves=0)
+
+
+def test_several_leaves_exhaust_a_finite_space_exactly_once():
+    lj = Grammar.load("lj")
+
+    def evaluate(expressions):
+        return [FitResult(e, complexity=1, rmse_train=len(e) / 100) for e in expressions]
+
+    one = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0)
+    one.run(budget=10**6)
+    many = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0, leaves=5)
+    progress = many.run(budget=10**6)
+    assert progress.exhausted
+    assert sorted(many.evaluated) == sorted(one.evaluated)
+    assert len(set(many.evaluated)) == len(many.evaluated)
+
+
+def test_failed_batch_of_leaves_commits_nothing():
+    calls = {"n": 0}
+
+    def flaky(expressions):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return evaluate_nguyen1(expressions)
+
+    search = MCTS(NGUYEN, flaky, max_length=20, seed=4, leaves=3)
+    search.step()
+    search.step()
+
+    def snapshot(node):
+        return (
+            node.n,
+            node.w,
+            list(node.untried),
+            {a: snapshot(c) for a, c in node.children.items()},
+        )
+
+    before = snapshot(search.root)
+    with pytest.raises(KeyboardInterrupt):
+        search.step()
+    assert snapshot(search.root) == before and search._pending == {}
+    n = search.n_iterations
+    search.step()  # and it goes on
+    assert search.n_iterations > n
