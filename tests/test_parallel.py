@@ -32,9 +32,25 @@ def test_two_workers_equal_serial(split):
     train, valid = split
     serial = Evaluator(Fitter(train, valid))(EXPRS)
     with Evaluator(Fitter(train, valid), workers=2) as ev:
+        ev.start()
+        assert ev.ready
         parallel = ev(EXPRS)
+        assert ev.n_in_process == 0
     assert [r.expression for r in parallel] == EXPRS
     for a, b in zip(serial, parallel, strict=True):
+        assert a.params == b.params and a.rmse_valid == b.rmse_valid
+
+
+def test_batches_are_fitted_in_process_while_workers_start(split):
+    train, valid = split
+    serial = Evaluator(Fitter(train, valid))(EXPRS)
+    with Evaluator(Fitter(train, valid), workers=2) as ev:
+        first = ev(EXPRS[:2])  # workers take seconds to import numba: fitted here
+        assert ev.n_in_process == 2
+        ev.start()
+        rest = ev(EXPRS[2:])
+        assert ev.n_in_process == 2
+    for a, b in zip(serial, first + rest, strict=True):
         assert a.params == b.params and a.rmse_valid == b.rmse_valid
 
 
