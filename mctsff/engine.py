@@ -2,8 +2,9 @@
 
 A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> reward),
 ``self._actions`` (key -> production indices), ``self.evaluated``, ``self.n_evaluations``,
-``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward`` and implements
-``_key(expression)``, ``_step(callback)``, ``exhausted`` and ``progress``; checkpoints
+``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward``,
+``self.canonical`` and ``self._key_memo`` (a dict) and implements ``_step(callback)``,
+``exhausted`` and ``progress``; checkpoints
 (:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
 ``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
 """
@@ -23,6 +24,9 @@ from mctsff.reward import Reward, SPLReward, TradeoffReward, get_reward
 #: Version of the checkpoint dictionaries written by :meth:`SearchEngine.state_dict`.
 STATE_VERSION = 1
 
+#: Entries of the (not checkpointed) expression -> transposition key memo.
+KEY_MEMO_SIZE = 100_000
+
 
 class SearchEngine:
     """Base class of :class:`~mctsff.mcts.MCTS` and :class:`~mctsff.gp.GP`."""
@@ -31,6 +35,23 @@ class SearchEngine:
     def results(self) -> list[FitResult]:
         """Fitted results in order of evaluation."""
         return list(self._cache.values())
+
+    def _key(self, expression: str) -> Any:
+        """Transposition key of an expression: ``canonical(expression)``, memoised.
+
+        Rollouts and offspring repeat expressions often, and a canonical (sympy) key
+        costs about a millisecond, so keys are kept per expression string.
+        """
+        if self.canonical is None:
+            return expression
+        memo = self._key_memo
+        key = memo.get(expression)
+        if key is None:
+            key = self.canonical(expression)
+            if len(memo) >= KEY_MEMO_SIZE:
+                memo.clear()
+            memo[expression] = key
+        return key
 
     def lookup(self, expression: str) -> FitResult | None:
         """Cached result of an expression (``None`` if never fitted)."""
@@ -111,7 +132,7 @@ class SearchEngine:
             self.elapsed += time.perf_counter() - t0
 
     #: attributes :meth:`state_dict` leaves out (callables, memos rebuilt by :meth:`_restore`)
-    _transient: tuple[str, ...] = ("evaluate", "canonical")
+    _transient: tuple[str, ...] = ("evaluate", "canonical", "_key_memo")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.
@@ -154,7 +175,11 @@ class SearchEngine:
         return obj
 
     def _restore(self) -> None:
-        """Rebuild what :meth:`state_dict` leaves out or an older state lacks (a hook)."""
+        """Rebuild what :meth:`state_dict` leaves out or an older state lacks.
+
+        Subclasses extend it (calling ``super()._restore()``).
+        """
+        self._key_memo = {}
 
     def save(self, path: str | Path) -> None:
         """Pickle :meth:`state_dict` to ``path``."""

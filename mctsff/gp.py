@@ -77,7 +77,7 @@ __all__ = ["GP", "find_derivation", "subtree_end"]
 
 Evaluate = Callable[[list[str]], Sequence[FitResult]]
 
-_MEMO_SIZE = 100_000  # entries of the (not checkpointed) yield and key memos
+_MEMO_SIZE = 100_000  # entries of the (not checkpointed) yield memo
 
 #: An individual: (production indices, expression, transposition key).
 Individual = tuple[tuple[int, ...], str, Any]
@@ -321,7 +321,7 @@ class GP(SearchEngine):
         self._cache: dict[Any, FitResult] = {}
         self._rewards: dict[Any, float] = {}
         self._actions: dict[Any, tuple[int, ...]] = {}
-        self._key_memo: dict[str, Any] = {}
+        self._key_memo: dict[str, Any] = {}  # see SearchEngine._key
         self._expr_memo: dict[tuple[int, ...], str] = {}
         self.evaluated: list[str] = []
         self.population: list[Individual] = []
@@ -360,23 +360,13 @@ class GP(SearchEngine):
         )
 
     # ------------------------------------------------------------------ checkpoint
-    _transient = ("evaluate", "canonical", "_key_memo", "_expr_memo")
+    _transient = (*SearchEngine._transient, "_expr_memo")
 
     def _restore(self) -> None:
-        self._key_memo = {}
+        super()._restore()
         self._expr_memo = {}
 
     # ------------------------------------------------------------------ variation
-    def _key(self, expression: str) -> Any:
-        if self.canonical is None:
-            return expression
-        key = self._key_memo.get(expression)
-        if key is None:
-            key = self.canonical(expression)
-            if len(self._key_memo) >= _MEMO_SIZE:
-                self._key_memo.clear()
-            self._key_memo[expression] = key
-        return key
 
     def _expression(self, actions: tuple[int, ...]) -> str:
         """Yield of a complete derivation (checked: grammar productions, ≤ ``max_length``)."""

@@ -220,6 +220,7 @@ class MCTS(SearchEngine):
         self.evaluate = evaluate
         self.reward = get_reward(reward)
         self.canonical = canonical
+        self._key_memo: dict[str, Any] = {}  # see SearchEngine._key
         if n_rollouts < 1:
             raise ValueError("n_rollouts must be >= 1")
         if leaves < 1:
@@ -295,6 +296,7 @@ class MCTS(SearchEngine):
 
     # ------------------------------------------------------------------ checkpoint
     def _restore(self) -> None:
+        super()._restore()
         # states saved before rollout policies continue as they started
         self.__dict__.setdefault("rollout", "uniform")
         self.__dict__.setdefault("mast", 0.0)
@@ -305,9 +307,6 @@ class MCTS(SearchEngine):
             self._prod_n, self._prod_w = [0] * n_prod, [0.0] * n_prod
 
     # ------------------------------------------------------------------ internals
-    def _key(self, expression: str) -> Any:
-        return expression if self.canonical is None else self.canonical(expression)
-
     def _n_base(self) -> int:
         return len(self.grammar.productions)
 

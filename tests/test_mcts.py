@@ -389,3 +389,18 @@ def test_failed_batch_of_leaves_commits_nothing():
     n = search.n_iterations
     search.step()  # and it goes on
     assert search.n_iterations > n
+
+
+def test_canonical_keys_are_computed_once_per_expression():
+    calls: list[str] = []
+
+    def canonical(expression):
+        calls.append(expression)
+        return expression.replace(" ", "")
+
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0, canonical=canonical)
+    search.run(budget=150)
+    assert len(calls) == len(set(calls)) and len(calls) >= search.n_evaluations
+    assert "_key_memo" not in search.state_dict()  # rebuilt, not checkpointed
+    resumed = MCTS.from_state(search.state_dict(), evaluate_nguyen1, canonical=canonical)
+    assert resumed._key_memo == {} and resumed.lookup(search.evaluated[0]) is not None
