@@ -227,8 +227,20 @@ def _to_sympy(node: ast.AST, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
     raise ExpressionError(f"unsupported node {type(node).__name__}")
 
 
-def _literal_value(node: ast.AST) -> float | None:
-    """Value of a literal-only subtree, or None."""
+def _literal_value(node: ast.AST, memo: dict[int, float | None] | None = None) -> float | None:
+    """Value of a literal-only subtree, or None.
+
+    ``memo`` (``id(node) -> value``) makes repeated calls over one tree linear in its size.
+    """
+    if memo is None:
+        return _literal_eval(node, None)
+    key = id(node)
+    if key not in memo:
+        memo[key] = _literal_eval(node, memo)
+    return memo[key]
+
+
+def _literal_eval(node: ast.AST, memo: dict[int, float | None] | None) -> float | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         if isinstance(node.value, bool):
             return None
@@ -236,13 +248,13 @@ def _literal_value(node: ast.AST) -> float | None:
     if isinstance(node, ast.Name) and node.id in _LITERAL_NAMES:
         return _LITERAL_NAMES[node.id]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        v = _literal_value(node.operand)
+        v = _literal_value(node.operand, memo)
         if v is None:
             return None
         return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        a = _literal_value(node.left)
-        b = _literal_value(node.right)
+        a = _literal_value(node.left, memo)
+        b = _literal_value(node.right, memo)
         if a is None or b is None:
             return None
         try:
@@ -251,7 +263,7 @@ def _literal_value(node: ast.AST) -> float | None:
             return None
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1:
         op = ops.FUNCTIONS.get(node.func.id)
-        a = _literal_value(node.args[0])
+        a = _literal_value(node.args[0], memo)
         if op is None or a is None:
             return None
         with np.errstate(all="ignore"):
@@ -273,6 +285,7 @@ class _Compiler:
         self.length: set[str] = set()
         self.inv_length: set[str] = set()
         self.fn_depth = 0  # > 0 inside a function argument or an exponent
+        self._lit: dict[int, float | None] = {}  # literal value of each subtree (by id)
 
     def _err(self, node: ast.AST, msg: str) -> ExpressionError:
         col = getattr(node, "col_offset", 0) + 1
@@ -302,7 +315,7 @@ class _Compiler:
         self.complexity += self._w("literal", ops.LEAF_COMPLEXITY)
 
     def emit(self, node: ast.AST) -> None:
-        value = _literal_value(node)
+        value = _literal_value(node, self._lit)
         if value is not None:
             self._literal(value)
             return
@@ -335,7 +348,7 @@ class _Compiler:
             name = _BINOPS[type(node.op)]
             self._note_length(node, name)
             if name == "**":
-                n = _literal_value(node.right)
+                n = _literal_value(node.right, self._lit)
                 if n is not None and float(n).is_integer() and abs(n) <= ops.MAX_POWI:
                     nonlinear = abs(n) >= 2
                     self.fn_depth += nonlinear
@@ -346,7 +359,7 @@ class _Compiler:
                         "literal", ops.LEAF_COMPLEXITY
                     )
                     return
-            if name == "/" and _literal_value(node.left) == 1.0:
+            if name == "/" and _literal_value(node.left, self._lit) == 1.0:
                 self.emit(node.right)
                 self._op(ops.INV, 1)
                 self.complexity += self._w("/", ops.OPS["/"].complexity) + self._w(
