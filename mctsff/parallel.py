@@ -245,11 +245,16 @@ class Evaluator:
             out = self._dask(exprs)
         elif self.workers > 1 and (self.timeout is not None or len(exprs) > 1):
             self.start(wait=self.timeout is not None)
-            if self.ready:
-                out = self._local(exprs)
-            else:  # workers still starting: fit here meanwhile (no time limit is set)
-                out = [fit_one(self.fitter, e) for e in exprs]
-                self.n_in_process += len(exprs)
+            out = []
+            while len(out) < len(exprs) and not self.ready:
+                # workers still starting: fit here meanwhile (no time limit is set)
+                out.append(fit_one(self.fitter, exprs[len(out)]))
+                self.n_in_process += 1
+            rest = exprs[len(out) :]
+            if len(rest) > 1 or (rest and self.timeout is not None):
+                out += self._local(rest)
+            elif rest:
+                out.append(fit_one(self.fitter, rest[0]))
         else:
             out = [fit_one(self.fitter, e) for e in exprs]
         self.seconds += time.perf_counter() - t0
@@ -282,7 +287,27 @@ class Evaluator:
     def _limit(self, chunk) -> float | None:
         return None if self.timeout is None else self.timeout * len(chunk)
 
+    def _n_constants(self, expression: str) -> int:
+        """Fitted constants of an expression (0 if it does not parse): its expected cost."""
+        from mctsff.program import Program
+
+        variables = tuple(getattr(getattr(self.fitter, "options", None), "variables", ("r",)))
+        try:
+            return len(Program.from_string(expression, variables).constants)
+        except Exception:
+            return 0
+
     def _local(self, exprs: list[str]) -> list[FitResult]:
+        # longest fits first (fit time grows with the number of constants), so the
+        # batch does not end with one worker busy on a long fit and the others idle
+        order = sorted(range(len(exprs)), key=lambda i: -self._n_constants(exprs[i]))
+        ranked = self._local_ordered([exprs[i] for i in order])
+        out: list[FitResult] = [None] * len(exprs)  # type: ignore[list-item]
+        for i, res in zip(order, ranked, strict=True):
+            out[i] = res
+        return out
+
+    def _local_ordered(self, exprs: list[str]) -> list[FitResult]:
         chunks = self._split(exprs)
         try:
             pool = self._pool_get()

@@ -96,3 +96,22 @@ def test_unpicklable_fitter_is_refused_clearly(split):
     f = Fitter(train, valid, constraints=(Constraint("x", "eq", lambda pot: 0.0),))
     with pytest.raises(ValueError, match="module-level"):
         Evaluator(f, workers=2)
+
+
+def test_longest_fits_are_sent_first_and_results_come_back_in_order(split):
+    from mctsff.result import FitResult
+
+    train, valid = split
+    ev = Evaluator(Fitter(train, valid), workers=2)
+    sent: list[list[str]] = []
+
+    def fake(exprs):  # stands in for the pool: records the order candidates are sent in
+        sent.append(list(exprs))
+        return [FitResult(e, 1.0, rmse_train=float(len(e))) for e in exprs]
+
+    ev._local_ordered = fake
+    out = ev._local(EXPRS)
+    assert [r.expression for r in out] == EXPRS
+    assert [r.rmse_train for r in out] == [float(len(e)) for e in EXPRS]
+    costs = [ev._n_constants(e) for e in sent[0]]
+    assert costs == sorted(costs, reverse=True) and costs[0] > costs[-1]
