@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -69,10 +70,8 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
 
 
 # ----------------------------------------------------------------------------- pruning
-def top_level_terms(expression: str) -> list[str]:
-    """Signed top-level additive terms of an expression (``a - b + c`` → ``[a, -b, c]``)."""
-    import ast
-
+def _signed_terms(expression: str) -> list[tuple[int, ast.AST]]:
+    """Top-level additive terms as ``(sign, node)`` pairs."""
     tree = ast.parse(expression.replace("^", "**"), mode="eval").body
     terms: list[tuple[int, ast.AST]] = []
 
@@ -80,22 +79,75 @@ def top_level_terms(expression: str) -> list[str]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
             walk(node.left, sign)
             walk(node.right, sign if isinstance(node.op, ast.Add) else -sign)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            walk(node.operand, -sign)
         else:
             terms.append((sign, node))
 
     walk(tree, 1)
-    return [("-" if s < 0 else "") + "(" + ast.unparse(n) + ")" for s, n in terms]
+    return terms
 
 
-def pruned_variants(expression: str) -> list[str]:
-    """The expression with each one of its top-level terms removed (at least one term left)."""
-    terms = top_level_terms(expression)
-    if len(terms) < 2:
-        return []
+def _term_text(sign: int, node: ast.AST) -> str:
+    return ("-" if sign < 0 else "") + "(" + ast.unparse(node) + ")"
+
+
+def _join(terms: list[str]) -> str:
+    return "+".join(terms).replace("+-", "-")
+
+
+def top_level_terms(expression: str) -> list[str]:
+    """Signed top-level additive terms of an expression (``a - b + c`` → ``[a, -b, c]``)."""
+    return [_term_text(s, n) for s, n in _signed_terms(expression)]
+
+
+def _factors(node: ast.AST, inverse: bool = False) -> list[tuple[bool, ast.AST]]:
+    """Multiplicative factors of a term as ``(divides, node)``: ``a*b/(c*d)`` → a, b, /c, /d."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return _factors(node.left, inverse) + _factors(node.right, inverse)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+        return _factors(node.left, inverse) + _factors(node.right, not inverse)
+    return [(inverse, node)]
+
+
+def _product(factors: list[tuple[bool, ast.AST]]) -> ast.AST:
+    """Inverse of :func:`_factors` (numerator first)."""
+    ordered = [f for f in factors if not f[0]] + [f for f in factors if f[0]]
+    node = ordered[0][1] if not ordered[0][0] else ast.Constant(1)
+    rest = ordered[1:] if not ordered[0][0] else ordered
+    for divides, f in rest:
+        node = ast.BinOp(node, ast.Div() if divides else ast.Mult(), f)
+    return node
+
+
+def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[str]:
+    """The expression with one top-level term, or one factor of a term, removed.
+
+    Term removal keeps at least one term; factor removal drops one factor that
+    depends on a variable from a product, when another such factor remains
+    (``c1*erf(c2*r)/r**6`` → ``c1/r**6`` and ``c1*erf(c2*r)``): searches often find
+    the right form times a factor that the fit saturates to 1 (``erf``, ``tanh``,
+    a second ``exp``).
+    """
+    terms = _signed_terms(expression)
+    texts = [_term_text(s, n) for s, n in terms]
     out = []
-    for i in range(len(terms)):
-        rest = terms[:i] + terms[i + 1 :]
-        out.append("+".join(rest).replace("+-", "-"))
+    if len(terms) >= 2:
+        for i in range(len(terms)):
+            out.append(_join(texts[:i] + texts[i + 1 :]))
+    names = set(variables)
+    for i, (sign, node) in enumerate(terms):
+        factors = _factors(node)
+        varying = [
+            any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(f)) for _, f in factors
+        ]
+        if sum(varying) < 2:
+            continue
+        for j in range(len(factors)):
+            if not varying[j]:
+                continue
+            term = _term_text(sign, _product(factors[:j] + factors[j + 1 :]))
+            out.append(_join(texts[:i] + [term] + texts[i + 1 :]))
     return out
 
 
@@ -104,8 +156,6 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
 
     Constants shared inside the term stay shared. ``taken`` is updated.
     """
-    import ast
-
     from mctsff.program import Program
 
     prog = Program.from_string(term, variables)
@@ -130,8 +180,6 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
 
 def normalise_names(expression: str, variables: Sequence[str] = ("r",)) -> str:
     """Renumber constants by first appearance and kind (``c1, c2, prod_c1, …``) for display."""
-    import ast
-
     from mctsff.program import Program
 
     prog = Program.from_string(expression, variables)
@@ -523,7 +571,6 @@ def search(
 
 def term_key(term: str) -> str:
     """Cheap structural key of a term: constants renamed by kind, then unparsed."""
-    import ast
 
     class _Generic(ast.NodeTransformer):
         def visit_Name(self, node):
@@ -659,7 +706,7 @@ class _LocalMoves:
         candidates: list[str] = []
         try:
             if self.prune:
-                candidates += pruned_variants(res.expression)
+                candidates += pruned_variants(res.expression, self.variables)
             if self.grow and self._grow_from(res):
                 candidates += grown_variants(res.expression, self.library(), self.variables)
         except (SyntaxError, ValueError):

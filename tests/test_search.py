@@ -171,3 +171,20 @@ def test_local_moves_of_a_batch_are_fitted_in_one_call():
     assert len(calls) <= local.max_depth  # one evaluator call per level, not per point
     assert local.n_fits == sum(len(c) for c in calls)
     assert all(table.lookup(e).extra["local_move_from"] for c in calls for e in c)
+
+
+def test_pruned_variants_drop_terms_and_saturating_factors():
+    got = {canonical_key(v) for v in pruned_variants("c1*erf(c2*r)/r**6 + c3*exp(-r/c4)")}
+    want = [
+        "c3*exp(-r/c4)",  # a term removed
+        "c1*erf(c2*r)/r**6",
+        "c1/r**6 + c3*exp(-r/c4)",  # a factor of a term removed
+        "c1*erf(c2*r) + c3*exp(-r/c4)",
+    ]
+    assert got == {canonical_key(w) for w in want}
+    # a factor is only dropped when another factor still depends on r
+    assert pruned_variants("c1/r") == []
+    assert {canonical_key(v) for v in pruned_variants("c4/r**6 - c1*exp(-r/c2)*exp(-r/c3)")} == {
+        canonical_key(w)
+        for w in ("c4/r**6", "-c1*exp(-r/c2)*exp(-r/c3)", "c4/r**6 - c1*exp(-r/c2)")
+    }
