@@ -61,7 +61,7 @@ def machine_line() -> str:
 
 
 # ----------------------------------------------------------------------------- (a) search
-def search_throughput(budget: int, seed: int) -> list[dict]:
+def search_throughput(budget: int, seed: int, leaves: int | None = None) -> list[dict]:
     from mctsff.search import search
 
     ds = load_dataset(data_file(DIMERS), 9.0)
@@ -77,13 +77,15 @@ def search_throughput(budget: int, seed: int) -> list[dict]:
         print("dask.distributed not installed: the Dask row is skipped (pip install '.[dask]')")
     for label, cfg in configs:
         kw = {"workers": cfg.get("workers", 1)}
+        if leaves is not None:
+            kw["leaves"] = leaves
         cluster = client = None
         if cfg.get("dask"):
             cluster = LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
             )
             client = Client(cluster)
-            kw = {"scheduler": client}
+            kw = {"scheduler": client, **({} if leaves is None else {"leaves": leaves})}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
@@ -300,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, budget 60")
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--leaves", type=int, default=None, help="MCTS leaves per iteration (search default)"
+    )
     ap.add_argument("--skip-search", action="store_true")
     ap.add_argument("--skip-loss", action="store_true")
     args = ap.parse_args(argv)
@@ -309,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, mem = loss_scaling(args.quick)
         print_loss(rows, mem)
     if not args.skip_search:
-        print_search(search_throughput(budget, args.seed), budget)
+        print_search(search_throughput(budget, args.seed, args.leaves), budget)
     sys.stdout.flush()
     return 0
 
