@@ -37,8 +37,8 @@ import os
 import pickle
 import time
 import traceback
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, TimeoutError
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, ProcessPoolExecutor, TimeoutError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -105,6 +105,25 @@ def _chunks(items: list[str], n: int, size: int | None = None) -> list[list[str]
     most = math.ceil(len(items) / n)
     size = most if size is None else max(1, min(size, most))
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Batch:
+    """A batch handed to :meth:`Evaluator.submit`; :meth:`result` waits for its results."""
+
+    def __init__(self, evaluator: Evaluator, expressions, collect, t0: float) -> None:
+        self.expressions = list(expressions)
+        self._evaluator = evaluator
+        self._collect = collect
+        self._t0 = t0
+        self._out: list[FitResult] | None = None
+
+    def result(self) -> list[FitResult]:
+        """The results, in the order of the expressions (waits for the workers)."""
+        if self._out is None:
+            out = list(self._collect())
+            self._evaluator._account(self.expressions, out, self._t0)
+            self._out = out
+        return self._out
 
 
 class Evaluator:
@@ -237,30 +256,41 @@ class Evaluator:
 
     # ------------------------------------------------------------------ evaluate
     def __call__(self, expressions: list[str]) -> list[FitResult]:
+        return self.submit(expressions).result()
+
+    def submit(self, expressions: Sequence[str]) -> Batch:
+        """Start fitting a batch; :meth:`Batch.result` collects it (results in order).
+
+        Workers keep fitting while the caller prepares the next batch, so a search can
+        keep them busy across iterations.  In process (one worker), the batch is fitted
+        here, now.
+        """
         t0 = time.perf_counter()
         exprs = list(expressions)
         if not exprs:
-            return []
+            return Batch(self, exprs, list, t0)
         if self._client is not None:
-            out = self._dask(exprs)
-        elif self.workers > 1 and (self.timeout is not None or len(exprs) > 1):
+            return Batch(self, exprs, self._dask(exprs), t0)
+        if self.workers > 1 and (self.timeout is not None or len(exprs) > 1):
             self.start(wait=self.timeout is not None)
-            out = []
-            while len(out) < len(exprs) and not self.ready:
+            first: list[FitResult] = []
+            while len(first) < len(exprs) and not self.ready:
                 # workers still starting: fit here meanwhile (no time limit is set)
-                out.append(fit_one(self.fitter, exprs[len(out)]))
+                first.append(fit_one(self.fitter, exprs[len(first)]))
                 self.n_in_process += 1
-            rest = exprs[len(out) :]
+            rest = exprs[len(first) :]
             if len(rest) > 1 or (rest and self.timeout is not None):
-                out += self._local(rest)
-            elif rest:
-                out.append(fit_one(self.fitter, rest[0]))
-        else:
-            out = [fit_one(self.fitter, e) for e in exprs]
+                collect = self._local(rest)
+                return Batch(self, exprs, lambda: first + collect(), t0)
+            first += [fit_one(self.fitter, e) for e in rest]
+            return Batch(self, exprs, lambda: first, t0)
+        out = [fit_one(self.fitter, e) for e in exprs]
+        return Batch(self, exprs, lambda: out, t0)
+
+    def _account(self, exprs: list[str], out: list[FitResult], t0: float) -> None:
         self.seconds += time.perf_counter() - t0
         self.n_fits += len(exprs)
         self.fit_seconds += sum(float(r.extra.get("seconds", 0.0)) for r in out)
-        return out
 
     def _split(self, exprs: list[str]) -> list[list[str]]:
         """Chunks of about TASK_SECONDS of fitting each (one candidate each at first)."""
@@ -269,20 +299,24 @@ class Evaluator:
             size = math.ceil(TASK_SECONDS / (self.fit_seconds / self.n_fits))
         return _chunks(exprs, self.workers, size)
 
-    def _dask(self, exprs: list[str]) -> list[FitResult]:
+    def _dask(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
         chunks = self._split(exprs)
         futures = [
             self._client.submit(_fit_chunk_with, self._remote_fitter, chunk, pure=False)
             for chunk in chunks
         ]
-        out: list[FitResult] = []
-        for fut, chunk in zip(futures, chunks, strict=True):
-            try:
-                out += [FitResult.from_dict(d) for d in fut.result(timeout=self._limit(chunk))]
-            except Exception as exc:
-                self.n_failures += len(chunk)
-                out += [FitResult.invalid(e, f"worker failed: {exc}") for e in chunk]
-        return out
+
+        def collect() -> list[FitResult]:
+            out: list[FitResult] = []
+            for fut, chunk in zip(futures, chunks, strict=True):
+                try:
+                    out += [FitResult.from_dict(d) for d in fut.result(timeout=self._limit(chunk))]
+                except Exception as exc:
+                    self.n_failures += len(chunk)
+                    out += [FitResult.invalid(e, f"worker failed: {exc}") for e in chunk]
+            return out
+
+        return collect
 
     def _limit(self, chunk) -> float | None:
         return None if self.timeout is None else self.timeout * len(chunk)
@@ -297,37 +331,51 @@ class Evaluator:
         except Exception:
             return 0
 
-    def _local(self, exprs: list[str]) -> list[FitResult]:
+    def _local(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
         # longest fits first (fit time grows with the number of constants), so the
         # batch does not end with one worker busy on a long fit and the others idle
         order = sorted(range(len(exprs)), key=lambda i: -self._n_constants(exprs[i]))
-        ranked = self._local_ordered([exprs[i] for i in order])
-        out: list[FitResult] = [None] * len(exprs)  # type: ignore[list-item]
-        for i, res in zip(order, ranked, strict=True):
-            out[i] = res
-        return out
+        collect = self._local_ordered([exprs[i] for i in order])
 
-    def _local_ordered(self, exprs: list[str]) -> list[FitResult]:
+        def unsort() -> list[FitResult]:
+            out: list[FitResult] = [None] * len(exprs)  # type: ignore[list-item]
+            for i, res in zip(order, collect(), strict=True):
+                out[i] = res
+            return out
+
+        return unsort
+
+    def _local_ordered(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
         chunks = self._split(exprs)
         try:
             pool = self._pool_get()
             futures = [pool.submit(_fit_chunk, c) for c in chunks]
-            out: list[FitResult] = []
-            start = time.perf_counter()
-            done = 0
-            for fut, chunk in zip(futures, chunks, strict=True):
-                done += len(chunk)
-                limit = None
-                if self.timeout is not None:
-                    # chunk k is late once even one worker could have fitted every
-                    # candidate up to and including it within the limit each
-                    limit = max(0.0, start + self.timeout * done - time.perf_counter())
-                out += [FitResult.from_dict(d) for d in fut.result(timeout=limit)]
-            return out
-        except (BrokenProcessPool, TimeoutError):
-            # a worker died or a candidate hung: retry one by one in a fresh pool
-            self._pool_reset()
-            return [self._isolated(e) for e in exprs]
+        except BrokenProcessPool:
+            futures = None
+
+        def collect() -> list[FitResult]:
+            try:
+                if futures is None:
+                    raise BrokenProcessPool("the pool broke while the batch was sent")
+                out: list[FitResult] = []
+                start = time.perf_counter()
+                done = 0
+                for fut, chunk in zip(futures, chunks, strict=True):
+                    done += len(chunk)
+                    limit = None
+                    if self.timeout is not None:
+                        # chunk k is late once even one worker could have fitted every
+                        # candidate up to and including it within the limit each
+                        limit = max(0.0, start + self.timeout * done - time.perf_counter())
+                    out += [FitResult.from_dict(d) for d in fut.result(timeout=limit)]
+                return out
+            except (BrokenProcessPool, TimeoutError, CancelledError):
+                # a worker died or a candidate hung (or another batch's failure reset the
+                # pool under this one): retry one by one in a fresh pool
+                self._pool_reset()
+                return [self._isolated(e) for e in exprs]
+
+        return collect
 
     def _isolated(self, expr: str) -> FitResult:
         try:

@@ -67,12 +67,27 @@ def test_dead_worker_and_hung_fit_cost_only_their_candidate(split):
         assert ev(["c1/r**6", "c1/r**4"])[0].valid
 
 
-def test_search_reproducible_across_worker_counts(split):
+@pytest.mark.parametrize("pipeline", [0, 1])
+def test_search_reproducible_across_worker_counts(split, pipeline):
     train, valid = split
-    a = search(Fitter(train, valid, n_starts=2), "pair", budget=40, seed=2, workers=1)
-    b = search(Fitter(train, valid, n_starts=2), "pair", budget=40, seed=2, workers=2)
+    kw = {"budget": 40, "seed": 2, "pipeline": pipeline}
+    a = search(Fitter(train, valid, n_starts=2), "pair", workers=1, **kw)
+    b = search(Fitter(train, valid, n_starts=2), "pair", workers=2, **kw)
     assert a.mcts.evaluated == b.mcts.evaluated
     assert [p.expression for p in a.front.points] == [p.expression for p in b.front.points]
+
+
+def test_batches_in_flight_together(split):
+    train, valid = split
+    serial = Evaluator(Fitter(train, valid))(EXPRS)
+    with Evaluator(Fitter(train, valid), workers=2) as ev:
+        ev.start()
+        first, second = ev.submit(EXPRS[:3]), ev.submit(EXPRS[3:])  # both queued at once
+        out = second.result() + first.result()
+        assert second.result() is second.result()  # collected once
+    got = {r.expression: r for r in out}
+    for a in serial:
+        assert got[a.expression].params == a.params
 
 
 def test_dask_local_cluster(split):
@@ -107,10 +122,10 @@ def test_longest_fits_are_sent_first_and_results_come_back_in_order(split):
 
     def fake(exprs):  # stands in for the pool: records the order candidates are sent in
         sent.append(list(exprs))
-        return [FitResult(e, 1.0, rmse_train=float(len(e))) for e in exprs]
+        return lambda: [FitResult(e, 1.0, rmse_train=float(len(e))) for e in exprs]
 
     ev._local_ordered = fake
-    out = ev._local(EXPRS)
+    out = ev._local(EXPRS)()
     assert [r.expression for r in out] == EXPRS
     assert [r.rmse_train for r in out] == [float(len(e)) for e in EXPRS]
     costs = [ev._n_constants(e) for e in sent[0]]
