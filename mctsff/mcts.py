@@ -126,6 +126,28 @@ class _Node:
             setattr(self, name, value)
 
 
+class _Proposal:
+    """Leaves expanded and rolled out whose expressions are being fitted (internal)."""
+
+    __slots__ = ("expansions", "completions", "new_keys", "new_expr", "virtual_loss", "handle")
+
+    def __init__(self, expansions, completions, new_keys, new_expr, virtual_loss) -> None:
+        self.expansions: list[tuple[list[_Node], int, int, Derivation, list[Derivation]]]
+        self.expansions = expansions
+        self.completions: list[tuple[Any, str, Derivation]] = completions  # key, expr, state
+        self.new_keys: list[Any] = new_keys  # sent to the evaluator by this proposal
+        self.new_expr: list[str] = new_expr
+        self.virtual_loss: float = virtual_loss
+        self.handle: Any = None  # the evaluator's batch (not checkpointed: refitted)
+
+    def __getstate__(self):
+        return tuple(None if s == "handle" else getattr(self, s) for s in self.__slots__)
+
+    def __setstate__(self, state) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+
 class MCTS(SearchEngine):
     """UCT search for the expression of a grammar that maximises a reward.
 
@@ -152,6 +174,14 @@ class MCTS(SearchEngine):
     mast
         Temperature of the MAST rollout weights (default 0.2; ``0`` draws
         productions uniformly).
+    pipeline
+        Iterations kept in flight (default 0).  With ``pipeline=p`` an iteration
+        proposes its leaves and sends their rollouts to ``evaluate.submit`` (when
+        the evaluator has it, as :class:`~mctsff.parallel.Evaluator` does), then
+        commits the iteration proposed ``p`` steps earlier; pending leaves count
+        as virtual losses meanwhile.  Workers then fit the next batch while the
+        tree waits for the previous one; the sequence of evaluations depends on
+        the seed and ``p``, never on the number or speed of workers.
     leaves
         Leaves expanded per iteration (default 1).  With ``leaves > 1`` each
         selection after the first sees the pending ones as visits with the lowest
@@ -215,6 +245,7 @@ class MCTS(SearchEngine):
         rollout: str = "ramped",
         mast: float = 0.2,
         leaves: int = 1,
+        pipeline: int = 0,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -225,6 +256,8 @@ class MCTS(SearchEngine):
             raise ValueError("n_rollouts must be >= 1")
         if leaves < 1:
             raise ValueError("leaves must be >= 1")
+        if pipeline < 0:
+            raise ValueError("pipeline must be >= 0")
         if exploration < 0:
             raise ValueError("exploration must be >= 0")
         if rollout not in ROLLOUTS:
@@ -238,7 +271,9 @@ class MCTS(SearchEngine):
         self.max_length = int(max_length)
         self.n_rollouts = int(n_rollouts)
         self.leaves = int(leaves)
-        self._pending: dict[int, int] = {}
+        self.pipeline = int(pipeline)
+        self._pending: dict[int, int] = {}  # id(node) -> expansions in flight through it
+        self._inflight: list[_Proposal] = []
         self.rollout = rollout
         if mast < 0:
             raise ValueError("mast must be >= 0")
@@ -277,7 +312,7 @@ class MCTS(SearchEngine):
     @property
     def exhausted(self) -> bool:
         """True when every derivation within ``max_length`` has been enumerated."""
-        return self.root.exhausted
+        return self.root.exhausted and not self._inflight
 
     @property
     def progress(self) -> Progress:
@@ -301,7 +336,14 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("rollout", "uniform")
         self.__dict__.setdefault("mast", 0.0)
         self.__dict__.setdefault("leaves", 1)
+        self.__dict__.setdefault("pipeline", 0)
+        self.__dict__.setdefault("_inflight", [])
         self._pending = {}
+        for prop in self._inflight:  # their virtual losses are in the saved tree already
+            if self.leaves > 1 or self.pipeline > 0:
+                for path, *_ in prop.expansions:
+                    for node in path:
+                        self._pending[id(node)] = self._pending.get(id(node), 0) + 1
         if "_prod_n" not in self.__dict__:
             n_prod = len(self.grammar.productions)
             self._prod_n, self._prod_w = [0] * n_prod, [0.0] * n_prod
@@ -386,56 +428,39 @@ class MCTS(SearchEngine):
                 path.append(node)
         return None
 
-    def _evaluate_states(
-        self, states: list[Derivation], callback: Callable[[FitResult], Any] | None
-    ) -> tuple[list[float], list[FitResult]]:
-        expressions = [s.expression() for s in states]
-        keys = [self._key(e) for e in expressions]
-        new_keys: list[Any] = []
-        new_expr: list[str] = []
-        new_states: list[Derivation] = []
-        pending = set()
-        for key, expr, state in zip(keys, expressions, states, strict=True):
-            if key not in self._cache and key not in pending:
-                pending.add(key)
-                new_keys.append(key)
-                new_expr.append(expr)
-                new_states.append(state)
-        fresh: list[FitResult] = []
-        if new_expr:
-            results = list(self.evaluate(list(new_expr)))
-            if len(results) != len(new_expr):
-                raise RuntimeError(
-                    f"evaluate returned {len(results)} results for {len(new_expr)} expressions"
-                )
-            for key, expr, state, res in zip(new_keys, new_expr, new_states, results, strict=True):
-                if not isinstance(res, FitResult):
-                    raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
-                if res.complexity <= 0:
-                    try:
-                        res.complexity = self.grammar.complexity(expr)
-                    except ValueError:
-                        pass
-                r = float(self.reward(res))
-                if not math.isfinite(r):
-                    r = 0.0
-                self._cache[key] = res
-                self._rewards[key] = r
-                self._actions[key] = state.actions
-                for a in set(state.actions):
-                    self._prod_n[a] += 1
-                    self._prod_w[a] += r
-                self.evaluated.append(expr)
-                self.n_evaluations += 1
-                if r > self.best_reward:
-                    self.best_reward, self.best_result = r, res
-                fresh.append(res)
-            # callbacks only once the whole batch is cached: a callback that fits more
-            # expressions (local moves) then never refits one of this batch
-            if callback is not None:
-                for res in fresh:
-                    callback(res)
-        return [self._rewards[k] for k in keys], fresh
+    def _record(self, key: Any, expr: str, state: Derivation, res: FitResult) -> bool:
+        """Add one fitted completion to the transposition table (False if already there)."""
+        if not isinstance(res, FitResult):
+            raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
+        if key in self._cache:  # fitted meanwhile (a local move of the caller)
+            return False
+        if res.complexity <= 0:
+            try:
+                res.complexity = self.grammar.complexity(expr)
+            except ValueError:
+                pass
+        r = float(self.reward(res))
+        if not math.isfinite(r):
+            r = 0.0
+        self._cache[key] = res
+        self._rewards[key] = r
+        self._actions[key] = state.actions
+        for a in set(state.actions):
+            self._prod_n[a] += 1
+            self._prod_w[a] += r
+        self.evaluated.append(expr)
+        self.n_evaluations += 1
+        if r > self.best_reward:
+            self.best_reward, self.best_result = r, res
+        return True
+
+    def _fit_now(self, exprs: list[str]) -> list[FitResult]:
+        results = list(self.evaluate(list(exprs)))
+        if len(results) != len(exprs):
+            raise RuntimeError(
+                f"evaluate returned {len(results)} results for {len(exprs)} expressions"
+            )
+        return results
 
     def _rollout_weights(self) -> list[float] | None:
         """MAST weights: softmax of each production's mean reward (normalised, / ``mast``)."""
@@ -459,9 +484,28 @@ class MCTS(SearchEngine):
         return state.rollout(self._rng, cap, weights)
 
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
+        proposal = self._propose()
+        if proposal is not None:
+            self._inflight.append(proposal)
+        fresh: list[FitResult] = []
+        # commit the oldest proposals; with pipeline=p the newest p stay in flight
+        while self._inflight and (len(self._inflight) > self.pipeline or proposal is None):
+            fresh += self._commit(self._inflight[0], callback)
+            self._inflight.pop(0)
+            if proposal is None:
+                break  # selection was blocked by pending expansions: one commit frees it
+        if self.transplant and self.n_evaluations >= self._next_transplant:
+            self._transplant()
+            while self._next_transplant <= self.n_evaluations:
+                self._next_transplant += self.transplant_every
+        return fresh
+
+    def _propose(self) -> _Proposal | None:
+        """Select and expand ``leaves`` leaves, roll them out and send the new expressions."""
         weights = None
-        expansions: list[tuple[list[_Node], int, int, Derivation, list[Derivation]]] = []
-        self._pending = {}
+        virtual = self.leaves > 1 or self.pipeline > 0
+        loss = self._rmin if math.isfinite(self._rmin) else 0.0
+        prop = _Proposal([], [], [], [], loss if virtual else 0.0)
         try:
             for _ in range(self.leaves):
                 path = self._select()
@@ -477,29 +521,79 @@ class MCTS(SearchEngine):
                     if weights is None:
                         weights = self._rollout_weights()
                     completions = [self._rollout(state, weights) for _ in range(self.n_rollouts)]
-                expansions.append((path, j, action, state, completions))
-                if self.leaves > 1:
-                    self._virtual_loss(path, +1)
-            if not expansions:
-                return []
-            states = [c for *_, completions in expansions for c in completions]
-            rewards, fresh = self._evaluate_states(states, callback)
-            if self.leaves > 1:
-                for path, *_ in expansions:
-                    self._virtual_loss(path, -1)
+                prop.expansions.append((path, j, action, state, completions))
+                if virtual:
+                    self._virtual_loss(path, +1, loss)
+            if not prop.expansions:
+                return None
+            waiting = {k for p in self._inflight for k in p.new_keys}
+            for *_, completions in prop.expansions:
+                for state in completions:
+                    expr = state.expression()
+                    key = self._key(expr)
+                    prop.completions.append((key, expr, state))
+                    if key not in self._cache and key not in waiting:
+                        waiting.add(key)
+                        prop.new_keys.append(key)
+                        prop.new_expr.append(expr)
+            submit = getattr(self.evaluate, "submit", None)
+            if prop.new_expr and submit is not None and self.pipeline > 0:
+                prop.handle = submit(list(prop.new_expr))
         except BaseException:
-            # nothing is committed: give the drawn actions back, in reverse order
-            for path, j, action, *_ in reversed(expansions):
-                path[-1].untried.insert(j, action)
-                if self.leaves > 1:
-                    self._virtual_loss(path, -1)
+            self._withdraw(prop)
             raise
-        finally:
-            self._pending = {}
+        return prop
 
-        # commit the expansions only once the evaluation succeeded
+    def _withdraw(self, prop: _Proposal) -> None:
+        """Undo a proposal that will not be committed: actions back, virtual losses off."""
+        for path, j, action, *_ in reversed(prop.expansions):
+            path[-1].untried.insert(min(j, len(path[-1].untried)), action)
+            if prop.virtual_loss is not None and (self.leaves > 1 or self.pipeline > 0):
+                self._virtual_loss(path, -1, prop.virtual_loss)
+
+    def _commit(self, prop: _Proposal, callback) -> list[FitResult]:
+        """Collect a proposal's fits, record them, back the rewards up the tree."""
+        fresh: list[FitResult] = []
+        try:
+            if prop.new_expr:
+                if prop.handle is not None:
+                    results = list(prop.handle.result())
+                    if len(results) != len(prop.new_expr):
+                        raise RuntimeError(
+                            f"evaluate returned {len(results)} results for "
+                            f"{len(prop.new_expr)} expressions"
+                        )
+                else:
+                    results = self._fit_now(prop.new_expr)
+                states = {k: st for k, _, st in prop.completions}
+                for key, expr, res in zip(prop.new_keys, prop.new_expr, results, strict=True):
+                    if self._record(key, expr, states[key], res):
+                        fresh.append(res)
+            # anything still unknown (an earlier proposal that was withdrawn): fit it now
+            missing: dict[Any, tuple[str, Derivation]] = {}
+            for key, expr, state in prop.completions:
+                if key not in self._rewards and key not in missing:
+                    missing[key] = (expr, state)
+            if missing:
+                results = self._fit_now([e for e, _ in missing.values()])
+                for (key, (expr, state)), res in zip(missing.items(), results, strict=True):
+                    if self._record(key, expr, state, res):
+                        fresh.append(res)
+        except BaseException:
+            self._inflight.remove(prop)
+            self._withdraw(prop)
+            raise
+        # callbacks only once the whole batch is cached: a callback that fits more
+        # expressions (local moves) then never refits one of this batch
+        if callback is not None:
+            for res in fresh:
+                callback(res)
+        rewards = [self._rewards[k] for k, _, _ in prop.completions]
+        if self.leaves > 1 or self.pipeline > 0:
+            for path, *_ in prop.expansions:
+                self._virtual_loss(path, -1, prop.virtual_loss)
         k = 0
-        for path, _j, action, state, completions in expansions:
+        for path, _j, action, state, completions in prop.expansions:
             reward = max(rewards[k : k + len(completions)])
             k += len(completions)
             leaf = path[-1]
@@ -510,28 +604,24 @@ class MCTS(SearchEngine):
                 child.exhausted = True
             else:
                 child.untried = self._legal(child)
-            path.append(child)
             for node in path:
                 node.n += 1
                 node.w += reward
+            child.n += 1
+            child.w += reward
             self._rmin = min(self._rmin, reward)
             self._rmax = max(self._rmax, reward)
             if child.exhausted:
                 self._mark_exhausted(leaf)
             self.n_iterations += 1
-        if self.transplant and self.n_evaluations >= self._next_transplant:
-            self._transplant()
-            while self._next_transplant <= self.n_evaluations:
-                self._next_transplant += self.transplant_every
         return fresh
 
-    def _virtual_loss(self, path: list[_Node], sign: int) -> None:
-        """Count a pending expansion as a visit with the lowest reward seen (or undo it).
+    def _virtual_loss(self, path: list[_Node], sign: int, loss: float) -> None:
+        """Count a pending expansion as a visit with reward ``loss`` (or undo it).
 
-        Later selections of the same step then prefer other paths (tree parallelism with
-        virtual loss); nodes with pending expansions are never marked exhausted.
+        Later selections then prefer other paths (tree parallelism with virtual loss);
+        nodes with pending expansions are never marked exhausted.
         """
-        loss = self._rmin if math.isfinite(self._rmin) else 0.0
         for node in path:
             node.n += sign
             node.w += sign * loss

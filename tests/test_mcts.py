@@ -404,3 +404,81 @@ def test_canonical_keys_are_computed_once_per_expression():
     assert "_key_memo" not in search.state_dict()  # rebuilt, not checkpointed
     resumed = MCTS.from_state(search.state_dict(), evaluate_nguyen1, canonical=canonical)
     assert resumed._key_memo == {} and resumed.lookup(search.evaluated[0]) is not None
+
+
+class Deferred(Counting):
+    """Evaluator with ``submit``: fits only when the result is asked for (like workers)."""
+
+    def submit(self, expressions):
+        exprs = list(expressions)
+        box: dict = {}
+        outer = self
+
+        class Handle:
+            def result(self):
+                if "out" not in box:
+                    box["out"] = outer(exprs)
+                return box["out"]
+
+        return Handle()
+
+
+def test_pipelined_iterations_are_reproducible_resumable_and_complete():
+    def run(budget, pipeline, evaluate=None, seed=6):
+        search = MCTS(
+            NGUYEN,
+            evaluate or Deferred(evaluate_nguyen1),
+            max_length=20,
+            seed=seed,
+            pipeline=pipeline,
+        )
+        search.run(budget=budget)
+        return search
+
+    a, b = run(300, 1), run(300, 1)
+    assert a.evaluated == b.evaluated and a.evaluated != run(300, 0).evaluated
+    # an evaluator without submit gives the same sequence (fitted at commit time)
+    assert run(300, 1, evaluate=evaluate_nguyen1).evaluated == a.evaluated
+    assert len(set(a.evaluated)) == len(a.evaluated)
+    # pickled with an iteration in flight, resumed: the same sequence
+    part = run(120, 2)
+    assert part._inflight
+    resumed = pickle.loads(pickle.dumps(part))
+    assert all(p.handle is None for p in resumed._inflight)
+    resumed.evaluate = Deferred(evaluate_nguyen1)
+    resumed.run(budget=300)
+    assert resumed.evaluated == run(300, 2).evaluated
+    # virtual losses are all removed once nothing is in flight
+    search = run(200, 1)
+    while search._inflight:
+        search._commit(search._inflight.pop(0), None)
+    assert search._pending == {}
+
+    def check(node):
+        own = 0 if node is search.root else 1
+        assert node.n == own + sum(ch.n for ch in node.children.values())
+        for ch in node.children.values():
+            check(ch)
+
+    check(search.root)
+    solver = MCTS(NGUYEN, Deferred(evaluate_nguyen1), max_length=20, seed=0, pipeline=1)
+    solver.run(budget=3000, should_stop=lambda: solved(solver.best_result))
+    assert solved(solver.best_result)
+    with pytest.raises(ValueError, match="pipeline"):
+        MCTS(NGUYEN, evaluate_nguyen1, pipeline=-1)
+
+
+def test_pipelined_search_exhausts_a_finite_space_exactly_once():
+    lj = Grammar.load("lj")
+
+    def evaluate(expressions):
+        return [FitResult(e, complexity=1, rmse_train=len(e) / 100) for e in expressions]
+
+    one = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0)
+    one.run(budget=10**6)
+    for leaves in (1, 3):
+        deferred = Deferred(evaluate)
+        many = MCTS(lj, deferred, max_length=6, n_rollouts=3, seed=0, pipeline=2, leaves=leaves)
+        assert many.run(budget=10**6).exhausted
+        assert sorted(many.evaluated) == sorted(one.evaluated)
+        assert len(deferred.seen) == len(set(deferred.seen))  # nothing fitted twice
