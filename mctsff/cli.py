@@ -15,6 +15,21 @@ from collections.abc import Sequence
 from mctsff import __version__
 
 
+def _at_least(low: int):
+    """argparse type: an integer >= ``low`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 class UsageError(ValueError):
     """A bad command-line value (message names the option)."""
 
@@ -260,12 +275,18 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.99, help="SPL parsimony factor per complexity")
     p.add_argument("--exploration", type=float, default=1 / math.sqrt(2), help="UCT constant")
     p.add_argument("--max-length", type=int, default=16, help="productions per expression")
-    p.add_argument("--rollouts", type=int, default=10, help="rollouts per expansion")
+    p.add_argument("--rollouts", type=_at_least(1), default=10, help="rollouts per expansion")
     p.add_argument(
         "--leaves",
-        type=int,
+        type=_at_least(1),
         default=1,
         help="leaves expanded per MCTS iteration (virtual loss; their rollouts form one batch)",
+    )
+    p.add_argument(
+        "--pipeline",
+        type=_at_least(0),
+        default=0,
+        help="MCTS iterations kept in flight while workers fit (virtual loss)",
     )
     p.add_argument("--transplant", action="store_true", help="SPL module transplantation")
     p.add_argument(
@@ -346,6 +367,7 @@ def _run_search(args, fitter) -> int:
         max_length=args.max_length,
         n_rollouts=args.rollouts,
         leaves=args.leaves,
+        pipeline=args.pipeline,
         transplant=args.transplant,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,

@@ -228,7 +228,20 @@ class _GrammarComplexity:
         self.grammar = grammar
 
     def __call__(self, expressions: list[str]) -> list[FitResult]:
-        out = self.evaluator(expressions)
+        return self._complexity(self.evaluator(expressions))
+
+    def submit(self, expressions: list[str]):
+        """Start a batch (:meth:`Evaluator.submit`); ``result()`` sets the grammar complexity."""
+        batch = self.evaluator.submit(expressions)
+        wrapper = self
+
+        class _Batch:
+            def result(self) -> list[FitResult]:
+                return wrapper._complexity(batch.result())
+
+        return _Batch()
+
+    def _complexity(self, out: list[FitResult]) -> list[FitResult]:
         for res in out:
             if res.valid:
                 try:
@@ -329,6 +342,7 @@ def search(
     max_length: int = 16,
     n_rollouts: int = 10,
     leaves: int = 1,
+    pipeline: int = 0,
     transplant: bool = False,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
@@ -370,10 +384,12 @@ def search(
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
     resume
         Continue the search saved in ``out`` (same grammar and objective).
-    exploration, max_length, n_rollouts, leaves, transplant
+    exploration, max_length, n_rollouts, leaves, pipeline, transplant
         MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``leaves > 1`` expands
         that many leaves per iteration with virtual loss and evaluates all their
-        rollouts as one batch (larger batches for parallel workers).
+        rollouts as one batch; ``pipeline=1`` proposes the next iteration while
+        the workers still fit the previous one (both keep parallel workers busy;
+        results still do not depend on the number of workers).
     canonical
         Deduplicate expressions equal up to constant renaming (sympy form).
     reference_lines
@@ -480,6 +496,7 @@ def search(
             max_length=max_length,
             n_rollouts=n_rollouts,
             leaves=leaves,
+            pipeline=pipeline,
             seed=seed,
             transplant=transplant,
             canonical=key_fn,
