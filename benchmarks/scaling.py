@@ -3,9 +3,11 @@
 Prints markdown tables (no assertions on time):
 
 (a) **search throughput** on the shipped MP2 water dimers: the same seeded MCTS search
-    (same expressions fitted, reproducible across worker counts) with 1 worker (in
-    process), 2 worker processes and a Dask ``LocalCluster`` of 2 single-thread workers;
-    distinct fits per second and speed-up over 1 worker.
+    (same expressions fitted, reproducible across worker counts: the table checks it) with
+    1 worker (in process), 2 worker processes and a Dask ``LocalCluster`` of 2
+    single-thread workers, synchronous (``pipeline=0``, the default) and pipelined
+    (``pipeline=1``: the next iteration is proposed while the workers fit); distinct fits
+    per second and speed-up over 1 worker with the same pipeline setting.
 (b) **loss evaluation time vs number of pairs** on periodic bulk water (the shipped
     80 × 64-water DFT frames, intermolecular pairs within 6 Å; the largest sizes use the
     same frames replicated 3× along x, a periodic system whose forces are the same):
@@ -21,7 +23,8 @@ Prints markdown tables (no assertions on time):
 
 Usage::
 
-    python benchmarks/scaling.py [--quick] [--budget 300] [--skip-search] [--skip-loss]
+    python benchmarks/scaling.py [--quick] [--budget 300] [--pipelines 0 1]
+                                 [--skip-search] [--skip-loss]
 """
 
 from __future__ import annotations
@@ -61,13 +64,15 @@ def machine_line() -> str:
 
 
 # ----------------------------------------------------------------------------- (a) search
-def search_throughput(budget: int, seed: int, leaves: int | None = None) -> list[dict]:
+def search_throughput(
+    budget: int, seed: int, leaves: int | None = None, pipelines: tuple[int, ...] = (0, 1)
+) -> list[dict]:
+    """The same seeded search per evaluator, for each pipeline depth (speed-up vs 1 worker)."""
     from mctsff.search import search
 
     ds = load_dataset(data_file(DIMERS), 9.0)
     train, valid = ds.split(0.2, seed=0)
     fitter = Fitter(train, valid)
-    rows = []
     configs = [("1 worker (in process)", {"workers": 1}), ("2 processes", {"workers": 2})]
     try:
         from dask.distributed import Client, LocalCluster
@@ -75,36 +80,48 @@ def search_throughput(budget: int, seed: int, leaves: int | None = None) -> list
         configs.append(("Dask LocalCluster, 2 workers", {"dask": True}))
     except ImportError:
         print("dask.distributed not installed: the Dask row is skipped (pip install '.[dask]')")
-    for label, cfg in configs:
-        kw = {"workers": cfg.get("workers", 1)}
-        if leaves is not None:
-            kw["leaves"] = leaves
-        cluster = client = None
-        if cfg.get("dask"):
-            cluster = LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    rows = []
+    for pipeline in pipelines:
+        group = []
+        for label, cfg in configs:
+            kw: dict = {"workers": cfg.get("workers", 1), "pipeline": pipeline}
+            if leaves is not None:
+                kw["leaves"] = leaves
+            cluster = client = None
+            if cfg.get("dask"):
+                cluster = LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+                client = Client(cluster)
+                kw["scheduler"] = client
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                c0 = time.process_time()
+                res = search(fitter, "pair", budget=budget, seed=seed, **kw)
+                wall = time.perf_counter() - t0
+                cpu = time.process_time() - c0
+            if client is not None:
+                client.close()
+                cluster.close()
+            best = min((p.rmse_valid for p in res.front.points), default=float("nan"))
+            group.append(
+                {
+                    "label": label,
+                    "pipeline": pipeline,
+                    "fits": res.n_evaluations,
+                    "wall": wall,
+                    "parent_cpu": cpu,
+                    "best_valid": best,
+                    "sequence": hash(tuple(res.mcts.evaluated)),
+                }
             )
-            client = Client(cluster)
-            kw = {"scheduler": client, **({} if leaves is None else {"leaves": leaves})}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            c0 = time.process_time()
-            res = search(fitter, "pair", budget=budget, seed=seed, **kw)
-            wall = time.perf_counter() - t0
-            cpu = time.process_time() - c0
-        if client is not None:
-            client.close()
-            cluster.close()
-        n = res.n_evaluations
-        best = min((p.rmse_valid for p in res.front.points), default=float("nan"))
-        rows.append(
-            {"label": label, "fits": n, "wall": wall, "parent_cpu": cpu, "best_valid": best}
-        )
-    base = rows[0]["fits"] / rows[0]["wall"]
-    for r in rows:
-        r["rate"] = r["fits"] / r["wall"]
-        r["speedup"] = r["rate"] / base
+        base = group[0]["fits"] / group[0]["wall"]
+        for r in group:
+            r["rate"] = r["fits"] / r["wall"]
+            r["speedup"] = r["rate"] / base
+            r["same"] = r["sequence"] == group[0]["sequence"]
+        rows += group
     return rows
 
 
@@ -113,12 +130,15 @@ def print_search(rows: list[dict], budget: int) -> None:
         f"\n## (a) Search throughput: MCTS on {DIMERS} (cutoff 9 Å, split 0.2), "
         f"budget {budget} distinct fits, seed fixed\n"
     )
-    print("| evaluator | distinct fits | wall s | fits/s | speed-up vs 1 | best valid RMSE eV/Å |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| pipeline | evaluator | distinct fits | same sequence as 1 worker | wall s | fits/s "
+        "| speed-up vs 1 | best valid RMSE eV/Å |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['label']} | {r['fits']} | {r['wall']:.1f} | {r['rate']:.1f} | "
-            f"{r['speedup']:.2f}× | {r['best_valid']:.4g} |"
+            f"| {r['pipeline']} | {r['label']} | {r['fits']} | {'yes' if r['same'] else 'NO'} | "
+            f"{r['wall']:.1f} | {r['rate']:.1f} | {r['speedup']:.2f}× | {r['best_valid']:.4g} |"
         )
 
 
@@ -305,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--leaves", type=int, default=None, help="MCTS leaves per iteration (search default)"
     )
+    ap.add_argument(
+        "--pipelines", type=int, nargs="+", default=[0, 1], help="MCTS pipeline depths (0 1)"
+    )
     ap.add_argument("--skip-search", action="store_true")
     ap.add_argument("--skip-loss", action="store_true")
     args = ap.parse_args(argv)
@@ -314,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         rows, mem = loss_scaling(args.quick)
         print_loss(rows, mem)
     if not args.skip_search:
-        print_search(search_throughput(budget, args.seed, args.leaves), budget)
+        rows = search_throughput(budget, args.seed, args.leaves, tuple(args.pipelines))
+        print_search(rows, budget)
     sys.stdout.flush()
     return 0
 
