@@ -565,7 +565,9 @@ class MCTS(SearchEngine):
                         )
                 else:
                     results = self._fit_now(prop.new_expr)
-                states = {k: st for k, _, st in prop.completions}
+                states: dict[Any, Derivation] = {}
+                for key, _, state in prop.completions:
+                    states.setdefault(key, state)  # the completion whose expression was sent
                 for key, expr, res in zip(prop.new_keys, prop.new_expr, results, strict=True):
                     if self._record(key, expr, states[key], res):
                         fresh.append(res)
