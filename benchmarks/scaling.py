@@ -80,42 +80,46 @@ def search_throughput(
         configs.append(("Dask LocalCluster, 2 workers", {"dask": True}))
     except ImportError:
         print("dask.distributed not installed: the Dask row is skipped (pip install '.[dask]')")
-    rows = []
-    for pipeline in pipelines:
-        group = []
-        for label, cfg in configs:
-            kw: dict = {"workers": cfg.get("workers", 1), "pipeline": pipeline}
-            if leaves is not None:
-                kw["leaves"] = leaves
-            cluster = client = None
-            if cfg.get("dask"):
-                cluster = LocalCluster(
-                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-                )
-                client = Client(cluster)
-                kw["scheduler"] = client
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                t0 = time.perf_counter()
-                c0 = time.process_time()
-                res = search(fitter, "pair", budget=budget, seed=seed, **kw)
-                wall = time.perf_counter() - t0
-                cpu = time.process_time() - c0
-            if client is not None:
-                client.close()
-                cluster.close()
-            best = min((p.rmse_valid for p in res.front.points), default=float("nan"))
-            group.append(
-                {
-                    "label": label,
-                    "pipeline": pipeline,
-                    "fits": res.n_evaluations,
-                    "wall": wall,
-                    "parent_cpu": cpu,
-                    "best_valid": best,
-                    "sequence": hash(tuple(res.mcts.evaluated)),
-                }
+    # every local run first: a closed LocalCluster's processes linger for a while and
+    # slowed the run after it (measured: 32.6 s instead of 20.3 s)
+    runs = [(p, c) for c in configs if not c[1].get("dask") for p in pipelines]
+    runs += [(p, c) for c in configs if c[1].get("dask") for p in pipelines]
+    by_pipeline: dict[int, list[dict]] = {p: [] for p in pipelines}
+    for pipeline, (label, cfg) in runs:
+        kw: dict = {"workers": cfg.get("workers", 1), "pipeline": pipeline}
+        if leaves is not None:
+            kw["leaves"] = leaves
+        cluster = client = None
+        if cfg.get("dask"):
+            cluster = LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
             )
+            client = Client(cluster)
+            kw["scheduler"] = client
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            c0 = time.process_time()
+            res = search(fitter, "pair", budget=budget, seed=seed, **kw)
+            wall = time.perf_counter() - t0
+            cpu = time.process_time() - c0
+        if client is not None:
+            client.close()
+            cluster.close()
+        best = min((p.rmse_valid for p in res.front.points), default=float("nan"))
+        by_pipeline[pipeline].append(
+            {
+                "label": label,
+                "pipeline": pipeline,
+                "fits": res.n_evaluations,
+                "wall": wall,
+                "parent_cpu": cpu,
+                "best_valid": best,
+                "sequence": hash(tuple(res.mcts.evaluated)),
+            }
+        )
+    rows = []
+    for group in by_pipeline.values():
         base = group[0]["fits"] / group[0]["wall"]
         for r in group:
             r["rate"] = r["fits"] / r["wall"]
