@@ -145,6 +145,24 @@ def test_search_then_resume(tmp_path):
     assert "60" in p.stdout or "6" in p.stdout
 
 
+def test_pipelined_parallel_search_resumes_to_the_same_front(tmp_path):
+    common = ["--seed", "3", "--no-progress", "--starts", "2", "--pipeline", "1"]
+
+    def front(out):
+        return [p["expression"] for p in json.loads((out / "pareto.json").read_text())]
+
+    whole = tmp_path / "whole"
+    p = mctsff("search", DIMERS, "--budget", "40", "--out", str(whole), "--workers", "2", *common)
+    assert p.returncode == 0, p.stderr
+    split = tmp_path / "split"
+    p = mctsff("search", DIMERS, "--budget", "20", "--out", str(split), *common)
+    assert p.returncode == 0, p.stderr
+    p = mctsff("search", DIMERS, "--budget", "40", "--out", str(split), "--resume", *common)
+    assert p.returncode == 0, p.stderr
+    # one worker then a resume (an iteration was in flight at the checkpoint) = two workers at once
+    assert front(split) == front(whole)
+
+
 def test_ctrl_c_writes_the_front(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
