@@ -66,6 +66,17 @@ class SearchEngine:
         key = self._key(expression)
         if key in self._cache:
             return False
+        self._store(key, expression, result, ())
+        return True
+
+    def _store(
+        self, key: Any, expression: str, result: FitResult, actions: tuple[int, ...]
+    ) -> float:
+        """Put a new result in the transposition table and the counters; return its reward.
+
+        A result without a complexity (``<= 0``) gets the grammar's; a non-finite reward
+        counts as 0.
+        """
         if result.complexity <= 0:
             try:
                 result.complexity = self.grammar.complexity(expression)
@@ -76,12 +87,12 @@ class SearchEngine:
             r = 0.0
         self._cache[key] = result
         self._rewards[key] = r
-        self._actions[key] = ()
+        self._actions[key] = actions
         self.evaluated.append(expression)
         self.n_evaluations += 1
         if r > self.best_reward:
             self.best_reward, self.best_result = r, result
-        return True
+        return r
 
     def run(
         self,

@@ -540,21 +540,7 @@ class GP(SearchEngine):
                 raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
         out: list[FitResult] = []
         for (actions, expr, key), res in zip(fresh, results, strict=True):
-            if res.complexity <= 0:
-                try:
-                    res.complexity = self.grammar.complexity(expr)
-                except ValueError:
-                    pass
-            r = float(self.reward(res))
-            if not math.isfinite(r):
-                r = 0.0
-            self._cache[key] = res
-            self._rewards[key] = r
-            self._actions[key] = actions
-            self.evaluated.append(expr)
-            self.n_evaluations += 1
-            if r > self.best_reward:
-                self.best_reward, self.best_result = r, res
+            self._store(key, expr, res, actions)
             out.append(res)
         # callbacks only once the whole batch is in the cache: a callback that fits
         # more expressions (local moves, :meth:`record`) then never refits one of them

@@ -434,24 +434,10 @@ class MCTS(SearchEngine):
             raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
         if key in self._cache:  # fitted meanwhile (a local move of the caller)
             return False
-        if res.complexity <= 0:
-            try:
-                res.complexity = self.grammar.complexity(expr)
-            except ValueError:
-                pass
-        r = float(self.reward(res))
-        if not math.isfinite(r):
-            r = 0.0
-        self._cache[key] = res
-        self._rewards[key] = r
-        self._actions[key] = state.actions
+        r = self._store(key, expr, res, state.actions)
         for a in set(state.actions):
             self._prod_n[a] += 1
             self._prod_w[a] += r
-        self.evaluated.append(expr)
-        self.n_evaluations += 1
-        if r > self.best_reward:
-            self.best_reward, self.best_result = r, res
         return True
 
     def _fit_now(self, exprs: list[str]) -> list[FitResult]:
