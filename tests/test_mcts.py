@@ -309,6 +309,18 @@ def test_resume_state_saved_before_rollout_policies():
     assert old.evaluated == search.evaluated
 
 
+def assert_visit_counts(search: MCTS) -> None:
+    """Every node's count is its own expansion plus its children's (no virtual visit left)."""
+
+    def check(node):
+        own = 0 if node is search.root else 1
+        assert node.n == own + sum(ch.n for ch in node.children.values())
+        for ch in node.children.values():
+            check(ch)
+
+    check(search.root)
+
+
 def test_several_leaves_per_iteration_batch_their_rollouts():
     counting = Counting(evaluate_nguyen1)
     search = MCTS(NGUYEN, counting, max_length=20, seed=3, leaves=4, n_rollouts=3)
@@ -320,45 +332,21 @@ def test_several_leaves_per_iteration_batch_their_rollouts():
     assert counting.calls == 3 and len(counting.seen) <= 1 * 3 + 8 * 3
     assert search._pending == {}
 
-    # no virtual visit is left behind: every node's count is the number of backups through it
-    def check(node):
-        own = 0 if node is search.root else 1  # its own expansion
-        assert node.n == own + sum(ch.n for ch in node.children.values())
-        for ch in node.children.values():
-            check(ch)
-
     assert search.root.n == 8
-    check(search.root)
+    assert_visit_counts(search)
     # reproducible, resumable, and it still solves Nguyen-1
     assert run_sequence(3, 200, leaves=4) == run_sequence(3, 200, leaves=4)
     assert run_sequence(3, 200, leaves=4) != run_sequence(3, 200)
-    full = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2, leaves=3)
-    full.run(budget=300)
     part = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2, leaves=3)
     part.run(budget=100)
     resumed = pickle.loads(pickle.dumps(part))
     resumed.run(budget=300)
-    assert resumed.evaluated == full.evaluated
+    assert resumed.evaluated == run_sequence(2, 300, leaves=3)
     search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0, leaves=4)
     search.run(budget=3000, should_stop=lambda: solved(search.best_result))
     assert solved(search.best_result)
     with pytest.raises(ValueError, match="leaves"):
         MCTS(NGUYEN, evaluate_nguyen1, leaves=0)
-
-
-def test_several_leaves_exhaust_a_finite_space_exactly_once():
-    lj = Grammar.load("lj")
-
-    def evaluate(expressions):
-        return [FitResult(e, complexity=1, rmse_train=len(e) / 100) for e in expressions]
-
-    one = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0)
-    one.run(budget=10**6)
-    many = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0, leaves=5)
-    progress = many.run(budget=10**6)
-    assert progress.exhausted
-    assert sorted(many.evaluated) == sorted(one.evaluated)
-    assert len(set(many.evaluated)) == len(many.evaluated)
 
 
 def test_failed_batch_of_leaves_commits_nothing():
@@ -454,13 +442,7 @@ def test_pipelined_iterations_are_reproducible_resumable_and_complete():
         search._commit(search._inflight.pop(0), None)
     assert search._pending == {}
 
-    def check(node):
-        own = 0 if node is search.root else 1
-        assert node.n == own + sum(ch.n for ch in node.children.values())
-        for ch in node.children.values():
-            check(ch)
-
-    check(search.root)
+    assert_visit_counts(search)
     solver = MCTS(NGUYEN, Deferred(evaluate_nguyen1), max_length=20, seed=0, pipeline=1)
     solver.run(budget=3000, should_stop=lambda: solved(solver.best_result))
     assert solved(solver.best_result)
@@ -468,7 +450,8 @@ def test_pipelined_iterations_are_reproducible_resumable_and_complete():
         MCTS(NGUYEN, evaluate_nguyen1, pipeline=-1)
 
 
-def test_pipelined_search_exhausts_a_finite_space_exactly_once():
+@pytest.mark.parametrize("leaves, pipeline", [(5, 0), (1, 2), (3, 2)])
+def test_virtual_losses_still_enumerate_a_finite_space_exactly_once(leaves, pipeline):
     lj = Grammar.load("lj")
 
     def evaluate(expressions):
@@ -476,9 +459,8 @@ def test_pipelined_search_exhausts_a_finite_space_exactly_once():
 
     one = MCTS(lj, evaluate, max_length=6, n_rollouts=3, seed=0)
     one.run(budget=10**6)
-    for leaves in (1, 3):
-        deferred = Deferred(evaluate)
-        many = MCTS(lj, deferred, max_length=6, n_rollouts=3, seed=0, pipeline=2, leaves=leaves)
-        assert many.run(budget=10**6).exhausted
-        assert sorted(many.evaluated) == sorted(one.evaluated)
-        assert len(deferred.seen) == len(set(deferred.seen))  # nothing fitted twice
+    deferred = Deferred(evaluate)
+    many = MCTS(lj, deferred, max_length=6, n_rollouts=3, seed=0, pipeline=pipeline, leaves=leaves)
+    assert many.run(budget=10**6).exhausted
+    assert sorted(many.evaluated) == sorted(one.evaluated)
+    assert len(deferred.seen) == len(set(deferred.seen))  # nothing fitted twice
