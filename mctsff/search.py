@@ -409,8 +409,9 @@ def search(
         a per-candidate time limit in seconds.  Results do not depend on them.
     prune
         Local move: when a result enters the front, also fit it with each
-        top-level term removed (MCTS often finds the right form plus a term
-        fitted to ~0; this recovers the form itself).
+        top-level term removed, and with each r-dependent factor of a term
+        removed (searches often find the right form plus a term fitted to ~0,
+        or times a factor the fit saturates to 1; this recovers the form itself).
     grow
         Local move: when a result enters the front, also fit it plus each
         top-level term of the other front members (fresh constants), i.e. a
@@ -608,7 +609,8 @@ def term_key(term: str) -> str:
 class _LocalMoves:
     """Prune/grow moves around new front members, sharing the tree's transposition table.
 
-    *Prune* fits a new front member with each top-level term removed. *Grow* fits
+    *Prune* fits a new front member with each top-level term, or one r-dependent factor
+    of a term, removed. *Grow* fits
     the best front members plus one more term from a library: the terms of the
     front members and the simplest terms met anywhere in the search.
     """
