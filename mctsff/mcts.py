@@ -129,15 +129,13 @@ class _Node:
 class _Proposal:
     """Leaves expanded and rolled out whose expressions are being fitted (internal)."""
 
-    __slots__ = ("expansions", "completions", "new_keys", "new_expr", "virtual_loss", "handle")
+    __slots__ = ("expansions", "completions", "new", "virtual_loss", "handle")
 
-    def __init__(self, expansions, completions, new_keys, new_expr, virtual_loss) -> None:
-        self.expansions: list[tuple[list[_Node], int, int, Derivation, list[Derivation]]]
-        self.expansions = expansions
-        self.completions: list[tuple[Any, str, Derivation]] = completions  # key, expr, state
-        self.new_keys: list[Any] = new_keys  # sent to the evaluator by this proposal
-        self.new_expr: list[str] = new_expr
-        self.virtual_loss: float = virtual_loss
+    def __init__(self, virtual_loss: float | None) -> None:
+        self.expansions: list[tuple[list[_Node], int, int, Derivation, list[Derivation]]] = []
+        self.completions: list[tuple[Any, str, Derivation]] = []  # key, expression, state
+        self.new: list[tuple[Any, str, Derivation]] = []  # those this proposal sends to fit
+        self.virtual_loss = virtual_loss  # on every path while in flight (None: not applied)
         self.handle: Any = None  # the evaluator's batch (not checkpointed: refitted)
 
     def __getstate__(self):
@@ -340,7 +338,7 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("_inflight", [])
         self._pending = {}
         for prop in self._inflight:  # their virtual losses are in the saved tree already
-            if self.leaves > 1 or self.pipeline > 0:
+            if prop.virtual_loss is not None:
                 for path, *_ in prop.expansions:
                     for node in path:
                         self._pending[id(node)] = self._pending.get(id(node), 0) + 1
@@ -441,7 +439,12 @@ class MCTS(SearchEngine):
         return True
 
     def _fit_now(self, exprs: list[str]) -> list[FitResult]:
-        results = list(self.evaluate(list(exprs)))
+        return self._checked(self.evaluate(list(exprs)), exprs)
+
+    @staticmethod
+    def _checked(results, exprs: list[str]) -> list[FitResult]:
+        """``results`` as a list, after checking there is one per expression."""
+        results = list(results)
         if len(results) != len(exprs):
             raise RuntimeError(
                 f"evaluate returned {len(results)} results for {len(exprs)} expressions"
@@ -489,9 +492,8 @@ class MCTS(SearchEngine):
     def _propose(self) -> _Proposal | None:
         """Select and expand ``leaves`` leaves, roll them out and send the new expressions."""
         weights = None
-        virtual = self.leaves > 1 or self.pipeline > 0
         loss = self._rmin if math.isfinite(self._rmin) else 0.0
-        prop = _Proposal([], [], [], [], loss if virtual else 0.0)
+        prop = _Proposal(loss if self.leaves > 1 or self.pipeline > 0 else None)
         try:
             for _ in range(self.leaves):
                 path = self._select()
@@ -508,11 +510,11 @@ class MCTS(SearchEngine):
                         weights = self._rollout_weights()
                     completions = [self._rollout(state, weights) for _ in range(self.n_rollouts)]
                 prop.expansions.append((path, j, action, state, completions))
-                if virtual:
-                    self._virtual_loss(path, +1, loss)
+                if prop.virtual_loss is not None:
+                    self._virtual_loss(path, +1, prop.virtual_loss)
             if not prop.expansions:
                 return None
-            waiting = {k for p in self._inflight for k in p.new_keys}
+            waiting = {key for p in self._inflight for key, _, _ in p.new}
             for *_, completions in prop.expansions:
                 for state in completions:
                     expr = state.expression()
@@ -520,11 +522,10 @@ class MCTS(SearchEngine):
                     prop.completions.append((key, expr, state))
                     if key not in self._cache and key not in waiting:
                         waiting.add(key)
-                        prop.new_keys.append(key)
-                        prop.new_expr.append(expr)
+                        prop.new.append((key, expr, state))
             submit = getattr(self.evaluate, "submit", None)
-            if prop.new_expr and submit is not None and self.pipeline > 0:
-                prop.handle = submit(list(prop.new_expr))
+            if prop.new and submit is not None and self.pipeline > 0:
+                prop.handle = submit([expr for _, expr, _ in prop.new])
         except BaseException:
             self._withdraw(prop)
             raise
@@ -534,28 +535,21 @@ class MCTS(SearchEngine):
         """Undo a proposal that will not be committed: actions back, virtual losses off."""
         for path, j, action, *_ in reversed(prop.expansions):
             path[-1].untried.insert(min(j, len(path[-1].untried)), action)
-            if prop.virtual_loss is not None and (self.leaves > 1 or self.pipeline > 0):
+            if prop.virtual_loss is not None:
                 self._virtual_loss(path, -1, prop.virtual_loss)
 
     def _commit(self, prop: _Proposal, callback) -> list[FitResult]:
         """Collect a proposal's fits, record them, back the rewards up the tree."""
         fresh: list[FitResult] = []
         try:
-            if prop.new_expr:
+            if prop.new:
+                exprs = [expr for _, expr, _ in prop.new]
                 if prop.handle is not None:
-                    results = list(prop.handle.result())
-                    if len(results) != len(prop.new_expr):
-                        raise RuntimeError(
-                            f"evaluate returned {len(results)} results for "
-                            f"{len(prop.new_expr)} expressions"
-                        )
+                    results = self._checked(prop.handle.result(), exprs)
                 else:
-                    results = self._fit_now(prop.new_expr)
-                states: dict[Any, Derivation] = {}
-                for key, _, state in prop.completions:
-                    states.setdefault(key, state)  # the completion whose expression was sent
-                for key, expr, res in zip(prop.new_keys, prop.new_expr, results, strict=True):
-                    if self._record(key, expr, states[key], res):
+                    results = self._fit_now(exprs)
+                for (key, expr, state), res in zip(prop.new, results, strict=True):
+                    if self._record(key, expr, state, res):
                         fresh.append(res)
             # anything still unknown (an earlier proposal that was withdrawn): fit it now
             missing: dict[Any, tuple[str, Derivation]] = {}
@@ -577,7 +571,7 @@ class MCTS(SearchEngine):
             for res in fresh:
                 callback(res)
         rewards = [self._rewards[k] for k, _, _ in prop.completions]
-        if self.leaves > 1 or self.pipeline > 0:
+        if prop.virtual_loss is not None:
             for path, *_ in prop.expansions:
                 self._virtual_loss(path, -1, prop.virtual_loss)
         k = 0
