@@ -271,9 +271,10 @@ class Evaluator:
             return Batch(self, exprs, list, t0)
         if self._client is not None:
             return Batch(self, exprs, self._dask(exprs), t0)
+        first: list[FitResult] = []
+        rest = exprs
         if self.workers > 1 and (self.timeout is not None or len(exprs) > 1):
             self.start(wait=self.timeout is not None)
-            first: list[FitResult] = []
             while len(first) < len(exprs) and not self.ready:
                 # workers still starting: fit here meanwhile (no time limit is set)
                 first.append(fit_one(self.fitter, exprs[len(first)]))
@@ -282,9 +283,7 @@ class Evaluator:
             if len(rest) > 1 or (rest and self.timeout is not None):
                 collect = self._local(rest)
                 return Batch(self, exprs, lambda: first + collect(), t0)
-            first += [fit_one(self.fitter, e) for e in rest]
-            return Batch(self, exprs, lambda: first, t0)
-        out = [fit_one(self.fitter, e) for e in exprs]
+        out = first + [fit_one(self.fitter, e) for e in rest]
         return Batch(self, exprs, lambda: out, t0)
 
     def _account(self, exprs: list[str], out: list[FitResult], t0: float) -> None:
@@ -322,13 +321,11 @@ class Evaluator:
         return None if self.timeout is None else self.timeout * len(chunk)
 
     def _n_constants(self, expression: str) -> int:
-        """Fitted constants of an expression (0 if it does not parse): its expected cost."""
-        from mctsff.program import Program
-
-        variables = tuple(getattr(getattr(self.fitter, "options", None), "variables", ("r",)))
+        """Fitted constants of an expression, its expected cost (0 if the fitter cannot say)."""
+        compile_ = getattr(self.fitter, "compile", None)  # Fitter, RegressionFitter
         try:
-            return len(Program.from_string(expression, variables).constants)
-        except Exception:
+            return len(compile_(expression).constants) if compile_ is not None else 0
+        except Exception:  # an expression that does not compile fails fast in the worker
             return 0
 
     def _local(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
