@@ -71,9 +71,9 @@ from mctsff.grammar import Grammar
 from mctsff.mcts import Progress
 from mctsff.result import FitResult
 from mctsff.reward import Reward, get_reward
-from mctsff.tree import Derivation, derive
+from mctsff.tree import Derivation, derive, subtree_end
 
-__all__ = ["GP", "find_derivation", "subtree_end"]
+__all__ = ["GP", "find_derivation"]
 
 Evaluate = Callable[[list[str]], Sequence[FitResult]]
 
@@ -81,39 +81,6 @@ _MEMO_SIZE = 100_000  # entries of the (not checkpointed) yield memo
 
 #: An individual: (production indices, expression, transposition key).
 Individual = tuple[tuple[int, ...], str, Any]
-
-
-def subtree_end(grammar: Grammar, actions: Sequence[int], i: int) -> int:
-    """End (exclusive) of the sub-derivation that starts at position ``i``.
-
-    Parameters
-    ----------
-    grammar
-        The grammar of the derivation.
-    actions
-        Production indices of a leftmost derivation (complete or not).
-    i
-        Position of the production expanding the nonterminal occurrence.
-
-    Returns
-    -------
-    int
-        ``j`` such that ``actions[i:j]`` expands that occurrence completely.
-
-    Raises
-    ------
-    ValueError
-        When the sub-derivation is incomplete.
-    """
-    nnt = grammar._tables.prod_nnt
-    count, j = 1, i
-    n = len(actions)
-    while count > 0:
-        if j >= n:
-            raise ValueError(f"sub-derivation at {i} is incomplete")
-        count += nnt[actions[j]] - 1
-        j += 1
-    return j
 
 
 def find_derivation(

@@ -22,9 +22,9 @@ import numpy as np
 from mctsff.grammar import Grammar, Production
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["Derivation", "derive"]
+__all__ = ["Derivation", "complete_subtrees", "derive", "subtree_end"]
 
 
 class Derivation:
@@ -301,3 +301,55 @@ class Derivation:
 def derive(grammar: Grammar, actions: Iterable[int | Production]) -> Derivation:
     """Derivation obtained by applying ``actions`` from the start symbol."""
     return Derivation.initial(grammar).apply_all(actions)
+
+
+def subtree_end(grammar: Grammar, actions: Sequence[int], i: int) -> int:
+    """End (exclusive) of the sub-derivation that starts at position ``i``.
+
+    Parameters
+    ----------
+    grammar
+        The grammar of the derivation.
+    actions
+        Production indices of a leftmost derivation (complete or not).
+    i
+        Position of the production expanding the nonterminal occurrence.
+
+    Returns
+    -------
+    int
+        ``j`` such that ``actions[i:j]`` expands that occurrence completely.
+
+    Raises
+    ------
+    ValueError
+        When the sub-derivation is incomplete.
+    """
+    nnt = grammar._tables.prod_nnt
+    count, j = 1, i
+    n = len(actions)
+    while count > 0:
+        if j >= n:
+            raise ValueError(f"sub-derivation at {i} is incomplete")
+        count += nnt[actions[j]] - 1
+        j += 1
+    return j
+
+
+def complete_subtrees(
+    grammar: Grammar, actions: Sequence[int]
+) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """Every complete sub-derivation below the root of a derivation.
+
+    Yields
+    ------
+    tuple[int, tuple[int, ...]]
+        ``(left-hand side nonterminal index, production indices)`` for each
+        position ``i >= 1`` whose expansion is complete within ``actions``.
+    """
+    for i in range(1, len(actions)):
+        try:
+            j = subtree_end(grammar, actions, i)
+        except ValueError:
+            continue
+        yield grammar._tables.prod_lhs[actions[i]], tuple(actions[i:j])

@@ -12,13 +12,13 @@ import pytest
 import sympy
 
 from mctsff.fit import Fitter
-from mctsff.gp import GP, find_derivation, subtree_end
+from mctsff.gp import GP, find_derivation
 from mctsff.grammar import Grammar
 from mctsff.program import Program
 from mctsff.regression import RegressionFitter, nguyen
 from mctsff.result import FitResult
 from mctsff.search import SearchError, canonical_key, search
-from mctsff.tree import Derivation
+from mctsff.tree import Derivation, subtree_end
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_mcts import NGUYEN, Counting, evaluate_nguyen1, solved  # noqa: E402
