@@ -30,6 +30,17 @@ def _at_least(low: int):
     return parse
 
 
+def _probability(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 class UsageError(ValueError):
     """A bad command-line value (message names the option)."""
 
@@ -290,6 +301,13 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--transplant", action="store_true", help="SPL module transplantation")
     p.add_argument(
+        "--elite",
+        type=_probability,
+        default=0.0,
+        help="MCTS rollouts copy a sub-derivation of one of the 10 best expressions at each "
+        "step with this probability (default 0: off)",
+    )
+    p.add_argument(
         "--method",
         choices=["mcts", "gp"],
         default="mcts",
@@ -369,6 +387,7 @@ def _run_search(args, fitter) -> int:
         leaves=args.leaves,
         pipeline=args.pipeline,
         transplant=args.transplant,
+        elite=args.elite,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,

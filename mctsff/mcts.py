@@ -41,6 +41,11 @@ and is checked between iterations, so a run may overshoot it by at most
 is pickled (or saved with :meth:`MCTS.state_dict`) and resumed produce exactly
 the same sequence of evaluations as an uninterrupted one.
 
+Building blocks of the best expressions can be reused in two ways.  *Elite
+rollouts* (``elite=p``): a rollout copies, with probability ``p`` at each
+nonterminal, a complete sub-derivation of that nonterminal from one of the
+``elite_top`` best expressions so far (a recombination of good parts inside the
+simulation, in the spirit of GP's subtree crossover).
 Module transplantation (SPL, Sun et al. 2023) is available with
 ``transplant=True``: every ``transplant_every`` evaluations the complete
 sub-derivations (2 to ``transplant_max_length`` productions) of the best
@@ -50,6 +55,7 @@ left-hand side is the leftmost nonterminal.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,9 +68,10 @@ from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.result import FitResult
 from mctsff.reward import Reward, get_reward
-from mctsff.tree import Derivation
+from mctsff.tree import Derivation, complete_subtrees
 
 __all__ = ["MCTS", "Progress", "ROLLOUTS"]
+
 
 #: Rollout policies (see :class:`MCTS`).
 ROLLOUTS = ("mixed", "ramped", "uniform")
@@ -172,6 +179,14 @@ class MCTS(SearchEngine):
     mast
         Temperature of the MAST rollout weights (default 0.2; ``0`` draws
         productions uniformly).
+    elite, elite_top
+        Building-block reuse in the rollouts (default ``elite=0``: off).  At each
+        nonterminal a rollout copies, with probability ``elite``, a complete
+        sub-derivation of that nonterminal taken from one of the ``elite_top``
+        best expressions so far (when one fits the rollout's length cap), and
+        otherwise draws one production as usual.  Sums of repeated blocks (the
+        Nguyen polynomials) are found far sooner; on the force-field suite it
+        costs recoveries (benchmarks/README.md).
     pipeline
         Iterations kept in flight (default 0).  With ``pipeline=p`` an iteration
         proposes its leaves and sends their rollouts to ``evaluate.submit`` (when
@@ -221,7 +236,7 @@ class MCTS(SearchEngine):
     """
 
     method = "mcts"
-    _transient = (*SearchEngine._transient, "_pending")
+    _transient = (*SearchEngine._transient, "_pending", "_elite_subs", "_elite_at")
 
     def __init__(
         self,
@@ -244,6 +259,8 @@ class MCTS(SearchEngine):
         mast: float = 0.2,
         leaves: int = 1,
         pipeline: int = 0,
+        elite: float = 0.0,
+        elite_top: int = 10,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -276,6 +293,14 @@ class MCTS(SearchEngine):
         if mast < 0:
             raise ValueError("mast must be >= 0")
         self.mast = float(mast)
+        if not 0 <= elite <= 1:
+            raise ValueError("elite must be in [0, 1]")
+        if elite_top < 1:
+            raise ValueError("elite_top must be >= 1")
+        self.elite = float(elite)
+        self.elite_top = int(elite_top)
+        self._elite_at = -1  # n_evaluations when the elite subtrees were last collected
+        self._elite_subs: dict[int, list[tuple[int, ...]]] = {}
         self.seed = seed
         self.normalise = bool(normalise)
         self.transplant = bool(transplant)
@@ -335,6 +360,9 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("mast", 0.0)
         self.__dict__.setdefault("leaves", 1)
         self.__dict__.setdefault("pipeline", 0)
+        self.__dict__.setdefault("elite", 0.0)
+        self.__dict__.setdefault("elite_top", 10)
+        self._elite_at, self._elite_subs = -1, {}
         self.__dict__.setdefault("_inflight", [])
         self._pending = {}
         for prop in self._inflight:  # their virtual losses are in the saved tree already
@@ -470,7 +498,50 @@ class MCTS(SearchEngine):
             cap = int(self._rng.integers(lo, cap + 1))
         elif self.rollout == "mixed":
             cap = min(int(self._rng.integers(lo, 2 * cap - lo + 2)), cap)
+        if self.elite > 0:
+            return self._elite_rollout(state, cap, weights)
         return state.rollout(self._rng, cap, weights)
+
+    def _elite_subtrees(self) -> dict[int, list[tuple[int, ...]]]:
+        """Complete sub-derivations of the ``elite_top`` best expressions, by nonterminal."""
+        if self._elite_at != self.n_evaluations:
+            self._elite_at = self.n_evaluations
+            ranked = heapq.nlargest(self.elite_top, self._rewards.items(), key=lambda kv: kv[1])
+            subs: dict[int, list[tuple[int, ...]]] = {}
+            seen = set()
+            for key, reward in ranked:
+                if reward <= 0:
+                    continue
+                for nt, actions in complete_subtrees(self.grammar, self._actions.get(key, ())):
+                    if (nt, actions) not in seen:
+                        seen.add((nt, actions))
+                        subs.setdefault(nt, []).append(actions)
+            self._elite_subs = subs
+        return self._elite_subs
+
+    def _elite_rollout(
+        self, state: Derivation, cap: int, weights: list[float] | None
+    ) -> Derivation:
+        """A rollout that, at each nonterminal, copies with probability ``elite`` a complete
+        sub-derivation of one of the best expressions found (when it fits within ``cap``)."""
+        subs = self._elite_subtrees()
+        rng = self._rng
+        while not state.is_complete:
+            nt = state._stack[-1]
+            room = state._budget(cap)
+            options = subs.get(nt)
+            if options and rng.random() < self.elite:
+                fits = [a for a in options if len(a) <= room]
+                if fits:
+                    state = state.apply_all(fits[int(rng.integers(len(fits)))])
+                    continue
+            legal = state.legal_actions(cap)
+            if weights is None:
+                state = state.apply(legal[int(rng.integers(len(legal)))])
+            else:
+                w = np.array([weights[a] for a in legal])
+                state = state.apply(legal[int(rng.choice(len(legal), p=w / w.sum()))])
+        return state
 
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
         proposal = self._propose()
@@ -614,17 +685,11 @@ class MCTS(SearchEngine):
 
     # ------------------------------------------------------------------ transplantation
     def _subtrees(self, actions: tuple[int, ...]) -> list[tuple[int, tuple[int, ...]]]:
-        tab = self.grammar._tables
-        out = []
-        for i in range(1, len(actions)):
-            count, j = 1, i
-            while count > 0 and j < len(actions):
-                count += tab.prod_nnt[actions[j]] - 1
-                j += 1
-            length = j - i
-            if count == 0 and 2 <= length <= self.transplant_max_length:
-                out.append((tab.prod_lhs[actions[i]], actions[i:j]))
-        return out
+        return [
+            (nt, sub)
+            for nt, sub in complete_subtrees(self.grammar, actions)
+            if 2 <= len(sub) <= self.transplant_max_length
+        ]
 
     def _transplant(self) -> None:
         if len(self.macros) >= self.max_macros:

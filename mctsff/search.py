@@ -344,6 +344,7 @@ def search(
     leaves: int = 1,
     pipeline: int = 0,
     transplant: bool = False,
+    elite: float = 0.0,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -384,8 +385,12 @@ def search(
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
     resume
         Continue the search saved in ``out`` (same grammar and objective).
-    exploration, max_length, n_rollouts, leaves, pipeline, transplant
-        MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``leaves > 1`` expands
+    exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite
+        MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``elite=p`` makes the
+        rollouts reuse building blocks: at each step a rollout copies, with
+        probability ``p``, a complete sub-derivation of one of the 10 best
+        expressions so far (off by default; see benchmarks/README.md for where it
+        helps and where it hurts); ``leaves > 1`` expands
         that many leaves per iteration with virtual loss and evaluates all their
         rollouts as one batch; ``pipeline=1`` proposes the next iteration while
         the workers still fit the previous one (both keep parallel workers busy;
@@ -500,6 +505,7 @@ def search(
             pipeline=pipeline,
             seed=seed,
             transplant=transplant,
+            elite=elite,
             canonical=key_fn,
         )
     if out_path is not None:

@@ -464,3 +464,45 @@ def test_virtual_losses_still_enumerate_a_finite_space_exactly_once(leaves, pipe
     assert many.run(budget=10**6).exhausted
     assert sorted(many.evaluated) == sorted(one.evaluated)
     assert len(deferred.seen) == len(set(deferred.seen))  # nothing fitted twice
+
+
+def test_elite_rollouts_copy_sub_derivations_of_the_best_expressions():
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2, elite=1.0, elite_top=5)
+    search.run(budget=200)
+    top = sorted(search._rewards, key=search._rewards.get, reverse=True)[:5]
+    best = {search._key(search._cache[k].expression) for k in top}
+    subs = search._elite_subtrees()
+    g = search.grammar
+    for nt, actions in (x for lhs, acts in subs.items() for x in ((lhs, a) for a in acts)):
+        assert g.productions[actions[0]].lhs == g.nonterminals[nt]  # rooted at its nonterminal
+        assert 1 <= len(actions) < search.max_length
+    # from the start symbol, a rollout that copies whenever it can often rebuilds a best one
+    # (uniform rollouts: the length cap admits every best expression)
+    search.rollout = "uniform"
+    start = search.root.state
+    rollouts = [search._rollout(start) for _ in range(200)]
+    assert all(d.is_complete and d.n_productions <= search.max_length for d in rollouts)
+    share = np.mean([search._key(d.expression()) in best for d in rollouts])
+    plain = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=2)
+    plain.run(budget=200)
+    plain.rollout = "uniform"
+    share_plain = np.mean([plain._key(plain._rollout(start).expression()) in best
+                           for _ in range(200)])  # fmt: skip
+    assert share > 0.3 and share > 3 * share_plain
+    with pytest.raises(ValueError, match="elite"):
+        MCTS(NGUYEN, evaluate_nguyen1, elite=1.5)
+    with pytest.raises(ValueError, match="elite_top"):
+        MCTS(NGUYEN, evaluate_nguyen1, elite=0.3, elite_top=0)
+
+
+def test_elite_search_solves_and_resumes_identically():
+    full = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=4, elite=0.3, transplant=True)
+    full.run(budget=400)
+    part = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=4, elite=0.3, transplant=True)
+    part.run(budget=150)
+    resumed = MCTS.from_state(pickle.loads(pickle.dumps(part.state_dict())), evaluate_nguyen1)
+    resumed.run(budget=400)
+    assert resumed.evaluated == full.evaluated
+    solver = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0, elite=0.3)
+    solver.run(budget=3000, should_stop=lambda: solved(solver.best_result))
+    assert solved(solver.best_result)

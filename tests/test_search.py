@@ -188,3 +188,22 @@ def test_pruned_variants_drop_terms_and_saturating_factors():
         canonical_key(w)
         for w in ("c4/r**6", "-c1*exp(-r/c2)*exp(-r/c3)", "c4/r**6 - c1*exp(-r/c2)")
     }
+
+
+def test_building_block_reuse_recovers_nguyen2():
+    from mctsff.regression import RegressionFitter, nguyen
+
+    data, _ = nguyen(2, seed=0)
+    fitter = RegressionFitter(data, n_starts=1)
+
+    def exact(res):
+        return res is not None and res.valid and res.rmse_train < 1e-10
+
+    hits = []
+    res = search(
+        fitter, "nguyen", budget=4000, seed=0, max_length=30, transplant=True, elite=0.3,
+        callback=lambda r: hits.append(r) if exact(r) else None, should_stop=lambda: bool(hits),
+    )  # fmt: skip
+    assert res.mcts.elite == 0.3 and res.mcts.transplant
+    assert hits and exact(res.best)
+    assert sorted(res.best.expression.split("+")) == ["x", "x*x", "x*x*x", "x*x*x*x"]
