@@ -15,6 +15,10 @@ ranges, seed = run seed) and no other information.
   default SPL reward, ``time_limit`` = the run time.  Model: the least complex
   member of the final Pareto front whose training RMSE is ≤ 1e-8·RMS(y), else
   the front member with the lowest training RMSE.
+* **mcts-reuse**: the same MCTS with its building-block reuse switched on
+  (``transplant=True``: SPL module transplantation; ``elite=0.3``: rollouts copy
+  sub-derivations of the 10 best expressions), settings that are off by default
+  because they cost recoveries on the force-field suite (benchmarks/README.md).
 * **gplearn** (``SymbolicRegressor``): population 1000, functions ``add sub mul
   div sin cos log`` + a protected ``exp``, no constants (``const_range=None``),
   RMSE metric, other settings default; run one generation at a time
@@ -46,7 +50,7 @@ Recovery (what this script calls *exact*), per run:
 
 Usage::
 
-    python benchmarks/nguyen.py                  # 3 seeds, 10 s per run, 2 workers (~15 min)
+    python benchmarks/nguyen.py                  # 3 seeds, 10 s per run, 2 workers (~19 min)
     python benchmarks/nguyen.py --quick          # 1 seed, 2 s per run (~2 min)
     python benchmarks/nguyen.py --tasks 1 5 8 --methods mcts gplearn --seeds 5 --time 20
 """
@@ -69,7 +73,13 @@ from pathlib import Path
 import numpy as np
 from compare_methods import _median, run_jobs  # sibling script
 
-METHODS = ("mcts", "gp", "gplearn", "pyoperon")
+METHODS = ("mcts", "mcts-reuse", "gp", "gplearn", "pyoperon")
+#: Extra ``search`` settings of the mctsff variants (everything else is the default).
+MCTSFF_SETTINGS = {
+    "mcts": {"method": "mcts"},
+    "mcts-reuse": {"method": "mcts", "transplant": True, "elite": 0.3},
+    "gp": {"method": "gp"},
+}
 #: Each truth as the grammar ``nguyen``/``nguyen2`` writes it (to count its productions).
 GRAMMAR_FORMS = {
     1: "x*x*x+x*x+x",
@@ -225,7 +235,7 @@ def _run_mctsff(method, task, seed, time_s, max_length, data, symbols):
     res = search(
         fitter,
         grammar,
-        method=method,
+        **MCTSFF_SETTINGS[method],
         budget=None,
         time_limit=time_s,
         seed=seed,
@@ -324,7 +334,7 @@ def run_one(task: int, method: str, seed: int, time_s: float, max_length: int) -
     truth = sympy.sympify(truth_text, locals=dict(symbols))
     row = {"task": task, "method": method, "seed": seed, "time_s": time_s}
     w0, c0 = time.perf_counter(), time.process_time()
-    if method in ("mcts", "gp"):
+    if method in MCTSFF_SETTINGS:
         model, predict, extra = _run_mctsff(method, task, seed, time_s, max_length, data, symbols)
     elif method == "gplearn":
         model, predict, extra = _run_gplearn(task, seed, time_s, data, symbols)
