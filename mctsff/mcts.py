@@ -72,7 +72,6 @@ from mctsff.tree import Derivation, complete_subtrees
 
 __all__ = ["MCTS", "Progress", "ROLLOUTS"]
 
-
 #: Rollout policies (see :class:`MCTS`).
 ROLLOUTS = ("mixed", "ramped", "uniform")
 
@@ -502,15 +501,18 @@ class MCTS(SearchEngine):
             return self._elite_rollout(state, cap, weights)
         return state.rollout(self._rng, cap, weights)
 
+    def _best_keys(self, n: int) -> list[Any]:
+        """Keys of the ``n`` highest rewards (ties in order of evaluation)."""
+        return heapq.nlargest(n, self._rewards, key=self._rewards.__getitem__)
+
     def _elite_subtrees(self) -> dict[int, list[tuple[int, ...]]]:
         """Complete sub-derivations of the ``elite_top`` best expressions, by nonterminal."""
         if self._elite_at != self.n_evaluations:
             self._elite_at = self.n_evaluations
-            ranked = heapq.nlargest(self.elite_top, self._rewards.items(), key=lambda kv: kv[1])
             subs: dict[int, list[tuple[int, ...]]] = {}
             seen = set()
-            for key, reward in ranked:
-                if reward <= 0:
+            for key in self._best_keys(self.elite_top):
+                if self._rewards[key] <= 0:
                     continue
                 for nt, actions in complete_subtrees(self.grammar, self._actions.get(key, ())):
                     if (nt, actions) not in seen:
@@ -694,8 +696,7 @@ class MCTS(SearchEngine):
     def _transplant(self) -> None:
         if len(self.macros) >= self.max_macros:
             return
-        ranked = sorted(self._rewards.items(), key=lambda kv: -kv[1])[: self.transplant_top]
-        for key, _ in ranked:
+        for key in self._best_keys(self.transplant_top):
             for macro in self._subtrees(self._actions[key]):
                 if macro not in self._macro_keys and len(self.macros) < self.max_macros:
                     self._macro_keys.add(macro)

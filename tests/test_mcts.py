@@ -473,9 +473,10 @@ def test_elite_rollouts_copy_sub_derivations_of_the_best_expressions():
     best = {search._key(search._cache[k].expression) for k in top}
     subs = search._elite_subtrees()
     g = search.grammar
-    for nt, actions in (x for lhs, acts in subs.items() for x in ((lhs, a) for a in acts)):
-        assert g.productions[actions[0]].lhs == g.nonterminals[nt]  # rooted at its nonterminal
-        assert 1 <= len(actions) < search.max_length
+    for nt, options in subs.items():
+        for actions in options:
+            assert g.productions[actions[0]].lhs == g.nonterminals[nt]  # rooted at nt
+            assert 1 <= len(actions) < search.max_length
     # from the start symbol, a rollout that copies whenever it can often rebuilds a best one
     # (uniform rollouts: the length cap admits every best expression)
     search.rollout = "uniform"
