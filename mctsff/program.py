@@ -24,7 +24,7 @@ import ast
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import sympy
@@ -118,6 +118,11 @@ class Program:
         """
         if not isinstance(expression, str) or not expression.strip():
             raise ExpressionError("empty expression")
+        w = tuple(sorted(weights.items())) if weights else ()
+        return _compile(cls, expression, tuple(variables), w)
+
+    @classmethod
+    def _build(cls, expression: str, variables: tuple[str, ...], weights: dict) -> Program:
         text = expression.strip().replace("^", "**")
         try:
             tree = ast.parse(text, mode="eval").body
@@ -126,7 +131,7 @@ class Program:
             raise ExpressionError(
                 f"cannot parse expression {text!r} at column {col + 1}: {exc.msg}"
             ) from None
-        compiler = _Compiler(text, tuple(variables), weights or {})
+        compiler = _Compiler(text, variables, weights)
         compiler.emit(tree)
         code = np.array(compiler.code, dtype=np.int64).reshape(-1, 2)
         return cls(
@@ -163,6 +168,11 @@ class Program:
         """The expression as a sympy object (built from the parse tree, not re-parsed)."""
         return _to_sympy(self._tree, self.symbols)
 
+    def to_sympy(self, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
+        """The expression as a sympy object with ``symbols[name]`` for each variable and
+        constant (e.g. constants renamed by kind), built directly from the parse tree."""
+        return _to_sympy(self._tree, symbols)
+
     def __str__(self) -> str:
         return self.expression
 
@@ -189,6 +199,13 @@ class Program:
         return _kernels().evaluate(
             self.code, self.literals, X, consts, group, mode, self.max_stack, out=out
         )
+
+
+@lru_cache(maxsize=4096)
+def _compile(cls, expression: str, variables: tuple[str, ...], weights: tuple) -> Program:
+    """Memoised :meth:`Program._build`: a search compiles each candidate several times
+    (transposition key, fit, local moves); programs are never mutated, so they are shared."""
+    return cls._build(expression, variables, dict(weights))
 
 
 def _kernels():

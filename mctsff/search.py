@@ -16,10 +16,12 @@
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import os
 import pickle
+import re
 import signal
 import sys
 import time
@@ -42,7 +44,8 @@ from mctsff.reward import get_reward
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity).
 DEFAULT_ETA = 0.99
-_CHECKPOINT_VERSION = 1
+#: Checkpoint format; 2: transposition keys from ``_structure`` (1 used ``sympy.srepr``).
+_CHECKPOINT_VERSION = 2
 
 
 class SearchError(ValueError):
@@ -62,11 +65,26 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
     from mctsff.program import Program
 
     prog = Program.from_string(expression, variables)
-    subs = {}
+    symbols = {name: sympy.Symbol(name, real=True) for name in prog.variables}
     for name in prog.constants:
-        rule = ops.constant_rule(name)
-        subs[prog.symbols[name]] = sympy.Symbol(f"K_{rule}", real=True)
-    return sympy.srepr(prog.sympy.xreplace(subs))
+        symbols[name] = sympy.Symbol(f"K_{ops.constant_rule(name)}", real=True)
+    return repr(_structure(prog.to_sympy(symbols)))
+
+
+def _structure(expr) -> tuple:
+    """Nested ``(class name, *arguments)`` of a sympy expression.
+
+    Sympy keeps the arguments of ``Add`` and ``Mul`` sorted by
+    ``Basic.compare`` (names and values, never hashes), and two expressions are
+    equal exactly when their classes and argument tuples are, so this is as
+    canonical as ``sympy.srepr`` and does not print: about 5× faster, and
+    transposition keys are computed for every candidate.
+    """
+    if expr.args:
+        return (type(expr).__name__, *map(_structure, expr.args))
+    if expr.is_Float:
+        return ("Float", expr._mpf_)  # exact, where str() rounds to 15 digits
+    return (type(expr).__name__, str(expr))
 
 
 # ----------------------------------------------------------------------------- pruning
@@ -98,7 +116,13 @@ def _join(terms: list[str]) -> str:
 
 def top_level_terms(expression: str) -> list[str]:
     """Signed top-level additive terms of an expression (``a - b + c`` → ``[a, -b, c]``)."""
-    return [_term_text(s, n) for s, n in _signed_terms(expression)]
+    return list(_top_level_terms(expression))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _top_level_terms(expression: str) -> tuple[str, ...]:
+    # memoised: the local moves split every result and every front member, many times
+    return tuple(_term_text(s, n) for s, n in _signed_terms(expression))
 
 
 def _factors(node: ast.AST, inverse: bool = False) -> list[tuple[bool, ast.AST]]:
@@ -210,12 +234,12 @@ def grown_variants(
     if len(terms) >= max_terms:
         return []
     own = {term_key(t) for t in terms}
+    taken = set(Program.from_string(expression, variables).constants)
     out = []
     for t in library:
         if term_key(t) in own:
             continue
-        taken = set(Program.from_string(expression, variables).constants)
-        out.append(f"{expression}+{rename_constants(t, taken, variables)}")
+        out.append(f"{expression}+{rename_constants(t, set(taken), variables)}")
     return out
 
 
@@ -466,7 +490,10 @@ def search(
         with open(out_path / CHECKPOINT, "rb") as fh:
             saved = pickle.load(fh)
         if saved.get("version") != _CHECKPOINT_VERSION:
-            raise SearchError(f"{out_path / CHECKPOINT}: unsupported checkpoint version")
+            raise SearchError(
+                f"{out_path / CHECKPOINT}: checkpoint format {saved.get('version')!r} is not "
+                f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
+            )
         if saved["signature"] != signature:
             diff = [k for k in signature if saved["signature"].get(k) != signature[k]]
             raise SearchError(
@@ -593,8 +620,18 @@ def search(
     )
 
 
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?!\w|\s*\()")
+
+
+def _n_leaves(term: str) -> int:
+    """Variables and constants in ``term``: a lower bound of its default complexity
+    (each is a leaf of complexity 1; only literals and reserved names can be folded)."""
+    return sum(name not in ops.RESERVED for name in _NAME.findall(term))
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def term_key(term: str) -> str:
-    """Cheap structural key of a term: constants renamed by kind, then unparsed."""
+    """Cheap structural key of a term: constants renamed by kind, then unparsed (memoised)."""
 
     class _Generic(ast.NodeTransformer):
         def visit_Name(self, node):
@@ -655,6 +692,8 @@ class _LocalMoves:
         try:
             for t in top_level_terms(res.expression):
                 t = t[1:] if t.startswith("-") else t
+                if _n_leaves(t) > self.simple_complexity:
+                    continue  # too complex to be simple: skip the compile
                 key = term_key(t)
                 if key in self.simple:
                     continue

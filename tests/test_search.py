@@ -16,6 +16,29 @@ def test_canonical_key_ignores_constant_numbering():
     assert canonical_key("prod_c1/r") != canonical_key("c1/r")
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("x*x + x", "x + x**2", True),  # sympy's automatic simplification merges them
+        ("sin(x)*cos(y) + x", "x + cos(y)*sin(x)", True),
+        ("x/x + x", "x + 1", True),
+        ("x - y", "y - x", False),
+        ("exp(x)", "exp(-x)", False),
+        ("0.1*x", "0.10000000000000002*x", False),  # floats compared exactly
+        ("c1*x + c2", "c1 + c2*x", True),
+        ("c1*x + c2", "c1*x + prod_c1", False),
+    ],
+)
+def test_canonical_key_is_sympy_equality(a, b, same):
+    import sympy
+
+    v = ("x", "y")
+    assert (canonical_key(a, v) == canonical_key(b, v)) is same
+    if "c" not in a + b:  # no constants to rename: the key is sympy's ==
+        pa, pb = Program.from_string(a, v), Program.from_string(b, v)
+        assert (sympy.sympify(pa.sympy) == pb.sympy) is same
+
+
 def test_search_writes_outputs_and_front_is_consistent(screened, tmp_path):
     train, valid = screened
     fitter = Fitter(train, valid, constraints=(), n_starts=2)
@@ -84,6 +107,20 @@ def test_resume_refuses_other_data(screened, dimers, tmp_path):
         )
     with pytest.raises(SearchError, match="nothing to resume"):
         search(Fitter(train, valid), "pair", budget=10, out=tmp_path / "none", resume=True)
+
+
+def test_resume_refuses_an_older_checkpoint_format(screened, tmp_path):
+    import pickle
+
+    train, valid = screened
+    fitter = Fitter(train, valid, constraints=())
+    search(fitter, "pair", budget=5, seed=0, out=tmp_path)
+    path = tmp_path / "checkpoint.pkl"
+    state = pickle.loads(path.read_bytes())
+    state["version"] = 1  # transposition keys printed by sympy.srepr
+    path.write_bytes(pickle.dumps(state))
+    with pytest.raises(SearchError, match=r"checkpoint\.pkl: checkpoint format 1 is not"):
+        search(fitter, "pair", budget=10, out=tmp_path, resume=True)
 
 
 def test_custom_reward_changes_the_search(screened):
