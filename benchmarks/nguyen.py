@@ -15,10 +15,12 @@ ranges, seed = run seed) and no other information.
   default SPL reward, ``time_limit`` = the run time.  Model: the least complex
   member of the final Pareto front whose training RMSE is ≤ 1e-8·RMS(y), else
   the front member with the lowest training RMSE.
-* **mcts-reuse**: the same MCTS with its building-block reuse switched on
-  (``transplant=True``: SPL module transplantation; ``elite=0.3``: rollouts copy
-  sub-derivations of the 10 best expressions), settings that are off by default
-  because they cost recoveries on the force-field suite (benchmarks/README.md).
+  MCTS runs with its regression defaults, which include building-block reuse
+  (``transplant=True``: SPL module transplantation; ``elite=0.3``: rollouts
+  copy sub-derivations of the 10 best expressions; ``search.REUSE_DEFAULTS``).
+* **mcts-plain**: the same MCTS with reuse switched off (``transplant=False,
+  elite=0``), i.e. the settings ``search`` uses for force matching, where
+  reuse costs recoveries (benchmarks/README.md): the ablation of reuse.
 * **gplearn** (``SymbolicRegressor``): population 1000, functions ``add sub mul
   div sin cos log`` + a protected ``exp``, no constants (``const_range=None``),
   RMSE metric, other settings default; run one generation at a time
@@ -73,11 +75,11 @@ from pathlib import Path
 import numpy as np
 from compare_methods import _median, run_jobs  # sibling script
 
-METHODS = ("mcts", "mcts-reuse", "gp", "gplearn", "pyoperon")
+METHODS = ("mcts", "mcts-plain", "gp", "gplearn", "pyoperon")
 #: Extra ``search`` settings of the mctsff variants (everything else is the default).
 MCTSFF_SETTINGS = {
     "mcts": {"method": "mcts"},
-    "mcts-reuse": {"method": "mcts", "transplant": True, "elite": 0.3},
+    "mcts-plain": {"method": "mcts", "transplant": False, "elite": 0.0},
     "gp": {"method": "gp"},
 }
 #: Each truth as the grammar ``nguyen``/``nguyen2`` writes it (to count its productions).

@@ -299,13 +299,18 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         default=0,
         help="MCTS iterations kept in flight while workers fit (virtual loss)",
     )
-    p.add_argument("--transplant", action="store_true", help="SPL module transplantation")
+    p.add_argument(
+        "--transplant",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SPL module transplantation (default: on for --objective regression, off for forces)",
+    )
     p.add_argument(
         "--elite",
         type=_probability,
-        default=0.0,
+        default=None,
         help="MCTS rollouts copy a sub-derivation of one of the 10 best expressions at each "
-        "step with this probability (default 0: off)",
+        "step with this probability (default: 0.3 for --objective regression, 0 for forces)",
     )
     p.add_argument(
         "--method",

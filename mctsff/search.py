@@ -52,6 +52,23 @@ class SearchError(ValueError):
     """A search that cannot start or resume (message says why)."""
 
 
+#: MCTS building-block reuse by objective (what ``search(transplant=None, elite=None)``
+#: uses): measured on the Nguyen suite (regression, 5 seeds: 19/60 recoveries with
+#: reuse, 5/60 without) and the force-field suite (10 seeds: 38/60 without, 35/60 with
+#: transplantation, 33/60 with elite rollouts); benchmarks/README.md has the tables.
+REUSE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "forces": {"transplant": False, "elite": 0.0},
+    "regression": {"transplant": True, "elite": 0.3},
+}
+
+
+def objective_kind(fitter) -> str:
+    """``"regression"`` for a :class:`~mctsff.regression.RegressionFitter`, else ``"forces"``."""
+    from mctsff.regression import RegressionFitter
+
+    return "regression" if isinstance(fitter, RegressionFitter) else "forces"
+
+
 # ----------------------------------------------------------------------------- canonical keys
 def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
     """Transposition key: the sympy form with every fitted constant renamed by kind.
@@ -367,8 +384,8 @@ def search(
     n_rollouts: int = 10,
     leaves: int = 1,
     pipeline: int = 0,
-    transplant: bool = False,
-    elite: float = 0.0,
+    transplant: bool | None = None,
+    elite: float | None = None,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -413,8 +430,12 @@ def search(
         MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``elite=p`` makes the
         rollouts reuse building blocks: at each step a rollout copies, with
         probability ``p``, a complete sub-derivation of one of the 10 best
-        expressions so far (off by default; see benchmarks/README.md for where it
-        helps and where it hurts); ``leaves > 1`` expands
+        expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
+        at ``None`` they follow the objective (:data:`REUSE_DEFAULTS`): on for a
+        :class:`~mctsff.regression.RegressionFitter` (``transplant=True,
+        elite=0.3``: on the Nguyen suite 19/60 recoveries instead of 5/60), off
+        for force matching (they cost recoveries on the force-field suite; see
+        benchmarks/README.md); ``leaves > 1`` expands
         that many leaves per iteration with virtual loss and evaluates all their
         rollouts as one batch; ``pipeline=1`` proposes the next iteration while
         the workers still fit the previous one (both keep parallel workers busy;
@@ -464,6 +485,9 @@ def search(
     """
     if method not in ("mcts", "gp"):
         raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
+    auto = REUSE_DEFAULTS[objective_kind(fitter)]
+    transplant = auto["transplant"] if transplant is None else bool(transplant)
+    elite = auto["elite"] if elite is None else float(elite)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     variables = tuple(fitter.options.variables)
     opts = dict(reward_options or {})
@@ -831,6 +855,8 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
         "method": getattr(mcts, "method", "mcts"),
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
     }
+    if hasattr(mcts, "elite"):  # MCTS: the reuse settings the objective chose (search())
+        info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
     if hasattr(fitter, "species"):
         info.update(
             species=list(fitter.species),

@@ -237,10 +237,24 @@ def test_building_block_reuse_recovers_nguyen2():
         return res is not None and res.valid and res.rmse_train < 1e-10
 
     hits = []
-    res = search(
-        fitter, "nguyen", budget=4000, seed=0, max_length=30, transplant=True, elite=0.3,
+    res = search(  # reuse is the default for regression
+        fitter, "nguyen", budget=4000, seed=0, max_length=30,
         callback=lambda r: hits.append(r) if exact(r) else None, should_stop=lambda: bool(hits),
     )  # fmt: skip
     assert res.mcts.elite == 0.3 and res.mcts.transplant
     assert hits and exact(res.best)
     assert sorted(res.best.expression.split("+")) == ["x", "x*x", "x*x*x", "x*x*x*x"]
+
+
+def test_reuse_defaults_follow_the_objective(screened):
+    from mctsff.regression import RegressionFitter, nguyen
+
+    data, _ = nguyen(1, seed=0)
+    reg = RegressionFitter(data, n_starts=1)
+    train, valid = screened
+    forces = Fitter(train, valid, constraints=())
+    for fitter, grammar, want in ((reg, "nguyen", (True, 0.3)), (forces, "pair", (False, 0.0))):
+        res = search(fitter, grammar, budget=3, seed=0)
+        assert (res.mcts.transplant, res.mcts.elite) == want
+        res = search(fitter, grammar, budget=3, seed=0, transplant=not want[0], elite=0.1)
+        assert (res.mcts.transplant, res.mcts.elite) == (not want[0], 0.1)

@@ -221,6 +221,8 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     )
     assert p.returncode == 0, p.stderr
     front = json.loads((out / "pareto.json").read_text())
+    info = json.loads((out / "run.json").read_text())
+    assert info["reuse"] == {"transplant": True, "elite": 0.3}  # regression defaults
     exact = [x for x in front if x["rmse_train"] < 1e-10]
     assert exact
     import sympy
@@ -228,3 +230,17 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     x = sympy.Symbol("x")
     found = sympy.sympify(exact[0]["expression"], locals={"x": x})
     assert sympy.simplify(found - sympy.sympify(truth, locals={"x": x})) == 0
+
+
+def test_search_reuse_options_parse():
+    from mctsff.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["search", "data.extxyz"])
+    assert (args.transplant, args.elite) == (None, None)  # search() picks by objective
+    args = parser.parse_args(["search", "data.csv", "--no-transplant", "--elite", "0"])
+    assert (args.transplant, args.elite) == (False, 0.0)
+    args = parser.parse_args(["search", "data.extxyz", "--transplant", "--elite", "0.25"])
+    assert (args.transplant, args.elite) == (True, 0.25)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "data.extxyz", "--elite", "1.5"])
