@@ -201,10 +201,11 @@ class Program:
         )
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _compile(cls, expression: str, variables: tuple[str, ...], weights: tuple) -> Program:
     """Memoised :meth:`Program._build`: a search compiles each candidate several times
-    (transposition key, fit, local moves); programs are never mutated, so they are shared."""
+    within a few iterations (transposition key, fit, local moves); programs are never
+    mutated, so they are shared.  1024 pair-grammar programs take about 8 MB."""
     return cls._build(expression, variables, dict(weights))
 
 

@@ -94,7 +94,7 @@ def _structure(expr) -> tuple:
     Sympy keeps the arguments of ``Add`` and ``Mul`` sorted by
     ``Basic.compare`` (names and values, never hashes), and two expressions are
     equal exactly when their classes and argument tuples are, so this is as
-    canonical as ``sympy.srepr`` and does not print: about 5× faster, and
+    canonical as ``sympy.srepr`` and does not print (3–6× faster), and
     transposition keys are computed for every candidate.
     """
     if expr.args:
