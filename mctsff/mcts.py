@@ -55,6 +55,7 @@ left-hand side is the leftmost nonterminal.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Callable, Sequence
@@ -235,7 +236,14 @@ class MCTS(SearchEngine):
     """
 
     method = "mcts"
-    _transient = (*SearchEngine._transient, "_pending", "_elite_subs", "_elite_at")
+    _transient = (
+        *SearchEngine._transient,
+        "_pending",
+        "_elite_subs",
+        "_elite_at",
+        "_top",
+        "_top_version",
+    )
 
     def __init__(
         self,
@@ -298,7 +306,7 @@ class MCTS(SearchEngine):
             raise ValueError("elite_top must be >= 1")
         self.elite = float(elite)
         self.elite_top = int(elite_top)
-        self._elite_at = -1  # n_evaluations when the elite subtrees were last collected
+        self._elite_at = -1  # _top_version when the elite subtrees were last collected
         self._elite_subs: dict[int, list[tuple[int, ...]]] = {}
         self.seed = seed
         self.normalise = bool(normalise)
@@ -312,6 +320,8 @@ class MCTS(SearchEngine):
         self._cache: dict[Any, FitResult] = {}
         self._rewards: dict[Any, float] = {}
         self._actions: dict[Any, tuple[int, ...]] = {}
+        self._top: list[tuple[float, int, Any]] = []  # see _note_top
+        self._top_version = 0
         self.evaluated: list[str] = []
         self.macros: list[tuple[int, tuple[int, ...]]] = []
         self._macro_keys: set[tuple[int, tuple[int, ...]]] = set()
@@ -362,6 +372,8 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("elite", 0.0)
         self.__dict__.setdefault("elite_top", 10)
         self._elite_at, self._elite_subs = -1, {}
+        ranked = sorted((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
+        self._top, self._top_version = ranked[: self._n_top()], 0
         self.__dict__.setdefault("_inflight", [])
         self._pending = {}
         for prop in self._inflight:  # their virtual losses are in the saved tree already
@@ -501,14 +513,37 @@ class MCTS(SearchEngine):
             return self._elite_rollout(state, cap, weights)
         return state.rollout(self._rng, cap, weights)
 
+    def _store(self, key: Any, expression: str, result: FitResult, actions: tuple[int, ...]):
+        r = super()._store(key, expression, result, actions)
+        self._note_top(key, r)
+        return r
+
+    def _n_top(self) -> int:
+        return max(self.elite_top, self.transplant_top)
+
+    def _note_top(self, key: Any, reward: float) -> None:
+        """Keep ``_top``, the best results as ``(-reward, evaluation index, key)``, sorted.
+
+        Updated with each new result (O(log k) instead of ranking every reward each
+        iteration), so reuse stays cheap over long runs; ``_top_version`` counts changes.
+        """
+        top, k = self._top, self._n_top()
+        entry = (-reward, len(self._rewards) - 1, key)
+        if len(top) < k or entry < top[-1]:
+            bisect.insort(top, entry)
+            del top[k:]
+            self._top_version += 1
+
     def _best_keys(self, n: int) -> list[Any]:
         """Keys of the ``n`` highest rewards (ties in order of evaluation)."""
+        if n <= len(self._top) or len(self._top) == len(self._rewards):
+            return [key for *_, key in self._top[:n]]
         return heapq.nlargest(n, self._rewards, key=self._rewards.__getitem__)
 
     def _elite_subtrees(self) -> dict[int, list[tuple[int, ...]]]:
         """Complete sub-derivations of the ``elite_top`` best expressions, by nonterminal."""
-        if self._elite_at != self.n_evaluations:
-            self._elite_at = self.n_evaluations
+        if self._elite_at != self._top_version:
+            self._elite_at = self._top_version
             subs: dict[int, list[tuple[int, ...]]] = {}
             seen = set()
             for key in self._best_keys(self.elite_top):

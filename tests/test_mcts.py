@@ -507,3 +507,22 @@ def test_elite_search_solves_and_resumes_identically():
     solver = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=0, elite=0.3)
     solver.run(budget=3000, should_stop=lambda: solved(solver.best_result))
     assert solved(solver.best_result)
+
+
+def test_best_keys_kept_incrementally_rank_like_a_full_sort():
+    import heapq
+
+    def tied(exprs):  # few distinct rewards: many ties, broken by evaluation order
+        return [FitResult(e, complexity=1, rmse_train=float(len(e) % 5)) for e in exprs]
+
+    search = MCTS(NGUYEN, tied, max_length=20, seed=3, elite=0.3, elite_top=7)
+    for budget in (1, 30, 400):
+        search.run(budget=budget)
+        for n in (1, 5, 7):
+            want = heapq.nlargest(n, search._rewards, key=search._rewards.__getitem__)
+            assert search._best_keys(n) == want
+    resumed = MCTS.from_state(pickle.loads(pickle.dumps(search.state_dict())), tied)
+    assert resumed._best_keys(7) == search._best_keys(7)
+    resumed.run(budget=600)
+    want = heapq.nlargest(7, resumed._rewards, key=resumed._rewards.__getitem__)
+    assert resumed._best_keys(7) == want
