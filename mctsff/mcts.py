@@ -372,8 +372,8 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("elite", 0.0)
         self.__dict__.setdefault("elite_top", 10)
         self._elite_at, self._elite_subs = -1, {}
-        ranked = sorted((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
-        self._top, self._top_version = ranked[: self._n_top()], 0
+        ranked = ((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
+        self._top, self._top_version = heapq.nsmallest(self._n_top(), ranked), 0
         self.__dict__.setdefault("_inflight", [])
         self._pending = {}
         for prop in self._inflight:  # their virtual losses are in the saved tree already

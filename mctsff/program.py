@@ -166,7 +166,7 @@ class Program:
     @cached_property
     def sympy(self) -> sympy.Expr:
         """The expression as a sympy object (built from the parse tree, not re-parsed)."""
-        return _to_sympy(self._tree, self.symbols)
+        return self.to_sympy(self.symbols)
 
     def to_sympy(self, symbols: Mapping[str, sympy.Symbol]) -> sympy.Expr:
         """The expression as a sympy object with ``symbols[name]`` for each variable and

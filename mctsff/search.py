@@ -21,7 +21,6 @@ import json
 import math
 import os
 import pickle
-import re
 import signal
 import sys
 import time
@@ -644,15 +643,6 @@ def search(
     )
 
 
-_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?!\w|\s*\()")
-
-
-def _n_leaves(term: str) -> int:
-    """Variables and constants in ``term``: a lower bound of its default complexity
-    (each is a leaf of complexity 1; only literals and reserved names can be folded)."""
-    return sum(name not in ops.RESERVED for name in _NAME.findall(term))
-
-
 @functools.lru_cache(maxsize=1 << 16)
 def term_key(term: str) -> str:
     """Cheap structural key of a term: constants renamed by kind, then unparsed (memoised)."""
@@ -716,8 +706,6 @@ class _LocalMoves:
         try:
             for t in top_level_terms(res.expression):
                 t = t[1:] if t.startswith("-") else t
-                if _n_leaves(t) > self.simple_complexity:
-                    continue  # too complex to be simple: skip the compile
                 key = term_key(t)
                 if key in self.simple:
                     continue
@@ -855,7 +843,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
         "method": getattr(mcts, "method", "mcts"),
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
     }
-    if hasattr(mcts, "elite"):  # MCTS: the reuse settings the objective chose (search())
+    if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
     if hasattr(fitter, "species"):
         info.update(
