@@ -12,7 +12,10 @@ ranges, seed = run seed) and no other information.
   ``exp(y*log(x))``), ``max_length`` productions (``--max-length``, 30: the
   forms of ``GRAMMAR_FORMS`` for Nguyen-3, 4 and 12 need 36, 49 and 37, see the
   ``productions`` column, so these are likely out of reach at the default), the
-  default SPL reward, ``time_limit`` = the run time.  Model: the least complex
+  default SPL reward, ``time_limit`` = the run time, and linear scaling
+  (``RegressionFitter(linear_scaling=True)``, the CLI default: each expression
+  ``f`` is scored as ``scale*(f) + offset`` with both solved in closed form when
+  that lowers the loss, Keijzer 2003).  Model: the least complex
   member of the final Pareto front whose training RMSE is ≤ 1e-8·RMS(y), else
   the front member with the lowest training RMSE.
   MCTS runs with its regression defaults, which include building-block reuse
@@ -26,6 +29,10 @@ ranges, seed = run seed) and no other information.
   RMSE metric, other settings default; run one generation at a time
   (``warm_start``) until the time is spent or the training RMSE is ≤ 1e-10.
   Model: its ``_program``.
+* **gplearn-ls**: the same gplearn with linear scaling, so that the peer gets
+  what mctsff's fitter does: the fitness is the RMSE of ``a*f + b`` with
+  ``a, b`` solved by least squares per program (a custom ``make_fitness``
+  metric); the model is ``a*_program + b`` with ``a, b`` from the training data.
 * **pyoperon** (``pyoperon.sklearn.SymbolicRegressor``): symbols ``add sub mul
   div sin cos exp log constant variable``, ``max_time`` = the run time (whole
   seconds, at least 1), one thread, other settings default (so it fits
@@ -75,7 +82,7 @@ from pathlib import Path
 import numpy as np
 from compare_methods import _median, run_jobs  # sibling script
 
-METHODS = ("mcts", "mcts-plain", "gp", "gplearn", "pyoperon")
+METHODS = ("mcts", "mcts-plain", "gp", "gplearn", "gplearn-ls", "pyoperon")
 #: Extra ``search`` settings of the mctsff variants (everything else is the default).
 MCTSFF_SETTINGS = {
     "mcts": {"method": "mcts"},
@@ -97,6 +104,9 @@ GRAMMAR_FORMS = {
     11: "exp(y*log(x))",
     12: "x*x*x*x-x*x*x+y*y/(y/y+y/y)-y",
 }
+#: mctsff's regression fitter scales every expression (``scale*(f) + offset``, as the CLI
+#: does by default); gplearn-ls gives gplearn the same, pyoperon scales by default.
+LINEAR_SCALING = True
 SYMPY_TIMEOUT = 10.0
 EXACT_TOL = 1e-6
 NUMERIC_TOL = 1e-8
@@ -105,7 +115,11 @@ NUMERIC_TOL = 1e-8
 # ----------------------------------------------------------------------------- availability
 def unavailable(method: str) -> str | None:
     """Why ``method`` cannot run here (``None`` when it can)."""
-    module = {"gplearn": "gplearn.genetic", "pyoperon": "pyoperon.sklearn"}.get(method)
+    module = {
+        "gplearn": "gplearn.genetic",
+        "gplearn-ls": "gplearn.genetic",
+        "pyoperon": "pyoperon.sklearn",
+    }.get(method)
     if module is None:
         return None
     try:
@@ -233,7 +247,7 @@ def _run_mctsff(method, task, seed, time_s, max_length, data, symbols):
     from mctsff.search import search
 
     grammar = "nguyen" if len(NGUYEN[task][1]) == 1 else "nguyen2"
-    fitter = RegressionFitter(data, n_starts=1, seed=0)
+    fitter = RegressionFitter(data, n_starts=1, seed=0, linear_scaling=LINEAR_SCALING)
     res = search(
         fitter,
         grammar,
@@ -263,18 +277,42 @@ def _protected_exp(x):
         return np.exp(np.clip(x, -100.0, 100.0))
 
 
-def _run_gplearn(task, seed, time_s, data, symbols):
+def _scaling(y: np.ndarray, f: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    """``(a, b)`` minimising the (weighted) mean square of ``a*f + b - y``; ``(0, mean)`` if
+    ``f`` is not finite."""
+    w = np.ones_like(y) if w is None else w
+    if not np.all(np.isfinite(f)):
+        return 0.0, float(np.average(y, weights=w))
+    sw = np.sqrt(w)
+    A = np.column_stack([f, np.ones_like(f)]) * sw[:, None]
+    (a, b), *_ = np.linalg.lstsq(A, y * sw, rcond=None)
+    return float(a), float(b)
+
+
+def _scaled_rmse(y, y_pred, w):
+    """gplearn fitness: RMSE after the best linear scaling (Keijzer 2003)."""
+    with np.errstate(all="ignore"):
+        if not np.all(np.isfinite(y_pred)):
+            return 1e300
+        a, b = _scaling(y, y_pred, w)
+        val = float(np.sqrt(np.average((a * y_pred + b - y) ** 2, weights=w)))
+    return val if math.isfinite(val) else 1e300
+
+
+def _run_gplearn(task, seed, time_s, data, symbols, scaled=False):
     import sympy
+    from gplearn.fitness import make_fitness
     from gplearn.functions import make_function
     from gplearn.genetic import SymbolicRegressor
 
     exp = make_function(function=_protected_exp, name="exp", arity=1, wrap=False)
+    metric = make_fitness(function=_scaled_rmse, greater_is_better=False, wrap=False)
     est = SymbolicRegressor(
         population_size=1000,
         generations=1,
         function_set=("add", "sub", "mul", "div", "sin", "cos", "log", exp),
         const_range=None,
-        metric="rmse",
+        metric=metric if scaled else "rmse",
         stopping_criteria=1e-10,
         warm_start=True,
         random_state=seed,
@@ -303,7 +341,13 @@ def _run_gplearn(task, seed, time_s, data, symbols):
     }
     program = str(est._program)
     expr = sympy.sympify(program, locals=local)
-    return expr, (lambda Xt: est.predict(Xt.T)), {"generations": gen, "expression": program}
+    if not scaled:
+        return expr, (lambda Xt: est.predict(Xt.T)), {"generations": gen, "expression": program}
+    with np.errstate(all="ignore"):
+        a, b = _scaling(data.y, est.predict(X))
+    expr = sympy.Float(a) * expr + sympy.Float(b)
+    extra = {"generations": gen, "expression": f"{a!r}*({program}) + {b!r}"}
+    return expr, (lambda Xt: a * est.predict(Xt.T) + b), extra
 
 
 def _run_pyoperon(task, seed, time_s, data, symbols):
@@ -338,8 +382,9 @@ def run_one(task: int, method: str, seed: int, time_s: float, max_length: int) -
     w0, c0 = time.perf_counter(), time.process_time()
     if method in MCTSFF_SETTINGS:
         model, predict, extra = _run_mctsff(method, task, seed, time_s, max_length, data, symbols)
-    elif method == "gplearn":
-        model, predict, extra = _run_gplearn(task, seed, time_s, data, symbols)
+    elif method in ("gplearn", "gplearn-ls"):
+        scaled = method == "gplearn-ls"
+        model, predict, extra = _run_gplearn(task, seed, time_s, data, symbols, scaled)
     else:
         model, predict, extra = _run_pyoperon(task, seed, time_s, data, symbols)
     row.update(wall_s=time.perf_counter() - w0, cpu_s=time.process_time() - c0, **extra)

@@ -419,7 +419,13 @@ def cmd_search(args) -> int:
 
         data = RegressionData.from_csv(args.data, target=args.target)
         train, valid = data.split(args.valid_fraction, seed=args.seed)
-        fitter = RegressionFitter(train, valid, n_starts=args.starts, seed=args.seed)
+        fitter = RegressionFitter(
+            train,
+            valid,
+            n_starts=args.starts,
+            seed=args.seed,
+            linear_scaling=args.linear_scaling,
+        )
         return _run_search(args, fitter)
     ds, train, valid = _load(args)
     print(
@@ -608,6 +614,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="force matching on extxyz (default) or y=f(x) regression on a CSV table",
     )
     p.add_argument("--target", default="y", help="target column for --objective regression")
+    p.add_argument(
+        "--linear-scaling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="--objective regression: fit scale*(f) + offset around each expression f "
+        "when that lowers the loss (default: on)",
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("demo", help="run the main job on the shipped example data")

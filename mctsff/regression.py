@@ -29,6 +29,7 @@ Examples
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -345,6 +346,17 @@ class RegressionFitter:
         Complexity weights passed to :meth:`Program.from_string`.
     max_nfev
         Residual evaluations per start.
+    linear_scaling
+        Fit ``scale*(f) + offset`` instead of ``f`` whenever that lowers the
+        training loss (linear scaling, Keijzer 2003): after ``f``'s own
+        constants are fitted, the best ``scale`` and ``offset`` are solved in
+        closed form; if they lower the loss, the result is the scaled model
+        (``expression`` is ``"scale*(f) + offset"``, both in ``params``; the
+        constants of ``f`` are refined jointly with them when it has any) and
+        ``extra["unscaled_expression"]`` holds ``f``.  A search then judges a
+        structure by its shape, not by its units: ``sin(x)*cos(y)`` fits
+        ``2*sin(x)*cos(y) - 1`` exactly.  ``scale``/``offset`` get a numeric
+        suffix if the expression already uses those names.
 
     Examples
     --------
@@ -353,6 +365,10 @@ class RegressionFitter:
     >>> res = RegressionFitter(data).fit("c1*exp(-x/c2)")
     >>> round(res.params["c1"], 6), round(res.params["c2"], 6)
     (2.5, 0.7)
+    >>> data = RegressionData.from_arrays(x[None, :], 3.0 * np.sin(x) - 1.0)
+    >>> res = RegressionFitter(data, linear_scaling=True).fit("sin(x)")
+    >>> res.expression, round(res.params["scale"], 9), round(res.params["offset"], 9)
+    ('scale*(sin(x)) + offset', 3.0, -1.0)
     """
 
     def __init__(
@@ -366,6 +382,7 @@ class RegressionFitter:
         initial: Mapping[str, float] | None = None,
         complexity_weights: Mapping[str, float] | None = None,
         max_nfev: int = 200,
+        linear_scaling: bool = False,
     ):
         if not isinstance(train, RegressionData):
             raise FitConfigError("train must be a RegressionData")
@@ -394,6 +411,7 @@ class RegressionFitter:
             complexity_weights=complexity_weights,
             max_nfev=int(max_nfev),
             variables=tuple(train.variables),
+            linear_scaling=bool(linear_scaling),
         )
         for key, b in self.options.bounds.items():
             try:
@@ -403,6 +421,7 @@ class RegressionFitter:
             if not a <= c:
                 raise FitConfigError(f"bounds[{key!r}]: lo must be <= hi")
         self._scale = 1.0 / math.sqrt(train.n)
+        self._y_rms = float(np.sqrt(np.mean(train.y**2))) + 1e-300
         self._group = {id(train): np.zeros(train.n, dtype=np.int64)}
         kernels.warmup()
 
@@ -479,16 +498,41 @@ class RegressionFitter:
             raise ValueError(f"X has {X.shape[0]} rows but the data has variables {self.variables}")
         return self._predict(prog, theta, X)[0]
 
-    def _rmse(self, prog: Program, theta: np.ndarray, data: RegressionData | None) -> float:
+    def _rmse(
+        self,
+        prog: Program,
+        theta: np.ndarray,
+        data: RegressionData | None,
+        scaling: tuple[float, float] | None = None,
+    ) -> float:
         if data is None:
             return math.nan
         v, _ = self._predict(prog, theta, data.X)
         with np.errstate(all="ignore"):
+            if scaling is not None:
+                v = scaling[0] * v + scaling[1]
             d = v - data.y
             val = float(np.sqrt(np.mean(d * d)))
         return val if math.isfinite(val) else math.inf
 
     # ------------------------------------------------------------------ the fit
+    def _residuals(self, prog: Program):
+        """``(fun, fun_jac, counter)``: scaled training residuals of ``prog`` and its Jacobian."""
+        train = self.train
+        counter = [0]
+
+        def fun(theta):
+            counter[0] += 1
+            v, _ = self._predict(prog, theta, train.X)
+            return (v - train.y) * self._scale
+
+        def fun_jac(theta):
+            counter[0] += 1
+            v, g = self._predict(prog, theta, train.X, jac=True)
+            return (v - train.y) * self._scale, g * self._scale
+
+        return fun, fun_jac, counter
+
     def fit(self, expression: str | Program) -> FitResult:
         """Fit one expression; never raises for a bad candidate (returns ``valid=False``).
 
@@ -501,20 +545,7 @@ class RegressionFitter:
         prog = self.compile(expression)
         text = prog.expression
         K = prog.n_constants
-        train = self.train
-        nfev = 0
-
-        def fun(theta):
-            nonlocal nfev
-            nfev += 1
-            v, _ = self._predict(prog, theta, train.X)
-            return (v - train.y) * self._scale
-
-        def fun_jac(theta):
-            nonlocal nfev
-            nfev += 1
-            v, g = self._predict(prog, theta, train.X, jac=True)
-            return (v - train.y) * self._scale, g * self._scale
+        fun, fun_jac, counter = self._residuals(prog)
 
         if K == 0:
             theta = np.zeros(0)
@@ -523,32 +554,110 @@ class RegressionFitter:
                 loss = float(res @ res)
             if not math.isfinite(loss):
                 return FitResult.invalid(text, "evaluation not finite", prog.complexity)
-            return self._result(prog, theta, loss, [], [], [loss], nfev, t0)
+            lo = hi = np.zeros(0)
+            losses = [loss]
+        else:
+            lo, hi = self._bounds(prog)
+            # one species, one pair: every parameter is the constant of the same slot
+            par = Parameterization(prog, ("*",), (("*", "*"),))
+            lin = par.linear_mask()
+            losses = []
+            best: tuple[np.ndarray, float] | None = None
+            for x0 in self._starts(par, lo, hi, text):
+                try:
+                    with np.errstate(all="ignore"):
+                        sol = self._solve(fun, fun_jac, x0, lo, hi, lin)
+                except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+                    sol = None
+                losses.append(math.inf if sol is None else sol[1])
+                if sol is not None and (best is None or sol[1] < best[1]):
+                    best = sol
+                if best is not None and math.sqrt(best[1]) <= 1e-13 * self._y_rms:
+                    break  # exact fit: later starts cannot improve
+            if best is None:
+                return FitResult.invalid(
+                    text, "evaluation not finite from every start", prog.complexity
+                )
+            theta, loss = best
+        if self.options.linear_scaling:
+            scaled = self._scaled(prog, theta, loss, lo, hi, counter)
+            if scaled is not None:
+                theta, ab, loss = scaled
+                return self._result(prog, theta, loss, lo, hi, losses, counter[0], t0, ab)
+        return self._result(prog, theta, loss, lo, hi, losses, counter[0], t0)
 
-        lo, hi = self._bounds(prog)
-        # one species, one pair: every parameter is the constant of the same slot
-        par = Parameterization(prog, ("*",), (("*", "*"),))
-        lin = par.linear_mask()
-        y_scale = float(np.sqrt(np.mean(train.y**2))) + 1e-300
-        losses: list[float] = []
-        best: tuple[np.ndarray, float] | None = None
-        for x0 in self._starts(par, lo, hi, text):
-            try:
-                with np.errstate(all="ignore"):
-                    sol = self._solve(fun, fun_jac, x0, lo, hi, lin)
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
-                sol = None
-            losses.append(math.inf if sol is None else sol[1])
-            if sol is not None and (best is None or sol[1] < best[1]):
-                best = sol
-            if best is not None and math.sqrt(best[1]) <= 1e-13 * y_scale:
-                break  # exact fit: later starts cannot improve
-        if best is None:
-            return FitResult.invalid(
-                text, "evaluation not finite from every start", prog.complexity
-            )
-        theta, loss = best
-        return self._result(prog, theta, loss, lo, hi, losses, nfev, t0)
+    def _scaled(self, prog: Program, theta, loss: float, lo, hi, counter: list[int]):
+        """Linear scaling around a fitted ``f`` when it lowers the loss, else None.
+
+        Returns ``(θ, (scale, offset), loss)``: ``scale`` and ``offset`` by
+        linear least squares on ``f``'s fitted values, then (if ``f`` has
+        constants) all of them refined jointly by one LM run on
+        ``scale*f(θ) + offset`` (Jacobian ``[scale·∂f/∂θ, f, 1]``).
+        """
+        train = self.train
+        with np.errstate(all="ignore"):
+            v, _ = self._predict(prog, theta, train.X)
+        if not np.all(np.isfinite(v)):
+            return None
+        A = np.column_stack([v, np.ones_like(v)])
+        try:
+            (a, b), *_ = np.linalg.lstsq(A, train.y, rcond=None)
+        except np.linalg.LinAlgError:
+            return None
+        r = (a * v + b - train.y) * self._scale
+        sloss = float(r @ r)
+        # keep f itself unless scaling removes more than round-off
+        if not (math.isfinite(sloss) and sloss < loss * (1.0 - 1e-9) - (1e-13 * self._y_rms) ** 2):
+            return None
+        ab = (float(a), float(b))
+        K = prog.n_constants
+        if K:
+            y, sc = train.y, self._scale
+
+            def fun(x):
+                counter[0] += 1
+                v, _ = self._predict(prog, x[:K], train.X)
+                return (x[K] * v + x[K + 1] - y) * sc
+
+            def fun_jac(x):
+                counter[0] += 1
+                v, g = self._predict(prog, x[:K], train.X, jac=True)
+                J = np.column_stack([x[K] * g, v, np.ones_like(v)])
+                return (x[K] * v + x[K + 1] - y) * sc, J * sc
+
+            x0 = np.concatenate([theta, ab])
+            xlo = np.concatenate([lo, [-np.inf, -np.inf]])
+            xhi = np.concatenate([hi, [np.inf, np.inf]])
+            with np.errstate(all="ignore"):
+                x, res, _ = levenberg_marquardt(
+                    fun, fun_jac, x0, xlo, xhi, max_iter=self.options.max_nfev, ftol=1e-15
+                )
+            lm_loss = float(res @ res)
+            if math.isfinite(lm_loss) and np.all(np.isfinite(x)) and lm_loss <= sloss:
+                theta, ab, sloss = x[:K], (float(x[K]), float(x[K + 1])), lm_loss
+        return theta, ab, sloss
+
+    def _scaling_names(self, prog: Program) -> tuple[str, str]:
+        """``("scale", "offset")``, with a numeric suffix where ``prog`` already uses a name."""
+        taken = set(prog.constants) | set(self.variables)
+        names = []
+        for base in ("scale", "offset"):
+            name, k = base, 1
+            while name in taken:
+                name, k = f"{base}_{k}", k + 1
+            taken.add(name)
+            names.append(name)
+        return names[0], names[1]
+
+    @functools.cached_property
+    def _scaling_complexity(self) -> int:
+        """Complexity that ``scale*(f) + offset`` adds to ``f`` (weights are additive)."""
+        v = self.variables[0]
+        w = self.options.complexity_weights
+        return (
+            Program.from_string(f"scale*({v}) + offset", self.variables, w).complexity
+            - Program.from_string(v, self.variables, w).complexity
+        )
 
     def _solve(self, fun, fun_jac, x0, lo, hi, lin):
         """One start: exact linear constants, then LM. Returns (θ, loss) or None."""
@@ -569,16 +678,28 @@ class RegressionFitter:
             return None
         return x, loss
 
-    def _result(self, prog, theta, loss, lo, hi, losses, nfev, t0) -> FitResult:
+    def _result(self, prog, theta, loss, lo, hi, losses, nfev, t0, scaling=None) -> FitResult:
+        """The result of ``f`` = ``prog`` at ``theta``, or of ``scale*(f) + offset`` when
+        ``scaling`` = ``(scale, offset)`` is given."""
         params = {c: float(v) for c, v in zip(prog.constants, theta, strict=True)}
-        rmse_train = self._rmse(prog, theta, self.train)
-        rmse_valid = self._rmse(prog, theta, self.valid)
+        expression, complexity, extra = prog.expression, prog.complexity, {}
+        if scaling is None:
+            rmse_train = self._rmse(prog, theta, self.train)
+            rmse_valid = self._rmse(prog, theta, self.valid)
+        else:
+            names = self._scaling_names(prog)
+            rmse_train = self._rmse(prog, theta, self.train, scaling)
+            rmse_valid = self._rmse(prog, theta, self.valid, scaling)
+            params.update(zip(names, scaling, strict=True))
+            expression = f"{names[0]}*({expression}) + {names[1]}"
+            complexity += self._scaling_complexity
+            extra["unscaled_expression"] = prog.expression
         flags = bound_flags(prog.constants, theta, lo, hi)
         flags += overfit_flags(rmse_train, rmse_valid)
         valid = math.isfinite(rmse_train)
         return FitResult(
-            expression=prog.expression,
-            complexity=prog.complexity,
+            expression=expression,
+            complexity=complexity,
             valid=valid,
             rmse_train=rmse_train if valid else math.inf,
             rmse_valid=rmse_valid,
@@ -590,5 +711,6 @@ class RegressionFitter:
             extra={
                 "start_losses": [float(x) for x in losses],
                 "seconds": time.perf_counter() - t0,
+                **extra,
             },
         )

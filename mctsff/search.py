@@ -518,7 +518,8 @@ def search(
                 f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
             )
         if saved["signature"] != signature:
-            diff = [k for k in signature if saved["signature"].get(k) != signature[k]]
+            keys = dict.fromkeys([*signature, *saved["signature"]])
+            diff = [k for k in keys if saved["signature"].get(k) != signature.get(k)]
             raise SearchError(
                 f"{out_path / CHECKPOINT}: the run was made with a different "
                 f"{', '.join(diff)}; resume with the same data, grammar and options"
@@ -643,6 +644,17 @@ def search(
     )
 
 
+def searched_expression(res: FitResult) -> str:
+    """The expression the search proposed for ``res``.
+
+    A fitter may report a model built around it (a linearly scaled
+    ``scale*(f) + offset``, :class:`mctsff.regression.RegressionFitter`); local
+    moves edit the proposed structure ``f``, kept in
+    ``extra["unscaled_expression"]``.
+    """
+    return res.extra.get("unscaled_expression", res.expression)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def term_key(term: str) -> str:
     """Cheap structural key of a term: constants renamed by kind, then unparsed (memoised)."""
@@ -704,7 +716,7 @@ class _LocalMoves:
 
         new = []
         try:
-            for t in top_level_terms(res.expression):
+            for t in top_level_terms(searched_expression(res)):
                 t = t[1:] if t.startswith("-") else t
                 key = term_key(t)
                 if key in self.simple:
@@ -740,13 +752,15 @@ class _LocalMoves:
         hosts = [
             p
             for p in sorted(self.front.points, key=lambda p: p.score_loss)
-            if p.valid and len(top_level_terms(p.expression)) < self.max_terms
+            if p.valid and len(top_level_terms(searched_expression(p))) < self.max_terms
         ][: self.spread_hosts]
         todo = []
         for host in hosts:
             todo += [
                 (v, "spread")
-                for v in grown_variants(host.expression, terms, self.variables, self.max_terms)
+                for v in grown_variants(
+                    searched_expression(host), terms, self.variables, self.max_terms
+                )
             ]
         return todo
 
@@ -757,7 +771,7 @@ class _LocalMoves:
         seen = dict(self.simple)
         for p in self.front.points:
             try:
-                for t in top_level_terms(p.expression):
+                for t in top_level_terms(searched_expression(p)):
                     t = t[1:] if t.startswith("-") else t
                     key = term_key(t)
                     if key not in seen:
@@ -771,7 +785,9 @@ class _LocalMoves:
         return self.n_fits <= self.max_share * max(self.mcts.n_evaluations, 1)
 
     def _grow_from(self, res: FitResult) -> bool:
-        return self._budget_left() and len(top_level_terms(res.expression)) < self.max_terms
+        return (
+            self._budget_left() and len(top_level_terms(searched_expression(res))) < self.max_terms
+        )
 
     def variants(self, res: FitResult, depth: int) -> list[tuple[str, str]]:
         """Prune and grow moves around one front member, with their origin."""
@@ -782,9 +798,11 @@ class _LocalMoves:
         candidates: list[str] = []
         try:
             if self.prune:
-                candidates += pruned_variants(res.expression, self.variables)
+                candidates += pruned_variants(searched_expression(res), self.variables)
             if self.grow and self._grow_from(res):
-                candidates += grown_variants(res.expression, self.library(), self.variables)
+                candidates += grown_variants(
+                    searched_expression(res), self.library(), self.variables
+                )
         except (SyntaxError, ValueError):
             return []
         return [(c, res.expression) for c in candidates]
@@ -845,6 +863,8 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
     }
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
+    if hasattr(fitter.options, "linear_scaling"):
+        info["linear_scaling"] = bool(fitter.options.linear_scaling)
     if hasattr(fitter, "species"):
         info.update(
             species=list(fitter.species),
@@ -878,6 +898,8 @@ def _signature(fitter, grammar: Grammar) -> dict[str, Any]:
     }
     if hasattr(train, "cutoff"):
         sig["cutoff"] = float(train.cutoff)
+    if getattr(fitter.options, "linear_scaling", False):  # absent when off: older runs resume
+        sig["linear_scaling"] = True
     return sig
 
 

@@ -109,6 +109,52 @@ def test_recovers_nonlinear_constants():
         fitter.evaluate("c1*x**3 + c2*sin(c3*x)", {"c1": 1.0, "c2": 1.0})
 
 
+# ----------------------------------------------------------------------------- linear scaling
+def test_linear_scaling_fits_scale_and_offset_of_a_constant_free_expression():
+    data, _ = nguyen(10, seed=0)  # 2*sin(x)*cos(y)
+    shifted = RegressionData(data.X, 2.0 * data.y - 0.5, data.variables)
+    train, valid = shifted.split(0.25, seed=1)
+    fitter = RegressionFitter(train, valid, linear_scaling=True)
+    res = fitter.fit("sin(x)*cos(y)")
+    assert res.expression == "scale*(sin(x)*cos(y)) + offset"
+    assert res.extra["unscaled_expression"] == "sin(x)*cos(y)"
+    assert res.params == pytest.approx({"scale": 4.0, "offset": -0.5}, abs=1e-12)
+    assert res.rmse_train < 1e-12 and res.rmse_valid < 1e-12
+    # the reported model is what one evaluates, and its complexity is its own
+    np.testing.assert_allclose(fitter.evaluate(res.expression, res.params), train.y, atol=1e-12)
+    assert res.complexity == Program.from_string(res.expression, ("x", "y")).complexity
+    plain = RegressionFitter(train, valid).fit("sin(x)*cos(y)")
+    assert plain.expression == "sin(x)*cos(y)" and plain.rmse_train > 0.5
+
+
+def test_linear_scaling_keeps_expressions_it_cannot_improve():
+    data, _ = nguyen(1, seed=0)
+    fitter = RegressionFitter(data, linear_scaling=True)
+    exact = fitter.fit("x*x*x + x*x + x")
+    assert exact.expression == "x*x*x + x*x + x" and exact.params == {}
+    assert "unscaled_expression" not in exact.extra
+    # scale and offset already present: the joint fit has nothing to add
+    lin = fitter.fit("c1*(x*x*x + x*x) + c2")
+    assert set(lin.params) == {"c1", "c2"}
+
+
+def test_linear_scaling_refines_constants_jointly():
+    x = np.linspace(0.1, 2.0, 40)
+    data = RegressionData.from_arrays(x[None, :], 3.0 * np.exp(0.5 * x) + 1.0)
+    res = RegressionFitter(data, linear_scaling=True).fit("exp(c*x)")
+    assert res.expression == "scale*(exp(c*x)) + offset"
+    assert res.params == pytest.approx({"c": 0.5, "scale": 3.0, "offset": 1.0}, rel=1e-9)
+    assert res.rmse_train < 1e-10
+
+
+def test_linear_scaling_names_avoid_the_expression_constants():
+    x = np.linspace(0.1, 2.0, 40)
+    data = RegressionData.from_arrays(x[None, :], 2.0 * x / 1.5 + 4.0)
+    res = RegressionFitter(data, linear_scaling=True, bounds={"scale": (1.5, 1.5)}).fit("x/scale")
+    assert res.expression == "scale_1*(x/scale) + offset"
+    assert res.params["scale"] == 1.5 and res.rmse_train < 1e-10
+
+
 def test_two_variable_constants_and_bounds():
     rng = np.random.default_rng(2)
     X = rng.uniform(0.1, 1.0, (2, 40))

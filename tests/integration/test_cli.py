@@ -223,13 +223,41 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     front = json.loads((out / "pareto.json").read_text())
     info = json.loads((out / "run.json").read_text())
     assert info["reuse"] == {"transplant": True, "elite": 0.3}  # regression defaults
+    assert info["linear_scaling"] is True
     exact = [x for x in front if x["rmse_train"] < 1e-10]
     assert exact
     import sympy
 
     x = sympy.Symbol("x")
     found = sympy.sympify(exact[0]["expression"], locals={"x": x})
+    found = found.subs({sympy.Symbol(k): round(v, 9) for k, v in exact[0]["params"].items()})
     assert sympy.simplify(found - sympy.sympify(truth, locals={"x": x})) == 0
+
+
+def test_regression_search_linear_scaling_option(tmp_path):
+    from mctsff.regression import nguyen
+
+    data, _ = nguyen(10, seed=0)
+    data = type(data)(data.X, 3.0 * data.y - 1.5, data.variables)  # 6 sin(x) cos(y) - 1.5
+    csv = tmp_path / "n10.csv"
+    data.to_csv(csv, target="f")
+    runs = {}
+    for flag in ("--linear-scaling", "--no-linear-scaling"):
+        out = tmp_path / flag
+        p = mctsff(
+            "search", str(csv), "--objective", "regression", "--grammar", "nguyen2",
+            "--target", "f", "--budget", "300", "--seed", "0", "--out", str(out),
+            "--no-progress", flag,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        info = json.loads((out / "run.json").read_text())
+        assert info["linear_scaling"] is (flag == "--linear-scaling")
+        runs[flag] = json.loads((out / "pareto.json").read_text())
+    scaled = [p for p in runs["--linear-scaling"] if "scale" in p["params"]]
+    assert scaled and all(p["expression"].startswith("scale*(") for p in scaled)
+    assert not any("scale" in p["params"] for p in runs["--no-linear-scaling"])
+    best = min(runs["--linear-scaling"], key=lambda p: p["rmse_train"])
+    assert best["rmse_train"] < min(p["rmse_train"] for p in runs["--no-linear-scaling"])
 
 
 def test_search_reuse_options_parse():
