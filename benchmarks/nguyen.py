@@ -21,7 +21,9 @@ ranges, seed = run seed) and no other information.
   MCTS runs with its regression defaults, which include building-block reuse
   (``transplant=True``: SPL module transplantation; ``elite=0.3``: rollouts
   copy sub-derivations of the 10 best expressions; ``search.REUSE_DEFAULTS``).
-* **mcts-plain**: the same MCTS with reuse switched off (``transplant=False,
+* **mcts-noscale**: the same MCTS without linear scaling (the ablation of
+  scaling: ``RegressionFitter(linear_scaling=False)``).
+* **mcts-plain**: the same MCTS (with scaling) with reuse switched off (``transplant=False,
   elite=0``), i.e. the settings ``search`` uses for force matching, where
   reuse costs recoveries (benchmarks/README.md): the ablation of reuse.
 * **gplearn** (``SymbolicRegressor``): population 1000, functions ``add sub mul
@@ -82,10 +84,11 @@ from pathlib import Path
 import numpy as np
 from compare_methods import _median, run_jobs  # sibling script
 
-METHODS = ("mcts", "mcts-plain", "gp", "gplearn", "gplearn-ls", "pyoperon")
+METHODS = ("mcts", "mcts-noscale", "mcts-plain", "gp", "gplearn", "gplearn-ls", "pyoperon")
 #: Extra ``search`` settings of the mctsff variants (everything else is the default).
 MCTSFF_SETTINGS = {
     "mcts": {"method": "mcts"},
+    "mcts-noscale": {"method": "mcts"},
     "mcts-plain": {"method": "mcts", "transplant": False, "elite": 0.0},
     "gp": {"method": "gp"},
 }
@@ -104,9 +107,10 @@ GRAMMAR_FORMS = {
     11: "exp(y*log(x))",
     12: "x*x*x*x-x*x*x+y*y/(y/y+y/y)-y",
 }
-#: mctsff's regression fitter scales every expression (``scale*(f) + offset``, as the CLI
-#: does by default); gplearn-ls gives gplearn the same, pyoperon scales by default.
-LINEAR_SCALING = True
+#: mctsff's regression fitter scales every expression (``scale*(f) + offset``, its
+#: default) except in the ablation mcts-noscale; gplearn-ls gives gplearn the same,
+#: pyoperon scales by default.
+LINEAR_SCALING = {m: m != "mcts-noscale" for m in MCTSFF_SETTINGS}
 SYMPY_TIMEOUT = 10.0
 EXACT_TOL = 1e-6
 NUMERIC_TOL = 1e-8
@@ -247,7 +251,7 @@ def _run_mctsff(method, task, seed, time_s, max_length, data, symbols):
     from mctsff.search import search
 
     grammar = "nguyen" if len(NGUYEN[task][1]) == 1 else "nguyen2"
-    fitter = RegressionFitter(data, n_starts=1, seed=0, linear_scaling=LINEAR_SCALING)
+    fitter = RegressionFitter(data, n_starts=1, seed=0, linear_scaling=LINEAR_SCALING[method])
     res = search(
         fitter,
         grammar,

@@ -347,7 +347,8 @@ class RegressionFitter:
     max_nfev
         Residual evaluations per start.
     linear_scaling
-        Fit ``scale*(f) + offset`` instead of ``f`` whenever that lowers the
+        (Default on, as in ``mctsff search --objective regression``.) Fit
+        ``scale*(f) + offset`` instead of ``f`` whenever that lowers the
         training loss (linear scaling, Keijzer 2003): after ``f``'s own
         constants are fitted, the best ``scale`` and ``offset`` are solved in
         closed form; if they lower the loss, the result is the scaled model
@@ -366,7 +367,7 @@ class RegressionFitter:
     >>> round(res.params["c1"], 6), round(res.params["c2"], 6)
     (2.5, 0.7)
     >>> data = RegressionData.from_arrays(x[None, :], 3.0 * np.sin(x) - 1.0)
-    >>> res = RegressionFitter(data, linear_scaling=True).fit("sin(x)")
+    >>> res = RegressionFitter(data).fit("sin(x)")
     >>> res.expression, round(res.params["scale"], 9), round(res.params["offset"], 9)
     ('scale*(sin(x)) + offset', 3.0, -1.0)
     """
@@ -382,7 +383,7 @@ class RegressionFitter:
         initial: Mapping[str, float] | None = None,
         complexity_weights: Mapping[str, float] | None = None,
         max_nfev: int = 200,
-        linear_scaling: bool = False,
+        linear_scaling: bool = True,
     ):
         if not isinstance(train, RegressionData):
             raise FitConfigError("train must be a RegressionData")

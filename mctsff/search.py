@@ -107,8 +107,9 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
     undefined where ``x < 0``, ``x`` is not).  Values are compared to about 9
     significant digits (below ``1e-10`` they count as 0, and NaN and ±inf as
     themselves), so round-off of equal functions does not separate them; the
-    key is a hash of those values.  About 100× faster than building the sympy
-    form (which is what keys were before checkpoint format 3).
+    key is a hash of those values.  Measured on a Nguyen search: 0.09 ms per
+    key besides the compile the fit reuses, where the sympy-form keys used
+    before checkpoint format 3 took about 1.5 ms.
     """
     from mctsff.program import Program
 
