@@ -55,7 +55,7 @@ class SearchError(ValueError):
 
 
 #: MCTS building-block reuse by objective (what ``search(transplant=None, elite=None)``
-#: uses): measured on the Nguyen suite (regression, 5 seeds: 19/60 recoveries with
+#: uses): measured on the Nguyen suite (regression, 5 seeds: 21/60 recoveries with
 #: reuse, 5/60 without) and the force-field suite (10 seeds: 38/60 without, 35/60 with
 #: transplantation, 33/60 with elite rollouts); benchmarks/README.md has the tables.
 REUSE_DEFAULTS: dict[str, dict[str, Any]] = {
