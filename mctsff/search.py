@@ -156,6 +156,42 @@ def _join(terms: list[str]) -> str:
     return "+".join(terms).replace("+-", "-")
 
 
+def _absorbs_sign(node: ast.AST, names: dict[str, int]) -> bool:
+    """True if ``node`` is a product with a numerator global constant used nowhere else."""
+    return any(
+        not divides
+        and isinstance(f, ast.Name)
+        and names.get(f.id) == 1
+        and ops.constant_rule(f.id) == "global"
+        and f.id not in ops.RESERVED
+        for divides, f in _factors(node)
+    )
+
+
+def _compose(terms: list[tuple[int, ast.AST]], variables: Sequence[str]) -> str:
+    """Join signed terms, starting with a positive one where the function allows it.
+
+    A sum whose terms are all negative loses the sign of one term whose free global
+    constant (used once, as a factor) can take it: ``-(c1*f)`` is the family ``c1*f``
+    one unary minus simpler.  Otherwise a positive term moves to the front
+    (``-a + b`` → ``b - a``), which is the same function written as a grammar derives it.
+    """
+    if not any(sign > 0 for sign, _ in terms):
+        counts: dict[str, int] = {}
+        for _, node in terms:
+            for n in ast.walk(node):
+                if isinstance(n, ast.Name) and n.id not in variables:
+                    counts[n.id] = counts.get(n.id, 0) + 1
+        for i, (_, node) in enumerate(terms):
+            if _absorbs_sign(node, counts):
+                terms = [(1, node)] + terms[:i] + terms[i + 1 :]
+                break
+    else:
+        i = next(i for i, (sign, _) in enumerate(terms) if sign > 0)
+        terms = [terms[i]] + terms[:i] + terms[i + 1 :]
+    return _join([_term_text(s, n) for s, n in terms])
+
+
 def top_level_terms(expression: str) -> list[str]:
     """Signed top-level additive terms of an expression (``a - b + c`` → ``[a, -b, c]``)."""
     return list(_top_level_terms(expression))
@@ -196,11 +232,10 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
     a second ``exp``).
     """
     terms = _signed_terms(expression)
-    texts = [_term_text(s, n) for s, n in terms]
     out = []
     if len(terms) >= 2:
         for i in range(len(terms)):
-            out.append(_join(texts[:i] + texts[i + 1 :]))
+            out.append(_compose(terms[:i] + terms[i + 1 :], variables))
     names = set(variables)
     for i, (sign, node) in enumerate(terms):
         factors = _factors(node)
@@ -212,8 +247,41 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
         for j in range(len(factors)):
             if not varying[j]:
                 continue
-            term = _term_text(sign, _product(factors[:j] + factors[j + 1 :]))
-            out.append(_join(texts[:i] + [term] + texts[i + 1 :]))
+            term = (sign, _product(factors[:j] + factors[j + 1 :]))
+            out.append(_compose(terms[:i] + [term] + terms[i + 1 :], variables))
+    return out
+
+
+def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[str]:
+    """The expression with one per-atom-type constant replaced by one global constant.
+
+    ``prod_c1*exp(-r/c1)/r`` → ``k*exp(-r/c1)/r``: the form without that type
+    dependence, one parameter per type fewer.  Where the dependence does not matter
+    (one species pair dominates, or the types fit the same value) the simpler form
+    fits as well and is the one to report; a geometric-mean constant, never
+    negative, written as ``-(geom_c1*f)`` becomes ``k*f`` with the sign free.
+    """
+    from mctsff.program import Program
+
+    taken = set(Program.from_string(expression, variables).constants)
+    typed = [n for n in dict.fromkeys(taken) if ops.constant_rule(n) != "global"]
+    if not typed:
+        return []
+    k = 1
+    while f"k{k}" in taken:
+        k += 1
+    fresh = f"k{k}"
+    out = []
+    for name in typed:
+
+        class _Demote(ast.NodeTransformer):
+            def visit_Name(self, node, name=name):
+                if node.id == name:
+                    return ast.copy_location(ast.Name(id=fresh, ctx=node.ctx), node)
+                return node
+
+        tree = _Demote().visit(ast.parse(expression.replace("^", "**"), mode="eval"))
+        out.append(_compose(_signed_terms(ast.unparse(tree)), variables))
     return out
 
 
@@ -486,7 +554,11 @@ def search(
         Local move: when a result enters the front, also fit it with each
         top-level term removed, and with each r-dependent factor of a term
         removed (searches often find the right form plus a term fitted to ~0,
-        or times a factor the fit saturates to 1; this recovers the form itself).
+        or times a factor the fit saturates to 1; this recovers the form itself),
+        and with each per-atom-type constant replaced by one global constant
+        (the form without a type dependence the data may not need).  A variant
+        is written starting with a positive term, and a lone negative term
+        whose global constant can take the sign loses it (``-(c1*f)`` → ``c1*f``).
     grow
         Local move: when a result enters the front, also fit it plus each
         top-level term of the other front members (fresh constants), i.e. a
@@ -705,7 +777,7 @@ class _LocalMoves:
     """Prune/grow moves around new front members, sharing the tree's transposition table.
 
     *Prune* fits a new front member with each top-level term, or one r-dependent factor
-    of a term, removed. *Grow* fits
+    of a term, removed, and with one per-atom-type constant made global. *Grow* fits
     the best front members plus one more term from a library: the terms of the
     front members and the simplest terms met anywhere in the search.
     """
@@ -825,6 +897,7 @@ class _LocalMoves:
         try:
             if self.prune:
                 candidates += pruned_variants(searched_expression(res), self.variables)
+                candidates += demoted_variants(searched_expression(res), self.variables)
             if self.grow and self._grow_from(res):
                 candidates += grown_variants(
                     searched_expression(res), self.library(), self.variables

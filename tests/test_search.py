@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from mctsff.fit import Fitter
+from mctsff.grammar import Grammar
 from mctsff.program import Program
-from mctsff.search import SearchError, canonical_key, pruned_variants, search
+from mctsff.search import (
+    SearchError,
+    canonical_key,
+    demoted_variants,
+    pruned_variants,
+    search,
+)
 
 
 def test_canonical_key_ignores_constant_numbering():
@@ -234,8 +241,67 @@ def test_pruned_variants_drop_terms_and_saturating_factors():
     assert pruned_variants("c1/r") == []
     assert {canonical_key(v) for v in pruned_variants("c4/r**6 - c1*exp(-r/c2)*exp(-r/c3)")} == {
         canonical_key(w)
-        for w in ("c4/r**6", "-c1*exp(-r/c2)*exp(-r/c3)", "c4/r**6 - c1*exp(-r/c2)")
+        # the lone negative term's free constant takes the sign (one unary minus simpler)
+        for w in ("c4/r**6", "c1*exp(-r/c2)*exp(-r/c3)", "c4/r**6 - c1*exp(-r/c2)")
     }
+
+
+def test_pruned_variants_start_with_a_positive_term():
+    grammar = Grammar.load("pair")
+    # dropping the first term leaves "-(c1*exp(-r/c3)) + c2/r": written "c2/r - ...",
+    # as the grammar derives it, not one unary minus more complex
+    got = pruned_variants("prod_c1/r**12 - c1*exp(-r/c3) + c2/r")
+    assert "(c2 / r)-(c1 * exp(-r / c3))" in got
+    assert grammar.complexity("(c2 / r)-(c1 * exp(-r / c3))") == grammar.complexity(
+        "c2/r-c1*exp(-r/c3)"
+    )
+    # a sign is only absorbed by a global constant used once: geom_c1 >= 0, a_morse is tied
+    assert pruned_variants("c2/r - geom_c1/r**6") == ["-(geom_c1 / r ** 6)", "(c2 / r)"]
+    morse = "c1*(exp(-2*a*(r-r0))-2*exp(-a*(r-r0)))"
+    assert f"-(a * {morse[3:]})" not in pruned_variants(f"c2/r - a*{morse[3:]}")
+
+
+def test_demoted_variants_replace_one_type_constant_by_a_global_one():
+    got = demoted_variants("prod_c1*exp(-r/c1)/r + geom_c1/r**12 - c2/r**6")
+    assert {canonical_key(v) for v in got} == {
+        canonical_key("k1*exp(-r/c1)/r + geom_c1/r**12 - c2/r**6"),
+        canonical_key("prod_c1*exp(-r/c1)/r + k1/r**12 - c2/r**6"),
+    }
+    # a negated geometric-mean amplitude becomes a free-signed global one
+    assert demoted_variants("-(geom_c1*(1-exp(-c1*r))**6/r**6)") == [
+        "(k1 * (1 - exp(-c1 * r)) ** 6 / r ** 6)"
+    ]
+    assert demoted_variants("c1/r**6 - c2/r**12") == []
+
+
+def test_local_moves_demote_a_type_constant_the_data_do_not_need(dimers):
+    """A front member -(geom_c1*f) on data made by a global c1*f (c1 < 0) leads to c1*f."""
+    from mctsff.params import Potential
+    from mctsff.pareto import ParetoFront
+    from mctsff.search import _LocalMoves
+
+    truth = "c1*(1-exp(-c2*r))**6/r**6"
+    data = Potential(truth, {"c1": -30.0, "c2": 1.2}, dimers.species, dimers.type_pairs)
+    train, valid = data.synthetic(dimers).split(0.2, seed=0)
+    fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0)
+    table, front = _Table(), ParetoFront()
+    local = _LocalMoves(
+        table, lambda es: [fitter.fit(e) for e in es], front, None, ("r",), prune=True, grow=False
+    )
+    found = fitter.fit("-(geom_c1*(1-exp(-c1*r))**6/r**6)")
+    rms = float(np.sqrt(np.mean(valid.forces**2)))
+    assert found.rmse_valid < 1e-6 * rms  # exact, but one unary minus more complex than needed
+    table.record(found.expression, found)
+    local.queue(found if front.update(found) else None, [])
+    local.flush()
+    best = table.lookup(truth)
+    assert best is not None and best.rmse_valid < 1e-6 * rms
+    assert Grammar.load("pair").complexity(best.expression) == Grammar.load("pair").complexity(
+        truth
+    )
+    # the simpler exact form replaces the one with the sign on the front
+    assert any(p is best for p in front.points)
+    assert not any(p is found for p in front.points)
 
 
 def test_building_block_reuse_recovers_nguyen2():
