@@ -65,10 +65,14 @@ REUSE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def objective_kind(fitter) -> str:
-    """``"regression"`` for a :class:`~mctsff.regression.RegressionFitter`, else ``"forces"``."""
-    from mctsff.regression import RegressionFitter
+    """``"forces"`` for a force-matching objective, else ``"regression"``.
 
-    return "regression" if isinstance(fitter, RegressionFitter) else "forces"
+    Force matching is recognised by what its outputs need (``species``, the atom
+    types a :class:`~mctsff.fit.Fitter` fits pair constants for), so a user's own
+    fitter with the same attributes is treated the same way; anything else (a
+    :class:`~mctsff.regression.RegressionFitter`, ``None``) is plain regression.
+    """
+    return "forces" if hasattr(fitter, "species") else "regression"
 
 
 # ----------------------------------------------------------------------------- canonical keys
@@ -964,7 +968,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
     if hasattr(fitter.options, "linear_scaling"):
         info["linear_scaling"] = bool(fitter.options.linear_scaling)
-    if hasattr(fitter, "species"):
+    if objective_kind(fitter) == "forces":
         info.update(
             species=list(fitter.species),
             type_pairs=[list(p) for p in fitter.type_pairs],
@@ -1044,14 +1048,14 @@ def write_outputs(
         out / "pareto.png",
         dict(reference_lines or {}),
         title="Pareto front",
-        ylabel="validation force RMSE (eV/Å)" if hasattr(fitter, "species") else "RMSE",
+        ylabel="validation force RMSE (eV/Å)" if objective_kind(fitter) == "forces" else "RMSE",
     )
     files = {
         "pareto.json": str(out / "pareto.json"),
         "pareto.csv": str(out / "pareto.csv"),
         "pareto.png": str(out / "pareto.png"),
     }
-    if fitter is not None and hasattr(fitter, "species") and len(front):
+    if objective_kind(fitter) == "forces" and len(front):
         plot_potentials(out / "potentials.png", front, fitter)
         files["potentials.png"] = str(out / "potentials.png")
     return files

@@ -360,3 +360,20 @@ def test_reuse_defaults_follow_the_objective(screened):
         assert (res.mcts.transplant, res.mcts.elite) == want
         res = search(fitter, grammar, budget=3, seed=0, transplant=not want[0], elite=0.1)
         assert (res.mcts.transplant, res.mcts.elite) == (not want[0], 0.1)
+
+
+def test_objective_kind_is_one_convention(screened):
+    from types import SimpleNamespace
+
+    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.search import REUSE_DEFAULTS, objective_kind
+
+    train, valid = screened
+    x = np.linspace(0.1, 1.0, 20)
+    assert objective_kind(Fitter(train, valid, constraints=())) == "forces"
+    data = RegressionData(x[None, :], x**2, ("x",))
+    assert objective_kind(RegressionFitter(data)) == "regression"
+    assert objective_kind(None) == "regression"
+    # a user's own force-matching fitter is recognised by what its outputs need
+    assert objective_kind(SimpleNamespace(species=("H", "O"))) == "forces"
+    assert set(REUSE_DEFAULTS) == {"forces", "regression"}
