@@ -62,7 +62,7 @@ Recovery (what this script calls *exact*), per run:
 Usage::
 
     python benchmarks/nguyen.py           # 3 seeds, 10 s per run, 2 workers (5 seeds: 43 min)
-    python benchmarks/nguyen.py --quick          # 1 seed, 2 s per run
+    python benchmarks/nguyen.py --quick          # 1 seed, 2 s per run, ~3 min on 2 cores
     python benchmarks/nguyen.py --tasks 1 5 8 --methods mcts gplearn --seeds 5 --time 20
 """
 
