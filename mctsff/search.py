@@ -275,18 +275,22 @@ def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list
     while f"k{k}" in taken:
         k += 1
     fresh = f"k{k}"
-    out = []
-    for name in typed:
+    return [
+        _compose(_signed_terms(ast.unparse(_renamed(expression, {name: fresh}))), variables)
+        for name in typed
+    ]
 
-        class _Demote(ast.NodeTransformer):
-            def visit_Name(self, node, name=name):
-                if node.id == name:
-                    return ast.copy_location(ast.Name(id=fresh, ctx=node.ctx), node)
-                return node
 
-        tree = _Demote().visit(ast.parse(expression.replace("^", "**"), mode="eval"))
-        out.append(_compose(_signed_terms(ast.unparse(tree)), variables))
-    return out
+def _renamed(expression: str, mapping: Mapping[str, str]) -> ast.AST:
+    """The expression's tree with every name in ``mapping`` replaced by its value."""
+
+    class _Rename(ast.NodeTransformer):
+        def visit_Name(self, node):
+            if node.id in mapping:
+                return ast.copy_location(ast.Name(id=mapping[node.id], ctx=node.ctx), node)
+            return node
+
+    return _Rename().visit(ast.parse(expression.replace("^", "**"), mode="eval"))
 
 
 def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> str:
@@ -305,15 +309,7 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
             k += 1
         mapping[name] = f"{prefix}k{k}"
         taken.add(mapping[name])
-
-    class _Rename(ast.NodeTransformer):
-        def visit_Name(self, node):
-            if node.id in mapping:
-                return ast.copy_location(ast.Name(id=mapping[node.id], ctx=node.ctx), node)
-            return node
-
-    tree = _Rename().visit(ast.parse(term.replace("^", "**"), mode="eval"))
-    return ast.unparse(tree)
+    return ast.unparse(_renamed(term, mapping))
 
 
 def normalise_names(expression: str, variables: Sequence[str] = ("r",)) -> str:
@@ -327,15 +323,7 @@ def normalise_names(expression: str, variables: Sequence[str] = ("r",)) -> str:
         prefix = next((p for p in ops.TYPE_RULES if name.startswith(p)), "")
         counters[prefix] = counters.get(prefix, 0) + 1
         mapping[name] = f"{prefix}c{counters[prefix]}"
-
-    class _Rename(ast.NodeTransformer):
-        def visit_Name(self, node):
-            if node.id in mapping:
-                return ast.copy_location(ast.Name(id=mapping[node.id], ctx=node.ctx), node)
-            return node
-
-    tree = _Rename().visit(ast.parse(expression.replace("^", "**"), mode="eval"))
-    return ast.unparse(tree)
+    return ast.unparse(_renamed(expression, mapping))
 
 
 def grown_variants(
