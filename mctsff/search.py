@@ -271,14 +271,19 @@ def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list
     typed = [n for n in dict.fromkeys(taken) if ops.constant_rule(n) != "global"]
     if not typed:
         return []
-    k = 1
-    while f"k{k}" in taken:
-        k += 1
-    fresh = f"k{k}"
+    fresh = _fresh_name("", taken)
     return [
         _compose(_signed_terms(ast.unparse(_renamed(expression, {name: fresh}))), variables)
         for name in typed
     ]
+
+
+def _fresh_name(prefix: str, taken: set[str]) -> str:
+    """The first ``{prefix}k1``, ``{prefix}k2``, … not in ``taken``."""
+    k = 1
+    while f"{prefix}k{k}" in taken:
+        k += 1
+    return f"{prefix}k{k}"
 
 
 def _renamed(expression: str, mapping: Mapping[str, str]) -> ast.AST:
@@ -304,10 +309,7 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
     mapping = {}
     for name in prog.constants:
         prefix = next((p for p in ops.TYPE_RULES if name.startswith(p)), "")
-        k = 1
-        while f"{prefix}k{k}" in taken:
-            k += 1
-        mapping[name] = f"{prefix}k{k}"
+        mapping[name] = _fresh_name(prefix, taken)
         taken.add(mapping[name])
     return ast.unparse(_renamed(term, mapping))
 
@@ -886,14 +888,13 @@ class _LocalMoves:
         if not hasattr(self.mcts, "record"):
             return []  # an engine without a shared transposition table
         candidates: list[str] = []
+        expression = searched_expression(res)
         try:
             if self.prune:
-                candidates += pruned_variants(searched_expression(res), self.variables)
-                candidates += demoted_variants(searched_expression(res), self.variables)
+                candidates += pruned_variants(expression, self.variables)
+                candidates += demoted_variants(expression, self.variables)
             if self.grow and self._grow_from(res):
-                candidates += grown_variants(
-                    searched_expression(res), self.library(), self.variables
-                )
+                candidates += grown_variants(expression, self.library(), self.variables)
         except (SyntaxError, ValueError):
             return []
         return [(c, res.expression) for c in candidates]
