@@ -313,6 +313,13 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "step with this probability (default: 0.3 for --objective regression, 0 for forces)",
     )
     p.add_argument(
+        "--novelty",
+        type=_at_least(1),
+        default=8,
+        help="MCTS rollouts drawn per rollout kept: the one with the most never-proposed "
+        "terms (sub-derivations of non-recursive nonterminals) is kept; 1 = plain (default 8)",
+    )
+    p.add_argument(
         "--method",
         choices=["mcts", "gp"],
         default="mcts",
@@ -393,6 +400,7 @@ def _run_search(args, fitter) -> int:
         pipeline=args.pipeline,
         transplant=args.transplant,
         elite=args.elite,
+        novelty=args.novelty,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,

@@ -51,7 +51,8 @@ Directives (comments, ignored by Lark)
 Analysis
 --------
 The symbol graph (networkx) gives the nonterminals unreachable from ``start``
-(reported in :attr:`Grammar.unreachable`, with a warning); a fixed point gives
+(reported in :attr:`Grammar.unreachable`, with a warning) and the recursive
+ones (:attr:`Grammar.recursive`, those on a cycle); a fixed point gives
 the productive nonterminals and the minimum number of productions needed to
 expand each symbol and each production (:meth:`Grammar.min_length`,
 :attr:`Production.min_length`), which bounds rollouts.  A syntax error, an
@@ -214,6 +215,10 @@ class Grammar:
         Terminal name -> emitted text (``None`` for placeholders).
     unreachable
         Nonterminals not reachable from ``start`` (kept but never used).
+    recursive
+        Nonterminals on a cycle of the symbol graph (they can derive themselves,
+        so they have infinitely many complete sub-derivations); the others have
+        finitely many (in ``pair``: a term, its coefficient, its factors).
     complexity_weights
         Operator / leaf-kind -> complexity weight (defaults from :mod:`mctsff.ops`
         updated with ``// @complexity`` directives).
@@ -391,6 +396,12 @@ class Grammar:
                 if sym in nt_set:
                     graph.add_edge(lhs, sym)
         reachable = nx.descendants(graph, self.start) | {self.start}
+        self.recursive = frozenset(
+            nt
+            for scc in nx.strongly_connected_components(graph)
+            for nt in scc
+            if len(scc) > 1 or graph.has_edge(nt, nt)
+        )
         # Lark drops rules it cannot reach from start: find them in the text
         defined = re.findall(
             r"^[ \t]*[?!]?(_?[a-z][a-z_0-9]*)[ \t]*(?:\.-?\d+)?[ \t]*:", self.text, re.M

@@ -17,7 +17,13 @@ One iteration (:meth:`MCTS.step`):
    every production keeps the mean reward of the evaluated expressions that use
    it, and a rollout draws among the legal productions with probability
    ``exp(q / mast)``, ``q`` being that mean rescaled to [0, 1] over all
-   productions (shrunk towards the overall mean by one pseudo-observation);
+   productions (shrunk towards the overall mean by one pseudo-observation).
+   With ``novelty=k > 1`` (default 8) each rollout is the one of ``k`` so drawn
+   with the most *blocks* (complete sub-derivations of non-recursive
+   nonterminals, such as one term of a sum of terms) never proposed before, so
+   the finite space of terms is covered instead of resampled (the expressions the
+   engine fitted in a 300-fit screened-Coulomb run of ``search`` held 136–176
+   distinct terms over seeds 0–2, against 53–105 with plain rollouts);
 4. **Evaluation** of the *distinct, never seen* expressions in one batched call
    of the user's ``evaluate(expressions) -> list[FitResult]``; a transposition
    table (expression key -> FitResult) guarantees each distinct expression is
@@ -179,6 +185,13 @@ class MCTS(SearchEngine):
     mast
         Temperature of the MAST rollout weights (default 0.2; ``0`` draws
         productions uniformly).
+    novelty
+        Rollouts drawn per rollout kept (default 8; ``1``: plain rollouts).
+        The one kept has the most *blocks* never proposed before, a block being a
+        complete sub-derivation of a non-recursive nonterminal
+        (:attr:`~mctsff.grammar.Grammar.recursive`: in ``pair`` a term, its
+        coefficient, its factors); see the module docstring.  Grammars without
+        such nonterminals (``nguyen``) are unaffected.
     elite, elite_top
         Building-block reuse in the rollouts (default ``elite=0``: off).  At each
         nonterminal a rollout copies, with probability ``elite``, a complete
@@ -268,6 +281,7 @@ class MCTS(SearchEngine):
         pipeline: int = 0,
         elite: float = 0.0,
         elite_top: int = 10,
+        novelty: int = 8,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -306,6 +320,11 @@ class MCTS(SearchEngine):
             raise ValueError("elite_top must be >= 1")
         self.elite = float(elite)
         self.elite_top = int(elite_top)
+        if novelty < 1:
+            raise ValueError("novelty must be >= 1")
+        self.novelty = int(novelty)
+        self._blocks: set[tuple[int, tuple[int, ...]]] = set()  # see _novel_rollout
+        self._block_nts = self._block_nonterminals()
         self._elite_at = -1  # _top_version when the elite subtrees were last collected
         self._elite_subs: dict[int, list[tuple[int, ...]]] = {}
         self.seed = seed
@@ -371,6 +390,9 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("pipeline", 0)
         self.__dict__.setdefault("elite", 0.0)
         self.__dict__.setdefault("elite_top", 10)
+        self.__dict__.setdefault("novelty", 1)
+        self.__dict__.setdefault("_blocks", set())
+        self._block_nts = self._block_nonterminals()
         self._elite_at, self._elite_subs = -1, {}
         ranked = ((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
         self._top, self._top_version = heapq.nsmallest(self._n_top(), ranked), 0
@@ -513,6 +535,36 @@ class MCTS(SearchEngine):
             return self._elite_rollout(state, cap, weights)
         return state.rollout(self._rng, cap, weights)
 
+    def _block_nonterminals(self) -> frozenset[int]:
+        g = self.grammar
+        return frozenset(
+            i for i, nt in enumerate(g.nonterminals) if nt not in g.recursive and nt != g.start
+        )
+
+    def _block_set(self, state: Derivation) -> set[tuple[int, tuple[int, ...]]]:
+        """Complete sub-derivations of the non-recursive nonterminals in ``state``."""
+        nts = self._block_nts
+        return {b for b in complete_subtrees(self.grammar, state.actions) if b[0] in nts}
+
+    def _novel_rollout(self, state: Derivation, weights: list[float] | None) -> Derivation:
+        """The rollout, of ``novelty`` drawn, with the most blocks never proposed before.
+
+        A block is a complete sub-derivation of a non-recursive nonterminal
+        (:attr:`Grammar.recursive`), e.g. one term of a sum; ties go to the first
+        drawn.  The chosen rollout's blocks count as proposed from then on.
+        """
+        if self.novelty == 1 or not self._block_nts:
+            return self._rollout(state, weights)
+        best, best_blocks, best_new = state, set(), -1
+        for _ in range(self.novelty):
+            cand = self._rollout(state, weights)
+            blocks = self._block_set(cand)
+            new = len(blocks - self._blocks)
+            if new > best_new:
+                best, best_blocks, best_new = cand, blocks, new
+        self._blocks |= best_blocks
+        return best
+
     def _store(self, key: Any, expression: str, result: FitResult, actions: tuple[int, ...]):
         r = super()._store(key, expression, result, actions)
         self._note_top(key, r)
@@ -616,7 +668,9 @@ class MCTS(SearchEngine):
                 else:
                     if weights is None:
                         weights = self._rollout_weights()
-                    completions = [self._rollout(state, weights) for _ in range(self.n_rollouts)]
+                    completions = [
+                        self._novel_rollout(state, weights) for _ in range(self.n_rollouts)
+                    ]
                 prop.expansions.append((path, j, action, state, completions))
                 if prop.virtual_loss is not None:
                     self._virtual_loss(path, +1, prop.virtual_loss)

@@ -473,6 +473,7 @@ def search(
     pipeline: int = 0,
     transplant: bool | None = None,
     elite: float | None = None,
+    novelty: int = 8,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -513,7 +514,7 @@ def search(
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
     resume
         Continue the search saved in ``out`` (same grammar and objective).
-    exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite
+    exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty
         MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``elite=p`` makes the
         rollouts reuse building blocks: at each step a rollout copies, with
         probability ``p``, a complete sub-derivation of one of the 10 best
@@ -649,6 +650,7 @@ def search(
             seed=seed,
             transplant=transplant,
             elite=elite,
+            novelty=novelty,
             canonical=key_fn,
         )
     if out_path is not None:
@@ -955,6 +957,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
     }
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
+        info["novelty"] = int(getattr(mcts, "novelty", 1))
     if hasattr(fitter.options, "linear_scaling"):
         info["linear_scaling"] = bool(fitter.options.linear_scaling)
     if objective_kind(fitter) == "forces":

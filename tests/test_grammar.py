@@ -212,3 +212,13 @@ def test_grammar_pickles():
     g2 = pickle.loads(pickle.dumps(g))
     assert [str(p) for p in g2.productions] == [str(p) for p in g.productions]
     assert g2.complexity_weights == g.complexity_weights
+
+
+def test_recursive_nonterminals_are_those_on_a_cycle():
+    assert Grammar.load("pair").recursive == {"potential"}  # potential -> potential "+" term
+    assert Grammar.load("nguyen").recursive == {"sum", "prod", "atom"}  # atom -> "(" sum ")"
+    assert Grammar.load("lj").recursive == set()
+    toy = Grammar.from_text(
+        'start: a\na: a "+" b | b\nb: "x" | "(" c ")"\nc: "y"', name="toy"
+    )  # fmt: skip
+    assert toy.recursive == {"a"}

@@ -15,7 +15,7 @@ from mctsff.mcts import MCTS
 from mctsff.pareto import ParetoFront
 from mctsff.result import FitResult
 from mctsff.reward import SPLReward, TradeoffReward
-from mctsff.tree import Derivation
+from mctsff.tree import Derivation, complete_subtrees, derive
 
 X = np.random.default_rng(123).uniform(-1.0, 1.0, 20)
 Y_NGUYEN1 = X**3 + X**2 + X
@@ -526,3 +526,71 @@ def test_best_keys_kept_incrementally_rank_like_a_full_sort():
     resumed.run(budget=600)
     want = heapq.nlargest(7, resumed._rewards, key=resumed._rewards.__getitem__)
     assert resumed._best_keys(7) == want
+
+
+PAIR = Grammar.load("pair")
+
+
+def evaluate_by_length(expressions: list[str]) -> list[FitResult]:
+    """A cheap deterministic stand-in objective (longer text: lower loss)."""
+    return [FitResult(e, complexity=1, rmse_train=1.0 / len(e)) for e in expressions]
+
+
+def distinct_terms(search: MCTS) -> int:
+    """Distinct complete ``term`` sub-derivations among the expressions fitted."""
+    term = PAIR.nonterminals.index("term")
+    blocks = set()
+    for actions in search._actions.values():
+        blocks |= {b for b in complete_subtrees(PAIR, actions) if b[0] == term}
+    return len(blocks)
+
+
+def test_novelty_rollouts_cover_more_terms_of_a_sum():
+    plain, novel = [], []
+    for seed in range(3):
+        for novelty, out in ((1, plain), (8, novel)):
+            search = MCTS(PAIR, evaluate_by_length, max_length=16, seed=seed, novelty=novelty)
+            search.run(budget=200)
+            assert search.n_evaluations >= 200
+            out.append(distinct_terms(search))
+    assert all(n > p for n, p in zip(novel, plain, strict=True))
+    assert sum(novel) > 1.25 * sum(plain)
+    # every block of every rollout kept is remembered, and nothing else
+    seen = set()
+    for actions in search._actions.values():
+        seen |= search._block_set(derive(PAIR, actions))
+    assert seen <= search._blocks
+    with pytest.raises(ValueError, match="novelty"):
+        MCTS(PAIR, evaluate_by_length, novelty=0)
+
+
+def test_novelty_leaves_grammars_without_blocks_unchanged():
+    # every nonterminal of nguyen is recursive: no blocks, the same draws and fits
+    assert MCTS(NGUYEN, evaluate_nguyen1)._block_nts == frozenset()
+    runs = []
+    for novelty in (1, 8):
+        search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=3, novelty=novelty)
+        search.run(budget=150)
+        runs.append(search.evaluated)
+    assert runs[0] == runs[1]
+
+
+def test_novelty_search_resumes_identically_and_old_states_run_plain():
+    full = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9)
+    full.run(budget=250)
+    part = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9)
+    part.run(budget=100)
+    resumed = MCTS.from_state(pickle.loads(pickle.dumps(part.state_dict())), evaluate_by_length)
+    resumed.run(budget=250)
+    assert resumed.evaluated == full.evaluated
+    # a state saved before novelty existed continues with plain rollouts
+    plain = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9, novelty=1)
+    plain.run(budget=100)
+    state = plain.state_dict()
+    for key in ("novelty", "_blocks", "_block_nts"):
+        del state[key]
+    old = MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
+    assert old.novelty == 1
+    plain.run(budget=250)
+    old.run(budget=250)
+    assert old.evaluated == plain.evaluated

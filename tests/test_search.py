@@ -358,8 +358,12 @@ def test_reuse_defaults_follow_the_objective(screened):
     for fitter, grammar, want in ((reg, "nguyen", (True, 0.3)), (forces, "pair", (False, 0.0))):
         res = search(fitter, grammar, budget=3, seed=0)
         assert (res.mcts.transplant, res.mcts.elite) == want
-        res = search(fitter, grammar, budget=3, seed=0, transplant=not want[0], elite=0.1)
+        assert res.mcts.novelty == 8
+        res = search(
+            fitter, grammar, budget=3, seed=0, transplant=not want[0], elite=0.1, novelty=2
+        )
         assert (res.mcts.transplant, res.mcts.elite) == (not want[0], 0.1)
+        assert res.mcts.novelty == 2
 
 
 def test_objective_kind_is_one_convention(screened):

@@ -223,6 +223,7 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     front = json.loads((out / "pareto.json").read_text())
     info = json.loads((out / "run.json").read_text())
     assert info["reuse"] == {"transplant": True, "elite": 0.3}  # regression defaults
+    assert info["novelty"] == 8  # (nguyen has no blocks: no effect)
     assert info["linear_scaling"] is True
     exact = [x for x in front if x["rmse_train"] < 1e-10]
     assert exact
@@ -272,3 +273,7 @@ def test_search_reuse_options_parse():
     assert (args.transplant, args.elite) == (True, 0.25)
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--elite", "1.5"])
+    assert parser.parse_args(["search", "data.extxyz"]).novelty == 8
+    assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "data.extxyz", "--novelty", "0"])
