@@ -256,6 +256,7 @@ class MCTS(SearchEngine):
         "_elite_at",
         "_top",
         "_top_version",
+        "_block_nts",
     )
 
     def __init__(

@@ -957,7 +957,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
     }
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
-        info["novelty"] = int(getattr(mcts, "novelty", 1))
+        info["novelty"] = int(mcts.novelty)
     if hasattr(fitter.options, "linear_scaling"):
         info["linear_scaling"] = bool(fitter.options.linear_scaling)
     if objective_kind(fitter) == "forces":
