@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -45,9 +46,9 @@ from mctsff.reward import get_reward
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity).
 DEFAULT_ETA = 0.99
-#: Checkpoint format; 3: transposition keys from probed values (2: sympy argument tuples,
-#: 1: ``sympy.srepr``).
-_CHECKPOINT_VERSION = 3
+#: Checkpoint format; 4: probed keys with one value per constant, numbered by role (3: one
+#: value per kind of constant; 2: sympy argument tuples, 1: ``sympy.srepr``).
+_CHECKPOINT_VERSION = 4
 
 
 class SearchError(ValueError):
@@ -93,44 +94,95 @@ def _probe_inputs(n_vars: int) -> np.ndarray:
     return X
 
 
-def _probe_value(rule: str) -> float:
-    """Fixed value in [0.6, 2.4) of every constant combined by ``rule`` (by its name)."""
-    return 0.6 + 1.8 * (zlib.crc32(rule.encode()) % 100_003) / 100_003
+@functools.lru_cache(maxsize=256)
+def _probe_value(rule: str, rank: int = -1) -> float:
+    """Fixed value in [0.6, 2.4) of a constant combined by ``rule``.
 
-
-def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
-    """Transposition key: the values of the expression at fixed probe points.
-
-    Every variable takes 12 fixed values on [−3, 3] and every fitted constant
-    the fixed value of its kind (:func:`mctsff.ops.constant_rule`), so two
-    expressions that differ only in the numbering of their constants
-    (``c1/r + c2*exp(-r/c3)`` and ``c1*exp(-r/c2) + c3/r``) get the same key
-    and are fitted once — as do any two expressions that compute the same
-    function (``x*x + x`` and ``x*(x + 1)``, ``sin(x)**2 + cos(x)**2`` and
-    ``x/x``), while two that differ in domain do not (``exp(log(x))`` is
-    undefined where ``x < 0``, ``x`` is not).  Values are compared to about 9
-    significant digits (below ``1e-10`` they count as 0, and NaN and ±inf as
-    themselves), so round-off of equal functions does not separate them; the
-    key is a hash of those values.  Measured on a Nguyen search: 0.09 ms per
-    key besides the compile the fit reuses, where the sympy-form keys used
-    before checkpoint format 3 took about 1.5 ms.
+    ``rank = -1`` is the kind's shared value (a constant not yet numbered); ``rank = k``
+    the value of the k-th constant of that kind in the canonical order.
     """
-    from mctsff.program import Program
+    return 0.6 + 1.8 * (zlib.crc32(f"{rule}:{rank}".encode()) % 100_003) / 100_003
 
-    prog = Program.from_string(expression, variables)
-    X = _probe_inputs(len(prog.variables))
-    consts = np.array([[_probe_value(ops.constant_rule(c)) for c in prog.constants] or [0.0]])
+
+def _quantised(v: np.ndarray) -> np.ndarray:
+    """Probed values as integers of ~9 significant digits (last axis), exponents appended."""
     with np.errstate(all="ignore"):
-        v = prog.evaluate(X, consts, None, mode=0)[0]
         m, e = np.frexp(v)
         q = np.round(m * float(1 << _PROBE_BITS))
     up = np.abs(q) == float(1 << _PROBE_BITS)  # 0.99999999997 rounds to 1 = 0.5·2**1
     q[up] *= 0.5
     e[up] += 1
-    q[np.abs(v) < _PROBE_ZERO] = 0.0
-    e[np.abs(v) < _PROBE_ZERO] = 0
+    small = np.abs(v) < _PROBE_ZERO
+    q[small] = 0.0
+    e[small] = 0
     q[np.isnan(v)] = np.nan  # one NaN bit pattern
-    return hashlib.blake2b(q.tobytes() + e.astype(np.int64).tobytes(), digest_size=16).hexdigest()
+    return np.concatenate([q, e.astype(np.float64)], axis=-1)
+
+
+def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
+    """Transposition key: the values of the expression at fixed probe points.
+
+    Every variable takes 12 fixed values on [−3, 3] and every fitted constant a
+    fixed value of its own, so two expressions get the same key when they compute
+    the same function for those values.  Constants are numbered by their role, not
+    their names: they get their values one at a time, each time the constant whose
+    value changes the probed function in the first way (in a fixed order of the
+    probed values) among those not numbered yet, while the others hold one shared
+    value per kind (:func:`mctsff.ops.constant_rule`).  So two expressions that
+    differ only in the numbering of their constants (``c1/r + c2*exp(-r/c3)`` and
+    ``c1*exp(-r/c2) + c3/r``) get the same key and are fitted once — as do any two
+    that compute the same function (``x*x + x`` and ``x*(x + 1)``,
+    ``sin(x)**2 + cos(x)**2`` and ``x/x``) — while distinct constants never share a
+    value, so terms that cancel only when two constants are equal
+    (``c1*f + c2*g - c3*g``) do not make an expression look like a shorter one
+    (``c1*f``), and two that differ in domain stay apart (``exp(log(x))`` is
+    undefined where ``x < 0``, ``x`` is not).  Values are compared to about 9
+    significant digits (below ``1e-10`` they count as 0, and NaN and ±inf as
+    themselves), so round-off of equal functions does not separate them; the key
+    is a hash of those values.  Measured: 0.2–0.5 ms per pair-grammar key with one
+    to eight constants, about 1 ms when three terms are interchangeable
+    (``c1*exp(-r/c2) + c3*exp(-r/c4) + c5*exp(-r/c6)``), beside 30–100 ms for a fit.
+    """
+    from mctsff.program import Program
+
+    prog = Program.from_string(expression, variables)
+    X = _probe_inputs(len(prog.variables))
+    n = len(prog.constants)
+    rules = [ops.constant_rule(c) for c in prog.constants]
+    values = np.array([_probe_value(r) for r in rules] or [0.0])
+    ranks: dict[str, int] = {}
+    free = list(range(n))
+    while free:
+        # the constants of the first kind not numbered yet, each given the kind's next
+        # value in turn (the others unchanged), are numbered in the order of the probed
+        # values up to the first tie; of tied ones only the first, then probe again
+        rule = min(rules[i] for i in free)
+        cand = [i for i in free if rules[i] == rule]
+        order = [0]
+        if len(cand) > 1:
+            trial = np.repeat(values[None, :], len(cand), axis=0)
+            trial[np.arange(len(cand)), cand] = _probe_value(rule, ranks.get(rule, 0))
+            group = np.repeat(np.arange(len(cand), dtype=np.int64), _PROBE_POINTS)
+            with np.errstate(all="ignore"):
+                v = prog.evaluate(np.tile(X, (1, len(cand))), trial, group, mode=0)[0]
+            q = _quantised(v.reshape(len(cand), _PROBE_POINTS))
+            q[np.isnan(q)] = np.inf
+            ranked = np.lexsort(q.T[::-1])  # stable: ties keep their position
+            same = [np.array_equal(q[a], q[b]) for a, b in itertools.pairwise(ranked)]
+            m = 0  # ranked[:m] are each unlike both neighbours
+            while (
+                m < len(ranked) and not (m > 0 and same[m - 1]) and not (m < len(same) and same[m])
+            ):
+                m += 1
+            order = [int(j) for j in ranked[: max(m, 1)]]
+        for j in order:
+            i = cand[j]
+            free.remove(i)
+            values[i] = _probe_value(rule, ranks.get(rule, 0))
+            ranks[rule] = ranks.get(rule, 0) + 1
+    with np.errstate(all="ignore"):
+        v = prog.evaluate(X, values[None, :], None, mode=0)[0]
+    return hashlib.blake2b(_quantised(v).tobytes(), digest_size=16).hexdigest()
 
 
 # ----------------------------------------------------------------------------- pruning
