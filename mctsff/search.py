@@ -285,7 +285,10 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
     depends on a variable from a product, when another such factor remains
     (``c1*erf(c2*r)/r**6`` → ``c1/r**6`` and ``c1*erf(c2*r)``): searches often find
     the right form times a factor that the fit saturates to 1 (``erf``, ``tanh``,
-    a second ``exp``).
+    a second ``exp``).  The factor may have carried the sign (``erf(c2*r)`` with
+    ``c2 < 0``), so when the dropped factor holds a fitted constant, a term whose
+    sign no free global constant can take (``-geom_c1*erf(c2*r)/r**12``,
+    ``geom_c1 >= 0``) is offered with both signs.
     """
     terms = _signed_terms(expression)
     out = []
@@ -293,6 +296,11 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
         for i in range(len(terms)):
             out.append(_compose(terms[:i] + terms[i + 1 :], variables))
     names = set(variables)
+    counts: dict[str, int] = {}
+    for _, node in terms:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and n.id not in names:
+                counts[n.id] = counts.get(n.id, 0) + 1
     for i, (sign, node) in enumerate(terms):
         factors = _factors(node)
         varying = [
@@ -303,8 +311,13 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
         for j in range(len(factors)):
             if not varying[j]:
                 continue
-            term = (sign, _product(factors[:j] + factors[j + 1 :]))
-            out.append(_compose(terms[:i] + [term] + terms[i + 1 :], variables))
+            rest = _product(factors[:j] + factors[j + 1 :])
+            # a factor with a fitted constant in it can have carried the sign
+            fitted = [n for n in ast.walk(factors[j][1]) if isinstance(n, ast.Name)]
+            carried = any(n.id in counts for n in fitted)
+            signs = (sign, -sign) if carried and not _absorbs_sign(rest, counts) else (sign,)
+            for s in signs:
+                out.append(_compose(terms[:i] + [(s, rest)] + terms[i + 1 :], variables))
     return out
 
 

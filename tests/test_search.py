@@ -270,6 +270,17 @@ def test_pruned_variants_drop_terms_and_saturating_factors():
     }
 
 
+def test_pruned_factor_that_carried_the_sign_offers_both_signs():
+    # erf(c2*r) with c2 < 0 made -geom_c1*erf(c2*r)/r**12 repulsive; geom_c1 >= 0 cannot
+    got = {canonical_key(v) for v in pruned_variants("c1/r**6 - geom_c1*erf(c2*r)/r**12")}
+    assert canonical_key("c1/r**6 + geom_c1/r**12") in got
+    assert canonical_key("c1/r**6 - geom_c1/r**12") in got
+    # a free global amplitude takes either sign; a factor without constants carries none
+    assert len(pruned_variants("c1/r**6 - c2*erf(c3*r)/r**12")) == 4
+    assert len(pruned_variants("c1/r**6 - geom_c1*erf(c2*r)/r**12")) == 5
+    assert len(pruned_variants("c1/r**6 - geom_c1*r/r**12")) == 4
+
+
 def test_pruned_variants_start_with_a_positive_term():
     grammar = Grammar.load("pair")
     # dropping the first term leaves "-(c1*exp(-r/c3)) + c2/r": written "c2/r - ...",
