@@ -841,9 +841,16 @@ class _LocalMoves:
     of a term, removed, and with one per-atom-type constant made global. *Grow* fits
     the best front members plus one more term from a library: the terms of the
     front members and the simplest terms met anywhere in the search.
+
+    Moves chain: the moves around what entered the front are fitted next, grow moves
+    up to ``max_depth`` levels from the search's result, prunes for as long as a
+    pruned form enters the front (each prune removes a term, a factor or a type
+    constant, so a chain ends; ``max_prune_depth`` is a guard), so a search result
+    that holds the answer plus two spare terms is pruned down to the answer.
     """
 
     max_depth = 3
+    max_prune_depth = 16
     max_library = 40
     simple_complexity = 5
     max_terms = 4
@@ -950,7 +957,7 @@ class _LocalMoves:
 
     def variants(self, res: FitResult, depth: int) -> list[tuple[str, str]]:
         """Prune and grow moves around one front member, with their origin."""
-        if not res.valid or depth >= self.max_depth or not (self.prune or self.grow):
+        if not res.valid or depth >= self.max_prune_depth or not (self.prune or self.grow):
             return []
         if not hasattr(self.mcts, "record"):
             return []  # an engine without a shared transposition table
@@ -960,7 +967,7 @@ class _LocalMoves:
             if self.prune:
                 candidates += pruned_variants(expression, self.variables)
                 candidates += demoted_variants(expression, self.variables)
-            if self.grow and self._grow_from(res):
+            if self.grow and depth < self.max_depth and self._grow_from(res):
                 candidates += grown_variants(expression, self.library(), self.variables)
         except (SyntaxError, ValueError):
             return []
@@ -968,7 +975,7 @@ class _LocalMoves:
 
     def _explore_all(self, members, extra: list[tuple[str, str]], depth: int) -> None:
         """Fit the moves around ``members`` plus ``extra`` as one batch per level."""
-        while depth < self.max_depth:
+        while depth < self.max_prune_depth:
             todo = list(extra)
             for res in members:
                 todo += self.variants(res, depth)

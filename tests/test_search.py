@@ -247,9 +247,30 @@ def test_local_moves_of_a_batch_are_fitted_in_one_call():
         for v in pruned_variants(parent.expression):
             assert canonical_key(v) in first
     assert not any("r**2" in e for call in calls for e in call)
-    assert len(calls) <= local.max_depth  # one evaluator call per level, not per point
+    assert len(calls) <= 3  # one evaluator call per level (3, 2 and 1 terms), not per point
     assert local.n_fits == sum(len(c) for c in calls)
     assert all(table.lookup(e).extra["local_move_from"] for c in calls for e in c)
+
+
+def test_prune_chains_run_past_the_grow_depth():
+    """A result with four spare terms is pruned down to a single term (five levels)."""
+    from mctsff.pareto import ParetoFront
+    from mctsff.result import FitResult
+    from mctsff.search import _LocalMoves
+
+    def evaluate(exprs):  # every shorter form enters the front
+        return [FitResult(e, complexity=len(e), rmse_train=0.1 / len(e)) for e in exprs]
+
+    front = ParetoFront()
+    table = _Table()
+    local = _LocalMoves(table, evaluate, front, None, ("r",), prune=True, grow=True)
+    a = FitResult("c1/r + c2/r**2 + c3/r**4 + c4/r**6 + c5/r**12", complexity=60, rmse_train=1e-3)
+    table.record(a.expression, a)
+    local.queue(a if front.update(a) else None, [])
+    local.flush()
+    assert local.max_depth < 4
+    singles = ("c1/r", "c1/r**2", "c1/r**4", "c1/r**6", "c1/r**12")
+    assert any(table.lookup(single) is not None for single in singles)
 
 
 def test_pruned_variants_drop_terms_and_saturating_factors():
