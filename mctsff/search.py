@@ -295,7 +295,10 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
     if len(terms) >= 2:
         for i in range(len(terms)):
             out.append(_compose(terms[:i] + terms[i + 1 :], variables))
+    from mctsff.program import Program
+
     names = set(variables)
+    constants = set(Program.from_string(expression, variables).constants)
     counts: dict[str, int] = {}
     for _, node in terms:
         for n in ast.walk(node):
@@ -313,12 +316,16 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
                 continue
             rest = _product(factors[:j] + factors[j + 1 :])
             # a factor with a fitted constant in it can have carried the sign
-            fitted = [n for n in ast.walk(factors[j][1]) if isinstance(n, ast.Name)]
-            carried = any(n.id in counts for n in fitted)
+            carried = not constants.isdisjoint(_names(factors[j][1]))
             signs = (sign, -sign) if carried and not _absorbs_sign(rest, counts) else (sign,)
             for s in signs:
                 out.append(_compose(terms[:i] + [(s, rest)] + terms[i + 1 :], variables))
     return out
+
+
+def _names(node: ast.AST) -> set[str]:
+    """Identifiers used in ``node`` (variables, constants, function names)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
 def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[str]:

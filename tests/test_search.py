@@ -300,6 +300,8 @@ def test_pruned_factor_that_carried_the_sign_offers_both_signs():
     assert len(pruned_variants("c1/r**6 - c2*erf(c3*r)/r**12")) == 4
     assert len(pruned_variants("c1/r**6 - geom_c1*erf(c2*r)/r**12")) == 5
     assert len(pruned_variants("c1/r**6 - geom_c1*r/r**12")) == 4
+    # function names are not fitted constants: sin(x) carries no fitted sign
+    assert len(pruned_variants("sin(x)*cos(y) - exp(x)*x", ("x", "y"))) == 6
 
 
 def test_pruned_variants_start_with_a_positive_term():
