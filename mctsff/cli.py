@@ -286,7 +286,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.99, help="SPL parsimony factor per complexity")
     p.add_argument("--exploration", type=float, default=1 / math.sqrt(2), help="UCT constant")
     p.add_argument("--max-length", type=int, default=16, help="productions per expression")
-    p.add_argument("--rollouts", type=_at_least(1), default=10, help="rollouts per expansion")
+    p.add_argument(
+        "--rollouts", type=_at_least(1), default=None, help="rollouts per expansion (default 10)"
+    )
     p.add_argument(
         "--leaves",
         type=_at_least(1),
@@ -315,7 +317,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--novelty",
         type=_at_least(1),
-        default=8,
+        default=None,
         help="MCTS rollouts drawn per rollout kept: the one with the most never-proposed "
         "terms (sub-derivations of non-recursive nonterminals) is kept; 1 = plain (default 8)",
     )

@@ -540,12 +540,12 @@ def search(
     resume: bool = False,
     exploration: float = 1.0 / math.sqrt(2.0),
     max_length: int = 16,
-    n_rollouts: int = 10,
+    n_rollouts: int | None = None,
     leaves: int = 1,
     pipeline: int = 0,
     transplant: bool | None = None,
     elite: float | None = None,
-    novelty: int = 8,
+    novelty: int | None = None,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -587,7 +587,8 @@ def search(
     resume
         Continue the search saved in ``out`` (same grammar and objective).
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty
-        MCTS settings (see :class:`~mctsff.mcts.MCTS`); ``elite=p`` makes the
+        MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``n_rollouts`` and
+        ``novelty`` left at ``None`` take its defaults, 10 and 8); ``elite=p`` makes the
         rollouts reuse building blocks: at each step a rollout copies, with
         probability ``p``, a complete sub-derivation of one of the 10 best
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
@@ -716,14 +717,16 @@ def search(
             reward_fn,
             exploration=exploration,
             max_length=max_length,
-            n_rollouts=n_rollouts,
             leaves=leaves,
             pipeline=pipeline,
             seed=seed,
             transplant=transplant,
             elite=elite,
-            novelty=novelty,
             canonical=key_fn,
+            # None: the MCTS default (10 rollouts, novelty 8), written only there
+            **{
+                k: v for k, v in (("n_rollouts", n_rollouts), ("novelty", novelty)) if v is not None
+            },
         )
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)

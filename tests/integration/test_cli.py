@@ -273,7 +273,18 @@ def test_search_reuse_options_parse():
     assert (args.transplant, args.elite) == (True, 0.25)
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--elite", "1.5"])
-    assert parser.parse_args(["search", "data.extxyz"]).novelty == 8
+    assert parser.parse_args(["search", "data.extxyz"]).novelty is None  # MCTS's default
+    assert parser.parse_args(["search", "data.extxyz"]).rollouts is None
+    # the help states MCTS's defaults, which live in MCTS only
+    import inspect
+
+    from mctsff.mcts import MCTS
+
+    defaults = inspect.signature(MCTS).parameters
+    actions = parser._subparsers._group_actions[0].choices["search"]._actions
+    for option, name in (("--rollouts", "n_rollouts"), ("--novelty", "novelty")):
+        text = next(a.help for a in actions if option in a.option_strings)
+        assert f"default {defaults[name].default})" in text, option
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--novelty", "0"])
