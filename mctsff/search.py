@@ -224,6 +224,21 @@ def _absorbs_sign(node: ast.AST, names: dict[str, int]) -> bool:
     )
 
 
+def _names(node: ast.AST) -> set[str]:
+    """Identifiers used in ``node`` (variables, constants, function names)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _name_counts(terms: list[tuple[int, ast.AST]], variables: Sequence[str]) -> dict[str, int]:
+    """How often each identifier other than a variable occurs in the terms."""
+    counts: dict[str, int] = {}
+    for _, node in terms:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name) and n.id not in variables:
+                counts[n.id] = counts.get(n.id, 0) + 1
+    return counts
+
+
 def _compose(terms: list[tuple[int, ast.AST]], variables: Sequence[str]) -> str:
     """Join signed terms, starting with a positive one where the function allows it.
 
@@ -233,11 +248,7 @@ def _compose(terms: list[tuple[int, ast.AST]], variables: Sequence[str]) -> str:
     (``-a + b`` → ``b - a``), which is the same function written as a grammar derives it.
     """
     if not any(sign > 0 for sign, _ in terms):
-        counts: dict[str, int] = {}
-        for _, node in terms:
-            for n in ast.walk(node):
-                if isinstance(n, ast.Name) and n.id not in variables:
-                    counts[n.id] = counts.get(n.id, 0) + 1
+        counts = _name_counts(terms, variables)
         for i, (_, node) in enumerate(terms):
             if _absorbs_sign(node, counts):
                 terms = [(1, node)] + terms[:i] + terms[i + 1 :]
@@ -299,16 +310,10 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
 
     names = set(variables)
     constants = set(Program.from_string(expression, variables).constants)
-    counts: dict[str, int] = {}
-    for _, node in terms:
-        for n in ast.walk(node):
-            if isinstance(n, ast.Name) and n.id not in names:
-                counts[n.id] = counts.get(n.id, 0) + 1
+    counts = _name_counts(terms, variables)
     for i, (sign, node) in enumerate(terms):
         factors = _factors(node)
-        varying = [
-            any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(f)) for _, f in factors
-        ]
+        varying = [not names.isdisjoint(_names(f)) for _, f in factors]
         if sum(varying) < 2:
             continue
         for j in range(len(factors)):
@@ -321,11 +326,6 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
             for s in signs:
                 out.append(_compose(terms[:i] + [(s, rest)] + terms[i + 1 :], variables))
     return out
-
-
-def _names(node: ast.AST) -> set[str]:
-    """Identifiers used in ``node`` (variables, constants, function names)."""
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
 
 
 def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[str]:
