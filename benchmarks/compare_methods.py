@@ -20,6 +20,14 @@ parentheses).  Also reported: the best validation RMSE (relative to the RMS
 validation force) and the wall and CPU time (``time.process_time`` of the
 process that ran the search) per run.
 
+How sure the comparison is: each recovery rate comes with its 95 % Wilson
+interval, and the runs of the two methods, paired by potential and seed, give
+the MCTS/GP ratio of recoveries with a 95 % bootstrap interval (seeds
+resampled with all their potentials) and McNemar's exact test on the pairs
+that only one method recovered (:func:`paired_comparison`); the last line says
+whether the issue's target (ratio ≥ 1.5) is met by the point estimate and by
+the interval.  ``--json`` writes ``{"runs": [...], "comparison": {...}}``.
+
 Runs are spread over ``--workers`` processes (one search per process,
 ``NUMBA_NUM_THREADS=1``); methods are interleaved so both see the same load.
 
@@ -70,6 +78,8 @@ METHODS = ("mcts", "gp")
 GRAMMAR = "pair"
 MAX_LENGTH = 16
 RECOVERY_TOL = 1e-6
+#: the issue's target: MCTS recovers at least this many times as many forms as GP
+TARGET_RATIO = 1.5
 
 _DATA: dict[str, object] = {}
 
@@ -192,13 +202,102 @@ def _fmt(x: float, spec: str = ".3g") -> str:
     return "–" if not math.isfinite(x) else format(x, spec)
 
 
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a recovery rate ``k/n`` (``(nan, nan)`` for ``n = 0``)."""
+    if n == 0:
+        return math.nan, math.nan
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def paired_comparison(
+    rows: list[dict], a: str = "mcts", b: str = "gp", n_boot: int = 10_000, seed: int = 0
+) -> dict:
+    """How sure the recovery ratio ``a/b`` is, from runs paired by (potential, seed).
+
+    Both methods run the same seeds on the same potentials, so the runs pair up.
+    Returns the totals and their ratio; a 95 % percentile interval of the ratio
+    from ``n_boot`` bootstrap resamples of the *seeds* (a resampled seed brings
+    all its potentials, so the interval allows for seeds that are easy or hard
+    for both methods); the discordant pairs (``only_a``: recovered by ``a`` and
+    not ``b``, ``only_b`` the reverse) and McNemar's exact two-sided p-value
+    (binomial test of ``only_a`` among the discordant pairs, p = 1/2), the test
+    of "one method recovers more often than the other" on paired binary outcomes.
+    """
+    from scipy.stats import binomtest
+
+    runs = {(r["method"], r["potential"], r["seed"]): bool(r["recovered"]) for r in rows}
+    pairs = sorted({(p, s) for m, p, s in runs if m == a and (b, p, s) in runs})
+    if not pairs:
+        raise ValueError(f"no runs of both {a!r} and {b!r} on the same potential and seed")
+    seeds = sorted({s for _, s in pairs})
+    per_seed = np.zeros((len(seeds), 2))
+    only_a = only_b = 0
+    for p, s in pairs:
+        ra, rb = runs[(a, p, s)], runs[(b, p, s)]
+        per_seed[seeds.index(s)] += (ra, rb)
+        only_a += ra and not rb
+        only_b += rb and not ra
+    ka, kb = per_seed.sum(axis=0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(len(seeds), size=(n_boot, len(seeds)))
+    boot = per_seed[idx].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(boot[:, 1] > 0, boot[:, 0] / np.maximum(boot[:, 1], 1), np.inf)
+    ratios = np.where((boot[:, 0] == 0) & (boot[:, 1] == 0), 1.0, ratios)
+    # order statistics, not interpolation: a resample without a GP recovery has ratio inf
+    lo = np.quantile(ratios, 0.025, method="lower")
+    hi = np.quantile(ratios, 0.975, method="higher")
+    n_disc = only_a + only_b
+    p_value = binomtest(only_a, n_disc, 0.5).pvalue if n_disc else 1.0
+    return {
+        "a": a,
+        "b": b,
+        "pairs": len(pairs),
+        "seeds": len(seeds),
+        "recovered_a": int(ka),
+        "recovered_b": int(kb),
+        "ratio": float(ka / kb) if kb else (math.inf if ka else 1.0),
+        "ratio_ci": (float(lo), float(hi)),
+        "n_boot": n_boot,
+        "only_a": int(only_a),
+        "only_b": int(only_b),
+        "p_value": float(p_value),
+    }
+
+
+def comparison_line(c: dict, target: float | None = None) -> str:
+    """One sentence stating :func:`paired_comparison`'s figures (and the target, if given)."""
+    A, B = c["a"].upper(), c["b"].upper()
+    lo, hi = c["ratio_ci"]
+    line = (
+        f"{A} vs {B}: {c['recovered_a']} vs {c['recovered_b']} of {c['pairs']} paired runs, "
+        f"ratio {_fmt(c['ratio'], '.2f')} (95 % CI {_fmt(lo, '.2f')}–{_fmt(hi, '.2f')}, "
+        f"bootstrap over the {c['seeds']} seeds, {c['n_boot']} resamples); recovered by "
+        f"{A} only {c['only_a']}, by {B} only {c['only_b']}, McNemar exact two-sided "
+        f"p = {c['p_value']:.2g}"
+    )
+    if target is not None:
+        if lo >= target:
+            verdict = "met, CI above it"
+        elif c["ratio"] >= target:
+            verdict = "met by the point estimate, not by the CI's lower end"
+        else:
+            verdict = "NOT met"
+        line += f". Target ratio ≥ {target:g}: {verdict}"
+    return line + "."
+
+
 def table(rows: list[dict], names: list[str], info: dict[str, tuple[int, float]]) -> str:
     """Markdown table: one line per potential and method, then the totals."""
     lines = [
-        "| potential | productions | method | recovered | median evals to recovery "
+        "| potential | productions | method | recovered | rate (95 % Wilson CI) "
+        "| median evals to recovery "
         "| median fitted (local moves) | median best valid RMSE / RMS(F) | median wall s "
         "| median CPU s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in [*names, "all"]:
         for m in METHODS:
@@ -207,8 +306,10 @@ def table(rows: list[dict], names: list[str], info: dict[str, tuple[int, float]]
                 continue
             ok = [r for r in sel if r["recovered"]]
             prods = str(info[name][0]) if name in info else ""
+            lo, hi = wilson(len(ok), len(sel))
             lines.append(
                 f"| {name} | {prods} | {m} | {len(ok)}/{len(sel)} "
+                f"| {len(ok) / len(sel):.2f} ({lo:.2f}–{hi:.2f}) "
                 f"| {_fmt(_median(r['evals_to_recovery'] for r in ok), '.0f')} "
                 f"| {_fmt(_median(r['n_evaluations'] for r in sel), '.0f')} "
                 f"({_fmt(_median(r['n_local'] for r in sel), '.0f')}) "
@@ -293,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         f"total: {len(rows)} runs, {wall:.0f} s wall, {cpu_runs:.0f} s CPU in the searches "
         f"(+{time.process_time() - c0:.0f} s CPU in the parent)"
     )
+    stats = paired_comparison(rows)
+    print(comparison_line(stats, TARGET_RATIO))
     for m in METHODS:
         found = sorted({r["found"] for r in rows if r["method"] == m and r["found"]})
         if found:
@@ -300,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     plot(rows, names, budget, Path(args.png))
     print(f"wrote {args.png}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
+        Path(args.json).write_text(
+            json.dumps({"runs": rows, "comparison": stats}, indent=1, default=float)
+        )
         print(f"wrote {args.json}")
     return 0
 

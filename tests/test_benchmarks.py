@@ -1,0 +1,101 @@
+"""The statistics of ``benchmarks/compare_methods.py`` and a tiny run of its ``main``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def cm():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "compare_methods", BENCH / "compare_methods.py"
+        )
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _rows(outcomes: dict[tuple[str, int], tuple[bool, bool]]) -> list[dict]:
+    rows = []
+    for (pot, seed), (ra, rb) in outcomes.items():
+        rows.append({"method": "mcts", "potential": pot, "seed": seed, "recovered": ra})
+        rows.append({"method": "gp", "potential": pot, "seed": seed, "recovered": rb})
+    return rows
+
+
+def test_wilson_interval_matches_closed_form(cm):
+    lo, hi = cm.wilson(0, 20)
+    z2 = 1.959963984540054**2
+    assert lo == pytest.approx(0.0, abs=1e-12)
+    assert hi == pytest.approx(z2 / (20 + z2), rel=1e-9)
+    lo, hi = cm.wilson(10, 20)
+    assert lo < 0.5 < hi and lo == pytest.approx(1 - hi, rel=1e-9)
+    assert all(math.isnan(v) for v in cm.wilson(0, 0))
+
+
+def test_paired_comparison_counts_ratio_and_mcnemar(cm):
+    outcomes = {
+        ("a", 0): (True, True),
+        ("b", 0): (True, False),
+        ("a", 1): (True, False),
+        ("b", 1): (False, False),
+        ("a", 2): (True, False),
+        ("b", 2): (False, True),
+    }
+    c = cm.paired_comparison(_rows(outcomes), n_boot=2000, seed=1)
+    assert (c["recovered_a"], c["recovered_b"]) == (4, 2)
+    assert (c["only_a"], c["only_b"], c["pairs"], c["seeds"]) == (3, 1, 6, 3)
+    assert c["ratio"] == 2.0
+    # McNemar exact: 3 of 4 discordant pairs one way, two-sided binomial p = 10/16
+    assert c["p_value"] == pytest.approx(0.625)
+    lo, hi = c["ratio_ci"]
+    assert lo <= 2.0 <= hi and lo < hi
+    # the seeds are the resampled units: same seed, same interval
+    assert cm.paired_comparison(_rows(outcomes), n_boot=2000, seed=1)["ratio_ci"] == (lo, hi)
+
+
+def test_paired_comparison_edge_cases(cm):
+    same = {("a", s): (s % 2 == 0, s % 2 == 0) for s in range(6)}
+    c = cm.paired_comparison(_rows(same), n_boot=500)
+    assert c["ratio"] == 1.0 and c["ratio_ci"] == (1.0, 1.0) and c["p_value"] == 1.0
+    only_mcts = {("a", s): (True, False) for s in range(5)}
+    c = cm.paired_comparison(_rows(only_mcts), n_boot=500)
+    assert c["ratio"] == math.inf and c["only_a"] == 5
+    assert c["p_value"] == pytest.approx(2 / 2**5)
+    with pytest.raises(ValueError, match="no runs of both"):
+        cm.paired_comparison([{"method": "mcts", "potential": "a", "seed": 0, "recovered": 1}])
+
+
+def test_comparison_line_states_the_target_verdict(cm):
+    base = {"a": "mcts", "b": "gp", "recovered_a": 78, "recovered_b": 65, "pairs": 120,
+            "seeds": 20, "n_boot": 10000, "only_a": 20, "only_b": 7, "p_value": 0.019}  # fmt: skip
+    line = cm.comparison_line({**base, "ratio": 1.2, "ratio_ci": (0.97, 1.49)}, 1.5)
+    assert "78 vs 65 of 120" in line and "0.97–1.49" in line and line.endswith("NOT met.")
+    line = cm.comparison_line({**base, "ratio": 1.6, "ratio_ci": (1.2, 2.0)}, 1.5)
+    assert "not by the CI's lower end" in line
+    line = cm.comparison_line({**base, "ratio": 1.9, "ratio_ci": (1.55, 2.3)}, 1.5)
+    assert line.endswith("met, CI above it.")
+
+
+def test_main_prints_table_and_comparison(cm, tmp_path, capsys):
+    png, out = tmp_path / "cmp.png", tmp_path / "cmp.json"
+    argv = ["--seeds", "2", "--budget", "20", "--potentials", "soft_sphere", "--workers", "1"]
+    assert cm.main([*argv, "--png", str(png), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| soft_sphere | 5 | mcts |" in text and "rate (95 % Wilson CI)" in text
+    assert "MCTS vs GP:" in text and "of 2 paired runs" in text and "Target ratio ≥ 1.5" in text
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == 4 and saved["comparison"]["pairs"] == 2
+    assert png.stat().st_size > 0
