@@ -339,8 +339,10 @@ def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list
     """
     from mctsff.program import Program
 
-    taken = set(Program.from_string(expression, variables).constants)
-    typed = [n for n in dict.fromkeys(taken) if ops.constant_rule(n) != "global"]
+    constants = Program.from_string(expression, variables).constants
+    taken = set(constants)
+    # in order of appearance: a set's order of strings changes with PYTHONHASHSEED
+    typed = [n for n in dict.fromkeys(constants) if ops.constant_rule(n) != "global"]
     if not typed:
         return []
     fresh = _fresh_name("", taken)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -330,6 +331,29 @@ def test_demoted_variants_replace_one_type_constant_by_a_global_one():
         "(k1 * (1 - exp(-c1 * r)) ** 6 / r ** 6)"
     ]
     assert demoted_variants("c1/r**6 - c2/r**12") == []
+
+
+def test_demoted_variants_come_in_order_of_appearance_whatever_the_hash_seed():
+    """The order decides which of two equivalent forms is fitted (and how): it must not
+    follow a set of strings, whose order changes with PYTHONHASHSEED between processes."""
+    import subprocess
+    import sys
+
+    expr = "prod_c1/r + geom_c1/r**12 - prod_c2*exp(-r/c1) + geom_c2/r**6"
+    got = demoted_variants(expr)
+    assert [v.index("k1") for v in got] == sorted(v.index("k1") for v in got)
+    code = f"from mctsff.search import demoted_variants; print(demoted_variants({expr!r}))"
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(h)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for h in (1, 2, 3)
+    }
+    assert outs == {f"{got}\n"}
 
 
 def test_local_moves_demote_a_type_constant_the_data_do_not_need(dimers):
