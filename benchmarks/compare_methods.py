@@ -212,6 +212,12 @@ def wilson(k: int, n: int) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def _ratio(a, b):
+    """``a / b`` of recovery counts (arrays or numbers); ``inf`` if only ``b`` is 0, 1 if both."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return np.where(b > 0, a / np.maximum(b, 1), np.where(a > 0, np.inf, 1.0))
+
+
 def paired_comparison(
     rows: list[dict], a: str = "mcts", b: str = "gp", n_boot: int = 10_000, seed: int = 0
 ) -> dict:
@@ -244,9 +250,7 @@ def paired_comparison(
     rng = np.random.default_rng(seed)
     idx = rng.integers(len(seeds), size=(n_boot, len(seeds)))
     boot = per_seed[idx].sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(boot[:, 1] > 0, boot[:, 0] / np.maximum(boot[:, 1], 1), np.inf)
-    ratios = np.where((boot[:, 0] == 0) & (boot[:, 1] == 0), 1.0, ratios)
+    ratios = _ratio(boot[:, 0], boot[:, 1])
     # order statistics, not interpolation: a resample without a GP recovery has ratio inf
     lo = np.quantile(ratios, 0.025, method="lower")
     hi = np.quantile(ratios, 0.975, method="higher")
@@ -259,7 +263,7 @@ def paired_comparison(
         "seeds": len(seeds),
         "recovered_a": int(ka),
         "recovered_b": int(kb),
-        "ratio": float(ka / kb) if kb else (math.inf if ka else 1.0),
+        "ratio": float(_ratio(ka, kb)),
         "ratio_ci": (float(lo), float(hi)),
         "n_boot": n_boot,
         "only_a": int(only_a),

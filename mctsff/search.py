@@ -464,6 +464,15 @@ def default_reward_scale(objective) -> float:
     return 0.1 * rms if rms > 0 else 1.0
 
 
+def default_loss_floor(objective) -> float:
+    """Pareto-front loss floor: 1e-8 of the RMS target, the rounding noise of an exact fit.
+
+    Below it two exact forms tie on loss and the simpler one stays on the front,
+    whatever the last digits of their fits.
+    """
+    return 1e-7 * default_reward_scale(objective)
+
+
 # ----------------------------------------------------------------------------- result
 @dataclass
 class SearchResult:
@@ -672,8 +681,7 @@ def search(
     )
     key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
     out_path = Path(out) if out is not None else None
-    # losses below 1e-8 of the target RMS are rounding noise of an exact fit
-    front = ParetoFront(loss_floor=1e-7 * default_reward_scale(_train_of(fitter)))
+    front = ParetoFront(loss_floor=default_loss_floor(_train_of(fitter)))
     signature = _signature(fitter, grammar)
     if resume:
         if out_path is None or not (out_path / CHECKPOINT).exists():

@@ -360,15 +360,15 @@ def test_local_moves_demote_a_type_constant_the_data_do_not_need(dimers):
     """A front member -(geom_c1*f) on data made by a global c1*f (c1 < 0) leads to c1*f."""
     from mctsff.params import Potential
     from mctsff.pareto import ParetoFront
-    from mctsff.search import _LocalMoves, default_reward_scale
+    from mctsff.search import _LocalMoves, default_loss_floor
 
     truth = "c1*(1-exp(-c2*r))**6/r**6"
     data = Potential(truth, {"c1": -30.0, "c2": 1.2}, dimers.species, dimers.type_pairs)
     train, valid = data.synthetic(dimers).split(0.2, seed=0)
     fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0)
-    # the front as search() makes it: losses below 1e-8 of RMS(F) are rounding noise of an
-    # exact fit (without the floor, which of two exact forms stays depends on the last digit)
-    front = ParetoFront(loss_floor=1e-7 * default_reward_scale(train))
+    # the front as search() makes it (without the floor, which of two exact forms stays
+    # on it depends on the last digit of their fits)
+    front = ParetoFront(loss_floor=default_loss_floor(train))
     table = _Table()
     local = _LocalMoves(
         table, lambda es: [fitter.fit(e) for e in es], front, None, ("r",), prune=True, grow=False
