@@ -287,7 +287,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exploration", type=float, default=1 / math.sqrt(2), help="UCT constant")
     p.add_argument("--max-length", type=int, default=16, help="productions per expression")
     p.add_argument(
-        "--rollouts", type=_at_least(1), default=None, help="rollouts per expansion (default 10)"
+        "--rollouts",
+        type=_at_least(1),
+        default=None,
+        help="rollouts per expansion (default 3 for forces, 10 for --objective regression)",
     )
     p.add_argument(
         "--leaves",

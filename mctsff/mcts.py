@@ -23,7 +23,16 @@ One iteration (:meth:`MCTS.step`):
    nonterminals, such as one term of a sum of terms) never proposed before, so
    the finite space of terms is covered instead of resampled (the expressions the
    engine fitted in a 300-fit screened-Coulomb run of ``search`` held 136–176
-   distinct terms over seeds 0–2, against 53–105 with plain rollouts);
+   distinct terms over seeds 0–2, against 53–105 with plain rollouts).  With
+   ``cover=True`` (the default) each of those rollouts also draws every *top
+   block* (a block derived directly by a recursive nonterminal: a term of a sum)
+   among the ones not yet proposed *in its context*, by rejection from the same
+   policy: the context is the set of top blocks already complete in the expanded
+   node, so rollouts below the root cover every term once before repeating one,
+   and rollouts below a node whose first terms are fixed cover the companions of
+   those terms.  A sum that holds the true term fits it exactly and the search's
+   pruning moves then isolate it, so covering the terms is what finds
+   single-term potentials (benchmarks/README.md);
 4. **Evaluation** of the *distinct, never seen* expressions in one batched call
    of the user's ``evaluate(expressions) -> list[FitResult]``; a transposition
    table (expression key -> FitResult) guarantees each distinct expression is
@@ -178,7 +187,7 @@ class MCTS(SearchEngine):
     max_length
         Maximum number of productions of a complete derivation.
     n_rollouts
-        Random rollouts per expansion (the node's reward is their maximum).
+        Random rollouts per expansion (default 3; the node's reward is their maximum).
     rollout
         Length caps of the rollouts: ``"ramped"`` (default), ``"mixed"`` or
         ``"uniform"`` (see the module docstring).
@@ -192,6 +201,10 @@ class MCTS(SearchEngine):
         (:attr:`~mctsff.grammar.Grammar.recursive`: in ``pair`` a term, its
         coefficient, its factors); see the module docstring.  Grammars without
         such nonterminals (``nguyen``) are unaffected.
+    cover
+        With ``novelty > 1``, draw each top block of a rollout (a term of a sum)
+        among those never proposed in the rollout's context (default True; see
+        the module docstring).  States saved before this option resume without it.
     elite, elite_top
         Building-block reuse in the rollouts (default ``elite=0``: off).  At each
         nonterminal a rollout copies, with probability ``elite``, a complete
@@ -249,6 +262,8 @@ class MCTS(SearchEngine):
     """
 
     method = "mcts"
+    #: draws of a top block per position before a covering rollout keeps a covered one
+    cover_tries = 30
     _transient = (
         *SearchEngine._transient,
         "_pending",
@@ -257,6 +272,7 @@ class MCTS(SearchEngine):
         "_top",
         "_top_version",
         "_block_nts",
+        "_top_nts",
     )
 
     def __init__(
@@ -267,7 +283,7 @@ class MCTS(SearchEngine):
         *,
         exploration: float = 1.0 / math.sqrt(2.0),
         max_length: int = 30,
-        n_rollouts: int = 10,
+        n_rollouts: int = 3,
         seed: int | None = 0,
         normalise: bool = True,
         transplant: bool = False,
@@ -283,6 +299,7 @@ class MCTS(SearchEngine):
         elite: float = 0.0,
         elite_top: int = 10,
         novelty: int = 8,
+        cover: bool = True,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -326,6 +343,10 @@ class MCTS(SearchEngine):
         self.novelty = int(novelty)
         self._blocks: set[tuple[int, tuple[int, ...]]] = set()  # see _novel_rollout
         self._block_nts = self._block_nonterminals()
+        self._top_nts = self._top_nonterminals()
+        self.cover = bool(cover)
+        # context (top blocks complete in the expanded node) -> top blocks proposed in it
+        self._covered: dict[frozenset, set[tuple[int, tuple[int, ...]]]] = {}
         self._elite_at = -1  # _top_version when the elite subtrees were last collected
         self._elite_subs: dict[int, list[tuple[int, ...]]] = {}
         self.seed = seed
@@ -393,7 +414,10 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("elite_top", 10)
         self.__dict__.setdefault("novelty", 1)
         self.__dict__.setdefault("_blocks", set())
+        self.__dict__.setdefault("cover", False)
+        self.__dict__.setdefault("_covered", {})
         self._block_nts = self._block_nonterminals()
+        self._top_nts = self._top_nonterminals()
         self._elite_at, self._elite_subs = -1, {}
         ranked = ((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
         self._top, self._top_version = heapq.nsmallest(self._n_top(), ranked), 0
@@ -525,7 +549,12 @@ class MCTS(SearchEngine):
             return None
         return [math.exp((x - hi) / ((hi - lo) * self.mast)) for x in q]
 
-    def _rollout(self, state: Derivation, weights: list[float] | None = None) -> Derivation:
+    def _rollout(
+        self,
+        state: Derivation,
+        weights: list[float] | None = None,
+        covered: set[tuple[int, tuple[int, ...]]] | None = None,
+    ) -> Derivation:
         cap = self.max_length
         lo = state.n_productions + state.min_remaining
         if self.rollout == "ramped":
@@ -534,13 +563,64 @@ class MCTS(SearchEngine):
             cap = min(int(self._rng.integers(lo, 2 * cap - lo + 2)), cap)
         if self.elite > 0:
             return self._elite_rollout(state, cap, weights)
+        if covered is not None:
+            return self._cover_rollout(state, cap, weights, covered)
         return state.rollout(self._rng, cap, weights)
+
+    def _draw(self, state: Derivation, cap: int, weights: list[float] | None) -> Derivation:
+        """``state`` with its leftmost nonterminal expanded by one drawn production."""
+        rng = self._rng
+        legal = state.legal_actions(cap)
+        if weights is None:
+            return state.apply(legal[int(rng.integers(len(legal)))])
+        w = np.array([weights[a] for a in legal])
+        return state.apply(legal[int(rng.choice(len(legal), p=w / w.sum()))])
+
+    def _cover_rollout(
+        self,
+        state: Derivation,
+        cap: int,
+        weights: list[float] | None,
+        covered: set[tuple[int, tuple[int, ...]]],
+    ) -> Derivation:
+        """A rollout whose top blocks are drawn among those not in ``covered``.
+
+        At a top-block nonterminal the whole sub-derivation is drawn by the usual
+        policy, again (at most :attr:`cover_tries` times) while it is in
+        ``covered`` or already in this rollout; elsewhere one production is drawn.
+        """
+        rng = self._rng
+        mine: set[tuple[int, tuple[int, ...]]] = set()
+        while not state.is_complete:
+            nt = state._stack[-1]
+            if nt not in self._top_nts:
+                state = self._draw(state, cap, weights)
+                continue
+            room = state._budget(cap)
+            sub = Derivation.initial(self.grammar, nt)
+            for _ in range(self.cover_tries):
+                block = (nt, sub.rollout(rng, room, weights).actions)
+                if block not in covered and block not in mine:
+                    break
+            mine.add(block)
+            state = state.apply_all(block[1])
+        return state
 
     def _block_nonterminals(self) -> frozenset[int]:
         g = self.grammar
         return frozenset(
             i for i, nt in enumerate(g.nonterminals) if nt not in g.recursive and nt != g.start
         )
+
+    def _top_nonterminals(self) -> frozenset[int]:
+        """Block nonterminals that a recursive nonterminal (or the start) derives directly."""
+        g = self.grammar
+        tab = g._tables
+        top = set()
+        for p, lhs in enumerate(tab.prod_lhs):
+            if g.nonterminals[lhs] in g.recursive or lhs == tab.start:
+                top.update(s for s in tab.prod_push[p] if s in self._block_nts)
+        return frozenset(top)
 
     def _block_set(self, state: Derivation) -> set[tuple[int, tuple[int, ...]]]:
         """Complete sub-derivations of the non-recursive nonterminals in ``state``."""
@@ -556,14 +636,23 @@ class MCTS(SearchEngine):
         """
         if self.novelty == 1 or not self._block_nts:
             return self._rollout(state, weights)
+        covered = None
+        seen = self._blocks
+        if self.cover and self._top_nts:
+            context = frozenset(
+                b for b in complete_subtrees(self.grammar, state.actions) if b[0] in self._top_nts
+            )
+            covered = seen = self._covered.setdefault(context, set())
         best, best_blocks, best_new = state, set(), -1
         for _ in range(self.novelty):
-            cand = self._rollout(state, weights)
+            cand = self._rollout(state, weights, covered)
             blocks = self._block_set(cand)
-            new = len(blocks - self._blocks)
+            new = len(blocks - seen)
             if new > best_new:
                 best, best_blocks, best_new = cand, blocks, new
         self._blocks |= best_blocks
+        if covered is not None:
+            covered |= best_blocks
         return best
 
     def _store(self, key: Any, expression: str, result: FitResult, actions: tuple[int, ...]):

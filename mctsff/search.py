@@ -59,9 +59,13 @@ class SearchError(ValueError):
 #: uses): measured on the Nguyen suite (regression, 5 seeds: 21/60 recoveries with
 #: reuse, 5/60 without) and the force-field suite (10 seeds: 38/60 without, 35/60 with
 #: transplantation, 33/60 with elite rollouts); benchmarks/README.md has the tables.
+#: Rollouts per expansion likewise: 3 (the MCTS default) for force matching, where the
+#: rollouts cover the terms of the sums (four hard potentials, seeds 100-109: 27/40
+#: with 3, 22/40 with 10, 23/40 before covering); the Nguyen tables were measured
+#: with 10, which regression keeps.
 REUSE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "forces": {"transplant": False, "elite": 0.0},
-    "regression": {"transplant": True, "elite": 0.3},
+    "forces": {"transplant": False, "elite": 0.0, "n_rollouts": 3},
+    "regression": {"transplant": True, "elite": 0.3, "n_rollouts": 10},
 }
 
 
@@ -598,8 +602,9 @@ def search(
     resume
         Continue the search saved in ``out`` (same grammar and objective).
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty
-        MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``n_rollouts`` and
-        ``novelty`` left at ``None`` take its defaults, 10 and 8); ``elite=p`` makes the
+        MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` left at ``None``
+        takes its default, 8; ``n_rollouts`` left at ``None`` follows the objective,
+        3 for force matching and 10 for regression); ``elite=p`` makes the
         rollouts reuse building blocks: at each step a rollout copies, with
         probability ``p``, a complete sub-derivation of one of the 10 best
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
@@ -664,6 +669,7 @@ def search(
     auto = REUSE_DEFAULTS[objective_kind(fitter)]
     transplant = auto["transplant"] if transplant is None else bool(transplant)
     elite = auto["elite"] if elite is None else float(elite)
+    n_rollouts = auto["n_rollouts"] if n_rollouts is None else int(n_rollouts)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     variables = tuple(fitter.options.variables)
     opts = dict(reward_options or {})
@@ -733,10 +739,9 @@ def search(
             transplant=transplant,
             elite=elite,
             canonical=key_fn,
-            # None: the MCTS default (10 rollouts, novelty 8), written only there
-            **{
-                k: v for k, v in (("n_rollouts", n_rollouts), ("novelty", novelty)) if v is not None
-            },
+            n_rollouts=n_rollouts,
+            # None: the MCTS default (novelty 8), written only there
+            **({} if novelty is None else {"novelty": novelty}),
         )
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -1050,6 +1055,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
+        info["cover"] = bool(getattr(mcts, "cover", False))
     if hasattr(fitter.options, "linear_scaling"):
         info["linear_scaling"] = bool(fitter.options.linear_scaling)
     if objective_kind(fitter) == "forces":

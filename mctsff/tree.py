@@ -69,10 +69,15 @@ class Derivation:
         self.actions = actions
 
     @classmethod
-    def initial(cls, grammar: Grammar) -> Derivation:
-        """The derivation holding only the start symbol."""
+    def initial(cls, grammar: Grammar, symbol: int | None = None) -> Derivation:
+        """The derivation holding only the start symbol (or nonterminal id ``symbol``).
+
+        A derivation from another nonterminal derives one of its sub-derivations
+        (as :meth:`rollout` does for a term of a sum).
+        """
         tab = grammar._tables
-        return cls(grammar, (), (tab.start,), 0, tab.nt_min[tab.start], ())
+        nt = tab.start if symbol is None else int(symbol)
+        return cls(grammar, (), (nt,), 0, tab.nt_min[nt], ())
 
     # ------------------------------------------------------------------ state
     @property

@@ -595,3 +595,57 @@ def test_novelty_search_resumes_identically_and_old_states_run_plain():
     plain.run(budget=250)
     old.run(budget=250)
     assert old.evaluated == plain.evaluated
+
+
+def top_terms(search: MCTS, actions) -> list:
+    """The complete ``term`` sub-derivations (terms of the sum) of one derivation."""
+    term = PAIR.nonterminals.index("term")
+    return [b for b in complete_subtrees(PAIR, actions) if b[0] == term]
+
+
+def test_covering_rollouts_propose_every_term_once_before_repeating_one():
+    # 'term' is the only top block of pair: a sum's terms, derived by the recursive potential
+    search = MCTS(PAIR, evaluate_by_length, max_length=16, seed=4)
+    assert [PAIR.nonterminals[i] for i in search._top_nts] == ["term"]
+    assert search.cover and search.n_rollouts == 3
+    search.run(budget=60)
+    # rollouts from nodes with no complete term share one context: no term twice in it
+    root = search._covered[frozenset()]
+    terms = [b for b in root if b[0] == PAIR.nonterminals.index("term")]
+    assert len(terms) >= 100
+    drawn = []
+    for actions in search._actions.values():
+        drawn += top_terms(search, actions)
+    assert len(set(drawn)) >= 100
+    # the same budget without covering resamples the likeliest terms
+    plain = MCTS(PAIR, evaluate_by_length, max_length=16, seed=4, cover=False)
+    plain.run(budget=60)
+    again = []
+    for actions in plain._actions.values():
+        again += top_terms(plain, actions)
+    assert len(set(drawn)) > 1.15 * len(set(again))
+    # every expression proposed is still a derivation of the grammar within max_length
+    assert all(len(a) <= 16 for a in search._actions.values())
+
+
+def test_covering_is_off_for_plain_rollouts_and_grammars_without_blocks():
+    a = MCTS(PAIR, evaluate_by_length, max_length=16, seed=2, novelty=1)
+    b = MCTS(PAIR, evaluate_by_length, max_length=16, seed=2, novelty=1, cover=False)
+    a.run(budget=80)
+    b.run(budget=80)
+    assert a.evaluated == b.evaluated and not a._covered
+    assert MCTS(NGUYEN, evaluate_nguyen1)._top_nts == frozenset()
+
+
+def test_states_saved_before_covering_resume_without_it():
+    ref = MCTS(PAIR, evaluate_by_length, max_length=16, seed=5, cover=False)
+    ref.run(budget=60)
+    state = ref.state_dict()
+    assert "_top_nts" not in state  # derived from the grammar on restore
+    for key in ("cover", "_covered"):
+        del state[key]
+    old = MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
+    assert old.cover is False
+    ref.run(budget=150)
+    old.run(budget=150)
+    assert old.evaluated == ref.evaluated

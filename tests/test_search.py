@@ -440,15 +440,24 @@ def test_reuse_defaults_follow_the_objective(screened):
     reg = RegressionFitter(data, n_starts=1)
     train, valid = screened
     forces = Fitter(train, valid, constraints=())
-    for fitter, grammar, want in ((reg, "nguyen", (True, 0.3)), (forces, "pair", (False, 0.0))):
+    cases = ((reg, "nguyen", (True, 0.3), 10), (forces, "pair", (False, 0.0), 3))
+    for fitter, grammar, want, rollouts in cases:
         res = search(fitter, grammar, budget=3, seed=0)
         assert (res.mcts.transplant, res.mcts.elite) == want
-        assert res.mcts.novelty == 8
+        assert res.mcts.novelty == 8 and res.mcts.cover
+        assert res.mcts.n_rollouts == rollouts
         res = search(
-            fitter, grammar, budget=3, seed=0, transplant=not want[0], elite=0.1, novelty=2
+            fitter,
+            grammar,
+            budget=3,
+            seed=0,
+            transplant=not want[0],
+            elite=0.1,
+            novelty=2,
+            n_rollouts=5,
         )
         assert (res.mcts.transplant, res.mcts.elite) == (not want[0], 0.1)
-        assert res.mcts.novelty == 2
+        assert res.mcts.novelty == 2 and res.mcts.n_rollouts == 5
 
 
 def test_objective_kind_is_one_convention(screened):

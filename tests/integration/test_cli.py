@@ -224,6 +224,7 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["reuse"] == {"transplant": True, "elite": 0.3}  # regression defaults
     assert info["novelty"] == 8  # (nguyen has no blocks: no effect)
+    assert info["cover"] is True
     assert info["linear_scaling"] is True
     exact = [x for x in front if x["rmse_train"] < 1e-10]
     assert exact
@@ -275,16 +276,20 @@ def test_search_reuse_options_parse():
         parser.parse_args(["search", "data.extxyz", "--elite", "1.5"])
     assert parser.parse_args(["search", "data.extxyz"]).novelty is None  # MCTS's default
     assert parser.parse_args(["search", "data.extxyz"]).rollouts is None
-    # the help states MCTS's defaults, which live in MCTS only
+    # the help states the defaults where they live: MCTS, and search() by objective
     import inspect
 
     from mctsff.mcts import MCTS
+    from mctsff.search import REUSE_DEFAULTS
 
     defaults = inspect.signature(MCTS).parameters
     actions = parser._subparsers._group_actions[0].choices["search"]._actions
-    for option, name in (("--rollouts", "n_rollouts"), ("--novelty", "novelty")):
-        text = next(a.help for a in actions if option in a.option_strings)
-        assert f"default {defaults[name].default})" in text, option
+    text = next(a.help for a in actions if "--novelty" in a.option_strings)
+    assert f"default {defaults['novelty'].default})" in text
+    text = next(a.help for a in actions if "--rollouts" in a.option_strings)
+    forces, regression = (REUSE_DEFAULTS[k]["n_rollouts"] for k in ("forces", "regression"))
+    assert f"default {forces} for forces, {regression} for --objective regression" in text
+    assert defaults["n_rollouts"].default == forces
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--novelty", "0"])
