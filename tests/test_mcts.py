@@ -575,6 +575,14 @@ def test_novelty_leaves_grammars_without_blocks_unchanged():
     assert runs[0] == runs[1]
 
 
+def restored_without(search: MCTS, keys: tuple[str, ...]) -> MCTS:
+    """``search`` saved without ``keys`` (as a version before them saved it), then restored."""
+    state = search.state_dict()
+    for key in keys:
+        del state[key]
+    return MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
+
+
 def test_novelty_search_resumes_identically_and_old_states_run_plain():
     full = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9)
     full.run(budget=250)
@@ -586,11 +594,8 @@ def test_novelty_search_resumes_identically_and_old_states_run_plain():
     # a state saved before novelty existed continues with plain rollouts
     plain = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9, novelty=1)
     plain.run(budget=100)
-    state = plain.state_dict()
-    assert "_block_nts" not in state  # derived from the grammar on restore
-    for key in ("novelty", "_blocks"):
-        del state[key]
-    old = MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
+    assert "_block_nts" not in plain.state_dict()  # derived from the grammar on restore
+    old = restored_without(plain, ("novelty", "_blocks"))
     assert old.novelty == 1
     plain.run(budget=250)
     old.run(budget=250)
@@ -640,11 +645,8 @@ def test_covering_is_off_for_plain_rollouts_and_grammars_without_blocks():
 def test_states_saved_before_covering_resume_without_it():
     ref = MCTS(PAIR, evaluate_by_length, max_length=16, seed=5, cover=False)
     ref.run(budget=60)
-    state = ref.state_dict()
-    assert "_top_nts" not in state  # derived from the grammar on restore
-    for key in ("cover", "_covered"):
-        del state[key]
-    old = MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
+    assert "_top_nts" not in ref.state_dict()  # derived from the grammar on restore
+    old = restored_without(ref, ("cover", "_covered"))
     assert old.cover is False
     ref.run(budget=150)
     old.run(budget=150)
