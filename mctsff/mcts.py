@@ -714,12 +714,7 @@ class MCTS(SearchEngine):
                 if fits:
                     state = state.apply_all(fits[int(rng.integers(len(fits)))])
                     continue
-            legal = state.legal_actions(cap)
-            if weights is None:
-                state = state.apply(legal[int(rng.integers(len(legal)))])
-            else:
-                w = np.array([weights[a] for a in legal])
-                state = state.apply(legal[int(rng.choice(len(legal), p=w / w.sum()))])
+            state = self._draw(state, cap, weights)
         return state
 
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:

@@ -73,7 +73,7 @@ class Derivation:
         """The derivation holding only the start symbol (or nonterminal id ``symbol``).
 
         A derivation from another nonterminal derives one of its sub-derivations
-        (as :meth:`rollout` does for a term of a sum).
+        (MCTS's covering rollouts draw the terms of a sum this way).
         """
         tab = grammar._tables
         nt = tab.start if symbol is None else int(symbol)
