@@ -325,6 +325,13 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "terms (sub-derivations of non-recursive nonterminals) is kept; 1 = plain (default 8)",
     )
     p.add_argument(
+        "--cover",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --novelty > 1, MCTS rollouts draw each term of a sum among the terms not "
+        "proposed yet, so every term is tried once before one repeats (default: on)",
+    )
+    p.add_argument(
         "--method",
         choices=["mcts", "gp"],
         default="mcts",
@@ -406,6 +413,7 @@ def _run_search(args, fitter) -> int:
         transplant=args.transplant,
         elite=args.elite,
         novelty=args.novelty,
+        cover=args.cover,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,

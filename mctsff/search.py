@@ -561,6 +561,7 @@ def search(
     transplant: bool | None = None,
     elite: float | None = None,
     novelty: int | None = None,
+    cover: bool = True,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -601,10 +602,12 @@ def search(
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
     resume
         Continue the search saved in ``out`` (same grammar and objective).
-    exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty
+    exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty, cover
         MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` left at ``None``
         takes its default, 8; ``n_rollouts`` left at ``None`` follows the objective,
-        3 for force matching and 10 for regression); ``elite=p`` makes the
+        3 for force matching and 10 for regression; ``cover=False`` stops the
+        rollouts from drawing each term of a sum among the terms not proposed
+        yet); ``elite=p`` makes the
         rollouts reuse building blocks: at each step a rollout copies, with
         probability ``p``, a complete sub-derivation of one of the 10 best
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
@@ -740,6 +743,7 @@ def search(
             elite=elite,
             canonical=key_fn,
             n_rollouts=n_rollouts,
+            cover=cover,
             # None: the MCTS default (novelty 8), written only there
             **({} if novelty is None else {"novelty": novelty}),
         )

@@ -458,6 +458,7 @@ def test_reuse_defaults_follow_the_objective(screened):
         )
         assert (res.mcts.transplant, res.mcts.elite) == (not want[0], 0.1)
         assert res.mcts.novelty == 2 and res.mcts.n_rollouts == 5
+        assert search(fitter, grammar, budget=3, seed=0, cover=False).mcts.cover is False
 
 
 def test_objective_kind_is_one_convention(screened):
