@@ -327,9 +327,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cover",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="with --novelty > 1, MCTS rollouts draw each term of a sum among the terms not "
-        "proposed yet, so every term is tried once before one repeats (default: on)",
+        "proposed yet, so every term is tried once before one repeats (default True)",
     )
     p.add_argument(
         "--method",

@@ -561,7 +561,7 @@ def search(
     transplant: bool | None = None,
     elite: float | None = None,
     novelty: int | None = None,
-    cover: bool = True,
+    cover: bool | None = None,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -603,13 +603,13 @@ def search(
     resume
         Continue the search saved in ``out`` (same grammar and objective).
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty, cover
-        MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` left at ``None``
-        takes its default, 8; ``n_rollouts`` left at ``None`` follows the objective,
-        3 for force matching and 10 for regression; ``cover=False`` stops the
-        rollouts from drawing each term of a sum among the terms not proposed
-        yet); ``elite=p`` makes the
-        rollouts reuse building blocks: at each step a rollout copies, with
-        probability ``p``, a complete sub-derivation of one of the 10 best
+        MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` and ``cover`` left
+        at ``None`` take its defaults, 8 and True; ``n_rollouts`` left at ``None``
+        follows the objective, 3 for force matching and 10 for regression;
+        ``cover=False`` stops the rollouts from drawing each term of a sum among
+        the terms not proposed yet); ``elite=p`` makes the rollouts reuse building
+        blocks: at each step a rollout copies, with probability ``p``, a complete
+        sub-derivation of one of the 10 best
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
         at ``None`` they follow the objective (:data:`REUSE_DEFAULTS`): on for a
         :class:`~mctsff.regression.RegressionFitter` (``transplant=True,
@@ -743,9 +743,8 @@ def search(
             elite=elite,
             canonical=key_fn,
             n_rollouts=n_rollouts,
-            cover=cover,
-            # None: the MCTS default (novelty 8), written only there
-            **({} if novelty is None else {"novelty": novelty}),
+            # None: the MCTS default (novelty 8, covering on), written only there
+            **{k: v for k, v in (("novelty", novelty), ("cover", cover)) if v is not None},
         )
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -1059,7 +1058,7 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
-        info["cover"] = bool(getattr(mcts, "cover", False))
+        info["cover"] = bool(mcts.cover)
     if hasattr(fitter.options, "linear_scaling"):
         info["linear_scaling"] = bool(fitter.options.linear_scaling)
     if objective_kind(fitter) == "forces":

@@ -602,12 +602,6 @@ def test_novelty_search_resumes_identically_and_old_states_run_plain():
     assert old.evaluated == plain.evaluated
 
 
-def top_terms(search: MCTS, actions) -> list:
-    """The complete ``term`` sub-derivations (terms of the sum) of one derivation."""
-    term = PAIR.nonterminals.index("term")
-    return [b for b in complete_subtrees(PAIR, actions) if b[0] == term]
-
-
 def test_covering_rollouts_propose_every_term_once_before_repeating_one():
     # 'term' is the only top block of pair: a sum's terms, derived by the recursive potential
     search = MCTS(PAIR, evaluate_by_length, max_length=16, seed=4)
@@ -618,17 +612,11 @@ def test_covering_rollouts_propose_every_term_once_before_repeating_one():
     root = search._covered[frozenset()]
     terms = [b for b in root if b[0] == PAIR.nonterminals.index("term")]
     assert len(terms) >= 100
-    drawn = []
-    for actions in search._actions.values():
-        drawn += top_terms(search, actions)
-    assert len(set(drawn)) >= 100
+    assert distinct_terms(search) >= 100
     # the same budget without covering resamples the likeliest terms
     plain = MCTS(PAIR, evaluate_by_length, max_length=16, seed=4, cover=False)
     plain.run(budget=60)
-    again = []
-    for actions in plain._actions.values():
-        again += top_terms(plain, actions)
-    assert len(set(drawn)) > 1.15 * len(set(again))
+    assert distinct_terms(search) > 1.15 * distinct_terms(plain)
     # every expression proposed is still a derivation of the grammar within max_length
     assert all(len(a) <= 16 for a in search._actions.values())
 

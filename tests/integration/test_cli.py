@@ -291,7 +291,9 @@ def test_search_reuse_options_parse():
     assert f"default {forces} for forces, {regression} for --objective regression" in text
     assert defaults["n_rollouts"].default == forces
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
-    assert parser.parse_args(["search", "data.extxyz"]).cover is True
+    assert parser.parse_args(["search", "data.extxyz"]).cover is None  # MCTS's default
+    text = next(a.help for a in actions if "--cover" in a.option_strings)
+    assert f"default {defaults['cover'].default})" in text
     assert parser.parse_args(["search", "data.extxyz", "--no-cover"]).cover is False
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--novelty", "0"])
