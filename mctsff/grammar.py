@@ -64,6 +64,7 @@ the file and line.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import re
 import warnings
@@ -536,6 +537,44 @@ class Grammar:
     def is_terminal(self, symbol: str) -> bool:
         """True for a terminal name."""
         return symbol in self.terminal_text
+
+    @functools.cached_property
+    def wrapping_functions(self) -> tuple[str, ...]:
+        """Functions ``f`` for which ``f(E)`` is an expression for every expression ``E``.
+
+        A production ``A: "f(" N ")"`` qualifies when ``start`` reaches ``A`` through
+        unit productions (``start: sum``, ``sum: prod``, ``prod: atom``), so ``f(…)`` on
+        its own is a whole expression, and ``N`` derives everything ``start`` does
+        (``N`` reaches ``start``, or every production of ``start`` is a unit
+        production to a nonterminal ``N`` reaches).  In ``nguyen``: ``sin cos exp
+        log``; in ``pair`` none (its functions take fixed arguments such as
+        ``exp(-r/C)``).
+        """
+        unit = nx.DiGraph()
+        unit.add_nodes_from(self.nonterminals)
+        for p in self.productions:
+            if len(p.rhs) == 1 and p.rhs[0] in self._by_lhs:
+                unit.add_edge(p.lhs, p.rhs[0])
+
+        def below(nt: str) -> set[str]:
+            return nx.descendants(unit, nt) | {nt}
+
+        top = below(self.start)
+        starts = self.productions_for(self.start)
+        out = []
+        for p in self.productions:
+            if p.lhs not in top or len(p.rhs) != 3 or p.rhs[1] not in self._by_lhs:
+                continue
+            opener, closer = (self.terminal_text.get(s) for s in (p.rhs[0], p.rhs[2]))
+            m = re.fullmatch(r"([A-Za-z_]\w*)\(", opener or "")
+            if m is None or closer != ")":
+                continue
+            covered = below(p.rhs[1])
+            if self.start in covered or all(
+                len(s.rhs) == 1 and s.rhs[0] in covered for s in starts
+            ):
+                out.append(m.group(1))
+        return tuple(dict.fromkeys(out))
 
     def max_actions(self) -> int:
         """Largest number of productions of one nonterminal (branching factor bound)."""

@@ -425,6 +425,24 @@ def grown_variants(
     return out
 
 
+def wrapped_variants(expression: str, functions: Sequence[str]) -> list[str]:
+    """``f(expression)`` and, for a sum, ``f(term)`` for each function and top-level term.
+
+    ``functions`` are those the grammar can apply to any expression
+    (:attr:`~mctsff.grammar.Grammar.wrapping_functions`).  A front member often holds
+    the inside of the answer (``y*log(x)`` on the way to ``exp(y*log(x))``, fitted
+    as a linear-scaled ``scale*(y*log(x)) + offset``), alone or as one term of a sum;
+    the search itself rarely proposes a function around exactly that.  A term's sign
+    is dropped (``f(-t)`` is not ``±f(t)`` in general, but the term is the
+    candidate inside).
+    """
+    if not functions:
+        return []
+    terms = [ast.unparse(node) for _, node in _signed_terms(expression)]
+    bodies = [expression] + (terms if len(terms) > 1 else [])
+    return [f"{f}({b})" for b in dict.fromkeys(bodies) for f in functions]
+
+
 # ----------------------------------------------------------------------------- evaluators
 class _GrammarComplexity:
     """Wraps an evaluator so results take their complexity from the grammar's weights."""
@@ -649,7 +667,11 @@ def search(
     grow
         Local move: when a result enters the front, also fit it plus each
         top-level term of the other front members (fresh constants), i.e. a
-        forward step over the terms the search has found useful.  Local fits go
+        forward step over the terms the search has found useful; and, where the
+        grammar can apply a function to any expression (``sin cos exp log`` in the
+        Nguyen grammars, none in ``pair``), fit the new member and each of its
+        top-level terms inside each such function (``exp(y*log(x))`` from a front
+        member holding ``y*log(x)``).  Local fits go
         through the same transposition table and count against ``budget``
         (``SearchResult.n_local`` says how many there were).
     method
@@ -752,7 +774,9 @@ def search(
     bar = _Progress(budget, time_limit, progress)
     stop = {"requested": False}
 
-    local = _LocalMoves(mcts, evaluator, front, callback, variables, prune, grow)
+    local = _LocalMoves(
+        mcts, evaluator, front, callback, variables, prune, grow, grammar.wrapping_functions
+    )
 
     def on_result(res: FitResult) -> None:
         new_terms = local.observe(res)
@@ -870,7 +894,11 @@ class _LocalMoves:
     the best front members plus one more term from a library: the terms of the
     front members and the simplest terms met anywhere in the search.
 
-    Moves chain: the moves around what entered the front are fitted next, grow moves
+    *Wrap* (with grow, in grammars with :attr:`~mctsff.grammar.Grammar.wrapping_functions`)
+    fits a new front member, and each of its top-level terms, inside each function the
+    grammar can apply to a whole expression (:func:`wrapped_variants`).
+
+    Moves chain: the moves around what entered the front are fitted next, grow and wrap moves
     up to ``max_depth`` levels from the search's result, prunes for as long as a
     pruned form enters the front (each prune removes a term, a factor or a type
     constant, so a chain ends; ``max_prune_depth`` is a guard), so a search result
@@ -885,7 +913,7 @@ class _LocalMoves:
     spread_hosts = 3
     max_share = 0.3
 
-    def __init__(self, mcts, evaluator, front, callback, variables, prune, grow):
+    def __init__(self, mcts, evaluator, front, callback, variables, prune, grow, wrap=()):
         self.mcts = mcts
         self.evaluator = evaluator
         self.front = front
@@ -893,6 +921,7 @@ class _LocalMoves:
         self.variables = tuple(variables)
         self.prune = prune
         self.grow = grow
+        self.wrap = tuple(wrap) if grow else ()
         self.n_fits = 0
         self._entered: list[FitResult] = []
         self._terms: list[str] = []
@@ -997,6 +1026,8 @@ class _LocalMoves:
                 candidates += demoted_variants(expression, self.variables)
             if self.grow and depth < self.max_depth and self._grow_from(res):
                 candidates += grown_variants(expression, self.library(), self.variables)
+            if self.wrap and depth < self.max_depth and self._budget_left():
+                candidates += wrapped_variants(expression, self.wrap)
         except (SyntaxError, ValueError):
             return []
         return [(c, res.expression) for c in candidates]

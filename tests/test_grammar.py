@@ -222,3 +222,15 @@ def test_recursive_nonterminals_are_those_on_a_cycle():
         'start: a\na: a "+" b | b\nb: "x" | "(" c ")"\nc: "y"', name="toy"
     )  # fmt: skip
     assert toy.recursive == {"a"}
+
+
+def test_wrapping_functions_take_any_expression():
+    # sin cos exp log take a whole sum and stand alone as an expression
+    assert Grammar.load("nguyen2").wrapping_functions == ("sin", "cos", "exp", "log")
+    # the pair grammar's functions have fixed arguments (exp(-r/C), erfc(C*r))
+    assert Grammar.load("pair").wrapping_functions == ()
+    toy = Grammar.from_text(
+        'start: e\ne: e "+" t | t\nt: "x" | "sin(" t ")" | "exp(" e ")" | "log(" e ")" "*x"'
+    )
+    # sin(t) cannot take a sum; log(e)*x is not a bare function call
+    assert toy.wrapping_functions == ("exp",)

@@ -476,3 +476,41 @@ def test_objective_kind_is_one_convention(screened):
     # a user's own force-matching fitter is recognised by what its outputs need
     assert objective_kind(SimpleNamespace(species=("H", "O"))) == "forces"
     assert set(REUSE_DEFAULTS) == {"forces", "regression"}
+
+
+def test_wrapped_variants_put_the_expression_and_its_terms_inside_each_function():
+    from mctsff.search import wrapped_variants
+
+    assert wrapped_variants("y*log(x)", ("exp", "sin")) == ["exp(y*log(x))", "sin(y*log(x))"]
+    got = [v.replace(" ", "") for v in wrapped_variants("x - y*log(x)", ("exp",))]
+    assert got == ["exp(x-y*log(x))", "exp(x)", "exp(y*log(x))"]  # the term without its sign
+    assert wrapped_variants("x + y", ()) == []
+
+
+def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
+    """``exp(y*log(x))`` is fitted once ``y*log(x)`` (or a sum holding it) is on the front."""
+    from mctsff.pareto import ParetoFront
+    from mctsff.result import FitResult
+    from mctsff.search import _LocalMoves
+
+    def evaluate(exprs):
+        return [FitResult(e, complexity=len(e), rmse_train=1.0) for e in exprs]
+
+    for grow, wanted in ((True, True), (False, False)):
+        table, front = _Table(), ParetoFront()
+        local = _LocalMoves(
+            table,
+            evaluate,
+            front,
+            None,
+            ("x", "y"),
+            prune=True,
+            grow=grow,
+            wrap=Grammar.load("nguyen2").wrapping_functions,
+        )
+        a = FitResult("x - y + y*log(x)", complexity=13, rmse_train=0.04)
+        table.record(a.expression, a)
+        local.queue(a if front.update(a) else None, [])
+        local.flush()
+        assert (table.lookup("exp(y*log(x))") is not None) is wanted
+        assert (table.lookup("sin(x - y + y*log(x))") is not None) is wanted
