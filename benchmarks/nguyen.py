@@ -59,6 +59,13 @@ Recovery (what this script calls *exact*), per run:
    200 fresh points from the task's range is ≤ 1e-6·RMS(truth) (so a constant
    offset or factor found by step 3 must also be 0 or 1 up to fitting error).
 
+Reported: per task and method the exact recoveries, per method the totals with their
+95 % Wilson interval, and the check of the issue's target (at least every peer's —
+gplearn, gplearn-ls, pyoperon — exact rate on every task): each task where default
+MCTS trails a peer, with McNemar's exact p-value of the runs paired by seed (same
+training data), so a shortfall can be told from the seed spread
+(:func:`target_check`).
+
 Usage::
 
     python benchmarks/nguyen.py           # 3 seeds, 10 s per run, 2 workers (5 seeds: 43 min)
@@ -82,7 +89,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from compare_methods import _median, run_jobs  # sibling script
+from compare_methods import _median, run_jobs, wilson  # sibling script
 
 METHODS = ("mcts", "mcts-noscale", "mcts-plain", "gp", "gplearn", "gplearn-ls", "pyoperon")
 #: Extra ``search`` settings of the mctsff variants (everything else is the default).
@@ -437,22 +444,64 @@ def table(rows: list[dict], tasks: list[int], methods: list[str]) -> str:
         out.append(f"| Nguyen-{t} | `{NGUYEN[t][0]}` | {prods} | " + " | ".join(cells) + " |")
     out += [
         "",
-        "| method | exact | symbolic (SRBench) | median test NRMSE | median wall s "
-        "| median CPU s |",
+        "| method | exact (95 % Wilson CI) | symbolic (SRBench) | median test NRMSE "
+        "| median wall s | median CPU s |",
         "|---|---|---|---|---|---|",
     ]
     for m in methods:
         sel = [r for r in rows if r["method"] == m]
         if not sel:
             continue
+        k = sum(r["exact"] for r in sel)
+        lo, hi = wilson(k, len(sel))
         out.append(
-            f"| {m} | {sum(r['exact'] for r in sel)}/{len(sel)} "
+            f"| {m} | {k}/{len(sel)} ({lo:.2f}–{hi:.2f}) "
             f"| {sum(r['symbolic'] for r in sel)}/{len(sel)} "
             f"| {_median(r['test_nrmse'] for r in sel):.2e} "
             f"| {_median(r['wall_s'] for r in sel):.1f} "
             f"| {_median(r['cpu_s'] for r in sel):.1f} |"
         )
+    out += ["", *target_check(rows, tasks, methods)]
     return "\n".join(out)
+
+
+PEERS = ("gplearn", "gplearn-ls", "pyoperon")
+
+
+def target_check(rows: list[dict], tasks: list[int], methods: list[str], a: str = "mcts"):
+    """Lines: the tasks where ``a`` recovers less often than a peer, with how sure that is.
+
+    The issue's target is at least every peer's exact-recovery rate on every task.
+    Runs with the same seed share the training data, so the two methods' runs pair
+    by seed; McNemar's exact two-sided p-value (binomial test of the discordant
+    pairs, p = 1/2) says whether a shortfall is more than the seed spread.
+    """
+    from scipy.stats import binomtest
+
+    peers = [m for m in PEERS if m in methods]
+    if a not in methods or not peers:
+        return []
+    got = {(r["method"], r["task"], r["seed"]): bool(r["exact"]) for r in rows}
+    lines = []
+    for peer in peers:
+        for t in tasks:
+            seeds = sorted(s for m, k, s in got if m == a and k == t and (peer, t, s) in got)
+            ka = sum(got[(a, t, s)] for s in seeds)
+            kb = sum(got[(peer, t, s)] for s in seeds)
+            if ka >= kb:
+                continue
+            only_a = sum(got[(a, t, s)] and not got[(peer, t, s)] for s in seeds)
+            only_b = sum(got[(peer, t, s)] and not got[(a, t, s)] for s in seeds)
+            p = binomtest(only_a, only_a + only_b, 0.5).pvalue
+            lines.append(
+                f"- Nguyen-{t}: {a} {ka}/{len(seeds)} < {peer} {kb}/{len(seeds)} "
+                f"(paired by seed: {only_a} vs {only_b} runs only one recovered, "
+                f"McNemar exact p = {p:.2g})"
+            )
+    verdict = f"target (at least every peer's rate on every task: {', '.join(peers)}): " + (
+        "**met**" if not lines else f"**not met** on {len(lines)} task/peer pair(s):"
+    )
+    return [verdict, *lines]
 
 
 def plot(rows: list[dict], tasks: list[int], methods: list[str], path: Path, title: str) -> None:
