@@ -16,7 +16,11 @@ the engine or by the search's local moves, everything that counts against the
 budget) when that first happens.  The budget is checked between search steps,
 so a step that triggers many local-move fits can overshoot it: the *median
 fitted* column shows what the runs actually used (local-move fits in
-parentheses).  Also reported: the best validation RMSE (relative to the RMS
+parentheses), and a form first found after the budget was spent does not count
+as recovered (equal budgets; ``evals_to_recovery`` still records it).  The
+budget only stops a search, so the same runs also give the recoveries within
+any smaller budget: a second table lists both methods' recoveries, their ratio
+and McNemar's p at six budgets up to the run's (:func:`budget_curve`).  Also reported: the best validation RMSE (relative to the RMS
 validation force) and the wall and CPU time (``time.process_time`` of the
 process that ran the search) per run.
 
@@ -37,6 +41,7 @@ Usage::
     python benchmarks/compare_methods.py --quick         # 2 seeds, budget 120, ~2 min
     python benchmarks/compare_methods.py --seeds 20 --budget 1000 --png cmp.png --json cmp.json
     python benchmarks/compare_methods.py --quick --no-local   # the engines alone, no local moves
+    python benchmarks/compare_methods.py --from-json cmp.json  # the tables of saved runs again
 """
 
 from __future__ import annotations
@@ -162,7 +167,9 @@ def run_one(name: str, method: str, seed: int, budget: int, local: bool = True) 
         "method": method,
         "seed": seed,
         "budget": budget,
-        "recovered": "n" in hit,
+        # equal budgets: a form first found by a step that ran past the budget
+        # (``evals_to_recovery`` > budget) is not a recovery within it
+        "recovered": "n" in hit and hit["n"] <= budget,
         "evals_to_recovery": hit.get("n", math.nan),
         "found": hit.get("expression", ""),
         "n_evaluations": result.n_evaluations,
@@ -272,6 +279,48 @@ def paired_comparison(
     }
 
 
+def within(rows: list[dict], budget: int) -> list[dict]:
+    """The runs as if stopped at ``budget`` fitted expressions (``recovered`` recomputed).
+
+    The budget only stops a search (nothing else depends on it), so a run with a
+    larger budget is, up to ``budget`` fits, the run a smaller budget would make:
+    it recovers within ``budget`` when ``evals_to_recovery <= budget``.
+    """
+    out = []
+    for r in rows:
+        n = r.get("evals_to_recovery", math.nan)
+        out.append({**r, "recovered": bool(n == n and n <= budget)})
+    return out
+
+
+def budget_curve(rows: list[dict], budgets: list[int], target: float | None = None) -> str:
+    """Markdown: recoveries of both methods within each budget, their ratio and McNemar p."""
+    lines = [
+        "| budget (fitted expressions) | MCTS | GP | ratio (95 % CI) | McNemar p |"
+        + (f" ratio ≥ {target:g} |" if target is not None else ""),
+        "|---|---|---|---|---|" + ("---|" if target is not None else ""),
+    ]
+    for b in budgets:
+        c = paired_comparison(within(rows, b))
+        lo, hi = c["ratio_ci"]
+        line = (
+            f"| {b} | {c['recovered_a']}/{c['pairs']} | {c['recovered_b']}/{c['pairs']} "
+            f"| {_fmt(c['ratio'], '.2f')} ({_fmt(lo, '.2f')}–{_fmt(hi, '.2f')}) "
+            f"| {c['p_value']:.2g} |"
+        )
+        if target is not None:
+            line += (
+                " CI above |" if lo >= target else (" point |" if c["ratio"] >= target else " no |")
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def curve_budgets(budget: int) -> list[int]:
+    """Budgets for :func:`budget_curve`: six steps up to ``budget``."""
+    return sorted({max(1, round(budget * k / 6)) for k in range(1, 7)})
+
+
 def comparison_line(c: dict, target: float | None = None) -> str:
     """One sentence stating :func:`paired_comparison`'s figures (and the target, if given)."""
     A, B = c["a"].upper(), c["b"].upper()
@@ -370,7 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-local", action="store_true", help="turn the search's local moves (prune/grow) off"
     )
+    ap.add_argument(
+        "--from-json",
+        default=None,
+        metavar="FILE",
+        help="run nothing: print the tables of the runs saved in FILE (by --json)",
+    )
     args = ap.parse_args(argv)
+    if args.from_json:
+        return report_saved(Path(args.from_json), Path(args.png))
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     budget = args.budget if args.budget is not None else (120 if args.quick else 300)
     names = list(args.potentials)
@@ -398,19 +455,52 @@ def main(argv: list[str] | None = None) -> int:
         f"total: {len(rows)} runs, {wall:.0f} s wall, {cpu_runs:.0f} s CPU in the searches "
         f"(+{time.process_time() - c0:.0f} s CPU in the parent)"
     )
-    stats = paired_comparison(rows)
-    print(comparison_line(stats, TARGET_RATIO))
-    for m in METHODS:
-        found = sorted({r["found"] for r in rows if r["method"] == m and r["found"]})
-        if found:
-            print(f"{m} recovered forms: " + "; ".join(found))
-    plot(rows, names, budget, Path(args.png))
-    print(f"wrote {args.png}")
+    stats = report(rows, names, budget, Path(args.png), info=None)
     if args.json:
         Path(args.json).write_text(
             json.dumps({"runs": rows, "comparison": stats}, indent=1, default=float)
         )
         print(f"wrote {args.json}")
+    return 0
+
+
+def report(rows: list[dict], names: list[str], budget: int, png: Path, info=None) -> dict:
+    """Print the comparison, the budget curve and the recovered forms; write the figure."""
+    if info is not None:
+        print(table(rows, names, info))
+        print()
+    stats = paired_comparison(rows)
+    print(comparison_line(stats, TARGET_RATIO))
+    print()
+    print(
+        "Recoveries within smaller budgets (the same runs, each counted as recovered when its "
+        "first recovery came within that many fitted expressions):"
+    )
+    print()
+    print(budget_curve(rows, curve_budgets(budget), TARGET_RATIO))
+    print()
+    for m in METHODS:
+        found = sorted({r["found"] for r in rows if r["method"] == m and r["found"]})
+        if found:
+            print(f"{m} recovered forms: " + "; ".join(found))
+    plot(rows, names, budget, png)
+    print(f"wrote {png}")
+    return stats
+
+
+def report_saved(path: Path, png: Path) -> int:
+    """``--from-json``: the tables of saved runs (recoveries recomputed within their budget)."""
+    try:
+        rows = json.loads(path.read_text())["runs"]
+        budget = int(rows[0]["budget"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SystemExit(f"{path}: not a --json file of compare_methods.py ({exc})") from None
+    rows = within(rows, budget)
+    names = [n for n in POTENTIALS if any(r["potential"] == n for r in rows)]
+    seeds = len({r["seed"] for r in rows})
+    print(f"# MCTS vs GP — runs saved in {path.name}: {seeds} seeds, budget {budget}")
+    print()
+    report(rows, names, budget, png, info=check_grammar(names))
     return 0
 
 

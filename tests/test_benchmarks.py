@@ -92,3 +92,44 @@ def test_main_prints_table_and_comparison(cm, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert len(saved["runs"]) == 4 and saved["comparison"]["pairs"] == 2
     assert png.stat().st_size > 0
+
+
+def test_budget_curve_counts_recoveries_within_each_budget(cm):
+    rows = []
+    # seed s: MCTS first recovers after 10*(s+1) fits, GP after 25 fits (seed 0 only)
+    for s in range(4):
+        rows.append({"method": "mcts", "potential": "a", "seed": s, "budget": 40,
+                     "recovered": True, "evals_to_recovery": 10 * (s + 1)})  # fmt: skip
+        n_gp = 25 if s == 0 else math.nan
+        rows.append({"method": "gp", "potential": "a", "seed": s, "budget": 40,
+                     "recovered": s == 0, "evals_to_recovery": n_gp})  # fmt: skip
+    assert [r["recovered"] for r in cm.within(rows, 20)] == [True, False, True, False] + [False] * 4
+    text = cm.budget_curve(rows, [10, 30, 40], 1.5)
+    lines = text.splitlines()
+    assert lines[2].startswith("| 10 | 1/4 | 0/4 |")
+    assert lines[3].startswith("| 30 | 3/4 | 1/4 | 3.00")
+    assert lines[4].startswith("| 40 | 4/4 | 1/4 | 4.00")
+    assert cm.curve_budgets(300) == [50, 100, 150, 200, 250, 300]
+
+
+def test_from_json_reprints_saved_runs_within_their_budget(cm, tmp_path, capsys):
+    """A recovery found by a step that ran past the budget does not count."""
+    rows = []
+    for s in range(2):
+        for m, n in (("mcts", 15), ("gp", 25)):
+            rows.append({"potential": "soft_sphere", "method": m, "seed": s, "budget": 20,
+                         "recovered": True, "evals_to_recovery": n, "found": "c1/r**12",
+                         "n_evaluations": 26, "n_local": 3, "best_rmse_valid": 0.0,
+                         "best_rel_rmse": 0.0, "best_expression": "c1/r**12", "wall_s": 1.0,
+                         "cpu_s": 1.0})  # fmt: skip
+    saved = tmp_path / "runs.json"
+    saved.write_text(json.dumps({"runs": rows}))
+    assert cm.main(["--from-json", str(saved), "--png", str(tmp_path / "x.png")]) == 0
+    text = capsys.readouterr().out
+    assert "| soft_sphere | 5 | mcts | 2/2 |" in text
+    assert "| soft_sphere | 5 | gp | 0/2 |" in text
+    assert "MCTS vs GP: 2 vs 0 of 2 paired runs" in text
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit, match="bad.json: not a --json file"):
+        cm.main(["--from-json", str(bad)])
