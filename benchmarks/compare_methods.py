@@ -20,9 +20,10 @@ parentheses), and a form first found after the budget was spent does not count
 as recovered (equal budgets; ``evals_to_recovery`` still records it).  The
 budget only stops a search, so the same runs also give the recoveries within
 any smaller budget: a second table lists both methods' recoveries, their ratio
-and McNemar's p at six budgets up to the run's (:func:`budget_curve`).  Also reported: the best validation RMSE (relative to the RMS
-validation force) and the wall and CPU time (``time.process_time`` of the
-process that ran the search) per run.
+and McNemar's p at six budgets up to the run's (:func:`budget_curve`).  Also
+reported: the best validation RMSE (relative to the RMS validation force) and
+the wall and CPU time (``time.process_time`` of the process that ran the
+search) per run.
 
 How sure the comparison is: each recovery rate comes with its 95 % Wilson
 interval, and the runs of the two methods, paired by potential and seed, give

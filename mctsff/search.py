@@ -425,7 +425,9 @@ def grown_variants(
     return out
 
 
-def wrapped_variants(expression: str, functions: Sequence[str]) -> list[str]:
+def wrapped_variants(
+    expression: str, functions: Sequence[str], variables: Sequence[str] = ("x", "y")
+) -> list[str]:
     """``f(expression)`` and, for a sum, ``f(term)`` for each function and top-level term.
 
     ``functions`` are those the grammar can apply to any expression
@@ -434,11 +436,16 @@ def wrapped_variants(expression: str, functions: Sequence[str]) -> list[str]:
     as a linear-scaled ``scale*(y*log(x)) + offset``), alone or as one term of a sum;
     the search itself rarely proposes a function around exactly that.  A term's sign
     is dropped (``f(-t)`` is not ``±f(t)`` in general, but the term is the
-    candidate inside).
+    candidate inside).  Terms without a variable (a fitted constant) are not wrapped.
     """
     if not functions:
         return []
-    terms = [ast.unparse(node) for _, node in _signed_terms(expression)]
+    names = set(variables)
+    terms = [
+        ast.unparse(node)
+        for _, node in _signed_terms(expression)
+        if not names.isdisjoint(_names(node))
+    ]
     bodies = [expression] + (terms if len(terms) > 1 else [])
     return [f"{f}({b})" for b in dict.fromkeys(bodies) for f in functions]
 
@@ -1027,7 +1034,7 @@ class _LocalMoves:
             if self.grow and depth < self.max_depth and self._grow_from(res):
                 candidates += grown_variants(expression, self.library(), self.variables)
             if self.wrap and depth < self.max_depth and self._budget_left():
-                candidates += wrapped_variants(expression, self.wrap)
+                candidates += wrapped_variants(expression, self.wrap, self.variables)
         except (SyntaxError, ValueError):
             return []
         return [(c, res.expression) for c in candidates]

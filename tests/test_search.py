@@ -485,6 +485,7 @@ def test_wrapped_variants_put_the_expression_and_its_terms_inside_each_function(
     got = [v.replace(" ", "") for v in wrapped_variants("x - y*log(x)", ("exp",))]
     assert got == ["exp(x-y*log(x))", "exp(x)", "exp(y*log(x))"]  # the term without its sign
     assert wrapped_variants("x + y", ()) == []
+    assert wrapped_variants("c1 + x", ("sin",)) == ["sin(c1 + x)", "sin(x)"]  # not sin(c1)
 
 
 def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
