@@ -441,12 +441,10 @@ def wrapped_variants(
     if not functions:
         return []
     names = set(variables)
-    terms = [
-        ast.unparse(node)
-        for _, node in _signed_terms(expression)
-        if not names.isdisjoint(_names(node))
-    ]
-    bodies = [expression] + (terms if len(terms) > 1 else [])
+    terms = _signed_terms(expression)
+    bodies = [expression]
+    if len(terms) > 1:
+        bodies += [ast.unparse(n) for _, n in terms if not names.isdisjoint(_names(n))]
     return [f"{f}({b})" for b in dict.fromkeys(bodies) for f in functions]
 
 
