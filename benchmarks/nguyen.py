@@ -89,7 +89,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from compare_methods import _median, run_jobs, wilson  # sibling script
+from compare_methods import _median, paired_comparison, run_jobs, wilson  # sibling script
 
 METHODS = ("mcts", "mcts-noscale", "mcts-plain", "gp", "gplearn", "gplearn-ls", "pyoperon")
 #: Extra ``search`` settings of the mctsff variants (everything else is the default).
@@ -476,27 +476,29 @@ def target_check(rows: list[dict], tasks: list[int], methods: list[str], a: str 
     by seed; McNemar's exact two-sided p-value (binomial test of the discordant
     pairs, p = 1/2) says whether a shortfall is more than the seed spread.
     """
-    from scipy.stats import binomtest
-
     peers = [m for m in PEERS if m in methods]
     if a not in methods or not peers:
         return []
-    got = {(r["method"], r["task"], r["seed"]): bool(r["exact"]) for r in rows}
     lines = []
     for peer in peers:
         for t in tasks:
-            seeds = sorted(s for m, k, s in got if m == a and k == t and (peer, t, s) in got)
-            ka = sum(got[(a, t, s)] for s in seeds)
-            kb = sum(got[(peer, t, s)] for s in seeds)
-            if ka >= kb:
+            # compare_methods' pairing and McNemar test, with the task as the "potential"
+            runs = [
+                {"method": r["method"], "potential": t, "seed": r["seed"], "recovered": r["exact"]}
+                for r in rows
+                if r["task"] == t and r["method"] in (a, peer)
+            ]
+            try:
+                c = paired_comparison(runs, a, peer)
+            except ValueError:  # no seed ran both
                 continue
-            only_a = sum(got[(a, t, s)] and not got[(peer, t, s)] for s in seeds)
-            only_b = sum(got[(peer, t, s)] and not got[(a, t, s)] for s in seeds)
-            p = binomtest(only_a, only_a + only_b, 0.5).pvalue
+            if c["recovered_a"] >= c["recovered_b"]:
+                continue
+            n = c["pairs"]
             lines.append(
-                f"- Nguyen-{t}: {a} {ka}/{len(seeds)} < {peer} {kb}/{len(seeds)} "
-                f"(paired by seed: {only_a} vs {only_b} runs only one recovered, "
-                f"McNemar exact p = {p:.2g})"
+                f"- Nguyen-{t}: {a} {c['recovered_a']}/{n} < {peer} {c['recovered_b']}/{n} "
+                f"(paired by seed: {c['only_a']} vs {c['only_b']} runs only one recovered, "
+                f"McNemar exact p = {c['p_value']:.2g})"
             )
     verdict = f"target (at least every peer's rate on every task: {', '.join(peers)}): " + (
         "**met**" if not lines else f"**not met** on {len(lines)} task/peer pair(s):"

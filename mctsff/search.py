@@ -426,7 +426,7 @@ def grown_variants(
 
 
 def wrapped_variants(
-    expression: str, functions: Sequence[str], variables: Sequence[str] = ("x", "y")
+    expression: str, functions: Sequence[str], variables: Sequence[str]
 ) -> list[str]:
     """``f(expression)`` and, for a sum, ``f(term)`` for each function and top-level term.
 

@@ -133,3 +133,26 @@ def test_from_json_reprints_saved_runs_within_their_budget(cm, tmp_path, capsys)
     bad.write_text("{}")
     with pytest.raises(SystemExit, match="bad.json: not a --json file"):
         cm.main(["--from-json", str(bad)])
+
+
+def test_nguyen_target_check_lists_tasks_where_mcts_trails_a_peer(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))  # nguyen.py imports its sibling compare_methods
+    spec = importlib.util.spec_from_file_location("nguyen", BENCH / "nguyen.py")
+    ng = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ng)
+    rows = []
+    for s in range(6):
+        rows.append({"task": 11, "method": "mcts", "seed": s, "exact": s == 0})
+        rows.append({"task": 11, "method": "gplearn-ls", "seed": s, "exact": s < 5})
+        rows.append({"task": 1, "method": "mcts", "seed": s, "exact": True})
+        rows.append({"task": 1, "method": "gplearn-ls", "seed": s, "exact": False})
+    lines = ng.target_check(rows, [1, 11], ["mcts", "gplearn-ls"])
+    assert lines[0].endswith("**not met** on 1 task/peer pair(s):")
+    # seed 0 both, seeds 1-4 only gplearn-ls: McNemar p = 2 * 0.5**4
+    assert lines[1:] == [
+        "- Nguyen-11: mcts 1/6 < gplearn-ls 5/6 (paired by seed: 0 vs 4 runs only one "
+        "recovered, McNemar exact p = 0.12)"
+    ]
+    met = ng.target_check([r for r in rows if r["task"] == 1], [1], ["mcts", "gplearn-ls"])
+    assert met == ["target (at least every peer's rate on every task: gplearn-ls): **met**"]
+    assert ng.target_check(rows, [1], ["mcts"]) == []  # no peer ran

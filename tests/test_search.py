@@ -481,11 +481,12 @@ def test_objective_kind_is_one_convention(screened):
 def test_wrapped_variants_put_the_expression_and_its_terms_inside_each_function():
     from mctsff.search import wrapped_variants
 
-    assert wrapped_variants("y*log(x)", ("exp", "sin")) == ["exp(y*log(x))", "sin(y*log(x))"]
-    got = [v.replace(" ", "") for v in wrapped_variants("x - y*log(x)", ("exp",))]
+    XY = ("x", "y")
+    assert wrapped_variants("y*log(x)", ("exp", "sin"), XY) == ["exp(y*log(x))", "sin(y*log(x))"]
+    got = [v.replace(" ", "") for v in wrapped_variants("x - y*log(x)", ("exp",), XY)]
     assert got == ["exp(x-y*log(x))", "exp(x)", "exp(y*log(x))"]  # the term without its sign
-    assert wrapped_variants("x + y", ()) == []
-    assert wrapped_variants("c1 + x", ("sin",)) == ["sin(c1 + x)", "sin(x)"]  # not sin(c1)
+    assert wrapped_variants("x + y", (), XY) == []
+    assert wrapped_variants("c1 + x", ("sin",), XY) == ["sin(c1 + x)", "sin(x)"]  # not sin(c1)
 
 
 def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
