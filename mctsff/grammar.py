@@ -576,6 +576,34 @@ class Grammar:
                 out.append(m.group(1))
         return tuple(dict.fromkeys(out))
 
+    @functools.cached_property
+    def block_nonterminals(self) -> frozenset[str]:
+        """Nonterminals with finitely many complete sub-derivations, the start excepted.
+
+        Those not in :attr:`recursive`: in ``pair`` a term, its coefficient, its factors
+        and powers.  A complete sub-derivation of one of them is a *block* (one term of
+        a sum, one factor), the unit that the search counts as proposed.
+        """
+        return frozenset(
+            nt for nt in self.nonterminals if nt not in self.recursive and nt != self.start
+        )
+
+    @functools.cached_property
+    def top_blocks(self) -> frozenset[str]:
+        """Block nonterminals that the start or a recursive nonterminal derives directly.
+
+        The outermost blocks of an expression: in ``pair`` the ``term`` of the sum
+        ``potential``; the blocks inside them (``coef``, ``factor``) are not top blocks.
+        """
+        blocks = self.block_nonterminals
+        return frozenset(
+            s
+            for p in self.productions
+            if p.lhs in self.recursive or p.lhs == self.start
+            for s in p.rhs
+            if s in blocks
+        )
+
     def max_actions(self) -> int:
         """Largest number of productions of one nonterminal (branching factor bound)."""
         return max(len(v) for v in self._by_lhs.values())

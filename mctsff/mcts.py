@@ -342,8 +342,8 @@ class MCTS(SearchEngine):
             raise ValueError("novelty must be >= 1")
         self.novelty = int(novelty)
         self._blocks: set[tuple[int, tuple[int, ...]]] = set()  # see _novel_rollout
-        self._block_nts = self._block_nonterminals()
-        self._top_nts = self._top_nonterminals()
+        self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
+        self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self.cover = bool(cover)
         # context (top blocks complete in the expanded node) -> top blocks proposed in it
         self._covered: dict[frozenset, set[tuple[int, tuple[int, ...]]]] = {}
@@ -416,8 +416,8 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("_blocks", set())
         self.__dict__.setdefault("cover", False)
         self.__dict__.setdefault("_covered", {})
-        self._block_nts = self._block_nonterminals()
-        self._top_nts = self._top_nonterminals()
+        self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
+        self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self._elite_at, self._elite_subs = -1, {}
         ranked = ((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
         self._top, self._top_version = heapq.nsmallest(self._n_top(), ranked), 0
@@ -606,43 +606,43 @@ class MCTS(SearchEngine):
             state = state.apply_all(block[1])
         return state
 
-    def _block_nonterminals(self) -> frozenset[int]:
-        g = self.grammar
-        return frozenset(
-            i for i, nt in enumerate(g.nonterminals) if nt not in g.recursive and nt != g.start
-        )
-
-    def _top_nonterminals(self) -> frozenset[int]:
-        """Block nonterminals that a recursive nonterminal (or the start) derives directly."""
-        g = self.grammar
-        tab = g._tables
-        top = set()
-        for p, lhs in enumerate(tab.prod_lhs):
-            if g.nonterminals[lhs] in g.recursive or lhs == tab.start:
-                top.update(s for s in tab.prod_push[p] if s in self._block_nts)
-        return frozenset(top)
+    def _nonterminal_ids(self, names: frozenset[str]) -> frozenset[int]:
+        return frozenset(i for i, nt in enumerate(self.grammar.nonterminals) if nt in names)
 
     def _block_set(self, state: Derivation) -> set[tuple[int, tuple[int, ...]]]:
         """Complete sub-derivations of the non-recursive nonterminals in ``state``."""
         nts = self._block_nts
         return {b for b in complete_subtrees(self.grammar, state.actions) if b[0] in nts}
 
-    def _novel_rollout(self, state: Derivation, weights: list[float] | None) -> Derivation:
+    def _covered_set(self, state: Derivation) -> set[tuple[int, tuple[int, ...]]] | None:
+        """The top blocks already proposed beside ``state``'s complete top blocks.
+
+        ``None`` when rollouts do not cover (``cover=False`` or no top blocks).
+        """
+        if not (self.cover and self._top_nts and self.novelty > 1 and self._block_nts):
+            return None
+        context = frozenset(
+            b for b in complete_subtrees(self.grammar, state.actions) if b[0] in self._top_nts
+        )
+        return self._covered.setdefault(context, set())
+
+    def _novel_rollout(
+        self,
+        state: Derivation,
+        weights: list[float] | None,
+        covered: set[tuple[int, tuple[int, ...]]] | None = None,
+    ) -> Derivation:
         """The rollout, of ``novelty`` drawn, with the most blocks never proposed before.
 
         A block is a complete sub-derivation of a non-recursive nonterminal
-        (:attr:`Grammar.recursive`), e.g. one term of a sum; ties go to the first
-        drawn.  The chosen rollout's blocks count as proposed from then on.
+        (:attr:`Grammar.block_nonterminals`), e.g. one term of a sum; ties go to the
+        first drawn.  The chosen rollout's blocks count as proposed from then on.
+        ``covered`` (:meth:`_covered_set` of ``state``, computed once for all of an
+        expansion's rollouts) makes the rollout draw uncovered top blocks.
         """
         if self.novelty == 1 or not self._block_nts:
             return self._rollout(state, weights)
-        covered = None
-        seen = self._blocks
-        if self.cover and self._top_nts:
-            context = frozenset(
-                b for b in complete_subtrees(self.grammar, state.actions) if b[0] in self._top_nts
-            )
-            covered = seen = self._covered.setdefault(context, set())
+        seen = self._blocks if covered is None else covered
         best, best_blocks, best_new = state, set(), -1
         for _ in range(self.novelty):
             cand = self._rollout(state, weights, covered)
@@ -753,8 +753,9 @@ class MCTS(SearchEngine):
                 else:
                     if weights is None:
                         weights = self._rollout_weights()
+                    covered = self._covered_set(state)
                     completions = [
-                        self._novel_rollout(state, weights) for _ in range(self.n_rollouts)
+                        self._novel_rollout(state, weights, covered) for _ in range(self.n_rollouts)
                     ]
                 prop.expansions.append((path, j, action, state, completions))
                 if prop.virtual_loss is not None:

@@ -234,3 +234,16 @@ def test_wrapping_functions_take_any_expression():
     )
     # sin(t) cannot take a sum; log(e)*x is not a bare function call
     assert toy.wrapping_functions == ("exp",)
+
+
+def test_blocks_are_the_non_recursive_nonterminals():
+    pair = Grammar.load("pair")
+    assert pair.block_nonterminals == {"term", "coef", "rpow", "factor", "morse"}
+    assert pair.top_blocks == {"term"}  # coef, rpow, factor sit inside a term
+    lj = Grammar.load("lj")
+    assert "model" in lj.top_blocks and "coef" not in lj.top_blocks
+    # every nonterminal of nguyen's expression grammar is on a cycle: no blocks
+    assert Grammar.load("nguyen").block_nonterminals == frozenset()
+    toy = Grammar.from_text('start: s\ns: s "+" t | t\nt: "x" | "y*" u\nu: "x" | "y"')
+    assert toy.block_nonterminals == {"t", "u"}
+    assert toy.top_blocks == {"t"}
