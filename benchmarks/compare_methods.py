@@ -246,12 +246,12 @@ def paired_comparison(
     pairs = sorted({(p, s) for m, p, s in runs if m == a and (b, p, s) in runs})
     if not pairs:
         raise ValueError(f"no runs of both {a!r} and {b!r} on the same potential and seed")
-    seeds = sorted({s for _, s in pairs})
+    seeds = {s: i for i, s in enumerate(sorted({s for _, s in pairs}))}
     per_seed = np.zeros((len(seeds), 2))
     only_a = only_b = 0
     for p, s in pairs:
         ra, rb = runs[(a, p, s)], runs[(b, p, s)]
-        per_seed[seeds.index(s)] += (ra, rb)
+        per_seed[seeds[s]] += (ra, rb)
         only_a += ra and not rb
         only_b += rb and not ra
     ka, kb = per_seed.sum(axis=0)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,7 +263,7 @@ def test_regression_search_linear_scaling_option(tmp_path):
     assert best["rmse_train"] < min(p["rmse_train"] for p in runs["--no-linear-scaling"])
 
 
-def test_search_reuse_options_parse():
+def test_search_reuse_options_parse(capsys):
     from mctsff.cli import build_parser
 
     parser = build_parser()
@@ -283,16 +284,24 @@ def test_search_reuse_options_parse():
     from mctsff.search import REUSE_DEFAULTS
 
     defaults = inspect.signature(MCTS).parameters
-    actions = parser._subparsers._group_actions[0].choices["search"]._actions
-    text = next(a.help for a in actions if "--novelty" in a.option_strings)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["search", "--help"])
+    # one block per option: "  --name METAVAR  help …" up to the next option's line
+    blocks = re.split(r"\n  (?=-)", capsys.readouterr().out)
+
+    def help_of(option: str) -> str:
+        (block,) = [b for b in blocks if b.startswith(option)]
+        return " ".join(block.split())  # argparse wraps the lines
+
+    text = help_of("--novelty")
     assert f"default {defaults['novelty'].default})" in text
-    text = next(a.help for a in actions if "--rollouts" in a.option_strings)
+    text = help_of("--rollouts")
     forces, regression = (REUSE_DEFAULTS[k]["n_rollouts"] for k in ("forces", "regression"))
     assert f"default {forces} for forces, {regression} for --objective regression" in text
     assert defaults["n_rollouts"].default == forces
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
     assert parser.parse_args(["search", "data.extxyz"]).cover is None  # MCTS's default
-    text = next(a.help for a in actions if "--cover" in a.option_strings)
+    text = help_of("--cover,")
     assert f"default {defaults['cover'].default})" in text
     assert parser.parse_args(["search", "data.extxyz", "--no-cover"]).cover is False
     with pytest.raises(SystemExit):
