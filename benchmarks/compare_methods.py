@@ -123,11 +123,19 @@ def _splits(name: str):
     return _DATA[name]
 
 
-def run_one(name: str, method: str, seed: int, budget: int, local: bool = True) -> dict:
+def run_one(
+    name: str,
+    method: str,
+    seed: int,
+    budget: int,
+    local: bool = True,
+    options: dict | None = None,
+) -> dict:
     """One search on one synthetic potential; returns recovery, accuracy and timing.
 
     ``local=False`` turns the search's local moves (term pruning/growing) off,
-    so only the engine proposes expressions.
+    so only the engine proposes expressions; ``options`` are further keyword
+    arguments of :func:`mctsff.search.search` (``benchmarks/ablation.py``).
     """
     warnings.simplefilter("ignore")
     from mctsff.fit import Fitter
@@ -160,6 +168,7 @@ def run_one(name: str, method: str, seed: int, budget: int, local: bool = True) 
         max_length=MAX_LENGTH,
         callback=callback,
         **({} if local else {"prune": False, "grow": False}),
+        **(options or {}),
     )
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     best = result.best

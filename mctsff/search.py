@@ -598,6 +598,7 @@ def search(
     timeout: float | None = None,
     method: str = "mcts",
     gp_options: Mapping[str, Any] | None = None,
+    mcts_options: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Grammar-guided MCTS (or GP) for the expressions that best fit the objective.
 
@@ -689,6 +690,10 @@ def search(
         Keyword arguments of :class:`~mctsff.gp.GP` (``population_size``,
         ``tournament_size``, ``p_crossover``, ``p_mutation``, ``elitism``,
         ``batch_size``); ``max_length`` and ``seed`` come from this function.
+    mcts_options
+        Keyword arguments of :class:`~mctsff.mcts.MCTS` that this function does not
+        set itself (``mast``, ``rollout``, ``virtual_loss``, …), e.g. for ablations
+        (``benchmarks/ablation.py``); the others are this function's parameters.
 
     Returns
     -------
@@ -696,6 +701,7 @@ def search(
     """
     if method not in ("mcts", "gp"):
         raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
+    _check_mcts_options(mcts_options, method)
     auto = REUSE_DEFAULTS[objective_kind(fitter)]
     transplant = auto["transplant"] if transplant is None else bool(transplant)
     elite = auto["elite"] if elite is None else float(elite)
@@ -757,6 +763,7 @@ def search(
             **dict(gp_options or {}),
         )
     else:
+        extra = dict(mcts_options or {})
         mcts = MCTS(
             grammar,
             evaluator,
@@ -772,6 +779,7 @@ def search(
             n_rollouts=n_rollouts,
             # None: the MCTS default (novelty 8, covering on), written only there
             **{k: v for k, v in (("novelty", novelty), ("cover", cover)) if v is not None},
+            **extra,
         )
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -858,6 +866,31 @@ def search(
         files=files,
         n_local=local.n_fits,
     )
+
+
+#: MCTS parameters that search() sets from its own arguments (not in ``mcts_options``)
+_SEARCH_SETS = frozenset(
+    "grammar evaluate reward exploration max_length leaves pipeline seed transplant elite "
+    "canonical n_rollouts novelty cover".split()
+)
+
+
+def _check_mcts_options(options: Mapping[str, Any] | None, method: str) -> None:
+    """One clear error for ``mcts_options`` that :class:`MCTS` would not take from search()."""
+    if not options:
+        return
+    if method != "mcts":
+        raise SearchError(f"mcts_options apply to method='mcts', not {method!r}")
+    import inspect
+
+    known = set(inspect.signature(MCTS).parameters) - _SEARCH_SETS
+    for key in options:
+        if key in _SEARCH_SETS:
+            raise SearchError(f"mcts_options: {key!r} is a parameter of search(); pass it there")
+        if key not in known:
+            raise SearchError(
+                f"mcts_options: unknown MCTS option {key!r}; choose from {sorted(known)}"
+            )
 
 
 def searched_expression(res: FitResult) -> str:

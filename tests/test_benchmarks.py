@@ -156,3 +156,41 @@ def test_nguyen_target_check_lists_tasks_where_mcts_trails_a_peer(monkeypatch):
     met = ng.target_check([r for r in rows if r["task"] == 1], [1], ["mcts", "gplearn-ls"])
     assert met == ["target (at least every peer's rate on every task: gplearn-ls): **met**"]
     assert ng.target_check(rows, [1], ["mcts"]) == []  # no peer ran
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation", BENCH / "ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_ablation_pairs_each_variant_with_the_default(ablation):
+    outcomes = {  # (potential, seed): (default, variant)
+        ("a", 0): (True, False),
+        ("a", 1): (True, False),
+        ("b", 0): (False, True),
+        ("b", 1): (True, True),
+    }
+    rows = []
+    for (pot, seed), (rd, rv) in outcomes.items():
+        rows.append({"variant": "default", "potential": pot, "seed": seed, "recovered": rd})
+        rows.append({"variant": "no-mast", "potential": pot, "seed": seed, "recovered": rv})
+    c = ablation.compare(rows, "no-mast")
+    assert (c["pairs"], c["only_variant"], c["only_reference"]) == (4, 1, 2)
+    assert c["p_value"] == pytest.approx(1.0)  # 1 of 3 discordant pairs
+    assert ablation.compare(rows[:1], "no-mast")["p_value"] == 1.0  # no pairs
+
+
+def test_ablation_main_runs_the_variants(ablation, tmp_path, capsys):
+    png, out = tmp_path / "abl.png", tmp_path / "abl.json"
+    argv = ["--variants", "default", "no-mast", "--potentials", "soft_sphere", "--seeds", "2"]
+    argv += ["--budget", "20", "--workers", "1", "--png", str(png), "--json", str(out)]
+    assert ablation.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| default | the defaults |" in text and "| reference |" in text
+    assert "| no-mast | uniform rollout productions (MAST off) |" in text and "McNemar" in text
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 4 and {r["variant"] for r in runs} == {"default", "no-mast"}
+    assert {r["seed"] for r in runs} == {100, 101} and png.stat().st_size > 0

@@ -184,6 +184,21 @@ def test_custom_reward_changes_the_search(screened):
     assert mean_cx > np.mean([r.complexity for r in base.mcts.results])
 
 
+def test_mcts_options_reach_the_tree(screened):
+    train, valid = screened
+    kw = dict(budget=20, seed=0, prune=False, grow=False)
+    plain = search(Fitter(train, valid, constraints=()), "pair", mcts_options={"mast": 0.0}, **kw)
+    assert plain.mcts.mast == 0.0
+    assert search(Fitter(train, valid, constraints=()), "pair", **kw).mcts.mast > 0  # default
+    fitter = Fitter(train, valid, constraints=())
+    with pytest.raises(SearchError, match="'exploration' is a parameter of search"):
+        search(fitter, "pair", budget=5, mcts_options={"exploration": 0.1})
+    with pytest.raises(SearchError, match="unknown MCTS option 'temperature'"):
+        search(fitter, "pair", budget=5, mcts_options={"temperature": 0.1})
+    with pytest.raises(SearchError, match="apply to method='mcts', not 'gp'"):
+        search(fitter, "pair", budget=5, method="gp", mcts_options={"mast": 0.0})
+
+
 def test_bad_candidates_do_not_stop_the_search(screened):
     train, valid = screened
 
