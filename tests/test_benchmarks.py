@@ -1,4 +1,4 @@
-"""The statistics of ``benchmarks/compare_methods.py`` and a tiny run of its ``main``."""
+"""The statistics of the benchmark scripts and tiny runs of their ``main``."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def cm():
-    spec = importlib.util.spec_from_file_location("compare_methods", BENCH / "compare_methods.py")
+def _script(name: str):
+    """``benchmarks/{name}.py`` imported as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def cm():
+    return _script("compare_methods")
 
 
 def _rows(outcomes: dict[tuple[str, int], tuple[bool, bool]]) -> list[dict]:
@@ -137,9 +142,7 @@ def test_from_json_reprints_saved_runs_within_their_budget(cm, tmp_path, capsys)
 
 def test_nguyen_target_check_lists_tasks_where_mcts_trails_a_peer(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # nguyen.py imports its sibling compare_methods
-    spec = importlib.util.spec_from_file_location("nguyen", BENCH / "nguyen.py")
-    ng = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ng)
+    ng = _script("nguyen")
     rows = []
     for s in range(6):
         rows.append({"task": 11, "method": "mcts", "seed": s, "exact": s == 0})
@@ -160,10 +163,7 @@ def test_nguyen_target_check_lists_tasks_where_mcts_trails_a_peer(monkeypatch):
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", BENCH / "ablation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _script("ablation")  # puts benchmarks/ on sys.path for its sibling compare_methods
 
 
 def test_ablation_pairs_each_variant_with_the_default(ablation):
