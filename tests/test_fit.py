@@ -217,6 +217,7 @@ def test_levenberg_marquardt_rosenbrock_with_bounds():
     assert x[0] == pytest.approx(0.5)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the point of the test
 def test_levenberg_marquardt_stops_when_the_normal_matrix_overflows():
     # J and r finite, Jᵀr and JᵀJ overflow: every damped solve fails; stop, never spin
     import signal
