@@ -617,7 +617,8 @@ class MCTS(SearchEngine):
     def _covered_set(self, state: Derivation) -> set[tuple[int, tuple[int, ...]]] | None:
         """The top blocks already proposed beside ``state``'s complete top blocks.
 
-        ``None`` when rollouts do not cover (``cover=False`` or no top blocks).
+        ``None`` when rollouts do not cover (``cover=False``, ``novelty=1`` or a
+        grammar without top blocks).
         """
         if not (self.cover and self._top_nts and self.novelty > 1 and self._block_nts):
             return None

@@ -694,6 +694,7 @@ def search(
         Keyword arguments of :class:`~mctsff.mcts.MCTS` that this function does not
         set itself (``mast``, ``rollout``, ``virtual_loss``, …), e.g. for ablations
         (``benchmarks/ablation.py``); the others are this function's parameters.
+        A resumed run keeps the engine settings saved in its checkpoint.
 
     Returns
     -------
@@ -763,7 +764,6 @@ def search(
             **dict(gp_options or {}),
         )
     else:
-        extra = dict(mcts_options or {})
         mcts = MCTS(
             grammar,
             evaluator,
@@ -779,7 +779,7 @@ def search(
             n_rollouts=n_rollouts,
             # None: the MCTS default (novelty 8, covering on), written only there
             **{k: v for k, v in (("novelty", novelty), ("cover", cover)) if v is not None},
-            **extra,
+            **dict(mcts_options or {}),
         )
     if out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
