@@ -7,8 +7,8 @@ seeds at the same budget of distinct fitted expressions as
 script's :func:`run_one`), and is compared with the default on the runs paired
 by (potential, seed): recoveries, the runs only one of the two recovered and
 McNemar's exact two-sided p.  Seeds are searches' seeds; ``--first-seed``
-picks a block of seeds not used to choose the defaults (the defaults were set
-on seeds 0-19 and checked on 100-109).
+picks the block (default 100-109, apart from ``compare_methods.py``'s 0-19;
+earlier tuning checked its choices on both blocks, so neither is untouched).
 
 By default the four potentials that separate the settings (the two one-term
 forms are recovered by every variant within 300 fits) and all variants.
