@@ -62,19 +62,20 @@ def run_variant(name: str, variant: str, seed: int, budget: int) -> dict:
 
 
 def compare(rows: list[dict], variant: str, reference: str = "default") -> dict:
-    """Paired counts of ``variant`` against ``reference``: totals, discordant runs, McNemar p."""
-    from scipy.stats import binomtest
+    """Paired counts of ``variant`` against ``reference``: pairs, discordant runs, McNemar p.
 
-    runs = {(r["variant"], r["potential"], r["seed"]): bool(r["recovered"]) for r in rows}
-    pairs = [(p, s) for v, p, s in runs if v == variant and (reference, p, s) in runs]
-    only_v = sum(runs[(variant, p, s)] and not runs[(reference, p, s)] for p, s in pairs)
-    only_r = sum(runs[(reference, p, s)] and not runs[(variant, p, s)] for p, s in pairs)
-    n = only_v + only_r
+    ``compare_methods.paired_comparison`` with the variants as its "methods".
+    """
+    runs = [{**r, "method": r["variant"]} for r in rows if r["variant"] in (variant, reference)]
+    try:
+        c = cm.paired_comparison(runs, variant, reference, n_boot=1)
+    except ValueError:  # no (potential, seed) ran both
+        return {"pairs": 0, "only_variant": 0, "only_reference": 0, "p_value": 1.0}
     return {
-        "pairs": len(pairs),
-        "only_variant": only_v,
-        "only_reference": only_r,
-        "p_value": float(binomtest(only_v, n, 0.5).pvalue) if n else 1.0,
+        "pairs": c["pairs"],
+        "only_variant": c["only_a"],
+        "only_reference": c["only_b"],
+        "p_value": c["p_value"],
     }
 
 
