@@ -49,6 +49,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "transplant": ("SPL module transplantation on", {"transplant": True}),
     "elite-0.3": ("elite rollouts with probability 0.3", {"elite": 0.3}),
     "no-local": ("no prune/grow local moves", {"prune": False, "grow": False}),
+    "spread-uncapped": (
+        "each newly met simple term tried with the 3 best front members, past the 30 % share",
+        {"local_options": {"spread_share": 1.0}},
+    ),
+    "spread-1-uncapped": (
+        "each newly met simple term tried with the best front member, past the 30 % share",
+        {"local_options": {"spread_share": 1.0, "spread_hosts": 1}},
+    ),
 }
 
 HARD = ["coulomb_lj", "buckingham", "screened_coulomb", "damped_dispersion"]

@@ -55,18 +55,21 @@ class SearchError(ValueError):
     """A search that cannot start or resume (message says why)."""
 
 
-#: MCTS building-block reuse by objective (what ``search(transplant=None, elite=None)``
-#: uses): measured on the Nguyen suite (regression, 5 seeds: 21/60 recoveries with
-#: reuse, 5/60 without) and the force-field suite (10 seeds: 38/60 without, 35/60 with
-#: transplantation, 33/60 with elite rollouts); benchmarks/README.md has the tables.
+#: MCTS settings by objective (what ``search(transplant=None, elite=None, n_rollouts=None)``
+#: uses). Building-block reuse: measured on the Nguyen suite (regression, 5 seeds: 21/60
+#: recoveries with reuse, 5/60 without) and the force-field suite (10 seeds: 38/60
+#: without, 35/60 with transplantation, 33/60 with elite rollouts); benchmarks/README.md
+#: has the tables.
 #: Rollouts per expansion likewise: 3 (the MCTS default) for force matching, where the
 #: rollouts cover the terms of the sums (four hard potentials, seeds 100-109: 27/40
 #: with 3, 22/40 with 10, 23/40 before covering); the Nguyen tables were measured
 #: with 10, which regression keeps.
-REUSE_DEFAULTS: dict[str, dict[str, Any]] = {
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     "forces": {"transplant": False, "elite": 0.0, "n_rollouts": 3},
     "regression": {"transplant": True, "elite": 0.3, "n_rollouts": 10},
 }
+#: earlier name of :data:`OBJECTIVE_DEFAULTS` (it holds more than reuse), kept for importers
+REUSE_DEFAULTS = OBJECTIVE_DEFAULTS
 
 
 def objective_kind(fitter) -> str:
@@ -599,6 +602,7 @@ def search(
     method: str = "mcts",
     gp_options: Mapping[str, Any] | None = None,
     mcts_options: Mapping[str, Any] | None = None,
+    local_options: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Grammar-guided MCTS (or GP) for the expressions that best fit the objective.
 
@@ -635,7 +639,7 @@ def search(
         blocks: at each step a rollout copies, with probability ``p``, a complete
         sub-derivation of one of the 10 best
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
-        at ``None`` they follow the objective (:data:`REUSE_DEFAULTS`): on for a
+        at ``None`` they follow the objective (:data:`OBJECTIVE_DEFAULTS`): on for a
         :class:`~mctsff.regression.RegressionFitter` (``transplant=True,
         elite=0.3``: on the Nguyen suite 19/60 recoveries instead of 5/60), off
         for force matching (they cost recoveries on the force-field suite; see
@@ -695,6 +699,15 @@ def search(
         set itself (``mast``, ``rollout``, ``virtual_loss``, …), e.g. for ablations
         (``benchmarks/ablation.py``); the others are this function's parameters.
         A resumed run keeps the engine settings saved in its checkpoint.
+    local_options
+        Settings of the local moves (prune, grow, spread; :class:`_LocalMoves`,
+        :data:`LOCAL_OPTIONS`): ``max_share`` (0.3: grow, wrap and spread fits stop
+        while the local fits exceed this share of all fits), ``spread_share``
+        (``None``: the same as ``max_share``; the share below which a newly met
+        simple term is tried with the best front members, e.g. 1.0 to try every
+        one), ``spread_hosts`` (3: how many of the lowest-loss front members take
+        it), ``max_library`` (40), ``simple_complexity`` (5), ``max_terms`` (4),
+        ``max_depth`` (3).  A resumed run keeps the settings saved in its checkpoint.
 
     Returns
     -------
@@ -703,7 +716,8 @@ def search(
     if method not in ("mcts", "gp"):
         raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
     _check_mcts_options(mcts_options, method)
-    auto = REUSE_DEFAULTS[objective_kind(fitter)]
+    local_settings = _check_local_options(local_options)
+    auto = OBJECTIVE_DEFAULTS[objective_kind(fitter)]
     transplant = auto["transplant"] if transplant is None else bool(transplant)
     elite = auto["elite"] if elite is None else float(elite)
     n_rollouts = auto["n_rollouts"] if n_rollouts is None else int(n_rollouts)
@@ -753,6 +767,7 @@ def search(
         mcts = engine.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
+        local_settings = dict(saved.get("local_options", {}))
     elif method == "gp":
         mcts = GP(
             grammar,
@@ -788,7 +803,15 @@ def search(
     stop = {"requested": False}
 
     local = _LocalMoves(
-        mcts, evaluator, front, callback, variables, prune, grow, grammar.wrapping_functions
+        mcts,
+        evaluator,
+        front,
+        callback,
+        variables,
+        prune,
+        grow,
+        grammar.wrapping_functions,
+        options=local_settings,
     )
 
     def on_result(res: FitResult) -> None:
@@ -828,7 +851,7 @@ def search(
             mcts.step(on_result)
             local.flush()  # the local moves of the whole batch, fitted as one batch
             if out_path is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
-                _save_checkpoint(out_path, mcts, front, signature)
+                _save_checkpoint(out_path, mcts, front, signature, local_settings)
                 _write_front(out_path, front)
                 last_ckpt = time.perf_counter()
     except KeyboardInterrupt:
@@ -852,7 +875,7 @@ def search(
     bar.close()
     files = {}
     if out_path is not None:
-        _save_checkpoint(out_path, mcts, front, signature)
+        _save_checkpoint(out_path, mcts, front, signature, local_settings)
         files = write_outputs(out_path, front, fitter, reference_lines)
         files["checkpoint"] = str(out_path / CHECKPOINT)
         files["run.json"] = str(_write_run_info(out_path, fitter, grammar, mcts, reference_lines))
@@ -891,6 +914,40 @@ def _check_mcts_options(options: Mapping[str, Any] | None, method: str) -> None:
             raise SearchError(
                 f"mcts_options: unknown MCTS option {key!r}; choose from {sorted(known)}"
             )
+
+
+#: settings of the local moves that ``search(local_options=...)`` takes, with their type
+LOCAL_OPTIONS: dict[str, type] = {
+    "max_share": float,
+    "spread_share": float,
+    "spread_hosts": int,
+    "max_library": int,
+    "simple_complexity": float,
+    "max_terms": int,
+    "max_depth": int,
+}
+
+
+def _check_local_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``local_options`` checked (known names, non-negative numbers); one clear error if not."""
+    out: dict[str, Any] = {}
+    for key, value in (options or {}).items():
+        kind = LOCAL_OPTIONS.get(key)
+        if kind is None:
+            raise SearchError(
+                f"local_options: unknown setting {key!r}; choose from {sorted(LOCAL_OPTIONS)}"
+            )
+        if value is None and key == "spread_share":
+            out[key] = None
+            continue
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and kind is int:
+            ok = float(value).is_integer()
+        if not ok or not math.isfinite(value) or value < 0:
+            what = "a non-negative integer" if kind is int else "a non-negative number"
+            raise SearchError(f"local_options: {key!r} must be {what}, not {value!r}")
+        out[key] = kind(value)
+    return out
 
 
 def searched_expression(res: FitResult) -> str:
@@ -950,8 +1007,14 @@ class _LocalMoves:
     max_terms = 4
     spread_hosts = 3
     max_share = 0.3
+    #: share of all fits below which spreads run (``None``: :attr:`max_share`)
+    spread_share: float | None = None
 
-    def __init__(self, mcts, evaluator, front, callback, variables, prune, grow, wrap=()):
+    def __init__(
+        self, mcts, evaluator, front, callback, variables, prune, grow, wrap=(), options=None
+    ):
+        for key, value in (options or {}).items():
+            setattr(self, key, value)
         self.mcts = mcts
         self.evaluator = evaluator
         self.front = front
@@ -1008,7 +1071,9 @@ class _LocalMoves:
 
     def spread_variants(self, terms: list[str]) -> list[tuple[str, str]]:
         """Newly met simple terms added to the best front members that can take a term."""
-        if not terms or not hasattr(self.mcts, "record") or not self._budget_left():
+        if not terms or not hasattr(self.mcts, "record"):
+            return []
+        if not self._budget_left(self.spread_share):
             return []
         hosts = [
             p
@@ -1041,9 +1106,10 @@ class _LocalMoves:
                 continue
         return [t for _, t in sorted(seen.values())][: self.max_library]
 
-    def _budget_left(self) -> bool:
-        """Local fits may use at most ``max_share`` of all fits; the tree keeps the rest."""
-        return self.n_fits <= self.max_share * max(self.mcts.n_evaluations, 1)
+    def _budget_left(self, share: float | None = None) -> bool:
+        """Local fits may use at most ``share`` (``max_share``) of all fits; the tree the rest."""
+        share = self.max_share if share is None else share
+        return self.n_fits <= share * max(self.mcts.n_evaluations, 1)
 
     def _grow_from(self, res: FitResult) -> bool:
         return (
@@ -1177,11 +1243,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _save_checkpoint(out: Path, mcts: MCTS, front: ParetoFront, signature) -> None:
+def _save_checkpoint(
+    out: Path,
+    mcts: MCTS,
+    front: ParetoFront,
+    signature,
+    local_options: Mapping[str, Any] | None = None,
+) -> None:
     state = {
         "version": _CHECKPOINT_VERSION,
         "signature": signature,
         "method": getattr(mcts, "method", "mcts"),
+        "local_options": dict(local_options or {}),
         "mcts": mcts.state_dict(),
         "front": [p.to_dict() for p in front.points],
     }

@@ -194,3 +194,16 @@ def test_ablation_main_runs_the_variants(ablation, tmp_path, capsys):
     runs = json.loads(out.read_text())["runs"]
     assert len(runs) == 4 and {r["variant"] for r in runs} == {"default", "no-mast"}
     assert {r["seed"] for r in runs} == {100, 101} and png.stat().st_size > 0
+
+
+def test_ablation_variants_are_search_settings(ablation):
+    """Every variant's settings are ones ``search`` takes (a typo would only show in a run)."""
+    import inspect
+
+    from mctsff.search import _check_local_options, _check_mcts_options, search
+
+    params = inspect.signature(search).parameters
+    for name, (what, opts) in ablation.VARIANTS.items():
+        assert what and set(opts) <= set(params), name
+        _check_mcts_options(opts.get("mcts_options"), "mcts")
+        _check_local_options(opts.get("local_options"))

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -197,6 +198,45 @@ def test_mcts_options_reach_the_tree(screened):
         search(fitter, "pair", budget=5, mcts_options={"temperature": 0.1})
     with pytest.raises(SearchError, match="apply to method='mcts', not 'gp'"):
         search(fitter, "pair", budget=5, method="gp", mcts_options={"mast": 0.0})
+
+
+def test_local_options_set_the_share_of_local_moves(screened, tmp_path):
+    """``local_options`` reach the local moves: with no share left they stop at once."""
+    train, valid = screened
+    kw = dict(budget=60, seed=0, prune=False)
+    runs = {}
+    for share in (0.0, 1.0):
+        opts = {"max_share": share, "spread_share": share}
+        runs[share] = search(Fitter(train, valid, constraints=()), "pair", local_options=opts, **kw)
+    # share 0: only the first batch, fitted before any local fit counted
+    assert runs[0.0].n_local < runs[1.0].n_local
+    assert runs[1.0].n_local > 0.3 * runs[1.0].n_evaluations  # past the default share
+    # the checkpoint keeps them, and a resumed run goes on with them
+    opts = {"spread_share": 1.0, "spread_hosts": 2}
+    fitter = Fitter(train, valid, constraints=())
+    search(fitter, "pair", budget=20, out=tmp_path, local_options=opts)
+
+    with open(tmp_path / "checkpoint.pkl", "rb") as fh:
+        assert pickle.load(fh)["local_options"] == {"spread_share": 1.0, "spread_hosts": 2}
+    search(Fitter(train, valid, constraints=()), "pair", budget=30, out=tmp_path, resume=True)
+    with open(tmp_path / "checkpoint.pkl", "rb") as fh:
+        assert pickle.load(fh)["local_options"] == {"spread_share": 1.0, "spread_hosts": 2}
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"spread_everywhere": True}, "unknown setting 'spread_everywhere'"),
+        ({"max_share": -0.1}, "'max_share' must be a non-negative number"),
+        ({"spread_hosts": 1.5}, "'spread_hosts' must be a non-negative integer"),
+        ({"max_terms": True}, "'max_terms' must be a non-negative integer"),
+        ({"max_share": "high"}, "'max_share' must be a non-negative number"),
+    ],
+)
+def test_bad_local_options_are_one_clear_error(screened, options, message):
+    train, valid = screened
+    with pytest.raises(SearchError, match=message):
+        search(Fitter(train, valid, constraints=()), "pair", budget=5, local_options=options)
 
 
 def test_bad_candidates_do_not_stop_the_search(screened):
@@ -480,7 +520,7 @@ def test_objective_kind_is_one_convention(screened):
     from types import SimpleNamespace
 
     from mctsff.regression import RegressionData, RegressionFitter
-    from mctsff.search import REUSE_DEFAULTS, objective_kind
+    from mctsff.search import OBJECTIVE_DEFAULTS, objective_kind
 
     train, valid = screened
     x = np.linspace(0.1, 1.0, 20)
@@ -490,7 +530,7 @@ def test_objective_kind_is_one_convention(screened):
     assert objective_kind(None) == "regression"
     # a user's own force-matching fitter is recognised by what its outputs need
     assert objective_kind(SimpleNamespace(species=("H", "O"))) == "forces"
-    assert set(REUSE_DEFAULTS) == {"forces", "regression"}
+    assert set(OBJECTIVE_DEFAULTS) == {"forces", "regression"}
 
 
 def test_wrapped_variants_put_the_expression_and_its_terms_inside_each_function():

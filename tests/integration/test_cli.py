@@ -281,7 +281,7 @@ def test_search_reuse_options_parse(capsys):
     import inspect
 
     from mctsff.mcts import MCTS
-    from mctsff.search import REUSE_DEFAULTS
+    from mctsff.search import OBJECTIVE_DEFAULTS
 
     defaults = inspect.signature(MCTS).parameters
     with pytest.raises(SystemExit):
@@ -296,7 +296,7 @@ def test_search_reuse_options_parse(capsys):
     text = help_of("--novelty")
     assert f"default {defaults['novelty'].default})" in text
     text = help_of("--rollouts")
-    forces, regression = (REUSE_DEFAULTS[k]["n_rollouts"] for k in ("forces", "regression"))
+    forces, regression = (OBJECTIVE_DEFAULTS[k]["n_rollouts"] for k in ("forces", "regression"))
     assert f"default {forces} for forces, {regression} for --objective regression" in text
     assert defaults["n_rollouts"].default == forces
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
