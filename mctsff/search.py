@@ -443,53 +443,12 @@ def wrapped_variants(
     """
     if not functions:
         return []
-    return [f"{f}({b})" for b in _wrap_bodies(expression, variables) for f in functions]
-
-
-def _wrap_bodies(expression: str, variables: Sequence[str]) -> list[str]:
-    """The expression and, for a sum, each top-level term holding a variable (no sign)."""
     names = set(variables)
     terms = _signed_terms(expression)
     bodies = [expression]
     if len(terms) > 1:
         bodies += [ast.unparse(n) for _, n in terms if not names.isdisjoint(_names(n))]
-    return list(dict.fromkeys(bodies))
-
-
-def substituted_variants(
-    expression: str, functions: Sequence[str], variables: Sequence[str]
-) -> list[str]:
-    """``g(b)``: ``b`` the expression or one of its terms with one variable ``v`` as ``f(v)``.
-
-    For each body of :func:`wrapped_variants` (the expression, and each top-level term
-    of a sum), each occurrence of a variable in it, each function ``f`` and each
-    function ``g`` of ``functions``: the body with that occurrence replaced by
-    ``f(v)``, inside ``g``.  The step from a front member to the answer is often
-    both at once: ``x*y - y`` is on the Nguyen-11 front, ``y*log(x)`` (the inside of
-    ``x**y = exp(y*log(x))``) fits worse than it at the same complexity and so never
-    enters the front to be wrapped, but the term ``x*y`` gives ``exp(log(x)*y)``
-    directly.  Up to ``bodies × occurrences × len(functions)**2`` candidates, fitted
-    within the local moves' share.
-    """
-    if not functions:
-        return []
-    names = set(variables)
-    out: list[str] = []
-    for body in _wrap_bodies(expression, variables):
-        n_occ = sum(isinstance(n, ast.Name) and n.id in names for n in ast.walk(ast.parse(body)))
-        for k in range(n_occ):
-            for f in functions:
-                tree = ast.parse(body, mode="eval")
-                target = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in names][k]
-                call = ast.Call(ast.Name(f, ast.Load()), [ast.Name(target.id, ast.Load())], [])
-
-                class _Swap(ast.NodeTransformer):
-                    def visit_Name(self, node, target=target, call=call):
-                        return call if node is target else node
-
-                inner = ast.unparse(_Swap().visit(tree))
-                out += [f"{g}({inner})" for g in functions]
-    return list(dict.fromkeys(out))
+    return [f"{f}({b})" for b in dict.fromkeys(bodies) for f in functions]
 
 
 # ----------------------------------------------------------------------------- evaluators
@@ -722,9 +681,7 @@ def search(
         grammar can apply a function to any expression (``sin cos exp log`` in the
         Nguyen grammars, none in ``pair``), fit the new member and each of its
         top-level terms inside each such function (``exp(y*log(x))`` from a front
-        member holding ``y*log(x)``), also with one variable ``v`` of it made
-        ``f(v)`` (:func:`substituted_variants`: ``exp(log(x)*y)`` from a member
-        holding ``x*y``).  Local fits go
+        member holding ``y*log(x)``).  Local fits go
         through the same transposition table and count against ``budget``
         (``SearchResult.n_local`` says how many there were).
     method
@@ -1175,7 +1132,6 @@ class _LocalMoves:
                 candidates += grown_variants(expression, self.library(), self.variables)
             if self.wrap and depth < self.max_depth and self._budget_left():
                 candidates += wrapped_variants(expression, self.wrap, self.variables)
-                candidates += substituted_variants(expression, self.wrap, self.variables)
         except (SyntaxError, ValueError):
             return []
         return [(c, res.expression) for c in candidates]

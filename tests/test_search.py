@@ -544,46 +544,6 @@ def test_wrapped_variants_put_the_expression_and_its_terms_inside_each_function(
     assert wrapped_variants("c1 + x", ("sin",), XY) == ["sin(c1 + x)", "sin(x)"]  # not sin(c1)
 
 
-def test_substituted_variants_put_a_function_on_one_variable_then_around():
-    from mctsff.search import substituted_variants
-
-    XY = ("x", "y")
-    got = [v.replace(" ", "") for v in substituted_variants("x*y", ("exp", "log"), XY)]
-    # occurrence x then y; f = exp, log; g = exp, log
-    assert got == [
-        "exp(exp(x)*y)", "log(exp(x)*y)", "exp(log(x)*y)", "log(log(x)*y)",
-        "exp(x*exp(y))", "log(x*exp(y))", "exp(x*log(y))", "log(x*log(y))",
-    ]  # fmt: skip
-    # a sum: the whole expression and each term with a variable are bodies
-    got = {v.replace(" ", "") for v in substituted_variants("x*y - y", ("exp", "log"), XY)}
-    assert "exp(log(x)*y)" in got and "exp(log(x)*y-y)" in got and len(got) == 24
-    assert substituted_variants("c1 + x", ("sin",), XY) == ["sin(c1 + sin(x))", "sin(sin(x))"]
-    assert substituted_variants("x*y", (), XY) == []
-
-
-def test_substitution_moves_reach_nguyen_11_from_a_front_member_holding_x_times_y():
-    """``x*y - y`` on the front gives ``exp(log(x)*y)`` (= ``x**y``) in one local step."""
-    from mctsff.pareto import ParetoFront
-    from mctsff.regression import RegressionFitter, nguyen
-    from mctsff.search import _LocalMoves
-
-    data, _ = nguyen(11, seed=1)
-    fitter = RegressionFitter(data, n_starts=1, seed=0)
-    table, front = _Table(), ParetoFront()
-
-    def evaluate(exprs):
-        return [fitter.fit(e) for e in exprs]
-
-    wrap = Grammar.load("nguyen2").wrapping_functions
-    local = _LocalMoves(table, evaluate, front, None, ("x", "y"), True, True, wrap)
-    a = fitter.fit("x*y - y")
-    table.record(a.expression, a)
-    local.queue(a if front.update(a) else None, [])
-    local.flush()
-    best = min(front.points, key=lambda p: p.rmse_train)
-    assert best.expression.replace(" ", "") == "exp(log(x)*y)" and best.rmse_train < 1e-10
-
-
 def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
     """``exp(y*log(x))`` is fitted once ``y*log(x)`` (or a sum holding it) is on the front."""
     from mctsff.pareto import ParetoFront
