@@ -215,7 +215,6 @@ def test_local_options_set_the_share_of_local_moves(screened, tmp_path):
     opts = {"spread_share": 1.0, "spread_hosts": 2}
     fitter = Fitter(train, valid, constraints=())
     search(fitter, "pair", budget=20, out=tmp_path, local_options=opts)
-
     with open(tmp_path / "checkpoint.pkl", "rb") as fh:
         assert pickle.load(fh)["local_options"] == {"spread_share": 1.0, "spread_hosts": 2}
     search(Fitter(train, valid, constraints=()), "pair", budget=30, out=tmp_path, resume=True)
