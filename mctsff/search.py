@@ -443,12 +443,54 @@ def wrapped_variants(
     """
     if not functions:
         return []
+    return [f"{f}({b})" for b in _wrap_bodies(expression, variables) for f in functions]
+
+
+def _wrap_bodies(expression: str, variables: Sequence[str]) -> list[str]:
+    """The expression and, for a sum, each top-level term holding a variable (no sign)."""
     names = set(variables)
     terms = _signed_terms(expression)
     bodies = [expression]
     if len(terms) > 1:
         bodies += [ast.unparse(n) for _, n in terms if not names.isdisjoint(_names(n))]
-    return [f"{f}({b})" for b in dict.fromkeys(bodies) for f in functions]
+    return list(dict.fromkeys(bodies))
+
+
+def substituted_variants(
+    expression: str, functions: Sequence[str], variables: Sequence[str]
+) -> list[str]:
+    """``g(b)``: ``b`` the expression or one of its terms with one variable ``v`` as ``f(v)``.
+
+    For each body of :func:`wrapped_variants` (the expression, and each top-level term
+    of a sum), each occurrence of a variable in it, each function ``f`` and each
+    function ``g`` of ``functions``: the body with that occurrence replaced by
+    ``f(v)``, inside ``g``.  The step from a front member to the answer is often
+    both at once: ``x*y - y`` is on the Nguyen-11 front, ``y*log(x)`` (the inside of
+    ``x**y = exp(y*log(x))``) fits worse than it at the same complexity and so never
+    enters the front to be wrapped, but the term ``x*y`` gives ``exp(log(x)*y)``
+    directly.  Up to ``bodies × occurrences × len(functions)**2`` candidates; the
+    search fits them within their own share of the fits
+    (``local_options["substitute_share"]``).
+    """
+    if not functions:
+        return []
+    names = set(variables)
+    out: list[str] = []
+    for body in _wrap_bodies(expression, variables):
+        n_occ = sum(isinstance(n, ast.Name) and n.id in names for n in ast.walk(ast.parse(body)))
+        for k in range(n_occ):
+            for f in functions:
+                tree = ast.parse(body, mode="eval")
+                target = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in names][k]
+                call = ast.Call(ast.Name(f, ast.Load()), [ast.Name(target.id, ast.Load())], [])
+
+                class _Swap(ast.NodeTransformer):
+                    def visit_Name(self, node, target=target, call=call):
+                        return call if node is target else node
+
+                inner = ast.unparse(_Swap().visit(tree))
+                out += [f"{g}({inner})" for g in functions]
+    return list(dict.fromkeys(out))
 
 
 # ----------------------------------------------------------------------------- evaluators
@@ -707,7 +749,14 @@ def search(
         simple term is tried with the best front members, e.g. 1.0 to try every
         one), ``spread_hosts`` (3: how many of the lowest-loss front members take
         it), ``max_library`` (40), ``simple_complexity`` (5), ``max_terms`` (4),
-        ``max_depth`` (3).  A resumed run keeps the settings saved in its checkpoint.
+        ``max_depth`` (3), ``substitute_share`` (0, off: the share of all fits that
+        the substitution move may use on top of ``max_share``; in grammars with
+        wrapping functions, each new front member from the search, and each of its
+        terms, with one variable ``v`` made ``f(v)`` inside each function ``g``,
+        :func:`substituted_variants`, e.g. ``exp(log(x)*y)`` from ``x*y``; 0.3 finds
+        power laws such as Nguyen-11 far more often but costs other forms,
+        ``benchmarks/README.md``).  A resumed run keeps the settings saved in its
+        checkpoint.
 
     Returns
     -------
@@ -920,6 +969,7 @@ def _check_mcts_options(options: Mapping[str, Any] | None, method: str) -> None:
 LOCAL_OPTIONS: dict[str, type] = {
     "max_share": float,
     "spread_share": float,
+    "substitute_share": float,
     "spread_hosts": int,
     "max_library": int,
     "simple_complexity": float,
@@ -991,7 +1041,11 @@ class _LocalMoves:
 
     *Wrap* (with grow, in grammars with :attr:`~mctsff.grammar.Grammar.wrapping_functions`)
     fits a new front member, and each of its top-level terms, inside each function the
-    grammar can apply to a whole expression (:func:`wrapped_variants`).
+    grammar can apply to a whole expression (:func:`wrapped_variants`).  *Substitute*
+    (off by default, ``substitute_share > 0``, same grammars) fits a new front member
+    from the search, and each of its terms, with one variable ``v`` made ``f(v)``
+    inside each such function (:func:`substituted_variants`), within its own share of
+    the fits, checked before each batch.
 
     Moves chain: the moves around what entered the front are fitted next, grow and wrap moves
     up to ``max_depth`` levels from the search's result, prunes for as long as a
@@ -1009,6 +1063,9 @@ class _LocalMoves:
     max_share = 0.3
     #: share of all fits below which spreads run (``None``: :attr:`max_share`)
     spread_share: float | None = None
+    #: share of all fits the substitution move may use, counted apart from ``max_share``
+    #: (0: off)
+    substitute_share = 0.0
 
     def __init__(
         self, mcts, evaluator, front, callback, variables, prune, grow, wrap=(), options=None
@@ -1024,6 +1081,7 @@ class _LocalMoves:
         self.grow = grow
         self.wrap = tuple(wrap) if grow else ()
         self.n_fits = 0
+        self.n_substituted = 0
         self._entered: list[FitResult] = []
         self._terms: list[str] = []
         self.simple: dict[str, tuple[int, str]] = {}
@@ -1031,6 +1089,7 @@ class _LocalMoves:
             self.observe(res)
             if "local_move_from" in res.extra:
                 self.n_fits += 1
+                self.n_substituted += res.extra.get("local_move") == "substitute"
 
     def observe(self, res: FitResult) -> list[str]:
         """Collect the simple top-level terms of any valid result; return the new ones."""
@@ -1116,8 +1175,9 @@ class _LocalMoves:
             self._budget_left() and len(top_level_terms(searched_expression(res))) < self.max_terms
         )
 
-    def variants(self, res: FitResult, depth: int) -> list[tuple[str, str]]:
-        """Prune and grow moves around one front member, with their origin."""
+    def variants(self, res: FitResult, depth: int) -> list[tuple[str, ...]]:
+        """Prune, grow, wrap and substitution moves around one front member, with their
+        origin (and ``"substitute"`` for the substitution moves, which have their own share)."""
         if not res.valid or depth >= self.max_prune_depth or not (self.prune or self.grow):
             return []
         if not hasattr(self.mcts, "record"):
@@ -1132,11 +1192,19 @@ class _LocalMoves:
                 candidates += grown_variants(expression, self.library(), self.variables)
             if self.wrap and depth < self.max_depth and self._budget_left():
                 candidates += wrapped_variants(expression, self.wrap, self.variables)
+            substitute = (
+                self.wrap
+                and depth == 0
+                and self.n_substituted < self.substitute_share * max(self.mcts.n_evaluations, 1)
+            )
+            subs = substituted_variants(expression, self.wrap, self.variables) if substitute else []
         except (SyntaxError, ValueError):
             return []
-        return [(c, res.expression) for c in candidates]
+        return [(c, res.expression) for c in candidates] + [
+            (c, res.expression, "substitute") for c in subs
+        ]
 
-    def _explore_all(self, members, extra: list[tuple[str, str]], depth: int) -> None:
+    def _explore_all(self, members, extra: list[tuple[str, ...]], depth: int) -> None:
         """Fit the moves around ``members`` plus ``extra`` as one batch per level."""
         while depth < self.max_prune_depth:
             todo = list(extra)
@@ -1148,10 +1216,13 @@ class _LocalMoves:
             if not members:
                 return
 
-    def _fit(self, candidates: list[tuple[str, str]]) -> list[FitResult]:
-        """Fit distinct unseen candidates in one evaluator call; return those entering the front."""
-        todo, origins, keys = [], [], set()
-        for expr, origin in candidates:
+    def _fit(self, candidates: list[tuple[str, ...]]) -> list[FitResult]:
+        """Fit distinct unseen candidates in one evaluator call; return those entering the front.
+
+        A candidate is ``(expression, origin)`` or ``(expression, origin, kind)``.
+        """
+        todo, origins, kinds, keys = [], [], [], set()
+        for expr, origin, *kind in candidates:
             try:
                 expr = normalise_names(expr, self.variables)
                 key = self.mcts._key(expr)
@@ -1162,14 +1233,19 @@ class _LocalMoves:
             keys.add(key)
             todo.append(expr)
             origins.append(origin)
+            kinds.append(kind[0] if kind else None)
         if not todo:
             return []
         entered = []
-        for expr, origin, new in zip(todo, origins, self.evaluator(todo), strict=True):
+        results = self.evaluator(todo)
+        for expr, origin, kind, new in zip(todo, origins, kinds, results, strict=True):
             new.extra["local_move_from"] = origin
+            if kind is not None:
+                new.extra["local_move"] = kind
             if not self.mcts.record(expr, new):
                 continue
             self.n_fits += 1
+            self.n_substituted += kind == "substitute"
             self.observe(new)
             if self.front.update(new):
                 entered.append(new)
