@@ -61,12 +61,15 @@ class SearchEngine:
         """Add a result fitted outside the engine (local moves) to the transposition table.
 
         It counts as an evaluation (budgets stay "distinct fitted expressions") and is
-        never fitted again by the engine.  Returns False if the expression was known.
+        never fitted again by the engine.  Where the grammar derives it
+        (:meth:`~mctsff.grammar.Grammar.derivation_of`), its derivation is kept like
+        the engine's own, so building-block reuse can copy its parts.  Returns False if
+        the expression was known.
         """
         key = self._key(expression)
         if key in self._cache:
             return False
-        self._store(key, expression, result, ())
+        self._store(key, expression, result, self.grammar.derivation_of(expression) or ())
         return True
 
     def _store(

@@ -96,6 +96,10 @@ PLACEHOLDERS: dict[str, str] = {
 
 _RULE_PREFIX_TO_KIND = {"prod_": "PROD_CONST", "geom_": "GEOM_CONST", "arith_": "ARITH_CONST"}
 _RULE_PREFIX_TO_KIND["pair_"] = "PAIR_CONST"
+_PREFIX_KIND = {prefix: kind for kind, prefix in PLACEHOLDERS.items()}
+_CONSTANT_NAME = re.compile(
+    r"\b(" + "|".join(sorted(map(re.escape, _PREFIX_KIND), key=len, reverse=True)) + r")\d+\b"
+)
 _DEFAULT_VARIABLE = re.compile(r"^(r|x|y|z|x\d+)$")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
@@ -250,6 +254,7 @@ class Grammar:
             weights, variables = _parse_directives(text)
         except GrammarError as exc:
             raise GrammarError(f"{self._where}, {exc}") from None
+        self._lark = parser
         self._build(parser, weights, variables)
 
     # ------------------------------------------------------------------ loading
@@ -603,6 +608,78 @@ class Grammar:
             for s in p.rhs
             if s in blocks
         )
+
+    def derivation_of(self, expression: str) -> tuple[int, ...] | None:
+        """The leftmost derivation (production indices) whose yield is ``expression``.
+
+        The inverse of :func:`mctsff.tree.derive` for expressions written the way the
+        grammar writes them, up to spaces and the numbering of constants
+        (``c1 * exp(-r / c2)`` in ``pair``): each constant ``c3``, ``prod_c1``, … is
+        read as its placeholder terminal, the text is parsed with the grammar's own
+        Lark parser, and the parse tree is read back in pre-order.  ``None`` when the
+        grammar cannot derive it (another bracketing, a unary minus the grammar
+        lacks, a constant used twice, an unknown name): the search then treats the
+        expression as one without a derivation, as before.  Memoised per grammar.
+        """
+        memo = self.__dict__.setdefault("_derivations", {})
+        if expression not in memo:
+            if len(memo) >= 1 << 14:
+                memo.clear()
+            memo[expression] = self._derive_text(expression)
+        return memo[expression]
+
+    def _derive_text(self, expression: str) -> tuple[int, ...] | None:
+        from mctsff.tree import derive
+
+        texts = {kind: self._placeholder_text.get(kind) for kind in PLACEHOLDERS}
+        seen: set[str] = set()
+
+        def constant(m: re.Match) -> str:
+            kind = _PREFIX_KIND.get(m.group(1))
+            text = texts.get(kind) if kind else None
+            if text is None or m.group(0) in seen:
+                raise ValueError(m.group(0))  # not a placeholder here, or used twice
+            seen.add(m.group(0))
+            return text
+
+        try:
+            text = _CONSTANT_NAME.sub(constant, re.sub(r"\s+", "", expression))
+            tree = self._lark.parse(text)
+            actions = tuple(self._preorder(tree))
+            derived = derive(self, actions).expression()
+        except (lark.exceptions.LarkError, ValueError, KeyError, IndexError):
+            return None
+        if derived.replace(" ", "") != re.sub(r"\s+", "", expression):
+            return None  # constants numbered otherwise: not this expression's derivation
+        return actions
+
+    @functools.cached_property
+    def _placeholder_text(self) -> dict[str, str]:
+        """Lark text of each placeholder terminal used (``CONST`` → ``"C"`` in ``pair``)."""
+        return {t.name: t.pattern.value for t in self._lark.terminals if t.name in PLACEHOLDERS}
+
+    @functools.cached_property
+    def _production_index(self) -> dict[tuple[str, tuple[str, ...]], int]:
+        """``(tree label, rhs) → production index``; the label is the alias or the lhs."""
+        out: dict[tuple[str, tuple[str, ...]], int] = {}
+        for p in self.productions:
+            out.setdefault((p.alias or p.lhs, p.rhs), p.index)
+        return out
+
+    def _preorder(self, tree: lark.Tree) -> list[int]:
+        """Production indices of a Lark parse tree in pre-order (the leftmost derivation)."""
+        symbols, below = [], []
+        for child in tree.children:
+            if child is None:  # an absent optional part (``[...]``): the shorter production
+                continue
+            if isinstance(child, lark.Token):
+                symbols.append(child.type)
+            else:
+                sub = self._preorder(child)
+                symbols.append(self.productions[sub[0]].lhs)
+                below += sub
+        index = self._production_index[(str(tree.data), tuple(symbols))]
+        return [index, *below]
 
     def max_actions(self) -> int:
         """Largest number of productions of one nonterminal (branching factor bound)."""

@@ -457,7 +457,7 @@ def _wrap_bodies(expression: str, variables: Sequence[str]) -> list[str]:
 
 
 def substituted_variants(
-    expression: str, functions: Sequence[str], variables: Sequence[str]
+    expression: str, functions: Sequence[str], variables: Sequence[str], max_occurrences: int = 2
 ) -> list[str]:
     """``g(b)``: ``b`` the expression or one of its terms with one variable ``v`` as ``f(v)``.
 
@@ -468,9 +468,10 @@ def substituted_variants(
     both at once: ``x*y - y`` is on the Nguyen-11 front, ``y*log(x)`` (the inside of
     ``x**y = exp(y*log(x))``) fits worse than it at the same complexity and so never
     enters the front to be wrapped, but the term ``x*y`` gives ``exp(log(x)*y)``
-    directly.  Up to ``bodies × occurrences × len(functions)**2`` candidates; the
-    search fits them within their own share of the fits
-    (``local_options["substitute_share"]``).
+    directly.  Only bodies with at most ``max_occurrences`` variable occurrences
+    (a body yields ``occurrences × len(functions)**2`` candidates; the move is for
+    the small pieces a front member is built from); the search fits them within
+    their own share of the fits (``local_options["substitute_share"]``).
     """
     if not functions:
         return []
@@ -478,6 +479,8 @@ def substituted_variants(
     out: list[str] = []
     for body in _wrap_bodies(expression, variables):
         n_occ = sum(isinstance(n, ast.Name) and n.id in names for n in ast.walk(ast.parse(body)))
+        if n_occ > max_occurrences:
+            continue
         for k in range(n_occ):
             for f in functions:
                 tree = ast.parse(body, mode="eval")
@@ -749,14 +752,13 @@ def search(
         simple term is tried with the best front members, e.g. 1.0 to try every
         one), ``spread_hosts`` (3: how many of the lowest-loss front members take
         it), ``max_library`` (40), ``simple_complexity`` (5), ``max_terms`` (4),
-        ``max_depth`` (3), ``substitute_share`` (0, off: the share of all fits that
-        the substitution move may use on top of ``max_share``; in grammars with
-        wrapping functions, each new front member from the search, and each of its
-        terms, with one variable ``v`` made ``f(v)`` inside each function ``g``,
-        :func:`substituted_variants`, e.g. ``exp(log(x)*y)`` from ``x*y``; 0.3 finds
-        power laws such as Nguyen-11 far more often but costs other forms,
-        ``benchmarks/README.md``).  A resumed run keeps the settings saved in its
-        checkpoint.
+        ``max_depth`` (3), ``substitute_share`` (0.3; 0 turns the move off: the share
+        of all fits that the substitution move may use on top of ``max_share``; only
+        in grammars with wrapping functions, so never in ``pair``: each new front
+        member from the search, and each of its terms, with one variable ``v`` made
+        ``f(v)`` inside each function ``g``, :func:`substituted_variants`, e.g.
+        ``exp(log(x)*y)`` from ``x*y``).  A resumed run keeps the settings saved in
+        its checkpoint.
 
     Returns
     -------
@@ -1042,10 +1044,14 @@ class _LocalMoves:
     *Wrap* (with grow, in grammars with :attr:`~mctsff.grammar.Grammar.wrapping_functions`)
     fits a new front member, and each of its top-level terms, inside each function the
     grammar can apply to a whole expression (:func:`wrapped_variants`).  *Substitute*
-    (off by default, ``substitute_share > 0``, same grammars) fits a new front member
-    from the search, and each of its terms, with one variable ``v`` made ``f(v)``
-    inside each such function (:func:`substituted_variants`), within its own share of
-    the fits, checked before each batch.
+    (same grammars) fits a new front member from the search, and each of its small
+    terms, with one variable ``v`` made ``f(v)`` inside each such function
+    (:func:`substituted_variants`), within its own share of the fits
+    (``substitute_share``, checked before each batch).
+
+    Every result is recorded with its derivation where the grammar has one
+    (:meth:`~mctsff.grammar.Grammar.derivation_of`), so the tree's building-block
+    reuse (elite rollouts, transplantation) can copy parts of what the moves found.
 
     Moves chain: the moves around what entered the front are fitted next, grow and wrap moves
     up to ``max_depth`` levels from the search's result, prunes for as long as a
@@ -1064,8 +1070,8 @@ class _LocalMoves:
     #: share of all fits below which spreads run (``None``: :attr:`max_share`)
     spread_share: float | None = None
     #: share of all fits the substitution move may use, counted apart from ``max_share``
-    #: (0: off)
-    substitute_share = 0.0
+    #: (0: off; only grammars with wrapping functions have the move)
+    substitute_share = 0.3
 
     def __init__(
         self, mcts, evaluator, front, callback, variables, prune, grow, wrap=(), options=None

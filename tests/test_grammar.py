@@ -236,6 +236,49 @@ def test_wrapping_functions_take_any_expression():
     assert toy.wrapping_functions == ("exp",)
 
 
+@pytest.mark.parametrize(
+    "name, expression",
+    [
+        ("pair", "c1 / r ** 12 - c2 / r ** 6 + prod_c1 / r"),
+        ("pair", "c1*exp(-r/c2)-geom_c1*r**2/r**8"),
+        ("pair", "c1 * (exp(-2 * a_morse * (r - r0_morse)) - 2 * exp(-a_morse * (r - r0_morse)))"),
+        ("nguyen2", "exp(y * log(x))"),
+        ("nguyen2", "cos(sin(cos(y) * sin(x)) + x / x) - (x - y)"),
+    ],
+)
+def test_derivation_of_reads_an_expression_back_into_productions(name, expression):
+    from mctsff.tree import derive
+
+    g = Grammar.load(name)
+    actions = g.derivation_of(expression)
+    assert actions is not None
+    assert derive(g, actions).expression() == expression.replace(" ", "")
+    # what a pickled grammar (a worker's copy) reads is the same
+    assert pickle.loads(pickle.dumps(g)).derivation_of(expression) == actions
+
+
+@pytest.mark.parametrize(
+    "name, expression",
+    [
+        ("pair", "-c1/r"),  # no unary minus in the grammar
+        ("pair", "c1/r+c1/r**6"),  # one constant used twice
+        ("pair", "c2/r"),  # constants numbered otherwise than the grammar numbers them
+        ("pair", "c1*exp(-c2*r)"),  # not this grammar's exponential
+        ("nguyen2", "x**y"),
+        ("nguyen2", "not python ("),
+    ],
+)
+def test_derivation_of_is_none_when_the_grammar_cannot_derive_it(name, expression):
+    assert Grammar.load(name).derivation_of(expression) is None
+
+
+def test_derivation_of_is_none_for_rules_lark_inlines():
+    # EBNF repetition becomes helper rules that Lark inlines in its parse trees
+    g = Grammar.from_text('start: item ("+" item)*\nitem: [CONST "*"] "x" -> it\nCONST: "C"\n')
+    assert g.derivation_of("x") is not None
+    assert g.derivation_of("c1*x+x") is None
+
+
 def test_blocks_are_the_non_recursive_nonterminals():
     pair = Grammar.load("pair")
     assert pair.block_nonterminals == {"term", "coef", "rpow", "factor", "morse"}

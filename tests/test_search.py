@@ -17,7 +17,9 @@ from mctsff.search import (
     demoted_variants,
     pruned_variants,
     search,
+    searched_expression,
 )
+from mctsff.tree import derive
 
 
 def test_canonical_key_ignores_constant_numbering():
@@ -559,8 +561,8 @@ def test_substituted_variants_make_one_variable_a_function_inside_each_function(
     assert substituted_variants("x*y", (), XY) == []
 
 
-def test_substitution_is_off_by_default_and_finds_nguyen11_with_its_share():
-    """``x**y = exp(y*log(x))``: 0/6 seeds at 1500 fits by default, 5/6 with the move."""
+def test_substitution_has_its_own_share_and_finds_nguyen11():
+    """``x**y = exp(y*log(x))``: at 1500 fits 0/6 seeds without the move, 5/6 with it."""
     from mctsff.regression import RegressionFitter, nguyen
 
     data, _ = nguyen(11, seed=3)
@@ -579,6 +581,16 @@ def test_substitution_is_off_by_default_and_finds_nguyen11_with_its_share():
     rms = float(np.sqrt(np.mean(data.y**2)))
     exact = [p for p in runs[0.3].front.points if p.valid and p.rmse_train <= 1e-8 * rms]
     assert any(p.expression.replace(" ", "") in ("exp(y*log(x))", "exp(log(x)*y)") for p in exact)
+    # the moves' results keep their derivations, so the tree's reuse can copy their parts
+    engine = runs[0.3].mcts
+    local = [r for r in engine.results if "local_move_from" in r.extra]
+    searched = [searched_expression(r) for r in local]  # without the linear scaling
+    derived = [e for e in searched if engine._actions[engine._key(e)]]
+    assert len(derived) > 0.5 * len(local)
+    for e in derived[:20]:
+        assert derive(engine.grammar, engine._actions[engine._key(e)]).expression() == e.replace(
+            " ", ""
+        )
 
 
 def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
