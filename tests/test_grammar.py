@@ -279,6 +279,16 @@ def test_derivation_of_is_none_for_rules_lark_inlines():
     assert g.derivation_of("c1*x+x") is None
 
 
+def test_derivation_of_reads_with_lalr_and_falls_back_to_earley():
+    from mctsff.tree import derive
+
+    assert Grammar.load("nguyen2")._reader.options.parser == "lalr"
+    # two rules reduce "x" before the same "z": not LR(1), Earley reads it
+    g = Grammar.from_text('start: a "z" -> one\n | b "z" -> two\na: "x"\nb: "x"\n')
+    assert g._reader.options.parser == "earley"
+    assert derive(g, g.derivation_of("xz")).expression().replace(" ", "") == "xz"
+
+
 def test_blocks_are_the_non_recursive_nonterminals():
     pair = Grammar.load("pair")
     assert pair.block_nonterminals == {"term", "coef", "rpow", "factor", "morse"}
