@@ -332,6 +332,15 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "proposed yet, so every term is tried once before one repeats (default True)",
     )
     p.add_argument(
+        "--local-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the local moves, repeatable: max_share, spread_share (or none), "
+        "substitute_share, spread_hosts, max_library, simple_complexity, max_terms, max_depth "
+        "(search(local_options=...); docs/tutorial.md)",
+    )
+    p.add_argument(
         "--method",
         choices=["mcts", "gp"],
         default="mcts",
@@ -395,6 +404,10 @@ def _run_search(args, fitter) -> int:
         refs[f"{label} (refit)"] = res.score_loss
         print(f"reference {label}: {expr} -> loss {res.score_loss:.5g}")
     opts = {"eta": args.eta} if args.reward == "spl" else {}
+    local: dict[str, float | None] = {}
+    for text in args.local_option:
+        name, value = _pair_value(text, "--local-option")
+        local[name] = None if value.lower() == "none" else _float(value, f"--local-option {name}")
     result = search(
         fitter,
         args.grammar,
@@ -414,6 +427,7 @@ def _run_search(args, fitter) -> int:
         elite=args.elite,
         novelty=args.novelty,
         cover=args.cover,
+        local_options=local or None,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,

@@ -26,6 +26,7 @@ import pickle
 import signal
 import sys
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -758,7 +759,7 @@ def search(
         member from the search, and each of its terms, with one variable ``v`` made
         ``f(v)`` inside each function ``g``, :func:`substituted_variants`, e.g.
         ``exp(log(x)*y)`` from ``x*y``).  A resumed run keeps the settings saved in
-        its checkpoint.
+        its checkpoint (and warns when it is passed others).
 
     Returns
     -------
@@ -818,7 +819,14 @@ def search(
         mcts = engine.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
-        local_settings = dict(saved.get("local_options", {}))
+        saved_local = dict(saved.get("local_options", {}))
+        if local_options is not None and local_settings != saved_local:
+            warnings.warn(
+                f"{out_path / CHECKPOINT}: resuming with the local-move settings the run was "
+                f"started with ({saved_local or 'the defaults'}), not {local_settings}",
+                stacklevel=2,
+            )
+        local_settings = saved_local
     elif method == "gp":
         mcts = GP(
             grammar,
@@ -929,7 +937,9 @@ def search(
         _save_checkpoint(out_path, mcts, front, signature, local_settings)
         files = write_outputs(out_path, front, fitter, reference_lines)
         files["checkpoint"] = str(out_path / CHECKPOINT)
-        files["run.json"] = str(_write_run_info(out_path, fitter, grammar, mcts, reference_lines))
+        files["run.json"] = str(
+            _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local)
+        )
     return SearchResult(
         front=front,
         mcts=mcts,
@@ -1260,8 +1270,11 @@ class _LocalMoves:
         return [p for p in entered if self._on_front(p)]
 
 
-def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) -> Path:
-    """``run.json``: what an exporter or a later reader needs to use the front."""
+def _write_run_info(
+    out: Path, fitter, grammar: Grammar, mcts, reference_lines, local: _LocalMoves | None = None
+) -> Path:
+    """``run.json``: what an exporter or a later reader needs to use the front (and the
+    settings the search ran with)."""
     train = _train_of(fitter)
     info: dict[str, Any] = {
         "mctsff_version": __import__("mctsff").__version__,
@@ -1276,6 +1289,12 @@ def _write_run_info(out: Path, fitter, grammar: Grammar, mcts, reference_lines) 
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
         info["cover"] = bool(mcts.cover)
+    if local is not None:  # the local moves' effective settings (defaults included)
+        info["local_moves"] = {
+            "prune": bool(local.prune),
+            "grow": bool(local.grow),
+            **{k: getattr(local, k) for k in LOCAL_OPTIONS},
+        }
     if hasattr(fitter.options, "linear_scaling"):
         info["linear_scaling"] = bool(fitter.options.linear_scaling)
     if objective_kind(fitter) == "forces":
@@ -1330,7 +1349,7 @@ def _save_checkpoint(
     mcts: MCTS,
     front: ParetoFront,
     signature,
-    local_options: Mapping[str, Any] | None = None,
+    local_options: Mapping[str, Any],
 ) -> None:
     state = {
         "version": _CHECKPOINT_VERSION,

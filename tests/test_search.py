@@ -222,6 +222,14 @@ def test_local_options_set_the_share_of_local_moves(screened, tmp_path):
     search(Fitter(train, valid, constraints=()), "pair", budget=30, out=tmp_path, resume=True)
     with open(tmp_path / "checkpoint.pkl", "rb") as fh:
         assert pickle.load(fh)["local_options"] == {"spread_share": 1.0, "spread_hosts": 2}
+    # other settings passed to a resumed run: a warning says which ones it keeps
+    with pytest.warns(UserWarning, match="started with .*'spread_hosts': 2"):
+        search(
+            Fitter(train, valid, constraints=()), "pair", budget=35, out=tmp_path, resume=True,
+            local_options={"spread_hosts": 5},
+        )  # fmt: skip
+    with open(tmp_path / "checkpoint.pkl", "rb") as fh:
+        assert pickle.load(fh)["local_options"] == {"spread_share": 1.0, "spread_hosts": 2}
 
 
 @pytest.mark.parametrize(

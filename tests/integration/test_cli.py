@@ -263,6 +263,37 @@ def test_regression_search_linear_scaling_option(tmp_path):
     assert best["rmse_train"] < min(p["rmse_train"] for p in runs["--no-linear-scaling"])
 
 
+def test_search_local_options_reach_the_search_and_run_json(tmp_path):
+    from mctsff.regression import nguyen
+    from mctsff.search import LOCAL_OPTIONS
+
+    data, _ = nguyen(11, seed=0)
+    csv = tmp_path / "n11.csv"
+    data.to_csv(csv, target="f")
+    base = ["search", str(csv), "--objective", "regression", "--grammar", "nguyen2"]
+    base += ["--target", "f", "--budget", "60", "--no-progress"]
+    out = tmp_path / "run"
+    p = mctsff(
+        *base, "--out", str(out),
+        "--local-option", "substitute_share=0", "--local-option", "spread_share=none",
+        "--local-option", "max_terms=3",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    info = json.loads((out / "run.json").read_text())["local_moves"]
+    assert set(info) == {"prune", "grow", *LOCAL_OPTIONS}
+    assert info["substitute_share"] == 0 and info["spread_share"] is None
+    assert info["max_terms"] == 3 and info["max_share"] == 0.3  # the rest: defaults
+    # bad settings: one line naming the option, exit status 2, no traceback
+    for bad, message in (
+        ("bogus=1", "unknown setting 'bogus'"),
+        ("max_terms=2.5", "'max_terms' must be a non-negative integer"),
+        ("max_share", "--local-option expects NAME=VALUE"),
+        ("max_share=lots", "--local-option max_share: 'lots' is not a number"),
+    ):
+        p = mctsff(*base, "--out", str(tmp_path / "bad"), "--local-option", bad)
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, bad
+
+
 def test_search_reuse_options_parse(capsys):
     from mctsff.cli import build_parser
 
