@@ -487,14 +487,19 @@ def substituted_variants(
                 tree = ast.parse(body, mode="eval")
                 target = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in names][k]
                 call = ast.Call(ast.Name(f, ast.Load()), [ast.Name(target.id, ast.Load())], [])
-
-                class _Swap(ast.NodeTransformer):
-                    def visit_Name(self, node, target=target, call=call):
-                        return call if node is target else node
-
-                inner = ast.unparse(_Swap().visit(tree))
+                inner = ast.unparse(_Replace(target, call).visit(tree))
                 out += [f"{g}({inner})" for g in functions]
     return list(dict.fromkeys(out))
+
+
+class _Replace(ast.NodeTransformer):
+    """Replaces one node (by identity) of a tree with another."""
+
+    def __init__(self, target: ast.AST, new: ast.AST) -> None:
+        self.target, self.new = target, new
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        return self.new if node is self.target else super().generic_visit(node)
 
 
 # ----------------------------------------------------------------------------- evaluators
