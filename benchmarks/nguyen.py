@@ -20,7 +20,8 @@ ranges, seed = run seed) and no other information.
   the front member with the lowest training RMSE.
   MCTS runs with its regression defaults, which include building-block reuse
   (``transplant=True``: SPL module transplantation; ``elite=0.3``: rollouts
-  copy sub-derivations of the 10 best expressions; ``search.OBJECTIVE_DEFAULTS``).
+  copy sub-derivations of the 10 best expressions; ``search.OBJECTIVE_DEFAULTS``)
+  and the local moves (prune, grow, wrap and substitution; ``search.LOCAL_OPTIONS``).
 * **mcts-noscale**: the same MCTS without linear scaling (the ablation of
   scaling: ``RegressionFitter(linear_scaling=False)``).
 * **mcts-plain**: the same MCTS (with scaling) with reuse switched off (``transplant=False,
