@@ -633,25 +633,23 @@ class Grammar:
     def _derive_text(self, expression: str) -> tuple[int, ...] | None:
         from mctsff.tree import derive
 
-        texts = {kind: self._placeholder_text.get(kind) for kind in PLACEHOLDERS}
+        compact = re.sub(r"\s+", "", expression)
         seen: set[str] = set()
 
         def constant(m: re.Match) -> str:
-            kind = _PREFIX_KIND.get(m.group(1))
-            text = texts.get(kind) if kind else None
+            text = self._placeholder_text.get(_PREFIX_KIND[m.group(1)])
             if text is None or m.group(0) in seen:
                 raise ValueError(m.group(0))  # not a placeholder here, or used twice
             seen.add(m.group(0))
             return text
 
         try:
-            text = _CONSTANT_NAME.sub(constant, re.sub(r"\s+", "", expression))
-            tree = self._reader.parse(text)
+            tree = self._reader.parse(_CONSTANT_NAME.sub(constant, compact))
             actions = tuple(self._preorder(tree))
             derived = derive(self, actions).expression()
         except (lark.exceptions.LarkError, ValueError, KeyError, IndexError):
             return None
-        if derived.replace(" ", "") != re.sub(r"\s+", "", expression):
+        if derived.replace(" ", "") != compact:
             return None  # constants numbered otherwise: not this expression's derivation
         return actions
 

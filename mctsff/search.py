@@ -1360,7 +1360,7 @@ def _save_checkpoint(
         "version": _CHECKPOINT_VERSION,
         "signature": signature,
         "method": getattr(mcts, "method", "mcts"),
-        "local_options": dict(local_options or {}),
+        "local_options": dict(local_options),
         "mcts": mcts.state_dict(),
         "front": [p.to_dict() for p in front.points],
     }
