@@ -472,6 +472,16 @@ class Fitter:
         prog = self.compile(expression)
         par = Parameterization(prog, self.species, self.type_pairs)
         text = prog.expression
+        if not self._use_energy:
+            constant = r_independent_terms(prog)
+            if constant:
+                return FitResult.invalid(
+                    text,
+                    f"{' + '.join(constant)} does not depend on "
+                    f"{'/'.join(prog.variables)}: it gives no force, so forces cannot fit "
+                    "it (a fit would only scale the round-off of its derivative as written)",
+                    prog.complexity,
+                )
         if par.n_params == 0:
             return self._evaluate_fixed(prog, par, t0)
         lo, hi = self._bounds(par)
@@ -612,6 +622,32 @@ class Fitter:
             "loss_rel_bound": bound["loss_rel_bound"],
         }
         return info, exact if exact is not None and math.isfinite(exact) else projected
+
+
+def r_independent_terms(prog: Program) -> list[str]:
+    """Additive terms of ``U`` that depend on none of the variables (e.g. ``c1*r/r``).
+
+    Read from sympy's form of the expression, which cancels ``r/r``, ``r**2/r**2`` and
+    ``exp(-r/c)*exp(r/c)`` as it is built.  Such a term has no force, but the kernels
+    differentiate the expression as written, so its derivative is round-off of the
+    order of the constant times the machine epsilon: a force-only fit can make that
+    noise fit the data with a huge constant (``c1*r/r`` with ``c1 ≈ -9e14`` on the
+    water dimers beat the zero-force model on the validation set).  Constant terms are
+    meaningful only where energies are fitted, so :meth:`Fitter.fit` refuses them
+    for force-only fits.
+
+    Examples
+    --------
+    >>> from mctsff.program import Program
+    >>> r_independent_terms(Program.from_string("c1*r/r + c2/r**6"))
+    ['c1']
+    >>> r_independent_terms(Program.from_string("c1*exp(-r/c2)"))
+    []
+    """
+    variables = {prog.symbols[v] for v in prog.variables}
+    expr = prog.sympy
+    terms = expr.args if expr.is_Add else (expr,)
+    return [str(t) for t in terms if not (t.free_symbols & variables)]
 
 
 def _better(a, b, tol) -> bool:

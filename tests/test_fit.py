@@ -174,6 +174,27 @@ def test_invalid_candidate_reported_not_raised(dimers):
     assert not overflow.valid
 
 
+def test_r_independent_terms_are_refused_in_force_only_fits(dimers):
+    # `c1*r/r` is a constant: its only "force" is the round-off of the derivative as
+    # written, which a force-only fit scaled by c1 ~ 1e15 to beat the zero-force model
+    train, valid = dimers.split(0.2, seed=0)
+    fitter = Fitter(train, valid, constraints=())
+    for expr, constant in [
+        ("c1*r/r", "c1"),
+        ("c1*r**2/r**2 - c2/r**6", "c1"),
+        ("prod_q/r + c1*exp(-r/c2)*exp(r/c2)", "c1"),
+        ("c1", "c1"),
+    ]:
+        res = fitter.fit(expr)
+        assert not res.valid, expr
+        assert res.reason.startswith(f"{constant} does not depend on r"), res.reason
+        assert math.isinf(res.score_loss)
+    assert fitter.fit("c1*r/r**2").valid  # = c1/r: cancels to a force-bearing term
+    # with energies in the objective a constant term shifts them and is fitted
+    with_energy = Fitter(train, valid, constraints=(), energy_weight=1.0).fit("c1*r/r + c2/r**6")
+    assert with_energy.valid and math.isfinite(with_energy.params["c1"])
+
+
 def test_range_parameter_at_cutoff_is_flagged(dimers):
     # Coulomb data fit by a screened form: the screening length runs to the cutoff
     truth = Potential(
