@@ -202,6 +202,18 @@ def test_mcts_options_reach_the_tree(screened):
         search(fitter, "pair", budget=5, method="gp", mcts_options={"mast": 0.0})
 
 
+def test_search_docstring_states_the_local_move_defaults():
+    """The defaults of ``local_options`` written in ``search``'s docstring are the
+    ``_LocalMoves`` class attributes (the docstring repeats them for readers)."""
+    from mctsff.search import LOCAL_OPTIONS, _LocalMoves
+
+    doc = " ".join(search.__doc__.split())
+    for key in LOCAL_OPTIONS:
+        default = getattr(_LocalMoves, key)
+        shown = "``None``" if default is None else f"{default:g}"
+        assert f"``{key}`` ({shown}" in doc, (key, default)
+
+
 def test_local_options_set_the_share_of_local_moves(screened, tmp_path):
     """``local_options`` reach the local moves: with no share left they stop at once."""
     train, valid = screened
