@@ -294,6 +294,20 @@ def test_search_local_options_reach_the_search_and_run_json(tmp_path):
         assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, bad
 
 
+def test_local_option_help_names_every_setting(capsys):
+    """The help of ``--local-option`` lists its names as a literal (building the parser
+    imports nothing heavy); they are the settings ``search`` takes."""
+    from mctsff.cli import build_parser
+    from mctsff.search import LOCAL_OPTIONS
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    block = text.rsplit("--local-option NAME=VALUE", 1)[1].split(" --", 1)[0]
+    for key in LOCAL_OPTIONS:
+        assert key in block, key
+
+
 def test_search_reuse_options_parse(capsys):
     from mctsff.cli import build_parser
 
