@@ -6,9 +6,11 @@ pairs (intermolecular ones within the cutoff).  The residual vector is
     res = w ⊙ (F_pred − F_ref) / sqrt(3N)          (+ optional energy rows)
 
 so ``Σ res²`` is the (weighted) mean square force error.  Constants are fitted
-by trust-region least squares (:func:`scipy.optimize.least_squares`, ``trf``)
-with the analytic Jacobian from the kernels, from several seeded starts.
-Linear prefactors are solved exactly at every start.
+by bound-constrained Levenberg–Marquardt (:func:`levenberg_marquardt`) with the
+analytic Jacobian from the kernels, from several seeded starts.  Linear
+prefactors are solved exactly at every start; per-type prefactors
+(``q[A]·q[B]``) get one more start, factored from a fit with one prefactor per
+type pair (:meth:`_Problem._typed_start`).
 
 Constraints are handled by an augmented Lagrangian: each equality c(θ) = 0
 adds the rows sqrt(μ)·(c + λ/μ) to the least-squares problem, each
@@ -21,6 +23,7 @@ when the violation did not shrink enough, until every residual is below
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +39,9 @@ from mctsff.result import FitResult
 
 #: Largest augmented-Lagrangian penalty before a constraint is declared infeasible.
 MU_MAX = 1e10
+#: Relative decrease of the loss at which the relaxed fit of :meth:`_Problem._typed_start`
+#: stops (it only gives a start; 1e-12 was no better on 600 candidates, and slower).
+RELAXED_FTOL = 1e-9
 #: Length scales (Å) tried for length-like constants by successive starts.
 LENGTH_LADDER = (3.0, 0.3, 1.5, 6.0, 0.6, 2.2, 4.5, 0.15)
 
@@ -190,6 +196,12 @@ class _Target:
         return f.ravel(), J, e, eJ
 
 
+def _sq(res: np.ndarray) -> float:
+    """Sum of squares (``inf`` when not finite)."""
+    v = float(res @ res)
+    return v if math.isfinite(v) else math.inf
+
+
 def _rms(d: np.ndarray) -> float:
     """Root mean square of force errors; ``inf`` when not finite."""
     with np.errstate(all="ignore"):
@@ -253,7 +265,11 @@ class Fitter:
         Constraint specs (``"force0"``, ``"energy0"``, ``"repulsive:R"``) or
         :class:`Constraint` objects. ``force0``/``energy0`` act at the dataset cutoff.
     n_starts
-        Number of seeded starts; the best constrained optimum is kept.
+        Number of seeded starts; the best constrained optimum is kept.  An
+        expression with per-type prefactors (``prod_q/r``, ``geom_e*exp(-r/b)``)
+        gets one more: the best start refitted with one prefactor per type pair,
+        factored back into per-type values (the random per-type starts often end
+        with the wrong relative signs of ``q[A]`` and ``q[B]``).
     seed
         Seed of the start generator (results are reproducible).
     weights
@@ -277,7 +293,10 @@ class Fitter:
     max_fit_nfev
         Residual evaluations per candidate over all starts and outer iterations;
         a fit that reaches it returns its best point so far (with its constraint
-        residuals reported and flagged), so no candidate can stall a search.
+        residuals reported and flagged), so no candidate can stall a search.  The
+        relaxed fit behind the extra start of per-type prefactors (at most
+        ``max_nfev`` evaluations) is reported in ``nfev`` but not counted here, so it
+        takes nothing from the constrained refinement.
     projection
         ``None`` (default): exact pair-wise residuals.  A grid spacing in Å (e.g. ``0.05``)
         or a prebuilt :class:`~mctsff.projection.ForceProjection` of ``train``: the
@@ -497,6 +516,17 @@ class Fitter:
             losses.append(math.inf if sol is None else sol[1])
             if sol is not None:
                 candidates.append(sol)
+        if problem._typed and candidates:
+            # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
+            try:
+                with np.errstate(all="ignore"):
+                    x0 = problem._typed_start(min(candidates, key=lambda s: s[1])[0])
+                    sol = None if x0 is None else problem.explore(np.clip(x0, lo, hi), lo, hi)
+            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+                sol = None
+            losses.append(math.inf if sol is None else sol[1])
+            if sol is not None:
+                candidates.append(sol)
         candidates.sort(key=lambda s: s[1])
         best = None
         # constrained refinement from the best starts until one is feasible
@@ -519,7 +549,8 @@ class Fitter:
                 text, "evaluation not finite from every start", prog.complexity
             )
         theta, loss, viol, mults = best
-        return self._result(prog, par, theta, loss, lo, hi, problem.nfev, t0, losses, mults)
+        nfev = problem.nfev + problem.relaxed_nfev
+        return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
 
     def _evaluate_fixed(self, prog, par, t0) -> FitResult:
         theta = np.zeros(0)
@@ -741,7 +772,10 @@ class _Problem:
         self.prog = prog
         self.par = par
         self.nfev = 0
+        self.relaxed_nfev = 0  # evaluations of the relaxed fit (_typed_start)
         self.lin = par.linear_mask()
+        self._typed = par.typed_prefactors()
+        self._relaxed = None  # see _relaxation
         self._key = None
         self._table = None
         P = len(par.type_pairs)
@@ -825,8 +859,8 @@ class _Problem:
             jacs.append(J)
         return vals, jacs
 
-    def explore(self, x0, lo, hi):
-        """One start without constraints: exact linear prefactors, then a loose solve."""
+    def _linear_start(self, x0, lo, hi):
+        """``x0`` with the linear prefactors solved exactly (``None`` if not finite there)."""
         res0, J0 = self._rows(x0, True)
         if not (np.all(np.isfinite(res0)) and np.all(np.isfinite(J0))):
             return None
@@ -837,7 +871,65 @@ class _Problem:
             x[self.lin] = np.clip(x[self.lin] + step, lo[self.lin], hi[self.lin])
             if not np.all(np.isfinite(self._rows(x, False)[0])):
                 x = x0.copy()
-        tol = 1e-12 if not self.f.constraints else 1e-7
+        return x
+
+    def _relaxation(self):
+        """The same expression with each per-type prefactor made one constant per type
+        pair (``prod_q`` → ``pair_prod_q``), its problem, and how its parameters map back."""
+        par = self.par
+        consts = self.prog.constants
+        text = self.prog.expression
+        for k in self._typed:
+            text = re.sub(rf"\b{consts[k]}\b", f"pair_{consts[k]}", text)
+        prog = self.f.compile(text)
+        rpar = Parameterization(prog, par.species, par.type_pairs)
+        index = {n: m for m, n in enumerate(rpar.names)}
+        common = [(m, index[n]) for m, n in enumerate(par.names) if n in index]
+        pairs = {
+            k: [index[f"pair_{consts[k]}[{a}-{b}]"] for a, b in par.type_pairs] for k in self._typed
+        }
+        return _Problem(self.f, prog, rpar), rpar.default_bounds(), common, pairs
+
+    def _typed_start(self, x0):
+        """A start whose per-type prefactors (``q[A]·q[B]``, …) are factored from a fit
+        with one prefactor per type pair, begun at ``x0`` (``None`` when that fails).
+
+        The forces are linear in each per-pair value, so the relaxed fit starts from the
+        exact per-pair values at ``x0``'s other constants and has none of the sign
+        ambiguity of per-type values; the per-type values closest to its per-pair
+        values (:meth:`~mctsff.params.Parameterization.factored`) then start this fit
+        near its optimum when the combining rule can represent it.  From random
+        per-type starts the exact ``prod_c1*exp(-r/c1) - prod_c2/r**6`` on Buckingham
+        forces ended at 7e-2 of the force RMS (3 or 8 starts; ``q[H]`` and ``q[O]`` of
+        opposite sign, so the repulsion could not be ``q[A]·q[B] > 0``).
+        """
+        if self._relaxed is None:
+            self._relaxed = self._relaxation()
+        relaxed, (rlo, rhi), common, pairs = self._relaxed
+        C, _ = self.table(x0)
+        xr = np.zeros(relaxed.par.n_params)
+        for m, j in common:
+            xr[j] = x0[m]
+        for k, idx in pairs.items():
+            xr[idx] = C[:, k]
+        sol = relaxed.explore(np.clip(xr, rlo, rhi), rlo, rhi, tol=RELAXED_FTOL)
+        self.relaxed_nfev += relaxed.nfev  # reported, not counted against max_fit_nfev
+        relaxed.nfev = 0
+        if sol is None:
+            return None
+        xr = sol[0]
+        x = x0.copy()
+        for m, j in common:
+            x[m] = xr[j]
+        return self.par.factored(x, {k: xr[idx] for k, idx in pairs.items()})
+
+    def explore(self, x0, lo, hi, tol: float | None = None):
+        """One start without constraints: exact linear prefactors, then a loose solve."""
+        x = self._linear_start(x0, lo, hi)
+        if x is None:
+            return None
+        if tol is None:
+            tol = 1e-12 if not self.f.constraints else 1e-7
         x, res, _ = levenberg_marquardt(
             lambda th: self._rows(th, False)[0],
             lambda th: self._rows(th, True),

@@ -21,6 +21,7 @@ kernels contract with ∂U/∂slot to get ∂U/∂θ.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,8 @@ from mctsff.program import Program
 
 #: Lower bound given by default to constants that act as a length of ``r``.
 LENGTH_LOWER_BOUND = 1e-2
+#: Combining rules with one parameter per atom type.
+PER_TYPE_RULES = ("product", "geometric", "arithmetic")
 #: Lower bound of geometric-mean constants (sqrt needs x > 0; 0 would make dU/dx infinite).
 GEOM_LOWER_BOUND = 1e-8
 
@@ -146,9 +149,71 @@ class Parameterization:
         lin = _linear_constants(self.program)
         return np.array([self.base_name(n) in lin for n in self.names], dtype=bool)
 
+    def typed_prefactors(self) -> tuple[int, ...]:
+        """Slots of per-type constants (product, geometric, arithmetic) that U is linear in.
 
-def _linear_constants(program: Program) -> set[str]:
-    """Global constants that enter the expression linearly.
+        U is linear in such a constant's *per-pair value* (``q[A]·q[B]`` for a charge
+        product), though not in its per-type parameters; a fit can solve for the
+        per-pair values and start from the per-type values closest to them
+        (:meth:`factored`).
+        """
+        lin = _linear_constants(self.program, rules=PER_TYPE_RULES)
+        consts = self.program.constants
+        return tuple(
+            k
+            for k, (rule, _) in enumerate(self._slots)
+            if rule in PER_TYPE_RULES and consts[k] in lin
+        )
+
+    def factored(self, theta: np.ndarray, values: Mapping[int, np.ndarray]) -> np.ndarray | None:
+        """θ with each per-type slot ``k`` of ``values`` set to the per-type values
+        closest to the per-pair values ``values[k]`` (in :attr:`type_pairs` order).
+
+        A product ``q[A]·q[B]`` takes the best rank-one approximation ``√λ·v`` of the
+        symmetric matrix of per-pair values (leading eigenpair; of ``±√λ·v``, the one
+        closer in direction to ``theta``'s values), a geometric mean
+        ``sqrt(e[A]·e[B])`` the same for ``√e``, an arithmetic mean the least-squares
+        solution of ``(s[A] + s[B])/2``.  ``None`` when a product or geometric slot's
+        matrix has no positive eigenvalue (only a minus sign in front of the term
+        could give such values).
+
+        Examples
+        --------
+        >>> from mctsff.program import Program
+        >>> par = Parameterization(Program.from_string("prod_q/r"), ("H", "O"),
+        ...                        (("H", "H"), ("H", "O"), ("O", "O")))
+        >>> theta = par.factored(np.array([-1.0, 1.0]), {0: np.array([0.64, -2.56, 10.24])})
+        >>> np.round(theta, 6)  # q[H], q[O]; the sign of q[O] kept from theta
+        array([-0.8,  3.2])
+        """
+        theta = np.array(theta, dtype=float)
+        S = len(self.species)
+        for k, vals in values.items():
+            rule, (idx, pairs) = self._slots[k]
+            if rule == "arithmetic":
+                A = np.zeros((len(pairs), S))
+                for p, (a, b) in enumerate(pairs):
+                    A[p, a] += 0.5
+                    A[p, b] += 0.5
+                x, *_ = np.linalg.lstsq(A, vals, rcond=None)
+            else:
+                M = np.zeros((S, S))
+                for p, (a, b) in enumerate(pairs):
+                    M[a, b] = M[b, a] = vals[p]
+                w, v = np.linalg.eigh(M)
+                if not w[-1] > 0:
+                    return None
+                x = math.sqrt(w[-1]) * v[:, -1]
+                if rule == "geometric":
+                    x = np.maximum(x * (1.0 if x.sum() >= 0 else -1.0), 0.0) ** 2
+                elif x @ theta[list(idx)] < 0:
+                    x = -x  # q and -q give the same products: keep theta's orientation
+            theta[list(idx)] = x
+        return theta
+
+
+def _linear_constants(program: Program, rules: Sequence[str] = ("global", "pair")) -> set[str]:
+    """Constants of the combining ``rules`` that enter the expression linearly.
 
     Walks the postfix code with, for each stack value, the set of constants it
     depends on and the subset it is (affinely) linear in.
@@ -189,7 +254,7 @@ def _linear_constants(program: Program) -> set[str]:
     for op, arg in code:
         if op == ops.CONST:
             counts[names[arg]] = counts.get(names[arg], 0) + 1
-    return {n for n in lin if ops.constant_rule(n) in ("global", "pair") and counts[n] == 1}
+    return {n for n in lin if ops.constant_rule(n) in rules and counts[n] == 1}
 
 
 class Potential:
@@ -209,7 +274,7 @@ class Potential:
     Examples
     --------
     >>> pot = Potential("A*exp(-r/b)", {"A": 2.0, "b": 0.5}, species=("Ar",))
-    >>> float(pot.energy(1.0, ("Ar", "Ar")))  # doctest: +ELLIPSIS
+    >>> float(pot.energy(1.0, ("Ar", "Ar"))[0])  # doctest: +ELLIPSIS
     0.27...
     """
 

@@ -77,6 +77,29 @@ def test_multistart_finds_true_minimum(dimers, name):
     np.testing.assert_allclose(fitted.consts, truth.consts, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "expr", ["prod_c1*exp(-r/c1) - prod_c2/r**6", "geom_c1*exp(-r/c1) - prod_c2/r**6"]
+)
+def test_per_type_prefactors_of_a_global_potential_are_fitted_exactly(dimers, expr):
+    """Buckingham forces (one global amplitude) fitted with per-type amplitudes.
+
+    The exact per-type values (q[H] = q[O] = sqrt(2000), ...) exist, but from random
+    per-type starts the fit ended in a local minimum with q[H], q[O] of opposite sign
+    (7e-2 of the force RMS with 3 or 8 starts); the extra start factored from
+    per-pair amplitudes reaches them.
+    """
+    truth = Potential(
+        "c1*exp(-r/c2) - c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}, dimers.species
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    res = Fitter(train, valid, constraints=(), n_starts=3, seed=0).fit(expr)
+    rms = float(np.sqrt(np.mean(valid.forces**2)))
+    assert res.valid and res.rmse_valid < 1e-8 * rms, res
+    assert res.params["c1"] == pytest.approx(0.3, rel=1e-6)
+    # the fit's record of its starts includes the factored one
+    assert len(res.extra["start_losses"]) == 4
+
+
 def test_fit_is_reproducible(dimers):
     expr, _, _, (train, valid) = _synthetic(dimers, "buckingham")
     a = Fitter(train, valid, n_starts=3, seed=4).fit(expr)

@@ -56,6 +56,47 @@ def test_linear_mask():
     assert not lin["b"] and not lin["prod_q[H]"] and not lin["D"]
 
 
+def test_typed_prefactors_are_the_linear_per_type_constants():
+    prog = Program.from_string(
+        "prod_q/r + geom_e*exp(-r/b) + arith_s/r**6 + exp(-prod_k*r) + prod_m*prod_m/r + c/r**2"
+    )
+    par = Parameterization(prog, SPECIES, PAIRS)
+    typed = {prog.constants[k] for k in par.typed_prefactors()}
+    # prod_k sits inside exp, prod_m is used twice, c is global
+    assert typed == {"prod_q", "geom_e", "arith_s"}
+
+
+@pytest.mark.parametrize(
+    "expr, truth",
+    [
+        ("prod_q/r", {"prod_q[H]": 1.6, "prod_q[O]": -3.2}),
+        ("geom_e/r**6", {"geom_e[H]": 0.02, "geom_e[O]": 0.65}),
+        ("arith_s/r**6", {"arith_s[H]": 1.1, "arith_s[O]": 3.2}),
+    ],
+)
+def test_factored_inverts_the_combining_rule(expr, truth):
+    par = Parameterization(Program.from_string(expr), SPECIES, PAIRS)
+    exact = np.array([truth[n] for n in par.names])
+    values = par.table(exact)[0][:, 0]  # per-pair values, type-pair order
+    for start in (np.ones(par.n_params), -np.ones(par.n_params)):
+        theta = par.factored(start, {0: values})
+        np.testing.assert_allclose(par.table(theta)[0][:, 0], values, rtol=1e-12)
+        if expr.startswith("prod"):  # q and -q give the same products: start's sign kept
+            assert np.sign(theta @ start) == 1
+            theta = theta * np.sign(theta[1] / exact[1])
+        np.testing.assert_allclose(theta, exact, rtol=1e-12)
+
+
+def test_factored_takes_the_closest_product_and_refuses_a_negative_one():
+    par = Parameterization(Program.from_string("prod_q/r"), SPECIES, PAIRS)
+    # not a product: the rank-one matrix nearest [[4, 1], [1, 1]]
+    theta = par.factored(np.ones(2), {0: np.array([4.0, 1.0, 1.0])})
+    w, v = np.linalg.eigh(np.array([[4.0, 1.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(np.outer(theta, theta), w[-1] * np.outer(v[:, -1], v[:, -1]))
+    # all pair values negative: q[A]*q[B] cannot give them
+    assert par.factored(np.ones(2), {0: np.array([-1.0, -1.0, -1.0])}) is None
+
+
 def test_default_bounds_keep_lengths_positive():
     par = Parameterization(Program.from_string("A*exp(-r/b) + geom_e/r**6"), SPECIES, PAIRS)
     lo, hi = par.default_bounds()
