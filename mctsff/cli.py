@@ -87,6 +87,12 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-constraints", action="store_true", help="fit without constraints")
     p.add_argument("--starts", type=int, default=3, help="seeded starts per fit (3)")
+    p.add_argument(
+        "--pair-start",
+        action="store_true",
+        help="one more start for per-type prefactors (prod_q, geom_e), factored from a fit "
+        "with one prefactor per type pair (slower; finds fits random starts miss)",
+    )
     p.add_argument("--weights", choices=["uniform", "potfit"], default="uniform")
     p.add_argument("--energy-weight", type=float, default=0.0)
     p.add_argument("--bound", action="append", default=[], metavar="NAME=LO:HI")
@@ -190,6 +196,7 @@ def _fit_options(args) -> dict:
     return dict(
         constraints=constraints,
         n_starts=args.starts,
+        pair_start=args.pair_start,
         seed=args.seed,
         weights=None if args.weights == "uniform" else args.weights,
         energy_weight=args.energy_weight,

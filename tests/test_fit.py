@@ -84,16 +84,19 @@ def test_per_type_prefactors_of_a_global_potential_are_fitted_exactly(dimers, ex
     """Buckingham forces (one global amplitude) fitted with per-type amplitudes.
 
     The exact per-type values (q[H] = q[O] = sqrt(2000), ...) exist, but from random
-    per-type starts the fit ended in a local minimum with q[H], q[O] of opposite sign
-    (7e-2 of the force RMS with 3 or 8 starts); the extra start factored from
-    per-pair amplitudes reaches them.
+    per-type starts the fit ends in a local minimum with q[H], q[O] of opposite sign
+    (7e-2 of the force RMS with 3 or 8 starts); with ``pair_start`` the extra start
+    factored from per-pair amplitudes reaches them.
     """
     truth = Potential(
         "c1*exp(-r/c2) - c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}, dimers.species
     )
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
-    res = Fitter(train, valid, constraints=(), n_starts=3, seed=0).fit(expr)
     rms = float(np.sqrt(np.mean(valid.forces**2)))
+    plain = Fitter(train, valid, constraints=(), n_starts=3, seed=0).fit(expr)
+    assert len(plain.extra["start_losses"]) == 3  # off by default
+    assert plain.rmse_valid > 1e-3 * rms  # the local minimum the option is for
+    res = Fitter(train, valid, constraints=(), n_starts=3, seed=0, pair_start=True).fit(expr)
     assert res.valid and res.rmse_valid < 1e-8 * rms, res
     assert res.params["c1"] == pytest.approx(0.3, rel=1e-6)
     # the fit's record of its starts includes the factored one

@@ -75,6 +75,16 @@ def test_fit_product_rule_and_options():
     out = json.loads(p.stdout)
     assert {"prod_q[H]", "prod_q[O]", "b"} <= set(out["params"])
     assert set(out["constraints"]) == {"force0", "energy0"}
+    assert len(out["extra"]["start_losses"]) == 2
+
+
+def test_fit_pair_start_adds_a_start_for_per_type_prefactors():
+    args = ["fit", DIMERS, "--expr", "prod_q/r + geom_e*exp(-r/b)", "--json", "--starts", "2"]
+    plain, paired = mctsff(*args), mctsff(*args, "--pair-start")
+    assert plain.returncode == 0 and paired.returncode == 0, plain.stderr + paired.stderr
+    a, b = json.loads(plain.stdout), json.loads(paired.stdout)
+    assert len(a["extra"]["start_losses"]) == 2 and len(b["extra"]["start_losses"]) == 3
+    assert b["rmse_train"] <= a["rmse_train"] * (1 + 1e-9)
 
 
 @pytest.mark.parametrize(
