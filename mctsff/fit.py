@@ -196,12 +196,6 @@ class _Target:
         return f.ravel(), J, e, eJ
 
 
-def _sq(res: np.ndarray) -> float:
-    """Sum of squares (``inf`` when not finite)."""
-    v = float(res @ res)
-    return v if math.isfinite(v) else math.inf
-
-
 def _rms(d: np.ndarray) -> float:
     """Root mean square of force errors; ``inf`` when not finite."""
     with np.errstate(all="ignore"):
@@ -524,7 +518,7 @@ class Fitter:
             losses.append(math.inf if sol is None else sol[1])
             if sol is not None:
                 candidates.append(sol)
-        if self.options.pair_start and problem._typed and candidates:
+        if problem._typed and candidates:
             # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
             try:
                 with np.errstate(all="ignore"):
@@ -782,7 +776,8 @@ class _Problem:
         self.nfev = 0
         self.relaxed_nfev = 0  # evaluations of the relaxed fit (_typed_start)
         self.lin = par.linear_mask()
-        self._typed = par.typed_prefactors()
+        # per-type prefactors for the extra start (read only when the option asks for it)
+        self._typed = par.typed_prefactors() if fitter.options.pair_start else ()
         self._relaxed = None  # see _relaxation
         self._key = None
         self._table = None
