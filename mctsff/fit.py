@@ -39,6 +39,8 @@ from mctsff.result import FitResult
 
 #: Largest augmented-Lagrangian penalty before a constraint is declared infeasible.
 MU_MAX = 1e10
+#: Errors of the numerics that make a start (or a refinement) fail rather than the fit.
+NUMERIC_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError)
 #: Relative decrease of the loss at which the relaxed fit of :meth:`_Problem._typed_start`
 #: stops (it only gives a start; 1e-12 was no better on 600 candidates, and slower).
 RELAXED_FTOL = 1e-9
@@ -509,26 +511,25 @@ class Fitter:
         problem = _Problem(self, prog, par)
         losses = []
         candidates = []
-        for x0 in self._starts(par, lo, hi, text):
+
+        def explore(start: Callable[[], np.ndarray | None]) -> None:
+            """Explore from ``start()`` (``None``: no start) and record its loss."""
             try:
                 with np.errstate(all="ignore"):
-                    sol = problem.explore(x0, lo, hi)
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+                    x0 = start()
+                    sol = None if x0 is None else problem.explore(x0, lo, hi)
+            except NUMERIC_ERRORS:
                 sol = None
             losses.append(math.inf if sol is None else sol[1])
             if sol is not None:
                 candidates.append(sol)
+
+        for x0 in self._starts(par, lo, hi, text):
+            explore(lambda x0=x0: x0)
         if problem._typed and candidates:
             # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
-            try:
-                with np.errstate(all="ignore"):
-                    x0 = problem._typed_start(min(candidates, key=lambda s: s[1])[0])
-                    sol = None if x0 is None else problem.explore(np.clip(x0, lo, hi), lo, hi)
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
-                sol = None
-            losses.append(math.inf if sol is None else sol[1])
-            if sol is not None:
-                candidates.append(sol)
+            best_start = min(candidates, key=lambda s: s[1])[0]
+            explore(lambda: problem._typed_start(best_start, lo, hi))
         candidates.sort(key=lambda s: s[1])
         best = None
         # constrained refinement from the best starts until one is feasible
@@ -536,7 +537,7 @@ class Fitter:
             try:
                 with np.errstate(all="ignore"):
                     sol = problem.solve(x, lo, hi)
-            except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+            except NUMERIC_ERRORS:
                 sol = None
             if sol is not None and (
                 best is None or _better(sol, best, self.options.constraint_tol)
@@ -893,9 +894,10 @@ class _Problem:
         }
         return _Problem(self.f, prog, rpar), rpar.default_bounds(), common, pairs
 
-    def _typed_start(self, x0):
-        """A start whose per-type prefactors (``q[A]·q[B]``, …) are factored from a fit
-        with one prefactor per type pair, begun at ``x0`` (``None`` when that fails).
+    def _typed_start(self, x0, lo, hi):
+        """A start within ``[lo, hi]`` whose per-type prefactors (``q[A]·q[B]``, …) are
+        factored from a fit with one prefactor per type pair, begun at ``x0`` (``None``
+        when that fails).
 
         The forces are linear in each per-pair value, so the relaxed fit starts from the
         exact per-pair values at ``x0``'s other constants and has none of the sign
@@ -924,7 +926,8 @@ class _Problem:
         x = x0.copy()
         for m, j in common:
             x[m] = xr[j]
-        return self.par.factored(x, {k: xr[idx] for k, idx in pairs.items()})
+        x = self.par.factored(x, {k: xr[idx] for k, idx in pairs.items()})
+        return None if x is None else np.clip(x, lo, hi)
 
     def explore(self, x0, lo, hi, tol: float | None = None):
         """One start without constraints: exact linear prefactors, then a loose solve."""

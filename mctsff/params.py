@@ -158,12 +158,7 @@ class Parameterization:
         (:meth:`factored`).
         """
         lin = _linear_constants(self.program, rules=PER_TYPE_RULES)
-        consts = self.program.constants
-        return tuple(
-            k
-            for k, (rule, _) in enumerate(self._slots)
-            if rule in PER_TYPE_RULES and consts[k] in lin
-        )
+        return tuple(k for k, name in enumerate(self.program.constants) if name in lin)
 
     def factored(self, theta: np.ndarray, values: Mapping[int, np.ndarray]) -> np.ndarray | None:
         """θ with each per-type slot ``k`` of ``values`` set to the per-type values

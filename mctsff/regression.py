@@ -41,6 +41,7 @@ import numpy as np
 
 from mctsff import kernels
 from mctsff.fit import (
+    NUMERIC_ERRORS,
     FitConfigError,
     Fitter,
     bound_flags,
@@ -568,7 +569,7 @@ class RegressionFitter:
                 try:
                     with np.errstate(all="ignore"):
                         sol = self._solve(fun, fun_jac, x0, lo, hi, lin)
-                except (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError):
+                except NUMERIC_ERRORS:
                     sol = None
                 losses.append(math.inf if sol is None else sol[1])
                 if sol is not None and (best is None or sol[1] < best[1]):
