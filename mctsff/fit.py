@@ -883,14 +883,21 @@ class _Problem:
         par = self.par
         consts = self.prog.constants
         text = self.prog.expression
+        taken = set(consts)
+        renamed = {}
         for k in self._typed:
-            text = re.sub(rf"\b{consts[k]}\b", f"pair_{consts[k]}", text)
+            name = f"pair_{consts[k]}"
+            while name in taken:  # the user's expression already has a constant so named
+                name += "_"
+            taken.add(name)
+            renamed[k] = name
+            text = re.sub(rf"\b{consts[k]}\b", name, text)
         prog = self.f.compile(text)
         rpar = Parameterization(prog, par.species, par.type_pairs)
         index = {n: m for m, n in enumerate(rpar.names)}
         common = [(m, index[n]) for m, n in enumerate(par.names) if n in index]
         pairs = {
-            k: [index[f"pair_{consts[k]}[{a}-{b}]"] for a, b in par.type_pairs] for k in self._typed
+            k: [index[f"{renamed[k]}[{a}-{b}]"] for a, b in par.type_pairs] for k in self._typed
         }
         return _Problem(self.f, prog, rpar), rpar.default_bounds(), common, pairs
 
@@ -913,8 +920,10 @@ class _Problem:
         relaxed, (rlo, rhi), common, pairs = self._relaxed
         C, _ = self.table(x0)
         xr = np.zeros(relaxed.par.n_params)
-        for m, j in common:
+        rlo, rhi = rlo.copy(), rhi.copy()
+        for m, j in common:  # the shared constants keep this fit's (the user's) bounds
             xr[j] = x0[m]
+            rlo[j], rhi[j] = lo[m], hi[m]
         for k, idx in pairs.items():
             xr[idx] = C[:, k]
         sol = relaxed.explore(np.clip(xr, rlo, rhi), rlo, rhi, tol=RELAXED_FTOL)

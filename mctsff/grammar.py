@@ -94,8 +94,11 @@ PLACEHOLDERS: dict[str, str] = {
     "PAIR_CONST": "pair_c",
 }
 
-_RULE_PREFIX_TO_KIND = {"prod_": "PROD_CONST", "geom_": "GEOM_CONST", "arith_": "ARITH_CONST"}
-_RULE_PREFIX_TO_KIND["pair_"] = "PAIR_CONST"
+#: Prefix of a per-type constant's combining rule (``prod_``, …) -> its placeholder kind.
+_RULE_PREFIX_TO_KIND = {
+    prefix: next(kind for kind, p in PLACEHOLDERS.items() if p == prefix + "c")
+    for prefix in ops.TYPE_RULES
+}
 _PREFIX_KIND = {prefix: kind for kind, prefix in PLACEHOLDERS.items()}
 _CONSTANT_NAME = re.compile(
     r"\b(" + "|".join(sorted(map(re.escape, _PREFIX_KIND), key=len, reverse=True)) + r")\d+\b"

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -807,9 +808,8 @@ def search(
                 f"{out_path / CHECKPOINT}: checkpoint format {saved.get('version')!r} is not "
                 f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
             )
-        if saved["signature"] != signature:
-            keys = dict.fromkeys([*signature, *saved["signature"]])
-            diff = [k for k in keys if saved["signature"].get(k) != signature.get(k)]
+        diff = _signature_difference(saved["signature"], signature)
+        if diff:
             raise SearchError(
                 f"{out_path / CHECKPOINT}: the run was made with a different "
                 f"{', '.join(diff)}; resume with the same data, grammar and options"
@@ -1337,7 +1337,63 @@ def _signature(fitter, grammar: Grammar) -> dict[str, Any]:
         sig["cutoff"] = float(train.cutoff)
     if getattr(fitter.options, "linear_scaling", False):  # absent when off: older runs resume
         sig["linear_scaling"] = True
+    sig["fit"] = _fit_options(fitter)
     return sig
+
+
+def _fit_options(fitter) -> dict[str, str]:
+    """The fitter's options (constraints, starts, bounds, …) as text, for the resume check.
+
+    A resumed run that fitted its later expressions with other options would mix two
+    objectives in one front.  Arrays are named by their shape and a digest, objects
+    whose text holds an address by their type, constraints by name.
+    """
+    opts = fitter.options
+    if dataclasses.is_dataclass(opts):
+        items = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
+    else:
+        items = dict(vars(opts))
+    items.pop("variables", None)  # a signature entry of its own
+
+    def text(v: Any) -> str:
+        if isinstance(v, np.ndarray):
+            digest = hashlib.sha1(np.ascontiguousarray(v).tobytes()).hexdigest()[:12]
+            return f"array{v.shape} {digest}"
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{k!r}: {text(v[k])}" for k in sorted(v, key=str)) + "}"
+        if isinstance(v, list | tuple):
+            return "(" + ", ".join(text(x) for x in v) + ")"
+        if isinstance(v, str | int | float | bool | type(None)):
+            return repr(v)
+        name = getattr(v, "name", None)  # a Constraint
+        if isinstance(name, str):
+            return name
+        r = repr(v)
+        return type(v).__name__ if " at 0x" in r else r
+
+    return {k: text(v) for k, v in items.items()}
+
+
+def _signature_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between a checkpoint's signature and this run's, in words (empty: none).
+
+    Checkpoints written before the fit options were part of the signature are not
+    checked for them.
+    """
+    out = []
+    for key in dict.fromkeys([*saved, *current]):
+        a, b = saved.get(key), current.get(key)
+        if a == b or (key == "fit" and key not in saved):
+            continue
+        if key == "fit":
+            out += [
+                f"fit option {o} ({a.get(o)}; now {b.get(o)})"
+                for o in dict.fromkeys([*a, *b])
+                if a.get(o) != b.get(o)
+            ]
+        else:
+            out.append(key)
+    return out
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -103,6 +103,51 @@ def test_per_type_prefactors_of_a_global_potential_are_fitted_exactly(dimers, ex
     assert len(res.extra["start_losses"]) == 4
 
 
+def test_per_type_start_keeps_the_users_bounds(dimers, monkeypatch):
+    """The relaxed fit behind ``pair_start`` keeps the user's bounds on the constants it
+    shares with the expression (a range ``c1`` kept in [0.35, 1])."""
+    expr = "prod_c1*exp(-r/c1) - prod_c2/r**6"
+    truth = Potential(
+        "c1*exp(-r/c2) - c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}, dimers.species
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    seen = []
+    explore = _Problem.explore
+
+    def spy(self, x0, lo, hi, tol=None):
+        if any(n.startswith("pair_") for n in self.prog.constants):
+            k = self.par.names.index("c1")
+            seen.append((lo[k], hi[k], x0[k]))
+        return explore(self, x0, lo, hi, tol)
+
+    monkeypatch.setattr(_Problem, "explore", spy)
+    fitter = Fitter(
+        train, valid, constraints=(), n_starts=3, seed=0, pair_start=True, bounds={"c1": (0.35, 1)}
+    )
+    res = fitter.fit(expr)
+    assert seen == [(0.35, 1.0, pytest.approx(seen[0][2]))]
+    assert 0.35 <= seen[0][2] <= 1.0
+    assert 0.35 <= res.params["c1"] <= 1.0
+
+
+def test_per_type_start_renames_past_the_users_constants(dimers):
+    """A user constant already called ``pair_prod_c2`` does not merge with the relaxed
+    copy of ``prod_c2``."""
+    expr = "prod_c1*exp(-r/c1) - prod_c2/r**6 + pair_prod_c2/r**12"
+    fitter = Fitter(dimers, constraints=(), pair_start=True)
+    prog = fitter.compile(expr)
+    problem = _Problem(fitter, prog, Parameterization(prog, dimers.species, dimers.type_pairs))
+    relaxed, _, common, pairs = problem._relaxation()
+    assert len(relaxed.prog.constants) == len(prog.constants)
+    assert "pair_prod_c2" in relaxed.prog.constants  # the user's, untouched
+    user = {j for m, j in common if problem.par.names[m].startswith("pair_prod_c2[")}
+    assert len(user) == len(dimers.type_pairs)
+    for idx in pairs.values():
+        assert user.isdisjoint(idx)
+    res = fitter.fit(expr)
+    assert res.valid and len(res.extra["start_losses"]) == 4
+
+
 def test_fit_is_reproducible(dimers):
     expr, _, _, (train, valid) = _synthetic(dimers, "buckingham")
     a = Fitter(train, valid, n_starts=3, seed=4).fit(expr)

@@ -155,6 +155,34 @@ def test_resume_refuses_other_data(screened, dimers, tmp_path):
         search(Fitter(train, valid), "pair", budget=10, out=tmp_path / "none", resume=True)
 
 
+def test_resume_refuses_other_fit_options(screened, tmp_path):
+    """Later fits with other constraints or starts would mix two objectives in one front."""
+    import pickle
+
+    train, valid = screened
+    search(Fitter(train, valid, constraints=(), n_starts=2), "pair", budget=5, out=tmp_path)
+    for fitter, message in [
+        (Fitter(train, valid, constraints=(), n_starts=3), r"fit option n_starts \(2; now 3\)"),
+        (Fitter(train, valid, n_starts=2), r"fit option constraints \(\(\); now \('force0'\)\)"),
+        (
+            Fitter(train, valid, constraints=(), n_starts=2, pair_start=True),
+            "fit option pair_start",
+        ),
+    ]:
+        with pytest.raises(SearchError, match=message):
+            search(fitter, "pair", budget=10, out=tmp_path, resume=True)
+    # the same options resume
+    same = Fitter(train, valid, constraints=(), n_starts=2)
+    assert search(same, "pair", budget=8, out=tmp_path, resume=True).n_evaluations >= 8
+    # a checkpoint written before the fit options were saved resumes as before
+    path = tmp_path / "checkpoint.pkl"
+    state = pickle.loads(path.read_bytes())
+    del state["signature"]["fit"]
+    path.write_bytes(pickle.dumps(state))
+    other = Fitter(train, valid, constraints=(), n_starts=3)
+    assert search(other, "pair", budget=10, out=tmp_path, resume=True).n_evaluations >= 10
+
+
 def test_resume_refuses_an_older_checkpoint_format(screened, tmp_path):
     import pickle
 
