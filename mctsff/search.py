@@ -1353,7 +1353,8 @@ def _fit_options(fitter) -> dict[str, str]:
         items = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
     else:
         items = dict(vars(opts))
-    items.pop("variables", None)  # a signature entry of its own
+    for own in ("variables", "linear_scaling"):  # signature entries of their own
+        items.pop(own, None)
 
     def text(v: Any) -> str:
         if isinstance(v, np.ndarray):
