@@ -454,3 +454,25 @@ class _Compiler:
                     self.length.add(c)
                 elif name == "*" and scaled:
                     self.inv_length.add(c)
+
+
+def signed_terms(expression: str) -> list[tuple[int, ast.AST]]:
+    """Top-level additive terms of an expression as ``(sign, node)`` pairs.
+
+    ``a - b + c`` gives ``[(1, a), (-1, b), (1, c)]``; a unary minus flips the sign.
+    Used by the search's local moves and the surrogate (:mod:`mctsff.surrogate`).
+    """
+    tree = ast.parse(expression.replace("^", "**"), mode="eval").body
+    terms: list[tuple[int, ast.AST]] = []
+
+    def walk(node, sign):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+            walk(node.left, sign)
+            walk(node.right, sign if isinstance(node.op, ast.Add) else -sign)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            walk(node.operand, -sign)
+        else:
+            terms.append((sign, node))
+
+    walk(tree, 1)
+    return terms
