@@ -32,7 +32,12 @@ One iteration (:meth:`MCTS.step`):
    and rollouts below a node whose first terms are fixed cover the companions of
    those terms.  A sum that holds the true term fits it exactly and the search's
    pruning moves then isolate it, so covering the terms is what finds
-   single-term potentials (benchmarks/README.md);
+   single-term potentials (benchmarks/README.md).  With a ``surrogate`` (an
+   estimate of an expression's error that costs no fit: for force matching
+   :class:`~mctsff.surrogate.ForceSurrogate`, the forces' least-squares residual
+   with the amplitudes solved and the range constants on a grid) the rollout kept
+   is the one with the lowest estimate among those drawn with at least one new
+   block, so coverage goes on while the fits go to the promising sums;
 4. **Evaluation** of the *distinct, never seen* expressions in one batched call
    of the user's ``evaluate(expressions) -> list[FitResult]``; a transposition
    table (expression key -> FitResult) guarantees each distinct expression is
@@ -201,6 +206,13 @@ class MCTS(SearchEngine):
         (:attr:`~mctsff.grammar.Grammar.recursive`: in ``pair`` a term, its
         coefficient, its factors); see the module docstring.  Grammars without
         such nonterminals (``nguyen``) are unaffected.
+    surrogate
+        Optional ``surrogate(expression) -> float``, an estimate of the expression's
+        error that costs no fit (lower is better, ``inf`` unknown; e.g.
+        :class:`~mctsff.surrogate.ForceSurrogate`).  With ``novelty > 1`` the rollout
+        kept is then, among those drawn with at least one block never proposed
+        before, the one with the lowest estimate (see the module docstring).  Not
+        saved by :meth:`state_dict`; pass it again to :meth:`from_state`.
     cover
         With ``novelty > 1``, draw each top block of a rollout (a term of a sum)
         among those never proposed in the rollout's context (default True; see
@@ -273,6 +285,7 @@ class MCTS(SearchEngine):
         "_top_version",
         "_block_nts",
         "_top_nts",
+        "surrogate",
     )
 
     def __init__(
@@ -300,6 +313,7 @@ class MCTS(SearchEngine):
         elite_top: int = 10,
         novelty: int = 8,
         cover: bool = True,
+        surrogate: Callable[[str], float] | None = None,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -345,6 +359,8 @@ class MCTS(SearchEngine):
         self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
         self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self.cover = bool(cover)
+        self.surrogate = surrogate
+        self.use_surrogate = surrogate is not None  # saved: a resumed run rebuilds it
         # context (top blocks complete in the expanded node) -> top blocks proposed in it
         self._covered: dict[frozenset, set[tuple[int, tuple[int, ...]]]] = {}
         self._elite_at = -1  # _top_version when the elite subtrees were last collected
@@ -416,6 +432,8 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("_blocks", set())
         self.__dict__.setdefault("cover", False)
         self.__dict__.setdefault("_covered", {})
+        self.__dict__.setdefault("use_surrogate", False)
+        self.surrogate = None  # not saved: from_state(surrogate=) gives it back
         self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
         self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self._elite_at, self._elite_subs = -1, {}
@@ -637,24 +655,47 @@ class MCTS(SearchEngine):
 
         A block is a complete sub-derivation of a non-recursive nonterminal
         (:attr:`Grammar.block_nonterminals`), e.g. one term of a sum; ties go to the
-        first drawn.  The chosen rollout's blocks count as proposed from then on.
-        ``covered`` (:meth:`_covered_set` of ``state``, computed once for all of an
-        expansion's rollouts) makes the rollout draw uncovered top blocks.
+        first drawn.  With a :attr:`surrogate`, the rollout kept is instead the one
+        with the lowest estimate among those with at least one new block (all of the
+        most novel ones when none has; ties to the first drawn).  The chosen
+        rollout's blocks count as proposed from then on.  ``covered``
+        (:meth:`_covered_set` of ``state``, computed once for all of an expansion's
+        rollouts) makes the rollout draw uncovered top blocks.
         """
         if self.novelty == 1 or not self._block_nts:
             return self._rollout(state, weights)
         seen = self._blocks if covered is None else covered
-        best, best_blocks, best_new = state, set(), -1
+        drawn = []
         for _ in range(self.novelty):
             cand = self._rollout(state, weights, covered)
             blocks = self._block_set(cand)
-            new = len(blocks - seen)
-            if new > best_new:
-                best, best_blocks, best_new = cand, blocks, new
-        self._blocks |= best_blocks
+            drawn.append((cand, blocks, len(blocks - seen)))
+        most = max(new for *_, new in drawn)
+        if self.surrogate is None:
+            best = next(d for d in drawn if d[2] == most)
+        else:
+            pool = [d for d in drawn if d[2] >= min(most, 1)]
+            scores = [self.surrogate(cand.expression()) for cand, *_ in pool]
+            best = pool[min(range(len(pool)), key=scores.__getitem__)]
+        self._blocks |= best[1]
         if covered is not None:
-            covered |= best_blocks
-        return best
+            covered |= best[1]
+        return best[0]
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        evaluate: Callable,
+        reward: str | Reward | None = None,
+        canonical: Callable[[str], Any] | None = None,
+        surrogate: Callable[[str], float] | None = None,
+    ) -> MCTS:
+        """Rebuild a search from :meth:`state_dict`; ``surrogate`` as in :class:`MCTS`
+        (a state saved with one has :attr:`use_surrogate` set)."""
+        obj = super().from_state(state, evaluate, reward=reward, canonical=canonical)
+        obj.surrogate = surrogate
+        return obj
 
     def _store(self, key: Any, expression: str, result: FitResult, actions: tuple[int, ...]):
         r = super()._store(key, expression, result, actions)

@@ -643,3 +643,50 @@ def test_states_saved_before_covering_resume_without_it():
     ref.run(budget=150)
     old.run(budget=150)
     assert old.evaluated == ref.evaluated
+
+
+def prefers_r12(expression: str) -> float:
+    """A surrogate that likes every expression holding an inverse 12th power."""
+    return 0.0 if "r**12" in expression else 1.0
+
+
+def share_with_r12(search: MCTS) -> float:
+    return float(np.mean(["r**12" in e for e in search.evaluated]))
+
+
+def test_surrogate_chooses_among_the_novel_rollouts():
+    plain = MCTS(PAIR, evaluate_by_length, max_length=16, seed=6)
+    guided = MCTS(PAIR, evaluate_by_length, max_length=16, seed=6, surrogate=prefers_r12)
+    plain.run(budget=120)
+    guided.run(budget=120)
+    assert guided.use_surrogate and not plain.use_surrogate
+    assert share_with_r12(guided) > max(2.5 * share_with_r12(plain), 0.25)
+    # coverage goes on: the rollouts kept still bring new terms
+    assert distinct_terms(guided) >= 100
+    # without novelty there is nothing to choose among: the surrogate is not asked
+    asked = []
+    one = MCTS(
+        PAIR,
+        evaluate_by_length,
+        max_length=16,
+        seed=6,
+        novelty=1,
+        surrogate=lambda e: asked.append(e) or 0.0,
+    )
+    one.run(budget=40)
+    assert asked == []
+
+
+def test_surrogate_is_not_saved_and_a_resumed_search_takes_it_again():
+    full = MCTS(PAIR, evaluate_by_length, max_length=16, seed=8, surrogate=prefers_r12)
+    full.run(budget=150)
+    part = MCTS(PAIR, evaluate_by_length, max_length=16, seed=8, surrogate=prefers_r12)
+    part.run(budget=60)
+    state = pickle.loads(pickle.dumps(part.state_dict()))  # a lambda would not pickle
+    assert "surrogate" not in state and state["use_surrogate"] is True
+    resumed = MCTS.from_state(state, evaluate_by_length, surrogate=prefers_r12)
+    resumed.run(budget=150)
+    assert resumed.evaluated == full.evaluated
+    # states saved before the surrogate resume without one
+    old = restored_without(part, ("use_surrogate",))
+    assert old.use_surrogate is False and old.surrogate is None
