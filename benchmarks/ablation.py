@@ -40,6 +40,10 @@ import compare_methods as cm  # noqa: E402
 #: name -> (what changes, keyword arguments of ``search``); ``default`` is the reference
 VARIANTS: dict[str, tuple[str, dict]] = {
     "default": ("the defaults", {}),
+    "no-surrogate": (
+        "the rollout fitted is the most novel, not the surrogate's best novel one",
+        {"surrogate": False},
+    ),
     "no-cover": ("rollouts do not cover the terms of a sum", {"cover": False}),
     "no-novelty": ("plain rollouts (no novelty selection, no covering)", {"novelty": 1}),
     "no-mast": ("uniform rollout productions (MAST off)", {"mcts_options": {"mast": 0.0}}),

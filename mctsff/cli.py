@@ -339,6 +339,14 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "proposed yet, so every term is tried once before one repeats (default True)",
     )
     p.add_argument(
+        "--surrogate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="MCTS sends the fitter, of the rollouts drawn with a new term, the one whose "
+        "forces a linear least-squares estimate (amplitudes solved, range constants on a "
+        "grid) matches best, without fitting the others (default: on for forces)",
+    )
+    p.add_argument(
         "--local-option",
         action="append",
         default=[],
@@ -434,6 +442,7 @@ def _run_search(args, fitter) -> int:
         elite=args.elite,
         novelty=args.novelty,
         cover=args.cover,
+        surrogate=args.surrogate,
         local_options=local or None,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,

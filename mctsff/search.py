@@ -42,8 +42,10 @@ from mctsff.grammar import Grammar
 from mctsff.mcts import MCTS
 from mctsff.parallel import Evaluator
 from mctsff.pareto import ParetoFront
+from mctsff.program import signed_terms
 from mctsff.result import FitResult
 from mctsff.reward import get_reward
+from mctsff.surrogate import ForceSurrogate
 
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity).
@@ -67,8 +69,8 @@ class SearchError(ValueError):
 #: with 3, 22/40 with 10, 23/40 before covering); the Nguyen tables were measured
 #: with 10, which regression keeps.
 OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "forces": {"transplant": False, "elite": 0.0, "n_rollouts": 3},
-    "regression": {"transplant": True, "elite": 0.3, "n_rollouts": 10},
+    "forces": {"transplant": False, "elite": 0.0, "n_rollouts": 3, "surrogate": True},
+    "regression": {"transplant": True, "elite": 0.3, "n_rollouts": 10, "surrogate": False},
 }
 #: earlier name of :data:`OBJECTIVE_DEFAULTS` (it holds more than reuse), kept for importers
 REUSE_DEFAULTS = OBJECTIVE_DEFAULTS
@@ -195,24 +197,6 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
 
 
 # ----------------------------------------------------------------------------- pruning
-def _signed_terms(expression: str) -> list[tuple[int, ast.AST]]:
-    """Top-level additive terms as ``(sign, node)`` pairs."""
-    tree = ast.parse(expression.replace("^", "**"), mode="eval").body
-    terms: list[tuple[int, ast.AST]] = []
-
-    def walk(node, sign):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
-            walk(node.left, sign)
-            walk(node.right, sign if isinstance(node.op, ast.Add) else -sign)
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            walk(node.operand, -sign)
-        else:
-            terms.append((sign, node))
-
-    walk(tree, 1)
-    return terms
-
-
 def _term_text(sign: int, node: ast.AST) -> str:
     return ("-" if sign < 0 else "") + "(" + ast.unparse(node) + ")"
 
@@ -276,7 +260,7 @@ def top_level_terms(expression: str) -> list[str]:
 @functools.lru_cache(maxsize=1 << 16)
 def _top_level_terms(expression: str) -> tuple[str, ...]:
     # memoised: the local moves split every result and every front member, many times
-    return tuple(_term_text(s, n) for s, n in _signed_terms(expression))
+    return tuple(_term_text(s, n) for s, n in signed_terms(expression))
 
 
 def _factors(node: ast.AST, inverse: bool = False) -> list[tuple[bool, ast.AST]]:
@@ -310,7 +294,7 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
     sign no free global constant can take (``-geom_c1*erf(c2*r)/r**12``,
     ``geom_c1 >= 0``) is offered with both signs.
     """
-    terms = _signed_terms(expression)
+    terms = signed_terms(expression)
     out = []
     if len(terms) >= 2:
         for i in range(len(terms)):
@@ -356,7 +340,7 @@ def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list
         return []
     fresh = _fresh_name("", taken)
     return [
-        _compose(_signed_terms(ast.unparse(_renamed(expression, {name: fresh}))), variables)
+        _compose(signed_terms(ast.unparse(_renamed(expression, {name: fresh}))), variables)
         for name in typed
     ]
 
@@ -451,7 +435,7 @@ def wrapped_variants(
 def _wrap_bodies(expression: str, variables: Sequence[str]) -> list[str]:
     """The expression and, for a sum, each top-level term holding a variable (no sign)."""
     names = set(variables)
-    terms = _signed_terms(expression)
+    terms = signed_terms(expression)
     bodies = [expression]
     if len(terms) > 1:
         bodies += [ast.unparse(n) for _, n in terms if not names.isdisjoint(_names(n))]
@@ -640,6 +624,7 @@ def search(
     elite: float | None = None,
     novelty: int | None = None,
     cover: bool | None = None,
+    surrogate: bool | None = None,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
     progress: bool = False,
@@ -680,6 +665,14 @@ def search(
         Seed of the search (the fits are seeded by the fitter's own seed).
     out
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
+    surrogate
+        MCTS only: choose each rollout sent to the fitter among those drawn by a
+        fit-free estimate of its error (:class:`~mctsff.surrogate.ForceSurrogate`:
+        the training forces' least-squares residual with the amplitudes solved and
+        the range constants on a grid; see :class:`~mctsff.mcts.MCTS`).  ``None``
+        follows the objective: on for force matching with a pair dataset, off for
+        regression and for a training set given as a projection.  A resumed run
+        keeps what its checkpoint was started with.
     resume
         Continue the search saved in ``out`` (same grammar and objective).
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty, cover
@@ -779,6 +772,7 @@ def search(
     transplant = auto["transplant"] if transplant is None else bool(transplant)
     elite = auto["elite"] if elite is None else float(elite)
     n_rollouts = auto["n_rollouts"] if n_rollouts is None else int(n_rollouts)
+    surrogate = auto["surrogate"] if surrogate is None else bool(surrogate)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     variables = tuple(fitter.options.variables)
     opts = dict(reward_options or {})
@@ -820,8 +814,13 @@ def search(
                 f"{out_path / CHECKPOINT}: the run was made with method={saved_method!r}; "
                 f"resume it with the same method (not {method!r})"
             )
-        engine = GP if method == "gp" else MCTS
-        mcts = engine.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
+        if method == "gp":
+            mcts = GP.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
+        else:  # the surrogate the run was started with (none in older checkpoints)
+            sur = _surrogate(fitter) if saved["mcts"].get("use_surrogate") else None
+            mcts = MCTS.from_state(
+                saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
+            )
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
         saved_local = dict(saved.get("local_options", {}))
@@ -856,6 +855,7 @@ def search(
             elite=elite,
             canonical=key_fn,
             n_rollouts=n_rollouts,
+            surrogate=_surrogate(fitter) if surrogate else None,
             # None: the MCTS default (novelty 8, covering on), written only there
             **{k: v for k, v in (("novelty", novelty), ("cover", cover)) if v is not None},
             **dict(mcts_options or {}),
@@ -960,8 +960,15 @@ def search(
 #: MCTS parameters that search() sets from its own arguments (not in ``mcts_options``)
 _SEARCH_SETS = frozenset(
     "grammar evaluate reward exploration max_length leaves pipeline seed transplant elite "
-    "canonical n_rollouts novelty cover".split()
+    "canonical n_rollouts novelty cover surrogate".split()
 )
+
+
+def _surrogate(fitter) -> ForceSurrogate | None:
+    """The fit-free error estimate of a force-matching objective (``None`` if it has none)."""
+    if objective_kind(fitter) != "forces":
+        return None
+    return ForceSurrogate.from_fitter(fitter)
 
 
 def _check_mcts_options(options: Mapping[str, Any] | None, method: str) -> None:
@@ -1294,6 +1301,7 @@ def _write_run_info(
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
         info["cover"] = bool(mcts.cover)
+        info["surrogate"] = bool(getattr(mcts, "surrogate", None) is not None)
     if local is not None:  # the local moves' effective settings (defaults included)
         info["local_moves"] = {
             "prune": bool(local.prune),

@@ -565,6 +565,30 @@ def test_reuse_defaults_follow_the_objective(screened):
         assert search(fitter, grammar, budget=3, seed=0, cover=False).mcts.cover is False
 
 
+def test_surrogate_follows_the_objective_and_the_checkpoint(screened, tmp_path):
+    from mctsff.regression import RegressionFitter, nguyen
+    from mctsff.surrogate import ForceSurrogate
+
+    train, valid = screened
+    fitter = Fitter(train, valid, constraints=())
+    res = search(fitter, "pair", budget=3, seed=0, out=tmp_path)
+    assert isinstance(res.mcts.surrogate, ForceSurrogate)
+    assert json.loads((tmp_path / "run.json").read_text())["surrogate"] is True
+    assert search(fitter, "pair", budget=3, seed=0, surrogate=False).mcts.surrogate is None
+    data, _ = nguyen(1, seed=0)
+    reg = RegressionFitter(data, n_starts=1)
+    assert search(reg, "nguyen", budget=3, seed=0).mcts.surrogate is None
+    assert search(fitter, "pair", budget=3, seed=0, method="gp").mcts.n_evaluations >= 3
+    with pytest.raises(SearchError, match="surrogate"):
+        search(fitter, "pair", budget=3, mcts_options={"surrogate": None})
+    # a resumed run keeps what it was started with
+    resumed = search(fitter, "pair", budget=6, out=tmp_path, resume=True, surrogate=False)
+    assert isinstance(resumed.mcts.surrogate, ForceSurrogate)
+    off = tmp_path / "off"
+    search(fitter, "pair", budget=3, seed=0, out=off, surrogate=False)
+    assert search(fitter, "pair", budget=6, out=off, resume=True).mcts.surrogate is None
+
+
 def test_objective_kind_is_one_convention(screened):
     from types import SimpleNamespace
 

@@ -138,6 +138,7 @@ def test_search_then_resume(tmp_path):
     assert front and all("expression" in x for x in front)
     for name in ("pareto.csv", "pareto.png", "potentials.png", "checkpoint.pkl"):
         assert (out / name).exists()
+    assert json.loads((out / "run.json").read_text())["surrogate"] is True  # forces default
     p = mctsff(
         "search",
         DIMERS,
@@ -236,6 +237,7 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     assert info["reuse"] == {"transplant": True, "elite": 0.3}  # regression defaults
     assert info["novelty"] == 8  # (nguyen has no blocks: no effect)
     assert info["cover"] is True
+    assert info["surrogate"] is False  # regression has none
     assert info["linear_scaling"] is True
     exact = [x for x in front if x["rmse_train"] < 1e-10]
     assert exact
@@ -359,5 +361,9 @@ def test_search_reuse_options_parse(capsys):
     text = help_of("--cover,")
     assert f"default {defaults['cover'].default})" in text
     assert parser.parse_args(["search", "data.extxyz", "--no-cover"]).cover is False
+    assert parser.parse_args(["search", "data.extxyz"]).surrogate is None  # by objective
+    assert parser.parse_args(["search", "data.extxyz", "--no-surrogate"]).surrogate is False
+    assert OBJECTIVE_DEFAULTS["forces"]["surrogate"] is True
+    assert "default: on for forces" in help_of("--surrogate,")
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--novelty", "0"])
