@@ -26,8 +26,10 @@ single linear constant, makes the estimate ``inf`` (unknown).
 
 Cost: about 3–5 ms per new expression on the 16-frame training set of the
 benchmarks (the columns of each term and grid point are computed once and kept),
-against 30–100 ms for a fit.  Only the first ``max_frames`` frames (evenly
-spaced) are used, so large datasets cost the same.
+against 30–100 ms for a fit.  Large datasets cost the same: the surrogate uses at
+most ``max_frames`` frames, evenly spaced, holding at most ``max_pairs`` pairs (at
+least one frame), and at most ``max_rows`` force components of them (a fixed
+random subset), and keeps the columns of the ``max_terms`` terms used last.
 """
 
 from __future__ import annotations
@@ -63,9 +65,13 @@ class ForceSurrogate:
         Training :class:`~mctsff.data.Dataset` (forces, pairs within the cutoff).
     variables
         Variable names of the expressions (``("r",)``).
-    max_frames
-        Frames used (evenly spaced over ``train``), so the cost does not grow with
-        the dataset.
+    max_frames, max_pairs, max_rows
+        Frames used (evenly spaced over ``train``), pairs in them (frames are
+        dropped from the end of that selection until they hold at most
+        ``max_pairs``, keeping one) and force components (a seeded subset), so the
+        cost and memory do not grow with the dataset.
+    max_terms
+        Terms whose force columns are kept (least recently used ones go first).
     sweeps
         Coordinate-descent sweeps over the terms' grid points.
     cache_size
@@ -87,20 +93,33 @@ class ForceSurrogate:
         train,
         variables: Sequence[str] = ("r",),
         max_frames: int = 32,
+        max_pairs: int = 20_000,
+        max_rows: int = 2048,
+        max_terms: int = 256,
         sweeps: int = 2,
         cache_size: int = 4096,
     ) -> None:
-        if train.n_frames > max_frames:
-            idx = np.unique(np.linspace(0, train.n_frames - 1, max_frames).round().astype(int))
-            train = train.subset(idx)
+        n = min(max_frames, train.n_frames)
+        idx = np.unique(np.linspace(0, train.n_frames - 1, n).round().astype(int))
+        pairs = np.diff(np.asarray(train.pair_offsets))[idx]
+        keep = max(int(np.searchsorted(np.cumsum(pairs), max_pairs, side="right")), 1)
+        if keep < train.n_frames:
+            train = train.subset(idx[:keep])
         self._target = _Target.from_dataset(train)
+        n_rows = self._target.forces.size
+        self._rows = None
+        if n_rows > max_rows:
+            rng = np.random.default_rng(0)
+            self._rows = np.sort(rng.choice(n_rows, size=max_rows, replace=False))
         self._n_pairs = len(train.type_pairs)
         self.variables = tuple(variables)
         self.sweeps = int(sweeps)
         self.cache_size = int(cache_size)
-        self._y = self._target.forces
+        self.max_terms = int(max_terms)
+        y = self._target.forces
+        self._y = y if self._rows is None else y[self._rows]
         self._yy = float(self._y @ self._y)
-        self._columns: dict[tuple, list[np.ndarray] | None] = {}
+        self._columns: OrderedDict[tuple, list[np.ndarray] | None] = OrderedDict()
         self._values: OrderedDict[str, float] = OrderedDict()
 
     @classmethod
@@ -165,6 +184,7 @@ class ForceSurrogate:
         rules = tuple(ops.constant_rule(n) for n in names)
         key = (np.asarray(prog.code).tobytes(), np.asarray(prog.literals).tobytes(), rules)
         if key in self._columns:
+            self._columns.move_to_end(key)
             return self._columns[key]
         out = None
         amps = [n for n in names if n in _linear_constants(prog, rules=tuple(set(rules)))]
@@ -185,6 +205,8 @@ class ForceSurrogate:
                     out.append(block)
             out = out or None
         self._columns[key] = out
+        if len(self._columns) > self.max_terms:
+            self._columns.popitem(last=False)
         return out
 
     def _forces(self, prog, n_constants, ia, typed, shape, point) -> np.ndarray:
@@ -202,7 +224,7 @@ class ForceSurrogate:
             for i, v in zip(shape, point, strict=True):
                 consts[:, i] = v
             f, _ = t.predict(prog, consts)
-            cols.append(f)
+            cols.append(f if self._rows is None else f[self._rows])
         return np.stack(cols, axis=1)
 
 

@@ -72,11 +72,18 @@ def test_estimates_are_cached_and_the_cache_is_bounded(screened):
     assert s("prod_c1/r") == a  # recomputed, same value
 
 
-def test_only_max_frames_frames_are_used(dimers):
-    s = ForceSurrogate(dimers, max_frames=5)
-    assert s._target.n_frames == 5
-    full = ForceSurrogate(dimers)
-    assert full._target.n_frames == dimers.n_frames
+def test_large_datasets_are_capped_in_frames_pairs_rows_and_terms(coulomb_lj):
+    """Cost and memory stay bounded; the estimate on a subset still ranks the same way."""
+    full = ForceSurrogate(coulomb_lj)
+    assert full._target.n_frames == coulomb_lj.n_frames and full._rows is None
+    assert ForceSurrogate(coulomb_lj, max_frames=5)._target.n_frames == 5
+    per_frame = coulomb_lj.n_pairs // coulomb_lj.n_frames  # 9 intermolecular pairs a dimer
+    assert ForceSurrogate(coulomb_lj, max_pairs=4 * per_frame)._target.n_frames == 4
+    assert ForceSurrogate(coulomb_lj, max_pairs=1)._target.n_frames == 1  # at least one
+    s = ForceSurrogate(coulomb_lj, max_rows=50, max_terms=2)
+    assert s._y.shape == (50,) and len(np.unique(s._rows)) == 50
+    assert s("prod_c1/r + c1/r**12 - c2/r**6") < 1e-10 < s("c1/r**12 - c2/r**6")
+    assert len(s._columns) == 2  # three terms seen, two kept
 
 
 def test_from_fitter_needs_a_pair_dataset(screened):
