@@ -166,7 +166,6 @@ class ForceSurrogate:
             return math.inf
         y = self._y
         choice = [min(range(len(c)), key=lambda g, c=c: _rss(y, c[g])) for c in cols]
-        best = math.inf
         for _ in range(self.sweeps if len(cols) > 1 else 0):
             for i, c in enumerate(cols):
                 if len(c) == 1:
