@@ -1301,7 +1301,7 @@ def _write_run_info(
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
         info["cover"] = bool(mcts.cover)
-        info["surrogate"] = bool(getattr(mcts, "surrogate", None) is not None)
+        info["surrogate"] = mcts.surrogate is not None
     if local is not None:  # the local moves' effective settings (defaults included)
         info["local_moves"] = {
             "prune": bool(local.prune),
