@@ -344,7 +344,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="MCTS sends the fitter, of the rollouts drawn with a new term, the one whose "
         "forces a linear least-squares estimate (amplitudes solved, range constants on a "
-        "grid) matches best, without fitting the others (default: on for forces)",
+        "grid) matches best, without fitting the others; GP so chooses each offspring of 8 "
+        "drawn (default: on for forces)",
     )
     p.add_argument(
         "--local-option",

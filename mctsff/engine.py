@@ -3,7 +3,9 @@
 A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> reward),
 ``self._actions`` (key -> production indices), ``self.evaluated``, ``self.n_evaluations``,
 ``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward``,
-``self.canonical`` and ``self._key_memo`` (a dict) and implements ``_step(callback)``,
+``self.canonical``, ``self._key_memo`` (a dict), ``self.surrogate`` (an optional
+fit-free error estimate ``surrogate(expression) -> float``, never saved) and
+``self.use_surrogate`` (saved, so a resumed search knows to get it back) and implements ``_step(callback)``,
 ``exhausted`` and ``progress``; checkpoints
 (:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
 ``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
@@ -146,7 +148,7 @@ class SearchEngine:
             self.elapsed += time.perf_counter() - t0
 
     #: attributes :meth:`state_dict` leaves out (callables, memos rebuilt by :meth:`_restore`)
-    _transient: tuple[str, ...] = ("evaluate", "canonical", "_key_memo")
+    _transient: tuple[str, ...] = ("evaluate", "canonical", "_key_memo", "surrogate")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.
@@ -169,8 +171,13 @@ class SearchEngine:
         evaluate: Callable,
         reward: str | Reward | None = None,
         canonical: Callable[[str], Any] | None = None,
+        surrogate: Callable[[str], float] | None = None,
     ):
-        """Rebuild a search from :meth:`state_dict` (``reward`` overrides the stored one)."""
+        """Rebuild a search from :meth:`state_dict` (``reward`` overrides the stored one).
+
+        ``surrogate`` is the engine's fit-free estimate (not saved; a state saved
+        with one has ``use_surrogate`` set, so the caller knows to pass it again).
+        """
         method = state.get("_method", "mcts")  # MCTS states written before GP had none
         if method != cls.method or state.get("_version") != STATE_VERSION:
             raise ValueError(
@@ -182,6 +189,7 @@ class SearchEngine:
         obj._restore()
         obj.evaluate = evaluate
         obj.canonical = canonical
+        obj.surrogate = surrogate
         if reward is not None:
             obj.reward = get_reward(reward)
         if obj.reward is None:
@@ -194,6 +202,8 @@ class SearchEngine:
         Subclasses extend it (calling ``super()._restore()``).
         """
         self._key_memo = {}
+        self.__dict__.setdefault("use_surrogate", False)  # states saved before surrogates
+        self.surrogate = None  # not saved: from_state(surrogate=) gives it back
 
     def save(self, path: str | Path) -> None:
         """Pickle :meth:`state_dict` to ``path``."""

@@ -26,6 +26,11 @@ another valid leftmost derivation.
   keeps the child within ``max_length``.
 * **Reproduction** (the remaining probability): a copy of a selected parent.
 * **Elitism**: the ``elitism`` best distinct individuals survive unchanged.
+* **Surrogate screening** (optional): with a ``surrogate`` (a fit-free error
+  estimate such as :class:`~mctsff.surrogate.ForceSurrogate`), each offspring
+  is the one, of ``screen`` drawn as above, with the lowest estimate among those
+  never fitted and not yet in the next generation (the first drawn when none
+  is), as MCTS chooses its rollouts; without one GP is unchanged.
 
 The next generation holds distinct individuals only (by transposition key), so
 it is built in several :meth:`GP.step` calls: each step draws offspring until
@@ -207,6 +212,14 @@ class GP(SearchEngine):
         search counts as exhausted (default ``max(2000, 20 * population_size)``).
     crossover_tries
         Crossover points tried in the first parent before falling back to mutation.
+    surrogate
+        Optional ``surrogate(expression) -> float``, an estimate of the
+        expression's error before fitting (lower is better; ``inf`` for unknown).
+        Each offspring is then the best-estimated new one of ``screen`` draws.
+        Not saved with the state: pass it again to :meth:`from_state` (a state
+        saved with one has :attr:`use_surrogate` set).
+    screen
+        Draws per offspring compared by the surrogate (ignored without one).
 
     Attributes
     ----------
@@ -247,6 +260,8 @@ class GP(SearchEngine):
         canonical: Callable[[str], Any] | None = None,
         stale_limit: int | None = None,
         crossover_tries: int = 5,
+        surrogate: Callable[[str], float] | None = None,
+        screen: int = 8,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -271,6 +286,8 @@ class GP(SearchEngine):
             raise ValueError("batch_size must be >= 1")
         if crossover_tries < 1:
             raise ValueError("crossover_tries must be >= 1")
+        if screen < 1:
+            raise ValueError("screen must be >= 1")
         self.population_size = int(population_size)
         self.tournament_size = int(tournament_size)
         self.p_crossover = float(p_crossover)
@@ -283,6 +300,9 @@ class GP(SearchEngine):
             max(2000, 20 * self.population_size) if stale_limit is None else int(stale_limit)
         )
         self.crossover_tries = int(crossover_tries)
+        self.surrogate = surrogate
+        self.use_surrogate = surrogate is not None  # saved: a resumed run rebuilds it
+        self.screen = int(screen)
 
         self._rng = np.random.default_rng(seed)
         self._cache: dict[Any, FitResult] = {}
@@ -332,6 +352,7 @@ class GP(SearchEngine):
     def _restore(self) -> None:
         super()._restore()
         self._expr_memo = {}
+        self.__dict__.setdefault("screen", 8)  # states saved before screening
 
     # ------------------------------------------------------------------ variation
 
@@ -431,6 +452,33 @@ class GP(SearchEngine):
             return self.mutate(self._select()[0])
         return self._select()[0]
 
+    def _key_of(self, expr: str) -> Any:
+        try:
+            return self._key(expr)
+        except Exception:  # an unparsable yield is still a (failing) candidate
+            return expr
+
+    def _offspring(self, stale: int, taken: set[Any]) -> tuple[int, ...]:
+        """One draw; with a surrogate, the best-estimated new one of ``screen`` draws."""
+        if self.surrogate is None or self.screen == 1:
+            return self._draw(stale)
+        first = None
+        best: tuple[float, tuple[int, ...]] | None = None
+        for _ in range(self.screen):
+            actions = self._draw(stale)
+            if first is None:
+                first = actions
+            expr = self._expression(actions)
+            key = self._key_of(expr)
+            if key in taken or key in self._cache:
+                continue
+            score = float(self.surrogate(expr))
+            if math.isnan(score):
+                score = math.inf
+            if best is None or score < best[0]:
+                best = (score, actions)
+        return first if best is None else best[1]
+
     # ------------------------------------------------------------------ the step
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
         if self._exhausted:
@@ -447,13 +495,10 @@ class GP(SearchEngine):
             if stale >= self.stale_limit:
                 exhausted = True
                 break
-            actions = self._draw(stale)
+            actions = self._offspring(stale, taken)
             n_draws += 1
             expr = self._expression(actions)
-            try:
-                key = self._key(expr)
-            except Exception:  # an unparsable yield is still a (failing) candidate
-                key = expr
+            key = self._key_of(expr)
             if key in taken:
                 stale += 1
                 continue

@@ -285,7 +285,6 @@ class MCTS(SearchEngine):
         "_top_version",
         "_block_nts",
         "_top_nts",
-        "surrogate",
     )
 
     def __init__(
@@ -432,8 +431,6 @@ class MCTS(SearchEngine):
         self.__dict__.setdefault("_blocks", set())
         self.__dict__.setdefault("cover", False)
         self.__dict__.setdefault("_covered", {})
-        self.__dict__.setdefault("use_surrogate", False)
-        self.surrogate = None  # not saved: from_state(surrogate=) gives it back
         self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
         self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self._elite_at, self._elite_subs = -1, {}
@@ -681,21 +678,6 @@ class MCTS(SearchEngine):
         if covered is not None:
             covered |= best[1]
         return best[0]
-
-    @classmethod
-    def from_state(
-        cls,
-        state: dict[str, Any],
-        evaluate: Callable,
-        reward: str | Reward | None = None,
-        canonical: Callable[[str], Any] | None = None,
-        surrogate: Callable[[str], float] | None = None,
-    ) -> MCTS:
-        """Rebuild a search from :meth:`state_dict`; ``surrogate`` as in :class:`MCTS`
-        (a state saved with one has :attr:`use_surrogate` set)."""
-        obj = super().from_state(state, evaluate, reward=reward, canonical=canonical)
-        obj.surrogate = surrogate
-        return obj
 
     def _store(self, key: Any, expression: str, result: FitResult, actions: tuple[int, ...]):
         r = super()._store(key, expression, result, actions)

@@ -666,10 +666,12 @@ def search(
     out
         Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
     surrogate
-        MCTS only: choose each rollout sent to the fitter among those drawn by a
+        Choose each expression sent to the fitter among several drawn by a
         fit-free estimate of its error (:class:`~mctsff.surrogate.ForceSurrogate`:
         the training forces' least-squares residual with the amplitudes solved and
-        the range constants on a grid; see :class:`~mctsff.mcts.MCTS`).  ``None``
+        the range constants on a grid): MCTS among a rollout's ``novelty`` draws
+        (:class:`~mctsff.mcts.MCTS`), GP among ``screen`` offspring
+        (:class:`~mctsff.gp.GP`), so both methods get the same help.  ``None``
         follows the objective: on for force matching with a pair dataset, off for
         regression and for a training set given as a projection.  A resumed run
         keeps what its checkpoint was started with.
@@ -738,7 +740,8 @@ def search(
     gp_options
         Keyword arguments of :class:`~mctsff.gp.GP` (``population_size``,
         ``tournament_size``, ``p_crossover``, ``p_mutation``, ``elitism``,
-        ``batch_size``); ``max_length`` and ``seed`` come from this function.
+        ``batch_size``, ``screen``, …); ``max_length``, ``seed`` and
+        ``surrogate`` come from this function's parameters.
     mcts_options
         Keyword arguments of :class:`~mctsff.mcts.MCTS` that this function does not
         set itself (``mast``, ``rollout``, ``virtual_loss``, …), e.g. for ablations
@@ -766,7 +769,8 @@ def search(
     """
     if method not in ("mcts", "gp"):
         raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
-    _check_mcts_options(mcts_options, method)
+    _check_engine_options(mcts_options, method, "mcts")
+    _check_engine_options(gp_options, method, "gp")
     local_settings = _check_local_options(local_options)
     auto = OBJECTIVE_DEFAULTS[objective_kind(fitter)]
     transplant = auto["transplant"] if transplant is None else bool(transplant)
@@ -814,13 +818,11 @@ def search(
                 f"{out_path / CHECKPOINT}: the run was made with method={saved_method!r}; "
                 f"resume it with the same method (not {method!r})"
             )
-        if method == "gp":
-            mcts = GP.from_state(saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn)
-        else:  # the surrogate the run was started with (none in older checkpoints)
-            sur = _surrogate(fitter) if saved["mcts"].get("use_surrogate") else None
-            mcts = MCTS.from_state(
-                saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
-            )
+        # the surrogate the run was started with (none in older checkpoints)
+        sur = _surrogate(fitter) if saved["mcts"].get("use_surrogate") else None
+        mcts = (GP if method == "gp" else MCTS).from_state(
+            saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
+        )
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
         saved_local = dict(saved.get("local_options", {}))
@@ -839,6 +841,7 @@ def search(
             max_length=max_length,
             seed=seed,
             canonical=key_fn,
+            surrogate=_surrogate(fitter) if surrogate else None,
             **dict(gp_options or {}),
         )
     else:
@@ -957,7 +960,7 @@ def search(
     )
 
 
-#: MCTS parameters that search() sets from its own arguments (not in ``mcts_options``)
+#: Engine parameters that search() sets from its own arguments (not in ``*_options``)
 _SEARCH_SETS = frozenset(
     "grammar evaluate reward exploration max_length leaves pipeline seed transplant elite "
     "canonical n_rollouts novelty cover surrogate".split()
@@ -971,21 +974,27 @@ def _surrogate(fitter) -> ForceSurrogate | None:
     return ForceSurrogate.from_fitter(fitter)
 
 
-def _check_mcts_options(options: Mapping[str, Any] | None, method: str) -> None:
-    """One clear error for ``mcts_options`` that :class:`MCTS` would not take from search()."""
+def _check_engine_options(options: Mapping[str, Any] | None, method: str, name: str) -> None:
+    """One clear error for ``mcts_options``/``gp_options`` the engine would not take.
+
+    ``name`` is the argument (``"mcts"`` or ``"gp"``): its options apply to that
+    method only, may not repeat search()'s own parameters and must be the engine's.
+    """
     if not options:
         return
-    if method != "mcts":
-        raise SearchError(f"mcts_options apply to method='mcts', not {method!r}")
+    if method != name:
+        raise SearchError(f"{name}_options apply to method={name!r}, not {method!r}")
     import inspect
 
-    known = set(inspect.signature(MCTS).parameters) - _SEARCH_SETS
+    engine = MCTS if name == "mcts" else GP
+    known = set(inspect.signature(engine).parameters) - _SEARCH_SETS
     for key in options:
         if key in _SEARCH_SETS:
-            raise SearchError(f"mcts_options: {key!r} is a parameter of search(); pass it there")
+            raise SearchError(f"{name}_options: {key!r} is a parameter of search(); pass it there")
         if key not in known:
             raise SearchError(
-                f"mcts_options: unknown MCTS option {key!r}; choose from {sorted(known)}"
+                f"{name}_options: unknown {name.upper()} option {key!r}; "
+                f"choose from {sorted(known)}"
             )
 
 
@@ -1296,12 +1305,12 @@ def _write_run_info(
         "n_evaluations": int(mcts.n_evaluations),
         "method": getattr(mcts, "method", "mcts"),
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
+        "surrogate": mcts.surrogate is not None,
     }
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
         info["cover"] = bool(mcts.cover)
-        info["surrogate"] = mcts.surrogate is not None
     if local is not None:  # the local moves' effective settings (defaults included)
         info["local_moves"] = {
             "prune": bool(local.prune),

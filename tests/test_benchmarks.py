@@ -200,10 +200,10 @@ def test_ablation_variants_are_search_settings(ablation):
     """Every variant's settings are ones ``search`` takes (a typo would only show in a run)."""
     import inspect
 
-    from mctsff.search import _check_local_options, _check_mcts_options, search
+    from mctsff.search import _check_local_options, _check_engine_options, search
 
     params = inspect.signature(search).parameters
     for name, (what, opts) in ablation.VARIANTS.items():
         assert what and set(opts) <= set(params), name
-        _check_mcts_options(opts.get("mcts_options"), "mcts")
+        _check_engine_options(opts.get("mcts_options"), "mcts", "mcts")
         _check_local_options(opts.get("local_options"))

@@ -21,7 +21,14 @@ from mctsff.search import SearchError, canonical_key, search
 from mctsff.tree import Derivation, subtree_end
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_mcts import NGUYEN, Counting, evaluate_nguyen1, solved  # noqa: E402
+from test_mcts import (  # noqa: E402
+    NGUYEN,
+    Counting,
+    evaluate_by_length,
+    evaluate_nguyen1,
+    prefers_r12,
+    solved,
+)
 
 PAIR = Grammar.load("pair")
 
@@ -243,11 +250,58 @@ def test_finds_nguyen1_with_mock_free_objective():
         {"elitism": 100},
         {"batch_size": 0},
         {"max_length": 2},
+        {"screen": 0},
     ],
 )
 def test_bad_settings(kw):
     with pytest.raises(ValueError):
         GP(NGUYEN, _mock_evaluate, **kw)
+
+
+# ----------------------------------------------------------------------------- surrogate
+def share_with_r12(gp: GP) -> float:
+    return float(np.mean(["r**12" in e for e in gp.evaluated]))
+
+
+def test_surrogate_screens_the_offspring():
+    counting = Counting(evaluate_by_length)
+    kw = dict(max_length=16, population_size=20, seed=3)
+    plain = GP(PAIR, evaluate_by_length, **kw)
+    guided = GP(PAIR, counting, surrogate=prefers_r12, **kw)
+    plain.run(budget=150)
+    guided.run(budget=150)
+    assert guided.use_surrogate and not plain.use_surrogate
+    assert share_with_r12(guided) > max(5 * share_with_r12(plain), 0.3)  # 0.55 vs 0.05
+    # screening only chooses what is fitted: still never the same expression twice
+    assert len(counting.seen) == len(set(counting.seen)) == guided.n_evaluations
+    # with one draw per offspring there is nothing to choose among: not asked
+    asked = []
+    one = GP(PAIR, evaluate_by_length, screen=1, surrogate=lambda e: asked.append(e) or 0.0, **kw)
+    one.run(budget=40)
+    ref = GP(PAIR, evaluate_by_length, **kw)
+    ref.run(budget=40)
+    assert asked == [] and one.evaluated == ref.evaluated
+
+
+def test_surrogate_is_not_saved_and_a_resumed_gp_takes_it_again():
+    kw = dict(max_length=16, population_size=20, seed=4, surrogate=prefers_r12)
+    full = GP(PAIR, evaluate_by_length, **kw)
+    full.run(budget=150)
+    part = GP(PAIR, evaluate_by_length, **kw)
+    part.run(budget=60)
+    state = pickle.loads(pickle.dumps(part.state_dict()))
+    assert "surrogate" not in state and state["use_surrogate"] is True
+    resumed = GP.from_state(state, evaluate_by_length, surrogate=prefers_r12)
+    resumed.run(budget=150)
+    assert resumed.evaluated == full.evaluated
+    # states saved before screening resume as plain GP with the default screen
+    state = part.state_dict()
+    for key in ("use_surrogate", "screen"):
+        del state[key]
+    old = GP.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
+    assert old.use_surrogate is False and old.surrogate is None and old.screen == 8
+    old.run(budget=100)
+    assert old.n_evaluations >= 100
 
 
 # ----------------------------------------------------------------------------- façade

@@ -228,6 +228,10 @@ def test_mcts_options_reach_the_tree(screened):
         search(fitter, "pair", budget=5, mcts_options={"temperature": 0.1})
     with pytest.raises(SearchError, match="apply to method='mcts', not 'gp'"):
         search(fitter, "pair", budget=5, method="gp", mcts_options={"mast": 0.0})
+    with pytest.raises(SearchError, match="unknown GP option 'mast'"):
+        search(fitter, "pair", budget=5, method="gp", gp_options={"mast": 0.0})
+    with pytest.raises(SearchError, match="apply to method='gp', not 'mcts'"):
+        search(fitter, "pair", budget=5, gp_options={"screen": 2})
 
 
 def test_search_docstring_states_the_local_move_defaults():
@@ -578,9 +582,16 @@ def test_surrogate_follows_the_objective_and_the_checkpoint(screened, tmp_path):
     data, _ = nguyen(1, seed=0)
     reg = RegressionFitter(data, n_starts=1)
     assert search(reg, "nguyen", budget=3, seed=0).mcts.surrogate is None
-    assert search(fitter, "pair", budget=3, seed=0, method="gp").mcts.n_evaluations >= 3
+    gp = search(fitter, "pair", budget=3, seed=0, method="gp", out=tmp_path / "gp")
+    assert isinstance(gp.mcts.surrogate, ForceSurrogate)  # both methods get the same help
+    assert json.loads((tmp_path / "gp" / "run.json").read_text())["surrogate"] is True
+    gp_resumed = search(fitter, "pair", budget=6, method="gp", out=tmp_path / "gp", resume=True)
+    assert isinstance(gp_resumed.mcts.surrogate, ForceSurrogate)
+    assert search(fitter, "pair", budget=3, method="gp", surrogate=False).mcts.surrogate is None
     with pytest.raises(SearchError, match="surrogate"):
         search(fitter, "pair", budget=3, mcts_options={"surrogate": None})
+    with pytest.raises(SearchError, match="gp_options: 'surrogate' is a parameter of search"):
+        search(fitter, "pair", budget=3, method="gp", gp_options={"surrogate": None})
     # a resumed run keeps what it was started with
     resumed = search(fitter, "pair", budget=6, out=tmp_path, resume=True, surrogate=False)
     assert isinstance(resumed.mcts.surrogate, ForceSurrogate)
