@@ -5,8 +5,8 @@ A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> r
 ``self.best_reward``/``self.best_result``, ``self.grammar``, ``self.reward``,
 ``self.canonical``, ``self._key_memo`` (a dict), ``self.surrogate`` (an optional
 fit-free error estimate ``surrogate(expression) -> float``, never saved) and
-``self.use_surrogate`` (saved, so a resumed search knows to get it back) and implements ``_step(callback)``,
-``exhausted`` and ``progress``; checkpoints
+``self.use_surrogate`` (saved, so a resumed search knows to get it back) and
+implements ``_step(callback)``, ``exhausted`` and ``progress``; checkpoints
 (:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
 ``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
 """

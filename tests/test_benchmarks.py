@@ -200,7 +200,7 @@ def test_ablation_variants_are_search_settings(ablation):
     """Every variant's settings are ones ``search`` takes (a typo would only show in a run)."""
     import inspect
 
-    from mctsff.search import _check_local_options, _check_engine_options, search
+    from mctsff.search import _check_engine_options, _check_local_options, search
 
     params = inspect.signature(search).parameters
     for name, (what, opts) in ablation.VARIANTS.items():
