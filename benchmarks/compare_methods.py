@@ -453,7 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# MCTS vs GP, synthetic pair potentials on 20 water dimers — {datetime.date.today()}, "
         f"{machine}, {os.cpu_count()} cores (shared with other jobs), {args.workers} worker "
         f"processes, {seeds} seeds, budget {budget} fitted expressions, grammar '{GRAMMAR}', "
-        f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}"
+        f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}, "
+        "fit-free surrogate on for both methods"
     )
     print()
     jobs = [
