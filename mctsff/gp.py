@@ -237,6 +237,8 @@ class GP(SearchEngine):
         Current generation: ``(actions, expression, key)`` tuples.
     best_reward, best_result
         Best reward seen and the result that earned it.
+    use_surrogate
+        Whether the search was started with a surrogate (saved in the state).
     method
         ``"gp"`` (class attribute; :mod:`mctsff.search` stores it in checkpoints).
     """
