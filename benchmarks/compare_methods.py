@@ -5,7 +5,8 @@ on the shipped water-dimer geometries (20 MP2 dimers, cutoff 9 Å, frames split
 80/20 by ``Dataset.split(0.2, seed=0)``).  Each potential is checked to be
 derivable in the default ``pair`` grammar (:func:`mctsff.gp.find_derivation`)
 before anything runs.  For every potential, method (``search(method="mcts")``
-and ``search(method="gp")``, default settings of both, ``max_length=16``) and
+and ``search(method="gp")``, default settings of both, so both with the fit-free
+surrogate unless ``--no-gp-surrogate``, ``max_length=16``) and
 seed, one search runs with the same budget of distinct fitted expressions.
 
 A run *recovers* the potential when a fitted expression reproduces the
@@ -42,6 +43,7 @@ Usage::
     python benchmarks/compare_methods.py --quick         # 2 seeds, budget 120, ~2 min
     python benchmarks/compare_methods.py --seeds 20 --budget 1000 --png cmp.png --json cmp.json
     python benchmarks/compare_methods.py --quick --no-local   # the engines alone, no local moves
+    python benchmarks/compare_methods.py --no-gp-surrogate    # GP without the fit-free surrogate
     python benchmarks/compare_methods.py --from-json cmp.json  # the tables of saved runs again
 """
 
@@ -183,6 +185,7 @@ def run_one(
         "evals_to_recovery": hit.get("n", math.nan),
         "found": hit.get("expression", ""),
         "n_evaluations": result.n_evaluations,
+        "surrogate": result.mcts.surrogate is not None,
         # fits made by the search's local moves (term pruning/growing), if it has them
         "n_local": getattr(result, "n_local", getattr(result, "n_pruned", 0)),
         "best_rmse_valid": best.rmse_valid if best is not None else math.inf,
@@ -434,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-local", action="store_true", help="turn the search's local moves (prune/grow) off"
     )
     ap.add_argument(
+        "--no-gp-surrogate",
+        action="store_true",
+        help="GP without the fit-free surrogate (MCTS keeps it): the comparison "
+        "published before GP had it",
+    )
+    ap.add_argument(
         "--from-json",
         default=None,
         metavar="FILE",
@@ -454,11 +463,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine}, {os.cpu_count()} cores (shared with other jobs), {args.workers} worker "
         f"processes, {seeds} seeds, budget {budget} fitted expressions, grammar '{GRAMMAR}', "
         f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}, "
-        "fit-free surrogate on for both methods"
+        f"fit-free surrogate on for {'MCTS only' if args.no_gp_surrogate else 'both methods'}"
     )
     print()
+    gp_off = {"surrogate": False} if args.no_gp_surrogate else None
     jobs = [
-        (n, m, s, budget, not args.no_local) for n in names for s in range(seeds) for m in METHODS
+        (n, m, s, budget, not args.no_local, gp_off if m == "gp" else None)
+        for n in names
+        for s in range(seeds)
+        for m in METHODS
     ]
     w0, c0 = time.perf_counter(), time.process_time()
     rows = run_jobs(run_one, jobs, args.workers)

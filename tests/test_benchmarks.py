@@ -99,6 +99,19 @@ def test_main_prints_table_and_comparison(cm, tmp_path, capsys):
     assert png.stat().st_size > 0
 
 
+def test_gp_without_the_surrogate_reproduces_the_earlier_comparison(cm, tmp_path, capsys):
+    argv = ["--seeds", "1", "--budget", "12", "--potentials", "soft_sphere", "--workers", "1"]
+    out = tmp_path / "cmp.json"
+    assert (
+        cm.main([*argv, "--no-gp-surrogate", "--png", str(tmp_path / "c.png"), "--json", str(out)])
+        == 0
+    )
+    assert "fit-free surrogate on for MCTS only" in capsys.readouterr().out
+    runs = json.loads(out.read_text())["runs"]
+    assert {r["method"]: r["surrogate"] for r in runs} == {"mcts": True, "gp": False}
+    assert cm.run_one("soft_sphere", "gp", 0, 12)["surrogate"] is True  # GP's default
+
+
 def test_budget_curve_counts_recoveries_within_each_budget(cm):
     rows = []
     # seed s: MCTS first recovers after 10*(s+1) fits, GP after 25 fits (seed 0 only)
