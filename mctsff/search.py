@@ -24,9 +24,11 @@ import json
 import math
 import os
 import pickle
+import re
 import signal
 import sys
 import time
+import types
 import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -1363,7 +1365,9 @@ def _fit_options(fitter) -> dict[str, str]:
 
     A resumed run that fitted its later expressions with other options would mix two
     objectives in one front.  Arrays are named by their shape and a digest, objects
-    whose text holds an address by their type, constraints by name.
+    whose text holds an address by their type, built-in constraints by name, a user's
+    :class:`~mctsff.fit.Constraint` by its name, kind and a digest of its function
+    (code, constants, captured values), so editing the function is noticed.
     """
     opts = fitter.options
     if dataclasses.is_dataclass(opts):
@@ -1385,11 +1389,35 @@ def _fit_options(fitter) -> dict[str, str]:
             return repr(v)
         name = getattr(v, "name", None)  # a Constraint
         if isinstance(name, str):
-            return name
+            if not callable(getattr(v, "fun", None)):
+                return name
+            return f"{name} {_USER_CONSTRAINT}{v.kind}, code {function_digest(v.fun)})"
         r = repr(v)
         return type(v).__name__ if " at 0x" in r else r
 
+    def function_digest(fn) -> str:
+        def code_text(code: types.CodeType) -> str:
+            consts = [code_text(c) if isinstance(c, types.CodeType) else text(c)
+                      for c in code.co_consts]  # fmt: skip
+            return repr((code.co_code, consts, code.co_names))
+
+        code = getattr(fn, "__code__", None)
+        if code is None:  # a callable object: its type (and text, when it has no address)
+            return text(fn)
+        cells = []
+        for cell in fn.__closure__ or ():
+            try:
+                cells.append(text(cell.cell_contents))
+            except ValueError:  # an empty cell
+                cells.append("<empty>")
+        parts = (code_text(code), cells, text(fn.__defaults__))
+        return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
     return {k: text(v) for k, v in items.items()}
+
+
+#: Marks a user constraint's kind and function digest in the signature's text
+_USER_CONSTRAINT = "(kind "
 
 
 def _signature_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -1407,11 +1435,21 @@ def _signature_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) 
             out += [
                 f"fit option {o} ({a.get(o)}; now {b.get(o)})"
                 for o in dict.fromkeys([*a, *b])
-                if a.get(o) != b.get(o)
+                if a.get(o) != b.get(o) and not _older_constraint_text(a.get(o), b.get(o))
             ]
         else:
             out.append(key)
     return out
+
+
+def _older_constraint_text(saved: Any, current: Any) -> bool:
+    """True when ``saved`` is ``current`` as written before user constraints had digests.
+
+    Checkpoints written then named a user's constraint only; they resume as before.
+    """
+    if not isinstance(saved, str) or not isinstance(current, str) or _USER_CONSTRAINT in saved:
+        return False
+    return re.sub(r" \(kind [^)]*\)", "", current) == saved
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

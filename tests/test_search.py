@@ -183,6 +183,34 @@ def test_resume_refuses_other_fit_options(screened, tmp_path):
     assert search(other, "pair", budget=10, out=tmp_path, resume=True).n_evaluations >= 10
 
 
+def test_resume_notices_an_edited_user_constraint(screened, tmp_path):
+    """A user's constraint is compared by its function too, not only by its name."""
+    import pickle
+
+    from mctsff.fit import Constraint
+
+    def minimum_at(r0):
+        return Constraint("min_OO", "ineq", lambda pot: pot.derivative(r0, ("O", "O")) - 1e3)
+
+    train, valid = screened
+    kw = dict(budget=4, out=tmp_path, prune=False, grow=False)
+    search(Fitter(train, valid, constraints=(minimum_at(2.9),), n_starts=1), "pair", **kw)
+    kw["budget"] = 6
+    with pytest.raises(SearchError, match=r"fit option constraints \(\(min_OO \(kind ineq"):
+        edited = Fitter(train, valid, constraints=(minimum_at(3.1),), n_starts=1)
+        search(edited, "pair", resume=True, **kw)
+    same = Fitter(train, valid, constraints=(minimum_at(2.9),), n_starts=1)
+    assert search(same, "pair", resume=True, **kw).n_evaluations >= 6
+    # a checkpoint that named the constraint only (written before digests) resumes
+    path = tmp_path / "checkpoint.pkl"
+    state = pickle.loads(path.read_bytes())
+    state["signature"]["fit"]["constraints"] = "(min_OO)"
+    path.write_bytes(pickle.dumps(state))
+    kw["budget"] = 8
+    other = Fitter(train, valid, constraints=(minimum_at(3.1),), n_starts=1)
+    assert search(other, "pair", resume=True, **kw).n_evaluations >= 8
+
+
 def test_resume_refuses_an_older_checkpoint_format(screened, tmp_path):
     import pickle
 
