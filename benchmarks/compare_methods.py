@@ -44,6 +44,7 @@ Usage::
     python benchmarks/compare_methods.py --seeds 20 --budget 1000 --png cmp.png --json cmp.json
     python benchmarks/compare_methods.py --quick --no-local   # the engines alone, no local moves
     python benchmarks/compare_methods.py --no-gp-surrogate    # GP without the fit-free surrogate
+    python benchmarks/compare_methods.py --gp-screen 16       # GP screens 16 offspring per slot
     python benchmarks/compare_methods.py --from-json cmp.json  # the tables of saved runs again
 """
 
@@ -186,6 +187,7 @@ def run_one(
         "found": hit.get("expression", ""),
         "n_evaluations": result.n_evaluations,
         "surrogate": result.mcts.surrogate is not None,
+        "screen": getattr(result.mcts, "screen", None),  # GP's draws per offspring
         # fits made by the search's local moves (term pruning/growing), if it has them
         "n_local": getattr(result, "n_local", getattr(result, "n_pruned", 0)),
         "best_rmse_valid": best.rmse_valid if best is not None else math.inf,
@@ -443,6 +445,13 @@ def main(argv: list[str] | None = None) -> int:
         "published before GP had it",
     )
     ap.add_argument(
+        "--gp-screen",
+        type=int,
+        default=None,
+        metavar="N",
+        help="GP offspring compared by the surrogate per slot (GP's default 8)",
+    )
+    ap.add_argument(
         "--from-json",
         default=None,
         metavar="FILE",
@@ -464,11 +473,14 @@ def main(argv: list[str] | None = None) -> int:
         f"processes, {seeds} seeds, budget {budget} fitted expressions, grammar '{GRAMMAR}', "
         f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}, "
         f"fit-free surrogate on for {'MCTS only' if args.no_gp_surrogate else 'both methods'}"
+        + (f", GP screen {args.gp_screen}" if args.gp_screen is not None else "")
     )
     print()
-    gp_off = {"surrogate": False} if args.no_gp_surrogate else None
+    gp_opts: dict = {"surrogate": False} if args.no_gp_surrogate else {}
+    if args.gp_screen is not None:
+        gp_opts["gp_options"] = {"screen": args.gp_screen}
     jobs = [
-        (n, m, s, budget, not args.no_local, gp_off if m == "gp" else None)
+        (n, m, s, budget, not args.no_local, (gp_opts or None) if m == "gp" else None)
         for n in names
         for s in range(seeds)
         for m in METHODS

@@ -110,6 +110,15 @@ def test_gp_without_the_surrogate_reproduces_the_earlier_comparison(cm, tmp_path
     runs = json.loads(out.read_text())["runs"]
     assert {r["method"]: r["surrogate"] for r in runs} == {"mcts": True, "gp": False}
     assert cm.run_one("soft_sphere", "gp", 0, 12)["surrogate"] is True  # GP's default
+    assert (
+        cm.main([*argv, "--gp-screen", "3", "--json", str(out), "--png", str(tmp_path / "d.png")])
+        == 0
+    )
+    assert "GP screen 3" in capsys.readouterr().out
+    assert {r["method"]: r["screen"] for r in json.loads(out.read_text())["runs"]} == {
+        "mcts": None,
+        "gp": 3,
+    }
 
 
 def test_budget_curve_counts_recoveries_within_each_budget(cm):
