@@ -454,31 +454,32 @@ class GP(SearchEngine):
             return self.mutate(self._select()[0])
         return self._select()[0]
 
-    def _key_of(self, expr: str) -> Any:
+    def _individual(self, actions: tuple[int, ...]) -> Individual:
+        """``(actions, expression, key)`` of a drawn derivation."""
+        expr = self._expression(actions)
         try:
-            return self._key(expr)
+            key = self._key(expr)
         except Exception:  # an unparsable yield is still a (failing) candidate
-            return expr
+            key = expr
+        return actions, expr, key
 
-    def _offspring(self, stale: int, taken: set[Any]) -> tuple[int, ...]:
+    def _offspring(self, stale: int, taken: set[Any]) -> Individual:
         """One draw; with a surrogate, the best-estimated new one of ``screen`` draws."""
         if self.surrogate is None or self.screen == 1:
-            return self._draw(stale)
+            return self._individual(self._draw(stale))
         first = None
-        best: tuple[float, tuple[int, ...]] | None = None
+        best: tuple[float, Individual] | None = None
         for _ in range(self.screen):
-            actions = self._draw(stale)
+            ind = self._individual(self._draw(stale))
             if first is None:
-                first = actions
-            expr = self._expression(actions)
-            key = self._key_of(expr)
-            if key in taken or key in self._cache:
+                first = ind
+            if ind[2] in taken or ind[2] in self._cache:
                 continue
-            score = float(self.surrogate(expr))
+            score = float(self.surrogate(ind[1]))
             if math.isnan(score):
                 score = math.inf
             if best is None or score < best[0]:
-                best = (score, actions)
+                best = (score, ind)
         return first if best is None else best[1]
 
     # ------------------------------------------------------------------ the step
@@ -497,14 +498,12 @@ class GP(SearchEngine):
             if stale >= self.stale_limit:
                 exhausted = True
                 break
-            actions = self._offspring(stale, taken)
+            ind = self._offspring(stale, taken)
             n_draws += 1
-            expr = self._expression(actions)
-            key = self._key_of(expr)
+            key = ind[2]
             if key in taken:
                 stale += 1
                 continue
-            ind = (actions, expr, key)
             taken.add(key)
             pool.append(ind)
             if key in self._cache:

@@ -1449,7 +1449,7 @@ def _older_constraint_text(saved: Any, current: Any) -> bool:
     """
     if not isinstance(saved, str) or not isinstance(current, str) or _USER_CONSTRAINT in saved:
         return False
-    return re.sub(r" \(kind [^)]*\)", "", current) == saved
+    return re.sub(" " + re.escape(_USER_CONSTRAINT) + r"[^)]*\)", "", current) == saved
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
