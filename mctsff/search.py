@@ -670,8 +670,9 @@ def search(
     surrogate
         Choose each expression sent to the fitter among several drawn by a
         fit-free estimate of its error (:class:`~mctsff.surrogate.ForceSurrogate`:
-        the training forces' least-squares residual with the amplitudes solved and
-        the range constants on a grid): MCTS among a rollout's ``novelty`` draws
+        the fit's weighted force (and energy) residual by least squares with the
+        amplitudes solved, the range constants on a grid and the ``force0`` /
+        ``energy0`` constraints held): MCTS among a rollout's ``novelty`` draws
         (:class:`~mctsff.mcts.MCTS`), GP among ``screen`` offspring
         (:class:`~mctsff.gp.GP`), so both methods get the same help.  ``None``
         follows the objective: on for force matching with a pair dataset, off for

@@ -15,7 +15,19 @@ amplitudes once the shape constants ``b_k`` are fixed.  The surrogate
 3. picks each term's grid point by coordinate descent (each term's best on its
    own, then two sweeps in which each term's point is re-chosen with the others
    fixed), solving the amplitudes by linear least squares each time;
-4. returns the relative RMS force residual ``|F − F̂| / |F|`` of the best choice.
+4. returns the relative RMS residual ``|y − ŷ| / |y|`` of the best choice.
+
+It scores the fitter's own objective: ``y`` holds the training forces times the
+fitter's per-component weights (uniform, potfit or the user's) and, when the fit
+matches energies too, the frame energies times the energy weight (less their mean
+with ``energy_offset``, as in the fit).  The fitter's equality constraints given as
+points (``force0``: U'(rc) = 0, ``energy0``: U(rc) = 0, for every type pair) hold:
+when the least-squares amplitudes violate one by more than the fitter's
+acceptance (10 × ``constraint_tol``), the amplitudes are solved in the null space
+of the constraint rows instead, so a lone ``prod_c1/r`` under ``force0`` scores 1
+(its only feasible amplitude is 0), as its constrained fit would, while a term that
+has died out by the cutoff at a grid point is left free there.  Inequality constraints
+(``repulsive:R``) and constraints given as functions are not imposed.
 
 So a sum of inverse powers is scored exactly (``c1/r**12 - c2/r**6 +
 prod_c1/r`` scores round-off on Coulomb + LJ forces), and a term with range
@@ -41,8 +53,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mctsff import ops
-from mctsff.fit import _Target
+from mctsff import kernels, ops
+from mctsff.fit import Constraint, _Target, potfit_weights
 from mctsff.params import _linear_constants
 from mctsff.program import Program, signed_terms
 
@@ -76,6 +88,17 @@ class ForceSurrogate:
         Coordinate-descent sweeps over the terms' grid points.
     cache_size
         Expressions whose estimates are kept (least recently used ones go first).
+    weights
+        Per-component force weights of ``train`` (shape ``(n_atoms, 3)`` or flat),
+        ``"potfit"`` (:func:`~mctsff.fit.potfit_weights`) or ``None`` (uniform), as
+        :class:`~mctsff.fit.FitOptions` ``weights``.
+    energy_weight, energy_offset
+        Energy rows as in the fit (:class:`~mctsff.fit.FitOptions`); 0 = forces only.
+    constraints, constraint_tol
+        :class:`~mctsff.fit.Constraint` objects; the equality ones given by
+        ``r_points`` are imposed on the amplitudes (when the unconstrained amplitudes
+        violate one by more than ``constraint_tol``, in the constraint's units, they
+        are solved with it holding exactly), the others ignored.
 
     Examples
     --------
@@ -98,13 +121,26 @@ class ForceSurrogate:
         max_terms: int = 256,
         sweeps: int = 2,
         cache_size: int = 4096,
+        *,
+        weights: np.ndarray | str | None = None,
+        energy_weight: float = 0.0,
+        energy_offset: bool = True,
+        constraints: Sequence[Constraint] = (),
+        constraint_tol: float = 1e-7,
     ) -> None:
+        w = _component_weights(train, weights)
         n = min(max_frames, train.n_frames)
         idx = np.unique(np.linspace(0, train.n_frames - 1, n).round().astype(int))
         pairs = np.diff(np.asarray(train.pair_offsets))[idx]
         keep = max(int(np.searchsorted(np.cumsum(pairs), max_pairs, side="right")), 1)
         if keep < train.n_frames:
+            if w is not None:
+                fo = np.asarray(train.frame_offsets)
+                atoms = np.concatenate([np.arange(fo[f], fo[f + 1]) for f in idx[:keep]])
+                w = w.reshape(-1, 3)[atoms].ravel()
             train = train.subset(idx[:keep])
+        if energy_weight > 0 and train.energies is None:
+            raise ValueError("energy_weight > 0 but the dataset has no energies")
         self._target = _Target.from_dataset(train)
         n_rows = self._target.forces.size
         self._rows = None
@@ -116,9 +152,24 @@ class ForceSurrogate:
         self.sweeps = int(sweeps)
         self.cache_size = int(cache_size)
         self.max_terms = int(max_terms)
+        # the fit's residual rows: w ⊙ F / sqrt(rows) (+ sqrt(energy_weight / frames) ⊙ E)
+        # (unweighted forces alone: the forces as they are, the same ranking)
+        self._wf = None
+        if w is not None or energy_weight > 0:
+            w = np.ones(n_rows) if w is None else w
+            w = w if self._rows is None else w[self._rows]
+            self._wf = w / math.sqrt(w.size)
+        self._energy_offset = bool(energy_offset)
+        self._ew = math.sqrt(energy_weight / self._target.n_frames) if energy_weight > 0 else 0.0
         y = self._target.forces
-        self._y = y if self._rows is None else y[self._rows]
+        self._y = self._rows_of(y if self._rows is None else y[self._rows], self._target.energies)
         self._yy = float(self._y @ self._y)
+        self.constraint_tol = float(constraint_tol)
+        self._constraints = [
+            (np.asarray(c.r_points, dtype=np.float64), bool(c.derivative))
+            for c in constraints
+            if isinstance(c, Constraint) and c.kind == "eq" and c.r_points is not None
+        ]
         self._columns: OrderedDict[tuple, list[np.ndarray] | None] = OrderedDict()
         self._values: OrderedDict[str, float] = OrderedDict()
 
@@ -132,9 +183,20 @@ class ForceSurrogate:
         train = getattr(fitter, "train", None)
         if getattr(fitter, "_train", None) is None or not hasattr(train, "subset"):
             return None
-        variables = getattr(getattr(fitter, "options", None), "variables", ("r",))
+        options = getattr(fitter, "options", None)
+        variables = getattr(options, "variables", ("r",))
+        fit = {}
+        if getattr(options, "weights", None) is not None and hasattr(fitter, "_w"):
+            # the fitter's weights are normalised by sqrt(rows); the surrogate does its own
+            fit["weights"] = np.asarray(fitter._w) * math.sqrt(np.asarray(fitter._w).size)
+        if getattr(fitter, "_use_energy", False):
+            fit["energy_weight"] = float(options.energy_weight)
+            fit["energy_offset"] = bool(options.energy_offset)
+        fit["constraints"] = tuple(getattr(fitter, "constraints", ()))
+        # the fitter accepts a constraint residual up to 10 × its tolerance
+        fit["constraint_tol"] = 10 * float(getattr(options, "constraint_tol", 1e-8))
         try:
-            return cls(train, variables, **kwargs)
+            return cls(train, variables, **{**fit, **kwargs})
         except (ValueError, TypeError, AttributeError):
             return None
 
@@ -165,19 +227,36 @@ class ForceSurrogate:
         if not cols or any(c is None for c in cols):
             return math.inf
         y = self._y
-        choice = [min(range(len(c)), key=lambda g, c=c: _rss(y, c[g])) for c in cols]
+
+        def rss(blocks) -> float:
+            A = np.hstack([b[0] for b in blocks])
+            C = np.hstack([b[1] for b in blocks]) if self._constraints else None
+            return _rss(y, A, C, self.constraint_tol)
+
+        choice = [min(range(len(c)), key=lambda g, c=c: rss([c[g]])) for c in cols]
         for _ in range(self.sweeps if len(cols) > 1 else 0):
             for i, c in enumerate(cols):
                 if len(c) == 1:
                     continue
                 fixed = [cols[j][choice[j]] for j in range(len(cols)) if j != i]
-                scores = [_rss(y, np.hstack([*fixed, c[g]])) for g in range(len(c))]
+                scores = [rss([*fixed, c[g]]) for g in range(len(c))]
                 choice[i] = int(np.argmin(scores))
-        best = _rss(y, np.hstack([cols[j][choice[j]] for j in range(len(cols))]))
-        return math.sqrt(max(best, 0.0) / self._yy)
+        best = rss([cols[j][choice[j]] for j in range(len(cols))])
+        return math.sqrt(min(max(best, 0.0) / self._yy, 1.0))
 
-    def _term_columns(self, node: ast.AST) -> list[np.ndarray] | None:
-        """Force columns of one term (amplitude 1) at each grid point of its shape constants."""
+    def _rows_of(self, forces: np.ndarray, energies: np.ndarray | None) -> np.ndarray:
+        """Residual rows of the fit from forces (already row-selected) and frame energies."""
+        rows = forces if self._wf is None else self._wf * forces
+        if not self._ew:
+            return rows
+        e = np.asarray(energies, dtype=np.float64)
+        if self._energy_offset:
+            e = e - e.mean()
+        return np.concatenate([rows, self._ew * e])
+
+    def _term_columns(self, node: ast.AST) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Residual-row and constraint-row columns of one term (amplitude 1) at each grid
+        point of its shape constants."""
         prog = Program.from_string(ast.unparse(node), self.variables)
         names = list(prog.constants)
         rules = tuple(ops.constant_rule(n) for n in names)
@@ -199,21 +278,26 @@ class ForceSurrogate:
                 grid = [(float(a), float(b)) for a in GRID_2 for b in GRID_2]
             out = []
             for point in grid:
-                block = self._forces(prog, len(names), ia, typed, shape, point)
-                if np.all(np.isfinite(block)) and np.abs(block).max(initial=0.0) < _HUGE:
-                    out.append(block)
+                block, cons = self._forces(prog, len(names), ia, typed, shape, point)
+                if (
+                    np.all(np.isfinite(block))
+                    and np.abs(block).max(initial=0.0) < _HUGE
+                    and np.all(np.isfinite(cons))
+                ):
+                    out.append((block, cons))
             out = out or None
         self._columns[key] = out
         if len(self._columns) > self.max_terms:
             self._columns.popitem(last=False)
         return out
 
-    def _forces(self, prog, n_constants, ia, typed, shape, point) -> np.ndarray:
-        """``(n_rows, k)``: the term's forces with amplitude 1 on all pairs (k = 1) or on
-        one type pair each (k = number of type pairs)."""
+    def _forces(self, prog, n_constants, ia, typed, shape, point):
+        """``(n_rows, k)`` residual rows and ``(n_constraint_rows, k)`` constraint values of
+        the term with amplitude 1 on all pairs (k = 1) or on one type pair each (k =
+        number of type pairs)."""
         t = self._target
         P = self._n_pairs
-        cols = []
+        cols, cons = [], []
         for k in range(P) if typed else (None,):
             consts = np.zeros((P, n_constants))
             if k is None:
@@ -222,13 +306,54 @@ class ForceSurrogate:
                 consts[k, ia] = 1.0
             for i, v in zip(shape, point, strict=True):
                 consts[:, i] = v
-            f, _ = t.predict(prog, consts)
-            cols.append(f if self._rows is None else f[self._rows])
-        return np.stack(cols, axis=1)
+            f, e = t.predict(prog, consts, energies=bool(self._ew))
+            cols.append(self._rows_of(f if self._rows is None else f[self._rows], e))
+            vals = []
+            for r_points, derivative in self._constraints:
+                r = np.tile(r_points, P)
+                group = np.repeat(np.arange(P, dtype=np.int64), len(r_points))
+                mode = kernels.MODE_D if derivative else kernels.MODE_VALUE
+                v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
+                vals.append(np.asarray(d if derivative else v, dtype=np.float64))
+            cons.append(np.concatenate(vals) if vals else np.zeros(0))
+        return np.stack(cols, axis=1), np.stack(cons, axis=1)
 
 
-def _rss(y: np.ndarray, A: np.ndarray) -> float:
-    """Residual sum of squares of the least-squares fit of ``y`` by the columns of ``A``."""
+def _component_weights(train, weights) -> np.ndarray | None:
+    """Flat per-component force weights of ``train`` (``None``: uniform)."""
+    if weights is None:
+        return None
+    forces = np.asarray(train.forces, dtype=np.float64).ravel()
+    if isinstance(weights, str):
+        if weights != "potfit":
+            raise ValueError(f"weights must be None, 'potfit' or an array, not {weights!r}")
+        return potfit_weights(forces)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != forces.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"weights must be finite, >= 0 and of shape ({forces.size // 3}, 3)")
+    return w
+
+
+def _rss(y: np.ndarray, A: np.ndarray, C: np.ndarray | None = None, tol: float = 0.0) -> float:
+    """Residual sum of squares of the least-squares fit of ``y`` by the columns of ``A``,
+    with ``|C a| ≤ tol`` when ``C`` has rows.
+
+    The unconstrained solution is kept when it satisfies the constraints to ``tol``
+    (the fitter's absolute tolerance); otherwise the coefficients are solved in the
+    null space of the constraint rows (``C a = 0``; each row scaled to unit norm,
+    rows that are all zero dropped).
+    """
     a, *_ = np.linalg.lstsq(A, y, rcond=None)
+    if C is not None and C.size and not np.max(np.abs(C @ a)) <= tol:
+        norms = np.linalg.norm(C, axis=1)
+        C = C[norms > 0] / norms[norms > 0, None]
+        if C.shape[0]:
+            _, sv, vt = np.linalg.svd(C)
+            rank = int(np.sum(sv > sv[0] * 1e-10)) if sv.size else 0
+            N = vt[rank:].T
+            if N.shape[1] == 0:
+                return float(y @ y)
+            A = A @ N
+            a, *_ = np.linalg.lstsq(A, y, rcond=None)
     d = y - A @ a
     return float(d @ d)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mctsff.fit import Fitter
+from mctsff.fit import Constraint, Fitter, potfit_weights
 from mctsff.params import Potential
 from mctsff.surrogate import ForceSurrogate
 
@@ -98,3 +98,74 @@ def test_from_fitter_needs_a_pair_dataset(screened):
     )
     # a fitter whose training set is only a projection has no pairs to score on
     assert ForceSurrogate.from_fitter(SimpleNamespace(train=object(), _train=None)) is None
+
+
+def _fitted_relative(fitter, expression: str, y2: float) -> float:
+    """The constrained fit's relative residual, sqrt(loss / |y|²), for comparison."""
+    res = fitter.fit(expression)
+    assert res.valid, res
+    return math.sqrt(res.loss / y2)
+
+
+@pytest.mark.parametrize("expression", ["c1/r**12 - c2/r**6", "c3/r + c1/r**6 - c2/r**12"])
+def test_force0_is_imposed_as_the_fitter_imposes_it(coulomb_lj, expression):
+    """For amplitudes alone (no range constants) the estimate is the constrained fit's
+    optimum: the same relative residual as Fitter with force0 reaches."""
+    fitter = Fitter(coulomb_lj, constraints=("force0",), n_starts=3, seed=0)
+    s = ForceSurrogate.from_fitter(fitter)
+    free = ForceSurrogate(coulomb_lj)
+    y2 = float(np.mean(coulomb_lj.forces**2))
+    assert s(expression) == pytest.approx(_fitted_relative(fitter, expression, y2), rel=1e-4)
+    assert s(expression) > free(expression)  # the constraint costs something here
+    # per-type amplitudes are relaxed to one value per type pair: a lower bound of the fit
+    assert s("prod_c1/r + c1/r**6") <= _fitted_relative(fitter, "prod_c1/r + c1/r**6", y2)
+    # a lone Coulomb term cannot vanish in force at the cutoff: only amplitude 0 is allowed
+    assert s("prod_c1/r") == 1.0 and free("prod_c1/r") < 1.0
+
+
+def test_a_term_dead_at_the_cutoff_is_left_free(screened):
+    """Where a range constant makes the term's force at the cutoff smaller than the
+    fitter's tolerance, the constraint does not bind; the true form keeps its score."""
+    train, _ = screened
+    s = ForceSurrogate(
+        train, constraints=[Constraint("f", "eq", r_points=np.array([100.0]), derivative=True)]
+    )
+    assert s("prod_c1*exp(-r/c1)/r") == pytest.approx(ForceSurrogate(train)("prod_c1*exp(-r/c1)/r"))
+    assert s("prod_c1/r") == 1.0  # 1/r has not died out at 100 Å
+
+
+def test_weights_and_energies_follow_the_fitter(coulomb_lj):
+    """With potfit weights and energy rows the estimate is again the fit's optimum for
+    amplitudes alone, so candidates are ranked by the loss the user asked for."""
+    opts = dict(constraints=(), n_starts=3, seed=0, weights="potfit", energy_weight=0.5)
+    fitter = Fitter(coulomb_lj, **opts)
+    s = ForceSurrogate.from_fitter(fitter)
+    F = coulomb_lj.forces.ravel()
+    w = potfit_weights(F)
+    E = np.asarray(coulomb_lj.energies)
+    y2 = float(np.mean((w * F) ** 2)) + 0.5 / len(E) * float(np.sum((E - E.mean()) ** 2))
+    for expression in ("c1/r**12 - c2/r**6", "c1/r**6", "c3/r + c1/r**12"):
+        want = _fitted_relative(fitter, expression, y2)
+        assert s(expression) == pytest.approx(want, rel=1e-4), expression
+        assert s(expression) != pytest.approx(ForceSurrogate(coulomb_lj)(expression), rel=1e-3)
+    # the same weights given as an array, and checked
+    same = ForceSurrogate(coulomb_lj, weights=w.reshape(-1, 3), energy_weight=0.5)
+    assert same("c1/r**6") == pytest.approx(s("c1/r**6"), rel=1e-12)
+    with pytest.raises(ValueError, match="shape"):
+        ForceSurrogate(coulomb_lj, weights=np.ones(5))
+    with pytest.raises(ValueError, match="potfit"):
+        ForceSurrogate(coulomb_lj, weights="heavy")
+
+
+def test_weights_follow_the_frames_kept(coulomb_lj):
+    """Capping the frames keeps each kept atom's own weights."""
+    w = np.arange(1.0, coulomb_lj.forces.size + 1).reshape(-1, 3)
+    s = ForceSurrogate(coulomb_lj, weights=w, max_frames=3)
+    sub = coulomb_lj.subset(
+        np.unique(np.linspace(0, coulomb_lj.n_frames - 1, 3).round().astype(int))
+    )
+    fo = np.asarray(coulomb_lj.frame_offsets)
+    idx = np.unique(np.linspace(0, coulomb_lj.n_frames - 1, 3).round().astype(int))
+    atoms = np.concatenate([np.arange(fo[f], fo[f + 1]) for f in idx])
+    direct = ForceSurrogate(sub, weights=w[atoms])
+    assert s("c1/r**12") == pytest.approx(direct("c1/r**12"), rel=1e-12)
