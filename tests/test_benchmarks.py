@@ -229,3 +229,34 @@ def test_ablation_variants_are_search_settings(ablation):
         assert what and set(opts) <= set(params), name
         _check_engine_options(opts.get("mcts_options"), "mcts", "mcts")
         _check_local_options(opts.get("local_options"))
+
+
+def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_path, capsys):
+    """--noise σ: training forces get σ × RMS noise (a fixed draw), validation forces stay
+    exact, and a recovery is judged against the true form's own refitted error."""
+    import numpy as np
+
+    train0, valid0 = cm._splits("soft_sphere")
+    train, valid = cm._splits("soft_sphere", 0.01)
+    d = np.asarray(train.forces) - np.asarray(train0.forces)
+    rms = float(np.sqrt(np.mean(np.asarray(train0.forces) ** 2)))
+    assert 0.008 < float(np.sqrt(np.mean(d**2))) / rms < 0.012
+    assert np.array_equal(valid.forces, valid0.forces)
+    assert cm._splits("soft_sphere", 0.01) is cm._splits("soft_sphere", 0.01)  # cached
+    assert np.array_equal(cm._splits("soft_sphere", 0.01)[0].forces, train.forces)
+    threshold, err = cm.recovery_threshold("soft_sphere", 0.01)
+    vrms = float(np.sqrt(np.mean(np.asarray(valid.forces) ** 2)))
+    assert 1e-5 < err / vrms < 1e-2 and threshold == pytest.approx(cm.NOISE_FACTOR * err)
+    t0, e0 = cm.recovery_threshold("soft_sphere")
+    assert t0 == pytest.approx(cm.RECOVERY_TOL * vrms) and math.isnan(e0)
+    # the noiseless criterion could never be met on noisy data; the noisy one is
+    row = cm.run_one("soft_sphere", "gp", 0, 20, noise=0.01)
+    assert row["noise"] == 0.01 and row["recovered"] and row["best_rel_rmse"] > 1e-5
+    argv = ["--seeds", "1", "--budget", "12", "--potentials", "soft_sphere", "--workers", "1"]
+    out = tmp_path / "noisy.json"
+    png = str(tmp_path / "n.png")
+    assert cm.main([*argv, "--noise", "0.01", "--png", png, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "noise 0.01 × RMS(F) on the training forces" in text and "(threshold" in text
+    assert cm.main(["--from-json", str(out), "--png", png]) == 0
+    assert "noise 0.01 × RMS(F)" in capsys.readouterr().out
