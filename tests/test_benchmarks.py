@@ -260,3 +260,27 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     assert "noise 0.01 × RMS(F) on the training forces" in text and "(threshold" in text
     assert cm.main(["--from-json", str(out), "--png", png]) == 0
     assert "noise 0.01 × RMS(F)" in capsys.readouterr().out
+
+
+def test_surrogate_rank_statistics_and_a_tiny_run(tmp_path, capsys):
+    """The agreement figures of benchmarks/surrogate_rank.py, and its main on shipped data."""
+    import numpy as np
+
+    sr = _script("surrogate_rank")
+    loss = np.linspace(1.0, 2.0, 30)
+    perfect = sr.agreement(loss * 3, loss, 8, 200)
+    assert perfect["spearman"] == pytest.approx(1.0) and perfect["pick_is_best"] == 1.0
+    assert perfect["median_ratio"] == 1.0 and perfect["random_median_ratio"] > 1.0
+    worst = sr.agreement(-loss, loss, 8, 200)
+    assert worst["spearman"] == pytest.approx(-1.0) and worst["pick_is_best"] == 0.0
+    assert worst["median_ratio"] > perfect["random_median_ratio"]
+    unknown = sr.agreement(np.where(loss > 1.5, np.inf, loss), loss, 8, 200)
+    assert unknown["scored"] == 15 and unknown["pick_is_best"] == 1.0  # inf is picked last
+    png, out = tmp_path / "r.png", tmp_path / "r.json"
+    argv = ["--data", "water_dimers_mp2_sample20.extxyz", "--budget", "12", "--groups", "50"]
+    assert sr.main([*argv, "--png", str(png), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| as fitted |" in text and "| forces only |" in text and "| random pick |" in text
+    assert "constraints force0" in text and png.stat().st_size > 0
+    saved = json.loads(out.read_text())
+    assert len(saved["fitted"]) >= 10 and set(saved["results"]) == {"as fitted", "forces only"}
