@@ -249,6 +249,9 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     assert 1e-5 < err / vrms < 1e-2 and threshold == pytest.approx(cm.NOISE_FACTOR * err)
     t0, e0 = cm.recovery_threshold("soft_sphere")
     assert t0 == pytest.approx(cm.RECOVERY_TOL * vrms) and math.isnan(e0)
+    # a form is the true one when it refits the noise-free forces exactly
+    assert cm.exact_form("coulomb_lj", "prod_c1/r + c1/r**12 - c2/r**6", {})
+    assert not cm.exact_form("coulomb_lj", "prod_c1/r**12 + prod_c2/r**6", {})
     # the noiseless criterion could never be met on noisy data; the noisy one is
     row = cm.run_one("soft_sphere", "gp", 0, 20, noise=0.01)
     assert row["noise"] == 0.01 and row["recovered"] and row["best_rel_rmse"] > 1e-5
