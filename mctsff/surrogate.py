@@ -165,8 +165,14 @@ class ForceSurrogate:
         self._y = self._rows_of(y if self._rows is None else y[self._rows], self._target.energies)
         self._yy = float(self._y @ self._y)
         self.constraint_tol = float(constraint_tol)
+        # each equality constraint's points for every type pair, as the fitter lays them out
+        P = self._n_pairs
         self._constraints = [
-            (np.asarray(c.r_points, dtype=np.float64), bool(c.derivative))
+            (
+                np.tile(np.asarray(c.r_points, dtype=np.float64), P),
+                np.repeat(np.arange(P, dtype=np.int64), len(c.r_points)),
+                bool(c.derivative),
+            )
             for c in constraints
             if isinstance(c, Constraint) and c.kind == "eq" and c.r_points is not None
         ]
@@ -309,9 +315,7 @@ class ForceSurrogate:
             f, e = t.predict(prog, consts, energies=bool(self._ew))
             cols.append(self._rows_of(f if self._rows is None else f[self._rows], e))
             vals = []
-            for r_points, derivative in self._constraints:
-                r = np.tile(r_points, P)
-                group = np.repeat(np.arange(P, dtype=np.int64), len(r_points))
+            for r, group, derivative in self._constraints:
                 mode = kernels.MODE_D if derivative else kernels.MODE_VALUE
                 v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
                 vals.append(np.asarray(d if derivative else v, dtype=np.float64))
