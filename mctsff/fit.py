@@ -89,6 +89,33 @@ class Constraint:
         if self.fun is None and self.r_points is None:
             raise FitConfigError(f"constraint {self.name!r}: needs fun or r_points")
 
+    def points(self, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+        """A built-in constraint's distances and type-pair indices, every point for every pair.
+
+        Parameters
+        ----------
+        n_pairs
+            Number of type pairs of the parameterization.
+
+        Returns
+        -------
+        r, group
+            ``r_points`` repeated for each type pair, and the pair index of each entry,
+            as :meth:`mctsff.program.Program.evaluate` takes them.
+
+        Examples
+        --------
+        >>> r, g = force_zero_at(9.0).points(2)
+        >>> r.tolist(), g.tolist()
+        ([9.0, 9.0], [0, 1])
+        """
+        if self.r_points is None:
+            raise FitConfigError(f"constraint {self.name!r}: a function constraint has no points")
+        r_points = np.asarray(self.r_points, dtype=np.float64)
+        r = np.tile(r_points, n_pairs)
+        group = np.repeat(np.arange(n_pairs, dtype=np.int64), len(r_points))
+        return r, group
+
 
 def force_zero_at(rc: float) -> Constraint:
     """U'(rc) = 0 for every type pair (force vanishes at the cutoff)."""
@@ -735,19 +762,29 @@ def _parameter_flags(prog, par, theta, lo, hi, cutoff) -> list[str]:
     return flags
 
 
+def _point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool = True):
+    """A built-in constraint's values U or U' at its points, and (with ``jac``) their Jacobian.
+
+    ``T`` is the parameterization's derivative tensor (constants per type pair by θ); the
+    Jacobian rows are ``None`` without ``jac``.
+    """
+    if not jac:
+        mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE
+        v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
+        return (d if c.derivative else v), None
+    v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+    Tg = T[group]  # (n, K, M)
+    if c.derivative:
+        return d, np.einsum("nk,nkm->nm", h, Tg)
+    return v, np.einsum("nk,nkm->nm", g, Tg)
+
+
 def _constraint_values(c: Constraint, pot: Potential, par: Parameterization, theta):
     """Constraint values and Jacobian rows (n_values, n_params)."""
     if c.r_points is not None:
-        prog = par.program
-        P = len(par.type_pairs)
-        r = np.tile(c.r_points, P)
-        group = np.repeat(np.arange(P, dtype=np.int64), len(c.r_points))
+        r, group = c.points(len(par.type_pairs))
         consts, T = par.table(theta)
-        v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
-        Tg = T[group]  # (n, K, M)
-        if c.derivative:
-            return d, np.einsum("nk,nkm->nm", h, Tg)
-        return v, np.einsum("nk,nkm->nm", g, Tg)
+        return _point_values(c, par.program, consts, T, r, group)
     val = np.atleast_1d(np.asarray(c.fun(pot), dtype=np.float64))
     jac = np.empty((val.size, theta.size))
     for m in range(theta.size):
@@ -782,16 +819,9 @@ class _Problem:
         self._relaxed = None  # see _relaxation
         self._key = None
         self._table = None
-        P = len(par.type_pairs)
         # built-in constraints: evaluation points of every type pair, fixed per expression
-        self._points = []
-        for c in fitter.constraints:
-            if c.r_points is None:
-                self._points.append(None)
-            else:
-                r = np.tile(c.r_points, P)
-                group = np.repeat(np.arange(P, dtype=np.int64), len(c.r_points))
-                self._points.append((r, group))
+        P = len(par.type_pairs)
+        self._points = [None if c.r_points is None else c.points(P) for c in fitter.constraints]
 
     def table(self, theta):
         """Constant table and derivative tensor, cached for the last θ."""
@@ -840,21 +870,9 @@ class _Problem:
         for c, pts in zip(self.f.constraints, self._points, strict=True):
             if pts is not None:
                 consts, T = self.table(theta)
-                r, group = pts
-                if not jac:
-                    mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE
-                    v, d, _, _ = self.prog.evaluate(r, consts, group, mode=mode)
-                    vals.append(d if c.derivative else v)
-                    jacs.append(None)
-                    continue
-                v, d, g, h = self.prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
-                Tg = T[group]
-                if c.derivative:
-                    vals.append(d)
-                    jacs.append(np.einsum("nk,nkm->nm", h, Tg))
-                else:
-                    vals.append(v)
-                    jacs.append(np.einsum("nk,nkm->nm", g, Tg))
+                v, J = _point_values(c, self.prog, consts, T, *pts, jac=jac)
+                vals.append(v)
+                jacs.append(J)
                 continue
             if pot is None:
                 pot = _with_theta(self.par, theta)

@@ -168,11 +168,7 @@ class ForceSurrogate:
         # each equality constraint's points for every type pair, as the fitter lays them out
         P = self._n_pairs
         self._constraints = [
-            (
-                np.tile(np.asarray(c.r_points, dtype=np.float64), P),
-                np.repeat(np.arange(P, dtype=np.int64), len(c.r_points)),
-                bool(c.derivative),
-            )
+            (*c.points(P), bool(c.derivative))
             for c in constraints
             if isinstance(c, Constraint) and c.kind == "eq" and c.r_points is not None
         ]
