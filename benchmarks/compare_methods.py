@@ -152,6 +152,12 @@ def _splits(name: str, noise: float = 0.0):
     return _DATA[key]
 
 
+def valid_rms(name: str) -> float:
+    """RMS of the (always noise-free) validation forces of ``name``: the scale of every
+    recovery criterion and of the relative RMSE column."""
+    return float(np.sqrt(np.mean(_splits(name)[1].forces ** 2)))
+
+
 def recovery_threshold(name: str, noise: float = 0.0) -> tuple[float, float]:
     """``(threshold, true_error)``: the validation RMSE a run must reach to recover
     ``name``, and the true form's own validation RMSE refitted on the (noisy) training
@@ -162,7 +168,7 @@ def recovery_threshold(name: str, noise: float = 0.0) -> tuple[float, float]:
         from mctsff.fit import Fitter
 
         train, valid = _splits(name, noise)
-        rms = float(np.sqrt(np.mean(valid.forces**2)))
+        rms = valid_rms(name)
         if noise <= 0:
             _DATA[key] = (RECOVERY_TOL * rms, math.nan)
         else:
@@ -178,13 +184,13 @@ def recovery_threshold(name: str, noise: float = 0.0) -> tuple[float, float]:
 def exact_form(name: str, expression: str, params: dict[str, float]) -> bool:
     """Whether ``expression`` is the true form of ``name``: refitted on the noise-free
     training forces, starting from ``params``, it reproduces the noise-free validation
-    forces to ``RECOVERY_TOL`` of their RMS."""
-    key = ("exact", name, expression)
+    forces to ``RECOVERY_TOL`` of their RMS (cached per expression and starting constants)."""
+    key = ("exact", name, expression, tuple(sorted(params.items())))
     if key not in _DATA:
         from mctsff.fit import Fitter
 
         train, valid = _splits(name)
-        rms = float(np.sqrt(np.mean(valid.forces**2)))
+        rms = valid_rms(name)
         fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0, initial=dict(params))
         res = fitter.fit(expression)
         _DATA[key] = bool(res.valid and res.rmse_valid < RECOVERY_TOL * rms)
@@ -214,7 +220,7 @@ def run_one(
 
     expr = POTENTIALS[name][0]
     train, valid = _splits(name, noise)
-    rms = float(np.sqrt(np.mean(valid.forces**2)))
+    rms = valid_rms(name)
     threshold, _ = recovery_threshold(name, noise)
     cx = Grammar.load(GRAMMAR).complexity(expr)
     fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0)
@@ -509,7 +515,7 @@ def noise_line(names: list[str], noise: float) -> str:
     parts = []
     for name in names:
         threshold, e = recovery_threshold(name, noise)
-        rms = float(np.sqrt(np.mean(_splits(name, noise)[1].forces ** 2)))
+        rms = valid_rms(name)
         parts.append(f"{name} {e / rms:.2e} (threshold {threshold / rms:.2e})")
     return (
         "Validation RMSE / RMS(F) of the true form refitted on the noisy training forces: "

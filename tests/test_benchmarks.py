@@ -252,6 +252,11 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     # a form is the true one when it refits the noise-free forces exactly
     assert cm.exact_form("coulomb_lj", "prod_c1/r + c1/r**12 - c2/r**6", {})
     assert not cm.exact_form("coulomb_lj", "prod_c1/r**12 + prod_c2/r**6", {})
+    # the verdict is cached per expression *and* starting constants
+    cm.exact_form("soft_sphere", "c1/r**12", {"c1": 1.0})
+    keys = [k for k in cm._DATA if k[:3] == ("exact", "soft_sphere", "c1/r**12")]
+    assert (("c1", 1.0),) in [k[3] for k in keys]
+    assert cm.valid_rms("soft_sphere") == pytest.approx(vrms)
     # the noiseless criterion could never be met on noisy data; the noisy one is
     row = cm.run_one("soft_sphere", "gp", 0, 20, noise=0.01)
     assert row["noise"] == 0.01 and row["recovered"] and row["best_rel_rmse"] > 1e-5
