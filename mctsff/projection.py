@@ -391,6 +391,16 @@ class ForceProjection:
         arrays = (self.R, self.z, self.H, self.r_nodes, self.group_nodes)
         return int(sum(a.nbytes for a in arrays))
 
+    def __repr__(self) -> str:
+        """Settings and size, and the weighted sum of squared forces it summarises (``c``,
+        accumulated serially, so the same data and weights give the same text in every
+        process: a resumed search notices a projection of another grid or weighting)."""
+        return (
+            f"ForceProjection(spacing={self.spacing:g}, cutoff={self.cutoff:g}, "
+            f"n_grid={self.n_grid}, n_pairs={self.n_pairs}, n_rows={self.n_rows}, "
+            f"c={self.c:.10g})"
+        )
+
     def describe(self) -> dict[str, float | int]:
         """Summary for logs and JSON."""
         return {

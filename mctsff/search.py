@@ -1365,8 +1365,9 @@ def _fit_options(fitter) -> dict[str, str]:
     """The fitter's options (constraints, starts, bounds, …) as text, for the resume check.
 
     A resumed run that fitted its later expressions with other options would mix two
-    objectives in one front.  Arrays are named by their shape and a digest, objects
-    whose text holds an address by their type, built-in constraints by name, a user's
+    objectives in one front.  Arrays are named by their shape and a digest, a
+    :class:`~mctsff.projection.ForceProjection` by its settings and weighted force sum,
+    other objects whose text holds an address by their type, built-in constraints by name, a user's
     :class:`~mctsff.fit.Constraint` by its name, kind and a digest of its function
     (code, constants, captured values), so editing the function is noticed.
     """
@@ -1436,7 +1437,9 @@ def _signature_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) 
             out += [
                 f"fit option {o} ({a.get(o)}; now {b.get(o)})"
                 for o in dict.fromkeys([*a, *b])
-                if a.get(o) != b.get(o) and not _older_constraint_text(a.get(o), b.get(o))
+                if a.get(o) != b.get(o)
+                and not _older_constraint_text(a.get(o), b.get(o))
+                and not _older_object_text(a.get(o), b.get(o))
             ]
         else:
             out.append(key)
@@ -1451,6 +1454,19 @@ def _older_constraint_text(saved: Any, current: Any) -> bool:
     if not isinstance(saved, str) or not isinstance(current, str) or _USER_CONSTRAINT in saved:
         return False
     return re.sub(" " + re.escape(_USER_CONSTRAINT) + r"[^)]*\)", "", current) == saved
+
+
+def _older_object_text(saved: Any, current: Any) -> bool:
+    """True when ``saved`` is an object's type name, as checkpoints wrote an option whose
+    text then held an address (a :class:`~mctsff.projection.ForceProjection`), and
+    ``current`` is the same type's text now; such checkpoints resume as before.
+    """
+    return (
+        isinstance(saved, str)
+        and isinstance(current, str)
+        and saved.isidentifier()
+        and current.startswith(saved + "(")
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

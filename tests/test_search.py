@@ -211,6 +211,36 @@ def test_resume_notices_an_edited_user_constraint(screened, tmp_path):
     assert search(other, "pair", resume=True, **kw).n_evaluations >= 8
 
 
+def test_resume_notices_a_prebuilt_projection_of_another_grid(screened, tmp_path):
+    """A prebuilt ForceProjection is compared by its settings and data, not its type only."""
+    import pickle
+
+    from mctsff.projection import ForceProjection
+
+    train, valid = screened
+    kw = dict(budget=4, out=tmp_path, prune=False, grow=False)
+
+    def fitter(spacing):
+        proj = ForceProjection.from_dataset(train, spacing=spacing)
+        return Fitter(train, valid, constraints=(), n_starts=1, projection=proj)
+
+    search(fitter(0.05), "pair", **kw)
+    saved = pickle.loads((tmp_path / "checkpoint.pkl").read_bytes())["signature"]["fit"]
+    assert saved["projection"].startswith("ForceProjection(spacing=0.05,")
+    assert saved["projection"] == repr(ForceProjection.from_dataset(train, spacing=0.05))
+    kw["budget"] = 6
+    with pytest.raises(SearchError, match=r"fit option projection \(ForceProjection\(spacing=0.05"):
+        search(fitter(0.1), "pair", resume=True, **kw)
+    assert search(fitter(0.05), "pair", resume=True, **kw).n_evaluations >= 6
+    # a checkpoint that named the projection's type only (written before) resumes as before
+    path = tmp_path / "checkpoint.pkl"
+    state = pickle.loads(path.read_bytes())
+    state["signature"]["fit"]["projection"] = "ForceProjection"
+    path.write_bytes(pickle.dumps(state))
+    kw["budget"] = 8
+    assert search(fitter(0.1), "pair", resume=True, **kw).n_evaluations >= 8
+
+
 def test_resume_refuses_an_older_checkpoint_format(screened, tmp_path):
     import pickle
 
