@@ -41,6 +41,13 @@ such as ``prod_c1/r**12 + prod_c2/r**6`` for Coulomb + LJ through.  The time of
 those check fits is not counted in the run's wall and CPU times.  With σ = 0 the
 criterion is the one above.
 
+``--suite hard`` runs a second set of six potentials instead, registered before any
+search ran on it (:data:`HARD_SUITE`): forms used in practice that combine two or
+three terms (Buckingham + Coulomb, Born-Mayer-Huggins, Coulomb + damped dispersion,
+Yukawa + r⁻¹², Morse + Coulomb, Ewald real-space Coulomb + LJ), 9-14 productions, their
+constants set so that each term's training forces have an RMS of 0.1-3 times the
+total's (:func:`term_shares`): every term matters and none is cancelled by another.
+
 How sure the comparison is: each recovery rate comes with its 95 % Wilson
 interval, and the runs of the two methods, paired by potential and seed, give
 the MCTS/GP ratio of recoveries with a 95 % bootstrap interval (seeds
@@ -61,6 +68,7 @@ Usage::
     python benchmarks/compare_methods.py --no-gp-surrogate    # GP without the fit-free surrogate
     python benchmarks/compare_methods.py --gp-screen 16       # GP screens 16 offspring per slot
     python benchmarks/compare_methods.py --noise 0.01         # 1 % noise on the training forces
+    python benchmarks/compare_methods.py --suite hard         # the registered harder six
     python benchmarks/compare_methods.py --from-json cmp.json  # the tables of saved runs again
 """
 
@@ -99,6 +107,40 @@ POTENTIALS: dict[str, tuple[str, dict[str, float]]] = {
     "damped_dispersion": ("c1*(1-exp(-c2*r))**6/r**6", {"c1": -30.0, "c2": 1.2}),
 }
 
+_Q = {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6}
+#: ``--suite hard``, registered (2026-12-04) before any search ran on it: six forms used in
+#: practice that combine two or three terms (9-14 productions in ``pair``), constants set
+#: so that every term's forces on the training frames have an RMS between
+#: ``TERM_SHARE`` times the total's (:func:`term_shares`), so no term is negligible and
+#: none is cancelled by another
+HARD_SUITE: dict[str, tuple[str, dict[str, float]]] = {
+    "buckingham_coulomb": (
+        "prod_c1/r+c1*exp(-r/c2)-c3/r**6",
+        {**_Q, "c1": 500.0, "c2": 0.25, "c3": 5.0},
+    ),
+    "born_mayer_huggins": (
+        "c1*exp(-r/c2)-c3/r**6-c4/r**8",
+        {"c1": 500.0, "c2": 0.3, "c3": 20.0, "c4": 60.0},
+    ),
+    "coulomb_damped_dispersion": (
+        "prod_c1/r+c1*(1-exp(-c2*r))**6/r**6",
+        {**_Q, "c1": -30.0, "c2": 1.2},
+    ),
+    "yukawa_repulsion": ("prod_c1*exp(-r/c1)/r+c2/r**12", {**_Q, "c1": 2.5, "c2": 50.0}),
+    "morse_coulomb": (
+        "prod_c1/r+c1*(exp(-2*a_morse*(r-r0_morse))-2*exp(-a_morse*(r-r0_morse)))",
+        {**_Q, "c1": 0.02, "a_morse": 1.5, "r0_morse": 2.9},
+    ),
+    "ewald_lj": (
+        "prod_c1*erfc(c1*r)/r+c2/r**12-c3/r**6",
+        {**_Q, "c1": 0.2, "c2": 100.0, "c3": 5.0},
+    ),
+}
+#: the registered bounds of every hard-suite term's force RMS relative to the total's
+TERM_SHARE = (0.1, 3.0)
+SUITES = {"standard": POTENTIALS, "hard": HARD_SUITE}
+ALL_POTENTIALS = {**POTENTIALS, **HARD_SUITE}
+
 METHODS = ("mcts", "gp")
 GRAMMAR = "pair"
 MAX_LENGTH = 16
@@ -111,6 +153,29 @@ TARGET_RATIO = 1.5
 _DATA: dict[str, object] = {}
 
 
+def term_shares(name: str) -> list[tuple[str, float]]:
+    """Each term of ``name``'s true form with the RMS of its own training forces relative
+    to the RMS of the total's (the hard suite's registered criterion, :data:`TERM_SHARE`)."""
+    import ast
+    import re
+
+    from mctsff.params import Potential
+    from mctsff.program import signed_terms
+
+    train, _ = _splits(name)
+    ds = _DATA["dimers"]
+    expr, params = ALL_POTENTIALS[name]
+    total = float(np.sqrt(np.mean(np.asarray(train.forces) ** 2)))
+    out = []
+    for _, node in signed_terms(expr):
+        term = ast.unparse(node)
+        used = set(re.findall(r"[A-Za-z_]\w*", term))
+        p = {k: v for k, v in params.items() if k.split("[")[0] in used}
+        alone = Potential(term, p, ds.species, ds.type_pairs).synthetic(ds).split(0.2, seed=0)[0]
+        out.append((term, float(np.sqrt(np.mean(np.asarray(alone.forces) ** 2))) / total))
+    return out
+
+
 def check_grammar(names: list[str]) -> dict[str, tuple[int, float]]:
     """Productions and complexity of each true form; raises if one is not derivable."""
     from mctsff.gp import find_derivation
@@ -119,7 +184,7 @@ def check_grammar(names: list[str]) -> dict[str, tuple[int, float]]:
     g = Grammar.load(GRAMMAR)
     out = {}
     for name in names:
-        expr = POTENTIALS[name][0]
+        expr = ALL_POTENTIALS[name][0]
         d = find_derivation(g, expr, max_length=MAX_LENGTH)
         if d is None:
             raise SystemExit(f"{name}: {expr} is not derivable in '{GRAMMAR}' ≤ {MAX_LENGTH}")
@@ -140,11 +205,11 @@ def _splits(name: str, noise: float = 0.0):
                 data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0
             )
         ds = _DATA["dimers"]
-        expr, params = POTENTIALS[name]
+        expr, params = ALL_POTENTIALS[name]
         truth = Potential(expr, params, ds.species, ds.type_pairs)
         train, valid = truth.synthetic(ds).split(0.2, seed=0)
         if noise > 0:
-            rng = np.random.default_rng([list(POTENTIALS).index(name), round(noise * 1e9)])
+            rng = np.random.default_rng([list(ALL_POTENTIALS).index(name), round(noise * 1e9)])
             F = np.asarray(train.forces)
             sigma = noise * float(np.sqrt(np.mean(F**2)))
             train = train.with_forces(F + rng.normal(0.0, sigma, F.shape))
@@ -172,7 +237,7 @@ def recovery_threshold(name: str, noise: float = 0.0) -> tuple[float, float]:
         if noise <= 0:
             _DATA[key] = (RECOVERY_TOL * rms, math.nan)
         else:
-            expr, params = POTENTIALS[name]
+            expr, params = ALL_POTENTIALS[name]
             fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0, initial=params)
             e = fitter.fit(expr).rmse_valid
             if not math.isfinite(e):
@@ -218,7 +283,7 @@ def run_one(
     from mctsff.grammar import Grammar
     from mctsff.search import search
 
-    expr = POTENTIALS[name][0]
+    expr = ALL_POTENTIALS[name][0]
     train, valid = _splits(name, noise)
     rms = valid_rms(name)
     threshold, _ = recovery_threshold(name, noise)
@@ -527,7 +592,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=None, help="seeds per potential (10; quick 2)")
     ap.add_argument("--budget", type=int, default=None, help="fitted expressions (300; quick 120)")
-    ap.add_argument("--potentials", nargs="*", default=list(POTENTIALS), choices=list(POTENTIALS))
+    ap.add_argument(
+        "--suite",
+        choices=list(SUITES),
+        default="standard",
+        help="the issue's six potentials (standard) or the registered harder six (hard)",
+    )
+    ap.add_argument(
+        "--potentials",
+        nargs="*",
+        default=None,
+        choices=list(ALL_POTENTIALS),
+        help="run these instead of the suite's",
+    )
     ap.add_argument("--workers", type=int, default=2, help="parallel searches (2)")
     ap.add_argument("--quick", action="store_true", help="2 seeds, budget 120 (~2 min)")
     ap.add_argument("--png", default="compare_methods.png", help="figure path")
@@ -566,13 +643,15 @@ def main(argv: list[str] | None = None) -> int:
         return report_saved(Path(args.from_json), Path(args.png))
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     budget = args.budget if args.budget is not None else (120 if args.quick else 300)
-    names = list(args.potentials)
+    names = list(args.potentials) if args.potentials else list(SUITES[args.suite])
     warnings.simplefilter("ignore")
     info = check_grammar(names)
 
     machine = platform.processor() or platform.machine()
     print(
-        f"# MCTS vs GP, synthetic pair potentials on 20 water dimers — {datetime.date.today()}, "
+        "# MCTS vs GP, synthetic pair potentials on 20 water dimers"
+        + (" (hard suite, registered 2026-12-04)" if names == list(HARD_SUITE) else "")
+        + f" — {datetime.date.today()}, "
         f"{machine}, {os.cpu_count()} cores (shared with other jobs), {args.workers} worker "
         f"processes, {seeds} seeds, budget {budget} fitted expressions, grammar '{GRAMMAR}', "
         f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}, "
@@ -641,7 +720,7 @@ def report_saved(path: Path, png: Path) -> int:
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise SystemExit(f"{path}: not a --json file of compare_methods.py ({exc})") from None
     rows = within(rows, budget)
-    names = [n for n in POTENTIALS if any(r["potential"] == n for r in rows)]
+    names = [n for n in ALL_POTENTIALS if any(r["potential"] == n for r in rows)]
     seeds = len({r["seed"] for r in rows})
     noise = float(rows[0].get("noise", 0.0))
     print(

@@ -231,6 +231,22 @@ def test_ablation_variants_are_search_settings(ablation):
         _check_local_options(opts.get("local_options"))
 
 
+def test_hard_suite_is_derivable_and_every_term_matters(cm):
+    """The registered hard suite: derivable in ``pair`` within the search's max_length,
+    harder than the standard forms, and each term's forces 0.1-3 × the total's RMS."""
+    info = cm.check_grammar(list(cm.HARD_SUITE))
+    assert set(cm.HARD_SUITE).isdisjoint(cm.POTENTIALS)
+    assert list(cm.ALL_POTENTIALS)[: len(cm.POTENTIALS)] == list(cm.POTENTIALS)  # noise draws
+    assert all(9 <= n <= 14 for n, _ in info.values())
+    lo, hi = cm.TERM_SHARE
+    for name in cm.HARD_SUITE:
+        shares = cm.term_shares(name)
+        assert len(shares) >= 2, name
+        assert all(lo <= x <= hi for _, x in shares), (name, shares)
+    # the criterion can fail: the standard suite's Coulomb + LJ has a Coulomb term of 2 %
+    assert min(x for _, x in cm.term_shares("coulomb_lj")) < lo
+
+
 def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_path, capsys):
     """--noise σ: training forces get σ × RMS noise (a fixed draw), validation forces stay
     exact, and a recovery is judged against the true form's own refitted error."""
