@@ -1367,9 +1367,12 @@ def _fit_options(fitter) -> dict[str, str]:
     A resumed run that fitted its later expressions with other options would mix two
     objectives in one front.  Arrays are named by their shape and a digest, a
     :class:`~mctsff.projection.ForceProjection` by its settings and weighted force sum,
-    other objects whose text holds an address by their type, built-in constraints by name, a user's
-    :class:`~mctsff.fit.Constraint` by its name, kind and a digest of its function
-    (code, constants, captured values), so editing the function is noticed.
+    other objects whose text holds an address by their type, built-in constraints by
+    name, a user's :class:`~mctsff.fit.Constraint` by its name, kind and a digest of its
+    function (code, constants, captured values), so editing the function is noticed.
+    The code digest reads the function's bytecode, which changes between Python
+    versions: a checkpoint with a user constraint resumes under the Python it was
+    written with.
     """
     opts = fitter.options
     if dataclasses.is_dataclass(opts):
