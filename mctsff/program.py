@@ -127,10 +127,13 @@ class Program:
         try:
             tree = ast.parse(text, mode="eval").body
         except SyntaxError as exc:
-            col = (exc.offset or 1) - 1
-            raise ExpressionError(
-                f"cannot parse expression {text!r} at column {col + 1}: {exc.msg}"
-            ) from None
+            # Python reports an expression that ends too early (``c1/r +``) at offset 0
+            where = (
+                f"at column {exc.offset}"
+                if exc.offset and 0 < exc.offset <= len(text)
+                else "at its end (is an operand missing?)"
+            )
+            raise ExpressionError(f"cannot parse expression {text!r} {where}: {exc.msg}") from None
         compiler = _Compiler(text, variables, weights)
         compiler.emit(tree)
         code = np.array(compiler.code, dtype=np.int64).reshape(-1, 2)
