@@ -53,8 +53,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mctsff import kernels, ops
-from mctsff.fit import Constraint, _Target, potfit_weights
+from mctsff import ops
+from mctsff.fit import Constraint, _point_values, _Target, potfit_weights
 from mctsff.params import _linear_constants
 from mctsff.program import Program, signed_terms
 
@@ -165,10 +165,9 @@ class ForceSurrogate:
         self._y = self._rows_of(y if self._rows is None else y[self._rows], self._target.energies)
         self._yy = float(self._y @ self._y)
         self.constraint_tol = float(constraint_tol)
-        # each equality constraint's points for every type pair, as the fitter lays them out
-        P = self._n_pairs
+        # each equality constraint with its points for every type pair, as the fitter lays them out
         self._constraints = [
-            (*c.points(P), bool(c.derivative))
+            (c, *c.points(self._n_pairs))
             for c in constraints
             if isinstance(c, Constraint) and c.kind == "eq" and c.r_points is not None
         ]
@@ -310,11 +309,10 @@ class ForceSurrogate:
                 consts[:, i] = v
             f, e = t.predict(prog, consts, energies=bool(self._ew))
             cols.append(self._rows_of(f if self._rows is None else f[self._rows], e))
-            vals = []
-            for r, group, derivative in self._constraints:
-                mode = kernels.MODE_D if derivative else kernels.MODE_VALUE
-                v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
-                vals.append(np.asarray(d if derivative else v, dtype=np.float64))
+            vals = [
+                np.asarray(_point_values(c, prog, consts, None, r, group, jac=False)[0], np.float64)
+                for c, r, group in self._constraints
+            ]
             cons.append(np.concatenate(vals) if vals else np.zeros(0))
         return np.stack(cols, axis=1), np.stack(cons, axis=1)
 
