@@ -157,22 +157,20 @@ def term_shares(name: str) -> list[tuple[str, float]]:
     """Each term of ``name``'s true form with the RMS of its own training forces relative
     to the RMS of the total's (the hard suite's registered criterion, :data:`TERM_SHARE`)."""
     import ast
-    import re
 
     from mctsff.params import Potential
-    from mctsff.program import signed_terms
+    from mctsff.program import Program, signed_terms
 
-    train, _ = _splits(name)
-    ds = _DATA["dimers"]
+    ds = _dimers()
     expr, params = ALL_POTENTIALS[name]
-    total = float(np.sqrt(np.mean(np.asarray(train.forces) ** 2)))
+    total = _rms(_splits(name)[0].forces)
     out = []
     for _, node in signed_terms(expr):
         term = ast.unparse(node)
-        used = set(re.findall(r"[A-Za-z_]\w*", term))
+        used = set(Program.from_string(term).constants)
         p = {k: v for k, v in params.items() if k.split("[")[0] in used}
         alone = Potential(term, p, ds.species, ds.type_pairs).synthetic(ds).split(0.2, seed=0)[0]
-        out.append((term, float(np.sqrt(np.mean(np.asarray(alone.forces) ** 2))) / total))
+        out.append((term, _rms(alone.forces) / total))
     return out
 
 
@@ -192,26 +190,36 @@ def check_grammar(names: list[str]) -> dict[str, tuple[int, float]]:
     return out
 
 
+def _rms(x) -> float:
+    """Root mean square of an array of forces."""
+    return float(np.sqrt(np.mean(np.asarray(x) ** 2)))
+
+
+def _dimers():
+    """The shipped 20 water dimers (cutoff 9 Å) every synthetic potential is put on
+    (loaded once per process)."""
+    if "dimers" not in _DATA:
+        from mctsff.data import data_file, load_dataset
+
+        _DATA["dimers"] = load_dataset(data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0)
+    return _DATA["dimers"]
+
+
 def _splits(name: str, noise: float = 0.0):
     """Synthetic (train, valid) for one potential (cached per process); with ``noise`` > 0
     the training forces carry Gaussian noise of ``noise`` × their RMS (a fixed draw)."""
     key = (name, float(noise))
     if key not in _DATA:
-        from mctsff.data import data_file, load_dataset
         from mctsff.params import Potential
 
-        if "dimers" not in _DATA:
-            _DATA["dimers"] = load_dataset(
-                data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0
-            )
-        ds = _DATA["dimers"]
+        ds = _dimers()
         expr, params = ALL_POTENTIALS[name]
         truth = Potential(expr, params, ds.species, ds.type_pairs)
         train, valid = truth.synthetic(ds).split(0.2, seed=0)
         if noise > 0:
             rng = np.random.default_rng([list(ALL_POTENTIALS).index(name), round(noise * 1e9)])
             F = np.asarray(train.forces)
-            sigma = noise * float(np.sqrt(np.mean(F**2)))
+            sigma = noise * _rms(F)
             train = train.with_forces(F + rng.normal(0.0, sigma, F.shape))
         _DATA[key] = (train, valid)
     return _DATA[key]
@@ -220,7 +228,7 @@ def _splits(name: str, noise: float = 0.0):
 def valid_rms(name: str) -> float:
     """RMS of the (always noise-free) validation forces of ``name``: the scale of every
     recovery criterion and of the relative RMSE column."""
-    return float(np.sqrt(np.mean(_splits(name)[1].forces ** 2)))
+    return _rms(_splits(name)[1].forces)
 
 
 def recovery_threshold(name: str, noise: float = 0.0) -> tuple[float, float]:
