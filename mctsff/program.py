@@ -15,7 +15,12 @@ An expression is written in Python/sympy syntax::
 
 Parsing uses Python's :mod:`ast` (fast, with column numbers for errors); the
 same tree gives the bytecode, the complexity and the sympy expression, so no
-sympy work happens when a candidate is compiled.
+sympy work happens when a candidate is compiled.  Nothing is ever executed: an
+expression is one line of ASCII letters, digits, ``_``, spaces and ``+ - * / ^ ( ) . ,``
+(:data:`ALLOWED_CHARACTERS`; no comments, quotes, backslashes or line breaks) and at most
+:data:`MAX_LENGTH` characters, checked before parsing, and its parse tree may hold only
+the nodes above, so an expression copied from a run folder or a grammar into generated
+code (:mod:`mctsff.export`) can only be that expression.
 """
 
 from __future__ import annotations
@@ -45,6 +50,37 @@ _BINOPS = {
     ast.BitXor: "**",
 }
 _LITERAL_NAMES = {"pi": math.pi}
+
+#: Characters an expression may contain (one line: no comments, quotes or line breaks).
+ALLOWED_CHARACTERS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_ +-*/^().,"
+)
+#: Longest expression accepted, in characters (searched forms have a few hundred).
+MAX_LENGTH = 10_000
+
+
+def check_syntax(expression: str) -> str:
+    """``expression`` stripped, if it is one line of :data:`ALLOWED_CHARACTERS`.
+
+    Raises
+    ------
+    ExpressionError
+        Naming the first character that is not allowed and its column (a ``#`` comment,
+        a line break, a quote, a non-ASCII letter, ...), or the length.
+    """
+    if not isinstance(expression, str):
+        raise ExpressionError(f"an expression is a string, not {type(expression).__name__}")
+    text = expression.strip()
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression of {len(text)} characters is longer than {MAX_LENGTH}")
+    for col, ch in enumerate(text, start=1):
+        if ch not in ALLOWED_CHARACTERS:
+            what = "a line break" if ch in "\r\n\v\f\x85\u2028\u2029" else repr(ch)
+            raise ExpressionError(
+                f"unsupported syntax: {what} at column {col} of expression {text[:80]!r} "
+                "(an expression is one line of names, numbers, spaces and + - * / ^ ( ) . ,)"
+            )
+    return text
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,9 +159,11 @@ class Program:
 
     @classmethod
     def _build(cls, expression: str, variables: tuple[str, ...], weights: dict) -> Program:
-        text = expression.strip().replace("^", "**")
+        text = check_syntax(expression).replace("^", "**")
         try:
             tree = ast.parse(text, mode="eval").body
+        except (RecursionError, MemoryError):
+            raise ExpressionError(f"expression {text[:80]!r}... is nested too deeply") from None
         except SyntaxError as exc:
             # Python reports an expression that ends too early (``c1/r +``) at offset 0
             where = (
@@ -135,7 +173,11 @@ class Program:
             )
             raise ExpressionError(f"cannot parse expression {text!r} {where}: {exc.msg}") from None
         compiler = _Compiler(text, variables, weights)
-        compiler.emit(tree)
+        try:
+            compiler.emit(tree)
+        except (RecursionError, OverflowError) as exc:
+            what = "is nested too deeply" if isinstance(exc, RecursionError) else f"has {exc}"
+            raise ExpressionError(f"expression {text[:80]!r} {what}") from None
         code = np.array(compiler.code, dtype=np.int64).reshape(-1, 2)
         return cls(
             expression=text,

@@ -88,3 +88,65 @@ def test_code_is_plain_postfix():
     for expr in ("A*exp(-r/b) - C/r**6 + q/r", "c/r + r*c - 2/r", "4*e*((s/r)**12 - (s/r)**6)"):
         p = Program.from_string(expr)
         assert set(p.code[:, 0].tolist()) <= plain
+
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ('A/r #"""; __import__("os").system("touch PWNED"); """', "'#' at column 5"),
+        ("A/r\n+ B", "a line break at column 4"),
+        ("A/r\r+ B", "a line break at column 4"),
+        ("A/r + 'x'", '"\'" at column 7'),
+        ("A/r + \\\n1", "'\\\\' at column 7"),
+        ("A/r + αr", "'α' at column 7"),
+        ("r.__class__", "unsupported syntax Attribute"),
+        ("r" + "+r" * 20_000, "longer than"),
+        ("+".join(["r"] * 3000), "nested too deeply"),
+        ("1" * 400 + "*r", "too large"),
+    ],
+)
+def test_expressions_are_one_line_of_the_allowed_syntax(bad, fragment):
+    """A comment, line break, quote or other character would let an expression taken from
+    a run folder or grammar carry code into an exported module (issue 36)."""
+    with pytest.raises(ExpressionError, match=re.escape(fragment)):
+        Program.from_string(bad)
+
+
+_TOKENS = [
+    "r", "A", "b", "prod_q", "exp", "sqrt", "(", ")", "+", "-", "*", "/", "**", "^", " ",
+    "1", "2.5", "1e-3", ",", ".", "#", "\n", "'", '"', "\\", "__import__", "os", "[", "]",
+    "lambda", ":", "=", ";", "{", "}", "@", "\x00", "é", "9" * 30, "pi", "r.real",
+]  # fmt: skip
+
+
+def test_random_expressions_raise_only_expression_errors_and_run_nothing():
+    """Property: any string compiles or raises ExpressionError, and nothing is executed."""
+    import builtins
+    import contextlib
+    import os
+    from unittest import mock
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mctsff.program import ALLOWED_CHARACTERS
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError(f"code was executed: {args!r}")
+
+    texts = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(_TOKENS), max_size=12))
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(texts)
+    def check(parts):
+        text = parts if isinstance(parts, str) else "".join(parts)
+        with contextlib.ExitStack() as stack:
+            for obj, name in ((builtins, "exec"), (builtins, "eval"), (os, "system")):
+                stack.enter_context(mock.patch.object(obj, name, forbidden))
+            try:
+                p = Program.from_string(text)
+            except ExpressionError:
+                return
+        assert set(p.expression) <= ALLOWED_CHARACTERS, p.expression
+
+    check()
