@@ -312,6 +312,38 @@ class Dataset:
             return self, None
         return self.subset(train), self.subset(valid)
 
+    def split_holdout(
+        self, valid_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0
+    ) -> tuple[Dataset, Dataset | None, Dataset | None]:
+        """Deterministic train/validation/test split by frame (:func:`holdout_frames`).
+
+        The test frames are meant to be seen by nothing but the final report: not by the
+        fit, the search or the choice of a model.  With ``test_fraction=0`` this is
+        :meth:`split` (same frames for the same seed).
+
+        Parameters
+        ----------
+        valid_fraction, test_fraction : float
+            Fractions of all frames for validation and test, each in ``[0, 1)``, sum < 1.
+        seed : int
+            Seed of the permutation (independent of any search seed).
+
+        Returns
+        -------
+        (Dataset, Dataset or None, Dataset or None)
+            ``(train, valid, test)``; a part without frames is ``None``.
+        """
+        train, valid, test = holdout_frames(
+            self.n_frames, valid_fraction, test_fraction, seed, self._src
+        )
+        if valid is None and test is None:
+            return self, None, None
+        return (
+            self.subset(train),
+            None if valid is None else self.subset(valid),
+            None if test is None else self.subset(test),
+        )
+
     def with_forces(self, forces: np.ndarray, energies: np.ndarray | None = None) -> Dataset:
         """Same frames and pairs with replaced reference forces (and energies).
 
@@ -492,6 +524,48 @@ def split_frames(
         return np.arange(n), None
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+
+def holdout_frames(
+    n_frames: int,
+    valid_fraction: float,
+    test_fraction: float,
+    seed: int,
+    src: str = "<atoms>",
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Frame indices of the deterministic train/validation/test split.
+
+    Frames are permuted with ``numpy.random.default_rng(seed).permutation(n_frames)``; the
+    first ``round(n_frames * test_fraction)`` go to test, the next
+    ``round(n_frames * valid_fraction)`` to validation, the rest to training.  A positive
+    fraction gets at least one frame where the frames allow it, and training keeps at least
+    one.  With ``test_fraction=0`` the validation frames are those of :func:`split_frames`.
+
+    Returns
+    -------
+    (ndarray, ndarray or None, ndarray or None)
+        Sorted training, validation and test frame indices; an empty part is ``None``.
+    """
+    fv, ft = float(valid_fraction), float(test_fraction)
+    for name, f in (("valid_fraction", fv), ("test_fraction", ft)):
+        if not (0.0 <= f < 1.0):
+            raise _error(src, f"{name} must be in [0, 1), got {f!r}")
+    if fv + ft >= 1.0:
+        raise _error(src, f"valid_fraction + test_fraction must be < 1, got {fv!r} + {ft!r}")
+    n = int(n_frames)
+    n_test = round(n * ft)
+    if ft > 0 and n >= 2:
+        n_test = max(n_test, 1)
+    n_test = max(min(n_test, n - 1), 0)
+    n_valid = round(n * fv)
+    if fv > 0 and n - n_test >= 2:
+        n_valid = max(n_valid, 1)
+    n_valid = max(min(n_valid, n - n_test - 1), 0)
+    perm = np.random.default_rng(seed).permutation(n)
+    test = np.sort(perm[:n_test])
+    valid = np.sort(perm[n_test : n_test + n_valid])
+    train = np.sort(perm[n_test + n_valid :])
+    return train, (valid if valid.size else None), (test if test.size else None)
 
 
 def iter_chunks(

@@ -456,3 +456,23 @@ def test_coinciding_atoms() -> None:
     per.calc = SinglePointCalculator(per, forces=np.zeros((2, 3)))
     with pytest.raises(DataError, match="atoms 0 and 1 coincide"):
         from_atoms([per], 2.0)
+
+
+def test_split_holdout_gives_disjoint_train_valid_test_frames(dimers):
+    train, valid, test = dimers.split_holdout(0.2, 0.2, seed=0)
+    ids = [set(part.frame_ids.tolist()) for part in (train, valid, test)]
+    assert [len(s) for s in ids] == [12, 4, 4]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert ids[0] | ids[1] | ids[2] == set(range(dimers.n_frames))
+    # the same seed, the same split; another seed, other test frames
+    again = dimers.split_holdout(0.2, 0.2, seed=0)[2]
+    assert again.frame_ids.tolist() == test.frame_ids.tolist()
+    assert dimers.split_holdout(0.2, 0.2, seed=1)[2].frame_ids.tolist() != test.frame_ids.tolist()
+    # no test frames: exactly the two-way split
+    _, v2 = dimers.split(0.2, seed=3)
+    tr3, v3, t3 = dimers.split_holdout(0.2, 0.0, seed=3)
+    assert t3 is None and v3.frame_ids.tolist() == v2.frame_ids.tolist()
+    with pytest.raises(DataError, match="valid_fraction \\+ test_fraction"):
+        dimers.split_holdout(0.5, 0.5)
+    with pytest.raises(DataError, match="test_fraction"):
+        dimers.split_holdout(0.2, -0.1)
