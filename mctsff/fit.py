@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg.lapack import dgesv as _dgesv
 
-from mctsff import kernels
+from mctsff import kernels, ops, scan
 from mctsff.params import Parameterization, Potential
 from mctsff.program import ExpressionError, Program
 from mctsff.projection import ForceProjection, ProjectionError
@@ -44,6 +44,9 @@ NUMERIC_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDiv
 #: Relative decrease of the loss at which the relaxed fit of :meth:`_Problem._typed_start`
 #: stops (it only gives a start; 1e-12 was no better on 600 candidates, and slower).
 RELAXED_FTOL = 1e-9
+#: Weight of the constraint rows in the scan's prefactor solve: a violation of
+#: ``constraint_tol`` costs this share of the zero model's loss.
+PENALTY_SHARE = 1e-4
 #: Length scales (Å) tried for length-like constants by successive starts.
 LENGTH_LADDER = (3.0, 0.3, 1.5, 6.0, 0.6, 2.2, 4.5, 0.15)
 
@@ -268,6 +271,7 @@ class FitOptions:
     variables: tuple[str, ...] = ("r",)
     projection: float | ForceProjection | None = None
     pair_start: bool = False
+    scan: bool = True
 
 
 class Fitter:
@@ -396,6 +400,8 @@ class Fitter:
         self._ew = math.sqrt(o.energy_weight / max(self._train.n_frames, 1))
         self._proj = self._projection(o.projection, w)
         self._seed_seq = np.random.SeedSequence(o.seed)
+        self.r_min = float(self._train.r.min())
+        self.loss_zero = float(np.sum((self._w * self._train.forces) ** 2))
         kernels.warmup()
 
     def _init_projected(self, train: ForceProjection) -> None:
@@ -410,6 +416,8 @@ class Fitter:
                 raise FitConfigError(why)
         self._train = None
         self._proj = train
+        self.r_min = float(np.min(train.grid.lo))
+        self.loss_zero = float(train.c)
         self._use_energy = False
         self._seed_seq = np.random.SeedSequence(o.seed)
         kernels.warmup()
@@ -551,16 +559,32 @@ class Fitter:
             if sol is not None:
                 candidates.append(sol)
 
-        for x0 in self._starts(par, lo, hi, text):
-            explore(lambda x0=x0: x0)
-        if problem._typed and candidates:
+        if self.options.scan:
+            for x0 in problem.scan_starts(self._starts(par, lo, hi, text)[0], lo, hi):
+                if self.constraints:  # the constrained solve starts from the scan directly
+                    candidates.append((x0, math.nan))
+                    losses.append(math.nan)
+                else:
+                    explore(lambda x0=x0: x0)
+        if len(candidates) < self.options.n_starts:  # fill up with the seeded ladder starts
+            extra = self._starts(par, lo, hi, text)[len(candidates) - self.options.n_starts :]
+            for x0 in extra if self.options.scan else self._starts(par, lo, hi, text):
+                if self.constraints and self.options.scan:
+                    sol = problem._linear_start(x0, lo, hi) if np.all(np.isfinite(x0)) else None
+                    if sol is not None:
+                        candidates.append((sol, math.nan))
+                        losses.append(math.nan)
+                else:
+                    explore(lambda x0=x0: x0)
+        if problem._typed and candidates and not self.options.scan:
             # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
             best_start = min(candidates, key=lambda s: s[1])[0]
             explore(lambda: problem._typed_start(best_start, lo, hi))
         candidates.sort(key=lambda s: s[1])
         best = None
         # constrained refinement from the best starts until one is feasible
-        for x, _ in candidates[: self.options.n_refine]:
+        n_refine = self.options.n_refine if not self.options.scan else len(candidates)
+        for x, _ in candidates[:n_refine]:
             try:
                 with np.errstate(all="ignore"):
                     sol = problem.solve(x, lo, hi)
@@ -570,7 +594,11 @@ class Fitter:
                 best is None or _better(sol, best, self.options.constraint_tol)
             ):
                 best = sol
-            if best is not None and best[2] <= self.options.constraint_tol * 10:
+            if (
+                best is not None
+                and best[2] <= self.options.constraint_tol * 10
+                and not self.options.scan
+            ):
                 break
             if best is not None and problem.nfev >= self.options.max_fit_nfev:
                 break
@@ -799,6 +827,34 @@ def _constraint_values(c: Constraint, pot: Potential, par: Parameterization, the
     return val, jac
 
 
+def _diagonal_factors(par: Parameterization, theta, values) -> np.ndarray | None:
+    """θ with product-rule slots factored from the diagonal of their per-pair values.
+
+    ``q[A] = sqrt(|k[A-A]|)``, the sign of each type relative to the first type taken from
+    ``k[first-A]``: a second factorisation next to the leading eigenvector's, which is
+    pulled by the off-diagonal values (and their errors) when the per-pair optimum is
+    far from rank one.  ``None`` when no slot is a product.
+    """
+    theta = np.array(theta, dtype=float)
+    done = False
+    sp = {s: i for i, s in enumerate(par.species)}
+    for k, vals in values.items():
+        name = par.program.constants[k]
+        if ops.constant_rule(name) != "product":
+            continue
+        S = len(par.species)
+        M = np.zeros((S, S))
+        for p, (a, b) in enumerate(par.type_pairs):
+            M[sp[a], sp[b]] = M[sp[b], sp[a]] = vals[p]
+        q = np.sqrt(np.abs(np.diag(M)))
+        sign = np.where(M[0] < 0, -1.0, 1.0)
+        sign[0] = 1.0
+        for s_i, s_name in enumerate(par.species):
+            theta[par.names.index(f"{name}[{s_name}]")] = sign[s_i] * q[s_i]
+        done = True
+    return theta if done else None
+
+
 def _with_theta(par: Parameterization, theta) -> Potential:
     params = dict(zip(par.names, theta, strict=True))
     return Potential(par.program, params, par.species, par.type_pairs)
@@ -815,7 +871,8 @@ class _Problem:
         self.relaxed_nfev = 0  # evaluations of the relaxed fit (_typed_start)
         self.lin = par.linear_mask()
         # per-type prefactors for the extra start (read only when the option asks for it)
-        self._typed = par.typed_prefactors() if fitter.options.pair_start else ()
+        o = fitter.options
+        self._typed = par.typed_prefactors() if (o.pair_start or o.scan) else ()
         self._relaxed = None  # see _relaxation
         self._key = None
         self._table = None
@@ -956,6 +1013,114 @@ class _Problem:
         x = self.par.factored(x, {k: xr[idx] for k, idx in pairs.items()})
         return None if x is None else np.clip(x, lo, hi)
 
+    def solve_linear(self, x0, lo, hi):
+        """``x0`` with every linear prefactor solved exactly, and the loss there.
+
+        The forces are affine in the linear prefactors, so one Jacobian at ``x0`` gives
+        the exact least-squares prefactors; built-in equality constraints (``force0``,
+        ``energy0``), affine in them too, are met exactly where the prefactors can meet
+        them (null-space least squares) and in the least-squares sense otherwise.
+        Returns ``(x, loss)``, or ``None`` where the residual is not finite.
+        """
+        res0, J0 = self._rows(x0, True)
+        if not (np.all(np.isfinite(res0)) and np.all(np.isfinite(J0))):
+            return None
+        lin = self.lin
+        x = x0.copy()
+        if not lin.any():
+            return x, float(res0 @ res0)
+        A = J0[:, lin]
+        rows, offs = [], []
+        for c, pts in zip(self.f.constraints, self._points, strict=True):
+            if pts is not None and c.kind == "eq":
+                consts, T = self.table(x0)
+                v, Jc = _point_values(c, self.prog, consts, T, *pts)
+                rows.append(Jc[:, lin])
+                offs.append(v - Jc[:, lin] @ x0[lin])
+        b = -res0 + A @ x0[lin]  # the prefactors solve A·a ≈ b
+        if rows:
+            # the constraint is |c| <= tol, not c = 0: penalty rows cost (|c|/tol)² x 1e-4
+            # of the zero model's loss, so a term that has died out before the cutoff
+            # (c ~ 1e-100 per unit prefactor) keeps its prefactor
+            w = math.sqrt(PENALTY_SHARE * self.f.loss_zero) / self.f.options.constraint_tol
+            C = np.vstack(rows)
+            c0 = np.concatenate(offs)
+            if not (np.all(np.isfinite(C)) and np.all(np.isfinite(c0))):
+                return None
+            a = _lstsq(np.vstack([A, w * C]), np.concatenate([b, -w * c0]))
+        else:
+            a = _lstsq(A, b)
+        x[lin] = np.clip(a, lo[lin], hi[lin])
+        d = res0 + A @ (x[lin] - x0[lin])
+        loss = float(d @ d)
+        return (x, loss) if math.isfinite(loss) else None
+
+    def scan_starts(self, x0, lo, hi) -> list[np.ndarray]:
+        """Starts from a scan of the nonlinear constants with exact prefactors (best first).
+
+        Per-type prefactors (``q[A]·q[B]``) are relaxed to one value per type pair, in
+        which U is linear; the nonlinear constants are laid on physical grids
+        (:func:`mctsff.scan.grid`); at each grid point the prefactors are solved exactly
+        (:meth:`solve_linear`); every local minimum of that reduced loss on the grid is
+        refined by the relaxed problem's local solver, and its per-pair prefactors are
+        factored back into per-type values (:meth:`~mctsff.params.Parameterization.factored`,
+        the sign of each type chosen by the factorisation).  At most ``n_starts`` starts.
+        """
+        n_keep = self.f.options.n_starts
+        if self._typed:
+            if self._relaxed is None:
+                self._relaxed = self._relaxation()
+            relaxed, (rlo, rhi), common, pairs = self._relaxed
+            rlo, rhi = rlo.copy(), rhi.copy()
+            xr0 = np.ones(relaxed.par.n_params)
+            for m, j in common:
+                xr0[j] = x0[m]
+                rlo[j], rhi[j] = lo[m], hi[m]
+        else:
+            relaxed, rlo, rhi, xr0 = self, lo, hi, x0
+        mask = ~relaxed.lin
+        axes = scan.axes_for(relaxed.par.names, relaxed.par.base_name, mask, relaxed.prog)
+        points = scan.grid(axes, np.clip(xr0, rlo, rhi), rlo, rhi, self.f.cutoff, self.f.r_min)
+        solved, losses = [], []
+        for p in points:
+            try:
+                with np.errstate(all="ignore"):
+                    sol = relaxed.solve_linear(p, rlo, rhi)
+            except NUMERIC_ERRORS:
+                sol = None
+            solved.append(p if sol is None else sol[0])
+            losses.append(math.inf if sol is None else sol[1])
+        picks = scan.local_minima(points, losses, mask)[:n_keep]
+        if relaxed is not self:
+            relaxed_nfev = relaxed.nfev
+        starts = []
+        for i in picks:
+            x = solved[i]
+            if relaxed is not self:
+                try:
+                    with np.errstate(all="ignore"):
+                        sol = (
+                            relaxed.solve(x, rlo, rhi)
+                            if self.f.constraints
+                            else relaxed.explore(x, rlo, rhi, tol=RELAXED_FTOL)
+                        )
+                except NUMERIC_ERRORS:
+                    sol = None
+                xr = x if sol is None else sol[0]
+                x = x0.copy()
+                for m, j in common:
+                    x[m] = xr[j]
+                values = {k: xr[idx] for k, idx in pairs.items()}
+                for xf in (self.par.factored(x, values), _diagonal_factors(self.par, x, values)):
+                    if xf is not None and not any(np.array_equal(xf, y) for y in starts):
+                        starts.append(np.clip(xf, lo, hi))
+                continue
+            starts.append(x)
+        if relaxed is not self:
+            self.relaxed_nfev += relaxed.nfev - relaxed_nfev
+            relaxed.nfev = relaxed_nfev
+        return starts[:n_keep]
+
     def explore(self, x0, lo, hi, tol: float | None = None):
         """One start without constraints: exact linear prefactors, then a loose solve."""
         x = self._linear_start(x0, lo, hi)
@@ -976,81 +1141,158 @@ class _Problem:
         return (x, loss) if math.isfinite(loss) else None
 
     def solve(self, x0, lo, hi):
-        """Augmented-Lagrangian loop from ``x0``. Returns (θ, loss, violation, multipliers)."""
-        o = self.f.options
-        x = x0.copy()
-        if not self.f.constraints:
+        """Constrained solve from ``x0``. Returns (θ, loss, violation, multipliers).
+
+        Equality constraints are linearised in every step of
+        :func:`constrained_levenberg_marquardt`; inequality constraints (and only
+        they) go through the augmented-Lagrangian outer loop, each of whose inner
+        solves keeps the equalities.  Where that leaves an equality unmet (an
+        ill-conditioned constraint), the augmented Lagrangian takes the equalities too,
+        from where the first pass ended.
+        """
+        cons = self.f.constraints
+        if not cons:
+            x = x0.copy()
             res, _ = self._rows(x, False)
             return x, float(res @ res), 0.0, {}
+        kinds = [c.kind for c in cons]
+        eq = [i for i, k in enumerate(kinds) if k == "eq"]
+        sol = self._solve(x0, lo, hi, eq)
+        if sol is not None and eq and sol[2] > self.f.options.constraint_tol:
+            again = self._solve(sol[0], lo, hi, [])
+            # feasible here means within constraint_tol itself (not the 10x reported as met)
+            if again is not None and _better(again, sol, 0.1 * self.f.options.constraint_tol):
+                sol = again
+        return sol
+
+    def _solve(self, x0, lo, hi, eq):
+        """:meth:`solve` with the constraints ``eq`` kept by the inner solver, the
+        others by the augmented Lagrangian."""
+        o = self.f.options
+        x = x0.copy()
         cons = self.f.constraints
         kinds = [c.kind for c in cons]
+        al = [i for i in range(len(cons)) if i not in eq]
         vals, jacs = self._cons(x)
-        # scale each constraint by its gradient norm at the start, so that a
-        # constraint insensitive to θ (e.g. 6C/rc^7) is not lost in the loss
-        scales = [
-            np.maximum(np.linalg.norm(J, axis=1), 1e-8 * (1.0 + np.abs(v)))
-            for v, J in zip(vals, jacs, strict=True)
-        ]
+        if not all(np.all(np.isfinite(v)) for v in vals):
+            return None
+        # scale each AL constraint by its gradient norm at the start, so that one
+        # insensitive to θ (e.g. 6C/rc^7) is not lost in the loss
+        scales = {
+            i: np.maximum(np.linalg.norm(jacs[i], axis=1), 1e-8 * (1.0 + np.abs(vals[i])))
+            for i in al
+        }
 
-        def scons(th, jac=True):
+        def eq_cons(th, jac=True):
             vs, Js = self._cons(th, jac)
-            return (
-                [v / sc for v, sc in zip(vs, scales, strict=True)],
-                [J / sc[:, None] for J, sc in zip(Js, scales, strict=True)] if jac else None,
-            )
+            v = np.concatenate([vs[i] for i in eq])
+            return v, (np.vstack([Js[i] for i in eq]) if jac else None)
 
-        lam = [np.zeros_like(v) for v in vals]
+        def inner(fun, fun_jac, x):
+            if eq:
+                return constrained_levenberg_marquardt(
+                    fun,
+                    fun_jac,
+                    eq_cons,
+                    x,
+                    lo,
+                    hi,
+                    max_iter=o.max_nfev,
+                    ctol=0.1 * o.constraint_tol,
+                )
+            return levenberg_marquardt(fun, fun_jac, x, lo, hi, max_iter=o.max_nfev, ftol=1e-15)
+
+        lam = {i: np.zeros_like(vals[i]) for i in al}
         mu = o.mu0
         prev_viol = math.inf
-        for _outer in range(max(1, o.max_outer)):
+        for _outer in range(max(1, o.max_outer) if al else 1):
 
             def fun(th, lam=lam, mu=mu):
                 r, _ = self._rows(th, False)
-                vs, _ = scons(th, jac=False)
-                extra = [_al_rows(v, lm, mu, k) for v, lm, k in zip(vs, lam, kinds, strict=True)]
+                if not al:
+                    return r
+                vs, _ = self._cons(th, jac=False)
+                extra = [_al_rows(vs[i] / scales[i], lam[i], mu, kinds[i]) for i in al]
                 return np.concatenate([r, *extra])
 
             def fun_jac(th, lam=lam, mu=mu):
                 r, J = self._rows(th, True)
-                vs, Js = scons(th)
-                rows = [_al_rows(v, lm, mu, k) for v, lm, k in zip(vs, lam, kinds, strict=True)]
-                jacs = [
-                    _al_jac(v, Jc, lm, mu, k)
-                    for v, Jc, lm, k in zip(vs, Js, lam, kinds, strict=True)
+                if not al:
+                    return r, J
+                vs, Js = self._cons(th)
+                rows = [_al_rows(vs[i] / scales[i], lam[i], mu, kinds[i]) for i in al]
+                jac = [
+                    _al_jac(vs[i] / scales[i], Js[i] / scales[i][:, None], lam[i], mu, kinds[i])
+                    for i in al
                 ]
-                return np.concatenate([r, *rows]), np.vstack([J, *jacs])
+                return np.concatenate([r, *rows]), np.vstack([J, *jac])
 
-            x, res, _ = levenberg_marquardt(
-                fun, fun_jac, x, lo, hi, max_iter=o.max_nfev, ftol=1e-15
-            )
+            x, res, _ = inner(fun, fun_jac, x)
             if not np.all(np.isfinite(res)):
                 return None
             vals, _ = self._cons(x, jac=False)
             viol = max(_violation(v, k) for v, k in zip(vals, kinds, strict=True))
             if not math.isfinite(viol):
                 return None
-            if viol <= o.constraint_tol:
+            if viol <= o.constraint_tol or not al:
                 break
             if self.nfev >= o.max_fit_nfev:
                 break  # evaluation cap per candidate: report what was reached
-            svals, _ = scons(x, jac=False)
-            lam = [
-                (lm + mu * v) if k == "eq" else np.maximum(0.0, lm + mu * v)
-                for v, lm, k in zip(svals, lam, kinds, strict=True)
-            ]
+            for i in al:
+                v = vals[i] / scales[i]
+                lam[i] = lam[i] + mu * v if kinds[i] == "eq" else np.maximum(0.0, lam[i] + mu * v)
             if viol > 0.25 * prev_viol:
                 if mu >= MU_MAX:
                     break  # the constraint cannot be met by this expression
                 mu *= 10.0
             prev_viol = viol
-        res, _ = self._rows(x, False)
+        res, J = self._rows(x, True)
         loss = float(res @ res)
         if not math.isfinite(loss):
             return None
-        vals, _ = self._cons(x, jac=False)
+        vals, jacs = self._cons(x)
         viol = max(_violation(v, k) for v, k in zip(vals, kinds, strict=True))
-        mults = {c.name: lm / sc for c, lm, sc in zip(cons, lam, scales, strict=True)}
+        mults = {}
+        if eq:
+            C = np.vstack([jacs[i] for i in eq])
+            with np.errstate(all="ignore"):
+                nu = (
+                    np.linalg.lstsq(C.T, -(J.T @ res), rcond=1e-12)[0]
+                    if np.isfinite(C).all()
+                    else np.full(C.shape[0], np.nan)
+                )
+            start = 0
+            for i in eq:
+                n_i = vals[i].size
+                mults[cons[i].name] = nu[start : start + n_i]
+                start += n_i
+        for i in al:
+            mults[cons[i].name] = lam[i] / scales[i]
         return x, loss, viol, mults
+
+
+def _lstsq(A: np.ndarray, b: np.ndarray, rcond: float = 1e-13) -> np.ndarray:
+    """Minimum-norm least-squares solution of ``A x ≈ b`` for a few columns.
+
+    Solved through the column-scaled normal equations and a symmetric eigensolve (a
+    pseudo-inverse dropping eigenvalues below ``rcond`` of the largest): for tall
+    matrices with a handful of columns this costs a fraction of ``numpy.linalg.lstsq``,
+    whose LAPACK driver may also start BLAS threads, and it is exact enough for a
+    start that a local solver then polishes.
+    """
+    n = A.shape[1]
+    if n == 0:
+        return np.zeros(0)
+    scale = np.sqrt(np.einsum("ij,ij->j", A, A))
+    scale = np.where(scale > 0, scale, 1.0)
+    As = A / scale
+    G = As.T @ As
+    w, V = np.linalg.eigh(G)
+    keep = w > rcond * max(float(w[-1]), 1e-300)
+    g = V.T @ (As.T @ b)
+    y = np.zeros(n)
+    y[keep] = g[keep] / w[keep]
+    return (V @ y) / scale
 
 
 def levenberg_marquardt(
@@ -1149,6 +1391,152 @@ def levenberg_marquardt(
             nu *= 2.0
             if damp > 1e30:
                 break
+    return x, r, nev
+
+
+def constrained_levenberg_marquardt(
+    fun, fun_jac, cons, x0, lo, hi, *, max_iter=200, ftol=1e-15, xtol=1e-14, ctol=1e-9
+):
+    """Levenberg–Marquardt with equality constraints ``|c(x)| ≤ ctol`` linearised at every step.
+
+    An equality constraint is met when ``|c| ≤ ctol`` (the band the fit reports against),
+    so a constraint row binds only where the step would leave the band: each step first
+    solves the damped Gauss–Newton model ``‖J s + r‖² + λ sᵀDs`` alone, then, for the
+    rows outside the band (now or after the step), the KKT system with ``C s = −c`` on
+    those rows (on the variables not held at a bound), so the iterates move onto the
+    constraint surface in one or two steps: no penalty parameter and no outer loop.  A
+    term that has died out before the constraint's point (``c ~ 1e-100`` per unit of its
+    prefactor) therefore never forces its prefactor to zero.  A step is accepted when
+    it lowers the merit ``‖r‖² + ρ Σ max(0, |c| − ctol)`` (``ρ`` twice the largest
+    multiplier seen); the damping follows Nielsen's update on the merit's actual over
+    predicted decrease.  Stops on a relative decrease of ``‖r‖²`` below ``ftol`` inside
+    the band, a relative step below ``xtol``, or after ``max_iter`` evaluations; a last
+    minimum-norm Newton step on the rows still outside the band then cleans up, where
+    it costs the fit nothing.
+
+    Parameters
+    ----------
+    fun, fun_jac
+        As for :func:`levenberg_marquardt`.
+    cons
+        ``(x, jac) -> (c, C)``: constraint values ``(n_c,)`` and, with ``jac``, their
+        Jacobian ``(n_c, n)`` (else ``None``).
+
+    Returns
+    -------
+    x, residual, n_evaluations
+    """
+
+    def excess(v):
+        return float(np.maximum(np.abs(v) - ctol, 0.0).sum())
+
+    x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    r, J = fun_jac(x)
+    c, C = cons(x, True)
+    nev = 1
+    if not (np.isfinite(r).all() and np.isfinite(J).all() and np.isfinite(c).all()):
+        return x, r, nev
+    f = float(r @ r)
+    A = J.T @ J
+    g = J.T @ r
+    damp = 1e-3 * max(float(A.diagonal().max(initial=0.0)), 1e-300)
+    nu = 2.0
+    rho = 0.0
+    n = x.size
+    while nev < max_iter:
+        free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+        if not free.any():
+            break
+        fi = np.flatnonzero(free)
+        Af = A[np.ix_(fi, fi)]
+        d = np.maximum(Af.diagonal(), 1e-12 * max(float(Af.diagonal().max()), 1e-300))
+        H = Af.copy()
+        H[np.arange(fi.size), np.arange(fi.size)] += damp * d
+        Cf = C[:, fi]
+        active = np.abs(c) > ctol
+        sol = None
+        for _ in range(3):  # grow the set of binding rows until the step stays in the band
+            k = int(active.sum())
+            kkt = np.zeros((fi.size + k, fi.size + k))
+            kkt[: fi.size, : fi.size] = H
+            kkt[: fi.size, fi.size :] = Cf[active].T
+            kkt[fi.size :, : fi.size] = Cf[active]
+            rhs = np.concatenate([-g[fi], -c[active]])
+            _, _, sol, info = _dgesv(kkt, rhs, overwrite_a=1, overwrite_b=0)
+            if info != 0 or not np.isfinite(sol).all():
+                sol = None
+                break
+            pred_c = c + Cf @ sol[: fi.size]
+            more = (np.abs(pred_c) > ctol) & ~active
+            if not more.any():
+                break
+            active |= more
+        if sol is None:
+            damp *= nu
+            nu *= 2.0
+            if not damp <= 1e30:
+                break
+            continue
+        step = np.zeros(n)
+        step[fi] = sol[: fi.size]
+        mult = sol[fi.size :]
+        rho = max(rho, 2.0 * float(np.max(np.abs(mult), initial=0.0)))
+        x_new = np.clip(x + step, lo, hi)
+        step = x_new - x
+        if math.sqrt(step @ step) <= xtol * (math.sqrt(x @ x) + xtol):
+            break
+        r_new = fun(x_new)
+        c_new, _ = cons(x_new, False)
+        nev += 1
+        f_new = float(r_new @ r_new)
+        e_old, e_new = excess(c), excess(c_new)
+        pred = -(2.0 * float(step @ g) + float(step @ A @ step)) + rho * (
+            e_old - excess(c + C @ step)
+        )
+        ared = (f + rho * e_old) - (f_new + rho * e_new)
+        if math.isfinite(f_new) and np.isfinite(c_new).all() and ared > 0 and pred > 0:
+            ratio = ared / pred
+            converged = (f - f_new) <= ftol * f and e_new == 0.0
+            x = x_new
+            r, J = fun_jac(x)
+            c, C = cons(x, True)
+            nev += 1
+            if not (np.isfinite(r).all() and np.isfinite(J).all() and np.isfinite(C).all()):
+                break
+            f = float(r @ r)
+            A = J.T @ J
+            g = J.T @ r
+            damp *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
+            nu = 2.0
+            if converged:
+                break
+        else:
+            damp *= nu
+            nu *= 2.0
+            if damp > 1e30:
+                break
+    # clean-up: minimum-norm Newton steps on the rows outside the band, where free
+    for _ in range(3):
+        out = np.abs(c) > 0.1 * ctol
+        if not (np.isfinite(c).all() and out.any()) or excess(c) == 0.0:
+            break
+        free = (x > lo) & (x < hi)
+        if not free.any():
+            break
+        s_f = np.linalg.lstsq(C[np.ix_(out, free)], -c[out], rcond=1e-14)[0]
+        x_new = x.copy()
+        x_new[free] += s_f
+        x_new = np.clip(x_new, lo, hi)
+        c_new, _ = cons(x_new, True)
+        if not (np.isfinite(c_new).all() and excess(c_new) < excess(c)):
+            break
+        r_new = fun(x_new)
+        nev += 1
+        f_old = float(r @ r)
+        if not (np.isfinite(r_new).all() and float(r_new @ r_new) <= f_old * (1 + 1e-6) + 1e-300):
+            break  # the constraint cannot be cleaned up without giving up the fit
+        x, r = x_new, r_new
+        c, C = cons(x, True)
     return x, r, nev
 
 
