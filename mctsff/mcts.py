@@ -21,9 +21,7 @@ One iteration (:meth:`MCTS.step`):
    With ``novelty=k > 1`` (default 8) each rollout is the one of ``k`` so drawn
    with the most *blocks* (complete sub-derivations of non-recursive
    nonterminals, such as one term of a sum of terms) never proposed before, so
-   the finite space of terms is covered instead of resampled (the expressions the
-   engine fitted in a 300-fit screened-Coulomb run of ``search`` held 136–176
-   distinct terms over seeds 0–2, against 53–105 with plain rollouts).  With
+   the finite space of terms is covered instead of resampled.  With
    ``cover=True`` (the default) each of those rollouts also draws every *top
    block* (a block derived directly by a recursive nonterminal: a term of a sum)
    among the ones not yet proposed *in its context*, by rejection from the same
@@ -222,9 +220,9 @@ class MCTS(SearchEngine):
         nonterminal a rollout copies, with probability ``elite``, a complete
         sub-derivation of that nonterminal taken from one of the ``elite_top``
         best expressions so far (when one fits the rollout's length cap), and
-        otherwise draws one production as usual.  Sums of repeated blocks (the
-        Nguyen polynomials) are found far sooner; on the force-field suite it
-        costs recoveries (benchmarks/README.md).
+        otherwise draws one production as usual.  Meant for sums of repeated
+        blocks (such as the Nguyen polynomials); ``benchmarks/ablation.py`` and
+        ``benchmarks/nguyen.py`` measure what it is worth.
     pipeline
         Iterations kept in flight (default 0).  With ``pipeline=p`` an iteration
         proposes its leaves and sends their rollouts to ``evaluate.submit`` (when

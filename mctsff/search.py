@@ -62,14 +62,10 @@ class SearchError(ValueError):
 
 
 #: MCTS settings by objective (what ``search(transplant=None, elite=None, n_rollouts=None)``
-#: uses). Building-block reuse: measured on the Nguyen suite (regression, 5 seeds: 21/60
-#: recoveries with reuse, 5/60 without) and the force-field suite (10 seeds: 38/60
-#: without, 35/60 with transplantation, 33/60 with elite rollouts); benchmarks/README.md
-#: has the tables.
-#: Rollouts per expansion likewise: 3 (the MCTS default) for force matching, where the
-#: rollouts cover the terms of the sums (four hard potentials, seeds 100-109: 27/40
-#: with 3, 22/40 with 10, 23/40 before covering); the Nguyen tables were measured
-#: with 10, which regression keeps.
+#: uses): building-block reuse (transplantation, elite rollouts) on for regression and off
+#: for force matching; 3 rollouts per expansion (the MCTS default) for force matching, where
+#: the rollouts cover the terms of the sums, and 10 for regression.  ``benchmarks/nguyen.py``
+#: and ``benchmarks/ablation.py`` measure these choices (dated results in benchmarks/results/).
 OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     "forces": {"transplant": False, "elite": 0.0, "n_rollouts": 3, "surrogate": True},
     "regression": {"transplant": True, "elite": 0.3, "n_rollouts": 10, "surrogate": False},
@@ -691,9 +687,8 @@ def search(
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
         at ``None`` they follow the objective (:data:`OBJECTIVE_DEFAULTS`): on for a
         :class:`~mctsff.regression.RegressionFitter` (``transplant=True,
-        elite=0.3``: on the Nguyen suite 19/60 recoveries instead of 5/60), off
-        for force matching (they cost recoveries on the force-field suite; see
-        benchmarks/README.md); ``leaves > 1`` expands
+        elite=0.3``), off for force matching (``benchmarks/ablation.py`` measures
+        both); ``leaves > 1`` expands
         that many leaves per iteration with virtual loss and evaluates all their
         rollouts as one batch; ``pipeline=1`` proposes the next iteration while
         the workers still fit the previous one (both keep parallel workers busy;
