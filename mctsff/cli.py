@@ -41,6 +41,26 @@ def _probability(text: str) -> float:
     return value
 
 
+def _real(low: float | None = None, high: float | None = None, *, above: bool = False):
+    """argparse type: a finite number in ``[low, high]`` (``(low, high]`` with ``above``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            sign = ">" if above else ">="
+            raise argparse.ArgumentTypeError(f"must be {sign} {low:g}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    return parse
+
+
 class UsageError(ValueError):
     """A bad command-line value (message names the option)."""
 
@@ -52,16 +72,22 @@ def _pair_value(text: str, option: str) -> tuple[str, str]:
     return name.strip(), value.strip()
 
 
-def _float(text: str, option: str) -> float:
+def _float(text: str, option: str, finite: bool = True) -> float:
+    """A number given in ``option`` (NaN refused; infinities too unless ``finite=False``)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not a number") from None
+    if math.isnan(value) or (finite and math.isinf(value)):
+        raise UsageError(f"{option}: {text!r} is not a finite number")
+    return value
 
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="extxyz file with positions and reference forces (eV/Å)")
-    p.add_argument("--cutoff", type=float, default=9.0, help="pair cutoff in Å (default 9)")
+    p.add_argument(
+        "--cutoff", type=_real(0, above=True), default=9.0, help="pair cutoff in Å (default 9)"
+    )
     p.add_argument(
         "--forces",
         default="auto",
@@ -86,7 +112,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         help="force0 (default), energy0, repulsive:R; repeat for several",
     )
     p.add_argument("--no-constraints", action="store_true", help="fit without constraints")
-    p.add_argument("--starts", type=int, default=3, help="seeded starts per fit (3)")
+    p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit (3)")
     p.add_argument(
         "--pair-start",
         action="store_true",
@@ -94,12 +120,12 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "with one prefactor per type pair (slower; finds fits random starts miss)",
     )
     p.add_argument("--weights", choices=["uniform", "potfit"], default="uniform")
-    p.add_argument("--energy-weight", type=float, default=0.0)
+    p.add_argument("--energy-weight", type=_real(0), default=0.0)
     p.add_argument("--bound", action="append", default=[], metavar="NAME=LO:HI")
     p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument(
         "--projection",
-        type=float,
+        type=_real(0, above=True),
         default=None,
         metavar="H",
         help="fit on the grid projection F = M·g with spacing H Å (e.g. 0.05): the cost of a "
@@ -112,7 +138,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "projections in memory (for data larger than memory; RMSEs are then projected)",
     )
     p.add_argument(
-        "--chunk-frames", type=int, default=16, help="frames per chunk with --stream (16)"
+        "--chunk-frames", type=_at_least(1), default=16, help="frames per chunk with --stream (16)"
     )
 
 
@@ -182,13 +208,18 @@ def _fit_options(args) -> dict:
         if not sep:
             raise UsageError(f"--bound expects NAME=LO:HI, got {text!r}")
         bounds[name] = (
-            _float(lo, "--bound") if lo else -math.inf,
-            _float(hi, "--bound") if hi else math.inf,
+            _float(lo, f"--bound {name}", finite=False) if lo else -math.inf,
+            _float(hi, f"--bound {name}", finite=False) if hi else math.inf,
         )
+        if bounds[name][0] > bounds[name][1]:
+            raise UsageError(f"--bound {text}: the lower bound is above the upper one")
     initial = {}
     for text in args.init:
         name, value = _pair_value(text, "--init")
-        initial[name] = _float(value, "--init")
+        initial[name] = _float(value, f"--init {name}")
+        lo, hi = bounds.get(name, (-math.inf, math.inf))
+        if not lo <= initial[name] <= hi:
+            raise UsageError(f"--init {text}: outside --bound {name}={lo:g}:{hi:g}")
     if args.no_constraints:
         constraints = ()
     else:
@@ -240,6 +271,11 @@ def cmd_fit(args) -> int:
         raise UsageError("fit needs --expr EXPRESSION or --model NAME")
     else:
         fitter = Fitter(train, valid, **_fit_options(args))
+        if args.init or args.bound:
+            from mctsff.program import Program
+
+            known = set(Program.from_string(args.expr).constants)
+            _check_names(args, known, train.species, f"--expr {args.expr!r}")
         res = fitter.fit(args.expr)
     out = res.to_dict()
     out.update(
@@ -285,14 +321,29 @@ def cmd_fit(args) -> int:
 
 def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grammar", default="pair", help="shipped grammar name or .lark file")
-    p.add_argument("--budget", type=int, default=2000, help="distinct expressions to fit")
-    p.add_argument("--time", type=float, default=None, help="wall-clock limit in seconds")
+    p.add_argument("--budget", type=_at_least(1), default=2000, help="distinct expressions to fit")
+    p.add_argument(
+        "--time", type=_real(0, above=True), default=None, help="wall-clock limit in seconds"
+    )
     p.add_argument("--out", default="run", help="run folder (default ./run)")
     p.add_argument("--resume", action="store_true", help="continue the search saved in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an existing --out folder, replacing the earlier run's files "
+        "(without it an existing non-empty folder is refused)",
+    )
     p.add_argument("--reward", choices=["spl", "tradeoff"], default="spl")
-    p.add_argument("--eta", type=float, default=0.99, help="SPL parsimony factor per complexity")
-    p.add_argument("--exploration", type=float, default=1 / math.sqrt(2), help="UCT constant")
-    p.add_argument("--max-length", type=int, default=16, help="productions per expression")
+    p.add_argument(
+        "--eta",
+        type=_real(0, 1, above=True),
+        default=0.99,
+        help="SPL parsimony factor per complexity, in (0, 1]",
+    )
+    p.add_argument(
+        "--exploration", type=_real(0), default=1 / math.sqrt(2), help="UCT constant (>= 0)"
+    )
+    p.add_argument("--max-length", type=_at_least(1), default=16, help="productions per expression")
     p.add_argument(
         "--rollouts",
         type=_at_least(1),
@@ -378,10 +429,15 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument(
-        "--workers", type=int, default=1, help="local worker processes (0 = all cores; default 1)"
+        "--workers",
+        type=_at_least(0),
+        default=1,
+        help="local worker processes (0 = all cores; at most the cores; default 1)",
     )
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:8786")
-    p.add_argument("--fit-timeout", type=float, default=None, help="seconds allowed per fit")
+    p.add_argument(
+        "--fit-timeout", type=_real(0, above=True), default=None, help="seconds allowed per fit"
+    )
 
 
 def _print_front(result, stream=sys.stdout) -> None:
@@ -419,6 +475,11 @@ def _run_search(args, fitter) -> int:
         res = fitter.fit(expr)
         refs[f"{label} (refit)"] = res.score_loss
         print(f"reference {label}: {expr} -> loss {res.score_loss:.5g}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if args.init or args.bound:
+        species = getattr(fitter, "species", ())
+        _check_names(args, _grammar_constants(args.grammar), species, "the grammar")
     opts = {"eta": args.eta} if args.reward == "spl" else {}
     local: dict[str, float | None] = {}
     for text in args.local_option:
@@ -434,6 +495,7 @@ def _run_search(args, fitter) -> int:
         seed=args.seed,
         out=args.out,
         resume=args.resume,
+        overwrite=args.overwrite,
         exploration=args.exploration,
         max_length=args.max_length,
         n_rollouts=args.rollouts,
@@ -448,7 +510,7 @@ def _run_search(args, fitter) -> int:
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,
-        workers=args.workers or None,
+        workers=_workers(args.workers),
         scheduler=args.scheduler,
         timeout=args.fit_timeout,
     )
@@ -459,7 +521,57 @@ def _run_search(args, fitter) -> int:
     _print_front(result)
     for path in result.files.values():
         print(f"wrote {path}")
+    if result.write_error:
+        print(f"mctsff: error: {result.write_error}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _grammar_constants(grammar: str) -> set[str]:
+    """Constant names a search with ``grammar`` fits: the named ones its terminals write and
+    the numbered ones (``c1``, ``prod_c2``, ``k1``, …) up to 16 of each kind."""
+    import re
+
+    from mctsff import ops
+    from mctsff.grammar import PLACEHOLDERS, Grammar
+
+    g = Grammar.load(grammar)
+    names = set()
+    for text in g.terminal_text.values():
+        names.update(re.findall(r"[A-Za-z_]\w*", text or ""))
+    names -= set(ops.RESERVED) | set(g.variables)
+    numbered = {*PLACEHOLDERS.values(), "k"}
+    return names | {f"{p}{k}" for p in numbered for k in range(1, 17)}
+
+
+def _workers(asked: int) -> int:
+    """``--workers`` (0: all cores) capped at the cores, with a note when capped."""
+    import os
+
+    cores = os.cpu_count() or 1
+    if asked > cores:
+        print(f"mctsff: note: --workers {asked} capped at the {cores} cores", file=sys.stderr)
+    return min(asked, cores) if asked else cores
+
+
+def _check_names(args, known: set[str], species, where: str) -> None:
+    """One clear error for a ``--init``/``--bound`` name that no fitted constant has.
+
+    A name is a constant (``b``) or a per-type one with its types (``prod_q[O]``,
+    ``pair_A[H-O]``); ``known`` are the constants of the expression or grammar.
+    """
+    for option, texts in (("--init", args.init), ("--bound", args.bound)):
+        for text in texts:
+            name = text.partition("=")[0].strip()
+            base, sep, types = name.partition("[")
+            unknown_types = sep and (
+                not types.endswith("]") or not set(types[:-1].split("-")) <= set(species)
+            )
+            if base not in known or unknown_types:
+                raise UsageError(
+                    f"{option} {name}: not a constant of {where} (constants: "
+                    f"{', '.join(sorted(known)) or 'none'}; atom types: {', '.join(species)})"
+                )
 
 
 def cmd_search(args) -> int:
@@ -514,6 +626,8 @@ def cmd_demo(args) -> int:
         argv += ["--time", str(args.time)]
     if args.no_progress:
         argv.append("--no-progress")
+    if args.overwrite:
+        argv.append("--overwrite")
     print("mctsff demo: " + " ".join(argv))
     inner = build_parser().parse_args(argv)
     return cmd_search(inner)
@@ -622,9 +736,13 @@ def _add_export_command(sub) -> None:
     p.add_argument(
         "--species", nargs="+", default=None, help="atom types (LAMMPS type ids in this order)"
     )
-    p.add_argument("--cutoff", type=float, default=None, help="cutoff in Å (default: run.json)")
-    p.add_argument("--points", type=int, default=20000, help="LAMMPS table points (20000)")
-    p.add_argument("--rlo", type=float, default=0.5, help="LAMMPS table inner radius (0.5 Å)")
+    p.add_argument(
+        "--cutoff", type=_real(0, above=True), default=None, help="cutoff in Å (default: run.json)"
+    )
+    p.add_argument("--points", type=_at_least(2), default=20000, help="LAMMPS table points (20000)")
+    p.add_argument(
+        "--rlo", type=_real(0, above=True), default=0.5, help="LAMMPS table inner radius (0.5 Å)"
+    )
     p.add_argument("--table-style", choices=["linear", "spline"], default="linear")
     p.add_argument("--shift", action="store_true", help="shift energies to 0 at the cutoff")
     p.add_argument("--pair", default=None, help="one type pair A-B (sympy, latex)")
@@ -677,11 +795,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the shipped example data")
     p.add_argument("--out", default="run", help="run folder (default ./run)")
-    p.add_argument("--budget", type=int, default=1000)
-    p.add_argument("--time", type=float, default=240.0, help="wall-clock limit (240 s)")
+    p.add_argument("--budget", type=_at_least(1), default=1000)
+    p.add_argument(
+        "--time", type=_real(0, above=True), default=240.0, help="wall-clock limit (240 s)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (0 = all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument(
+        "--workers", type=_at_least(0), default=0, help="worker processes (0 = all cores)"
+    )
     p.set_defaults(func=cmd_demo)
     _add_data_commands(sub)
     _add_export_command(sub)
@@ -696,6 +819,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mctsff.fit import FitConfigError
     from mctsff.grammar import GrammarError
     from mctsff.program import ExpressionError
+    from mctsff.runio import RunFolderError
     from mctsff.search import SearchError
 
     errors: tuple[type[Exception], ...] = (
@@ -705,6 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         GrammarError,
         SearchError,
         UsageError,
+        RunFolderError,
         FileNotFoundError,
     )
     try:

@@ -47,13 +47,14 @@ Examples
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import inspect
 import json
 import keyword
 import math
 import os
-import pickle
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from mctsff import __version__, ops
 from mctsff.params import Potential
 from mctsff.program import Program
+from mctsff.runio import RunFolderError, load_checkpoint, write_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -258,13 +260,25 @@ def load_front_point(
     if bad:
         raise ExportError(f"{source}: point {k} has non-finite parameters {bad}")
     named = _species_from_params(params)
+    _check_species(named, f"{source}: the parameters of point {k}")
     type_pairs = None
     if species is not None:
+        _check_species(species, "species")
         sp: tuple[str, ...] | None = tuple(sorted({str(s) for s in species}))
     elif info.get("species"):
-        sp = tuple(str(s) for s in info["species"])
+        run_json = folder / "run.json"
+        if not isinstance(info["species"], list):
+            raise ExportError(f"{run_json}: 'species' is not a list")
+        _check_species(info["species"], f"{run_json}: species")
+        sp = tuple(info["species"])
         if info.get("type_pairs"):
-            type_pairs = tuple((str(a), str(b)) for a, b in info["type_pairs"])
+            pairs = info["type_pairs"]
+            if not isinstance(pairs, list) or not all(
+                isinstance(p, list) and len(p) == 2 for p in pairs
+            ):
+                raise ExportError(f"{run_json}: 'type_pairs' is not a list of pairs")
+            _check_species([s for p in pairs for s in p], f"{run_json}: type_pairs")
+            type_pairs = tuple((a, b) for a, b in pairs)
     else:
         sp = tuple(sorted(named)) if named else None
     if sp is not None:
@@ -297,12 +311,13 @@ def _read_front(folder: Path) -> tuple[list[dict], str]:
         return _read_front_file(pareto), str(pareto)
     ckpt = folder / "checkpoint.pkl"
     if ckpt.is_file():
-        try:
-            with open(ckpt, "rb") as fh:
-                state = pickle.load(fh)  # noqa: S301 - the user's own run folder
-            return list(state["front"]), str(ckpt)
-        except Exception as exc:
-            raise ExportError(f"{ckpt}: cannot read the front ({exc})") from None
+        try:  # an allow-list unpickler: a crafted checkpoint runs no code
+            front = load_checkpoint(ckpt).get("front")
+        except RunFolderError as exc:
+            raise ExportError(str(exc)) from None
+        if not isinstance(front, list):
+            raise ExportError(f"{ckpt}: cannot read the front (no list of points)")
+        return _checked_points(front, ckpt), str(ckpt)
     raise ExportError(f"{folder}: no pareto.json or checkpoint.pkl (not a search run folder?)")
 
 
@@ -315,7 +330,42 @@ def _read_front_file(path: Path) -> list[dict]:
         data = data["points"]
     if not isinstance(data, list):
         raise ExportError(f"{path}: expected a list of front points")
-    return data
+    return _checked_points(data, path)
+
+
+def _checked_points(points: list, source: str | os.PathLike[str]) -> list[dict]:
+    """``points`` if every one is a JSON object with a string expression (one clear error)."""
+    for k, p in enumerate(points):
+        if not isinstance(p, dict):
+            raise ExportError(f"{source}: point {k} is a {type(p).__name__}, not an object")
+        if "expression" in p and not isinstance(p["expression"], str):
+            raise ExportError(f"{source}: point {k}: 'expression' is not a string")
+        if "params" in p and not isinstance(p["params"], dict):
+            raise ExportError(f"{source}: point {k}: 'params' is not an object")
+    return points
+
+
+#: An atom type name: a letter, then letters, digits or ``_`` (16 at most), e.g. ``O``,
+#: ``Na``, ``OW``, ``C2``, ``H_w``.  Nothing else reaches an exported file: the names are
+#: written into LAMMPS inputs, LaTeX and Python source.
+SPECIES_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,15}")
+
+
+def _check_species(names, source: str) -> None:
+    """One clear error for an atom type name that is not :data:`SPECIES_PATTERN`."""
+    for s in names:
+        if not isinstance(s, str) or not SPECIES_PATTERN.fullmatch(s):
+            raise ExportError(
+                f"{source}: atom type {s!r} is not a type name (a letter, then up to 15 "
+                "letters, digits or _)"
+            )
+
+
+def _one_line(text: str) -> str:
+    """``text`` for a comment line of a generated file (refused if it holds a line break)."""
+    if any(ch in text for ch in "\r\n\v\f\x85\u2028\u2029"):
+        raise ExportError(f"a line break in {text[:60]!r} cannot go into an exported file")
+    return text
 
 
 def _read_run_info(folder: Path) -> dict[str, Any]:
@@ -374,6 +424,7 @@ def _resolve(
 ) -> tuple[Potential, float | None]:
     """Potential and (when known) cutoff of a potential, front point or fit result."""
     if isinstance(obj, Potential):
+        _check_species([s for s in obj.species if s != UNIVERSAL_TYPE], "species")
         return obj, None
     if isinstance(obj, FrontPoint):
         if species is not None:
@@ -404,6 +455,9 @@ def _default_pair(pot: Potential, pair: tuple[str, str] | None) -> tuple[str, st
     if pair is not None:
         if is_universal(pot):
             return pot.type_pairs[0]
+        if tuple(pair) not in pot.type_pairs and tuple(pair)[::-1] not in pot.type_pairs:
+            known = ", ".join(_pair_label(p) for p in pot.type_pairs)
+            raise ExportError(f"type pair {_pair_label(pair)} is not in the potential ({known})")
         return tuple(pair)  # type: ignore[return-value]
     if len(pot.type_pairs) == 1 or is_universal(pot):
         return pot.type_pairs[0]
@@ -461,6 +515,7 @@ def _print(expr: sympy.Expr, names: Mapping[str, str], flavor: str) -> str:
     ``names``; every compound sub-expression is parenthesised.
     """
     pw = "^" if flavor == "lepton" else "**"
+    sqrt = "sqrt" if flavor == "lepton" else "np.sqrt"
 
     def go(e: sympy.Expr) -> str:
         if not e.free_symbols:
@@ -491,9 +546,9 @@ def _print(expr: sympy.Expr, names: Mapping[str, str], flavor: str) -> str:
         if e.is_Pow:
             base, ex = e.args
             if ex == sympy.S.Half:
-                return f"sqrt({go(base)})"
+                return f"{sqrt}({go(base)})"
             if ex == -sympy.S.Half:
-                return f"(1/sqrt({go(base)}))"
+                return f"(1/{sqrt}({go(base)}))"
             if ex == -1:
                 return f"(1/{go(base)})"
             return f"({go(base)}{pw}{go(ex)})"
@@ -627,9 +682,7 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
     """
     program = pot.program
     r = program.symbols["r"]
-    rename = {
-        c: (c + "_" if c in _PY_RESERVED or keyword.iskeyword(c) else c) for c in program.constants
-    }
+    rename = _python_names(program.constants, {name, f"d{name}_dr"})
     names = {"r": "r", **rename}
     expr = program.sympy
     energy = _print(expr, names, "numpy")
@@ -641,7 +694,7 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
         for k, p in enumerate(pot.type_pairs)
     }
     lines = [
-        f'"""Pair potential exported by mctsff {__version__}: {program.expression}',
+        f'"""Pair potential exported by mctsff {__version__} (the expression is EXPRESSION).',
         "",
         "r in Å, U in eV, dU_dr in eV/Å.",
         '"""',
@@ -679,6 +732,26 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
             "",
         ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _python_names(constants: Sequence[str], own: set[str]) -> dict[str, str]:
+    """A Python name per constant that shadows nothing the module uses and no other constant.
+
+    A constant whose name the module uses (``np``, ``c``, ``U``, a builtin such as ``float``,
+    a keyword) gets ``_`` appended, more than one where that name is taken too (``c`` →
+    ``c__`` when ``c_`` is also a constant).
+    """
+    taken = _PY_RESERVED | set(dir(builtins)) | own
+    used = set(constants)
+    out = {}
+    for c in constants:
+        new = c
+        if new in taken or keyword.iskeyword(new) or keyword.issoftkeyword(new):
+            while new in taken or new in used:
+                new += "_"
+        used.add(new)
+        out[c] = new
+    return out
 
 
 def to_function(pot: Potential) -> Callable[..., np.ndarray]:
@@ -782,7 +855,7 @@ def to_lammps_table(
     idx = np.arange(1, len(r) + 1)
     unit_text = "eV and Angstrom" if units == "metal" else "kcal/mol and Angstrom"
     head = [
-        f"# mctsff {__version__} pair table: U(r) = {pot.program.expression}",
+        f"# mctsff {__version__} pair table: U(r) = {_one_line(pot.program.expression)}",
         f"# parameters: {json.dumps(pot.params)}",
         f"# units {units} ({unit_text}); F = -dE/dr" + ("; shifted: E(cutoff) = 0" * shift),
         f"# {n} points equally spaced in r^2 from rlo = {rlo:g} to the cutoff {cutoff:g}",
@@ -897,6 +970,10 @@ def lammps_commands(
     _lammps_factor(units)
     if style not in ("linear", "spline"):
         raise ExportError(f"table style must be 'linear' or 'spline', got {style!r}")
+    if not re.fullmatch(r"[\w./+-]+", str(file_name)):
+        raise ExportError(
+            f"table file name {file_name!r}: LAMMPS reads a name of letters, digits and . / _ + -"
+        )
     lines = [_units_comment(units), f"pair_style table {style} {int(n)}"]
     if is_universal(pot):
         lines.append(f"pair_coeff * * {file_name} ALL {cutoff:.17g}")
@@ -1144,12 +1221,13 @@ class OpenMMExport:
         return "\n".join(
             [
                 f'"""OpenMM force for the mctsff {__version__} pair potential',
-                f"U(r) = {self.expression}  (eV, Å; converted to kJ/mol, nm below).",
+                "U(r) = EXPRESSION (eV, Å; converted to kJ/mol, nm below).",
                 "",
                 "    force = make_force(species, mol_ids)   # one chemical symbol per particle",
                 "    system.addForce(force)",
                 '"""',
                 "",
+                f"EXPRESSION = {self.expression!r}",
                 f"PARAMS = {self.params!r}",
                 f"ENERGY = {self.energy!r}",
                 f"GLOBAL_PARAMETERS = {self.global_parameters!r}",
@@ -1523,7 +1601,7 @@ def export(
         opts = dict(n=points, units=units, file_name=name, type_order=order, style=table_style)
         text = to_lammps_table(pot, rc, rlo=rlo, shift=shift, **opts)
         if path is not None:
-            Path(path).write_text(text)
+            _write_text(path, text)
             return lammps_commands(pot, rc, **opts) + "\n"
     elif fmt == "lammps-lepton":
         rc = _check_cutoff(rc, "LAMMPS export")
@@ -1536,8 +1614,16 @@ def export(
     if not text.endswith("\n"):
         text += "\n"
     if path is not None:
-        Path(path).write_text(text)
+        _write_text(path, text)
     return text
+
+
+def _write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write an exported file; one clear error when it cannot be written."""
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise ExportError(write_error(exc, path)) from None
 
 
 def _ase_snippet(pot: Potential, cutoff: float, shift: bool) -> str:
@@ -1545,7 +1631,7 @@ def _ase_snippet(pot: Potential, cutoff: float, shift: bool) -> str:
     return "\n".join(
         [
             f"# ASE calculator for the mctsff {__version__} potential U(r) = "
-            f"{pot.program.expression}",
+            f"{_one_line(pot.program.expression)}",
             "from mctsff.export import MctsffCalculator",
             "from mctsff.params import Potential",
             "",
@@ -1581,6 +1667,7 @@ def run_cli(args) -> int:
         a, sep, b = args.pair.partition("-")
         if not sep or not a or not b:
             raise ExportError(f"--pair expects A-B, got {args.pair!r}")
+        _check_species((a, b), "--pair")
         pair = (a, b)
     out = args.out
     text = export(

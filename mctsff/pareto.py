@@ -1,10 +1,28 @@
-"""Pareto front of fitted expressions in (complexity, loss).
+"""Pareto front of fitted expressions in (complexity, loss), and the choice of one member.
 
 The loss is :attr:`FitResult.score_loss` (validation RMSE when known, else
 training RMSE).  A result enters the front when no member has both lower-or-equal
 complexity and lower-or-equal loss; members it dominates leave.  At equal
 complexity the lower loss wins; an exact tie keeps the member already there.
 Invalid results and non-finite losses never enter.
+
+**Resolution rule (front hygiene).**  Given per-frame errors (``frame_errors``: for a
+result, the sum of squared force errors of each validation frame), a result enters
+only if it beats U = 0 (``null_frame_errors``) and every simpler member by more than
+the data can resolve (:func:`resolved`): with ``d_f`` the per-frame error of the
+simpler model minus that of the result, the total ``sum(d)`` must exceed
+:data:`MIN_RELATIVE_GAIN` of the simpler model's total error, and be positive in at
+least :data:`RESOLUTION_LEVEL` of a paired bootstrap over the frames.  A member that a
+new, simpler member leaves unresolved leaves the front.  Without ``frame_errors`` only
+dominance decides.
+
+**Selection (the knee rule).**  :func:`knee_index` and :meth:`ParetoFront.selected`
+choose the member a user gets by default, in the spirit of PySR's
+``model_selection="best"``: among the members whose validation mean square error is
+within :data:`KNEE_LOSS_FACTOR` of the lowest (RMSE within its square root), the one
+with the largest drop of log loss per unit complexity relative to the next-simpler
+member (U = 0 at complexity 0 for the simplest, where its loss is known); ties go to
+the simpler member.
 """
 
 from __future__ import annotations
@@ -12,12 +30,142 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+import numpy as np
 
 from mctsff.result import FitResult
 
-__all__ = ["ParetoFront"]
+__all__ = [
+    "KNEE_LOSS_FACTOR",
+    "MIN_RELATIVE_GAIN",
+    "RESOLUTION_LEVEL",
+    "ParetoFront",
+    "knee_index",
+    "resolved",
+]
+
+#: The knee rule considers members whose validation mean square error is at most this
+#: factor times the lowest one (PySR's ``model_selection="best"`` uses 1.5 on its loss);
+#: on the RMSE the factor is its square root, about 1.22.
+KNEE_LOSS_FACTOR = 1.5
+
+#: Share of the paired bootstrap resamples of the validation frames in which a front
+#: member must beat U = 0 and every simpler member (:func:`resolved`): one-sided 95 %.
+RESOLUTION_LEVEL = 0.95
+
+#: Smallest relative fall of the total validation squared error (1 %, about 0.5 % of the
+#: RMSE) that lets a member beat U = 0 or a simpler member: below it a gain, however
+#: consistent over the frames, is not worth a more complex potential.
+MIN_RELATIVE_GAIN = 0.01
+
+#: Bootstrap resamples of the frames in :func:`resolved`.
+N_BOOTSTRAP = 2000
+
+
+def resolved(
+    better: np.ndarray,
+    worse: np.ndarray,
+    level: float = RESOLUTION_LEVEL,
+    min_gain: float = MIN_RELATIVE_GAIN,
+) -> bool:
+    """Whether per-frame errors ``better`` beat ``worse`` by more than the frames resolve.
+
+    Two conditions, both needed: the total error falls by more than ``min_gain`` of the
+    simpler model's, and a paired bootstrap over the frames (:data:`N_BOOTSTRAP`
+    resamples of the frames with replacement, a fixed seed, so the answer is
+    reproducible) finds the total lower in at least ``level`` of the resamples.
+
+    Parameters
+    ----------
+    better, worse
+        Per-frame error sums (same frames, same order) of the candidate and of the
+        simpler model it must beat.
+    level
+        Share of the bootstrap resamples in which the candidate must be better.
+    min_gain
+        Smallest relative fall of the total error that counts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resolved(np.array([1.0, 1.0, 1.0]), np.array([2.0, 2.1, 1.9]))
+    True
+    >>> resolved(np.array([1.0, 1.0, 1.0]), np.array([1.2, 0.5, 0.9]))  # one frame gains
+    False
+    """
+    b = np.asarray(better, dtype=np.float64)
+    w = np.asarray(worse, dtype=np.float64)
+    d = w - b
+    total = float(w.sum())
+    if d.size == 0 or not (np.all(np.isfinite(d)) and total > 0):
+        return False
+    if float(d.sum()) <= min_gain * total:
+        return False
+    idx = np.random.default_rng(0).integers(0, d.size, size=(N_BOOTSTRAP, d.size))
+    return float(np.mean(d[idx].sum(axis=1) > 0)) >= level
+
+
+def knee_index(
+    complexities: list[float],
+    losses: list[float],
+    *,
+    null_loss: float | None = None,
+    factor: float = KNEE_LOSS_FACTOR,
+    eligible: list[bool] | None = None,
+    floor: float = 0.0,
+) -> int | None:
+    """Index of the member the knee rule selects (see the module docstring).
+
+    Parameters
+    ----------
+    complexities, losses
+        A front sorted by increasing complexity; the losses are RMSEs (validation
+        where known).
+    null_loss
+        RMSE of U = 0 on the same frames: the predecessor of the simplest member at
+        complexity 0 (without it the simplest member scores 0).
+    factor
+        Members whose squared loss is within ``factor`` of the lowest are candidates.
+    eligible
+        Optional mask: members that may be selected (all by default); the others still
+        count as the next-simpler member of a candidate.
+    floor
+        Losses below ``floor`` count as ``floor`` (the front's loss floor).
+
+    Returns
+    -------
+    int or None
+        ``None`` when no member is eligible with a finite loss.
+
+    Examples
+    --------
+    >>> knee_index([3, 7, 15], [1.0, 0.2, 0.19], null_loss=2.0)  # 15 gains too little
+    1
+    """
+    n = len(losses)
+    tiny = max(float(floor), 1e-300)
+    loss = [max(float(x), tiny) if math.isfinite(float(x)) else math.inf for x in losses]
+    ok = [i for i in range(n) if math.isfinite(loss[i]) and (eligible is None or eligible[i])]
+    if not ok:
+        return None
+    lmin = min(loss[i] for i in ok)
+    candidates = [i for i in ok if loss[i] ** 2 <= factor * lmin**2]
+
+    def score(i: int) -> float:
+        if i == 0:
+            if null_loss is None or not math.isfinite(null_loss) or complexities[0] <= 0:
+                return 0.0
+            prev_loss, prev_cx = max(float(null_loss), tiny), 0.0
+        else:
+            prev_loss, prev_cx = loss[i - 1], float(complexities[i - 1])
+        dc = float(complexities[i]) - prev_cx
+        if not math.isfinite(prev_loss) or dc <= 0:
+            return 0.0
+        return (math.log(prev_loss) - math.log(loss[i])) / dc
+
+    return max(candidates, key=lambda i: (score(i), -complexities[i]))
 
 
 def _loss(result: FitResult) -> float:
@@ -34,6 +182,18 @@ class ParetoFront:
     loss_floor
         Losses at or below this value count as equal (exact fits differ only by
         rounding noise, which must not let a more complex exact form in).
+    frame_errors
+        Optional ``result -> per-frame error sums`` (or ``None`` when unknown) on the
+        validation frames; turns on the resolution rule (module docstring).
+    null_frame_errors
+        Per-frame error sums of U = 0 on the same frames: every member must beat it.
+    null_loss
+        RMSE of U = 0 (validation): drawn on :meth:`plot` and used by :meth:`selected`.
+    resolution_level
+        Bootstrap level of the resolution rule (:data:`RESOLUTION_LEVEL`).
+    test_rmse
+        Optional ``result -> RMSE on test data`` that :meth:`score_test` writes into
+        each member's ``rmse_test``; nothing in the front or its selection reads it.
 
     Examples
     --------
@@ -47,9 +207,25 @@ class ParetoFront:
     ['c1*x']
     """
 
-    def __init__(self, results: Iterable[FitResult] = (), loss_floor: float = 0.0) -> None:
+    def __init__(
+        self,
+        results: Iterable[FitResult] = (),
+        loss_floor: float = 0.0,
+        *,
+        frame_errors: Callable[[FitResult], np.ndarray | None] | None = None,
+        null_frame_errors: np.ndarray | None = None,
+        null_loss: float | None = None,
+        resolution_level: float = RESOLUTION_LEVEL,
+        test_rmse: Callable[[FitResult], float] | None = None,
+    ) -> None:
         self._points: list[FitResult] = []
         self.loss_floor = float(loss_floor)
+        self.frame_errors = frame_errors
+        self.null_frame_errors = null_frame_errors
+        self.null_loss = None if null_loss is None else float(null_loss)
+        self.resolution_level = float(resolution_level)
+        self.test_rmse = test_rmse
+        self._errors: dict[int, np.ndarray | None] = {}  # id(member) -> its frame errors
         for r in results:
             self.update(r)
 
@@ -85,15 +261,76 @@ class ParetoFront:
         for p in self._points:
             if p.complexity <= result.complexity and self._l(p) <= loss:
                 return False  # dominated or an exact tie: keep the member
+        errors = None
+        if self.frame_errors is not None:
+            errors = self.frame_errors(result)
+            if errors is not None and not self._resolves(result, errors):
+                return False
         self._points = [p for p in self._points if not self.dominates(result, p)]
         self._points.append(result)
         self._points.sort(key=lambda p: (p.complexity, _loss(p)))
+        self._errors[id(result)] = errors
+        if errors is not None:  # more complex members must now beat this one too
+            self._points = [
+                p
+                for p in self._points
+                if p.complexity <= result.complexity
+                or self._member_errors(p) is None
+                or resolved(self._member_errors(p), errors, self.resolution_level)
+            ]
+        kept = {id(p) for p in self._points}
+        self._errors = {k: v for k, v in self._errors.items() if k in kept}
+        return id(result) in kept
+
+    def _member_errors(self, p: FitResult) -> np.ndarray | None:
+        if id(p) not in self._errors:
+            self._errors[id(p)] = self.frame_errors(p) if self.frame_errors else None
+        return self._errors[id(p)]
+
+    def _resolves(self, result: FitResult, errors: np.ndarray) -> bool:
+        """The resolution rule: ``result`` beats U = 0 and every simpler member."""
+        z = self.resolution_level
+        if self.null_frame_errors is not None and not resolved(errors, self.null_frame_errors, z):
+            return False
+        for p in self._points:
+            if p.complexity < result.complexity:
+                other = self._member_errors(p)
+                if other is not None and not resolved(errors, other, z):
+                    return False
         return True
 
     def best(self, max_complexity: float | None = None) -> FitResult | None:
-        """Lowest-loss member with complexity ``<= max_complexity`` (any if ``None``)."""
+        """Lowest-loss member with complexity ``<= max_complexity`` (any if ``None``).
+
+        The member a user gets by default is :meth:`selected` (the knee rule), not this.
+        """
         pts = [p for p in self._points if max_complexity is None or p.complexity <= max_complexity]
         return min(pts, key=_loss) if pts else None
+
+    def score_test(self) -> None:
+        """Set each member's ``rmse_test`` with :attr:`test_rmse` (nothing without it)."""
+        if self.test_rmse is None:
+            return
+        for p in self._points:
+            p.rmse_test = float(self.test_rmse(p))
+
+    def selected(self, eligible: Callable[[FitResult], bool] | None = None) -> FitResult | None:
+        """The member the knee rule chooses (:func:`knee_index`); ``None`` on an empty front.
+
+        Parameters
+        ----------
+        eligible
+            Optional predicate: only members for which it is true may be chosen.
+        """
+        pts = self._points
+        k = knee_index(
+            [p.complexity for p in pts],
+            [_loss(p) for p in pts],
+            null_loss=self.null_loss,
+            eligible=None if eligible is None else [bool(eligible(p)) for p in pts],
+            floor=self.loss_floor,
+        )
+        return None if k is None else pts[k]
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
@@ -114,11 +351,22 @@ class ParetoFront:
         return front
 
     def to_csv(self, path: str | Path) -> None:
-        """Write one row per member: complexity, loss, RMSEs, expression, params (JSON)."""
+        """Write one row per member: complexity, loss, RMSEs (train, validation, test),
+        whether the knee rule selects it, expression, params (JSON)."""
+        chosen = self.selected()
         with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(
-                ["complexity", "loss", "rmse_train", "rmse_valid", "expression", "params"]
+                [
+                    "complexity",
+                    "loss",
+                    "rmse_train",
+                    "rmse_valid",
+                    "rmse_test",
+                    "selected",
+                    "expression",
+                    "params",
+                ]
             )
             for p in self._points:
                 writer.writerow(
@@ -127,6 +375,8 @@ class ParetoFront:
                         repr(_loss(p)),
                         repr(float(p.rmse_train)),
                         repr(float(p.rmse_valid)),
+                        repr(float(p.rmse_test)),
+                        int(p is chosen),
                         p.expression,
                         json.dumps({k: float(v) for k, v in p.params.items()}),
                     ]
@@ -141,6 +391,11 @@ class ParetoFront:
         ylabel: str = "loss (RMSE)",
     ) -> Path:
         """Plot loss (log scale) against complexity as a step front and save it (Agg, no pyplot).
+
+        The front's losses are drawn as a step line; the members' training and test
+        RMSEs (where known) as markers at the same complexity, the member
+        :meth:`selected` chooses circled, and U = 0 (:attr:`null_loss`, where known) as
+        a dotted reference line.
 
         Parameters
         ----------
@@ -162,6 +417,37 @@ class ParetoFront:
             ys = [max(_loss(p), floor) for p in self._points]
             ax.step(xs, ys, where="post", color="C0", lw=1.5, label="Pareto front")
             ax.plot(xs, ys, "o", color="C0", ms=4)
+            for attr, marker, label in (("rmse_train", "^", "train"), ("rmse_test", "s", "test")):
+                pts = [
+                    (p.complexity, max(float(getattr(p, attr)), floor))
+                    for p in self._points
+                    if math.isfinite(float(getattr(p, attr)))
+                ]
+                if pts and (
+                    attr != "rmse_train" or any(math.isfinite(p.rmse_valid) for p in self._points)
+                ):
+                    ax.plot(
+                        *zip(*pts, strict=True),
+                        marker,
+                        color="0.35",
+                        ms=3.5,
+                        ls="none",
+                        label=label,
+                    )
+            chosen = self.selected()
+            if chosen is not None:
+                ax.plot(
+                    [chosen.complexity],
+                    [max(_loss(chosen), floor)],
+                    "o",
+                    ms=11,
+                    mfc="none",
+                    mec="C3",
+                    mew=1.5,
+                    label="selected (knee rule)",
+                )
+        if self.null_loss is not None and math.isfinite(self.null_loss) and self.null_loss > 0:
+            ax.axhline(self.null_loss, ls=":", lw=1.2, color="k", label="U = 0")
         for i, (label, value) in enumerate((reference_lines or {}).items()):
             if value is not None and math.isfinite(value) and value > 0:
                 color = f"C{(i + 1) % 10}"
@@ -180,7 +466,7 @@ class ParetoFront:
         ax.set_ylabel(ylabel)
         if title:
             ax.set_title(title)
-        if self._points or reference_lines:
+        if self._points or reference_lines or self.null_loss:
             ax.legend(fontsize="small")
         fig.tight_layout()
         fig.savefig(path)

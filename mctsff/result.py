@@ -40,6 +40,10 @@ class FitResult:
         Why the candidate is invalid (empty when valid).
     extra
         Free-form details (per-start losses, multipliers, timing).
+    rmse_test
+        Force RMSE on the test frames, which neither the fit, the search nor the choice
+        of a model sees: filled in by the search for front members when it writes the
+        front (:func:`mctsff.search.write_outputs`); ``nan`` when there is no test set.
     """
 
     expression: str
@@ -54,6 +58,7 @@ class FitResult:
     n_evals: int = 0
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    rmse_test: float = math.nan
 
     @property
     def score_loss(self) -> float:
@@ -88,6 +93,7 @@ class FitResult:
         for key, default in (
             ("rmse_train", math.inf),
             ("rmse_valid", math.nan),
+            ("rmse_test", math.nan),
             ("loss", math.inf),
         ):
             if d.get(key) is None:

@@ -9,8 +9,11 @@
   (complexity × validation loss);
 * the run folder receives ``pareto.json``, ``pareto.csv``, ``pareto.png``,
   ``potentials.png`` and a ``checkpoint.pkl`` that ``resume=True`` continues;
-* Ctrl-C stops between iterations and writes everything; a second Ctrl-C
-  aborts at once, after writing the front found so far.
+* Ctrl-C (or SIGTERM) stops between iterations and writes everything; a second
+  one aborts at once, after writing the front found so far;
+* the run folder is created exclusively and locked while the search writes it, every
+  file is written atomically, and the checkpoint is read without running code from it
+  (:mod:`mctsff.runio`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import pickle
 import re
 import signal
@@ -47,14 +49,16 @@ from mctsff.pareto import ParetoFront
 from mctsff.program import signed_terms
 from mctsff.result import FitResult
 from mctsff.reward import get_reward
+from mctsff.runio import atomic_output, atomic_write, load_checkpoint, open_run_folder, write_error
 from mctsff.surrogate import ForceSurrogate
 
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity).
 DEFAULT_ETA = 0.99
-#: Checkpoint format; 4: probed keys with one value per constant, numbered by role (3: one
-#: value per kind of constant; 2: sympy argument tuples, 1: ``sympy.srepr``).
-_CHECKPOINT_VERSION = 4
+#: Checkpoint format; 5: read by an allow-list unpickler (:func:`mctsff.runio.load_checkpoint`),
+#: data compared by a content hash (4: probed keys with one value per constant, numbered by
+#: role; 3: one value per kind of constant; 2: sympy argument tuples, 1: ``sympy.srepr``).
+_CHECKPOINT_VERSION = 5
 
 
 class SearchError(ValueError):
@@ -550,6 +554,8 @@ class SearchResult:
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
     n_local: int = 0
+    #: why some files of the run folder could not be written (disk full, read-only), if so
+    write_error: str | None = None
 
     @property
     def best(self) -> FitResult | None:
@@ -613,6 +619,7 @@ def search(
     seed: int = 0,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     exploration: float = 1.0 / math.sqrt(2.0),
     max_length: int = 16,
     n_rollouts: int | None = None,
@@ -662,7 +669,13 @@ def search(
     seed
         Seed of the search (the fits are seeded by the fitter's own seed).
     out
-        Run folder for pareto.json/csv/png, potentials.png and the checkpoint.
+        Run folder for pareto.json/csv/png, potentials.png and the checkpoint.  It is
+        created for this run: an existing non-empty folder is refused unless ``resume``
+        or ``overwrite`` is given; it is locked while the search writes it (a second
+        search on it stops with :class:`~mctsff.runio.RunFolderError`) and checked
+        writable before the search starts.  When the results cannot be written at the
+        end (disk full, read-only), the result is returned all the same, with
+        ``write_error`` saying what was lost and that the checkpoint is kept.
     surrogate
         Choose each expression sent to the fitter among several drawn by a
         fit-free estimate of its error (:class:`~mctsff.surrogate.ForceSurrogate`:
@@ -675,7 +688,10 @@ def search(
         regression and for a training set given as a projection.  A resumed run
         keeps what its checkpoint was started with.
     resume
-        Continue the search saved in ``out`` (same grammar and objective).
+        Continue the search saved in ``out`` (same grammar and objective, same data:
+        compared by a content hash, so the file may have moved).
+    overwrite
+        Start a new run in an existing run folder, removing the earlier run's files.
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty, cover
         MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` and ``cover`` left
         at ``None`` take its defaults, 8 and True; ``n_rollouts`` left at ``None``
@@ -797,13 +813,13 @@ def search(
     if resume:
         if out_path is None or not (out_path / CHECKPOINT).exists():
             raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
-        with open(out_path / CHECKPOINT, "rb") as fh:
-            saved = pickle.load(fh)
+        saved = load_checkpoint(out_path / CHECKPOINT)
         if saved.get("version") != _CHECKPOINT_VERSION:
             raise SearchError(
                 f"{out_path / CHECKPOINT}: checkpoint format {saved.get('version')!r} is not "
                 f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
             )
+        _check_checkpoint(saved, out_path / CHECKPOINT)
         diff = _signature_difference(saved["signature"], signature)
         if diff:
             raise SearchError(
@@ -861,8 +877,13 @@ def search(
             **{k: v for k, v in (("novelty", novelty), ("cover", cover)) if v is not None},
             **dict(mcts_options or {}),
         )
+    lock = None
     if out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = open_run_folder(out_path, resume=resume, overwrite=overwrite)
+        except BaseException:
+            evaluator.evaluator.close()
+            raise
 
     bar = _Progress(budget, time_limit, progress)
     stop = {"requested": False}
@@ -899,6 +920,7 @@ def search(
     in_main = _main_thread()
     if in_main:
         old = signal.signal(signal.SIGINT, handler)
+        old_term = signal.signal(signal.SIGTERM, handler)  # a batch system's stop: the same
     t0 = time.perf_counter()
     last_ckpt = t0
     interrupted = False
@@ -916,20 +938,33 @@ def search(
             mcts.step(on_result)
             local.flush()  # the local moves of the whole batch, fitted as one batch
             if out_path is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
-                _save_checkpoint(out_path, mcts, front, signature, local_settings)
-                _write_front(out_path, front)
+                try:
+                    _save_checkpoint(out_path, mcts, front, signature, local_settings)
+                    _write_front(out_path, front)
+                except OSError as exc:  # disk full: go on, the last checkpoint is kept
+                    warnings.warn(f"{write_error(exc, out_path)}; searching on", stacklevel=2)
                 last_ckpt = time.perf_counter()
     except KeyboardInterrupt:
         interrupted = True
         # the tree may be mid-iteration: keep the last consistent checkpoint,
         # but never lose a result that was found
         if out_path is not None:
-            _write_front(out_path, front)
+            try:
+                _write_front(out_path, front)
+            except OSError as exc:
+                sys.stderr.write(f"mctsff: {write_error(exc, out_path / 'pareto.json')}\n")
         bar.close()
+        if lock is not None:
+            lock.release()
+        raise
+    except BaseException:
+        if lock is not None:
+            lock.release()
         raise
     finally:
         if in_main and old is not None:
             signal.signal(signal.SIGINT, old)
+            signal.signal(signal.SIGTERM, old_term)
         evaluator.evaluator.close()
     bar.update(
         mcts.n_evaluations,
@@ -939,13 +974,22 @@ def search(
     )
     bar.close()
     files = {}
+    failed = None
     if out_path is not None:
-        _save_checkpoint(out_path, mcts, front, signature, local_settings)
-        files = write_outputs(out_path, front, fitter, reference_lines)
-        files["checkpoint"] = str(out_path / CHECKPOINT)
-        files["run.json"] = str(
-            _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local)
-        )
+        saved_now = False
+        try:
+            _save_checkpoint(out_path, mcts, front, signature, local_settings)
+            saved_now = True
+            files = write_outputs(out_path, front, fitter, reference_lines)
+            files["checkpoint"] = str(out_path / CHECKPOINT)
+            files["run.json"] = str(
+                _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local)
+            )
+        except OSError as exc:  # disk full, read-only: the front is returned all the same
+            failed = _write_failure(exc, out_path, saved_now)
+            warnings.warn(failed, stacklevel=2)
+        finally:
+            lock.release()
     return SearchResult(
         front=front,
         mcts=mcts,
@@ -955,7 +999,31 @@ def search(
         interrupted=interrupted,
         files=files,
         n_local=local.n_fits,
+        write_error=failed,
     )
+
+
+def _write_failure(exc: OSError, out: Path, saved_now: bool) -> str:
+    """One line: which write failed, and which checkpoint is kept to write them later."""
+    what = Path(exc.filename).name if exc.filename else out
+    what = re.sub(r"^\.(.*)\.[^.]+\.tmp(\.\w+)?$", r"\1", str(what))  # a temporary file's target
+    ckpt = out / CHECKPOINT
+    if saved_now:
+        kept = f"the checkpoint {ckpt} is kept: rerun with --resume to write the other files"
+    elif ckpt.exists():
+        kept = f"the last checkpoint {ckpt} is kept (the fits since it are lost)"
+    else:
+        kept = "no checkpoint was written"
+    return f"{write_error(exc, out / what)}; {kept}"
+
+
+def _check_checkpoint(saved: Mapping[str, Any], path: Path) -> None:
+    """One clear error for a checkpoint of the right version that lacks a part."""
+    for key, kind in (("signature", dict), ("mcts", dict), ("front", list)):
+        if not isinstance(saved.get(key), kind):
+            raise SearchError(
+                f"{path}: damaged checkpoint ({key!r} is missing or not a {kind.__name__})"
+            )
 
 
 #: Engine parameters that search() sets from its own arguments (not in ``*_options``)
@@ -1345,7 +1413,7 @@ def _signature(fitter, grammar: Grammar) -> dict[str, Any]:
     sig = {
         "grammar": grammar.text,
         "variables": tuple(fitter.options.variables),
-        "data": str(getattr(train, "path", "")),
+        "data_sha256": _data_digest(train),
         "n_train": int(getattr(train, "n_frames", 0) or len(getattr(train, "y", ()))),
     }
     if hasattr(train, "cutoff"):
@@ -1354,6 +1422,26 @@ def _signature(fitter, grammar: Grammar) -> dict[str, Any]:
         sig["linear_scaling"] = True
     sig["fit"] = _fit_options(fitter)
     return sig
+
+
+def _data_digest(train) -> str:
+    """SHA-256 of the training data: the file's bytes (where it has one) and the targets.
+
+    Resume compares it instead of the file's path: the same file under another path
+    resumes, a changed file behind the same path does not.
+    """
+    h = hashlib.sha256()
+    path = getattr(train, "path", None)
+    if path and Path(path).is_file():
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    for name in ("forces", "X", "y"):
+        value = getattr(train, name, None)
+        if isinstance(value, np.ndarray):
+            h.update(f"{name}{value.shape}{value.dtype}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+    return h.hexdigest()
 
 
 def _fit_options(fitter) -> dict[str, str]:
@@ -1440,8 +1528,15 @@ def _signature_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) 
                 and not _older_object_text(a.get(o), b.get(o))
             ]
         else:
-            out.append(key)
+            out.append(_SIGNATURE_WORDS.get(key, key))
     return out
+
+
+#: How a resume error names a signature entry
+_SIGNATURE_WORDS = {
+    "data_sha256": "data (the content of the data file or arrays)",
+    "n_train": "number of training frames",
+}
 
 
 def _older_constraint_text(saved: Any, current: Any) -> bool:
@@ -1467,13 +1562,8 @@ def _older_object_text(saved: Any, current: Any) -> bool:
     )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+#: writes through a unique temporary file, renamed atomically (:func:`mctsff.runio.atomic_write`)
+_atomic_write = atomic_write
 
 
 def _save_checkpoint(
@@ -1511,20 +1601,23 @@ def write_outputs(
     """Write pareto.json, pareto.csv, pareto.png and (force matching) potentials.png."""
     out = Path(out)
     _write_front(out, front)
-    front.to_csv(out / "pareto.csv")
-    front.plot(
-        out / "pareto.png",
-        dict(reference_lines or {}),
-        title="Pareto front",
-        ylabel="validation force RMSE (eV/Å)" if objective_kind(fitter) == "forces" else "RMSE",
-    )
+    with atomic_output(out / "pareto.csv") as tmp:
+        front.to_csv(tmp)
+    with atomic_output(out / "pareto.png") as tmp:
+        front.plot(
+            tmp,
+            dict(reference_lines or {}),
+            title="Pareto front",
+            ylabel="validation force RMSE (eV/Å)" if objective_kind(fitter) == "forces" else "RMSE",
+        )
     files = {
         "pareto.json": str(out / "pareto.json"),
         "pareto.csv": str(out / "pareto.csv"),
         "pareto.png": str(out / "pareto.png"),
     }
     if objective_kind(fitter) == "forces" and len(front):
-        plot_potentials(out / "potentials.png", front, fitter)
+        with atomic_output(out / "potentials.png") as tmp:
+            plot_potentials(tmp, front, fitter)
         files["potentials.png"] = str(out / "potentials.png")
     return files
 

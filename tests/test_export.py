@@ -566,3 +566,96 @@ def test_universal_shifted_potential_in_every_engine(dimers, tmp_path):
     for name, (f, e) in results.items():
         assert rel_dev(f, ref_f) < 1e-8, name
         assert math.isclose(e, e_shifted, rel_tol=1e-8), name
+
+
+# ------------------------------------------------------------------------ untrusted run folders
+_PAYLOAD = '(A/r #"""; __import__("os").system("touch PWNED"); """\n)'
+
+
+@pytest.mark.parametrize("fmt", ex.FORMATS)
+def test_an_expression_carrying_code_is_refused_by_every_format(tmp_path, fmt, monkeypatch, capsys):
+    """The issue-36 payload: a comment closing the docstring of the exported module."""
+    monkeypatch.chdir(tmp_path)
+    run = write_run(tmp_path, points=[{"expression": _PAYLOAD, "params": {"A": 1.0}}])
+    argv = ["export", str(run), "--index", "0", "--format", fmt, "--out", str(tmp_path / "x")]
+    assert main(argv) == 2
+    assert "unsupported syntax: '#' at column 6" in capsys.readouterr().err
+    with pytest.raises(Exception, match="unsupported syntax: '#' at column 6"):
+        ex.to_function(ex.load_front_point(run, 0).potential())
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "species", [["O", "shell touch PWNED"], ["O", "H\nshell touch PWNED"], ["\\write18{id}"]]
+)
+def test_species_from_run_json_must_be_type_names(tmp_path, species, capsys):
+    run = write_run(tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    info["species"] = species
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(
+        ex.ExportError, match=r"run\.json: species: atom type .* is not a type name"
+    ):
+        ex.load_front_point(run)
+    assert main(["export", str(run), "--format", "lammps", "--points", "100"]) == 2
+    assert "is not a type name" in capsys.readouterr().err
+    info["species"], info["type_pairs"] = ["H", "O"], [["H", "H"], ["H", "O; x"], ["O", "O"]]
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ex.ExportError, match="type_pairs: atom type 'O; x'"):
+        ex.load_front_point(run)
+
+
+def test_malformed_front_files_are_one_clear_error(tmp_path):
+    for content, message in [
+        ([1, 2], "point 0 is a int, not an object"),
+        ([{"expression": ["r"], "params": {}}], "'expression' is not a string"),
+        ([{"expression": "A/r", "params": [1]}], "'params' is not an object"),
+    ]:
+        (tmp_path / "pareto.json").write_text(json.dumps(content))
+        with pytest.raises(ex.ExportError, match=message):
+            ex.load_front_point(tmp_path)
+    (tmp_path / "pareto.json").write_text("{not json")
+    with pytest.raises(ex.ExportError, match="cannot read the front"):
+        ex.load_front_point(tmp_path)
+
+
+def test_python_export_names_never_collide_and_import_what_they_use():
+    """``c`` and ``c_`` are two constants (``c`` is the module's own local: renamed past
+    ``c_``); ``float`` would shadow the builtin; ``sqrt`` comes from numpy."""
+    pot = Potential("c/r + c_*exp(-r/float) + geom_e*sqrt(r)", {"c": 10.0, "c_": 2.0,
+                    "float": 0.7, "geom_e[O]": 4.0}, species=("O",))  # fmt: skip
+    src = ex.to_python(pot)
+    namespace: dict = {}
+    exec(compile(src, "<test>", "exec"), namespace)  # only numpy imported
+    r = np.array([1.5, 2.0, 3.0])
+    assert np.allclose(namespace["U"](r, ("O", "O")), pot.energy(r, ("O", "O")), rtol=1e-12)
+    assert np.allclose(namespace["dU_dr"](r, ("O", "O")), pot.derivative(r, ("O", "O")))
+    assert "np.sqrt(" in src and " sqrt(" not in src.replace("np.sqrt(", "")
+    assert pot.program.expression not in ast_docstrings(src)
+    assert namespace["EXPRESSION"] == pot.program.expression
+
+
+def ast_docstrings(src: str) -> str:
+    import ast
+
+    tree = ast.parse(src)
+    nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    return "\n".join(ast.get_docstring(n) or "" for n in nodes)
+
+
+def test_openmm_script_keeps_the_expression_out_of_its_docstring():
+    pot = potential("coulomb_exp_c6")
+    src = ex.to_openmm(pot, CUTOFF).script()
+    assert pot.program.expression not in ast_docstrings(src)
+    assert f"EXPRESSION = {pot.program.expression!r}" in src
+
+
+def test_export_option_errors_are_one_line(tmp_path, capsys):
+    run = write_run(tmp_path)
+    argv = ["export", str(run), "--index", "1"]
+    assert main([*argv, "--format", "latex", "--pair", "Xx-Yy"]) == 2
+    assert "type pair Xx-Yy is not in the potential (H-H, H-O, O-O)" in capsys.readouterr().err
+    assert main([*argv, "--format", "python", "--out", str(tmp_path)]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    with pytest.raises(ex.ExportError, match="LAMMPS reads a name of"):
+        ex.export(ex.load_front_point(run, 1), "lammps", tmp_path / "my table", points=100)

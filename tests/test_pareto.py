@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import math
 
+import numpy as np
+
 from mctsff.pareto import ParetoFront
 from mctsff.result import FitResult
 
@@ -93,3 +95,85 @@ def test_loss_floor_keeps_noise_level_exact_fits_out():
     assert not f.update(res("exact_plus_junk", 14, 4e-14))  # rounding noise, not a gain
     assert f.update(res("simpler_worse", 5, 0.3))
     assert [p.expression for p in f.points] == ["simpler_worse", "exact"]
+
+
+# ----------------------------------------------------------------------------- selection
+def test_knee_rule_takes_the_largest_log_drop_per_complexity_within_the_factor():
+    from mctsff.pareto import KNEE_LOSS_FACTOR, knee_index
+
+    cx = [3, 7, 15, 30]
+    loss = [1.0, 0.21, 0.2, 0.19]
+    # 7, 15 and 30 are within sqrt(1.5) of 0.19; 7 gains most per unit complexity
+    assert knee_index(cx, loss, null_loss=2.0) == 1
+    # the simplest member, measured from U = 0, wins when it is within the factor
+    assert knee_index([3, 20], [0.2, 0.19], null_loss=2.0) == 0
+    # without U = 0 the simplest member scores 0 (PySR's convention)
+    assert knee_index([3, 20], [0.2, 0.19]) == 1
+    # a member outside the factor is never chosen, however steep its drop
+    assert 1.0**2 > KNEE_LOSS_FACTOR * 0.5**2
+    assert knee_index([3, 40], [1.0, 0.5], null_loss=2.0) == 1
+    assert knee_index([3, 4], [1.0, 0.5], null_loss=2.0, eligible=[True, False]) == 0
+    assert knee_index([], []) is None
+
+
+def test_selected_member_follows_the_knee_rule_not_the_lowest_loss():
+    f = ParetoFront(
+        [res("a", 3, 1.0), res("b", 7, 0.21), res("c", 15, 0.2), res("d", 30, 0.19)],
+        null_loss=2.0,
+    )
+    assert f.best().expression == "d"
+    assert f.selected().expression == "b"
+    assert f.selected(eligible=lambda p: p.expression != "b").expression == "c"
+
+
+def test_resolved_is_a_paired_test_over_frames():
+    from mctsff.pareto import resolved
+
+    worse = np.array([2.0, 2.2, 1.8, 2.1])
+    assert resolved(worse - 1.0, worse)  # the same gain on every frame
+    assert not resolved(worse, worse)  # no gain
+    noisy = worse + np.array([-1.5, 1.2, -1.1, 1.6])  # the same mean, a spread far larger
+    assert resolved(noisy, worse + 0.0) is False
+    assert resolved(np.array([1.0]), np.array([1.5]))  # one frame: any gain
+
+
+def test_front_keeps_only_members_the_frames_resolve():
+    """Null models and unresolved additions stay off; a simpler member evicts them."""
+    rng = np.random.default_rng(0)
+    null = 1.0 + rng.random(20)
+    errors = {
+        "null_like": null * (1 - 1e-6) + 1e-4 * rng.standard_normal(20),  # ~ U = 0
+        "good": 0.2 * null,
+        "good_plus_junk": 0.2 * null + 0.01 * rng.standard_normal(20),  # lower on average
+        "better": 0.05 * null,
+    }
+    errors["good_plus_junk"] -= errors["good_plus_junk"].mean() - 0.2 * null.mean() + 1e-4
+    n_comp = 60
+
+    def member(name, cx):
+        return res(name, cx, 0.0, valid_loss=math.sqrt(errors[name].sum() / n_comp))
+
+    f = ParetoFront(
+        frame_errors=lambda p: errors[p.expression], null_frame_errors=null, null_loss=1.0
+    )
+    assert not f.update(member("null_like", 2))  # does not beat U = 0 resolvably
+    assert f.update(member("good", 5))
+    assert not f.update(member("good_plus_junk", 9))  # lower loss, but not resolved
+    assert f.update(member("better", 12))
+    assert [p.expression for p in f.points] == ["good", "better"]
+    # without frame errors only dominance decides
+    g = ParetoFront([member("null_like", 2), member("good", 5), member("good_plus_junk", 9)])
+    assert len(g) == 3
+
+
+def test_plot_draws_the_null_line_and_test_points(tmp_path):
+    f = ParetoFront([res("a", 3, 2.0, 2.1, rmse_test=2.2), res("b", 5, 0.1, 0.12)], null_loss=3.0)
+    path = f.plot(tmp_path / "front.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    f.test_rmse = lambda p: 7.0
+    f.score_test()
+    assert [p.rmse_test for p in f.points] == [7.0, 7.0]
+    f.to_csv(tmp_path / "front.csv")
+    rows = list(csv.DictReader((tmp_path / "front.csv").open()))
+    assert [float(r["rmse_test"]) for r in rows] == [7.0, 7.0]
+    assert [r["selected"] for r in rows] == ["0", "1"]

@@ -761,3 +761,261 @@ def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
         local.flush()
         assert (table.lookup("exp(y*log(x))") is not None) is wanted
         assert (table.lookup("sin(x - y + y*log(x))") is not None) is wanted
+
+
+# ----------------------------------------------------------------------------- run folders
+def _fast(train, valid):
+    return Fitter(train, valid, constraints=(), n_starts=1)
+
+
+_FAST = dict(budget=4, seed=0, prune=False, grow=False)
+
+
+class _Evil:
+    """Pickles to a call of os.system (what a crafted checkpoint would hold)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_runs_no_code(screened, tmp_path):
+    """Resume and export read checkpoint.pkl through an allow-list unpickler (issue 36)."""
+    from mctsff.export import ExportError, load_front_point
+    from mctsff.runio import RunFolderError, load_checkpoint
+
+    train, valid = screened
+    search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
+    marker = tmp_path / "PWNED"
+    state = load_checkpoint(tmp_path / "checkpoint.pkl")
+    state["front"].append(_Evil(marker))
+    (tmp_path / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+    with pytest.raises(RunFolderError, match=r"checkpoint\.pkl: not a readable .*posix\.system"):
+        search(_fast(train, valid), "pair", out=tmp_path, resume=True, **_FAST)
+    (tmp_path / "pareto.json").unlink()  # export falls back to the checkpoint
+    with pytest.raises(ExportError, match="posix.system"):
+        load_front_point(tmp_path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "Ran out of input"),
+        (b"garbage\x00\x01", "not a readable mctsff checkpoint"),
+        (pickle.dumps([1, 2, 3]), "holds a list, not a dict"),
+        (pickle.dumps({"version": 5, "signature": {}})[:-7], "not a readable"),
+        (pickle.dumps({"version": 5, "signature": {}}), "damaged checkpoint .'mcts' is missing"),
+    ],
+)
+def test_damaged_checkpoints_are_one_clear_error(screened, tmp_path, content, message):
+    from mctsff.runio import RunFolderError
+
+    train, valid = screened
+    search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
+    (tmp_path / "checkpoint.pkl").write_bytes(content)
+    with pytest.raises((RunFolderError, SearchError), match=message):
+        search(_fast(train, valid), "pair", out=tmp_path, resume=True, **_FAST)
+
+
+def test_a_run_folder_is_never_overwritten_silently(screened, tmp_path):
+    from mctsff.runio import RunFolderError
+
+    train, valid = screened
+    first = search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
+    before = (tmp_path / "checkpoint.pkl").read_bytes()
+    with pytest.raises(RunFolderError, match="exists and is not empty .*--overwrite"):
+        search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
+    assert (tmp_path / "checkpoint.pkl").read_bytes() == before
+    (tmp_path / "notes.txt").write_text("mine")
+    again = search(_fast(train, valid), "pair", out=tmp_path, overwrite=True, **_FAST)
+    assert again.mcts.evaluated == first.mcts.evaluated  # same seed, same run
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # only the run's own files go
+    with pytest.raises(RunFolderError, match="not a folder"):
+        search(_fast(train, valid), "pair", out=tmp_path / "notes.txt", **_FAST)
+
+
+def test_a_locked_run_folder_stops_a_second_search(screened, tmp_path):
+    from mctsff.runio import RunFolderError, RunLock
+
+    train, valid = screened
+    with RunLock(tmp_path):  # another search holds the folder
+        with pytest.raises(RunFolderError, match="another search is writing this run folder"):
+            search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
+    search(_fast(train, valid), "pair", out=tmp_path, **_FAST)  # free again
+    with RunLock(tmp_path):
+        with pytest.raises(RunFolderError, match="locked"):
+            search(_fast(train, valid), "pair", out=tmp_path, resume=True, **_FAST)
+
+
+def test_writes_never_follow_a_planted_symlink(screened, tmp_path):
+    train, valid = screened
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json.tmp").symlink_to(victim)  # the fixed temporary name of old versions
+    search(_fast(train, valid), "pair", out=out, overwrite=True, **_FAST)
+    assert victim.read_text() == "precious"
+    assert json.loads((out / "run.json").read_text())["n_evaluations"] >= 4
+    (out / "pareto.json").unlink()
+    (out / "pareto.json").symlink_to(victim)  # a link at the target is replaced, not followed
+    search(_fast(train, valid), "pair", out=out, resume=True, **{**_FAST, "budget": 6})
+    assert victim.read_text() == "precious"
+    assert not (out / "pareto.json").is_symlink()
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp") or ".tmp." in p][1:]
+
+
+def test_an_unwritable_folder_stops_before_the_search(screened, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from mctsff import runio
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    train, valid = screened
+    monkeypatch.setattr(runio.tempfile, "mkstemp", read_only)
+    fits = []
+    with pytest.raises(runio.RunFolderError, match="cannot write .*: read-only file system"):
+        search(_fast(train, valid), "pair", out=tmp_path, callback=fits.append, **_FAST)
+    assert not fits  # nothing was fitted
+    monkeypatch.setattr(runio.tempfile, "mkstemp", tempfile.mkstemp)
+
+
+def test_a_full_disk_at_the_end_keeps_the_checkpoint_and_returns_the_front(
+    screened, tmp_path, monkeypatch
+):
+    import errno
+
+    from mctsff import search as search_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(args[0]))
+
+    train, valid = screened
+    monkeypatch.setattr(search_module, "plot_potentials", full)
+    with pytest.warns(UserWarning, match="no space left"):
+        res = search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
+    assert len(res.front) > 0
+    assert "potentials.png: no space left on the device" in res.write_error
+    assert "checkpoint" in res.write_error and "--resume" in res.write_error
+    assert (tmp_path / "checkpoint.pkl").is_file() and (tmp_path / "pareto.json").is_file()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+    monkeypatch.undo()
+    resumed = search(_fast(train, valid), "pair", out=tmp_path, resume=True, **_FAST)
+    assert resumed.write_error is None and (tmp_path / "potentials.png").is_file()
+
+
+def test_sigterm_stops_the_search_like_ctrl_c(screened, tmp_path):
+    import signal
+
+    train, valid = screened
+    sent = []
+
+    def terminate(res):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    res = search(
+        _fast(train, valid), "pair", out=tmp_path, callback=terminate, **{**_FAST, "budget": 500}
+    )
+    assert res.interrupted and res.n_evaluations < 500
+    assert json.loads((tmp_path / "pareto.json").read_text())
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_resume_compares_the_data_by_content_not_path(tmp_path):
+    import shutil
+
+    from mctsff.data import data_file, load_dataset
+
+    src = data_file("water_dimers_mp2_sample20.extxyz")
+    first, moved = tmp_path / "a.extxyz", tmp_path / "b.extxyz"
+    shutil.copy(src, first)
+
+    def fitter(path):
+        train, valid = load_dataset(path, cutoff=9.0).split(0.2, seed=0)
+        return _fast(train, valid)
+
+    out = tmp_path / "run"
+    search(fitter(first), "pair", out=out, **_FAST)
+    first.rename(moved)  # the same file under another path resumes
+    search(fitter(moved), "pair", out=out, resume=True, **{**_FAST, "budget": 6})
+    text = moved.read_text().splitlines(keepends=True)  # one force component changed
+    i = next(k for k, line in enumerate(text) if line.strip().startswith("O "))
+    parts = text[i].split()
+    parts[-1] = repr(float(parts[-1]) + 0.5)
+    text[i] = " ".join(parts) + "\n"
+    moved.write_text("".join(text))
+    with pytest.raises(SearchError, match=r"different data \(the content"):
+        search(fitter(moved), "pair", out=out, resume=True, **{**_FAST, "budget": 8})
+
+
+#: a grammar that allows only pair-specific inverse powers 6, 8, 12 and screened Coulomb
+RESTRICTIVE = """
+// @variables r
+start: potential
+potential: term
+         | potential "+" term               -> add
+         | potential "-" term               -> sub
+term: PAIR_CONST "/" rpow                   -> inverse_power
+    | PAIR_CONST "*erfc(" CONST "*r)/r"     -> screened
+rpow: "r**6"                                -> r6
+    | "r**8"                                -> r8
+    | "r**12"                               -> r12
+CONST: "C"
+PAIR_CONST: "P"
+"""
+
+
+def _parses(grammar_text: str, expression: str) -> bool:
+    """Parse ``expression`` with a plain Lark parser of the grammar (constants as placeholders)."""
+    import re
+
+    import lark
+
+    text = re.sub(r"\bpair_c\d+\b", "P", expression.replace(" ", ""))
+    text = re.sub(r"\bc\d+\b", "C", text)
+    try:
+        lark.Lark(grammar_text, start="start").parse(text)
+    except lark.exceptions.LarkError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("method", ["mcts", "gp"])
+def test_every_fitted_expression_is_derivable_from_a_custom_grammar(screened, method):
+    """Issue 32: the local moves proposed ``c1 / r``, ``prod_c1 * erfc(c1 * r)`` and
+    ``c1 / r ** 8`` outside such a grammar; now every fitted expression parses with it."""
+    train, valid = screened
+    grammar = Grammar.from_text(RESTRICTIVE, name="restrictive")
+    fitted = []
+    res = search(
+        Fitter(train, valid, constraints=(), n_starts=1),
+        grammar,
+        budget=40,
+        seed=0,
+        method=method,
+        callback=fitted.append,
+    )
+    assert len(fitted) >= 40 and res.n_local > 0
+    assert res.n_underivable > 0  # the moves did propose forms outside the grammar
+    bad = [r.expression for r in fitted if not _parses(RESTRICTIVE, searched_expression(r))]
+    assert not bad
+    assert _parses(RESTRICTIVE, "pair_c1/r**6 + pair_c2*erfc(c1*r)/r")  # the check can pass
+    assert not _parses(RESTRICTIVE, "c1/r**8") and not _parses(RESTRICTIVE, "pair_c1/r")
+    off = search(
+        Fitter(train, valid, constraints=(), n_starts=1),
+        grammar,
+        budget=20,
+        seed=0,
+        method=method,
+        prune=False,
+        grow=False,
+    )
+    assert off.n_local == 0 and off.n_underivable == 0
