@@ -100,8 +100,25 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
         help="assign molecules when the file has no 'mol' array: bonds | nearest-O",
     )
     p.add_argument("--all-pairs", action="store_true", help="keep intramolecular pairs as well")
-    p.add_argument("--valid-fraction", type=float, default=0.2, help="frames held out (0.2)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split and the fit starts")
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of all frames for validation, which ranks the front (0.2)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="fraction of all frames for test, seen only by the report (0.2; 0 with --stream)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="seed of the train/validation/test split of the frames (0; independent of --seed)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the search and the fit starts")
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
@@ -167,7 +184,7 @@ def _load_streamed(args, intermolecular):
             args.cutoff,
             args.projection,
             valid_fraction=args.valid_fraction,
-            seed=args.seed,
+            seed=args.split_seed,
             chunk_frames=args.chunk_frames,
             forces=args.forces,
             energy=None,
@@ -187,7 +204,12 @@ def _load(args):
     if not 0.0 <= args.valid_fraction < 1.0:
         raise UsageError("--valid-fraction must be in [0, 1)")
     if getattr(args, "stream", False):
-        return _load_streamed(args, intermolecular)
+        if args.test_fraction:
+            raise UsageError("--stream holds out no test frames: drop --test-fraction")
+        return (*_load_streamed(args, intermolecular), None)
+    test_fraction = 0.2 if args.test_fraction is None else args.test_fraction
+    if not 0.0 <= test_fraction < 1.0 or args.valid_fraction + test_fraction >= 1.0:
+        raise UsageError("--test-fraction must be in [0, 1) and leave training frames")
     ds = load_dataset(
         args.data,
         args.cutoff,
@@ -196,8 +218,8 @@ def _load(args):
         intermolecular=intermolecular,
         molecules=args.molecules,
     )
-    train, valid = ds.split(args.valid_fraction, seed=args.seed)
-    return ds, train, valid
+    train, valid, test = ds.split_holdout(args.valid_fraction, test_fraction, args.split_seed)
+    return ds, train, valid, test
 
 
 def _fit_options(args) -> dict:
@@ -263,8 +285,10 @@ def _fit_model(args, train, valid):
 def cmd_fit(args) -> int:
     """Fit the constants of one expression."""
     from mctsff.fit import Fitter
+    from mctsff.holdout import holdout_scorer
 
-    ds, train, valid = _load(args)
+    ds, train, valid, test = _load(args)
+    fitter = None
     if getattr(args, "model", None):
         res = _fit_model(args, train, valid)
     elif not args.expr:
@@ -277,12 +301,16 @@ def cmd_fit(args) -> int:
             known = set(Program.from_string(args.expr).constants)
             _check_names(args, known, train.species, f"--expr {args.expr!r}")
         res = fitter.fit(args.expr)
+    score = holdout_scorer(fitter, test)
+    if score is not None and res.valid:
+        res.rmse_test = score(res)
     out = res.to_dict()
     out.update(
         n_pairs=int(ds.n_pairs),
         n_frames=int(ds.n_frames),
         n_frames_train=int(train.n_frames),
         n_frames_valid=int(valid.n_frames) if valid is not None else 0,
+        n_frames_test=int(test.n_frames) if test is not None else 0,
         force_array=ds.force_array,
         cutoff=ds.cutoff,
         species=list(ds.species),
@@ -299,6 +327,7 @@ def cmd_fit(args) -> int:
             print(f"INVALID      {res.reason}")
         print(f"rmse_train   {res.rmse_train:.6g} eV/Å")
         print(f"rmse_valid   {res.rmse_valid:.6g} eV/Å")
+        print(f"rmse_test    {res.rmse_test:.6g} eV/Å")
         for k, v in res.params.items():
             print(f"  {k:<20s} {v: .10g}")
         for k, v in res.constraints.items():
@@ -429,6 +458,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.add_argument(
+        "--no-local-moves",
+        action="store_true",
+        help="fit only what the search engine derives: no prune/grow moves around front "
+        "members (search(prune=False, grow=False))",
+    )
+    p.add_argument(
         "--workers",
         type=_at_least(0),
         default=1,
@@ -442,19 +477,29 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 
 def _print_front(result, stream=sys.stdout) -> None:
     pts = result.front.points
-    print(f"{'cplx':>4} {'rmse_train':>11} {'rmse_valid':>11}  expression", file=stream)
+    chosen = result.best
+    print(
+        f"  {'cplx':>4} {'rmse_train':>11} {'rmse_valid':>11} {'rmse_test':>11}  expression",
+        file=stream,
+    )
     for p in pts:
         flag = "  [!]" if p.flags else ""
+        mark = "*" if p is chosen else " "
         print(
-            f"{p.complexity:>4} {p.rmse_train:>11.5g} {p.rmse_valid:>11.5g}  {p.expression}{flag}",
+            f"{mark} {p.complexity:>4} {p.rmse_train:>11.5g} {p.rmse_valid:>11.5g} "
+            f"{p.rmse_test:>11.5g}  {p.expression}{flag}",
             file=stream,
+        )
+    if chosen is not None:
+        print(
+            "* selected by the knee rule (mctsff.pareto; what export takes by default)", file=stream
         )
     for p in pts:
         for f in p.flags:
             print(f"  [!] {p.expression}: {f}", file=stream)
 
 
-def _run_search(args, fitter) -> int:
+def _run_search(args, fitter, test=None) -> int:
     from mctsff.search import search
 
     refs = {}
@@ -507,6 +552,9 @@ def _run_search(args, fitter) -> int:
         cover=args.cover,
         surrogate=args.surrogate,
         local_options=local or None,
+        prune=not args.no_local_moves,
+        grow=not args.no_local_moves,
+        test=test,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         progress=not args.no_progress,
@@ -579,10 +627,15 @@ def cmd_search(args) -> int:
     from mctsff.fit import Fitter
 
     if args.objective == "regression":
+        from mctsff.data import holdout_frames
         from mctsff.regression import RegressionData, RegressionFitter
 
         data = RegressionData.from_csv(args.data, target=args.target)
-        train, valid = data.split(args.valid_fraction, seed=args.seed)
+        test_fraction = 0.2 if args.test_fraction is None else args.test_fraction
+        rows = holdout_frames(
+            data.n, args.valid_fraction, test_fraction, args.split_seed, str(args.data)
+        )
+        train, valid, test = (None if r is None else data.subset(r) for r in rows)
         fitter = RegressionFitter(
             train,
             valid,
@@ -590,14 +643,17 @@ def cmd_search(args) -> int:
             seed=args.seed,
             linear_scaling=args.linear_scaling,
         )
-        return _run_search(args, fitter)
-    ds, train, valid = _load(args)
+        return _run_search(args, fitter, test)
+    ds, train, valid, test = _load(args)
+    n_valid = valid.n_frames if valid is not None else 0
+    n_test = test.n_frames if test is not None else 0
     print(
-        f"data: {args.data}: {ds.n_frames} frames ({train.n_frames} train), "
+        f"data: {args.data}: {ds.n_frames} frames ({train.n_frames} train, {n_valid} "
+        f"validation, {n_test} test; split seed {args.split_seed}), "
         f"{ds.n_pairs} pairs within {ds.cutoff:g} Å, forces from '{ds.force_array}'"
     )
     fitter = Fitter(train, valid, **_fit_options(args))
-    return _run_search(args, fitter)
+    return _run_search(args, fitter, test)
 
 
 def cmd_demo(args) -> int:
@@ -728,7 +784,11 @@ def _add_export_command(sub) -> None:
     p = sub.add_parser("export", help="export a front point to an MD engine or a formula")
     p.add_argument("run_dir", help="search run folder (pareto.json, optional run.json)")
     p.add_argument(
-        "--index", type=int, default=None, help="front point (default: lowest validation RMSE)"
+        "--index",
+        type=int,
+        default=None,
+        help="front point, 0 = simplest (default: the one the knee rule selects, marked * in "
+        "the search's table)",
     )
     p.add_argument("--format", choices=formats, required=True, help="output format")
     p.add_argument("--out", default=None, help="file to write (default: print)")

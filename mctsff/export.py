@@ -66,6 +66,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from mctsff import __version__, ops
 from mctsff.params import Potential
+from mctsff.pareto import knee_index
 from mctsff.program import Program
 from mctsff.runio import RunFolderError, load_checkpoint, write_error
 
@@ -147,7 +148,7 @@ class FrontPoint:
         Pair cutoff of the search in Å, or ``None`` when unknown.
     index
         Position of the point in the front (sorted by complexity).
-    complexity, rmse_train, rmse_valid
+    complexity, rmse_train, rmse_valid, rmse_test
         As in ``pareto.json`` (``None`` when missing).
     flags
         Warnings of the fit.
@@ -164,6 +165,7 @@ class FrontPoint:
     complexity: int | None = None
     rmse_train: float | None = None
     rmse_valid: float | None = None
+    rmse_test: float | None = None
     flags: tuple[str, ...] = ()
     source: str | None = None
 
@@ -209,7 +211,9 @@ def load_front_point(
         and the cutoff.
     index
         Position in the front (sorted by complexity; negative counts from the end).  ``None``
-        takes the point with the lowest validation RMSE (training RMSE when there is none).
+        takes the point the knee rule selects (:func:`mctsff.pareto.knee_index` on the
+        validation RMSEs, training RMSEs where there are none, starting from U = 0 when
+        ``run.json`` gives its RMSE), the member the search reported as selected.
     species
         Atom types; override ``run.json`` and the types named in the parameters.
     cutoff
@@ -244,7 +248,14 @@ def load_front_point(
     if n == 0:
         raise ExportError(f"{source}: the front is empty")
     if index is None:
-        k = min(range(n), key=lambda i: _score(points[i]))
+        null = info.get("null_rmse")
+        k = knee_index(
+            [float(p.get("complexity") or 0) for p in points],
+            [_score(p) for p in points],
+            null_loss=float(null) if isinstance(null, int | float) else None,
+        )
+        if k is None:
+            raise ExportError(f"{source}: no point has a finite RMSE; choose one with --index")
     else:
         if not -n <= int(index) < n:
             raise ExportError(
@@ -300,6 +311,7 @@ def load_front_point(
         complexity=p.get("complexity"),
         rmse_train=p.get("rmse_train"),
         rmse_valid=p.get("rmse_valid"),
+        rmse_test=p.get("rmse_test"),
         flags=tuple(p.get("flags") or ()),
         source=source,
     )
@@ -1686,7 +1698,9 @@ def run_cli(args) -> int:
     info = (
         f"# front point {point.index} of {point.source}: {point.expression}"
         + (f" (complexity {point.complexity}" if point.complexity is not None else " (")
-        + (f", rmse_valid {rmse:.5g} eV/Å)" if rmse is not None else ")")
+        + (f", rmse_valid {rmse:.5g} eV/Å" if rmse is not None else "")
+        + (f", rmse_test {point.rmse_test:.5g} eV/Å" if point.rmse_test is not None else "")
+        + ")"
     )
     if out is None:
         print(text, end="")

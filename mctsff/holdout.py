@@ -1,7 +1,7 @@
 """Errors of fitted results on held-out data: per-frame force errors and test RMSEs.
 
 The search uses :class:`FrameErrors` on the validation frames for the front's resolution
-rule (:mod:`mctsff.pareto`) and :func:`test_scorer` on the test frames, which only the
+rule (:mod:`mctsff.pareto`) and :func:`holdout_scorer` on the test frames, which only the
 report sees.  Both evaluate a result with its fitted parameters through the fitter's
 :meth:`~mctsff.fit.Fitter.potential`, so they give the forces the fit's RMSEs measure.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from mctsff.result import FitResult
 
-__all__ = ["FrameErrors", "frame_errors_for", "test_scorer"]
+__all__ = ["FrameErrors", "frame_errors_for", "holdout_scorer"]
 
 
 class FrameErrors:
@@ -99,7 +99,7 @@ class _Potentials:
         return Potential(expression, params, self.species, self.type_pairs)
 
 
-def test_scorer(fitter, test) -> Callable[[FitResult], float] | None:
+def holdout_scorer(fitter, test) -> Callable[[FitResult], float] | None:
     """``result -> RMSE on the test data`` for force matching or regression; ``None``
     without test data.  ``fitter=None`` evaluates a force-matching result as a plain
     :class:`~mctsff.params.Potential` on the test data's types."""

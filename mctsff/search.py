@@ -43,6 +43,7 @@ import numpy as np
 from mctsff import ops
 from mctsff.gp import GP
 from mctsff.grammar import Grammar
+from mctsff.holdout import frame_errors_for, holdout_scorer
 from mctsff.mcts import MCTS
 from mctsff.parallel import Evaluator
 from mctsff.pareto import ParetoFront
@@ -554,14 +555,15 @@ class SearchResult:
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
     n_local: int = 0
+    #: local moves dropped, unfitted, because the grammar cannot derive them
+    n_underivable: int = 0
     #: why some files of the run folder could not be written (disk full, read-only), if so
     write_error: str | None = None
 
     @property
     def best(self) -> FitResult | None:
-        """Front point with the lowest loss."""
-        pts = self.front.points
-        return min(pts, key=lambda p: p.score_loss) if pts else None
+        """The front member the knee rule selects (:meth:`~mctsff.pareto.ParetoFront.selected`)."""
+        return self.front.selected()
 
 
 class _Progress:
@@ -645,6 +647,8 @@ def search(
     gp_options: Mapping[str, Any] | None = None,
     mcts_options: Mapping[str, Any] | None = None,
     local_options: Mapping[str, Any] | None = None,
+    test: Any = None,
+    resolution: bool = True,
 ) -> SearchResult:
     """Grammar-guided MCTS (or GP) for the expressions that best fit the objective.
 
@@ -744,7 +748,11 @@ def search(
         top-level terms inside each such function (``exp(y*log(x))`` from a front
         member holding ``y*log(x)``).  Local fits go
         through the same transposition table and count against ``budget``
-        (``SearchResult.n_local`` says how many there were).
+        (``SearchResult.n_local`` says how many there were).  A move is fitted only
+        if the grammar derives it; the others are dropped
+        (``SearchResult.n_underivable``), so every expression a search fits is one
+        its grammar can produce.  ``prune=False, grow=False`` (``--no-local-moves``)
+        fits only what the engine derives.
     method
         Search engine: ``"mcts"`` (:class:`~mctsff.mcts.MCTS`) or ``"gp"``
         (:class:`~mctsff.gp.GP`, grammar-guided genetic programming).  Both use
@@ -776,10 +784,26 @@ def search(
         ``f(v)`` inside each function ``g``, :func:`substituted_variants`, e.g.
         ``exp(log(x)*y)`` from ``x*y``).  A resumed run keeps the settings saved in
         its checkpoint (and warns when it is passed others).
+    test
+        Held-out test data (a :class:`~mctsff.data.Dataset`, or a
+        :class:`~mctsff.regression.RegressionData` for regression) that neither the
+        fits, the search nor the selection see: each front member's ``rmse_test`` is
+        computed on it when the front is written and at the end
+        (:meth:`~mctsff.pareto.ParetoFront.score_test`).
+    resolution
+        The front's resolution rule (:mod:`mctsff.pareto`): a result enters the front
+        only if it beats U = 0 and every simpler member on the validation frames (the
+        training frames without validation) by more than
+        :data:`~mctsff.pareto.MIN_RELATIVE_GAIN` of the squared error, in at least
+        :data:`~mctsff.pareto.RESOLUTION_LEVEL` of a paired bootstrap over the frames.
+        Force matching with the frames in memory only; off for regression and
+        projections.
 
     Returns
     -------
     SearchResult
+        ``SearchResult.best`` is the member the knee rule selects
+        (:meth:`~mctsff.pareto.ParetoFront.selected`).
     """
     if method not in ("mcts", "gp"):
         raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
@@ -808,7 +832,14 @@ def search(
     )
     key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
     out_path = Path(out) if out is not None else None
-    front = ParetoFront(loss_floor=default_loss_floor(_train_of(fitter)))
+    frame_errors = frame_errors_for(fitter)
+    front = ParetoFront(
+        loss_floor=default_loss_floor(_train_of(fitter)),
+        frame_errors=frame_errors if resolution else None,
+        null_frame_errors=frame_errors.null if resolution and frame_errors else None,
+        null_loss=frame_errors.null_rmse if frame_errors else None,
+        test_rmse=holdout_scorer(fitter, test),
+    )
     signature = _signature(fitter, grammar)
     if resume:
         if out_path is None or not (out_path / CHECKPOINT).exists():
@@ -898,6 +929,7 @@ def search(
         grow,
         grammar.wrapping_functions,
         options=local_settings,
+        grammar=grammar,
     )
 
     def on_result(res: FitResult) -> None:
@@ -974,6 +1006,7 @@ def search(
     )
     bar.close()
     files = {}
+    front.score_test()
     failed = None
     if out_path is not None:
         saved_now = False
@@ -999,6 +1032,7 @@ def search(
         interrupted=interrupted,
         files=files,
         n_local=local.n_fits,
+        n_underivable=local.n_underivable,
         write_error=failed,
     )
 
@@ -1150,6 +1184,11 @@ class _LocalMoves:
     (:meth:`~mctsff.grammar.Grammar.derivation_of`), so the tree's building-block
     reuse (elite rollouts, transplantation) can copy parts of what the moves found.
 
+    A move is fitted only if the grammar in use derives it
+    (:meth:`~mctsff.grammar.Grammar.derivation_of`, as written, up to spaces and the
+    numbering of constants); the others are dropped and counted in ``n_underivable``,
+    so every expression a search fits is one its grammar can produce.
+
     Moves chain: the moves around what entered the front are fitted next, grow and wrap moves
     up to ``max_depth`` levels from the search's result, prunes for as long as a
     pruned form enters the front (each prune removes a term, a factor or a type
@@ -1171,10 +1210,23 @@ class _LocalMoves:
     substitute_share = 0.3
 
     def __init__(
-        self, mcts, evaluator, front, callback, variables, prune, grow, wrap=(), options=None
+        self,
+        mcts,
+        evaluator,
+        front,
+        callback,
+        variables,
+        prune,
+        grow,
+        wrap=(),
+        options=None,
+        grammar: Grammar | None = None,
     ):
         for key, value in (options or {}).items():
             setattr(self, key, value)
+        self.grammar = grammar
+        #: moves dropped because the grammar cannot derive them
+        self.n_underivable = 0
         self.mcts = mcts
         self.evaluator = evaluator
         self.front = front
@@ -1333,6 +1385,9 @@ class _LocalMoves:
                 continue
             if key in keys or self.mcts.lookup(expr) is not None:
                 continue
+            if self.grammar is not None and self.grammar.derivation_of(expr) is None:
+                self.n_underivable += 1  # the grammar is the law: never fit what it cannot derive
+                continue
             keys.add(key)
             todo.append(expr)
             origins.append(origin)
@@ -1373,6 +1428,9 @@ def _write_run_info(
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
         "surrogate": mcts.surrogate is not None,
     }
+    null = frame_errors_for(fitter)
+    if null is not None:  # U = 0 on the frames that rank the front: the knee rule's start
+        info["null_rmse"] = null.null_rmse
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
         info["reuse"] = {"transplant": bool(mcts.transplant), "elite": float(mcts.elite)}
         info["novelty"] = int(mcts.novelty)
@@ -1585,6 +1643,7 @@ def _save_checkpoint(
 
 
 def _write_front(out: Path, front: ParetoFront) -> None:
+    front.score_test()  # held-out test RMSEs, for the report only
     data = json.dumps([_point_json(p) for p in front.points], indent=2).encode()
     _atomic_write(out / "pareto.json", data)
 

@@ -41,6 +41,7 @@ def test_fit_on_projection_in_memory_and_streamed():
     bulk = str(data_file("bulk_water_dft_80x192.extxyz"))
     common = ["fit", bulk, "--cutoff", "6", "--molecules", "nearest-O", "--json"]
     common += ["--expr", "prod_q/r + c1*exp(-r/c2) - c3/r**6", "--projection", "0.05"]
+    common += ["--test-fraction", "0"]  # --stream holds out no test frames: the same split
     mem = mctsff(*common)
     assert mem.returncode == 0, mem.stderr
     streamed = mctsff(*common, "--stream", "--chunk-frames", "7")
@@ -367,3 +368,37 @@ def test_search_reuse_options_parse(capsys):
     assert "default: on for forces" in help_of("--surrogate,")
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--novelty", "0"])
+
+
+def test_search_holds_out_test_frames_and_obeys_no_local_moves(tmp_path):
+    out = tmp_path / "run"
+    p = mctsff(
+        "search", DIMERS, "--budget", "15", "--seed", "1", "--out", str(out),
+        "--no-progress", "--starts", "1", "--no-local-moves",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "12 train, 4 validation, 4 test; split seed 0" in p.stdout
+    assert "rmse_test" in p.stdout and "* selected by the knee rule" in p.stdout
+    front = json.loads((out / "pareto.json").read_text())
+    assert front and all(x["rmse_test"] is not None and x["rmse_test"] > 0 for x in front)
+    info = json.loads((out / "run.json").read_text())
+    assert info["local_moves"]["prune"] is False and info["local_moves"]["grow"] is False
+    assert info["null_rmse"] > max(x["rmse_valid"] for x in front)
+    rows = (out / "pareto.csv").read_text().splitlines()
+    assert rows[0].startswith("complexity,loss,rmse_train,rmse_valid,rmse_test,selected,")
+    chosen = [i for i, row in enumerate(rows[1:]) if row.split(",")[5] == "1"]
+    assert len(chosen) == 1
+    e = mctsff("export", str(out), "--format", "sympy", "--out", str(tmp_path / "u.txt"))
+    assert e.returncode == 0, e.stderr
+    assert f"# front point {chosen[0]} of" in e.stdout and "rmse_test" in e.stdout
+
+
+def test_split_seed_not_seed_chooses_the_test_frames():
+    expr = ["--expr", "c1/r**12 - c2/r**6", "--no-constraints", "--json"]  # linear: one optimum
+    runs = [mctsff("fit", DIMERS, *expr, "--seed", s) for s in ("1", "2")]
+    runs.append(mctsff("fit", DIMERS, *expr, "--seed", "1", "--split-seed", "5"))
+    assert all(p.returncode == 0 for p in runs), [p.stderr for p in runs]
+    a, b, c = (json.loads(p.stdout) for p in runs)
+    assert a["n_frames_test"] == 4 and a["n_frames_train"] == 12
+    assert a["rmse_test"] == pytest.approx(b["rmse_test"], rel=1e-6)
+    assert c["rmse_test"] != pytest.approx(a["rmse_test"], rel=1e-3)
