@@ -1093,6 +1093,9 @@ class _Problem:
         picks = scan.local_minima(points, losses, mask)[:n_keep]
         if relaxed is not self:
             relaxed_nfev = relaxed.nfev
+        # a user's function constraint names per-type parameters the relaxed problem lacks
+        cons = self.f.constraints
+        pointwise = bool(cons) and all(c.r_points is not None for c in cons)
         starts = []
         for i in picks:
             x = solved[i]
@@ -1101,7 +1104,7 @@ class _Problem:
                     with np.errstate(all="ignore"):
                         sol = (
                             relaxed.solve(x, rlo, rhi)
-                            if self.f.constraints
+                            if pointwise
                             else relaxed.explore(x, rlo, rhi, tol=RELAXED_FTOL)
                         )
                 except NUMERIC_ERRORS:
