@@ -22,6 +22,7 @@ when the violation did not shrink enough, until every residual is below
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -44,6 +45,12 @@ NUMERIC_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDiv
 #: Relative decrease of the loss at which the relaxed fit of :meth:`_Problem._typed_start`
 #: stops (it only gives a start; 1e-12 was no better on 600 candidates, and slower).
 RELAXED_FTOL = 1e-9
+#: Relative decrease of the loss at which every start of the default fit stops before
+#: the best is solved to convergence.
+LOOSE_FTOL = 1e-6
+#: Starts whose loose loss is within this relative margin of the best are also solved
+#: to convergence.
+TIE = 1e-3
 #: Weight of the constraint rows in the scan's prefactor solve: a violation of
 #: ``constraint_tol`` costs this share of the zero model's loss.
 PENALTY_SHARE = 1e-4
@@ -560,31 +567,17 @@ class Fitter:
                 candidates.append(sol)
 
         if self.options.scan:
-            for x0 in problem.scan_starts(self._starts(par, lo, hi, text)[0], lo, hi):
-                if self.constraints:  # the constrained solve starts from the scan directly
-                    candidates.append((x0, math.nan))
-                    losses.append(math.nan)
-                else:
-                    explore(lambda x0=x0: x0)
-        if len(candidates) < self.options.n_starts:  # fill up with the seeded ladder starts
-            extra = self._starts(par, lo, hi, text)[len(candidates) - self.options.n_starts :]
-            for x0 in extra if self.options.scan else self._starts(par, lo, hi, text):
-                if self.constraints and self.options.scan:
-                    sol = problem._linear_start(x0, lo, hi) if np.all(np.isfinite(x0)) else None
-                    if sol is not None:
-                        candidates.append((sol, math.nan))
-                        losses.append(math.nan)
-                else:
-                    explore(lambda x0=x0: x0)
-        if problem._typed and candidates and not self.options.scan:
+            return self._fit_scanned(prog, par, problem, lo, hi, t0)
+        for x0 in self._starts(par, lo, hi, text):
+            explore(lambda x0=x0: x0)
+        if problem._typed and candidates:
             # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
             best_start = min(candidates, key=lambda s: s[1])[0]
             explore(lambda: problem._typed_start(best_start, lo, hi))
         candidates.sort(key=lambda s: s[1])
         best = None
         # constrained refinement from the best starts until one is feasible
-        n_refine = self.options.n_refine if not self.options.scan else len(candidates)
-        for x, _ in candidates[:n_refine]:
+        for x, _ in candidates[: self.options.n_refine]:
             try:
                 with np.errstate(all="ignore"):
                     sol = problem.solve(x, lo, hi)
@@ -594,11 +587,7 @@ class Fitter:
                 best is None or _better(sol, best, self.options.constraint_tol)
             ):
                 best = sol
-            if (
-                best is not None
-                and best[2] <= self.options.constraint_tol * 10
-                and not self.options.scan
-            ):
+            if best is not None and best[2] <= self.options.constraint_tol * 10:
                 break
             if best is not None and problem.nfev >= self.options.max_fit_nfev:
                 break
@@ -606,6 +595,57 @@ class Fitter:
             return FitResult.invalid(
                 text, "evaluation not finite from every start", prog.complexity
             )
+        theta, loss, viol, mults = best
+        nfev = problem.nfev + problem.relaxed_nfev
+        return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
+
+    def _fit_scanned(self, prog, par, problem, lo, hi, t0) -> FitResult:
+        """The default fit: starts from the scan, each polished loosely, the best to the end.
+
+        Every start of :meth:`_Problem.scan_starts` (filled up to ``n_starts`` with the
+        seeded ladder starts of :meth:`_starts`) is solved to a relative decrease of
+        :data:`LOOSE_FTOL`, constraints included; the best of them (feasible first, then
+        lowest loss), and any other within :data:`TIE` of its loss, are then solved to
+        convergence.
+        """
+        o = self.options
+        text = prog.expression
+        ladder = self._starts(par, lo, hi, text)
+        starts = problem.scan_starts(ladder[0], lo, hi)
+        for x0 in ladder[len(starts) - o.n_starts :] if len(starts) < o.n_starts else ():
+            if np.all(np.isfinite(x0)):
+                starts.append(x0)
+
+        def run(x0, ftol):
+            try:
+                with np.errstate(all="ignore"):
+                    if self.constraints:
+                        return problem.solve(x0, lo, hi, ftol=ftol)
+                    sol = problem.explore(x0, lo, hi, tol=ftol)
+                    return None if sol is None else (sol[0], sol[1], 0.0, {})
+            except NUMERIC_ERRORS:
+                return None
+
+        loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
+        losses = [sol[1] for sol in loose]
+        if not loose:
+            return FitResult.invalid(
+                text, "evaluation not finite from every start", prog.complexity
+            )
+        tol = o.constraint_tol
+        ranked = sorted(
+            loose, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b, tol) else 1)
+        )
+        top = ranked[0]
+        best = None
+        for sol in ranked:
+            if sol is not top and not (
+                _feasible(sol, tol) == _feasible(top, tol) and sol[1] <= top[1] * (1 + TIE)
+            ):
+                continue
+            final = run(sol[0], 1e-15 if self.constraints else 1e-12) or sol
+            if best is None or _better(final, best, tol):
+                best = final
         theta, loss, viol, mults = best
         nfev = problem.nfev + problem.relaxed_nfev
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
@@ -737,6 +777,10 @@ def r_independent_terms(prog: Program) -> list[str]:
     expr = prog.sympy
     terms = expr.args if expr.is_Add else (expr,)
     return [str(t) for t in terms if not (t.free_symbols & variables)]
+
+
+def _feasible(sol, tol) -> bool:
+    return sol[2] <= tol * 10
 
 
 def _better(a, b, tol) -> bool:
@@ -1103,9 +1147,9 @@ class _Problem:
                 try:
                     with np.errstate(all="ignore"):
                         sol = (
-                            relaxed.solve(x, rlo, rhi)
+                            relaxed.solve(x, rlo, rhi, ftol=LOOSE_FTOL)
                             if pointwise
-                            else relaxed.explore(x, rlo, rhi, tol=RELAXED_FTOL)
+                            else relaxed.explore(x, rlo, rhi, tol=LOOSE_FTOL)
                         )
                 except NUMERIC_ERRORS:
                     sol = None
@@ -1143,7 +1187,7 @@ class _Problem:
         loss = float(res @ res)
         return (x, loss) if math.isfinite(loss) else None
 
-    def solve(self, x0, lo, hi):
+    def solve(self, x0, lo, hi, ftol: float = 1e-15):
         """Constrained solve from ``x0``. Returns (θ, loss, violation, multipliers).
 
         Equality constraints are linearised in every step of
@@ -1160,15 +1204,15 @@ class _Problem:
             return x, float(res @ res), 0.0, {}
         kinds = [c.kind for c in cons]
         eq = [i for i, k in enumerate(kinds) if k == "eq"]
-        sol = self._solve(x0, lo, hi, eq)
+        sol = self._solve(x0, lo, hi, eq, ftol)
         if sol is not None and eq and sol[2] > self.f.options.constraint_tol:
-            again = self._solve(sol[0], lo, hi, [])
+            again = self._solve(sol[0], lo, hi, [], ftol)
             # feasible here means within constraint_tol itself (not the 10x reported as met)
             if again is not None and _better(again, sol, 0.1 * self.f.options.constraint_tol):
                 sol = again
         return sol
 
-    def _solve(self, x0, lo, hi, eq):
+    def _solve(self, x0, lo, hi, eq, ftol):
         """:meth:`solve` with the constraints ``eq`` kept by the inner solver, the
         others by the augmented Lagrangian."""
         o = self.f.options
@@ -1201,9 +1245,10 @@ class _Problem:
                     lo,
                     hi,
                     max_iter=o.max_nfev,
+                    ftol=ftol,
                     ctol=0.1 * o.constraint_tol,
                 )
-            return levenberg_marquardt(fun, fun_jac, x, lo, hi, max_iter=o.max_nfev, ftol=1e-15)
+            return levenberg_marquardt(fun, fun_jac, x, lo, hi, max_iter=o.max_nfev, ftol=ftol)
 
         lam = {i: np.zeros_like(vals[i]) for i in al}
         mu = o.mu0
