@@ -87,6 +87,7 @@ def test_comparison_line_states_the_target_verdict(cm):
     assert line.endswith("met, CI above it.")
 
 
+@pytest.mark.slow
 def test_main_prints_table_and_comparison(cm, tmp_path, capsys):
     png, out = tmp_path / "cmp.png", tmp_path / "cmp.json"
     argv = ["--seeds", "2", "--budget", "20", "--potentials", "soft_sphere", "--workers", "1"]
@@ -99,6 +100,7 @@ def test_main_prints_table_and_comparison(cm, tmp_path, capsys):
     assert png.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_gp_without_the_surrogate_reproduces_the_earlier_comparison(cm, tmp_path, capsys):
     argv = ["--seeds", "1", "--budget", "12", "--potentials", "soft_sphere", "--workers", "1"]
     out = tmp_path / "cmp.json"
@@ -205,6 +207,7 @@ def test_ablation_pairs_each_variant_with_the_default(ablation):
     assert ablation.compare(rows[:1], "no-mast")["p_value"] == 1.0  # no pairs
 
 
+@pytest.mark.slow
 def test_ablation_main_runs_the_variants(ablation, tmp_path, capsys):
     png, out = tmp_path / "abl.png", tmp_path / "abl.json"
     argv = ["--variants", "default", "no-mast", "--potentials", "soft_sphere", "--seeds", "2"]
@@ -247,6 +250,7 @@ def test_hard_suite_is_derivable_and_every_term_matters(cm):
     assert min(x for _, x in cm.term_shares("coulomb_lj")) < lo
 
 
+@pytest.mark.slow
 def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_path, capsys):
     """--noise σ: training forces get σ × RMS noise (a fixed draw), validation forces stay
     exact, and a recovery is judged against the true form's own refitted error."""
@@ -286,6 +290,7 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     assert "noise 0.01 × RMS(F)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_surrogate_rank_statistics_and_a_tiny_run(tmp_path, capsys):
     """The agreement figures of benchmarks/surrogate_rank.py, and its main on shipped data."""
     import numpy as np

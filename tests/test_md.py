@@ -86,6 +86,7 @@ def test_solvent_force_equals_full_minus_solute_alone(prepared):
     np.testing.assert_allclose(f, f_full - f_alone, atol=1e-6 * scale)
 
 
+@pytest.mark.slow
 @needs_openmm
 def test_solvent_forces_file(tmp_path):
     out = tmp_path / "ala.extxyz"
@@ -131,6 +132,7 @@ def test_exclude_bonded_pairs():
         exclude_bonded_pairs(ds, 0)
 
 
+@pytest.mark.slow
 def test_alanine_example_runs(tmp_path):
     spec = importlib.util.spec_from_file_location("ala_example", EXAMPLES / "alanine_dipeptide.py")
     mod = importlib.util.module_from_spec(spec)

@@ -161,6 +161,7 @@ def test_cli_fit_model(capsys):
     assert "unknown water model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_water_example_runs(tmp_path):
     import importlib.util
     from pathlib import Path

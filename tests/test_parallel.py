@@ -67,6 +67,7 @@ def test_dead_worker_and_hung_fit_cost_only_their_candidate(split):
         assert ev(["c1/r**6", "c1/r**4"])[0].valid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", [0, 1])
 def test_search_reproducible_across_worker_counts(split, pipeline):
     train, valid = split

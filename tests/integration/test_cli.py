@@ -119,6 +119,7 @@ def test_malformed_grammar_names_file_and_line(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_search_then_resume(tmp_path):
     out = tmp_path / "run"
     p = mctsff(
@@ -158,6 +159,7 @@ def test_search_then_resume(tmp_path):
     assert "60" in p.stdout or "6" in p.stdout
 
 
+@pytest.mark.slow
 def test_pipelined_parallel_search_resumes_to_the_same_front(tmp_path):
     common = ["--seed", "3", "--no-progress", "--starts", "2", "--pipeline", "1"]
 
@@ -176,6 +178,7 @@ def test_pipelined_parallel_search_resumes_to_the_same_front(tmp_path):
     assert front(split) == front(whole)
 
 
+@pytest.mark.slow
 def test_ctrl_c_writes_the_front(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
@@ -210,6 +213,7 @@ def test_ctrl_c_writes_the_front(tmp_path):
     assert (Path(out) / "checkpoint.pkl").exists()
 
 
+@pytest.mark.slow
 def test_regression_search_recovers_nguyen1(tmp_path):
     from mctsff.regression import nguyen
 
@@ -250,6 +254,7 @@ def test_regression_search_recovers_nguyen1(tmp_path):
     assert sympy.simplify(found - sympy.sympify(truth, locals={"x": x})) == 0
 
 
+@pytest.mark.slow
 def test_regression_search_linear_scaling_option(tmp_path):
     from mctsff.regression import nguyen
 
