@@ -469,7 +469,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         default=1,
         help="local worker processes (0 = all cores; at most the cores; default 1)",
     )
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address, tcp://host:8786")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address, tcp://host:8786 (one you started: it exchanges pickles, "
+        "which run code; docs/cluster.md)",
+    )
     p.add_argument(
         "--fit-timeout", type=_real(0, above=True), default=None, help="seconds allowed per fit"
     )
