@@ -10,9 +10,20 @@ Prints markdown tables (no assertions on time):
     and whether any kernel was (re)compiled;
 (d) machine information.
 
+``--replay`` instead replays real work (issue 31): the first 300 distinct expressions a
+default ``mctsff demo`` search fitted at commit 91353c8 (benchmarks/data/demo_expressions.txt)
+are fitted on the 200 MP2 dimers (cutoff 9 Å, split 0.2 seed 0, the ``force0`` constraint,
+each fitter's defaults otherwise) by the current fitter and by the fitter of ``--baseline REV``
+(installed into a temporary venv, see benchmarks/_baseline.py) in the same run; it prints the
+CPU-seconds (``time.process_time``) per fit of each, their ratio, fits per CPU-second and the
+fraction of expressions whose training loss is equal or lower with the current fitter.
+``--record-demo FILE`` recorded that list once (in the baseline venv).
+
 Usage::
 
     python benchmarks/fit_throughput.py [--quick] [--workers 2]
+    python benchmarks/fit_throughput.py --replay [--limit N] [--no-baseline] [--out r.json]
+    python benchmarks/fit_throughput.py --record-demo benchmarks/data/demo_expressions.txt
 """
 
 from __future__ import annotations
@@ -26,9 +37,14 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module _baseline
+from _baseline import DEFAULT_REV  # noqa: E402
 
 #: Realistic candidates in the naming convention (prod_/pair_/geom_ per-type, c1… global).
 CANDIDATES = [
@@ -340,12 +356,307 @@ def _loadavg() -> str:
         return "n/a"
 
 
+# ----------------------------------------------------------------------------- replay (issue 31)
+BENCH = Path(__file__).resolve().parent
+DEMO_EXPRESSIONS = BENCH / "data" / "demo_expressions.txt"
+REPLAY_DATA = "water_dimers_mp2_200.extxyz"
+REPLAY_OPTIONS = {"constraints": ("force0",)}
+#: Relative tolerance of "equal or lower training loss".
+LOSS_RTOL = 1e-9
+#: A constraint residual above this counts as not satisfied (the fitter's own flag level).
+FEASIBLE_TOL = 1e-7
+WARMUP_EXPRESSION = "prod_c1/r + c1*exp(-r/c2)"
+
+
+def read_expressions(path: str | os.PathLike[str]) -> list[str]:
+    """The expressions of a list file: one per line; blank lines and ``#`` comments skipped."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise SystemExit(f"{path}: cannot read the expression list ({exc.strerror})") from None
+    out = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not out:
+        raise SystemExit(f"{path}: no expressions")
+    return out
+
+
+def replay_fits(expressions: list[str]) -> dict:
+    """Fit each expression as the demo does; CPU and wall seconds per fit, and the outcome.
+
+    Uses only the API that the current and the earlier fitter share, so the baseline
+    worker runs the same function.
+    """
+    from mctsff.data import data_file, load_dataset
+    from mctsff.fit import Fitter
+
+    ds = load_dataset(data_file(REPLAY_DATA), cutoff=9.0)
+    train, valid = ds.split(0.2, seed=0)
+    fitter = Fitter(train, valid, **REPLAY_OPTIONS)
+    fitter.fit(WARMUP_EXPRESSION)  # lazy imports and first-call costs, not timed
+    rows = []
+    c_all, t_all = time.process_time(), time.perf_counter()
+    for expr in expressions:
+        c, t = time.process_time(), time.perf_counter()
+        try:
+            res = fitter.fit(expr)
+        except Exception as exc:  # a fitter bug must not end the benchmark
+            res, error = None, f"{type(exc).__name__}: {exc}"
+        cpu, wall = time.process_time() - c, time.perf_counter() - t
+        row = {"expression": expr, "cpu_s": cpu, "wall_s": wall}
+        if res is None:
+            row.update(valid=False, loss=None, rmse_train=None, constraint=None, error=error)
+        else:
+            viol = max(res.constraints.values(), default=0.0)
+            row.update(
+                valid=bool(res.valid),
+                loss=_finite(res.loss) if res.valid else None,
+                rmse_train=_finite(res.rmse_train) if res.valid else None,
+                constraint=_finite(viol),
+                n_evals=int(res.n_evals),
+                error="" if res.valid else res.reason,
+            )
+        rows.append(row)
+    return {
+        "rows": rows,
+        "cpu_s": time.process_time() - c_all,
+        "wall_s": time.perf_counter() - t_all,
+        "n_train_pairs": int(train.n_pairs),
+        "options": {k: list(v) for k, v in REPLAY_OPTIONS.items()},
+    }
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _loss(row: dict) -> float:
+    """A replayed fit's training loss; ``inf`` when invalid or the constraint is not met."""
+    if not row.get("valid") or row.get("loss") is None:
+        return math.inf
+    if row.get("constraint") is not None and row["constraint"] > FEASIBLE_TOL:
+        return math.inf
+    return float(row["loss"])
+
+
+def compare_replay(new: dict, base: dict | None) -> dict:
+    """Totals of one or two replays of the same expressions (the second is the baseline)."""
+
+    def totals(run: dict) -> dict:
+        rows = run["rows"]
+        cpu = sum(r["cpu_s"] for r in rows)
+        return {
+            "fits": len(rows),
+            "cpu_s": cpu,
+            "cpu_per_fit": cpu / len(rows),
+            "fits_per_cpu_s": len(rows) / cpu if cpu > 0 else math.inf,
+            "median_cpu_s": statistics.median(r["cpu_s"] for r in rows),
+            "valid": sum(bool(r["valid"]) for r in rows),
+            "feasible": sum(math.isfinite(_loss(r)) for r in rows),
+        }
+
+    out = {"new": totals(new)}
+    if base is None:
+        return out
+    if [r["expression"] for r in new["rows"]] != [r["expression"] for r in base["rows"]]:
+        raise ValueError("the two replays fitted different expressions")
+    out["baseline"] = totals(base)
+    out["cpu_ratio"] = out["baseline"]["cpu_s"] / out["new"]["cpu_s"]
+    worse = []
+    n_ok = 0
+    for a, b in zip(new["rows"], base["rows"], strict=True):
+        la, lb = _loss(a), _loss(b)
+        if la <= lb * (1 + LOSS_RTOL) or (math.isinf(la) and math.isinf(lb)):
+            n_ok += 1
+        else:
+            worse.append({"expression": a["expression"], "new": la, "baseline": lb})
+    out["equal_or_lower"] = n_ok
+    out["worse"] = sorted(worse, key=lambda w: -(w["new"] / w["baseline"]))
+    return out
+
+
+def replay_table(cmp: dict, baseline_rev: str | None) -> list[str]:
+    """The markdown lines of a replay comparison."""
+    cols = [("current fitter", cmp["new"])]
+    if "baseline" in cmp:
+        cols.append((f"{baseline_rev} fitter", cmp["baseline"]))
+    lines = ["| | " + " | ".join(c for c, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for label, key, fmt in (
+        ("expressions fitted", "fits", "{}"),
+        ("CPU-seconds in total", "cpu_s", "{:.1f}"),
+        ("CPU-seconds per fit", "cpu_per_fit", "{:.4f}"),
+        ("median CPU-seconds per fit", "median_cpu_s", "{:.4f}"),
+        ("fits per CPU-second", "fits_per_cpu_s", "{:.2f}"),
+        ("valid fits", "valid", "{}"),
+        (f"valid and force0 met (residual ≤ {FEASIBLE_TOL:g})", "feasible", "{}"),
+    ):
+        lines.append(f"| {label} | " + " | ".join(fmt.format(t[key]) for _, t in cols) + " |")
+    if "baseline" in cmp:
+        n = cmp["new"]["fits"]
+        lines += [
+            "",
+            f"- CPU-seconds per fit, baseline / current: **{cmp['cpu_ratio']:.2f}×** "
+            "(target ≥ 10×)",
+            f"- training loss equal or lower with the current fitter (within {LOSS_RTOL:g} "
+            f"relative; an invalid fit or an unmet constraint counts as infinite loss): "
+            f"**{cmp['equal_or_lower']}/{n} ({cmp['equal_or_lower'] / n:.1%})** (target ≥ 99 %)",
+        ]
+        for w in cmp["worse"][:5]:
+            lines.append(f"  - higher: `{w['expression']}` {w['new']:.6g} vs {w['baseline']:.6g}")
+    return lines
+
+
+def record_demo(task: dict) -> dict:
+    """The distinct expressions of a default ``mctsff demo`` search, in the order fitted.
+
+    Runs the demo through its command line with one worker (the order of the fits does not
+    depend on the number of workers), a budget of ``task["budget"]`` and no time limit to
+    speak of, and takes ``SearchResult.mcts.evaluated`` (engine and local-move fits alike).
+    """
+    import mctsff.search as search_module
+    from mctsff.cli import main as cli_main
+
+    captured = {}
+    original = search_module.search
+
+    def recording(*args, **kwargs):
+        result = original(*args, **kwargs)
+        captured["evaluated"] = list(result.mcts.evaluated)
+        return result
+
+    search_module.search = recording
+    with tempfile.TemporaryDirectory(prefix="mctsff-demo-") as tmp:
+        argv = ["demo", "--budget", str(task["budget"]), "--workers", "1", "--time", "1e6"]
+        argv += ["--out", str(Path(tmp) / "run"), "--no-progress"]
+        code = cli_main(argv)
+    if code != 0 or "evaluated" not in captured:
+        raise SystemExit(f"mctsff demo failed (exit {code})")
+    seen, ordered = set(), []
+    for expr in captured["evaluated"]:
+        if expr not in seen:
+            seen.add(expr)
+            ordered.append(expr)
+    return {"expressions": ordered, "argv": argv[:-3] + ["--no-progress"]}
+
+
+def _worker_tasks() -> dict:
+    return {
+        "replay": lambda task: replay_fits(task["expressions"]),
+        "record": record_demo,
+    }
+
+
+def run_record(args) -> int:
+    from _baseline import baseline, resolve
+
+    with baseline(args.baseline, python=args.baseline_python) as base:
+        got = base.run(__file__, {"task": "record", "budget": args.record_budget})
+    exprs = got["expressions"][: args.record_count]
+    if len(exprs) < args.record_count:
+        raise SystemExit(
+            f"the demo fitted only {len(exprs)} distinct expressions; raise --record-budget"
+        )
+    head = [
+        f"# The first {len(exprs)} distinct expressions a default `mctsff demo` search fits, "
+        "in order",
+        f"# (commit {base.commit or resolve(args.baseline)}; `mctsff {' '.join(got['argv'])}`; "
+        f"recorded {datetime.date.today().isoformat()} by",
+        f"# `python benchmarks/fit_throughput.py --record-demo {args.record_demo} "
+        f"--record-count {args.record_count} --record-budget {args.record_budget}`).",
+        "# One expression per line; replayed by `fit_throughput.py --replay`.",
+    ]
+    out = Path(args.record_demo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(head + exprs) + "\n")
+    print(f"wrote {out}: {len(exprs)} expressions")
+    return 0
+
+
+def run_replay(args) -> int:
+    import json
+
+    exprs = read_expressions(args.expressions)
+    if args.limit:
+        exprs = exprs[: args.limit]
+    t_all = time.perf_counter()
+    base_run = None
+    base_info = ""
+    if not args.no_baseline:
+        from _baseline import baseline
+
+        with baseline(args.baseline, python=args.baseline_python) as base:
+            base_run = base.run(__file__, {"task": "replay", "expressions": exprs})
+            base_info = f"; {base.describe()}"
+    new_run = replay_fits(exprs)
+    cmp = compare_replay(new_run, base_run)
+    print(f"# fit throughput, replay of `mctsff demo` ({len(exprs)} expressions)")
+    print()
+    print(
+        f"{REPLAY_DATA}, cutoff 9 Å, split 0.2 seed 0 ({new_run['n_train_pairs']} training "
+        f"pairs), Fitter(train, valid, constraints=('force0',)), one process; "
+        f"{_machine()}{base_info}"
+    )
+    print()
+    print("\n".join(replay_table(cmp, args.baseline if base_run else None)))
+    print()
+    print(f"benchmark wall time {time.perf_counter() - t_all:.0f} s")
+    if args.out:
+        payload = {"comparison": cmp, "current": new_run, "baseline": base_run,
+                   "baseline_rev": None if base_run is None else args.baseline,
+                   "machine": _machine()}  # fmt: skip
+        Path(args.out).write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _machine() -> str:
+    return (
+        f"{datetime.date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"load {_loadavg()}, Python {platform.python_version()}"
+    )
+
+
 # ----------------------------------------------------------------------------- report
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer candidates and repeats")
     ap.add_argument("--workers", type=int, default=2, help="worker processes for (a)")
+    ap.add_argument(
+        "--replay",
+        action="store_true",
+        help="replay the recorded demo expressions with the current and the baseline fitter",
+    )
+    ap.add_argument(
+        "--expressions",
+        default=str(DEMO_EXPRESSIONS),
+        help="--replay: the expression list (default benchmarks/data/demo_expressions.txt)",
+    )
+    ap.add_argument("--limit", type=int, default=0, help="--replay: only the first N (0: all)")
+    ap.add_argument("--baseline", default=DEFAULT_REV, help=f"baseline commit ({DEFAULT_REV})")
+    ap.add_argument(
+        "--baseline-python",
+        default=None,
+        help="an interpreter that already has the baseline installed (skips the temporary venv)",
+    )
+    ap.add_argument("--no-baseline", action="store_true", help="--replay: current fitter only")
+    ap.add_argument("--out", default=None, help="--replay: write the results as JSON here")
+    ap.add_argument(
+        "--record-demo",
+        metavar="FILE",
+        default=None,
+        help="record the distinct expressions of a default demo search at --baseline into FILE",
+    )
+    ap.add_argument("--record-count", type=int, default=300, help="--record-demo: how many")
+    ap.add_argument(
+        "--record-budget", type=int, default=400, help="--record-demo: the demo's budget"
+    )
     args = ap.parse_args(argv)
+    if args.limit < 0 or args.record_count < 1 or args.record_budget < args.record_count:
+        ap.error("--limit must be >= 0 and --record-count <= --record-budget")
+    if args.record_demo:
+        return run_record(args)
+    if args.replay:
+        return run_replay(args)
     quick = args.quick
     t_all = time.perf_counter()
 
@@ -465,4 +776,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        from _baseline import worker_main
+
+        sys.exit(worker_main(sys.argv[1:], _worker_tasks()))
     sys.exit(main())

@@ -313,3 +313,105 @@ def test_surrogate_rank_statistics_and_a_tiny_run(tmp_path, capsys):
     assert "constraints force0" in text and png.stat().st_size > 0
     saved = json.loads(out.read_text())
     assert len(saved["fitted"]) >= 10 and set(saved["results"]) == {"as fitted", "forces only"}
+
+
+@pytest.fixture(scope="module")
+def reliability():
+    return _script("fit_reliability")  # puts benchmarks/ on sys.path for its sibling _baseline
+
+
+def test_reliability_cases_are_well_posed_and_deterministic(reliability):
+    cases = reliability.make_cases(6, seed=3, quick=True)
+    assert [c["id"] for c in cases][:2] == [
+        "buckingham/dimers/none/0",
+        "buckingham/dimers/force0/0",
+    ]
+    assert cases[0]["params"] == cases[1]["params"]  # one draw, with and without force0
+    assert cases == reliability.make_cases(6, seed=3, quick=True)
+    assert reliability.case_key(cases[0]) != reliability.case_key(cases[1])
+    for c in cases:
+        lo, hi = reliability.MIN_SHARE, reliability.MAX_SHARE
+        assert all(lo <= s <= hi for s in c["shares"]) and len(c["shares"]) >= 1
+    full = reliability.make_cases(48, seed=0)
+    assert len(reliability.FAMILIES) >= 10 and {c["geometry"] for c in full} == {"dimers", "bulk"}
+    rules = "".join(c["expression"] for c in full)
+    assert "prod_" in rules and "geom_" in rules
+    # a draw whose dispersion term is negligible is rejected
+    fam = reliability.FAMILIES["buckingham"]
+    params = dict(cases[0]["params"], **{"prod_c2[O]": 1e-3, "prod_c2[H]": 1e-3})
+    ok, info = reliability.check_case(fam, params, reliability.geometry("dimers"))
+    assert not ok and info["shares"][1] < reliability.MIN_SHARE
+
+
+def test_reliability_criterion_on_true_and_wrong_forms(reliability):
+    """Started at the true constants the fit meets the exact-optimum criterion; a form
+    missing a term cannot."""
+    (case,) = reliability.make_cases(1, seed=0, quick=True)
+    (row,) = reliability.fit_cases([case], "truth")
+    assert row["rmse_train"] <= 1e-6 * row["rms_force"]
+    assert reliability.success(row, case, None)
+    from mctsff.fit import Fitter
+
+    res = Fitter(reliability.case_data(case), constraints=()).fit("prod_c1*exp(-r/c1)")
+    bad = {"valid": res.valid, "rmse_train": res.rmse_train, "constraint": 0.0}
+    assert res.valid and not reliability.success(bad, case, None)  # Buckingham without r^-6
+    # under a constraint: judged against the reference, and the residual must be small
+    ref = {"rmse_train": 0.1}
+    con = dict(case, constraints=["force0"])
+    ok_row = {"valid": True, "rmse_train": 0.1 + 1e-8 * case["rms_force"], "constraint": 1e-9}
+    assert reliability.success(ok_row, con, ref)
+    assert not reliability.success(dict(ok_row, constraint=1e-5), con, ref)
+    assert not reliability.success(dict(ok_row, rmse_train=0.1 * (1 + 1e-3)), con, ref)
+    assert not reliability.success(ok_row, con, None)
+
+
+def test_reliability_quick_run_prints_the_table(reliability, tmp_path, capsys):
+    refs, out = tmp_path / "refs.json", tmp_path / "rel.json"
+    argv = ["--quick", "--cases", "4", "--no-baseline", "--ref-starts", "2"]
+    assert reliability.main([*argv, "--references", str(refs), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| family | cases | success current | median s/fit current |" in text
+    assert "| **all** | 4 |" in text and "criterion check:" in text and "2/2 cases" in text
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]["current"]) == 4 and saved["baseline"] is None
+    cached = json.loads(refs.read_text())["references"]
+    assert len(cached) == 2 and all(r["constraint"] <= 1e-7 for r in cached.values())
+    # a second run takes the force0 references from the cache
+    assert reliability.main([*argv, "--references", str(refs)]) == 0
+    assert json.loads(refs.read_text())["references"].keys() == cached.keys()
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    return _script("fit_throughput")
+
+
+def test_throughput_replay_without_baseline(throughput, tmp_path, capsys):
+    exprs = throughput.read_expressions(throughput.DEMO_EXPRESSIONS)
+    assert len(exprs) == 300 and len(set(exprs)) == 300
+    out = tmp_path / "replay.json"
+    assert throughput.main(["--replay", "--limit", "3", "--no-baseline", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| fits per CPU-second |" in text and "| expressions fitted | 3 |" in text
+    saved = json.loads(out.read_text())
+    assert [r["expression"] for r in saved["current"]["rows"]] == exprs[:3]
+
+
+def test_throughput_replay_comparison(throughput):
+    def run(losses, cpu):
+        rows = [{"expression": f"e{i}", "valid": x is not None, "loss": x, "constraint": 0.0,
+                 "cpu_s": cpu} for i, x in enumerate(losses)]  # fmt: skip
+        return {"rows": rows}
+
+    new = run([1.0, 2.0, 3.0 * (1 + 1e-12), None], 0.1)
+    base = run([1.0, 1.0, 3.0, None], 1.0)
+    cmp = throughput.compare_replay(new, base)
+    assert cmp["cpu_ratio"] == pytest.approx(10.0) and cmp["new"]["fits_per_cpu_s"] == 10.0
+    assert cmp["equal_or_lower"] == 3 and [w["expression"] for w in cmp["worse"]] == ["e1"]
+    infeasible = run([0.5, 1.0, 3.0, None], 0.1)
+    infeasible["rows"][0]["constraint"] = 1e-3  # lower loss, constraint not met: worse
+    assert throughput.compare_replay(infeasible, base)["equal_or_lower"] == 3
+    lines = "\n".join(throughput.replay_table(cmp, "91353c8"))
+    assert "**10.00×**" in lines and "**3/4 (75.0%)**" in lines
+    with pytest.raises(ValueError, match="different expressions"):
+        throughput.compare_replay(new, run([1.0], 1.0))
