@@ -206,13 +206,17 @@ class SearchEngine:
         self.surrogate = None  # not saved: from_state(surrogate=) gives it back
 
     def save(self, path: str | Path) -> None:
-        """Pickle :meth:`state_dict` to ``path``."""
-        with open(path, "wb") as fh:
-            pickle.dump(self.state_dict(), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        """Pickle :meth:`state_dict` to ``path`` (atomically: :func:`mctsff.runio.atomic_write`)."""
+        from mctsff.runio import atomic_write
+
+        atomic_write(path, pickle.dumps(self.state_dict(), protocol=pickle.HIGHEST_PROTOCOL))
 
     @classmethod
     def load(cls, path: str | Path, evaluate, reward=None, canonical=None):
-        """Inverse of :meth:`save`."""
-        with open(path, "rb") as fh:
-            state = pickle.load(fh)
+        """Inverse of :meth:`save`; the file is read without running code from it
+        (:func:`mctsff.runio.load_checkpoint`: only mctsff's own classes, NumPy and plain
+        containers are built; anything else is a :class:`~mctsff.runio.RunFolderError`)."""
+        from mctsff.runio import load_checkpoint
+
+        state = load_checkpoint(path)
         return cls.from_state(state, evaluate, reward=reward, canonical=canonical)

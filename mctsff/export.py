@@ -300,6 +300,8 @@ def load_front_point(
                 f"point {k} ({', '.join(sorted(params))})"
             )
     if cutoff is None and info.get("cutoff") is not None:
+        if not isinstance(info["cutoff"], int | float) or isinstance(info["cutoff"], bool):
+            raise ExportError(f"{folder / 'run.json'}: 'cutoff' is not a number")
         cutoff = float(info["cutoff"])
     return FrontPoint(
         expression=str(p["expression"]),

@@ -807,6 +807,12 @@ def search(
     """
     if method not in ("mcts", "gp"):
         raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
+    if budget is not None and not (isinstance(budget, int | np.integer) and budget >= 1):
+        raise SearchError(f"budget must be a whole number >= 1 (or None), not {budget!r}")
+    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
+        raise SearchError(f"time_limit must be a finite number > 0 (or None), not {time_limit!r}")
+    if resume and overwrite:
+        raise SearchError("resume and overwrite exclude each other")
     _check_engine_options(mcts_options, method, "mcts")
     _check_engine_options(gp_options, method, "gp")
     local_settings = _check_local_options(local_options)

@@ -1020,3 +1020,39 @@ def test_every_fitted_expression_is_derivable_from_a_custom_grammar(screened, me
         grow=False,
     )
     assert off.n_local == 0 and off.n_underivable == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(budget=0), "budget must be a whole number >= 1"),
+        (dict(budget=-3), "budget must be a whole number >= 1"),
+        (dict(budget=2.5), "budget must be a whole number >= 1"),
+        (dict(time_limit=math.nan), "time_limit must be a finite number > 0"),
+        (dict(resume=True, overwrite=True), "resume and overwrite exclude each other"),
+    ],
+)
+def test_bad_budgets_and_limits_are_one_clear_error(screened, tmp_path, kwargs, message):
+    train, valid = screened
+    args = {**_FAST, "out": tmp_path / "run", **kwargs}
+    with pytest.raises(SearchError, match=message):
+        search(_fast(train, valid), "pair", **args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_engine_files_are_saved_atomically_and_loaded_without_running_code(screened, tmp_path):
+    from mctsff.mcts import MCTS
+    from mctsff.runio import RunFolderError
+
+    train, valid = screened
+    res = search(_fast(train, valid), "pair", **_FAST)
+    path = tmp_path / "engine.pkl"
+    res.mcts.save(path)
+    again = MCTS.load(path, res.mcts.evaluate)
+    assert again.evaluated == res.mcts.evaluated
+    state = pickle.loads(path.read_bytes())
+    state["evaluated"].append(_Evil(tmp_path / "PWNED"))
+    path.write_bytes(pickle.dumps(state))
+    with pytest.raises(RunFolderError, match="posix.system"):
+        MCTS.load(path, res.mcts.evaluate)
+    assert not (tmp_path / "PWNED").exists()
