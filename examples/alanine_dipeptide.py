@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=2, help="fit worker processes (2)")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per fit (workers > 1)")
     ap.add_argument("--out", default="runs/alanine_dipeptide")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     args = ap.parse_args(argv)
 
     path = Path(args.data) if args.data else data_file(DEFAULT_DATA)
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         time_limit=args.time,
         seed=args.seed,
         out=args.out,
+        overwrite=args.overwrite,
         reference_lines={"U = 0": zero_valid},
         progress=True,
         workers=args.workers,

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="q-spcfw", help="reference water model (q-spcfw)")
     ap.add_argument("--out", default="runs/water_dimers")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     args = ap.parse_args(argv)
 
     if args.data is None:
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         time_limit=args.time,
         seed=args.seed,
         out=args.out,
+        overwrite=args.overwrite,
         reference_lines=lines,
         progress=True,
     )
