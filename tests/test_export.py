@@ -121,9 +121,25 @@ def write_run(tmp_path, run_json=True, points=None):
     return tmp_path
 
 
+def test_default_front_point_is_the_knee_rule_member(tmp_path):
+    """Not the lowest validation RMSE: a member within the factor that gains most per
+    unit complexity (mctsff.pareto.knee_index), starting from U = 0 given in run.json."""
+    base = {"params": {"A": 10.0, "b": 0.5}, "constraints": {}, "flags": []}
+    points = [
+        {**base, "expression": "A*exp(-r/b)", "complexity": 5, "rmse_valid": 0.105},
+        {**base, "expression": "A*exp(-r/b)", "complexity": 30, "rmse_valid": 0.1},
+    ]
+    run = write_run(tmp_path, points=points)
+    assert ex.load_front_point(run).index == 1  # without U = 0 the simplest scores 0
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "null_rmse": 0.5}))
+    assert ex.load_front_point(run).index == 0
+    assert ex.load_front_point(run, 1).index == 1  # --index still picks any member
+
+
 def test_load_front_point(tmp_path):
     run = write_run(tmp_path)
-    best = ex.load_front_point(run)  # lowest validation RMSE
+    best = ex.load_front_point(run)  # the knee rule: only the second is within the factor
     assert best.index == 1 and best.species == ("H", "O") and best.cutoff == CUTOFF
     assert ex.load_front_point(run, -2).expression == "A*exp(-r/b)"
     pot = best.potential()

@@ -240,7 +240,7 @@ def test_wrapping_functions_take_any_expression():
     "name, expression",
     [
         ("pair", "c1 / r ** 12 - c2 / r ** 6 + prod_c1 / r"),
-        ("pair", "c1*exp(-r/c2)-geom_c1*r**2/r**8"),
+        ("pair", "c1*exp(-r/c2)-geom_c1*r**2*exp(-c3*r**2)"),
         ("pair", "c1 * (exp(-2 * a_morse * (r - r0_morse)) - 2 * exp(-a_morse * (r - r0_morse)))"),
         ("nguyen2", "exp(y * log(x))"),
         ("nguyen2", "cos(sin(cos(y) * sin(x)) + x / x) - (x - y)"),
@@ -264,6 +264,10 @@ def test_derivation_of_reads_an_expression_back_into_productions(name, expressio
         ("pair", "c1/r+c1/r**6"),  # one constant used twice
         ("pair", "c2/r"),  # constants numbered otherwise than the grammar numbers them
         ("pair", "c1*exp(-c2*r)"),  # not this grammar's exponential
+        ("pair", "c1*r"),  # grows without bound: only damped (docs/grammar.md, Physics)
+        ("pair", "prod_c1*r**2"),
+        ("pair", "c1*r*tanh(c2*r)"),  # tanh does not decay: no damping
+        ("pair", "c1*exp(-r/c2)-geom_c1*r**2/r**8"),  # r**2/r**8 is r**-6, written once
         ("nguyen2", "x**y"),
         ("nguyen2", "not python ("),
     ],
@@ -291,8 +295,10 @@ def test_derivation_of_reads_with_lalr_and_falls_back_to_earley():
 
 def test_blocks_are_the_non_recursive_nonterminals():
     pair = Grammar.load("pair")
-    assert pair.block_nonterminals == {"term", "coef", "rpow", "factor", "morse"}
-    assert pair.top_blocks == {"term"}  # coef, rpow, factor sit inside a term
+    assert pair.block_nonterminals == {
+        "term", "coef", "rpow", "factor", "monomial", "decay", "morse"
+    }  # fmt: skip
+    assert pair.top_blocks == {"term"}  # coef, rpow, factor, ... sit inside a term
     lj = Grammar.load("lj")
     assert "model" in lj.top_blocks and "coef" not in lj.top_blocks
     # every nonterminal of nguyen's expression grammar is on a cycle: no blocks
