@@ -65,6 +65,14 @@ class UsageError(ValueError):
     """A bad command-line value (message names the option)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``mctsff search: error: …``, exit 2);
+    ``-h`` shows the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def _pair_value(text: str, option: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
@@ -816,7 +824,7 @@ def _add_export_command(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mctsff`` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mctsff",
         description="Discover classical pair potentials from reference forces by symbolic "
         "regression (grammar-guided Monte Carlo tree search + force matching).",

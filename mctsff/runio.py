@@ -163,8 +163,12 @@ def write_error(exc: OSError, what: str | os.PathLike[str]) -> str:
 
 # ----------------------------------------------------------------------------- the folder
 class RunLock:
-    """An exclusive ``fcntl.flock`` on a run folder's :data:`LOCK_NAME` (released by
-    :meth:`release`, by closing, or when the process ends)."""
+    """An exclusive ``fcntl.flock`` on a run folder's :data:`LOCK_NAME`.
+
+    :meth:`release` removes the file and unlocks (a process that dies is unlocked by the
+    system; its file stays and is reused).  A lock taken on a file that its holder
+    removed meanwhile counts as not taken.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -174,8 +178,12 @@ class RunLock:
             self._fd: int | None = os.open(path, flags, 0o644)
         except OSError as exc:
             raise RunFolderError(write_error(exc, path)) from None
+        self.path = path
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the holder removes the file when it is done: a lock on a removed file is none
+            if os.fstat(self._fd).st_ino != os.stat(path, follow_symlinks=False).st_ino:
+                raise BlockingIOError
         except OSError:
             os.close(self._fd)
             self._fd = None
@@ -185,11 +193,14 @@ class RunLock:
             ) from None
 
     def __del__(self) -> None:
-        self.release()
+        if getattr(self, "_fd", None) is not None:
+            self.release()
 
     def release(self) -> None:
-        """Unlock (idempotent)."""
+        """Remove the lock file and unlock (idempotent)."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # while locked: a later search makes a fresh one
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)

@@ -33,7 +33,8 @@ def test_numeric_options_are_finite_and_in_range(args, message, capsys, tmp_path
     with pytest.raises(SystemExit) as exit_:
         main(["search", DIMERS, "--out", str(tmp_path / "run"), *args])
     assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(

@@ -362,8 +362,9 @@ def test_cli_method_gp(tmp_path, capsys):
     csv = tmp_path / "n1.csv"
     data.to_csv(csv)
     argv = ["search", str(csv), "--objective", "regression", "--grammar", "nguyen"]
-    argv += ["--method", "gp", "--budget", "60", "--max-length", "16", "--out", str(tmp_path)]
+    out = tmp_path / "run"  # a new folder: the data's folder is not empty
+    argv += ["--method", "gp", "--budget", "60", "--max-length", "16", "--out", str(out)]
     assert main([*argv, "--no-progress"]) == 0
     assert "expressions fitted" in capsys.readouterr().out
-    with open(tmp_path / "checkpoint.pkl", "rb") as fh:
+    with open(out / "checkpoint.pkl", "rb") as fh:
         assert pickle.load(fh)["method"] == "gp"

@@ -846,6 +846,7 @@ def test_a_locked_run_folder_stops_a_second_search(screened, tmp_path):
         with pytest.raises(RunFolderError, match="another search is writing this run folder"):
             search(_fast(train, valid), "pair", out=tmp_path, **_FAST)
     search(_fast(train, valid), "pair", out=tmp_path, **_FAST)  # free again
+    assert not (tmp_path / ".mctsff.lock").exists()  # removed when the search ends
     with RunLock(tmp_path):
         with pytest.raises(RunFolderError, match="locked"):
             search(_fast(train, valid), "pair", out=tmp_path, resume=True, **_FAST)

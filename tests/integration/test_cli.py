@@ -97,7 +97,7 @@ def test_fit_pair_start_adds_a_start_for_per_type_prefactors():
         (["fit", DIMERS, "--expr", "A/r", "--constraint", "sideways"], "unknown constraint"),
         (["fit", DIMERS, "--expr", "A/r", "--bound", "b=1"], "--bound"),
         (["fit", DIMERS, "--expr", "A/r", "--stream"], "--stream needs --projection"),
-        (["fit", DIMERS, "--expr", "A/r", "--projection", "0"], "spacing"),
+        (["fit", DIMERS, "--expr", "A/r", "--projection", "0"], "--projection: must be > 0"),
     ],
 )
 def test_bad_input_gives_one_clear_error(args, fragment):
