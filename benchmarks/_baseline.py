@@ -123,6 +123,21 @@ class Baseline:
                 ) from None
 
 
+def as_before(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Fit options with the cutoff treated as the baseline fitter treats it.
+
+    The fitter of 91353c8 fits the expression as written (force0 is a constraint on
+    the form); a fitter that knows cutoff schemes gets ``cutoff_scheme="none"`` so both
+    fit the same problem (benchmark data come from unshifted forms).
+    """
+    from mctsff.fit import FitOptions
+
+    out = dict(options)
+    if "cutoff_scheme" in FitOptions.__dataclass_fields__:
+        out["cutoff_scheme"] = "none"
+    return out
+
+
 def _clean_env() -> dict[str, str]:
     """The environment without variables that would put this checkout on the worker's path."""
     env = dict(os.environ)

@@ -52,7 +52,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # the sibling module _baseline
-from _baseline import DEFAULT_REV  # noqa: E402
+from _baseline import DEFAULT_REV, as_before  # noqa: E402
 
 REFERENCES = BENCH / "results" / "fit_reliability_references.json"
 #: Relative accuracy of the exact-optimum criterion (× RMS force).
@@ -380,7 +380,7 @@ def fit_cases(cases: list[dict], how: str, ref_starts: int = 30) -> list[dict]:
             opts["initial"] = dict(case["params"])
         row = {"id": case["id"], "how": how, "rms_force": rms}
         try:
-            fitter = Fitter(train, **opts)
+            fitter = Fitter(train, **as_before(opts))
             c, t = time.process_time(), time.perf_counter()
             res = fitter.fit(case["expression"])
             row.update(cpu_s=time.process_time() - c, wall_s=time.perf_counter() - t)

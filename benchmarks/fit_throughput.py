@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module _baseline
-from _baseline import DEFAULT_REV  # noqa: E402
+from _baseline import DEFAULT_REV, as_before  # noqa: E402
 
 #: Realistic candidates in the naming convention (prod_/pair_/geom_ per-type, c1… global).
 CANDIDATES = [
@@ -105,7 +105,7 @@ def _make_fitter():
 
     ds = load_dataset(data_file(DATA), cutoff=9.0)
     train, valid = ds.split(0.2, seed=0)
-    return Fitter(train, valid, **FIT_OPTIONS)
+    return Fitter(train, valid, **as_before(FIT_OPTIONS))
 
 
 def _init_worker() -> None:
@@ -391,7 +391,7 @@ def replay_fits(expressions: list[str]) -> dict:
 
     ds = load_dataset(data_file(REPLAY_DATA), cutoff=9.0)
     train, valid = ds.split(0.2, seed=0)
-    fitter = Fitter(train, valid, **REPLAY_OPTIONS)
+    fitter = Fitter(train, valid, **as_before(REPLAY_OPTIONS))
     fitter.fit(WARMUP_EXPRESSION)  # lazy imports and first-call costs, not timed
     rows = []
     c_all, t_all = time.process_time(), time.perf_counter()

@@ -33,7 +33,13 @@ import numpy as np
 from scipy.linalg.lapack import dgesv as _dgesv
 
 from mctsff import kernels, ops, scan
-from mctsff.params import Parameterization, Potential
+from mctsff.params import (
+    CUTOFF_SCHEMES,
+    Parameterization,
+    Potential,
+    cutoff_shift,
+    shift_maps,
+)
 from mctsff.program import ExpressionError, Program
 from mctsff.projection import ForceProjection, ProjectionError
 from mctsff.result import FitResult
@@ -45,6 +51,12 @@ NUMERIC_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDiv
 #: Relative decrease of the loss at which the relaxed fit of :meth:`_Problem._typed_start`
 #: stops (it only gives a start; 1e-12 was no better on 600 candidates, and slower).
 RELAXED_FTOL = 1e-9
+#: Pairs of the training frames the scan of nonlinear constants evaluates (frames spread
+#: evenly; the starts it picks are then solved on the whole training set).
+SCAN_PAIRS = 512
+#: Local minima of the scan polished briefly on the scan's frames when there are more
+#: of them than starts.
+SCAN_POLISH = 8
 #: Relative decrease of the loss at which every start of the default fit stops before
 #: the best is solved to convergence.
 LOOSE_FTOL = 1e-6
@@ -183,6 +195,7 @@ class _Target:
     n_atoms: int
     n_frames: int
     energies: np.ndarray | None
+    cutoff: float
 
     @classmethod
     def from_dataset(cls, ds) -> _Target:
@@ -197,7 +210,34 @@ class _Target:
             n_atoms=int(ds.n_atoms),
             n_frames=int(ds.n_frames),
             energies=None if ds.energies is None else np.asarray(ds.energies, dtype=np.float64),
+            cutoff=float(ds.cutoff),
         )
+
+    def shift_maps(self, n_type_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`~mctsff.params.shift_maps` of this target (built once)."""
+        maps = getattr(self, "_maps", None)
+        if maps is None or maps[0].shape[1] != n_type_pairs:
+            maps = shift_maps(self, n_type_pairs)
+            self._maps = maps
+        return maps
+
+    def shifted(self, shift, F, J=None, E=None, EJ=None):
+        """Forces, Jacobian, energies and their Jacobian of the shifted potential.
+
+        ``shift`` is ``(a, b, da, db, rc)`` (:func:`_shift`) or ``None`` (unchanged).
+        """
+        if shift is None:
+            return F, J, E, EJ
+        a, b, da, db, _ = shift
+        S, N, D = self.shift_maps(a.size)
+        F = F - S @ b
+        if J is not None:
+            J = J - S @ db
+        if E is not None and E.size:
+            E = E - N @ a - D @ b
+            if EJ is not None:
+                EJ = EJ - N @ da - D @ db
+        return F, J, E, EJ
 
     def predict(self, prog: Program, consts: np.ndarray, energies: bool = False):
         f, e = kernels.pair_forces(
@@ -260,7 +300,8 @@ def potfit_weights(forces: np.ndarray, eps: float = 0.1) -> np.ndarray:
 class FitOptions:
     """Options of :class:`Fitter` (see there)."""
 
-    constraints: Sequence[str | Constraint] = ("force0",)
+    constraints: Sequence[str | Constraint] = ()
+    cutoff_scheme: str = "shifted-force"
     n_starts: int = 3
     seed: int = 0
     weights: str | np.ndarray | None = None
@@ -298,7 +339,17 @@ class Fitter:
         Optional validation dataset or projection (same species); reported as ``rmse_valid``.
     constraints
         Constraint specs (``"force0"``, ``"energy0"``, ``"repulsive:R"``) or
-        :class:`Constraint` objects. ``force0``/``energy0`` act at the dataset cutoff.
+        :class:`Constraint` objects (none by default). ``force0``/``energy0`` act at the
+        dataset cutoff, on the potential as the cutoff scheme shifts it.
+    cutoff_scheme
+        How the potential ends at the cutoff, as MD engines do it (one of
+        :data:`~mctsff.params.CUTOFF_SCHEMES`): ``"shifted-force"`` (default) fits, reports
+        and exports ``U(r) − U(rc) − (r − rc)·U'(rc)`` per type pair, so energy and force
+        are zero at the cutoff for any form and a Coulomb term keeps its charges;
+        ``"shifted-energy"`` fits ``U(r) − U(rc)`` (the force jumps at rc);
+        ``"constraint"`` imposes U'(rc) = 0 on the form itself (the ``force0``
+        constraint, as the originating study did: a bare Coulomb term can meet it only
+        with zero charges); ``"none"`` uses the expression as written.
     n_starts
         Number of seeded starts; the best constrained optimum is kept.
     seed
@@ -377,7 +428,18 @@ class Fitter:
             raise FitConfigError(
                 f"validation species {tuple(valid.species)} differ from training {self.species}"
             )
-        self.constraints = [parse_constraint(c, self.cutoff) for c in o.constraints]
+        if o.cutoff_scheme not in CUTOFF_SCHEMES:
+            raise FitConfigError(
+                f"cutoff_scheme must be one of {', '.join(CUTOFF_SCHEMES)}, not {o.cutoff_scheme!r}"
+            )
+        specs = list(o.constraints)
+        if o.cutoff_scheme == "constraint" and not any(
+            (c.name if isinstance(c, Constraint) else str(c)) in ("force0", "f0", "force_zero")
+            for c in specs
+        ):
+            specs.insert(0, "force0")
+        self.constraints = [parse_constraint(c, self.cutoff) for c in specs]
+        self.scheme = o.cutoff_scheme
         self._valid = _as_target(valid)
         if isinstance(train, ForceProjection):
             self._init_projected(train)
@@ -409,6 +471,8 @@ class Fitter:
         self._seed_seq = np.random.SeedSequence(o.seed)
         self.r_min = float(self._train.r.min())
         self.loss_zero = float(np.sum((self._w * self._train.forces) ** 2))
+        self._data = (self._train, self._w, self._ew, self._proj)
+        self._scan_data = self._subset_data(train, w) if self._proj is None else self._data
         kernels.warmup()
 
     def _init_projected(self, train: ForceProjection) -> None:
@@ -425,9 +489,31 @@ class Fitter:
         self._proj = train
         self.r_min = float(np.min(train.grid.lo))
         self.loss_zero = float(train.c)
+        self._data = self._scan_data = (None, None, 0.0, train)
         self._use_energy = False
         self._seed_seq = np.random.SeedSequence(o.seed)
         kernels.warmup()
+
+    def _subset_data(self, train, w):
+        """Residual data of the scan: frames spread evenly over the training set, at most
+        :data:`SCAN_PAIRS` pairs (all of it when it is that small or cannot be subset)."""
+        if self._train.r.size <= SCAN_PAIRS or not hasattr(train, "subset"):
+            return self._data
+        po = np.asarray(train.pair_offsets)
+        per_frame = np.diff(po)
+        n = train.n_frames
+        k = max(1, min(n, int(round(n * SCAN_PAIRS / max(self._train.r.size, 1)))))
+        frames = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+        frames = frames[per_frame[frames] > 0]
+        if frames.size == 0 or frames.size == n:
+            return self._data
+        sub = train.subset(frames)
+        fo = np.asarray(train.frame_offsets)
+        atoms = np.concatenate([np.arange(fo[f], fo[f + 1]) for f in frames])
+        ws = w.reshape(-1, 3)[atoms].ravel()
+        target = _Target.from_dataset(sub)
+        ew = math.sqrt(self.options.energy_weight / max(target.n_frames, 1))
+        return (target, ws / math.sqrt(ws.size), ew, None)
 
     def _projection(self, spec, w) -> ForceProjection | None:
         if spec is None:
@@ -612,6 +698,9 @@ class Fitter:
         text = prog.expression
         ladder = self._starts(par, lo, hi, text)
         starts = problem.scan_starts(ladder[0], lo, hi)
+        given = {par.base_name(n) for n in par.names} | set(par.names)
+        if given & set(o.initial):  # the user's own start is always one of them
+            starts.insert(0, ladder[0])
         for x0 in ladder[len(starts) - o.n_starts :] if len(starts) < o.n_starts else ():
             if np.all(np.isfinite(x0)):
                 starts.append(x0)
@@ -627,6 +716,18 @@ class Fitter:
                 return None
 
         loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
+        if self.constraints and starts:
+            # a constraint that pins a nonlinear constant (LJ's sigma under force0) is met by
+            # the linearised steps with zero prefactors; the augmented Lagrangian's
+            # continuation from the unconstrained optimum slides along it instead
+            try:
+                with np.errstate(all="ignore"):
+                    free = problem.explore(starts[0], lo, hi, tol=LOOSE_FTOL)
+                    sol = None if free is None else problem._solve(free[0], lo, hi, [], 1e-15)
+            except NUMERIC_ERRORS:
+                sol = None
+            if sol is not None:
+                loose.append(sol)
         losses = [sol[1] for sol in loose]
         if not loose:
             return FitResult.invalid(
@@ -661,28 +762,43 @@ class Fitter:
         return self._result(prog, par, theta, loss, np.zeros(0), np.zeros(0), 1, t0, [loss], {})
 
     def potential(self, expression: str | Program, params: Mapping[str, float]) -> Potential:
-        """A :class:`Potential` on this dataset's types."""
-        return Potential(self.compile(expression), params, self.species, self.type_pairs)
+        """A :class:`Potential` on this dataset's types, shifted by the fit's cutoff scheme."""
+        return Potential(
+            self.compile(expression),
+            params,
+            self.species,
+            self.type_pairs,
+            cutoff=self.cutoff,
+            scheme=self.scheme,
+        )
 
     def rmse(self, prog: Program, par: Parameterization, theta: np.ndarray, target) -> float:
         """Unweighted force RMSE per component on a target (projected for a projection)."""
         consts, _ = par.table(theta)
         if isinstance(target, ForceProjection):
             with np.errstate(all="ignore"):
-                val = math.sqrt(max(target.loss(prog, consts), 0.0))
+                shift = _shift(prog, consts, None, self.cutoff, self.scheme)
+                if shift is None:
+                    loss = target.loss(prog, consts)
+                else:
+                    g, _ = target.grid_values(prog, consts)
+                    res = target.R @ (g - shift[1][target.group_nodes]) - target.z
+                    loss = float(res @ res) + target.c_perp
+                val = math.sqrt(max(loss, 0.0))
             return val if math.isfinite(val) else math.inf
         return _rms(self._force_error(prog, consts, target))
 
-    @staticmethod
-    def _force_error(prog: Program, consts: np.ndarray, target: _Target) -> np.ndarray:
+    def _force_error(self, prog: Program, consts: np.ndarray, target: _Target) -> np.ndarray:
         """Predicted minus reference forces on an exact target (flat)."""
         with np.errstate(all="ignore"):
             f, _ = target.predict(prog, consts)
+            shift = _shift(prog, consts, None, self.cutoff, self.scheme)
+            f = target.shifted(shift, f)[0]
         return f - target.forces
 
     def _result(self, prog, par, theta, loss, lo, hi, nfev, t0, losses, mults) -> FitResult:
         params = {n: float(v) for n, v in zip(par.names, theta, strict=True)}
-        pot = Potential(prog, params, self.species, self.type_pairs)
+        pot = self.potential(prog, params)
         cons = {}
         flags = []
         for c in self.constraints:
@@ -726,6 +842,8 @@ class Fitter:
                 "start_losses": [float(x) for x in losses],
                 "multipliers": {k: [float(x) for x in np.ravel(v)] for k, v in mults.items()},
                 "seconds": time.perf_counter() - t0,
+                "cutoff": self.cutoff,
+                "cutoff_scheme": self.scheme,
                 **extra,
             },
         )
@@ -834,21 +952,35 @@ def _parameter_flags(prog, par, theta, lo, hi, cutoff) -> list[str]:
     return flags
 
 
-def _point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool = True):
+def _point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool = True, shift=None):
     """A built-in constraint's values U or U' at its points, and (with ``jac``) their Jacobian.
 
     ``T`` is the parameterization's derivative tensor (constants per type pair by θ); the
-    Jacobian rows are ``None`` without ``jac``.
+    Jacobian rows are ``None`` without ``jac``.  ``shift`` is ``(a, b, da, db, rc)`` of
+    :func:`~mctsff.params.cutoff_shift` (the values of the shifted potential), or ``None``.
     """
     if not jac:
         mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE
         v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
-        return (d if c.derivative else v), None
+        val = d if c.derivative else v
+        if shift is not None:
+            a, b, _, _, rc = shift
+            val = val - b[group] if c.derivative else val - a[group] - (r - rc) * b[group]
+        return val, None
     v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
     Tg = T[group]  # (n, K, M)
     if c.derivative:
-        return d, np.einsum("nk,nkm->nm", h, Tg)
-    return v, np.einsum("nk,nkm->nm", g, Tg)
+        val, J = d, np.einsum("nk,nkm->nm", h, Tg)
+        if shift is not None:
+            _, b, _, db, _ = shift
+            val, J = val - b[group], J - db[group]
+        return val, J
+    val, J = v, np.einsum("nk,nkm->nm", g, Tg)
+    if shift is not None:
+        a, b, da, db, rc = shift
+        val = val - a[group] - (r - rc) * b[group]
+        J = J - da[group] - (r - rc)[:, None] * db[group]
+    return val, J
 
 
 def _constraint_values(c: Constraint, pot: Potential, par: Parameterization, theta):
@@ -856,7 +988,8 @@ def _constraint_values(c: Constraint, pot: Potential, par: Parameterization, the
     if c.r_points is not None:
         r, group = c.points(len(par.type_pairs))
         consts, T = par.table(theta)
-        return _point_values(c, par.program, consts, T, r, group)
+        shift = _shift(par.program, consts, T, pot.cutoff, pot.scheme)
+        return _point_values(c, par.program, consts, T, r, group, shift=shift)
     val = np.atleast_1d(np.asarray(c.fun(pot), dtype=np.float64))
     jac = np.empty((val.size, theta.size))
     for m in range(theta.size):
@@ -899,18 +1032,27 @@ def _diagonal_factors(par: Parameterization, theta, values) -> np.ndarray | None
     return theta if done else None
 
 
-def _with_theta(par: Parameterization, theta) -> Potential:
+def _shift(prog, consts, T, cutoff, scheme):
+    """``(a, b, da, db, rc)`` of the scheme's shift, or ``None`` where it shifts nothing."""
+    if scheme not in ("shifted-force", "shifted-energy"):
+        return None
+    a, b, da, db = cutoff_shift(prog, consts, T, cutoff, scheme)
+    return a, b, da, db, float(cutoff)
+
+
+def _with_theta(par: Parameterization, theta, cutoff=None, scheme="none") -> Potential:
     params = dict(zip(par.names, theta, strict=True))
-    return Potential(par.program, params, par.species, par.type_pairs)
+    return Potential(par.program, params, par.species, par.type_pairs, cutoff=cutoff, scheme=scheme)
 
 
 class _Problem:
     """Residuals/Jacobians of one expression, and the augmented-Lagrangian loop."""
 
-    def __init__(self, fitter: Fitter, prog: Program, par: Parameterization):
+    def __init__(self, fitter: Fitter, prog: Program, par: Parameterization, data=None):
         self.f = fitter
         self.prog = prog
         self.par = par
+        self.data = fitter._data if data is None else data
         self.nfev = 0
         self.relaxed_nfev = 0  # evaluations of the relaxed fit (_typed_start)
         self.lin = par.linear_mask()
@@ -924,6 +1066,13 @@ class _Problem:
         P = len(par.type_pairs)
         self._points = [None if c.r_points is None else c.points(P) for c in fitter.constraints]
 
+    def shift(self, theta, jac: bool = True):
+        """The cutoff scheme's shift at θ (:func:`_shift`), or ``None``."""
+        if self.f.scheme not in ("shifted-force", "shifted-energy"):
+            return None
+        consts, T = self.table(theta)
+        return _shift(self.prog, consts, T if jac else None, self.f.cutoff, self.f.scheme)
+
     def table(self, theta):
         """Constant table and derivative tensor, cached for the last θ."""
         key = theta.tobytes()
@@ -935,29 +1084,37 @@ class _Problem:
     # force (+energy) rows
     def _rows(self, theta, jac: bool):
         f = self.f
-        t = f._train
+        t, w, ew, proj = self.data
         consts, T = self.table(theta)
-        if f._proj is not None:
+        shift = self.shift(theta, jac)
+        if proj is not None:
             self.nfev += 1
-            return f._proj.residual(self.prog, consts, T if jac else None)
+            if shift is None:
+                return proj.residual(self.prog, consts, T if jac else None)
+            g, dg = proj.grid_values(self.prog, consts, T if jac else None)
+            grp = proj.group_nodes
+            g = g - shift[1][grp]
+            res = proj.R @ g - proj.z
+            return res, (None if dg is None else proj.R @ (dg - shift[3][grp]))
         if jac:
             F, J, E, EJ = t.predict_jac(self.prog, consts, T, f._use_energy)
         else:
             F, E = t.predict(self.prog, consts, f._use_energy)
             J = EJ = None
+        F, J, E, EJ = t.shifted(shift, F, J, E, EJ)
         self.nfev += 1
-        res = f._w * (F - t.forces)
+        res = w * (F - t.forces)
         if jac:
-            J = f._w[:, None] * J
+            J = w[:, None] * J
         if f._use_energy:
             dE = E - t.energies
             if f.options.energy_offset:
                 dE = dE - dE.mean()
                 if jac:
                     EJ = EJ - EJ.mean(axis=0)
-            res = np.concatenate([res, f._ew * dE])
+            res = np.concatenate([res, ew * dE])
             if jac:
-                J = np.vstack([J, f._ew * EJ])
+                J = np.vstack([J, ew * EJ])
         return res, J
 
     def residual_plain(self, theta):
@@ -971,12 +1128,13 @@ class _Problem:
         for c, pts in zip(self.f.constraints, self._points, strict=True):
             if pts is not None:
                 consts, T = self.table(theta)
-                v, J = _point_values(c, self.prog, consts, T, *pts, jac=jac)
+                shift = self.shift(theta, jac)
+                v, J = _point_values(c, self.prog, consts, T, *pts, jac=jac, shift=shift)
                 vals.append(v)
                 jacs.append(J)
                 continue
             if pot is None:
-                pot = _with_theta(self.par, theta)
+                pot = _with_theta(self.par, theta, self.f.cutoff, self.f.scheme)
             v, J = _constraint_values(c, pot, self.par, theta)
             vals.append(v)
             jacs.append(J)
@@ -1078,7 +1236,7 @@ class _Problem:
         for c, pts in zip(self.f.constraints, self._points, strict=True):
             if pts is not None and c.kind == "eq":
                 consts, T = self.table(x0)
-                v, Jc = _point_values(c, self.prog, consts, T, *pts)
+                v, Jc = _point_values(c, self.prog, consts, T, *pts, shift=self.shift(x0))
                 rows.append(Jc[:, lin])
                 offs.append(v - Jc[:, lin] @ x0[lin])
         b = -res0 + A @ x0[lin]  # the prefactors solve A·a ≈ b
@@ -1126,15 +1284,44 @@ class _Problem:
         axes = scan.axes_for(relaxed.par.names, relaxed.par.base_name, mask, relaxed.prog)
         points = scan.grid(axes, np.clip(xr0, rlo, rhi), rlo, rhi, self.f.cutoff, self.f.r_min)
         solved, losses = [], []
+        scanner = relaxed
+        if self.f._scan_data is not self.f._data and len(points) > 1:
+            scanner = _Problem(self.f, relaxed.prog, relaxed.par, data=self.f._scan_data)
         for p in points:
             try:
                 with np.errstate(all="ignore"):
-                    sol = relaxed.solve_linear(p, rlo, rhi)
+                    sol = scanner.solve_linear(p, rlo, rhi)
             except NUMERIC_ERRORS:
                 sol = None
             solved.append(p if sol is None else sol[0])
             losses.append(math.inf if sol is None else sol[1])
-        picks = scan.local_minima(points, losses, mask)[:n_keep]
+        picks = scan.local_minima(points, losses, mask)
+        if scanner is not relaxed and mask.any() and len(picks) > n_keep:
+            # more local minima than starts: a short polish on the scan's frames ranks them
+            # (a narrow basin's grid neighbour can sit above a broad basin's)
+            ranked = []
+            for i in picks[:SCAN_POLISH]:
+                try:
+                    with np.errstate(all="ignore"):
+                        sol = scanner.explore(solved[i], rlo, rhi, tol=LOOSE_FTOL)
+                except NUMERIC_ERRORS:
+                    sol = None
+                if sol is not None:
+                    solved[i] = sol[0]
+                    ranked.append((sol[1], i))
+            picks = [i for _, i in sorted(ranked)] or picks
+        picks = picks[:n_keep]
+        if scanner is not relaxed:
+            self.relaxed_nfev += scanner.nfev
+            # the picks' prefactors, solved again on the whole training set
+            for i in picks:
+                try:
+                    with np.errstate(all="ignore"):
+                        sol = relaxed.solve_linear(solved[i], rlo, rhi)
+                except NUMERIC_ERRORS:
+                    sol = None
+                if sol is not None:
+                    solved[i] = sol[0]
         if relaxed is not self:
             relaxed_nfev = relaxed.nfev
         # a user's function constraint names per-type parameters the relaxed problem lacks
@@ -1147,9 +1334,9 @@ class _Problem:
                 try:
                     with np.errstate(all="ignore"):
                         sol = (
-                            relaxed.solve(x, rlo, rhi, ftol=LOOSE_FTOL)
+                            relaxed.solve(x, rlo, rhi, ftol=RELAXED_FTOL)
                             if pointwise
-                            else relaxed.explore(x, rlo, rhi, tol=LOOSE_FTOL)
+                            else relaxed.explore(x, rlo, rhi, tol=RELAXED_FTOL)
                         )
                 except NUMERIC_ERRORS:
                     sol = None

@@ -207,6 +207,97 @@ class Parameterization:
         return theta
 
 
+#: How a potential is made to end at the cutoff (see :func:`cutoff_shift`).
+CUTOFF_SCHEMES = ("shifted-force", "shifted-energy", "constraint", "none")
+
+
+def check_scheme(scheme: str) -> str:
+    """``scheme`` if it is one of :data:`CUTOFF_SCHEMES`, else a ``ValueError`` naming them."""
+    if scheme not in CUTOFF_SCHEMES:
+        raise ValueError(
+            f"unknown cutoff scheme {scheme!r}; use one of {', '.join(CUTOFF_SCHEMES)}"
+        )
+    return scheme
+
+
+def cutoff_shift(
+    program: Program,
+    consts: np.ndarray,
+    T: np.ndarray | None,
+    cutoff: float | None,
+    scheme: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The shift of each type pair's potential that a cutoff scheme applies.
+
+    The potential used (fitted, reported, exported) is
+
+    ``U_s(r) = U(r) − a − (r − rc)·b``, so ``U_s'(r) = U'(r) − b``,
+
+    with ``a = U(rc)`` and ``b = U'(rc)`` per type pair for ``"shifted-force"`` (energy
+    and force both continuous and zero at the cutoff, for any form, as MD engines'
+    shifted-force potentials), ``a = U(rc)``, ``b = 0`` for ``"shifted-energy"``, and
+    ``a = b = 0`` for ``"constraint"`` and ``"none"``.
+
+    Parameters
+    ----------
+    program, consts
+        The expression and its constant table ``(n_pairs, K)``.
+    T
+        Derivative tensor ``(n_pairs, K, M)`` of the constants, or ``None``.
+    cutoff, scheme
+        The cutoff (Å) and one of :data:`CUTOFF_SCHEMES`.
+
+    Returns
+    -------
+    a, b, da, db
+        ``(n_pairs,)`` each, and with ``T`` their Jacobians ``(n_pairs, M)`` (else ``None``).
+    """
+    P = consts.shape[0]
+    M = 0 if T is None else T.shape[2]
+    zeros = np.zeros(P)
+    if scheme not in ("shifted-force", "shifted-energy") or cutoff is None:
+        z = None if T is None else np.zeros((P, M))
+        return zeros, zeros.copy(), z, (None if T is None else np.zeros((P, M)))
+    r = np.full(P, float(cutoff))
+    group = np.arange(P, dtype=np.int64)
+    with np.errstate(all="ignore"):
+        if T is None:
+            v, d, _, _ = program.evaluate(r, consts, group, mode=kernels.MODE_D)
+            da = db = None
+        else:
+            v, d, g, h = program.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+            da = np.einsum("pk,pkm->pm", g, T)
+            db = np.einsum("pk,pkm->pm", h, T)
+    if scheme == "shifted-energy":
+        d = zeros
+        db = None if T is None else np.zeros((P, M))
+    return v, d, da, db
+
+
+def shift_maps(dataset, n_type_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How per-type-pair shifts ``a``, ``b`` (:func:`cutoff_shift`) enter a dataset's sums.
+
+    Returns ``S`` ``(3·n_atoms, P)``: the forces of a unit ``U'`` on every pair of type
+    ``t`` (so shifted forces are ``F − S·b``); ``N`` ``(n_frames, P)``: pairs of each type
+    per frame, and ``D`` ``(n_frames, P)``: their summed ``r − rc`` (so shifted frame
+    energies are ``E − N·a − D·b``).
+    """
+    P = int(n_type_pairs)
+    n_atoms = int(dataset.n_atoms)
+    n_frames = int(dataset.n_frames)
+    t = np.asarray(dataset.pair_type, dtype=np.int64)
+    u = np.asarray(dataset.u, dtype=np.float64)
+    S = np.zeros((n_atoms, 3, P))
+    np.add.at(S, (np.asarray(dataset.pair_i), slice(None), t), -u)
+    np.add.at(S, (np.asarray(dataset.pair_j), slice(None), t), u)
+    N = np.zeros((n_frames, P))
+    D = np.zeros((n_frames, P))
+    frame = np.asarray(dataset.pair_frame, dtype=np.int64)
+    np.add.at(N, (frame, t), 1.0)
+    np.add.at(D, (frame, t), np.asarray(dataset.r, dtype=np.float64) - float(dataset.cutoff))
+    return S.reshape(3 * n_atoms, P), N, D
+
+
 def _linear_constants(program: Program, rules: Sequence[str] = ("global", "pair")) -> set[str]:
     """Constants of the combining ``rules`` that enter the expression linearly.
 
@@ -265,12 +356,21 @@ class Potential:
         Atom types.
     type_pairs
         Unordered type pairs; all pairs of ``species`` by default.
+    cutoff, scheme
+        The cutoff (Å) and how the potential ends there (one of :data:`CUTOFF_SCHEMES`,
+        default ``"none"``: the expression as written).  With ``"shifted-force"`` or
+        ``"shifted-energy"``, :meth:`energy`, :meth:`derivative` and :meth:`forces` give
+        the shifted potential of :func:`cutoff_shift`.
 
     Examples
     --------
     >>> pot = Potential("A*exp(-r/b)", {"A": 2.0, "b": 0.5}, species=("Ar",))
     >>> float(pot.energy(1.0, ("Ar", "Ar"))[0])  # doctest: +ELLIPSIS
     0.27...
+    >>> sf = Potential("c/r", {"c": 1.0}, ("Ar",), cutoff=5.0, scheme="shifted-force")
+    >>> [round(float(x), 12) for x in (sf.energy(5.0, ("Ar", "Ar"))[0],
+    ...                                sf.derivative(5.0, ("Ar", "Ar"))[0])]
+    [0.0, 0.0]
     """
 
     def __init__(
@@ -279,6 +379,9 @@ class Potential:
         params: Mapping[str, float],
         species: Sequence[str],
         type_pairs: Sequence[tuple[str, str]] | None = None,
+        *,
+        cutoff: float | None = None,
+        scheme: str = "none",
     ):
         if isinstance(program, str):
             program = Program.from_string(program)
@@ -293,6 +396,13 @@ class Potential:
         self.params = {n: float(params[n]) for n in self.parameterization.names}
         self.theta = np.array([self.params[n] for n in self.parameterization.names])
         self.consts, _ = self.parameterization.table(self.theta)
+        self.scheme = check_scheme(scheme)
+        if self.scheme in ("shifted-force", "shifted-energy") and cutoff is None:
+            raise ValueError(f"cutoff scheme {scheme!r} needs the cutoff")
+        self.cutoff = None if cutoff is None else float(cutoff)
+        self.shift_a, self.shift_b, _, _ = cutoff_shift(
+            program, self.consts, None, self.cutoff, self.scheme
+        )
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -319,12 +429,17 @@ class Potential:
             return self.program.evaluate(r, self.consts, group, mode=mode)
 
     def energy(self, r, pair: tuple[str, str]) -> np.ndarray:
-        """U(r) for a type pair."""
-        return self._eval(r, pair, kernels.MODE_VALUE)[0]
+        """U(r) for a type pair (shifted by the cutoff scheme)."""
+        r = np.atleast_1d(np.asarray(r, dtype=np.float64))
+        v = self._eval(r, pair, kernels.MODE_VALUE)[0]
+        p = self.pair_index(pair)
+        if self.cutoff is None:
+            return v
+        return v - self.shift_a[p] - (r - self.cutoff) * self.shift_b[p]
 
     def derivative(self, r, pair: tuple[str, str]) -> np.ndarray:
-        """dU/dr for a type pair (the pair force is −dU/dr)."""
-        return self._eval(r, pair, kernels.MODE_D)[1]
+        """dU/dr for a type pair (the pair force is −dU/dr; shifted by the cutoff scheme)."""
+        return self._eval(r, pair, kernels.MODE_D)[1] - self.shift_b[self.pair_index(pair)]
 
     def forces(self, dataset) -> tuple[np.ndarray, np.ndarray]:
         """Forces ``(n_atoms, 3)`` and per-frame pair energies this potential gives on a dataset.
@@ -338,7 +453,7 @@ class Potential:
             )
         p = self.program
         with np.errstate(all="ignore"):
-            return kernels.pair_forces(
+            forces, energies = kernels.pair_forces(
                 p.code,
                 p.literals,
                 np.ascontiguousarray(dataset.r),
@@ -352,6 +467,16 @@ class Potential:
                 dataset.n_frames,
                 p.max_stack,
             )
+        if self.scheme in ("shifted-force", "shifted-energy"):
+            if not math.isclose(float(dataset.cutoff), self.cutoff):
+                raise ValueError(
+                    f"the dataset's cutoff {dataset.cutoff:g} differs from the potential's "
+                    f"{self.cutoff:g}: its shifted potential is defined up to that cutoff"
+                )
+            S, N, D = shift_maps(dataset, len(self.type_pairs))
+            forces = forces - (S @ self.shift_b).reshape(forces.shape)
+            energies = energies - N @ self.shift_a - D @ self.shift_b
+        return forces, energies
 
     def synthetic(self, dataset):
         """A copy of ``dataset`` whose reference forces and energies come from this potential."""
@@ -367,4 +492,9 @@ class Potential:
             self.program.symbols[c]: float(self.consts[p, k])
             for k, c in enumerate(self.program.constants)
         }
-        return sympy.Float(1.0) * self.program.sympy.subs(subs)
+        expr = sympy.Float(1.0) * self.program.sympy.subs(subs)
+        if self.cutoff is None or self.scheme not in ("shifted-force", "shifted-energy"):
+            return expr
+        r = self.program.symbols[self.program.variables[0]]
+        a, b = float(self.shift_a[p]), float(self.shift_b[p])
+        return expr - sympy.Float(a) - (r - sympy.Float(self.cutoff)) * sympy.Float(b)

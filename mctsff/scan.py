@@ -6,7 +6,7 @@ fixed nonlinear constants the forces are linear in the amplitudes, so the best
 amplitudes and the *reduced* loss ρ(β) = min_a L(β, a) come from one linear
 least-squares solve (variable projection).  :func:`grid` lays the nonlinear
 constants on physical grids (decay lengths log-spaced from a few hundredths of an
-Ångström to half the cutoff, distances such as a Morse ``r0`` across the data's
+Ångström to one and a half cutoffs, distances such as a Morse ``r0`` across the data's
 range of ``r``, inverse lengths as their reciprocals, other constants on a signed
 logarithmic ladder), and :func:`local_minima` picks the grid points from which a
 local solver should start: every local minimum of ρ on the grid, best first.
@@ -31,11 +31,14 @@ __all__ = ["Axis", "axes_for", "grid", "local_minima", "shift_constants", "SCAN_
 
 #: Largest number of grid points of one scan (the product of the axes' sizes is cut
 #: to this by thinning every axis alike).
-SCAN_POINTS = 48
+SCAN_POINTS = 150
 #: Points of a one-dimensional scan.
-POINTS_1D = 24
+POINTS_1D = 40
 #: Shortest decay length scanned (Å).
 SHORTEST_LENGTH = 0.03
+#: Longest decay length scanned, as a multiple of the cutoff (Ewald-like damping
+#: ``erfc(a*r)`` has lengths 1/a beyond half the cutoff).
+LONGEST = 1.5
 #: Span (Å) above the shortest distance of the data over which shifts (``r - r0``) are scanned.
 SHIFT_SPAN = 4.0
 #: Signed ladder of constants that are neither lengths nor inverse lengths.
@@ -54,12 +57,13 @@ class Axis:
         """``n`` candidate values of this constant."""
         n = max(int(n), 2)
         if self.kind == "length":
-            return np.geomspace(SHORTEST_LENGTH, 0.5 * cutoff, n)
+            return np.geomspace(SHORTEST_LENGTH, LONGEST * cutoff, n)
         if self.kind == "shift":  # an equilibrium distance: within the data's short range
             return np.linspace(r_min, min(0.8 * cutoff, r_min + SHIFT_SPAN), n)
         if self.kind == "inverse":  # and a few slow growths, exp(+r/L), for L beyond the cutoff
             grow = -1.0 / np.geomspace(0.5 * cutoff, 4.0 * cutoff, max(n // 8, 1))
-            return np.concatenate([grow, 1.0 / np.geomspace(0.5 * cutoff, SHORTEST_LENGTH, n)])
+            decay = 1.0 / np.geomspace(LONGEST * cutoff, SHORTEST_LENGTH, n)
+            return np.concatenate([grow, decay])
         ladder = np.array(OTHER_LADDER)
         if n < 2 * len(ladder):
             ladder = ladder[np.round(np.linspace(0, len(ladder) - 1, max(n // 2, 1))).astype(int)]
@@ -121,7 +125,7 @@ def grid(
     """Grid points (full parameter vectors based on ``x0``) over the scanned constants.
 
     The axes share :data:`SCAN_POINTS` points: a full factorial grid when it fits
-    (:data:`POINTS_1D` for one axis, 7 × 7 for two, 3–4 per axis for three), a
+    (:data:`POINTS_1D` for one axis, 12 × 12 for two, 5 per axis for three), a
     seeded Latin-hypercube draw on the axes' values beyond that.  ``x0`` itself is
     always the first point.  Values outside ``[lo, hi]`` are clipped into it.
     """

@@ -54,7 +54,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mctsff import ops
-from mctsff.fit import Constraint, _point_values, _Target, potfit_weights
+from mctsff.fit import Constraint, _point_values, _shift, _Target, potfit_weights
 from mctsff.params import _linear_constants
 from mctsff.program import Program, signed_terms
 
@@ -99,6 +99,10 @@ class ForceSurrogate:
         ``r_points`` are imposed on the amplitudes (when the unconstrained amplitudes
         violate one by more than ``constraint_tol``, in the constraint's units, they
         are solved with it holding exactly), the others ignored.
+    cutoff_scheme
+        The fit's cutoff scheme (:data:`~mctsff.params.CUTOFF_SCHEMES`; default
+        ``"none"``): each term's force and energy columns and its constraint values are
+        those of its shifted potential.
 
     Examples
     --------
@@ -127,6 +131,7 @@ class ForceSurrogate:
         energy_offset: bool = True,
         constraints: Sequence[Constraint] = (),
         constraint_tol: float = 1e-7,
+        cutoff_scheme: str = "none",
     ) -> None:
         w = _component_weights(train, weights)
         n = min(max_frames, train.n_frames)
@@ -165,6 +170,7 @@ class ForceSurrogate:
         self._y = self._rows_of(y if self._rows is None else y[self._rows], self._target.energies)
         self._yy = float(self._y @ self._y)
         self.constraint_tol = float(constraint_tol)
+        self.cutoff_scheme = cutoff_scheme
         # each equality constraint with its points for every type pair, as the fitter lays them out
         self._constraints = [
             (c, *c.points(self._n_pairs))
@@ -196,6 +202,7 @@ class ForceSurrogate:
         fit["constraints"] = tuple(getattr(fitter, "constraints", ()))
         # the fitter accepts a constraint residual up to 10 × its tolerance
         fit["constraint_tol"] = 10 * float(getattr(options, "constraint_tol", 1e-8))
+        fit["cutoff_scheme"] = getattr(fitter, "scheme", "none")
         try:
             return cls(train, variables, **{**fit, **kwargs})
         except (ValueError, TypeError, AttributeError):
@@ -308,9 +315,14 @@ class ForceSurrogate:
             for i, v in zip(shape, point, strict=True):
                 consts[:, i] = v
             f, e = t.predict(prog, consts, energies=bool(self._ew))
+            shift = _shift(prog, consts, None, t.cutoff, self.cutoff_scheme)
+            f, _, e, _ = t.shifted(shift, f, None, e)
             cols.append(self._rows_of(f if self._rows is None else f[self._rows], e))
             vals = [
-                np.asarray(_point_values(c, prog, consts, None, r, group, jac=False)[0], np.float64)
+                np.asarray(
+                    _point_values(c, prog, consts, None, r, group, jac=False, shift=shift)[0],
+                    np.float64,
+                )
                 for c, r, group in self._constraints
             ]
             cons.append(np.concatenate(vals) if vals else np.zeros(0))

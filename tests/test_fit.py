@@ -50,9 +50,13 @@ KNOWN = {
 }
 
 
+#: Synthetic data come from the true form shifted as the default cutoff scheme shifts it.
+SHIFTED = {"cutoff": 9.0, "scheme": "shifted-force"}
+
+
 def _synthetic(dimers, name):
     expr, params = KNOWN[name]
-    truth = Potential(expr, params, dimers.species, dimers.type_pairs)
+    truth = Potential(expr, params, dimers.species, dimers.type_pairs, **SHIFTED)
     return expr, params, truth, truth.synthetic(dimers).split(0.2, seed=0)
 
 
@@ -89,7 +93,10 @@ def test_per_type_prefactors_of_a_global_potential_are_fitted_exactly(dimers, ex
     with per-pair amplitudes solved exactly, factored back) reaches them.
     """
     truth = Potential(
-        "c1*exp(-r/c2) - c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}, dimers.species
+        "c1*exp(-r/c2) - c3/r**6",
+        {"c1": 2000.0, "c2": 0.3, "c3": 20.0},
+        dimers.species,
+        **SHIFTED,
     )
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
     rms = float(np.sqrt(np.mean(valid.forces**2)))
@@ -108,7 +115,10 @@ def test_per_type_start_keeps_the_users_bounds(dimers, monkeypatch):
     shares with the expression (a range ``c1`` kept in [0.35, 1])."""
     expr = "prod_c1*exp(-r/c1) - prod_c2/r**6"
     truth = Potential(
-        "c1*exp(-r/c2) - c3/r**6", {"c1": 2000.0, "c2": 0.3, "c3": 20.0}, dimers.species
+        "c1*exp(-r/c2) - c3/r**6",
+        {"c1": 2000.0, "c2": 0.3, "c3": 20.0},
+        dimers.species,
+        **SHIFTED,
     )
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
     seen = []
@@ -166,7 +176,7 @@ def test_fit_is_reproducible(dimers):
 def test_augmented_lagrangian_meets_equality_constraints(dimers, constraints):
     train, valid = dimers.split(0.2, seed=0)
     expr = "prod_q/r + pair_A*exp(-r/b) - pair_C/r**6"
-    res = Fitter(train, valid, constraints=constraints, n_starts=3).fit(expr)
+    res = Fitter(train, valid, constraints=constraints, n_starts=3, cutoff_scheme="none").fit(expr)
     assert res.valid
     for name in ("force0", "energy0")[: len(constraints)]:
         assert res.constraints[name] <= 1e-8
@@ -176,7 +186,7 @@ def test_augmented_lagrangian_meets_equality_constraints(dimers, constraints):
         if "energy0" in constraints:
             assert abs(pot.energy(9.0, pair)[0]) <= 1e-8
     # the constrained optimum costs something relative to the free one
-    free = Fitter(train, valid, constraints=(), n_starts=3).fit(expr)
+    free = Fitter(train, valid, constraints=(), n_starts=3, cutoff_scheme="none").fit(expr)
     assert free.loss <= res.loss
     assert not any("not satisfied" in f for f in res.flags)
 
@@ -186,7 +196,13 @@ def test_inequality_and_user_constraints(dimers):
     expr = "prod_q/r + A*exp(-r/b) - C/r**6"
     # user constraint: the O–O force vanishes at 2.9 Å (a minimum there)
     user = Constraint("minimum_OO", "eq", lambda pot: pot.derivative(2.9, ("O", "O")))
-    res = Fitter(train, valid, constraints=("force0", "repulsive:1.0", user), n_starts=3).fit(expr)
+    res = Fitter(
+        train,
+        valid,
+        constraints=("force0", "repulsive:1.0", user),
+        n_starts=3,
+        cutoff_scheme="none",
+    ).fit(expr)
     assert res.constraints["force0"] <= 1e-8
     assert res.constraints["minimum_OO"] <= 1e-8
     assert res.constraints["repulsive"] <= 1e-8
@@ -200,9 +216,14 @@ def test_inequality_and_user_constraints(dimers):
 def test_infeasible_constraint_is_flagged(dimers):
     train, valid = dimers.split(0.2, seed=0)
     # q/r has U'(rc) = -q/rc^2: zero only for q = 0; a range-less exp can't help
-    res = Fitter(train, valid, constraints=("force0",), n_starts=2, constraint_tol=1e-12).fit(
-        "pair_A*exp(-r/b)"
-    )
+    res = Fitter(
+        train,
+        valid,
+        constraints=("force0",),
+        n_starts=2,
+        constraint_tol=1e-12,
+        cutoff_scheme="none",
+    ).fit("pair_A*exp(-r/b)")
     assert res.valid
     assert any("force0" in f for f in res.flags) or res.constraints["force0"] <= 1e-11
 

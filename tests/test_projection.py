@@ -131,8 +131,9 @@ def test_bad_spacing():
 def test_fitter_on_projection_recovers_constants(dimers):
     truth = Potential(COULOMB_LJ, TRUTH, dimers.species, dimers.type_pairs)
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
-    exact = Fitter(train, valid, constraints=(), n_starts=3).fit(COULOMB_LJ)
-    proj = Fitter(train, valid, constraints=(), n_starts=3, projection=0.01).fit(COULOMB_LJ)
+    opts = {"constraints": (), "n_starts": 3, "cutoff_scheme": "none"}  # the truth is unshifted
+    exact = Fitter(train, valid, **opts).fit(COULOMB_LJ)
+    proj = Fitter(train, valid, projection=0.01, **opts).fit(COULOMB_LJ)
     assert proj.valid and exact.valid
     for name, value in TRUTH.items():  # the product rule fixes charges up to a common sign
         assert abs(proj.params[name]) == pytest.approx(abs(value), rel=1e-3)
@@ -147,8 +148,8 @@ def test_fitter_on_projection_recovers_constants(dimers):
 def test_fitter_projection_keeps_constraints_and_agrees_with_exact(bulk8):
     train, valid = bulk8.split(0.25, seed=0)
     expr = "prod_q/r + c1*exp(-r/c2) - c3/r**6"
-    exact = Fitter(train, valid).fit(expr)
-    proj = Fitter(train, valid, projection=0.05).fit(expr)
+    exact = Fitter(train, valid, constraints=("force0",)).fit(expr)  # shifted-force (default)
+    proj = Fitter(train, valid, constraints=("force0",), projection=0.05).fit(expr)
     assert proj.constraints["force0"] <= 1e-8
     assert proj.rmse_train == pytest.approx(exact.rmse_train, rel=1e-6)
     assert proj.rmse_valid == pytest.approx(exact.rmse_valid, rel=1e-5)
@@ -178,8 +179,8 @@ def test_split_file_fits_without_pairs_in_memory(tmp_path, bulk8):
     assert (ptrain.n_pairs, pvalid.n_pairs) == (train.n_pairs, valid.n_pairs)
     assert ptrain.n_frames == train.n_frames and ptrain.path == str(path)
     expr = "prod_q/r + c1*exp(-r/c2) - c3/r**6"
-    streamed = Fitter(ptrain, pvalid).fit(expr)
-    exact = Fitter(train, valid).fit(expr)
+    streamed = Fitter(ptrain, pvalid, constraints=("force0",)).fit(expr)
+    exact = Fitter(train, valid, constraints=("force0",)).fit(expr)
     assert streamed.constraints["force0"] <= 1e-8
     assert streamed.rmse_train == pytest.approx(exact.rmse_train, rel=1e-5)
     assert streamed.rmse_valid == pytest.approx(exact.rmse_valid, rel=1e-5)

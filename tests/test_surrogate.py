@@ -111,7 +111,7 @@ def _fitted_relative(fitter, expression: str, y2: float) -> float:
 def test_force0_is_imposed_as_the_fitter_imposes_it(coulomb_lj, expression):
     """For amplitudes alone (no range constants) the estimate is the constrained fit's
     optimum: the same relative residual as Fitter with force0 reaches."""
-    fitter = Fitter(coulomb_lj, constraints=("force0",), n_starts=3, seed=0)
+    fitter = Fitter(coulomb_lj, constraints=("force0",), n_starts=3, seed=0, cutoff_scheme="none")
     s = ForceSurrogate.from_fitter(fitter)
     free = ForceSurrogate(coulomb_lj)
     y2 = float(np.mean(coulomb_lj.forces**2))
@@ -121,6 +121,20 @@ def test_force0_is_imposed_as_the_fitter_imposes_it(coulomb_lj, expression):
     assert s("prod_c1/r + c1/r**6") <= _fitted_relative(fitter, "prod_c1/r + c1/r**6", y2)
     # a lone Coulomb term cannot vanish in force at the cutoff: only amplitude 0 is allowed
     assert s("prod_c1/r") == 1.0 and free("prod_c1/r") < 1.0
+
+
+@pytest.mark.parametrize("scheme", ["shifted-force", "shifted-energy"])
+def test_cutoff_scheme_is_scored_as_the_fitter_fits_it(coulomb_lj, scheme):
+    """For amplitudes alone the estimate is the shifted fit's optimum (energies included)."""
+    fitter = Fitter(coulomb_lj, n_starts=3, seed=0, energy_weight=0.5, cutoff_scheme=scheme)
+    s = ForceSurrogate.from_fitter(fitter)
+    E = np.asarray(coulomb_lj.energies)
+    y2 = float(np.mean(coulomb_lj.forces**2)) + 0.5 / len(E) * float(np.sum((E - E.mean()) ** 2))
+    plain = ForceSurrogate(coulomb_lj, energy_weight=0.5)
+    for expression in ("c1/r**12 - c2/r**6", "c3/r + c1/r**12"):
+        assert s(expression) == pytest.approx(_fitted_relative(fitter, expression, y2), rel=1e-4)
+        if scheme == "shifted-force":  # a shifted energy is a constant per dimer: offset away
+            assert s(expression) != pytest.approx(plain(expression), rel=1e-6)
 
 
 def test_a_term_dead_at_the_cutoff_is_left_free(screened):
@@ -149,7 +163,9 @@ def test_weights_and_energies_follow_the_fitter(coulomb_lj):
         assert s(expression) == pytest.approx(want, rel=1e-4), expression
         assert s(expression) != pytest.approx(ForceSurrogate(coulomb_lj)(expression), rel=1e-3)
     # the same weights given as an array, and checked
-    same = ForceSurrogate(coulomb_lj, weights=w.reshape(-1, 3), energy_weight=0.5)
+    same = ForceSurrogate(
+        coulomb_lj, weights=w.reshape(-1, 3), energy_weight=0.5, cutoff_scheme="shifted-force"
+    )
     assert same("c1/r**6") == pytest.approx(s("c1/r**6"), rel=1e-12)
     with pytest.raises(ValueError, match="shape"):
         ForceSurrogate(coulomb_lj, weights=np.ones(5))
