@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 
 from mctsff import __version__
@@ -134,9 +135,17 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "--constraint",
         action="append",
         default=None,
-        help="force0 (default), energy0, repulsive:R; repeat for several",
+        help="force0, energy0, repulsive:R (none by default); repeat for several",
     )
     p.add_argument("--no-constraints", action="store_true", help="fit without constraints")
+    p.add_argument(
+        "--cutoff-scheme",
+        choices=["shifted-force", "shifted-energy", "constraint", "none"],
+        default="shifted-force",
+        help="how the potential ends at the cutoff: shifted-force (default: U(r) - U(rc) - "
+        "(r - rc) U'(rc) is fitted, reported and exported), shifted-energy (U - U(rc)), "
+        "constraint (U'(rc) = 0 imposed on the form), none (as written)",
+    )
     p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit (3)")
     p.add_argument(
         "--pair-start",
@@ -250,12 +259,10 @@ def _fit_options(args) -> dict:
         lo, hi = bounds.get(name, (-math.inf, math.inf))
         if not lo <= initial[name] <= hi:
             raise UsageError(f"--init {text}: outside --bound {name}={lo:g}:{hi:g}")
-    if args.no_constraints:
-        constraints = ()
-    else:
-        constraints = tuple(args.constraint) if args.constraint else ("force0",)
+    constraints = () if args.no_constraints else tuple(args.constraint or ())
     return dict(
         constraints=constraints,
+        cutoff_scheme=args.cutoff_scheme,
         n_starts=args.starts,
         pair_start=args.pair_start,
         seed=args.seed,
@@ -488,7 +495,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _print_front(result, stream=sys.stdout) -> None:
+def _print_front(result, stream=None) -> None:
+    stream = stream or sys.stdout  # the current one (a default would keep the first)
     pts = result.front.points
     chosen = result.best
     print(
@@ -884,6 +892,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr (``mctsff: warning: …``)."""
+    print(f"mctsff: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mctsff`` command."""
     parser = build_parser()
@@ -912,7 +925,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - optional until the module lands
         pass
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # the end of a search says what it could not write as its error line
+            warnings.filterwarnings("ignore", r"cannot write .*(is kept|no checkpoint)")
+            return int(args.func(args) or 0)
     except errors as exc:
         print(f"mctsff: error: {exc}", file=sys.stderr)
         return 2

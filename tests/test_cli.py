@@ -89,3 +89,25 @@ def test_workers_are_capped_at_the_cores(capsys):
     assert _workers(1000 * cores) == cores
     assert f"capped at the {cores} cores" in capsys.readouterr().err
     assert _workers(0) == cores and _workers(1) == 1
+
+
+def test_a_full_disk_at_the_end_is_one_line_and_resume_writes_the_rest(
+    capsys, tmp_path, monkeypatch
+):
+    import errno
+
+    from mctsff import search as search_module
+
+    def full(out, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / ".run.json.x1.tmp"))
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(search_module, "_write_run_info", full)
+    assert main(["search", DIMERS, "--out", str(out), *QUICK]) == 1
+    captured = capsys.readouterr()
+    assert "expressions fitted" in captured.out and "cplx" in captured.out  # the front
+    assert captured.err.count("\n") == 1 and captured.err.startswith("mctsff: error: cannot")
+    assert "/run.json: no space left on the device; the checkpoint" in captured.err
+    monkeypatch.undo()
+    assert main(["search", DIMERS, "--out", str(out), *QUICK, "--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["n_evaluations"] >= 3
