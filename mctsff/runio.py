@@ -136,9 +136,11 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file
+            exc.filename = str(path)
         raise
     _fsync_dir(path.parent)
 

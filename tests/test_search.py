@@ -1057,3 +1057,19 @@ def test_engine_files_are_saved_atomically_and_loaded_without_running_code(scree
     with pytest.raises(RunFolderError, match="posix.system"):
         MCTS.load(path, res.mcts.evaluate)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_failed_atomic_write_names_its_file_and_leaves_the_old_one(tmp_path):
+    import errno
+
+    from mctsff.runio import atomic_output, atomic_write, write_error
+
+    target = tmp_path / "pareto.csv"
+    atomic_write(target, b"old")
+    with pytest.raises(OSError) as info, atomic_output(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as fh.write raises it
+    assert write_error(info.value, info.value.filename) == (
+        f"cannot write {target}: no space left on the device"
+    )
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["pareto.csv"]
