@@ -626,6 +626,9 @@ def test_malformed_front_files_are_one_clear_error(tmp_path):
         ([1, 2], "point 0 is a int, not an object"),
         ([{"expression": ["r"], "params": {}}], "'expression' is not a string"),
         ([{"expression": "A/r", "params": [1]}], "'params' is not an object"),
+        ([{"expression": "A/r", "params": {"A": "x"}}], r"params\['A'\] is not a number"),
+        ([{"expression": "A/r", "params": {}, "complexity": "3"}], "complexity is not a"),
+        ([{"expression": "A/r", "params": {}, "rmse_valid": [0.1]}], "rmse_valid is not a"),
     ]:
         (tmp_path / "pareto.json").write_text(json.dumps(content))
         with pytest.raises(ex.ExportError, match=message):
