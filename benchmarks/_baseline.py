@@ -128,13 +128,16 @@ def as_before(options: Mapping[str, Any]) -> dict[str, Any]:
 
     The fitter of 91353c8 fits the expression as written (force0 is a constraint on
     the form); a fitter that knows cutoff schemes gets ``cutoff_scheme="none"`` so both
-    fit the same problem (benchmark data come from unshifted forms).
+    fit the same problem (benchmark data come from unshifted forms), and no repulsive wall
+    (Buckingham's -C/r**6 has none).
     """
     from mctsff.fit import FitOptions
 
     out = dict(options)
     if "cutoff_scheme" in FitOptions.__dataclass_fields__:
         out["cutoff_scheme"] = "none"
+    if "wall" in FitOptions.__dataclass_fields__:
+        out["wall"] = None  # 91353c8 imposed no repulsive wall
     return out
 
 

@@ -146,6 +146,13 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "(r - rc) U'(rc) is fitted, reported and exported), shifted-energy (U - U(rc)), "
         "constraint (U'(rc) = 0 imposed on the form), none (as written)",
     )
+    p.add_argument(
+        "--wall",
+        type=_real(0),
+        default=0.5,
+        help="radius in Å down to which every type pair's potential must be repulsive below "
+        "its shortest distance in the data (0.5; 0 switches the wall off)",
+    )
     p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit (3)")
     p.add_argument(
         "--pair-start",
@@ -263,6 +270,7 @@ def _fit_options(args) -> dict:
     return dict(
         constraints=constraints,
         cutoff_scheme=args.cutoff_scheme,
+        wall=args.wall or None,
         n_starts=args.starts,
         pair_start=args.pair_start,
         seed=args.seed,

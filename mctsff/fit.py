@@ -51,6 +51,8 @@ NUMERIC_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDiv
 #: Relative decrease of the loss at which the relaxed fit of :meth:`_Problem._typed_start`
 #: stops (it only gives a start; 1e-12 was no better on 600 candidates, and slower).
 RELAXED_FTOL = 1e-9
+#: Default radius (Å) down to which every type pair's potential must be repulsive.
+WALL_RADIUS = 0.5
 #: Pairs of the training frames the scan of nonlinear constants evaluates (frames spread
 #: evenly; the starts it picks are then solved on the whole training set).
 SCAN_PAIRS = 512
@@ -104,12 +106,16 @@ class Constraint:
     # built-in analytic constraints: U(r)=0 or U'(r) (=0 / <=0) at points per type pair
     r_points: np.ndarray | None = None
     derivative: bool = False
+    # points of each type pair (in the parameterization's pair order), instead of r_points
+    pair_points: tuple[np.ndarray, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in ("eq", "ineq"):
             raise FitConfigError(f"constraint {self.name!r}: kind must be 'eq' or 'ineq'")
-        if self.fun is None and self.r_points is None:
+        if self.fun is None and self.r_points is None and self.pair_points is None:
             raise FitConfigError(f"constraint {self.name!r}: needs fun or r_points")
+        if self.pair_points is not None and self.r_points is None:
+            self.r_points = np.concatenate([np.asarray(p, float) for p in self.pair_points])
 
     def points(self, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
         """A built-in constraint's distances and type-pair indices, every point for every pair.
@@ -133,10 +139,42 @@ class Constraint:
         """
         if self.r_points is None:
             raise FitConfigError(f"constraint {self.name!r}: a function constraint has no points")
+        if self.pair_points is not None:
+            if len(self.pair_points) != n_pairs:
+                raise FitConfigError(
+                    f"constraint {self.name!r}: points for {len(self.pair_points)} type pairs, "
+                    f"the data have {n_pairs}"
+                )
+            pts = [np.asarray(p, dtype=np.float64) for p in self.pair_points]
+            r = np.concatenate(pts) if pts else np.zeros(0)
+            group = np.repeat(np.arange(n_pairs, dtype=np.int64), [p.size for p in pts])
+            return r, group
         r_points = np.asarray(self.r_points, dtype=np.float64)
         r = np.tile(r_points, n_pairs)
         group = np.repeat(np.arange(n_pairs, dtype=np.int64), len(r_points))
         return r, group
+
+
+def repulsive_wall(r_wall: float, r_shortest: Sequence[float], n: int = 12) -> Constraint:
+    """U'(r) ≤ 0 from ``r_wall`` up to each type pair's shortest distance in the data.
+
+    The potential of every type pair then rises monotonically as two atoms come closer
+    than anything the data show, down to ``r_wall``: atoms cannot fall into each other
+    in MD.  ``n`` points per type pair, spaced geometrically; none for a pair whose
+    shortest distance is at or below ``r_wall``.
+
+    Examples
+    --------
+    >>> c = repulsive_wall(0.5, [1.5, 0.4])
+    >>> r, g = c.points(2)
+    >>> float(r.min()), float(r.max()), sorted(set(g.tolist()))
+    (0.5, 1.5, [0])
+    """
+    pts = tuple(
+        np.geomspace(r_wall, float(rs), n) if float(rs) > r_wall else np.zeros(0)
+        for rs in r_shortest
+    )
+    return Constraint("wall", "ineq", derivative=True, pair_points=pts)
 
 
 def force_zero_at(rc: float) -> Constraint:
@@ -302,6 +340,7 @@ class FitOptions:
 
     constraints: Sequence[str | Constraint] = ()
     cutoff_scheme: str = "shifted-force"
+    wall: float | None = WALL_RADIUS
     n_starts: int = 3
     seed: int = 0
     weights: str | np.ndarray | None = None
@@ -350,6 +389,12 @@ class Fitter:
         ``"constraint"`` imposes U'(rc) = 0 on the form itself (the ``force0``
         constraint, as the originating study did: a bare Coulomb term can meet it only
         with zero charges); ``"none"`` uses the expression as written.
+    wall
+        Radius in Å (default :data:`WALL_RADIUS`) down to which every type pair's
+        potential must be repulsive (U' ≤ 0) below the shortest distance of that pair in
+        the training data: the ``wall`` inequality constraint
+        (:func:`repulsive_wall`), imposed by the augmented Lagrangian and reported like
+        any constraint.  ``None`` switches it off.
     n_starts
         Number of seeded starts; the best constrained optimum is kept.
     seed
@@ -440,6 +485,13 @@ class Fitter:
             specs.insert(0, "force0")
         self.constraints = [parse_constraint(c, self.cutoff) for c in specs]
         self.scheme = o.cutoff_scheme
+        if o.wall is not None:
+            if not (isinstance(o.wall, int | float) and math.isfinite(o.wall) and o.wall > 0):
+                raise FitConfigError(f"wall must be a radius > 0 in Å or None, not {o.wall!r}")
+            shortest = _shortest_distances(train, len(self.type_pairs))
+            wall = repulsive_wall(float(o.wall), shortest)
+            if wall.r_points.size and not any(c.name == "wall" for c in self.constraints):
+                self.constraints.append(wall)
         self._valid = _as_target(valid)
         if isinstance(train, ForceProjection):
             self._init_projected(train)
@@ -869,6 +921,21 @@ class Fitter:
             "loss_rel_bound": bound["loss_rel_bound"],
         }
         return info, exact if exact is not None and math.isfinite(exact) else projected
+
+
+def _shortest_distances(train, n_type_pairs: int) -> list[float]:
+    """Shortest distance of each type pair in a dataset (or a projection's first grid node);
+    ``inf`` for a pair the data never show."""
+    if isinstance(train, ForceProjection):
+        lo = np.asarray(train.grid.lo, dtype=float)
+        n = np.asarray(train.grid.n)
+        return [float(x) if k > 4 else math.inf for x, k in zip(lo, n, strict=True)]
+    r = np.asarray(train.r, dtype=float)
+    t = np.asarray(train.pair_type, dtype=np.int64)
+    out = np.full(n_type_pairs, np.inf)
+    if r.size:
+        np.minimum.at(out, t, r)
+    return [float(x) for x in out]
 
 
 def r_independent_terms(prog: Program) -> list[str]:

@@ -417,6 +417,9 @@ def refit_model(
     initial: dict[str, float] = dict(params)
     initial.update(options.pop("initial", {}) or {})
     cons = list(constraints)
+    # a published water model has no repulsive wall between H and O (the O-O term keeps
+    # molecules apart): its refit imposes none unless asked for
+    options.setdefault("wall", None)
     if neutral and "H" in train.species and "O" in train.species:
         cons.append(neutrality_constraint())
     fitter = Fitter(

@@ -52,6 +52,9 @@ KNOWN = {
 
 #: Synthetic data come from the true form shifted as the default cutoff scheme shifts it.
 SHIFTED = {"cutoff": 9.0, "scheme": "shifted-force"}
+#: Buckingham's -C/r**6 and an attractive Coulomb pair have no repulsive wall: exact
+#: recovery of such a truth fits without the default wall constraint.
+NO_WALL = {"wall": None}
 
 
 def _synthetic(dimers, name):
@@ -64,7 +67,7 @@ def _synthetic(dimers, name):
 def test_recovers_constants_from_good_start(dimers, name):
     expr, params, truth, (train, valid) = _synthetic(dimers, name)
     start = {k: v * 1.05 for k, v in params.items()}
-    res = Fitter(train, valid, constraints=(), n_starts=1, initial=start).fit(expr)
+    res = Fitter(train, valid, constraints=(), n_starts=1, initial=start, **NO_WALL).fit(expr)
     assert res.valid
     for k, v in params.items():
         assert abs(res.params[k] / v - 1) <= 1e-6, (k, res.params[k], v)
@@ -74,7 +77,7 @@ def test_recovers_constants_from_good_start(dimers, name):
 @pytest.mark.parametrize("name", sorted(KNOWN))
 def test_multistart_finds_true_minimum(dimers, name):
     expr, params, truth, (train, valid) = _synthetic(dimers, name)
-    res = Fitter(train, valid, constraints=(), n_starts=8, seed=0).fit(expr)
+    res = Fitter(train, valid, constraints=(), n_starts=8, seed=0, **NO_WALL).fit(expr)
     assert res.rmse_train < 1e-9, res
     # compare per-pair constants: q -> -q leaves the product rule unchanged
     fitted = Potential(expr, res.params, dimers.species, dimers.type_pairs)
@@ -100,12 +103,16 @@ def test_per_type_prefactors_of_a_global_potential_are_fitted_exactly(dimers, ex
     )
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
     rms = float(np.sqrt(np.mean(valid.forces**2)))
-    plain = Fitter(train, valid, constraints=(), n_starts=3, seed=0, scan=False).fit(expr)
+    plain = Fitter(train, valid, constraints=(), n_starts=3, seed=0, scan=False, **NO_WALL).fit(
+        expr
+    )
     assert plain.rmse_valid > 1e-3 * rms  # the local minimum the scan is for
-    res = Fitter(train, valid, constraints=()).fit(expr)
+    res = Fitter(train, valid, constraints=(), **NO_WALL).fit(expr)
     assert res.valid and res.rmse_valid < 1e-8 * rms, res
     assert res.params["c1"] == pytest.approx(0.3, rel=1e-6)
-    old = Fitter(train, valid, constraints=(), seed=0, scan=False, pair_start=True).fit(expr)
+    old = Fitter(train, valid, constraints=(), seed=0, scan=False, pair_start=True, **NO_WALL).fit(
+        expr
+    )
     assert old.valid and old.rmse_valid < 1e-8 * rms  # the older remedy still works
     assert len(old.extra["start_losses"]) == 4
 
@@ -176,7 +183,9 @@ def test_fit_is_reproducible(dimers):
 def test_augmented_lagrangian_meets_equality_constraints(dimers, constraints):
     train, valid = dimers.split(0.2, seed=0)
     expr = "prod_q/r + pair_A*exp(-r/b) - pair_C/r**6"
-    res = Fitter(train, valid, constraints=constraints, n_starts=3, cutoff_scheme="none").fit(expr)
+    res = Fitter(
+        train, valid, constraints=constraints, n_starts=3, cutoff_scheme="none", **NO_WALL
+    ).fit(expr)
     assert res.valid
     for name in ("force0", "energy0")[: len(constraints)]:
         assert res.constraints[name] <= 1e-8
@@ -186,7 +195,9 @@ def test_augmented_lagrangian_meets_equality_constraints(dimers, constraints):
         if "energy0" in constraints:
             assert abs(pot.energy(9.0, pair)[0]) <= 1e-8
     # the constrained optimum costs something relative to the free one
-    free = Fitter(train, valid, constraints=(), n_starts=3, cutoff_scheme="none").fit(expr)
+    free = Fitter(train, valid, constraints=(), n_starts=3, cutoff_scheme="none", **NO_WALL).fit(
+        expr
+    )
     assert free.loss <= res.loss
     assert not any("not satisfied" in f for f in res.flags)
 
@@ -300,9 +311,15 @@ def test_range_parameter_at_cutoff_is_flagged(dimers):
         "prod_q/r", {"prod_q[O]": -3.2, "prod_q[H]": 1.6}, dimers.species, dimers.type_pairs
     )
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
-    res = Fitter(train, valid, constraints=(), n_starts=3, bounds={"b": (0.1, 9.0)}).fit(
-        "prod_q*exp(-r/b)/r"
-    )
+    res = Fitter(
+        train,
+        valid,
+        constraints=(),
+        n_starts=3,
+        bounds={"b": (0.1, 9.0)},
+        cutoff_scheme="none",
+        **NO_WALL,
+    ).fit("prod_q*exp(-r/b)/r")
     assert res.params["b"] >= 0.9 * 9.0
     assert any("range parameter b" in f for f in res.flags)
     assert any("upper bound" in f for f in res.flags)
@@ -361,3 +378,64 @@ def test_levenberg_marquardt_stops_when_the_normal_matrix_overflows():
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
     assert nev >= 1 and np.all(np.isfinite(res))
+
+
+def test_shifted_force_keeps_the_charges_of_a_bare_coulomb_term(dimers):
+    """Under force0 on the form a bare Coulomb term can only have zero charges; the default
+    shifted-force scheme fits U - U(rc) - (r - rc) U'(rc) and recovers them exactly."""
+    params = {"prod_q[O]": -3.2, "prod_q[H]": 1.6}
+    truth = Potential("prod_q/r", params, dimers.species, dimers.type_pairs, **SHIFTED)
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    res = Fitter(train, valid, **NO_WALL).fit("prod_q/r")
+    assert res.extra["cutoff_scheme"] == "shifted-force"
+    assert res.params["prod_q[O]"] * res.params["prod_q[H]"] == pytest.approx(-3.2 * 1.6, rel=1e-8)
+    pot = Potential("prod_q/r", res.params, dimers.species, dimers.type_pairs, **SHIFTED)
+    for pair in dimers.type_pairs:  # energy and force both vanish at the cutoff
+        assert pot.energy(9.0, pair)[0] == pytest.approx(0.0, abs=1e-12)
+        assert pot.derivative(9.0, pair)[0] == pytest.approx(0.0, abs=1e-12)
+    old = Fitter(train, valid, cutoff_scheme="constraint", **NO_WALL).fit("prod_q/r")
+    assert set(old.constraints) == {"force0"}
+    assert abs(old.params["prod_q[O]"] * old.params["prod_q[H]"]) < 1e-6  # the null model
+
+
+def test_shifted_energy_and_none_schemes(dimers):
+    """shifted-energy moves U(rc) to 0 and leaves the forces; none fits the form as written."""
+    expr, params = "c1/r**12 - c2/r**6", {"c1": 6e4, "c2": 40.0}
+    for scheme in ("shifted-energy", "none"):
+        truth = Potential(
+            expr, params, dimers.species, dimers.type_pairs, cutoff=9.0, scheme=scheme
+        )
+        train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+        res = Fitter(train, valid, cutoff_scheme=scheme, energy_weight=1.0, **NO_WALL).fit(expr)
+        assert res.rmse_train < 1e-9 and res.params["c2"] == pytest.approx(40.0, rel=1e-6)
+        u_rc = truth.energy(9.0, ("O", "O"))[0]
+        assert (u_rc == pytest.approx(0.0, abs=1e-14)) == (scheme == "shifted-energy")
+    with pytest.raises(FitConfigError, match="cutoff_scheme"):
+        Fitter(train, cutoff_scheme="switched")
+
+
+def test_repulsive_wall_is_imposed_by_default(dimers):
+    """Buckingham forces: the exact form turns attractive at short range (-C/r**6 wins); the
+    default fit keeps U' <= 0 from 0.5 Å to each pair's shortest distance and says so."""
+    truth = Potential(
+        "c1*exp(-r/c2) - c3/r**6",
+        {"c1": 2000.0, "c2": 0.3, "c3": 20.0},
+        dimers.species,
+        dimers.type_pairs,
+        **SHIFTED,
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    expr = "c1*exp(-r/c2) - c3/r**6"
+    free = Fitter(train, valid, **NO_WALL).fit(expr)
+    walled = Fitter(train, valid).fit(expr)
+    assert free.rmse_train < 1e-9 and "wall" not in free.constraints
+    assert walled.constraints["wall"] <= 1e-7 and walled.rmse_train > free.rmse_train
+    pot = Potential(expr, walled.params, dimers.species, dimers.type_pairs, **SHIFTED)
+    fpot = Potential(expr, free.params, dimers.species, dimers.type_pairs, **SHIFTED)
+    for p, pair in enumerate(dimers.type_pairs):
+        shortest = float(np.min(train.r[train.pair_type == p]))
+        r = np.geomspace(0.5, shortest, 50)
+        assert np.all(pot.derivative(r, pair) <= 1e-6), pair
+    assert np.any(fpot.derivative(np.geomspace(0.5, 1.0, 20), ("O", "O")) > 0)  # no wall
+    with pytest.raises(FitConfigError, match="wall"):
+        Fitter(train, wall=-1.0)

@@ -164,7 +164,10 @@ def test_resume_refuses_other_fit_options(screened, tmp_path):
     search(Fitter(train, valid, constraints=(), n_starts=2), "pair", budget=5, out=tmp_path)
     for fitter, message in [
         (Fitter(train, valid, constraints=(), n_starts=3), r"fit option n_starts \(2; now 3\)"),
-        (Fitter(train, valid, n_starts=2), r"fit option constraints \(\(\); now \('force0'\)\)"),
+        (
+            Fitter(train, valid, constraints=("force0",), n_starts=2),
+            r"fit option constraints \(\(\); now \('force0'\)\)",
+        ),
         (
             Fitter(train, valid, constraints=(), n_starts=2, pair_start=True),
             "fit option pair_start",
