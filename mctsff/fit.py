@@ -56,12 +56,22 @@ WALL_RADIUS = 0.5
 #: Pairs of the training frames the scan of nonlinear constants evaluates (frames spread
 #: evenly; the starts it picks are then solved on the whole training set).
 SCAN_PAIRS = 512
-#: Local minima of the scan polished briefly on the scan's frames when there are more
-#: of them than starts.
+#: Local minima of the scan polished briefly on the scan's frames (when the scan runs on
+#: a subset of them), best first.
 SCAN_POLISH = 8
+#: Evaluations each of those polishes may take.
+SCAN_POLISH_NFEV = 40
 #: Relative decrease of the loss at which every start of the default fit stops before
 #: the best is solved to convergence.
 LOOSE_FTOL = 1e-6
+#: Evaluations each loose solve of the default fit may take.
+LOOSE_NFEV = 60
+#: Whether the loose solves run on the scan's frames (:data:`SCAN_PAIRS`) rather than on
+#: the whole training set.
+LOOSE_ON_SCAN_FRAMES = False
+#: Starts of the default fit solved to convergence on the whole training set after the
+#: loose solves (on the scan's frames): the best ones, and any within :data:`TIE`.
+FINAL_POLISH = 2
 #: Starts whose loose loss is within this relative margin of the best are also solved
 #: to convergence.
 TIE = 1e-3
@@ -738,48 +748,61 @@ class Fitter:
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
 
     def _fit_scanned(self, prog, par, problem, lo, hi, t0) -> FitResult:
-        """The default fit: starts from the scan, each polished loosely, the best to the end.
+        """The default fit: starts from the scan and the ladder, polished loosely, the best
+        to the end.
 
-        Every start of :meth:`_Problem.scan_starts` (filled up to ``n_starts`` with the
-        seeded ladder starts of :meth:`_starts`) is solved to a relative decrease of
-        :data:`LOOSE_FTOL`, constraints included; the best of them (feasible first, then
-        lowest loss), and any other within :data:`TIE` of its loss, are then solved to
-        convergence.
+        Every start of :meth:`_Problem.scan_starts` and of the seeded ladder of
+        :meth:`_starts` (``n_starts`` of each) is solved to a relative decrease of
+        :data:`LOOSE_FTOL`, constraints included, on the scan's frames
+        (:data:`SCAN_PAIRS`); the :data:`FINAL_POLISH` best of them (feasible first, then
+        lowest loss), and any other within :data:`TIE` of the best's loss, are then
+        solved to convergence on the whole training set.
         """
         o = self.options
         text = prog.expression
-        ladder = self._starts(par, lo, hi, text)
-        starts = problem.scan_starts(ladder[0], lo, hi)
+        ladder = [x for x in self._starts(par, lo, hi, text) if np.all(np.isfinite(x))]
+        starts = problem.scan_starts(ladder[0], lo, hi) if ladder else []
         given = {par.base_name(n) for n in par.names} | set(par.names)
-        if given & set(o.initial):  # the user's own start is always one of them
+        if ladder and given & set(o.initial):  # the user's own start is always one of them
             starts.insert(0, ladder[0])
-        for x0 in ladder[len(starts) - o.n_starts :] if len(starts) < o.n_starts else ():
-            if np.all(np.isfinite(x0)):
-                starts.append(x0)
 
-        def run(x0, ftol):
+        # the loose solves run on the scan's frames when the training set is larger
+        sub = problem
+        if LOOSE_ON_SCAN_FRAMES and self._scan_data is not self._data:
+            sub = _Problem(self, prog, par, data=self._scan_data)
+
+        def run(x0, ftol, on=sub, n=LOOSE_NFEV):
             try:
                 with np.errstate(all="ignore"):
                     if self.constraints:
-                        return problem.solve(x0, lo, hi, ftol=ftol)
-                    sol = problem.explore(x0, lo, hi, tol=ftol)
+                        return on.solve(x0, lo, hi, ftol=ftol, max_iter=n)
+                    sol = on.explore(x0, lo, hi, tol=ftol, max_iter=n)
                     return None if sol is None else (sol[0], sol[1], 0.0, {})
             except NUMERIC_ERRORS:
                 return None
 
-        loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
-        if self.constraints and starts:
-            # a constraint that pins a nonlinear constant (LJ's sigma under force0) is met by
-            # the linearised steps with zero prefactors; the augmented Lagrangian's
-            # continuation from the unconstrained optimum slides along it instead
+        def continued(x0):
+            """The unconstrained optimum from ``x0``, then every constraint by the augmented
+            Lagrangian's continuation (which slides along a constraint that pins a
+            nonlinear constant, as force0 pins LJ's sigma, where linearised steps would
+            zero the prefactors instead)."""
+            if not self.constraints:
+                return run(x0, LOOSE_FTOL)
             try:
                 with np.errstate(all="ignore"):
-                    free = problem.explore(starts[0], lo, hi, tol=LOOSE_FTOL)
-                    sol = None if free is None else problem._solve(free[0], lo, hi, [], 1e-15)
+                    free = sub.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
+                    if free is None:
+                        return None
+                    return sub._solve(free[0], lo, hi, [], LOOSE_FTOL, LOOSE_NFEV)
             except NUMERIC_ERRORS:
-                sol = None
-            if sol is not None:
-                loose.append(sol)
+                return None
+
+        # the scan's starts, and the seeded ladder's (ranges on a ladder of length scales,
+        # other constants log-normal with random signs: on real data the best basin is
+        # sometimes one no grid point leads to, e.g. a saturated tanh(c*r) at large |c|)
+        loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
+        extra = ladder + (starts[:1] if self.constraints else [])
+        loose += [sol for x0 in extra if (sol := continued(x0)) is not None]
         losses = [sol[1] for sol in loose]
         if not loose:
             return FitResult.invalid(
@@ -791,16 +814,22 @@ class Fitter:
         )
         top = ranked[0]
         best = None
-        for sol in ranked:
-            if sol is not top and not (
+        for n, sol in enumerate(ranked):
+            if n >= FINAL_POLISH and not (
                 _feasible(sol, tol) == _feasible(top, tol) and sol[1] <= top[1] * (1 + TIE)
             ):
                 continue
-            final = run(sol[0], 1e-15 if self.constraints else 1e-12) or sol
+            final = run(sol[0], 1e-15 if self.constraints else 1e-12, on=problem, n=None)
+            if final is None:
+                continue
             if best is None or _better(final, best, tol):
                 best = final
+        if best is None:
+            return FitResult.invalid(
+                text, "evaluation not finite from every start", prog.complexity
+            )
         theta, loss, viol, mults = best
-        nfev = problem.nfev + problem.relaxed_nfev
+        nfev = problem.nfev + problem.relaxed_nfev + (sub.nfev if sub is not problem else 0)
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
 
     def _evaluate_fixed(self, prog, par, t0) -> FitResult:
@@ -1215,7 +1244,7 @@ class _Problem:
         x = x0.copy()
         if self.lin.any():
             # F is linear in these parameters: one exact linear solve from the start
-            step, *_ = np.linalg.lstsq(J0[:, self.lin], -res0, rcond=None)
+            step = _lstsq(J0[:, self.lin], -res0)
             x[self.lin] = np.clip(x[self.lin] + step, lo[self.lin], hi[self.lin])
             if not np.all(np.isfinite(self._rows(x, False)[0])):
                 x = x0.copy()
@@ -1363,14 +1392,17 @@ class _Problem:
             solved.append(p if sol is None else sol[0])
             losses.append(math.inf if sol is None else sol[1])
         picks = scan.local_minima(points, losses, mask)
-        if scanner is not relaxed and mask.any() and len(picks) > n_keep:
-            # more local minima than starts: a short polish on the scan's frames ranks them
-            # (a narrow basin's grid neighbour can sit above a broad basin's)
+        polished = scanner is not relaxed and mask.any()
+        if polished:
+            # a short polish on the scan's frames ranks the local minima (a narrow basin's
+            # grid neighbour can sit above a broad basin's)
             ranked = []
             for i in picks[:SCAN_POLISH]:
                 try:
                     with np.errstate(all="ignore"):
-                        sol = scanner.explore(solved[i], rlo, rhi, tol=LOOSE_FTOL)
+                        sol = scanner.explore(
+                            solved[i], rlo, rhi, tol=LOOSE_FTOL, max_iter=SCAN_POLISH_NFEV
+                        )
                 except NUMERIC_ERRORS:
                     sol = None
                 if sol is not None:
@@ -1398,13 +1430,15 @@ class _Problem:
         for i in picks:
             x = solved[i]
             if relaxed is not self:
+                sol = None
                 try:
                     with np.errstate(all="ignore"):
-                        sol = (
-                            relaxed.solve(x, rlo, rhi, ftol=RELAXED_FTOL)
-                            if pointwise
-                            else relaxed.explore(x, rlo, rhi, tol=RELAXED_FTOL)
-                        )
+                        if not polished:  # (a polish on the scan's frames is enough to factor)
+                            sol = (
+                                relaxed.solve(x, rlo, rhi, ftol=RELAXED_FTOL)
+                                if pointwise
+                                else relaxed.explore(x, rlo, rhi, tol=RELAXED_FTOL)
+                            )
                 except NUMERIC_ERRORS:
                     sol = None
                 xr = x if sol is None else sol[0]
@@ -1422,7 +1456,7 @@ class _Problem:
             relaxed.nfev = relaxed_nfev
         return starts[:n_keep]
 
-    def explore(self, x0, lo, hi, tol: float | None = None):
+    def explore(self, x0, lo, hi, tol: float | None = None, max_iter: int | None = None):
         """One start without constraints: exact linear prefactors, then a loose solve."""
         x = self._linear_start(x0, lo, hi)
         if x is None:
@@ -1435,13 +1469,13 @@ class _Problem:
             x,
             lo,
             hi,
-            max_iter=self.f.options.max_nfev,
+            max_iter=self.f.options.max_nfev if max_iter is None else max_iter,
             ftol=tol,
         )
         loss = float(res @ res)
         return (x, loss) if math.isfinite(loss) else None
 
-    def solve(self, x0, lo, hi, ftol: float = 1e-15):
+    def solve(self, x0, lo, hi, ftol: float = 1e-15, max_iter: int | None = None):
         """Constrained solve from ``x0``. Returns (θ, loss, violation, multipliers).
 
         Equality constraints are linearised in every step of
@@ -1458,15 +1492,15 @@ class _Problem:
             return x, float(res @ res), 0.0, {}
         kinds = [c.kind for c in cons]
         eq = [i for i, k in enumerate(kinds) if k == "eq"]
-        sol = self._solve(x0, lo, hi, eq, ftol)
+        sol = self._solve(x0, lo, hi, eq, ftol, max_iter)
         if sol is not None and eq and sol[2] > self.f.options.constraint_tol:
-            again = self._solve(sol[0], lo, hi, [], ftol)
+            again = self._solve(sol[0], lo, hi, [], ftol, max_iter)
             # feasible here means within constraint_tol itself (not the 10x reported as met)
             if again is not None and _better(again, sol, 0.1 * self.f.options.constraint_tol):
                 sol = again
         return sol
 
-    def _solve(self, x0, lo, hi, eq, ftol):
+    def _solve(self, x0, lo, hi, eq, ftol, max_iter=None):
         """:meth:`solve` with the constraints ``eq`` kept by the inner solver, the
         others by the augmented Lagrangian."""
         o = self.f.options
@@ -1498,11 +1532,12 @@ class _Problem:
                     x,
                     lo,
                     hi,
-                    max_iter=o.max_nfev,
+                    max_iter=o.max_nfev if max_iter is None else max_iter,
                     ftol=ftol,
                     ctol=0.1 * o.constraint_tol,
                 )
-            return levenberg_marquardt(fun, fun_jac, x, lo, hi, max_iter=o.max_nfev, ftol=ftol)
+            n = o.max_nfev if max_iter is None else max_iter
+            return levenberg_marquardt(fun, fun_jac, x, lo, hi, max_iter=n, ftol=ftol)
 
         lam = {i: np.zeros_like(vals[i]) for i in al}
         mu = o.mu0

@@ -1454,6 +1454,8 @@ def _write_run_info(
             species=list(fitter.species),
             type_pairs=[list(p) for p in fitter.type_pairs],
             cutoff=float(fitter.cutoff),
+            cutoff_scheme=getattr(fitter, "scheme", "none"),
+            wall=getattr(fitter.options, "wall", None),
             force_array=getattr(train, "force_array", None),
             constraints=[c.name for c in fitter.constraints],
         )
@@ -1643,7 +1645,8 @@ def _save_checkpoint(
         "method": getattr(mcts, "method", "mcts"),
         "local_options": dict(local_options),
         "mcts": mcts.state_dict(),
-        "front": [p.to_dict() for p in front.points],
+        # the archive (the front before the resolution rule), so a resume rebuilds both
+        "front": [p.to_dict() for p in front.archive],
     }
     _atomic_write(out / CHECKPOINT, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
 
