@@ -157,8 +157,8 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pair-start",
         action="store_true",
-        help="one more start for per-type prefactors (prod_q, geom_e), factored from a fit "
-        "with one prefactor per type pair (slower; finds fits random starts miss)",
+        help="kept for old command lines: the default fit already starts per-type prefactors "
+        "(prod_q, geom_e) from a fit with one prefactor per type pair",
     )
     p.add_argument("--weights", choices=["uniform", "potfit"], default="uniform")
     p.add_argument("--energy-weight", type=_real(0), default=0.0)

@@ -32,7 +32,9 @@ def test_fit_json():
     out = json.loads(p.stdout)
     assert out["n_frames"] == 20 and out["n_pairs"] == 180
     assert {"A", "b", "C", "qq"} == set(out["params"])
-    assert out["constraints"]["force0"] <= 1e-8
+    # shifted-force and a repulsive wall by default, no force0 on the form
+    assert out["extra"]["cutoff_scheme"] == "shifted-force"
+    assert set(out["constraints"]) == {"wall"} and out["constraints"]["wall"] <= 1e-7
     assert 0 < out["rmse_train"] < 1 and 0 < out["rmse_valid"] < 1
     assert out["force_array"] == "inter_forces"
 
@@ -51,7 +53,8 @@ def test_fit_on_projection_in_memory_and_streamed():
     assert a["extra"]["projection"]["rel_error"] < 1e-5
     assert b["extra"]["projection"]["loss_exact"] is None
     assert b["rmse_valid"] == pytest.approx(a["rmse_valid"], rel=1e-5)
-    assert b["constraints"]["force0"] <= 1e-8
+    assert set(b["constraints"]) == set(a["constraints"])
+    assert b["extra"]["cutoff_scheme"] == a["extra"]["cutoff_scheme"] == "shifted-force"
 
 
 def test_fit_product_rule_and_options():
@@ -75,17 +78,18 @@ def test_fit_product_rule_and_options():
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert {"prod_q[H]", "prod_q[O]", "b"} <= set(out["params"])
-    assert set(out["constraints"]) == {"force0", "energy0"}
-    assert len(out["extra"]["start_losses"]) == 2
+    assert set(out["constraints"]) == {"force0", "energy0", "wall"}
+    assert max(out["constraints"].values()) <= 1e-7
+    assert 0.1 <= out["params"]["b"] <= 5
 
 
-def test_fit_pair_start_adds_a_start_for_per_type_prefactors():
+def test_fit_pair_start_is_part_of_the_default_fit():
+    """The default fit relaxes per-type prefactors itself: --pair-start changes nothing."""
     args = ["fit", DIMERS, "--expr", "prod_q/r + geom_e*exp(-r/b)", "--json", "--starts", "2"]
     plain, paired = mctsff(*args), mctsff(*args, "--pair-start")
     assert plain.returncode == 0 and paired.returncode == 0, plain.stderr + paired.stderr
     a, b = json.loads(plain.stdout), json.loads(paired.stdout)
-    assert len(a["extra"]["start_losses"]) == 2 and len(b["extra"]["start_losses"]) == 3
-    assert b["rmse_train"] <= a["rmse_train"] * (1 + 1e-9)
+    assert b["rmse_train"] == pytest.approx(a["rmse_train"], rel=1e-12)
 
 
 @pytest.mark.parametrize(
