@@ -40,6 +40,7 @@ from mctsff.params import (
     cutoff_shift,
     shift_maps,
 )
+from mctsff.plausibility import molecule_compositions, plausibility_flags
 from mctsff.program import ExpressionError, Program
 from mctsff.projection import ForceProjection, ProjectionError
 from mctsff.result import FitResult
@@ -495,6 +496,8 @@ class Fitter:
             specs.insert(0, "force0")
         self.constraints = [parse_constraint(c, self.cutoff) for c in specs]
         self.scheme = o.cutoff_scheme
+        self.compositions = molecule_compositions(train) if hasattr(train, "mol") else []
+        self.variables_are_distances = tuple(o.variables) == ("r",)
         if o.wall is not None:
             if not (isinstance(o.wall, int | float) and math.isfinite(o.wall) and o.wall > 0):
                 raise FitConfigError(f"wall must be a radius > 0 in Å or None, not {o.wall!r}")
@@ -905,6 +908,11 @@ class Fitter:
             extra["projection"], loss = self._projection_check(prog, consts, loss, d_train)
             losses = [x + self._proj.c_perp for x in losses]
         flags += _parameter_flags(prog, par, theta, lo, hi, self.cutoff)
+        if self.variables_are_distances:
+            with np.errstate(all="ignore"):
+                flags += plausibility_flags(
+                    pot, cutoff=self.cutoff, r_min=self.r_min, compositions=self.compositions
+                )
         flags += overfit_flags(rmse_train, rmse_valid)
         valid = math.isfinite(rmse_train)
         return FitResult(
