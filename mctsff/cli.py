@@ -141,7 +141,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cutoff-scheme",
         choices=["shifted-force", "shifted-energy", "constraint", "none"],
-        default="shifted-force",
+        default=None,
         help="how the potential ends at the cutoff: shifted-force (default: U(r) - U(rc) - "
         "(r - rc) U'(rc) is fitted, reported and exported), shifted-energy (U - U(rc)), "
         "constraint (U'(rc) = 0 imposed on the form), none (as written)",
@@ -269,7 +269,7 @@ def _fit_options(args) -> dict:
     constraints = () if args.no_constraints else tuple(args.constraint or ())
     return dict(
         constraints=constraints,
-        cutoff_scheme=args.cutoff_scheme,
+        cutoff_scheme=args.cutoff_scheme or "shifted-force",
         wall=args.wall or None,
         n_starts=args.starts,
         pair_start=args.pair_start,
@@ -294,8 +294,10 @@ def _fit_model(args, train, valid):
         if not args.refit:
             return published_result(args.model, train, valid)
         opts = _fit_options(args)
-        # the published models have no cutoff constraint: none unless asked for
+        # the published models have no cutoff constraint, and are compared as written
+        # (no cutoff shift) unless asked for
         opts["constraints"] = () if args.no_constraints else tuple(args.constraint or ())
+        opts["cutoff_scheme"] = args.cutoff_scheme or "none"
         return refit_model(args.model, train, valid, **opts)
     except KeyError as exc:
         raise UsageError(f"--model: {exc.args[0]}") from None
