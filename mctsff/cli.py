@@ -149,7 +149,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--wall",
         type=_real(0),
-        default=0.5,
+        default=None,
         help="radius in Å down to which every type pair's potential must be repulsive below "
         "its shortest distance in the data (0.5; 0 switches the wall off)",
     )
@@ -247,6 +247,8 @@ def _load(args):
 
 
 def _fit_options(args) -> dict:
+    from mctsff.fit import WALL_RADIUS
+
     bounds = {}
     for text in args.bound:
         name, value = _pair_value(text, "--bound")
@@ -270,7 +272,7 @@ def _fit_options(args) -> dict:
     return dict(
         constraints=constraints,
         cutoff_scheme=args.cutoff_scheme or "shifted-force",
-        wall=args.wall or None,
+        wall=(WALL_RADIUS if args.wall is None else args.wall) or None,
         n_starts=args.starts,
         pair_start=args.pair_start,
         seed=args.seed,
@@ -298,6 +300,7 @@ def _fit_model(args, train, valid):
         # (no cutoff shift) unless asked for
         opts["constraints"] = () if args.no_constraints else tuple(args.constraint or ())
         opts["cutoff_scheme"] = args.cutoff_scheme or "none"
+        opts["wall"] = args.wall or None  # a published water model has no H-O wall
         return refit_model(args.model, train, valid, **opts)
     except KeyError as exc:
         raise UsageError(f"--model: {exc.args[0]}") from None
