@@ -152,6 +152,10 @@ TARGET_RATIO = 1.5
 
 _DATA: dict[str, object] = {}
 
+#: The synthetic forces come from the true form as written (no cutoff shift) and some true
+#: forms (Buckingham) have no repulsive wall: fits use the same definition.
+AS_GENERATED = {"cutoff_scheme": "none", "wall": None}
+
 
 def term_shares(name: str) -> list[tuple[str, float]]:
     """Each term of ``name``'s true form with the RMS of its own training forces relative
@@ -246,7 +250,9 @@ def recovery_threshold(name: str, noise: float = 0.0) -> tuple[float, float]:
             _DATA[key] = (RECOVERY_TOL * rms, math.nan)
         else:
             expr, params = ALL_POTENTIALS[name]
-            fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0, initial=params)
+            fitter = Fitter(
+                train, valid, constraints=(), n_starts=3, seed=0, **AS_GENERATED, initial=params
+            )
             e = fitter.fit(expr).rmse_valid
             if not math.isfinite(e):
                 raise SystemExit(f"{name}: the true form {expr} could not be refitted")
@@ -264,7 +270,9 @@ def exact_form(name: str, expression: str, params: dict[str, float]) -> bool:
 
         train, valid = _splits(name)
         rms = valid_rms(name)
-        fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0, initial=dict(params))
+        fitter = Fitter(
+            train, valid, constraints=(), n_starts=3, seed=0, **AS_GENERATED, initial=dict(params)
+        )
         res = fitter.fit(expression)
         _DATA[key] = bool(res.valid and res.rmse_valid < RECOVERY_TOL * rms)
     return _DATA[key]
@@ -296,7 +304,7 @@ def run_one(
     rms = valid_rms(name)
     threshold, _ = recovery_threshold(name, noise)
     cx = Grammar.load(GRAMMAR).complexity(expr)
-    fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0)
+    fitter = Fitter(train, valid, constraints=(), n_starts=3, seed=0, **AS_GENERATED)
     hit: dict = {}
     counter = {"n": 0}
     checks = {"wall": 0.0, "cpu": 0.0}
