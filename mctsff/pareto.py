@@ -12,9 +12,10 @@ only if it beats U = 0 (``null_frame_errors``) and every simpler member by more 
 the data can resolve (:func:`resolved`): with ``d_f`` the per-frame error of the
 simpler model minus that of the result, the total ``sum(d)`` must exceed
 :data:`MIN_RELATIVE_GAIN` of the simpler model's total error, and be positive in at
-least :data:`RESOLUTION_LEVEL` of a paired bootstrap over the frames.  A member that a
-new, simpler member leaves unresolved leaves the front.  Without ``frame_errors`` only
-dominance decides.
+least :data:`RESOLUTION_LEVEL` of a paired bootstrap over the frames.  The front keeps
+every non-dominated result in an archive and shows the members the rule keeps, walking
+from the simplest, so a member held off by a simpler one that later leaves comes back.
+Without ``frame_errors`` only dominance decides.
 
 **Selection (the knee rule).**  :func:`knee_index` and :meth:`ParetoFront.selected`
 choose the member a user gets by default, in the spirit of PySR's
@@ -28,6 +29,7 @@ the simpler member.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -103,8 +105,16 @@ def resolved(
         return False
     if float(d.sum()) <= min_gain * total:
         return False
-    idx = np.random.default_rng(0).integers(0, d.size, size=(N_BOOTSTRAP, d.size))
+    idx = _bootstrap_index(d.size)
     return float(np.mean(d[idx].sum(axis=1) > 0)) >= level
+
+
+@functools.lru_cache(maxsize=8)
+def _bootstrap_index(n: int) -> np.ndarray:
+    """The resamples of :func:`resolved` for ``n`` frames (fixed seed, computed once)."""
+    idx = np.random.default_rng(0).integers(0, n, size=(N_BOOTSTRAP, n))
+    idx.flags.writeable = False
+    return idx
 
 
 def knee_index(
@@ -219,13 +229,16 @@ class ParetoFront:
         test_rmse: Callable[[FitResult], float] | None = None,
     ) -> None:
         self._points: list[FitResult] = []
+        self._archive: list[FitResult] = []
         self.loss_floor = float(loss_floor)
         self.frame_errors = frame_errors
         self.null_frame_errors = null_frame_errors
         self.null_loss = None if null_loss is None else float(null_loss)
         self.resolution_level = float(resolution_level)
         self.test_rmse = test_rmse
-        self._errors: dict[int, np.ndarray | None] = {}  # id(member) -> its frame errors
+        # id(member) -> (member, its frame errors); (id(a), id(b)) -> a beats b
+        self._errors: dict[int, tuple[FitResult, np.ndarray | None]] = {}
+        self._pairs: dict[tuple[int, int], bool] = {}
         for r in results:
             self.update(r)
 
@@ -253,51 +266,68 @@ class ParetoFront:
             a.complexity <= b.complexity and la <= lb and (a.complexity < b.complexity or la < lb)
         )
 
+    @property
+    def archive(self) -> list[FitResult]:
+        """All non-dominated results offered, by increasing complexity: :attr:`points`
+        before the resolution rule (the same list without ``frame_errors``)."""
+        return list(self._archive)
+
     def update(self, result: FitResult) -> bool:
         """Offer a result; return True when it joined the front."""
         if not result.valid or not math.isfinite(_loss(result)):
             return False
         loss = self._l(result)
-        for p in self._points:
+        for p in self._archive:
             if p.complexity <= result.complexity and self._l(p) <= loss:
                 return False  # dominated or an exact tie: keep the member
-        errors = None
-        if self.frame_errors is not None:
-            errors = self.frame_errors(result)
-            if errors is not None and not self._resolves(result, errors):
-                return False
-        self._points = [p for p in self._points if not self.dominates(result, p)]
-        self._points.append(result)
-        self._points.sort(key=lambda p: (p.complexity, _loss(p)))
-        self._errors[id(result)] = errors
-        if errors is not None:  # more complex members must now beat this one too
-            self._points = [
-                p
-                for p in self._points
-                if p.complexity <= result.complexity
-                or self._member_errors(p) is None
-                or resolved(self._member_errors(p), errors, self.resolution_level)
-            ]
-        kept = {id(p) for p in self._points}
-        self._errors = {k: v for k, v in self._errors.items() if k in kept}
-        return id(result) in kept
+        self._archive = [p for p in self._archive if not self.dominates(result, p)]
+        self._archive.append(result)
+        self._archive.sort(key=lambda p: (p.complexity, _loss(p)))
+        self._refresh()
+        return any(p is result for p in self._points)
 
-    def _member_errors(self, p: FitResult) -> np.ndarray | None:
-        if id(p) not in self._errors:
-            self._errors[id(p)] = self.frame_errors(p) if self.frame_errors else None
-        return self._errors[id(p)]
+    def _refresh(self) -> None:
+        """The front: the archive's members that the resolution rule keeps, simplest first.
 
-    def _resolves(self, result: FitResult, errors: np.ndarray) -> bool:
-        """The resolution rule: ``result`` beats U = 0 and every simpler member."""
-        z = self.resolution_level
-        if self.null_frame_errors is not None and not resolved(errors, self.null_frame_errors, z):
-            return False
-        for p in self._points:
-            if p.complexity < result.complexity:
-                other = self._member_errors(p)
-                if other is not None and not resolved(errors, other, z):
-                    return False
-        return True
+        Each member must beat U = 0 and every simpler member kept; so a member held off by
+        a simpler one comes back when that one leaves the archive.
+        """
+        if self.frame_errors is None:
+            self._points = list(self._archive)
+            return
+        live = {id(p) for p in self._archive}
+        self._errors = {k: v for k, v in self._errors.items() if k in live}
+        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in live and k[1] in live}
+        kept: list[FitResult] = []
+        for p in self._archive:
+            if self._errors_of(p) is None or (
+                self._beats(p, None) and all(self._beats(p, k) for k in kept)
+            ):
+                kept.append(p)
+        self._points = kept
+
+    def _errors_of(self, p: FitResult) -> np.ndarray | None:
+        entry = self._errors.get(id(p))
+        if entry is None or entry[0] is not p:
+            entry = (p, self.frame_errors(p) if self.frame_errors else None)
+            self._errors[id(p)] = entry
+        return entry[1]
+
+    def _beats(self, p: FitResult, simpler: FitResult | None) -> bool:
+        """:func:`resolved` for ``p`` against a simpler member (``None``: U = 0), cached."""
+        if simpler is None:
+            if self.null_frame_errors is None:
+                return True
+            key = (id(p), id(p))  # (p, p) never compares p with itself: U = 0's slot
+            other = self.null_frame_errors
+        else:
+            key = (id(p), id(simpler))
+            other = self._errors_of(simpler)
+            if other is None:
+                return True
+        if key not in self._pairs:
+            self._pairs[key] = resolved(self._errors_of(p), other, self.resolution_level)
+        return self._pairs[key]
 
     def best(self, max_complexity: float | None = None) -> FitResult | None:
         """Lowest-loss member with complexity ``<= max_complexity`` (any if ``None``).
@@ -348,6 +378,7 @@ class ParetoFront:
         front = cls()
         front._points = [FitResult.from_dict(d) for d in data["points"]]
         front._points.sort(key=lambda p: (p.complexity, _loss(p)))
+        front._archive = list(front._points)
         return front
 
     def to_csv(self, path: str | Path) -> None:

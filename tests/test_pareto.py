@@ -177,3 +177,23 @@ def test_plot_draws_the_null_line_and_test_points(tmp_path):
     rows = list(csv.DictReader((tmp_path / "front.csv").open()))
     assert [float(r["rmse_test"]) for r in rows] == [7.0, 7.0]
     assert [r["selected"] for r in rows] == ["0", "1"]
+
+
+def test_a_member_held_off_by_a_simpler_one_comes_back_when_that_one_leaves():
+    """The front is the archive filtered by the rule, not the order results came in."""
+    per_frame = {"X": 0.500, "B": 0.496, "A": 0.505}  # B gains 0.8 % on X, 1.8 % on A
+    cx = {"X": 15, "B": 24, "A": 9}
+
+    def member(name):
+        return res(name, cx[name], 0.0, valid_loss=per_frame[name])
+
+    f = ParetoFront(
+        frame_errors=lambda p: np.full(10, per_frame[p.expression]),
+        null_frame_errors=np.ones(10),
+    )
+    assert f.update(member("X"))
+    assert not f.update(member("B"))  # within 1 % of X
+    assert [p.expression for p in f.archive] == ["X", "B"]
+    assert f.update(member("A"))  # X gains under 1 % on A: X leaves, B comes back
+    assert [p.expression for p in f.points] == ["A", "B"]
+    assert [p.expression for p in f.archive] == ["A", "X", "B"]
