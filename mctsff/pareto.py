@@ -46,6 +46,7 @@ __all__ = [
     "ParetoFront",
     "knee_index",
     "resolved",
+    "wall_failed",
 ]
 
 #: The knee rule considers members whose validation mean square error is at most this
@@ -176,6 +177,24 @@ def knee_index(
         return (math.log(prev_loss) - math.log(loss[i])) / dc
 
     return max(candidates, key=lambda i: (score(i), -complexities[i]))
+
+
+#: Start of the flag a fit gives a member whose repulsive wall failed (mctsff.fit).
+WALL_FLAG = "constraint wall not satisfied"
+#: A wall residual above this fails (the fit's flag threshold, 10 × ``constraint_tol``).
+WALL_TOL = 1e-7
+
+
+def wall_failed(flags: Iterable[str], constraints: dict[str, float] | None = None) -> bool:
+    """Whether a fit's record shows its repulsive wall failed: a :data:`WALL_FLAG` flag,
+    or a ``wall`` residual above :data:`WALL_TOL` (or not finite).  Such a member is never
+    selected (:meth:`ParetoFront.selected`) and ``mctsff export`` refuses it."""
+    if any(str(f).startswith(WALL_FLAG) for f in flags):
+        return True
+    if not constraints or "wall" not in constraints:
+        return False
+    v = constraints["wall"]  # None: a non-finite residual written to JSON
+    return not (isinstance(v, int | float) and not isinstance(v, bool) and v <= WALL_TOL)
 
 
 def _loss(result: FitResult) -> float:
@@ -345,7 +364,9 @@ class ParetoFront:
             p.rmse_test = float(self.test_rmse(p))
 
     def selected(self, eligible: Callable[[FitResult], bool] | None = None) -> FitResult | None:
-        """The member the knee rule chooses (:func:`knee_index`); ``None`` on an empty front.
+        """The member the knee rule chooses (:func:`knee_index`); ``None`` on an empty front
+        or when no member may be chosen.  A member whose repulsive wall failed
+        (:func:`wall_failed`) never is.
 
         Parameters
         ----------
@@ -357,7 +378,10 @@ class ParetoFront:
             [p.complexity for p in pts],
             [_loss(p) for p in pts],
             null_loss=self.null_loss,
-            eligible=None if eligible is None else [bool(eligible(p)) for p in pts],
+            eligible=[
+                not wall_failed(p.flags, p.constraints) and (eligible is None or eligible(p))
+                for p in pts
+            ],
             floor=self.loss_floor,
         )
         return None if k is None else pts[k]
