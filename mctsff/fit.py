@@ -816,10 +816,17 @@ class Fitter:
             loose, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b, tol) else 1)
         )
         top = ranked[0]
+        # a loose solve may stop short of its constraints: the lowest loss of all is
+        # finished too
+        lowest = min(range(len(ranked)), key=lambda n: ranked[n][1])
         best = None
         for n, sol in enumerate(ranked):
-            if n >= FINAL_POLISH and not (
-                _feasible(sol, tol) == _feasible(top, tol) and sol[1] <= top[1] * (1 + TIE)
+            if (
+                n >= FINAL_POLISH
+                and n != lowest
+                and not (
+                    _feasible(sol, tol) == _feasible(top, tol) and sol[1] <= top[1] * (1 + TIE)
+                )
             ):
                 continue
             final = run(sol[0], 1e-15 if self.constraints else 1e-12, on=problem, n=None)
