@@ -380,7 +380,7 @@ def read_expressions(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
-def replay_fits(expressions: list[str]) -> dict:
+def replay_fits(expressions: list[str], constraints: tuple[str, ...] = ("force0",)) -> dict:
     """Fit each expression as the demo does; CPU and wall seconds per fit, and the outcome.
 
     Uses only the API that the current and the earlier fitter share, so the baseline
@@ -391,7 +391,7 @@ def replay_fits(expressions: list[str]) -> dict:
 
     ds = load_dataset(data_file(REPLAY_DATA), cutoff=9.0)
     train, valid = ds.split(0.2, seed=0)
-    fitter = Fitter(train, valid, **as_before(REPLAY_OPTIONS))
+    fitter = Fitter(train, valid, **as_before({**REPLAY_OPTIONS, "constraints": constraints}))
     fitter.fit(WARMUP_EXPRESSION)  # lazy imports and first-call costs, not timed
     rows = []
     c_all, t_all = time.process_time(), time.perf_counter()
@@ -421,7 +421,7 @@ def replay_fits(expressions: list[str]) -> dict:
         "cpu_s": time.process_time() - c_all,
         "wall_s": time.perf_counter() - t_all,
         "n_train_pairs": int(train.n_pairs),
-        "options": {k: list(v) for k, v in REPLAY_OPTIONS.items()},
+        "options": {"constraints": list(constraints)},
     }
 
 
@@ -488,7 +488,7 @@ def replay_table(cmp: dict, baseline_rev: str | None) -> list[str]:
         ("median CPU-seconds per fit", "median_cpu_s", "{:.4f}"),
         ("fits per CPU-second", "fits_per_cpu_s", "{:.2f}"),
         ("valid fits", "valid", "{}"),
-        (f"valid and force0 met (residual ≤ {FEASIBLE_TOL:g})", "feasible", "{}"),
+        (f"valid and constraints met (residual ≤ {FEASIBLE_TOL:g})", "feasible", "{}"),
     ):
         lines.append(f"| {label} | " + " | ".join(fmt.format(t[key]) for _, t in cols) + " |")
     if "baseline" in cmp:
@@ -541,7 +541,9 @@ def record_demo(task: dict) -> dict:
 
 def _worker_tasks() -> dict:
     return {
-        "replay": lambda task: replay_fits(task["expressions"]),
+        "replay": lambda task: replay_fits(
+            task["expressions"], tuple(task.get("constraints", ("force0",)))
+        ),
         "record": record_demo,
     }
 
@@ -576,6 +578,7 @@ def run_replay(args) -> int:
     import json
 
     exprs = read_expressions(args.expressions)
+    constraints = () if args.replay_constraint == "none" else (args.replay_constraint,)
     if args.limit:
         exprs = exprs[: args.limit]
     t_all = time.perf_counter()
@@ -585,15 +588,18 @@ def run_replay(args) -> int:
         from _baseline import baseline
 
         with baseline(args.baseline, python=args.baseline_python) as base:
-            base_run = base.run(__file__, {"task": "replay", "expressions": exprs})
+            base_run = base.run(
+                __file__,
+                {"task": "replay", "expressions": exprs, "constraints": list(constraints)},
+            )
             base_info = f"; {base.describe()}"
-    new_run = replay_fits(exprs)
+    new_run = replay_fits(exprs, constraints)
     cmp = compare_replay(new_run, base_run)
     print(f"# fit throughput, replay of `mctsff demo` ({len(exprs)} expressions)")
     print()
     print(
         f"{REPLAY_DATA}, cutoff 9 Å, split 0.2 seed 0 ({new_run['n_train_pairs']} training "
-        f"pairs), Fitter(train, valid, constraints=('force0',)), one process; "
+        f"pairs), Fitter(train, valid, constraints={constraints}), one process; "
         f"{_machine()}{base_info}"
     )
     print()
@@ -632,6 +638,13 @@ def main(argv: list[str] | None = None) -> int:
         help="--replay: the expression list (default benchmarks/data/demo_expressions.txt)",
     )
     ap.add_argument("--limit", type=int, default=0, help="--replay: only the first N (0: all)")
+    ap.add_argument(
+        "--replay-constraint",
+        choices=["force0", "none"],
+        default="force0",
+        help="--replay: the constraint of every fit (force0, as the demo was recorded; none: "
+        "the fit without it)",
+    )
     ap.add_argument("--baseline", default=DEFAULT_REV, help=f"baseline commit ({DEFAULT_REV})")
     ap.add_argument(
         "--baseline-python",
