@@ -9,7 +9,7 @@ terms, each split into its ``r``-dependence and its constants) and reports
 * a molecule of the data that is not neutral under those charges
   (``|Σ q| > NEUTRALITY_TOL · Σ |q|`` over its atoms; the product rule fixes the charges
   up to one common sign and scale, which this ratio does not see);
-* a dispersion term (``/r**6`` or ``/r**8``) that is repulsive for some type pair;
+* a dispersion term (``/r**6``) that is repulsive for some type pair;
 * a type pair whose force at the cutoff is still more than :data:`DECAY_TOL` of its
   largest force between the shortest distance of the data and the cutoff (before any
   cutoff shift): the potential does not decay within the cutoff.
@@ -100,7 +100,7 @@ def plausibility_flags(
         typed = [n for n in names if ops.constant_rule(n) == "product"]
         if rpart == 1 / r and len(typed) == 1:
             flags += _charge_flags(pot, typed[0], compositions)
-        if rpart in (r**-6, r**-8):
+        if rpart == r**-6:  # London dispersion (an r**-8 term may as well be a wall)
             flags += _dispersion_flags(pot, term, r)
     flags += _decay_flags(pot, cutoff, r_min)
     return flags
