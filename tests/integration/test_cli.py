@@ -281,8 +281,15 @@ def test_regression_search_linear_scaling_option(tmp_path):
     scaled = [p for p in runs["--linear-scaling"] if "scale" in p["params"]]
     assert scaled and all(p["expression"].startswith("scale*(") for p in scaled)
     assert not any("scale" in p["params"] for p in runs["--no-linear-scaling"])
-    best = min(runs["--linear-scaling"], key=lambda p: p["rmse_train"])
-    assert best["rmse_train"] < min(p["rmse_train"] for p in runs["--no-linear-scaling"])
+    # which search finds the lower error is a search outcome (benchmarks/nguyen.py measures
+    # it); what must hold is that scaling never fits a form worse than without it
+    from mctsff.regression import RegressionData, RegressionFitter
+
+    table = RegressionData.from_csv(csv, target="f")
+    for p in runs["--no-linear-scaling"]:
+        plain = RegressionFitter(table, linear_scaling=False).fit(p["expression"])
+        scaled = RegressionFitter(table, linear_scaling=True).fit(p["expression"])
+        assert scaled.rmse_train <= plain.rmse_train * (1 + 1e-9) + 1e-12, p["expression"]
 
 
 def test_search_local_options_reach_the_search_and_run_json(tmp_path):
