@@ -239,11 +239,14 @@ def test_infeasible_constraint_is_flagged(dimers):
     assert any("force0" in f for f in res.flags) or res.constraints["force0"] <= 1e-11
 
 
+@pytest.mark.parametrize("scheme", ["shifted-force", "shifted-energy", "none"])
 @pytest.mark.parametrize("energy_weight", [0.0, 0.5])
-def test_analytic_jacobian_matches_finite_differences(dimers, energy_weight):
+def test_analytic_jacobian_matches_finite_differences(dimers, energy_weight, scheme):
     train, valid = dimers.split(0.2, seed=0)
     expr = "prod_q/r + geom_e*exp(-r/arith_s) - pair_C/r**6 + B*tanh(r/c)**2"
-    fitter = Fitter(train, valid, weights="potfit", energy_weight=energy_weight)
+    fitter = Fitter(
+        train, valid, weights="potfit", energy_weight=energy_weight, cutoff_scheme=scheme
+    )
     prog = fitter.compile(expr)
     par = Parameterization(prog, dimers.species, dimers.type_pairs)
     prob = _Problem(fitter, prog, par)
