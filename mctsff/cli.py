@@ -533,10 +533,33 @@ def _print_front(result, stream=None) -> None:
             print(f"  [!] {p.expression}: {f}", file=stream)
 
 
+def _reference_potential(name: str, fitter) -> dict:
+    """``{"<model> (published)": Potential}`` of a reference water model on the fitter's
+    types, shifted by the fit's cutoff scheme like the searched potentials (empty when the
+    fitter has no type pairs the model knows)."""
+    from mctsff.models import get_model, reference_model
+    from mctsff.params import Potential
+
+    try:
+        expr, params, _ = reference_model(name, fitter.species, fitter.type_pairs)
+        pot = Potential(
+            expr,
+            params,
+            fitter.species,
+            fitter.type_pairs,
+            cutoff=fitter.cutoff,
+            scheme=getattr(fitter, "scheme", "none"),
+        )
+    except (AttributeError, KeyError, ValueError):
+        return {}
+    return {f"{get_model(name).name} (published)": pot}
+
+
 def _run_search(args, fitter, test=None) -> int:
     from mctsff.search import search
 
     refs = {}
+    ref_pots = {}
     if args.reference_model and getattr(args, "stream", False):
         raise UsageError("--reference-model needs the data in memory: drop --stream")
     for name in args.reference_model:
@@ -549,6 +572,7 @@ def _run_search(args, fitter, test=None) -> int:
         for label, loss in lines.items():
             print(f"reference {label}: loss {loss:.5g}")
         refs.update(lines)
+        ref_pots.update(_reference_potential(name, fitter))
     for text in args.reference:
         label, expr = _pair_value(text, "--reference")
         res = fitter.fit(expr)
@@ -591,6 +615,7 @@ def _run_search(args, fitter, test=None) -> int:
         test=test,
         method=getattr(args, "method", "mcts"),
         reference_lines=refs,
+        reference_potentials=ref_pots,
         progress=not args.no_progress,
         workers=_workers(args.workers),
         scheduler=args.scheduler,

@@ -45,6 +45,7 @@ __all__ = [
     "RESOLUTION_LEVEL",
     "ParetoFront",
     "knee_index",
+    "math_label",
     "resolved",
     "wall_failed",
 ]
@@ -445,17 +446,38 @@ class ParetoFront:
         title: str | None = None,
         ylabel: str = "loss (RMSE)",
     ) -> Path:
-        """Plot loss (log scale) against complexity as a step front and save it (Agg, no pyplot).
-
-        The front's losses are drawn as a step line; the members' training and test
-        RMSEs (where known) as markers at the same complexity, the member
-        :meth:`selected` chooses circled, and U = 0 (:attr:`null_loss`, where known) as
-        a dotted reference line.
+        """Draw :meth:`figure` and save it (format from the suffix, e.g. ``.png``).
 
         Parameters
         ----------
         path
-            Output image (format from the suffix, e.g. ``.png``).
+            Output image.
+        reference_lines, title, ylabel
+            As in :meth:`figure`.
+        """
+        fig = self.figure(reference_lines, title=title, ylabel=ylabel)
+        fig.savefig(path, bbox_inches="tight")
+        return Path(path)
+
+    def figure(
+        self,
+        reference_lines: dict[str, float] | None = None,
+        *,
+        title: str | None = None,
+        ylabel: str = "loss (RMSE)",
+    ):
+        """Loss (log scale) against complexity as a step front (a matplotlib ``Figure``,
+        Agg, no pyplot).
+
+        The front's losses are drawn as a step line, each member labelled with its
+        expression in math text (:func:`math_label`, rotated so labels do not cross);
+        the members' training and test RMSEs (where known) as markers at the same
+        complexity, the member :meth:`selected` chooses circled, and U = 0
+        (:attr:`null_loss`, where known) as a dotted reference line.  The legend sits
+        outside the axes.
+
+        Parameters
+        ----------
         reference_lines
             Label -> loss of reference models, drawn as dashed horizontal lines.
         title, ylabel
@@ -463,7 +485,7 @@ class ParetoFront:
         """
         from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-        fig = Figure(figsize=(6.0, 4.0), dpi=120)
+        fig = Figure(figsize=(9.0, 5.5), dpi=120)
         ax = fig.add_subplot()
         if self._points:
             xs = [p.complexity for p in self._points]
@@ -501,31 +523,94 @@ class ParetoFront:
                     mew=1.5,
                     label="selected (knee rule)",
                 )
+            for p, x, y in zip(self._points, xs, ys, strict=True):
+                ax.annotate(
+                    math_label(p.expression),
+                    xy=(x, y),
+                    xytext=(5, 7),
+                    textcoords="offset points",
+                    rotation=35,
+                    rotation_mode="anchor",
+                    ha="left",
+                    va="bottom",
+                    fontsize=8,
+                    color="C3" if p is chosen else "0.15",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75},
+                    gid="member-label",
+                )
+            lo, hi = min(ys), max(ys)
+            extra = [self.null_loss, *(reference_lines or {}).values()]
+            extra = [v for v in extra if v is not None and math.isfinite(v) and v > 0]
+            lo, hi = min([lo, *extra]), max([hi, *extra])
+            ax.set_ylim(lo / 1.6, hi * (hi / lo) ** 0.6 * 1.5 if hi > lo else hi * 10)
+            span = max(xs) - min(xs)
+            ax.set_xlim(min(xs) - 0.05 * span - 1, max(xs) + 0.35 * span + 1)
         if self.null_loss is not None and math.isfinite(self.null_loss) and self.null_loss > 0:
             ax.axhline(self.null_loss, ls=":", lw=1.2, color="k", label="U = 0")
         for i, (label, value) in enumerate((reference_lines or {}).items()):
             if value is not None and math.isfinite(value) and value > 0:
                 color = f"C{(i + 1) % 10}"
                 ax.axhline(value, ls="--", lw=1.0, color=color, label=label)
-                ax.annotate(
-                    label,
-                    xy=(0.99, value),
-                    xycoords=("axes fraction", "data"),
-                    ha="right",
-                    va="bottom",
-                    fontsize="small",
-                    color=color,
-                )
         ax.set_yscale("log")
         ax.set_xlabel("complexity")
         ax.set_ylabel(ylabel)
         if title:
             ax.set_title(title)
         if self._points or reference_lines or self.null_loss:
-            ax.legend(fontsize="small")
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
-        fig.savefig(path)
-        return Path(path)
+        return fig
 
     def __repr__(self) -> str:
         return f"ParetoFront({len(self._points)} points)"
+
+
+@functools.lru_cache(maxsize=1024)
+def math_label(expression: str) -> str:
+    """An expression as short matplotlib math text (``$...$``, from sympy's LaTeX, with
+    per-type constants written through their combining rule, e.g. ``q^A q^B``).
+
+    Falls back to the plain expression when it does not parse or mathtext cannot
+    render the LaTeX.
+    """
+    try:
+        import sympy
+        from matplotlib.mathtext import MathTextParser
+
+        from mctsff.export import _symbolic
+        from mctsff.program import Program
+
+        text = sympy.latex(_symbolic(Program.from_string(expression)), fold_short_frac=True)
+        text = _inline_fractions(text.replace(r"\operatorname{erfc}", r"\mathrm{erfc}"))
+        text = f"${text}$"
+        MathTextParser("path").parse(text)
+        return text
+    except Exception:  # any failure: the plain text is still a readable label
+        return expression.replace("$", "")
+
+
+def _group(text: str, i: int) -> tuple[str, int]:
+    """The brace group opening at ``text[i]`` (without braces) and the index after it."""
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j], j + 1
+    raise ValueError("unbalanced braces")
+
+
+def _inline_fractions(text: str) -> str:
+    r"""``\frac{a}{b}`` written ``a/b`` (a sum in parentheses), which stays legible at
+    the small size of a label where a stacked fraction does not."""
+    out, i = [], 0
+    while (k := text.find(r"\frac{", i)) >= 0:
+        out.append(text[i:k])
+        num, j = _group(text, k + 5)
+        den, i = _group(text, j)
+        num, den = _inline_fractions(num), _inline_fractions(den)
+        wrap = [any(c in part.lstrip("-") for c in "+-") for part in (num, den)]
+        num = rf"\left({num}\right)" if wrap[0] else num
+        den = rf"\left({den}\right)" if wrap[1] or " " in den.strip() else den
+        out.append(f"{{{num}/{den}}}")
+    out.append(text[i:])
+    return "".join(out)

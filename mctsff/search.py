@@ -46,7 +46,7 @@ from mctsff.grammar import Grammar
 from mctsff.holdout import frame_errors_for, holdout_scorer
 from mctsff.mcts import MCTS
 from mctsff.parallel import Evaluator
-from mctsff.pareto import ParetoFront
+from mctsff.pareto import ParetoFront, math_label
 from mctsff.program import signed_terms
 from mctsff.result import FitResult
 from mctsff.reward import get_reward
@@ -634,6 +634,7 @@ def search(
     surrogate: bool | None = None,
     canonical: bool = True,
     reference_lines: Mapping[str, float] | None = None,
+    reference_potentials: Mapping[str, Any] | None = None,
     progress: bool = False,
     checkpoint_every: float = 30.0,
     callback: Callable[[FitResult], Any] | None = None,
@@ -717,6 +718,9 @@ def search(
         Deduplicate expressions equal up to constant renaming (sympy form).
     reference_lines
         Label -> loss of reference models, drawn on pareto.png.
+    reference_potentials
+        Label -> :class:`~mctsff.params.Potential` of reference models, drawn as dashed
+        curves on potentials.png.
     progress
         Print a progress line on stderr.
     checkpoint_every
@@ -1019,7 +1023,7 @@ def search(
         try:
             _save_checkpoint(out_path, mcts, front, signature, local_settings)
             saved_now = True
-            files = write_outputs(out_path, front, fitter, reference_lines)
+            files = write_outputs(out_path, front, fitter, reference_lines, reference_potentials)
             files["checkpoint"] = str(out_path / CHECKPOINT)
             files["run.json"] = str(
                 _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local)
@@ -1664,9 +1668,16 @@ def _point_json(p: FitResult) -> dict[str, Any]:
 
 
 def write_outputs(
-    out: Path, front: ParetoFront, fitter=None, reference_lines: Mapping[str, float] | None = None
+    out: Path,
+    front: ParetoFront,
+    fitter=None,
+    reference_lines: Mapping[str, float] | None = None,
+    reference_potentials: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """Write pareto.json, pareto.csv, pareto.png and (force matching) potentials.png."""
+    """Write pareto.json, pareto.csv, pareto.png and (force matching) potentials.png.
+
+    ``reference_potentials`` (label -> :class:`~mctsff.params.Potential`) are drawn as
+    dashed reference curves on potentials.png."""
     out = Path(out)
     _write_front(out, front)
     with atomic_output(out / "pareto.csv") as tmp:
@@ -1685,21 +1696,72 @@ def write_outputs(
     }
     if objective_kind(fitter) == "forces" and len(front):
         with atomic_output(out / "potentials.png") as tmp:
-            plot_potentials(tmp, front, fitter)
+            plot_potentials(tmp, front, fitter, reference_potentials=reference_potentials)
         files["potentials.png"] = str(out / "potentials.png")
     return files
 
 
-def plot_potentials(path: Path, front: ParetoFront, fitter, n_best: int = 4) -> Path:
-    """U(r) of the best front points, one panel per type pair (cf. Fig. 2 of the study)."""
+def plot_potentials(
+    path: Path,
+    front: ParetoFront,
+    fitter,
+    n_best: int = 4,
+    *,
+    reference_potentials: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save :func:`potentials_figure` (arguments as there) to ``path``."""
+    fig = potentials_figure(front, fitter, n_best, reference_potentials=reference_potentials)
+    fig.savefig(path, bbox_inches="tight")
+    return Path(path)
+
+
+def potentials_figure(
+    front: ParetoFront,
+    fitter,
+    n_best: int = 4,
+    *,
+    reference_potentials: Mapping[str, Any] | None = None,
+):
+    """U(r) of front members, one panel per type pair (cf. Fig. 2 of the study).
+
+    The member the knee rule selects (:meth:`ParetoFront.selected`; the lowest-loss
+    member when none may be selected) is drawn thick, up to ``n_best - 1`` simpler
+    members thin, and each ``reference_potentials`` entry (label -> Potential, e.g.
+    q-SPC/Fw) dashed.  Every curve is the potential as fitted and exported
+    (``fitter.potential``: shifted by the fit's cutoff scheme).  The legend sits below
+    the panels; each panel's y-range keeps the wells of the selected member and the
+    references visible (curves beyond it are clipped).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from matplotlib.figure import Figure
 
-    from mctsff.params import Potential
-
-    pts = sorted(front.points, key=lambda p: p.score_loss)[:n_best]
+    points = front.points
+    chosen = front.selected() or (min(points, key=lambda p: p.score_loss) if points else None)
+    simpler = [p for p in points if chosen is not None and p.complexity < chosen.complexity]
+    simpler = simpler[-max(n_best - 1, 0) :] if n_best > 1 else []
+    curves: list[tuple[str, Any, dict]] = []
+    for k, p in enumerate(simpler):
+        style = dict(color=f"C{(k + 1) % 10}", lw=1.0, alpha=0.8, ls="-")
+        curves.append((f"{math_label(p.expression)}  (c={p.complexity:g})", p, style))
+    if chosen is not None:
+        style = dict(color="C3", lw=2.6, ls="-", zorder=5)
+        label = f"selected: {math_label(chosen.expression)}  (c={chosen.complexity:g})"
+        curves.append((label, chosen, style))
+    pots: list[tuple[str, Any, dict, bool]] = []
+    for label, p, style in curves:
+        try:
+            pots.append((label, fitter.potential(p.expression, p.params), style, p is chosen))
+        except Exception:  # plotting must not fail a finished search
+            continue
+    for j, (label, pot) in enumerate((reference_potentials or {}).items()):
+        style = dict(color="k" if j == 0 else f"C{(7 + j) % 10}", lw=1.6, ls="--", zorder=4)
+        pots.append((label, pot, style, True))
     pairs = list(fitter.type_pairs)
     train = fitter.train
-    fig = Figure(figsize=(4.0 * len(pairs), 3.4), dpi=110)
+    fig = Figure(figsize=(4.2 * len(pairs), 4.6), dpi=120)
     axes = [fig.add_subplot(1, len(pairs), i + 1) for i in range(len(pairs))]
     for i, (a, b) in enumerate(pairs):
         ax = axes[i]
@@ -1709,29 +1771,55 @@ def plot_potentials(path: Path, front: ParetoFront, fitter, n_best: int = 4) -> 
         else:  # a projection: its grid starts at the shortest pair
             mask = np.zeros(1, dtype=bool)
             rmin = float(train.grid.lo[i])
-        r = np.linspace(max(0.8 * rmin, 0.5), train.cutoff, 300)
-        for k, p in enumerate(pts):
+        r = np.linspace(max(0.8 * rmin, 0.5), train.cutoff, 400)
+        key: list[np.ndarray] = []
+        for label, pot, style, is_key in pots:
             try:
-                pot = Potential(p.expression, p.params, fitter.species, fitter.type_pairs)
-                # forces fix U only up to a constant: shift so that U(rc) = 0
-                u = pot.energy(r, (a, b)) - pot.energy(train.cutoff, (a, b))[0]
+                with np.errstate(all="ignore"):
+                    u = np.asarray(pot.energy(r, (a, b)), dtype=float)
             except Exception:  # plotting must not fail a finished search
                 continue
-            label = f"{p.expression[:40]} (c={p.complexity})"
-            ax.plot(r, u, color=f"C{k}", lw=1.3, label=label)
+            ax.plot(r, u, label=label, **style)
+            if is_key:
+                key.append(u[r >= rmin])
         ax.axhline(0.0, color="0.6", lw=0.6)
         if mask.any():
             lo, hi = np.percentile(train.r[mask], [1, 99])
-            ax.axvspan(lo, hi, color="0.92", zorder=0, label="data range")
+            ax.axvspan(lo, hi, color="0.92", zorder=0, label="data range (1–99 %)")
         ax.set_title(f"{a}–{b}")
         ax.set_xlabel("r (Å)")
         if i == 0:
-            ax.set_ylabel("U(r) − U(rc) (eV)")
-        ax.set_ylim(*_robust_ylim(ax))
-    axes[0].legend(fontsize="x-small")
+            ax.set_ylabel("U(r) (eV), as exported")
+        ax.set_ylim(*_well_ylim(key) if key else _robust_ylim(ax))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=1 if len(pairs) < 3 else 2,
+        fontsize="small",
+        frameon=False,
+    )
     fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
+    return fig
+
+
+#: Largest y-range (eV) above the deepest well that a potentials panel shows.
+WELL_YRANGE = 3.0
+
+
+def _well_ylim(curves: Sequence[np.ndarray]) -> tuple[float, float]:
+    """y-limits that show the wells of ``curves`` (the part at r >= the shortest training
+    distance): from below the deepest minimum to at most :data:`WELL_YRANGE` above it."""
+    ys = np.concatenate([c[np.isfinite(c)] for c in curves] or [np.zeros(1)])
+    if ys.size == 0:
+        return -1.0, 1.0
+    lo = min(float(ys.min()), 0.0)
+    hi = max(float(ys.max()), 0.0)
+    hi = min(hi, lo + WELL_YRANGE)
+    span = max(hi - lo, 0.05)
+    return lo - 0.12 * span, hi + 0.12 * span
 
 
 def _robust_ylim(ax) -> tuple[float, float]:
