@@ -556,8 +556,12 @@ def _reference_potential(name: str, fitter) -> dict:
 
 
 def _run_search(args, fitter, test=None) -> int:
-    from mctsff.search import search
+    from mctsff.grammar import Grammar
+    from mctsff.search import check_variables, search
 
+    # the grammar's variables are checked against the data before any fit (--reference too)
+    grammar = Grammar.load(args.grammar)
+    check_variables(fitter, grammar)
     refs = {}
     ref_pots = {}
     if args.reference_model and getattr(args, "stream", False):
@@ -590,7 +594,7 @@ def _run_search(args, fitter, test=None) -> int:
         local[name] = None if value.lower() == "none" else _float(value, f"--local-option {name}")
     result = search(
         fitter,
-        args.grammar,
+        grammar,
         reward=args.reward,
         reward_options=opts,
         budget=args.budget,

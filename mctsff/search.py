@@ -90,6 +90,42 @@ def objective_kind(fitter) -> str:
     return "forces" if hasattr(fitter, "species") else "regression"
 
 
+def check_variables(fitter, grammar: Grammar) -> None:
+    """Refuse a grammar whose variables the data do not provide.
+
+    A grammar's variables (its ``// @variables`` line, or the ``r``/``x``/``y``/``z``/
+    ``x<digits>`` names of its terminals) must all be variables of the fitter
+    (``fitter.options.variables``: ``r`` for force matching, the feature columns for
+    regression), and at least one must be, since any other name in an expression is
+    fitted as a constant: an ``x`` that the data lack would make every expression a
+    constant, and forces data searched with a grammar in ``x`` fit nothing.
+
+    Raises
+    ------
+    SearchError
+        Naming the grammar, its variables, the data's variables and where they come from.
+    """
+    provided = tuple(fitter.options.variables)
+    used = tuple(grammar.variables)
+    missing = [v for v in used if v not in provided]
+    if not missing and set(used) & set(provided):
+        return
+    train = _train_of(fitter)
+    path = getattr(train, "path", None)
+    forces = objective_kind(fitter) == "forces"
+    if forces:
+        source = f"pair distances of {path}" if path else "pair distances"
+        hint = "force matching needs a grammar in r (e.g. --grammar pair)"
+    else:
+        source = f"columns of {path}" if path else "the fitter's variables"
+        hint = "rename the columns, or use a grammar whose '// @variables' line names them"
+    uses = f"uses variables {' '.join(used)}" if used else "uses no variables"
+    raise SearchError(
+        f"grammar {grammar.name!r} {uses}; the data provide "
+        f"{' '.join(provided) or 'no variables'} ({source}); {hint}"
+    )
+
+
 # ----------------------------------------------------------------------------- canonical keys
 #: Probe points of the transposition key per variable (fixed: keys are the same in
 #: every run and process, so checkpoints resume).
@@ -661,6 +697,8 @@ def search(
         ``options.variables`` and the training data.
     grammar
         Grammar object, shipped name (``"pair"``, ``"lj"``, ``"nguyen"``) or ``.lark`` path.
+        Its variables must be the data's (:func:`check_variables`), else
+        :class:`SearchError` before any fit.
     reward
         ``"spl"`` (η^complexity/(1+loss/scale)), ``"tradeoff"`` or any callable
         ``(FitResult) -> float``.
@@ -826,6 +864,7 @@ def search(
     n_rollouts = auto["n_rollouts"] if n_rollouts is None else int(n_rollouts)
     surrogate = auto["surrogate"] if surrogate is None else bool(surrogate)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
+    check_variables(fitter, grammar)
     variables = tuple(fitter.options.variables)
     opts = dict(reward_options or {})
     if isinstance(reward, str) or reward is None:

@@ -111,3 +111,28 @@ def test_a_full_disk_at_the_end_is_one_line_and_resume_writes_the_rest(
     monkeypatch.undo()
     assert main(["search", DIMERS, "--out", str(out), *QUICK, "--resume"]) == 0
     assert json.loads((out / "run.json").read_text())["n_evaluations"] >= 3
+
+
+def test_grammar_variables_must_be_the_datas(capsys, tmp_path):
+    """A CSV column not named like the grammar's variable, or forces data with a regression
+    grammar, is one error line before any fit (issue 36), not constants or an empty front."""
+    csv = tmp_path / "data.csv"
+    csv.write_text("t,y\n" + "".join(f"{t},{t**3 + t}\n" for t in (-1, -0.5, 0, 0.5, 1, 2)))
+    out = tmp_path / "run"
+    reg = ["search", str(csv), "--objective", "regression", "--grammar", "nguyen"]
+    # --reference fits an expression before the search: the check comes first
+    assert main([*reg, "--out", str(out), *QUICK[:3], "--reference", "x3=t**3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"mctsff: error: grammar 'nguyen' uses variables x; the data provide t (columns of "
+        f"{csv}); rename the columns, or use a grammar whose '// @variables' line names them\n"
+    )
+    assert "reference" not in captured.out and not out.exists()
+    assert main(["search", DIMERS, "--grammar", "nguyen", "--out", str(out), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(
+        f"mctsff: error: grammar 'nguyen' uses variables x; the data provide r "
+        f"(pair distances of {DIMERS}); force matching needs a grammar in r"
+    )
+    assert not out.exists()

@@ -1080,3 +1080,45 @@ def test_a_failed_atomic_write_names_its_file_and_leaves_the_old_one(tmp_path):
         f"cannot write {target}: no space left on the device"
     )
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["pareto.csv"]
+
+
+# ----------------------------------------------------------------------------- variables
+def test_grammar_variables_must_be_the_datas(screened, tmp_path, monkeypatch):
+    """A variable the data lack would be fitted as a constant (issue 36): one error, no fit."""
+    from mctsff.regression import RegressionData, RegressionFitter
+
+    t = np.linspace(-1.0, 1.0, 20)
+    data = RegressionData(t[None, :], t**3 + t, ("t",), "data.csv")
+    fitter = RegressionFitter(data, n_starts=1)
+    fits = []  # the evaluator turns a fit's exception into an invalid result: record instead
+    monkeypatch.setattr(fitter, "fit", fits.append)
+    with pytest.raises(SearchError) as info:
+        search(fitter, "nguyen", out=tmp_path / "reg", **_FAST)
+    assert str(info.value).startswith(
+        "grammar 'nguyen' uses variables x; the data provide t (columns of data.csv); "
+    )
+    # every grammar variable must be there (nguyen2 writes x and y)
+    data_x = RegressionData(t[None, :], t**3, ("x",), "x.csv")
+    with pytest.raises(SearchError, match="uses variables x y; the data provide x "):
+        search(RegressionFitter(data_x, n_starts=1), "nguyen2", out=tmp_path / "xy", **_FAST)
+    # forces data provide r only: a regression grammar is refused, not an empty front
+    forces = _fast(*screened)
+    monkeypatch.setattr(forces, "fit", fits.append)
+    with pytest.raises(SearchError) as info:
+        search(forces, "nguyen", out=tmp_path / "forces", **_FAST)
+    message = str(info.value)
+    assert "grammar 'nguyen' uses variables x; the data provide r (pair distances of " in message
+    assert "--grammar pair" in message
+    assert not fits and not any(tmp_path.iterdir())  # refused before any fit and any file
+
+
+def test_a_grammar_may_use_some_of_the_datas_variables():
+    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.search import check_variables
+
+    xy = np.random.default_rng(0).uniform(-1, 1, size=(2, 10))
+    fitter = RegressionFitter(RegressionData(xy, xy[0] ** 2, ("x", "y")), n_starts=1)
+    check_variables(fitter, Grammar.load("nguyen"))  # x of x, y: accepted
+    check_variables(fitter, Grammar.load("nguyen2"))
+    with pytest.raises(SearchError, match="uses no variables; the data provide x y"):
+        check_variables(fitter, Grammar.from_text('start: "1" | start "+" "1"', name="consts"))
