@@ -22,7 +22,6 @@ when the violation did not shrink enough, until every residual is below
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import time
@@ -67,11 +66,8 @@ SCAN_POLISH_NFEV = 40
 LOOSE_FTOL = 1e-6
 #: Evaluations each loose solve of the default fit may take.
 LOOSE_NFEV = 60
-#: Whether the loose solves run on the scan's frames (:data:`SCAN_PAIRS`) rather than on
-#: the whole training set.
-LOOSE_ON_SCAN_FRAMES = False
-#: Starts of the default fit solved to convergence on the whole training set after the
-#: loose solves (on the scan's frames): the best ones, and any within :data:`TIE`.
+#: Starts of the default fit solved to convergence after the loose solves: the best
+#: ones, the lowest loss, and any within :data:`TIE` of the best.
 FINAL_POLISH = 2
 #: Starts whose loose loss is within this relative margin of the best are also solved
 #: to convergence.
@@ -756,10 +752,10 @@ class Fitter:
 
         Every start of :meth:`_Problem.scan_starts` and of the seeded ladder of
         :meth:`_starts` (``n_starts`` of each) is solved to a relative decrease of
-        :data:`LOOSE_FTOL`, constraints included, on the scan's frames
-        (:data:`SCAN_PAIRS`); the :data:`FINAL_POLISH` best of them (feasible first, then
-        lowest loss), and any other within :data:`TIE` of the best's loss, are then
-        solved to convergence on the whole training set.
+        :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations, constraints
+        included; the :data:`FINAL_POLISH` best of them (feasible first, then lowest
+        loss), the lowest loss of all and any other within :data:`TIE` of the best's loss
+        are then solved to convergence.
         """
         o = self.options
         text = prog.expression
@@ -769,17 +765,12 @@ class Fitter:
         if ladder and given & set(o.initial):  # the user's own start is always one of them
             starts.insert(0, ladder[0])
 
-        # the loose solves run on the scan's frames when the training set is larger
-        sub = problem
-        if LOOSE_ON_SCAN_FRAMES and self._scan_data is not self._data:
-            sub = _Problem(self, prog, par, data=self._scan_data)
-
-        def run(x0, ftol, on=sub, n=LOOSE_NFEV):
+        def run(x0, ftol, n=LOOSE_NFEV):
             try:
                 with np.errstate(all="ignore"):
                     if self.constraints:
-                        return on.solve(x0, lo, hi, ftol=ftol, max_iter=n)
-                    sol = on.explore(x0, lo, hi, tol=ftol, max_iter=n)
+                        return problem.solve(x0, lo, hi, ftol=ftol, max_iter=n)
+                    sol = problem.explore(x0, lo, hi, tol=ftol, max_iter=n)
                     return None if sol is None else (sol[0], sol[1], 0.0, {})
             except NUMERIC_ERRORS:
                 return None
@@ -793,10 +784,10 @@ class Fitter:
                 return run(x0, LOOSE_FTOL)
             try:
                 with np.errstate(all="ignore"):
-                    free = sub.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
+                    free = problem.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
                     if free is None:
                         return None
-                    return sub._solve(free[0], lo, hi, [], LOOSE_FTOL, LOOSE_NFEV)
+                    return problem._solve(free[0], lo, hi, [], LOOSE_FTOL, LOOSE_NFEV)
             except NUMERIC_ERRORS:
                 return None
 
@@ -812,9 +803,7 @@ class Fitter:
                 text, "evaluation not finite from every start", prog.complexity
             )
         tol = o.constraint_tol
-        ranked = sorted(
-            loose, key=functools.cmp_to_key(lambda a, b: -1 if _better(a, b, tol) else 1)
-        )
+        ranked = sorted(loose, key=lambda sol: _rank(sol, tol))
         top = ranked[0]
         # a loose solve may stop short of its constraints: the lowest loss of all is
         # finished too
@@ -829,7 +818,7 @@ class Fitter:
                 )
             ):
                 continue
-            final = run(sol[0], 1e-15 if self.constraints else 1e-12, on=problem, n=None)
+            final = run(sol[0], 1e-15 if self.constraints else 1e-12, n=None)
             if final is None:
                 continue
             if best is None or _better(final, best, tol):
@@ -839,7 +828,7 @@ class Fitter:
                 text, "evaluation not finite from every start", prog.complexity
             )
         theta, loss, viol, mults = best
-        nfev = problem.nfev + problem.relaxed_nfev + (sub.nfev if sub is not problem else 0)
+        nfev = problem.nfev + problem.relaxed_nfev
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
 
     def _evaluate_fixed(self, prog, par, t0) -> FitResult:
@@ -869,13 +858,8 @@ class Fitter:
         if isinstance(target, ForceProjection):
             with np.errstate(all="ignore"):
                 shift = _shift(prog, consts, None, self.cutoff, self.scheme)
-                if shift is None:
-                    loss = target.loss(prog, consts)
-                else:
-                    g, _ = target.grid_values(prog, consts)
-                    res = target.R @ (g - shift[1][target.group_nodes]) - target.z
-                    loss = float(res @ res) + target.c_perp
-                val = math.sqrt(max(loss, 0.0))
+                res, _ = _projected_rows(target, prog, consts, None, shift)
+                val = math.sqrt(max(float(res @ res) + target.c_perp, 0.0))
             return val if math.isfinite(val) else math.inf
         return _rms(self._force_error(prog, consts, target))
 
@@ -1012,15 +996,14 @@ def _feasible(sol, tol) -> bool:
     return sol[2] <= tol * 10
 
 
+def _rank(sol, tol) -> tuple[int, float]:
+    """Sort key of ``_better``: feasible first, by loss; the others by violation."""
+    return (0, sol[1]) if _feasible(sol, tol) else (1, sol[2])
+
+
 def _better(a, b, tol) -> bool:
-    """Prefer feasible solutions, then lower loss."""
-    fa = a[2] <= tol * 10
-    fb = b[2] <= tol * 10
-    if fa != fb:
-        return fa
-    if not fa:
-        return a[2] < b[2]
-    return a[1] < b[1]
+    """Prefer feasible solutions, then lower loss (infeasible ones: lower violation)."""
+    return _rank(a, tol) < _rank(b, tol)
 
 
 def bound_flags(names, theta, lo, hi) -> list[str]:
@@ -1073,25 +1056,23 @@ def _point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool =
     if not jac:
         mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE
         v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
-        val = d if c.derivative else v
-        if shift is not None:
-            a, b, _, _, rc = shift
-            val = val - b[group] if c.derivative else val - a[group] - (r - rc) * b[group]
-        return val, None
-    v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
-    Tg = T[group]  # (n, K, M)
-    if c.derivative:
-        val, J = d, np.einsum("nk,nkm->nm", h, Tg)
-        if shift is not None:
-            _, b, _, db, _ = shift
-            val, J = val - b[group], J - db[group]
+        val, J = (d if c.derivative else v), None
+    else:
+        v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+        Tg = T[group]  # (n, K, M)
+        val, J = (
+            (d, np.einsum("nk,nkm->nm", h, Tg))
+            if c.derivative
+            else (v, np.einsum("nk,nkm->nm", g, Tg))
+        )
+    if shift is None:
         return val, J
-    val, J = v, np.einsum("nk,nkm->nm", g, Tg)
-    if shift is not None:
-        a, b, da, db, rc = shift
-        val = val - a[group] - (r - rc) * b[group]
-        J = J - da[group] - (r - rc)[:, None] * db[group]
-    return val, J
+    # U_s = U − a − (r − rc)·b,  U_s' = U' − b  (per type pair)
+    a, b, da, db, rc = shift
+    if c.derivative:
+        return val - b[group], (None if J is None else J - db[group])
+    val = val - a[group] - (r - rc) * b[group]
+    return val, (None if J is None else J - da[group] - (r - rc)[:, None] * db[group])
 
 
 def _constraint_values(c: Constraint, pot: Potential, par: Parameterization, theta):
@@ -1143,6 +1124,17 @@ def _diagonal_factors(par: Parameterization, theta, values) -> np.ndarray | None
     return theta if done else None
 
 
+def _projected_rows(proj: ForceProjection, prog, consts, T, shift):
+    """A projection's residual ``R g − z`` and (with ``T``) its Jacobian, for ``g = U'`` at
+    its grid nodes shifted by ``shift`` (:func:`_shift`; ``None``: unshifted)."""
+    if shift is None:
+        return proj.residual(prog, consts, T)
+    g, dg = proj.grid_values(prog, consts, T)
+    grp = proj.group_nodes
+    res = proj.R @ (g - shift[1][grp]) - proj.z
+    return res, (None if dg is None else proj.R @ (dg - shift[3][grp]))
+
+
 def _shift(prog, consts, T, cutoff, scheme):
     """``(a, b, da, db, rc)`` of the scheme's shift, or ``None`` where it shifts nothing."""
     if scheme not in ("shifted-force", "shifted-energy"):
@@ -1179,8 +1171,6 @@ class _Problem:
 
     def shift(self, theta, jac: bool = True):
         """The cutoff scheme's shift at θ (:func:`_shift`), or ``None``."""
-        if self.f.scheme not in ("shifted-force", "shifted-energy"):
-            return None
         consts, T = self.table(theta)
         return _shift(self.prog, consts, T if jac else None, self.f.cutoff, self.f.scheme)
 
@@ -1200,13 +1190,7 @@ class _Problem:
         shift = self.shift(theta, jac)
         if proj is not None:
             self.nfev += 1
-            if shift is None:
-                return proj.residual(self.prog, consts, T if jac else None)
-            g, dg = proj.grid_values(self.prog, consts, T if jac else None)
-            grp = proj.group_nodes
-            g = g - shift[1][grp]
-            res = proj.R @ g - proj.z
-            return res, (None if dg is None else proj.R @ (dg - shift[3][grp]))
+            return _projected_rows(proj, self.prog, consts, T if jac else None, shift)
         if jac:
             F, J, E, EJ = t.predict_jac(self.prog, consts, T, f._use_energy)
         else:
@@ -1331,9 +1315,9 @@ class _Problem:
 
         The forces are affine in the linear prefactors, so one Jacobian at ``x0`` gives
         the exact least-squares prefactors; built-in equality constraints (``force0``,
-        ``energy0``), affine in them too, are met exactly where the prefactors can meet
-        them (null-space least squares) and in the least-squares sense otherwise.
-        Returns ``(x, loss)``, or ``None`` where the residual is not finite.
+        ``energy0``), affine in them too, enter as penalty rows weighted so that a
+        violation of ``constraint_tol`` costs :data:`PENALTY_SHARE` of the zero model's
+        loss.  Returns ``(x, loss)``, or ``None`` where the residual is not finite.
         """
         res0, J0 = self._rows(x0, True)
         if not (np.all(np.isfinite(res0)) and np.all(np.isfinite(J0))):
@@ -1373,10 +1357,13 @@ class _Problem:
 
         Per-type prefactors (``q[A]·q[B]``) are relaxed to one value per type pair, in
         which U is linear; the nonlinear constants are laid on physical grids
-        (:func:`mctsff.scan.grid`); at each grid point the prefactors are solved exactly
-        (:meth:`solve_linear`); every local minimum of that reduced loss on the grid is
-        refined by the relaxed problem's local solver, and its per-pair prefactors are
-        factored back into per-type values (:meth:`~mctsff.params.Parameterization.factored`,
+        (:func:`mctsff.scan.grid`), on the scan's frames (:data:`SCAN_PAIRS`); at each grid
+        point the prefactors are solved exactly (:meth:`solve_linear`); up to
+        :data:`SCAN_POLISH` local minima of that reduced loss are polished briefly there
+        and ranked (on a small training set, where the scan uses all of it, the picks are
+        refined by the relaxed problem's local solver instead); the per-pair prefactors of
+        the best are factored back into per-type values
+        (:meth:`~mctsff.params.Parameterization.factored` and :func:`_diagonal_factors`,
         the sign of each type chosen by the factorisation).  At most ``n_starts`` starts.
         """
         n_keep = self.f.options.n_starts
