@@ -71,7 +71,7 @@ import sympy
 from ase.calculators.calculator import Calculator, all_changes
 
 from mctsff import __version__, ops
-from mctsff.params import CUTOFF_SCHEMES, Potential
+from mctsff.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
 from mctsff.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
 from mctsff.program import Program
 from mctsff.runio import RunFolderError, load_checkpoint, write_error
@@ -121,9 +121,6 @@ DEFAULT_RLO: float = 0.5
 
 #: Formats understood by :func:`export` and ``mctsff export --format``.
 FORMATS: tuple[str, ...] = ("sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "ase")
-
-#: Cutoff schemes whose potential is shifted at the cutoff (:func:`mctsff.params.cutoff_shift`).
-SHIFTED_SCHEMES: tuple[str, ...] = ("shifted-force", "shifted-energy")
 
 #: Outer radius (Å) of the numerical wall check (:func:`wall_problem`) for points whose fit
 #: recorded no wall: ``dU/dr`` must be ≤ :data:`WALL_TOL` from the table's inner radius up to

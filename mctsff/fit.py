@@ -34,10 +34,12 @@ from scipy.linalg.lapack import dgesv as _dgesv
 from mctsff import kernels, ops, scan
 from mctsff.params import (
     CUTOFF_SCHEMES,
+    SHIFTED_SCHEMES,
     Parameterization,
     Potential,
     cutoff_shift,
     shift_maps,
+    shifted_sums,
 )
 from mctsff.plausibility import molecule_compositions, plausibility_flags
 from mctsff.program import ExpressionError, Program
@@ -274,15 +276,11 @@ class _Target:
         if shift is None:
             return F, J, E, EJ
         a, b, da, db, _ = shift
-        S, N, D = self.shift_maps(a.size)
-        F = F - S @ b
+        maps = self.shift_maps(a.size)
+        F, E2 = shifted_sums(maps, a, b, F, E)
         if J is not None:
-            J = J - S @ db
-        if E is not None and E.size:
-            E = E - N @ a - D @ b
-            if EJ is not None:
-                EJ = EJ - N @ da - D @ db
-        return F, J, E, EJ
+            J, EJ = shifted_sums(maps, da, db, J, EJ if E is not None and E.size else None)
+        return F, J, E2, EJ
 
     def predict(self, prog: Program, consts: np.ndarray, energies: bool = False):
         f, e = kernels.pair_forces(
@@ -1137,7 +1135,7 @@ def _projected_rows(proj: ForceProjection, prog, consts, T, shift):
 
 def _shift(prog, consts, T, cutoff, scheme):
     """``(a, b, da, db, rc)`` of the scheme's shift, or ``None`` where it shifts nothing."""
-    if scheme not in ("shifted-force", "shifted-energy"):
+    if scheme not in SHIFTED_SCHEMES:
         return None
     a, b, da, db = cutoff_shift(prog, consts, T, cutoff, scheme)
     return a, b, da, db, float(cutoff)

@@ -209,6 +209,8 @@ class Parameterization:
 
 #: How a potential is made to end at the cutoff (see :func:`cutoff_shift`).
 CUTOFF_SCHEMES = ("shifted-force", "shifted-energy", "constraint", "none")
+#: The schemes that shift the potential (the others fit it as written).
+SHIFTED_SCHEMES = ("shifted-force", "shifted-energy")
 
 
 def check_scheme(scheme: str) -> str:
@@ -254,10 +256,13 @@ def cutoff_shift(
     """
     P = consts.shape[0]
     M = 0 if T is None else T.shape[2]
-    zeros = np.zeros(P)
-    if scheme not in ("shifted-force", "shifted-energy") or cutoff is None:
-        z = None if T is None else np.zeros((P, M))
-        return zeros, zeros.copy(), z, (None if T is None else np.zeros((P, M)))
+
+    def zeros():
+        return np.zeros(P), (None if T is None else np.zeros((P, M)))
+
+    if scheme not in SHIFTED_SCHEMES or cutoff is None:
+        (a, da), (b, db) = zeros(), zeros()
+        return a, b, da, db
     r = np.full(P, float(cutoff))
     group = np.arange(P, dtype=np.int64)
     with np.errstate(all="ignore"):
@@ -269,8 +274,7 @@ def cutoff_shift(
             da = np.einsum("pk,pkm->pm", g, T)
             db = np.einsum("pk,pkm->pm", h, T)
     if scheme == "shifted-energy":
-        d = zeros
-        db = None if T is None else np.zeros((P, M))
+        d, db = zeros()
     return v, d, da, db
 
 
@@ -296,6 +300,21 @@ def shift_maps(dataset, n_type_pairs: int) -> tuple[np.ndarray, np.ndarray, np.n
     np.add.at(N, (frame, t), 1.0)
     np.add.at(D, (frame, t), np.asarray(dataset.r, dtype=np.float64) - float(dataset.cutoff))
     return S.reshape(3 * n_atoms, P), N, D
+
+
+def shifted_sums(maps, a, b, forces, energies=None):
+    """Flat forces ``F − S·b`` and frame energies ``E − N·a − D·b`` of the shifted potential.
+
+    ``maps`` is :func:`shift_maps`; ``a``, ``b`` per type pair (:func:`cutoff_shift`).  The
+    map is linear, so with ``da``, ``db`` for ``a``, ``b`` and Jacobians for ``forces``,
+    ``energies`` it gives the shifted Jacobians.  ``energies`` ``None`` or empty is passed
+    through.
+    """
+    S, N, D = maps
+    forces = forces - S @ b
+    if energies is not None and len(energies):
+        energies = energies - N @ a - D @ b
+    return forces, energies
 
 
 def _linear_constants(program: Program, rules: Sequence[str] = ("global", "pair")) -> set[str]:
@@ -397,7 +416,7 @@ class Potential:
         self.theta = np.array([self.params[n] for n in self.parameterization.names])
         self.consts, _ = self.parameterization.table(self.theta)
         self.scheme = check_scheme(scheme)
-        if self.scheme in ("shifted-force", "shifted-energy") and cutoff is None:
+        if self.scheme in SHIFTED_SCHEMES and cutoff is None:
             raise ValueError(f"cutoff scheme {scheme!r} needs the cutoff")
         self.cutoff = None if cutoff is None else float(cutoff)
         self.shift_a, self.shift_b, _, _ = cutoff_shift(
@@ -467,15 +486,17 @@ class Potential:
                 dataset.n_frames,
                 p.max_stack,
             )
-        if self.scheme in ("shifted-force", "shifted-energy"):
+        if self.scheme in SHIFTED_SCHEMES:
             if not math.isclose(float(dataset.cutoff), self.cutoff):
                 raise ValueError(
                     f"the dataset's cutoff {dataset.cutoff:g} differs from the potential's "
                     f"{self.cutoff:g}: its shifted potential is defined up to that cutoff"
                 )
-            S, N, D = shift_maps(dataset, len(self.type_pairs))
-            forces = forces - (S @ self.shift_b).reshape(forces.shape)
-            energies = energies - N @ self.shift_a - D @ self.shift_b
+            maps = shift_maps(dataset, len(self.type_pairs))
+            flat, energies = shifted_sums(
+                maps, self.shift_a, self.shift_b, forces.ravel(), energies
+            )
+            forces = flat.reshape(forces.shape)
         return forces, energies
 
     def synthetic(self, dataset):
@@ -493,7 +514,7 @@ class Potential:
             for k, c in enumerate(self.program.constants)
         }
         expr = sympy.Float(1.0) * self.program.sympy.subs(subs)
-        if self.cutoff is None or self.scheme not in ("shifted-force", "shifted-energy"):
+        if self.cutoff is None or self.scheme not in SHIFTED_SCHEMES:
             return expr
         r = self.program.symbols[self.program.variables[0]]
         a, b = float(self.shift_a[p]), float(self.shift_b[p])
