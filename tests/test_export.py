@@ -976,3 +976,21 @@ def test_wall_check_without_a_record(tmp_path):
         ex.export(p, "lammps", points=20, rlo=0.5)
     assert ex.wall_problem(Potential(*LJ_WELL, ["Ar"])) is not None  # a Potential: numerical
     assert ex.export(Potential(*LJ_WELL, ["Ar"]), "sympy")  # but exported as given
+
+
+@pytest.mark.parametrize("inline", [4, 1])
+def test_openmm_type_lookups_inline_or_tabulated(inline, dimers, monkeypatch):
+    """Per-type-pair values (pair_ constants, U(rc), U'(rc)) give the same forces whether
+    written into the energy string or as Discrete2DFunction tables (more types than
+    OPENMM_INLINE_TYPES)."""
+    pytest.importorskip("openmm", reason="OpenMM not installed (pip install openmm)")
+    monkeypatch.setattr(ex, "OPENMM_INLINE_TYPES", inline)
+    pot = shifted("erfc_pairB")
+    spec = ex.to_openmm(pot, CUTOFF)
+    assert bool(spec.tables) == (inline < 2)
+    assert ("delta(" in spec.energy) == (inline >= 2)
+    ref_f, ref_e = pot.forces(dimers)
+    pos, mol, species = side_by_side(dimers)
+    f, e = openmm_forces(lambda s: spec.add_to_system(s, species, mol), pos, dimers.n_atoms)
+    assert rel_dev(f, ref_f) < 1e-9
+    assert math.isclose(e, ref_e.sum(), rel_tol=1e-9)
