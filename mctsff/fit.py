@@ -777,7 +777,8 @@ class Fitter:
             """The unconstrained optimum from ``x0``, then every constraint by the augmented
             Lagrangian's continuation (which slides along a constraint that pins a
             nonlinear constant, as force0 pins LJ's sigma, where linearised steps would
-            zero the prefactors instead)."""
+            zero the prefactors instead; from there, a wall constraint's active set is
+            often a better basin than the linearised solves reach)."""
             if not self.constraints:
                 return run(x0, LOOSE_FTOL)
             try:
@@ -1163,14 +1164,22 @@ class _Problem:
         self._relaxed = None  # see _relaxation
         self._key = None
         self._table = None
+        self._shift_cache = None
         # built-in constraints: evaluation points of every type pair, fixed per expression
         P = len(par.type_pairs)
         self._points = [None if c.r_points is None else c.points(P) for c in fitter.constraints]
 
     def shift(self, theta, jac: bool = True):
-        """The cutoff scheme's shift at θ (:func:`_shift`), or ``None``."""
+        """The cutoff scheme's shift at θ (:func:`_shift`), or ``None``; cached for the
+        last θ (one with Jacobians also serves a call without)."""
+        key = theta.tobytes()
+        cached = self._shift_cache
+        if cached is not None and cached[0] == key and (cached[1] or not jac):
+            return cached[2]
         consts, T = self.table(theta)
-        return _shift(self.prog, consts, T if jac else None, self.f.cutoff, self.f.scheme)
+        out = _shift(self.prog, consts, T if jac else None, self.f.cutoff, self.f.scheme)
+        self._shift_cache = (key, jac, out)
+        return out
 
     def table(self, theta):
         """Constant table and derivative tensor, cached for the last θ."""
@@ -1478,36 +1487,32 @@ class _Problem:
     def solve(self, x0, lo, hi, ftol: float = 1e-15, max_iter: int | None = None):
         """Constrained solve from ``x0``. Returns (θ, loss, violation, multipliers).
 
-        Equality constraints are linearised in every step of
-        :func:`constrained_levenberg_marquardt`; inequality constraints (and only
-        they) go through the augmented-Lagrangian outer loop, each of whose inner
-        solves keeps the equalities.  Where that leaves an equality unmet (an
-        ill-conditioned constraint), the augmented Lagrangian takes the equalities too,
-        from where the first pass ended.
+        Every constraint (equalities and inequalities) is linearised in each step of
+        :func:`constrained_levenberg_marquardt`: no penalty parameter and no outer loop.
+        Where that leaves a constraint unmet (an ill-conditioned one), the
+        augmented-Lagrangian outer loop takes them all, from where the first pass ended.
         """
         cons = self.f.constraints
         if not cons:
             x = x0.copy()
             res, _ = self._rows(x, False)
             return x, float(res @ res), 0.0, {}
-        kinds = [c.kind for c in cons]
-        eq = [i for i, k in enumerate(kinds) if k == "eq"]
-        sol = self._solve(x0, lo, hi, eq, ftol, max_iter)
-        if sol is not None and eq and sol[2] > self.f.options.constraint_tol:
+        sol = self._solve(x0, lo, hi, list(range(len(cons))), ftol, max_iter)
+        if sol is not None and sol[2] > self.f.options.constraint_tol:
             again = self._solve(sol[0], lo, hi, [], ftol, max_iter)
             # feasible here means within constraint_tol itself (not the 10x reported as met)
             if again is not None and _better(again, sol, 0.1 * self.f.options.constraint_tol):
                 sol = again
         return sol
 
-    def _solve(self, x0, lo, hi, eq, ftol, max_iter=None):
-        """:meth:`solve` with the constraints ``eq`` kept by the inner solver, the
-        others by the augmented Lagrangian."""
+    def _solve(self, x0, lo, hi, inner, ftol, max_iter=None):
+        """:meth:`solve` with the constraints ``inner`` (indices) kept by the inner
+        solver, the others by the augmented Lagrangian."""
         o = self.f.options
         x = x0.copy()
         cons = self.f.constraints
         kinds = [c.kind for c in cons]
-        al = [i for i in range(len(cons)) if i not in eq]
+        al = [i for i in range(len(cons)) if i not in inner]
         vals, jacs = self._cons(x)
         if not all(np.all(np.isfinite(v)) for v in vals):
             return None
@@ -1518,23 +1523,28 @@ class _Problem:
             for i in al
         }
 
-        def eq_cons(th, jac=True):
+        def inner_cons(th, jac=True):
             vs, Js = self._cons(th, jac)
-            v = np.concatenate([vs[i] for i in eq])
-            return v, (np.vstack([Js[i] for i in eq]) if jac else None)
+            v = np.concatenate([vs[i] for i in inner])
+            return v, (np.vstack([Js[i] for i in inner]) if jac else None)
 
-        def inner(fun, fun_jac, x):
-            if eq:
+        ineq_rows = np.concatenate(
+            [np.full(vals[i].size, kinds[i] == "ineq") for i in inner] or [np.zeros(0, bool)]
+        )
+
+        def solver(fun, fun_jac, x):
+            if inner:
                 return constrained_levenberg_marquardt(
                     fun,
                     fun_jac,
-                    eq_cons,
+                    inner_cons,
                     x,
                     lo,
                     hi,
                     max_iter=o.max_nfev if max_iter is None else max_iter,
                     ftol=ftol,
                     ctol=0.1 * o.constraint_tol,
+                    ineq=ineq_rows,
                 )
             n = o.max_nfev if max_iter is None else max_iter
             return levenberg_marquardt(fun, fun_jac, x, lo, hi, max_iter=n, ftol=ftol)
@@ -1564,7 +1574,7 @@ class _Problem:
                 ]
                 return np.concatenate([r, *rows]), np.vstack([J, *jac])
 
-            x, res, _ = inner(fun, fun_jac, x)
+            x, res, _ = solver(fun, fun_jac, x)
             if not np.all(np.isfinite(res)):
                 return None
             vals, _ = self._cons(x, jac=False)
@@ -1590,19 +1600,26 @@ class _Problem:
         vals, jacs = self._cons(x)
         viol = max(_violation(v, k) for v, k in zip(vals, kinds, strict=True))
         mults = {}
-        if eq:
-            C = np.vstack([jacs[i] for i in eq])
+        if inner:
+            # least-squares multipliers of the binding rows (an inequality row well
+            # inside its bound has none)
+            bind = [
+                np.ones(vals[i].size, bool) if kinds[i] == "eq" else vals[i] >= -o.constraint_tol
+                for i in inner
+            ]
+            C = np.vstack([jacs[i][b] for i, b in zip(inner, bind, strict=True)])
             with np.errstate(all="ignore"):
                 nu = (
                     np.linalg.lstsq(C.T, -(J.T @ res), rcond=1e-12)[0]
-                    if np.isfinite(C).all()
+                    if np.isfinite(C).all() and C.shape[0]
                     else np.full(C.shape[0], np.nan)
                 )
             start = 0
-            for i in eq:
-                n_i = vals[i].size
-                mults[cons[i].name] = nu[start : start + n_i]
-                start += n_i
+            for i, b in zip(inner, bind, strict=True):
+                m = np.zeros(vals[i].size)
+                m[b] = nu[start : start + int(b.sum())]
+                mults[cons[i].name] = m
+                start += int(b.sum())
         for i in al:
             mults[cons[i].name] = lam[i] / scales[i]
         return x, loss, viol, mults
@@ -1732,9 +1749,10 @@ def levenberg_marquardt(
 
 
 def constrained_levenberg_marquardt(
-    fun, fun_jac, cons, x0, lo, hi, *, max_iter=200, ftol=1e-15, xtol=1e-14, ctol=1e-9
+    fun, fun_jac, cons, x0, lo, hi, *, max_iter=200, ftol=1e-15, xtol=1e-14, ctol=1e-9, ineq=None
 ):
-    """Levenberg–Marquardt with equality constraints ``|c(x)| ≤ ctol`` linearised at every step.
+    """Levenberg–Marquardt with constraints ``|c(x)| ≤ ctol`` (``c(x) ≤ ctol`` on the rows
+    of ``ineq``) linearised at every step.
 
     An equality constraint is met when ``|c| ≤ ctol`` (the band the fit reports against),
     so a constraint row binds only where the step would leave the band: each step first
@@ -1758,18 +1776,29 @@ def constrained_levenberg_marquardt(
     cons
         ``(x, jac) -> (c, C)``: constraint values ``(n_c,)`` and, with ``jac``, their
         Jacobian ``(n_c, n)`` (else ``None``).
+    ineq
+        Boolean mask ``(n_c,)`` of the inequality rows ``c ≤ 0`` (``None``: all are
+        equalities).  An inequality row binds (as ``C s = −c``) only in a step that would
+        leave its band, so one inside its bound never holds the step back: an active set
+        recomputed in every step.
 
     Returns
     -------
     x, residual, n_evaluations
     """
 
-    def excess(v):
-        return float(np.maximum(np.abs(v) - ctol, 0.0).sum())
-
     x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
     r, J = fun_jac(x)
     c, C = cons(x, True)
+    eq = np.ones(c.size, bool) if ineq is None else ~np.asarray(ineq, bool)
+
+    def signed(v):
+        """Distance past the bound: |c| on equality rows, c on inequality rows."""
+        return np.where(eq, np.abs(v), v)
+
+    def excess(v):
+        return float(np.maximum(signed(v) - ctol, 0.0).sum())
+
     nev = 1
     if not (np.isfinite(r).all() and np.isfinite(J).all() and np.isfinite(c).all()):
         return x, r, nev
@@ -1790,10 +1819,15 @@ def constrained_levenberg_marquardt(
         H = Af.copy()
         H[np.arange(fi.size), np.arange(fi.size)] += damp * d
         Cf = C[:, fi]
-        active = np.abs(c) > ctol
+        active = signed(c) > ctol
         sol = None
         for _ in range(3):  # grow the set of binding rows until the step stays in the band
             k = int(active.sum())
+            if k > fi.size:  # more binding rows than free variables: keep the worst
+                worst = np.argsort(-signed(c) * active)[: fi.size]
+                active = np.zeros_like(active)
+                active[worst] = True
+                k = fi.size
             kkt = np.zeros((fi.size + k, fi.size + k))
             kkt[: fi.size, : fi.size] = H
             kkt[: fi.size, fi.size :] = Cf[active].T
@@ -1804,8 +1838,8 @@ def constrained_levenberg_marquardt(
                 sol = None
                 break
             pred_c = c + Cf @ sol[: fi.size]
-            more = (np.abs(pred_c) > ctol) & ~active
-            if not more.any():
+            more = (signed(pred_c) > ctol) & ~active
+            if not more.any() or k == fi.size:
                 break
             active |= more
         if sol is None:
@@ -1854,7 +1888,7 @@ def constrained_levenberg_marquardt(
                 break
     # clean-up: minimum-norm Newton steps on the rows outside the band, where free
     for _ in range(3):
-        out = np.abs(c) > 0.1 * ctol
+        out = signed(c) > 0.1 * ctol
         if not (np.isfinite(c).all() and out.any()) or excess(c) == 0.0:
             break
         free = (x > lo) & (x < hi)
