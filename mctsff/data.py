@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,11 @@ __all__ = [
     "DATA_DIR",
     "DataError",
     "Dataset",
+    "UnitWarning",
     "data_file",
     "from_atoms",
     "load_dataset",
+    "unit_warnings",
 ]
 
 #: Folder with the example data files shipped with the package.
@@ -55,6 +58,24 @@ MIN_DISTANCE: float = 1e-8
 _DIRECT_MAX_ATOMS = 2000
 
 _MOLECULE_METHODS = ("bonds", "nearest-o", "nearest-heavy")
+
+
+#: Median nearest-neighbour distance over the covalent bond length of the pair (ASE
+#: covalent radii) outside which positions do not look like Å: about 1 in Å (bonded
+#: neighbours, ions, metals), 0.1 in nm, 1.9 in bohr.
+UNIT_BOND_RATIO: tuple[float, float] = (0.5, 1.6)
+#: Median nearest intermolecular distance (Å) outside which positions do not look like Å.
+UNIT_INTER_DISTANCE: tuple[float, float] = (1.0, 10.0)
+#: RMS reference force component (eV/Å) above which forces do not look like eV/Å (the
+#: 80 shipped bulk-water DFT frames: 0.82; in kcal/mol/Å they would read 18.8).
+UNIT_MAX_RMS_FORCE: float = 10.0
+#: Frames looked at by :func:`unit_warnings` (spread over the data).
+UNIT_FRAMES: int = 5
+_NOBLE_GASES = frozenset({"He", "Ne", "Ar", "Kr", "Xe", "Rn"})
+
+
+class UnitWarning(UserWarning):
+    """Data whose distances or forces do not look like Å and eV/Å (see :func:`unit_warnings`)."""
 
 
 class DataError(ValueError):
@@ -473,6 +494,12 @@ def load_dataset(
     DataError
         For a missing/unreadable/empty file, missing or malformed arrays, non-finite values,
         coinciding atoms, a bad cutoff, or molecule ids requested but unavailable.
+
+    Warns
+    -----
+    UnitWarning
+        One line per quantity whose values do not look like Å or eV/Å
+        (:func:`unit_warnings`); the data are loaded all the same.
     """
     src = os.fspath(path)
     _check_cutoff(cutoff, src)
@@ -490,7 +517,7 @@ def load_dataset(
         images = [images]
     if len(images) == 0:
         raise _error(src, "file contains no frames")
-    return from_atoms(
+    ds = from_atoms(
         images,
         cutoff,
         forces=forces,
@@ -500,6 +527,8 @@ def load_dataset(
         frames=frames,
         path=src,
     )
+    _warn_units(ds)
+    return ds
 
 
 def split_frames(
@@ -597,6 +626,11 @@ def iter_chunks(
     ------
     Dataset
         Consecutive chunks; :attr:`Dataset.frame_ids` and error messages count frames in the file.
+
+    Warns
+    -----
+    UnitWarning
+        As :func:`load_dataset`, judged on the first chunk.
     """
     src = os.fspath(path)
     _check_cutoff(cutoff, src)
@@ -620,11 +654,16 @@ def iter_chunks(
         if len(buf) == chunk_frames:
             ds = from_atoms(buf, cutoff, path=src, species=fixed, frame_base=start, **options)
             fixed = ds.species
+            if start == 0:
+                _warn_units(ds)
             yield ds
             start += len(buf)
             buf = []
     if buf:
-        yield from_atoms(buf, cutoff, path=src, species=fixed, frame_base=start, **options)
+        ds = from_atoms(buf, cutoff, path=src, species=fixed, frame_base=start, **options)
+        if start == 0:
+            _warn_units(ds)
+        yield ds
     elif start == 0:
         raise _error(src, "file contains no frames")
 
@@ -849,6 +888,116 @@ def _from_atoms(
         intermolecular=intermolecular,
         pbc=np.stack(pbc_l) if periodic else None,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# unit sanity
+# --------------------------------------------------------------------------------------------
+
+
+def _nearest_bond_ratios(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-neighbour distance of each atom of up to :data:`UNIT_FRAMES` frames, and its
+    ratio to the covalent bond length of the pair (noble-gas atoms and neighbours left out;
+    neighbours searched within 6 file units, or half the periodic cell width if less)."""
+    from ase.data import atomic_numbers, covalent_radii
+
+    radius = np.array([covalent_radii[atomic_numbers.get(s, 0)] for s in ds.species])
+    noble = np.array([s in _NOBLE_GASES for s in ds.species])
+    frames = np.unique(np.linspace(0, ds.n_frames - 1, UNIT_FRAMES).round().astype(np.int64))
+    dists, ratios = [], []
+    for f in frames:
+        a, b = int(ds.frame_offsets[f]), int(ds.frame_offsets[f + 1])
+        if b - a < 2 or b - a > 5 * _DIRECT_MAX_ATOMS:
+            continue
+        pos = ds.positions[a:b]
+        periodic = ds.pbc is not None and bool(ds.pbc[f].any())
+        cell = ds.cells[f] if periodic else np.zeros((3, 3))
+        pbc = ds.pbc[f] if periodic else np.zeros(3, dtype=bool)
+        try:
+            cut = 6.0
+            if periodic:  # one image of each neighbour: at most half the cell width
+                cut = min(cut, 0.5 * float(_periodic_basis(cell, pbc, "", int(f))[2].min()))
+            i, j, _, r = _frame_pairs(pos, cell, pbc, cut, "", int(f), strict=True)
+        except DataError:
+            continue
+        t = ds.atom_type[a:b]
+        keep = ~(noble[t[i]] | noble[t[j]])
+        i, j, r = i[keep], j[keep], r[keep]
+        if not len(r):
+            continue
+        near = np.full(b - a, np.inf)
+        np.minimum.at(near, i, r)
+        np.minimum.at(near, j, r)
+        # the neighbour's type: the partner of the pair that is the nearest one
+        partner = np.full(b - a, -1)
+        hit_i = r == near[i]
+        partner[i[hit_i]] = j[hit_i]
+        hit_j = r == near[j]
+        partner[j[hit_j]] = i[hit_j]
+        has = np.isfinite(near) & (partner >= 0)
+        bond = radius[t[has]] + radius[t[partner[has]]]
+        dists.append(near[has])
+        ratios.append(near[has] / np.where(bond > 0, bond, np.nan))
+    if not dists:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(dists), np.concatenate(ratios)
+
+
+def unit_warnings(ds: Dataset) -> list[str]:
+    """One line per quantity of ``ds`` that does not look like Å or eV/Å.
+
+    * positions: the median nearest-neighbour distance, over the covalent bond length of
+      the pair (ASE's covalent radii), outside :data:`UNIT_BOND_RATIO` (about 0.1 for
+      nm, 1.9 for bohr), or for intermolecular data the median nearest intermolecular
+      distance outside :data:`UNIT_INTER_DISTANCE` Å;
+    * forces: an RMS force component above :data:`UNIT_MAX_RMS_FORCE` eV/Å (e.g.
+      kcal/mol/Å, 23 times eV/Å).
+
+    Noble-gas atoms are left out of the bond-length test (their nearest neighbours are
+    not bonded).  An empty list means nothing looked wrong; it proves nothing.
+    """
+    src = ds.path or "<atoms>"
+    out: list[str] = []
+    hints: list[str] = []
+    dist, ratio = _nearest_bond_ratios(ds)
+    ratio = ratio[np.isfinite(ratio)]
+    if len(ratio):
+        med = float(np.median(ratio))
+        lo, hi = UNIT_BOND_RATIO
+        if not lo <= med <= hi:
+            guess = "nm" if med < lo else "bohr" if med < 2.5 else "another unit"
+            hints.append(
+                f"the median nearest-neighbour distance {float(np.median(dist)):.3g} is "
+                f"{med:.2g} times the covalent bond length of the pair ({guess}?)"
+            )
+    if ds.intermolecular and ds.n_pairs:
+        near = np.full(ds.n_atoms, np.inf)
+        np.minimum.at(near, ds.pair_i, ds.r)
+        np.minimum.at(near, ds.pair_j, ds.r)
+        near = near[np.isfinite(near)]
+        lo, hi = UNIT_INTER_DISTANCE
+        med = float(np.median(near)) if len(near) else lo
+        if not lo <= med <= hi:
+            hints.append(f"the median nearest intermolecular distance is {med:.3g} Å")
+    if hints:
+        out.append(
+            f"{src}: positions do not look like Å ({'; '.join(hints)}); mctsff reads "
+            "positions in Å (1 nm = 10 Å, 1 bohr = 0.529 Å)"
+        )
+    if ds.forces.size:
+        rms = float(np.sqrt(np.mean(np.square(ds.forces))))
+        if rms > UNIT_MAX_RMS_FORCE:
+            out.append(
+                f"{src}: forces do not look like eV/Å (RMS force component {rms:.3g}, above "
+                f"{UNIT_MAX_RMS_FORCE:g}); mctsff reads eV/Å (1 kcal/mol/Å = 0.0434 eV/Å, "
+                "1 kJ/mol/Å = 0.0104 eV/Å)"
+            )
+    return out
+
+
+def _warn_units(ds: Dataset) -> None:
+    for message in unit_warnings(ds):
+        warnings.warn(message, UnitWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------

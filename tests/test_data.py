@@ -11,7 +11,15 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.neighborlist import neighbor_list
 
-from mctsff.data import DataError, Dataset, data_file, from_atoms, load_dataset
+from mctsff.data import (
+    DataError,
+    Dataset,
+    UnitWarning,
+    data_file,
+    from_atoms,
+    load_dataset,
+    unit_warnings,
+)
 
 DIMERS = data_file("water_dimers_mp2_sample20.extxyz")
 BULK = data_file("bulk_water_dft_80x192.extxyz")
@@ -476,3 +484,69 @@ def test_split_holdout_gives_disjoint_train_valid_test_frames(dimers):
         dimers.split_holdout(0.5, 0.5)
     with pytest.raises(DataError, match="test_fraction"):
         dimers.split_holdout(0.2, -0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# unit sanity
+# --------------------------------------------------------------------------------------------
+
+
+def _rescaled(images: list[Atoms], length: float, force: float) -> list[Atoms]:
+    """Copies with positions and cell times ``length`` and forces times ``force``."""
+    out = []
+    for a in images:
+        b = a.copy()
+        b.positions *= length
+        b.cell *= length
+        for name in ("forces", "inter_forces"):
+            if name in a.arrays:
+                b.arrays[name] = a.arrays[name] * force
+        if "forces" not in a.arrays and "inter_forces" not in a.arrays:
+            b.arrays["forces"] = a.get_forces() * force
+        out.append(b)
+    return out
+
+
+def test_shipped_data_raise_no_unit_warning(dimers: Dataset, bulk: Dataset) -> None:
+    assert unit_warnings(dimers) == []
+    assert unit_warnings(bulk) == []
+    assert unit_warnings(load_dataset(data_file("ala2_solvent_forces.extxyz"), 6.0)) == []
+
+
+@pytest.mark.parametrize(
+    ("length", "force", "words"),
+    [
+        (0.1, 1.0, ["positions", "nm?", "nearest intermolecular"]),  # positions in nm
+        (1 / 0.529177, 1.0, ["positions", "bohr?"]),  # positions in bohr
+    ],
+)
+def test_unit_warning_on_rescaled_dimers(dimer_images, length, force, words) -> None:
+    images = _rescaled(dimer_images, length, force)
+    ds = from_atoms(images, 9.0 * length, path="scaled.extxyz")
+    lines = unit_warnings(ds)
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("scaled.extxyz: ")
+    for w in words:
+        assert w in lines[0]
+
+
+def test_unit_warning_on_bulk_in_nm_and_kcal(bulk_images) -> None:
+    nm = from_atoms(_rescaled(bulk_images[:3], 0.1, 1.0), 0.4, path="nm")
+    assert [w.split(" (")[0] for w in unit_warnings(nm)] == ["nm: positions do not look like Å"]
+    kcal = from_atoms(_rescaled(bulk_images[:3], 1.0, 23.06), 4.0, path="kcal")
+    assert [w.split(" (")[0] for w in unit_warnings(kcal)] == ["kcal: forces do not look like eV/Å"]
+
+
+def test_cli_shows_a_unit_warning_and_goes_on(tmp_path, dimer_images, capsys) -> None:
+    from mctsff.cli import main
+
+    path = tmp_path / "nm.extxyz"
+    ase.io.write(path, _rescaled(dimer_images[:6], 0.1, 1.0), format="extxyz")
+    with pytest.warns(UnitWarning):
+        load_dataset(path, 0.9)
+    code = main(["fit", str(path), "--expr", "A/r**12", "--cutoff", "0.9", "--json"])
+    err = capsys.readouterr().err
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if "do not look like" in ln]
+    assert len(lines) == 1 and lines[0].startswith("mctsff: warning: ") and "nm?" in lines[0]
+    assert "Traceback" not in err
