@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 from mctsff import __version__
+from mctsff.mdcheck_cli import add_command as _add_md_check_command
 
 
 def _at_least(low: int):
@@ -947,6 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     _add_data_commands(sub)
     _add_export_command(sub)
+    _add_md_check_command(sub)
     return parser
 
 

@@ -1,0 +1,1097 @@
+"""Check found potentials where they are used: liquid-water MD and distributions (OpenMM).
+
+Force RMSE on dimers is a proxy; the question a force-field developer asks is whether a
+potential gives a stable liquid with the right structure.  :func:`water_check` answers it for a
+front member of a search run (``mctsff md-check water RUN``):
+
+* **System.**  ``n_molecules`` flexible waters (default 216) on a cubic lattice with random
+  orientations at 0.997 g/cm³ (the molecule count is raised until the box edge is at least
+  :data:`BOX_CUTOFF_RATIO` times the cutoff, so that the box can shrink in NPT without the
+  cutoff exceeding half the box).  Intramolecular terms are q-SPC/Fw's (Paesani et al. 2006:
+  harmonic O–H bonds, k_b = 1059.162 kcal/mol/Å², r₀ = 1 Å; harmonic H–O–H angle,
+  k_θ = 75.90 kcal/mol/rad², θ₀ = 112°).  The intermolecular potential is the front member
+  exactly as :func:`mctsff.export.add_to_system` exports it (``CustomNonbondedForce`` with the
+  run's cutoff and cutoff scheme, same-molecule pairs excluded, no long-range correction).
+  The reference is q-SPC/Fw as published (charges −0.84/0.42, O–O Lennard-Jones; PME with the
+  same real-space cutoff).
+* **Protocol** (:class:`WaterProtocol`).  Energy minimisation; NVT equilibration (Langevin,
+  298 K, 1/ps, 0.5 fs); NPT (Monte Carlo barostat, 1 bar, every 25 steps; the density is the
+  mean over the second half); NVT production in the last NPT box (the RDFs are sampled here);
+  NVE (velocity Verlet) for the energy drift.
+* **Stability.**  A run is unstable when OpenMM fails or gives non-finite numbers, when two
+  atoms of different molecules come closer than ``min_distance`` (1.0 Å; the experimental
+  intermolecular O–H g(r) of Soper 2013 is zero below 1.08 Å), when an O–H bond leaves
+  [0.7, 1.5] Å, when the temperature exceeds ``max_temperature`` or when the NVE drift exceeds
+  ``max_drift`` (kT per ps per molecule).  A density outside 0.5–1.5 g/cm³ is reported as
+  ``liquid: false``.
+* **Structure.**  O–O, intermolecular O–H and intermolecular H–H RDFs (bin 0.02 Å, up to half
+  the smallest box edge), first peak position and height, and their distance (RMS difference
+  and integrated absolute difference ∫|g − g_ref| dr on the common r range) to experiment
+  (Soper 2013, the shipped ``water_rdf_soper2013.tsv``) and, for O–O, to the shipped bulk-water
+  DFT frames (``bulk_water_dft_80x192.extxyz``, 64 waters, RDF up to 6.2 Å).
+* **Transferability** (:func:`dft_force_rmse`).  Force RMSE of the member plus the q-SPC/Fw
+  intramolecular terms on the 80 bulk-water DFT frames, next to q-SPC/Fw (PME) and the
+  intramolecular terms alone.
+
+Units inside: OpenMM's nm, ps, kJ/mol; reports use Å, g/cm³, kJ/mol and eV/Å for forces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+__all__ = [
+    "BOX_CUTOFF_RATIO",
+    "RDF_PAIRS",
+    "MDCheckError",
+    "WaterProtocol",
+    "dft_force_rmse",
+    "dft_rdf",
+    "experimental_rdf",
+    "rdf_distance",
+    "run_water",
+    "water_box",
+    "water_check",
+    "water_system",
+]
+
+#: Grams per mole of the water sites (O, H).
+MASSES: dict[str, float] = {"O": 15.9994, "H": 1.008}
+#: Avogadro's number (1/mol).
+AVOGADRO: float = 6.02214076e23
+#: Boltzmann constant in kJ/mol/K.
+KB_KJ_MOL: float = 0.008314462618
+#: kJ/mol/nm → eV/Å (1 eV = 96.485332 kJ/mol, 1 nm = 10 Å).
+KJ_MOL_NM_TO_EV_ANG: float = 1.0 / (96.485332 * 10.0)
+#: kcal → kJ.
+KJ_PER_KCAL: float = 4.184
+#: Smallest box edge, in cutoffs, of the initial box (NPT may shrink it by up to ~10 %).
+BOX_CUTOFF_RATIO: float = 2.2
+#: Pair types of the RDFs (O–H and H–H intermolecular).
+RDF_PAIRS: tuple[str, ...] = ("O-O", "O-H", "H-H")
+#: Where the first peak of each RDF is looked for (Å).
+PEAK_WINDOWS: dict[str, tuple[float, float]] = {
+    "O-O": (2.3, 3.3),
+    "O-H": (1.4, 2.5),
+    "H-H": (1.9, 3.0),
+}
+#: Physical density range (g/cm³) of a liquid at 298 K and 1 bar for this check.
+LIQUID_DENSITY: tuple[float, float] = (0.5, 1.5)
+#: Bounds of an intact O–H bond (Å).
+BOND_RANGE: tuple[float, float] = (0.7, 1.5)
+#: Experimental partial RDFs shipped with mctsff (Soper 2013).
+EXPERIMENT_FILE = "water_rdf_soper2013.tsv"
+EXPERIMENT_REFERENCE = (
+    "A. K. Soper, ISRN Physical Chemistry 2013, 279463 (doi:10.1155/2013/279463), 298 K"
+)
+#: Shipped bulk-water DFT frames.
+DFT_FILE = "bulk_water_dft_80x192.extxyz"
+
+
+class MDCheckError(RuntimeError):
+    """OpenMM is missing, or a check cannot be set up (the message says why)."""
+
+
+def _openmm():
+    try:
+        import openmm
+        from openmm import unit
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MDCheckError("md-check needs OpenMM: pip install openmm (or 'mctsff[md]')") from None
+    return openmm, unit
+
+
+# --------------------------------------------------------------------------------------------
+# protocol and system
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WaterProtocol:
+    """Sizes, lengths and limits of the liquid-water check.
+
+    Attributes
+    ----------
+    n_molecules
+        Waters in the box (raised until the box edge is ``BOX_CUTOFF_RATIO`` cutoffs).
+    temperature, pressure_bar
+        Thermostat (K) and barostat (bar) targets.
+    timestep_fs
+        Time step (0.5 fs: flexible water).
+    equilibration_ps, npt_ps, nvt_ps, nve_ps
+        Segment lengths (NVT equilibration, NPT, NVT production, NVE).
+    sample_fs
+        Time between samples (RDF frames, distances, energies).
+    friction_per_ps
+        Langevin friction (NPT and NVT production).
+    equilibration_friction_per_ps
+        Langevin friction of the NVT equilibration (strong: the minimised box heats fast).
+    min_distance
+        Closest allowed distance (Å) between atoms of different molecules.
+    max_temperature
+        Highest allowed instantaneous temperature (K).
+    max_drift
+        Largest allowed NVE energy drift in kT per ps per molecule.
+    rdf_bin
+        RDF bin width (Å).
+    seed
+        Seed of the lattice orientations, velocities, thermostat and barostat.
+    threads
+        Threads of OpenMM's CPU platform (0: OpenMM's default).
+    platform
+        OpenMM platform name (``"CPU"``; ``"Reference"`` is slower; ``"CUDA"`` where present).
+    """
+
+    n_molecules: int = 216
+    temperature: float = 298.0
+    pressure_bar: float = 1.0
+    timestep_fs: float = 0.5
+    equilibration_ps: float = 1.0
+    npt_ps: float = 4.0
+    nvt_ps: float = 3.0
+    nve_ps: float = 1.0
+    sample_fs: float = 50.0
+    friction_per_ps: float = 1.0
+    equilibration_friction_per_ps: float = 10.0
+    min_distance: float = 1.0
+    max_temperature: float = 600.0
+    max_drift: float = 0.05
+    rdf_bin: float = 0.02
+    seed: int = 0
+    threads: int = 0
+    platform: str = "CPU"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "n_molecules": self.n_molecules >= 2,
+            "temperature": self.temperature > 0,
+            "pressure_bar": self.pressure_bar > 0,
+            "timestep_fs": self.timestep_fs > 0,
+            "equilibration_ps": self.equilibration_ps >= 0,
+            "npt_ps": self.npt_ps >= 0,
+            "nvt_ps": self.nvt_ps > 0,
+            "nve_ps": self.nve_ps >= 0,
+            "sample_fs": self.sample_fs >= self.timestep_fs,
+            "friction_per_ps": self.friction_per_ps > 0,
+            "equilibration_friction_per_ps": self.equilibration_friction_per_ps > 0,
+            "min_distance": self.min_distance > 0,
+            "max_temperature": self.max_temperature > self.temperature,
+            "max_drift": self.max_drift > 0,
+            "rdf_bin": self.rdf_bin > 0,
+            "threads": self.threads >= 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not (ok and math.isfinite(float(value))):
+                raise MDCheckError(f"water protocol: bad {name} {value!r}")
+
+    def steps(self, ps: float) -> int:
+        """MD steps of a segment of ``ps`` picoseconds."""
+        return int(round(ps * 1000.0 / self.timestep_fs))
+
+    @property
+    def sample_steps(self) -> int:
+        """MD steps between samples."""
+        return max(1, int(round(self.sample_fs / self.timestep_fs)))
+
+
+def _qspcfw_intra() -> tuple[float, float, float, float]:
+    """q-SPC/Fw bond and angle: (r0 Å, k_b kcal/mol/Å², θ0 degrees, k_θ kcal/mol/rad²)."""
+    from mctsff.models import get_model
+
+    m = get_model("q-spcfw")
+    return m.r_OH, float(m.k_b), m.theta_HOH, float(m.k_theta)
+
+
+def _box_edge(n_molecules: int, density: float) -> float:
+    """Cubic box edge (Å) of ``n_molecules`` waters at ``density`` g/cm³."""
+    mass = (MASSES["O"] + 2 * MASSES["H"]) / AVOGADRO  # g per molecule
+    return float((n_molecules * mass / density * 1e24) ** (1.0 / 3.0))
+
+
+def _density(n_molecules: int, volume_a3: float) -> float:
+    mass = (MASSES["O"] + 2 * MASSES["H"]) / AVOGADRO
+    return float(n_molecules * mass / (volume_a3 * 1e-24))
+
+
+def water_box(
+    n_molecules: int, density: float = 0.997, seed: int = 0
+) -> tuple[np.ndarray, float, list[str], np.ndarray]:
+    """A cubic box of randomly oriented q-SPC/Fw waters on a simple cubic lattice.
+
+    Returns
+    -------
+    positions : ndarray, shape (3 n, 3)
+        Å, ordered O, H, H per molecule.
+    edge : float
+        Box edge in Å.
+    species : list of str
+        ``["O", "H", "H", ...]``.
+    mol : ndarray of int
+        Molecule id per atom.
+    """
+    from scipy.spatial.transform import Rotation
+
+    edge = _box_edge(n_molecules, density)
+    k = math.ceil(n_molecules ** (1.0 / 3.0) - 1e-9)
+    a = edge / k
+    grid = np.array([(i, j, m) for i in range(k) for j in range(k) for m in range(k)], float)
+    rng = np.random.default_rng(seed)
+    sites = (grid[rng.permutation(len(grid))[:n_molecules]] + 0.5) * a
+    r0, _, theta0, _ = _qspcfw_intra()
+    half = math.radians(theta0) / 2
+    local = np.array(
+        [
+            [0.0, 0.0, 0.0],
+            [r0 * math.sin(half), 0.0, r0 * math.cos(half)],
+            [-r0 * math.sin(half), 0.0, r0 * math.cos(half)],
+        ]
+    )
+    local -= local.mean(axis=0)
+    rot = Rotation.random(n_molecules, random_state=seed).as_matrix()
+    pos = (np.einsum("mij,aj->mai", rot, local) + sites[:, None, :]).reshape(-1, 3)
+    species = ["O", "H", "H"] * n_molecules
+    mol = np.repeat(np.arange(n_molecules), 3)
+    return pos, edge, species, mol
+
+
+def _add_intramolecular(openmm, system, n_molecules: int) -> None:
+    """q-SPC/Fw harmonic bonds and angles (OpenMM's ½k(x − x₀)² convention)."""
+    r0, k_b, theta0, k_theta = _qspcfw_intra()
+    bonds = openmm.HarmonicBondForce()
+    angles = openmm.HarmonicAngleForce()
+    kb = k_b * KJ_PER_KCAL * 100.0  # kJ/mol/nm²
+    kt = k_theta * KJ_PER_KCAL
+    for m in range(n_molecules):
+        o, h1, h2 = 3 * m, 3 * m + 1, 3 * m + 2
+        bonds.addBond(o, h1, r0 / 10.0, kb)
+        bonds.addBond(o, h2, r0 / 10.0, kb)
+        angles.addAngle(h1, o, h2, math.radians(theta0), kt)
+    system.addForce(bonds)
+    system.addForce(angles)
+
+
+def water_system(
+    intermolecular: Any,
+    n_molecules: int,
+    edge: float,
+    *,
+    cutoff: float | None = None,
+) -> Any:
+    """OpenMM ``System`` of flexible water: q-SPC/Fw intramolecular terms + ``intermolecular``.
+
+    Parameters
+    ----------
+    intermolecular
+        ``None`` (intramolecular terms only), ``"q-spcfw"`` (published charges and O–O
+        Lennard-Jones, PME with real-space cutoff ``cutoff``), or a front point /
+        :class:`~mctsff.params.Potential` added by
+        :func:`mctsff.export.add_to_system` (its own cutoff and cutoff scheme; same-molecule
+        pairs excluded; members without a repulsive wall are accepted: the check reports
+        what they do).
+    n_molecules, edge
+        Waters (atoms ordered O, H, H per molecule) and cubic box edge in Å.
+    cutoff
+        Real-space cutoff in Å for q-SPC/Fw (default 9 Å); ignored for a potential.
+    """
+    openmm, unit = _openmm()
+    system = openmm.System()
+    for _ in range(n_molecules):
+        for s in ("O", "H", "H"):
+            system.addParticle(MASSES[s])
+    e = edge / 10.0
+    system.setDefaultPeriodicBoxVectors(
+        openmm.Vec3(e, 0, 0), openmm.Vec3(0, e, 0), openmm.Vec3(0, 0, e)
+    )
+    _add_intramolecular(openmm, system, n_molecules)
+    species = ["O", "H", "H"] * n_molecules
+    if intermolecular is None:
+        pass
+    elif isinstance(intermolecular, str):
+        from mctsff.models import get_model
+
+        model = get_model(intermolecular)
+        nb = openmm.NonbondedForce()
+        nb.setNonbondedMethod(openmm.NonbondedForce.PME)
+        nb.setCutoffDistance((cutoff or 9.0) / 10.0)
+        nb.setEwaldErrorTolerance(1e-5)
+        nb.setUseDispersionCorrection(False)
+        sig = model.sigma_OO / 10.0
+        eps = model.epsilon_OO * KJ_PER_KCAL
+        for s in species:
+            if s == "O":
+                nb.addParticle(model.q_O, sig, eps)
+            else:
+                nb.addParticle(model.q_H, 0.1, 0.0)
+        for m in range(n_molecules):
+            o, h1, h2 = 3 * m, 3 * m + 1, 3 * m + 2
+            for i, j in ((o, h1), (o, h2), (h1, h2)):
+                nb.addException(i, j, 0.0, 0.1, 0.0)
+        system.addForce(nb)
+    else:
+        from mctsff.export import ExportError, add_to_system
+
+        mol = np.repeat(np.arange(n_molecules), 3)
+        try:
+            add_to_system(system, intermolecular, species, mol, periodic=True, allow_no_wall=True)
+        except (ExportError, ValueError) as exc:
+            raise MDCheckError(f"cannot build the OpenMM force: {exc}") from None
+    return system
+
+
+# --------------------------------------------------------------------------------------------
+# RDFs
+# --------------------------------------------------------------------------------------------
+
+
+class _RDF:
+    """Accumulates O–O and intermolecular O–H / H–H RDFs of orthorhombic periodic frames."""
+
+    def __init__(self, species: Sequence[str], mol: np.ndarray, r_max: float, dr: float) -> None:
+        self.is_o = np.array([s == "O" for s in species])
+        self.mol = np.asarray(mol)
+        self.edges = np.arange(0.0, r_max + 0.5 * dr, dr)
+        self.hist = {p: np.zeros(len(self.edges) - 1) for p in RDF_PAIRS}
+        self.frames = 0
+        n_o = int(self.is_o.sum())
+        n_h = len(self.is_o) - n_o
+        same_oh = same_hh = 0
+        for m in np.unique(self.mol):
+            sel = self.mol == m
+            o, h = int((sel & self.is_o).sum()), int((sel & ~self.is_o).sum())
+            same_oh += o * h
+            same_hh += h * (h - 1) // 2
+        self.n_pairs = {
+            "O-O": n_o * (n_o - 1) / 2,
+            "O-H": n_o * n_h - same_oh,
+            "H-H": n_h * (n_h - 1) / 2 - same_hh,
+        }
+
+    def add(self, pos: np.ndarray, box: np.ndarray) -> float:
+        """Add a frame (Å); return the closest intermolecular distance within ``r_max``."""
+        from scipy.spatial import cKDTree
+
+        wrapped = np.mod(pos, box)
+        wrapped[wrapped >= box] = 0.0  # mod may round up to the edge
+        tree = cKDTree(wrapped, boxsize=box)
+        r_max = float(self.edges[-1])
+        pairs = tree.query_pairs(r_max, output_type="ndarray")
+        i, j = pairs[:, 0], pairs[:, 1]
+        d = wrapped[i] - wrapped[j]
+        d -= box * np.rint(d / box)
+        r = np.sqrt(np.einsum("ij,ij->i", d, d))
+        inter = self.mol[i] != self.mol[j]
+        vol = float(np.prod(box))
+        shell = 4.0 / 3.0 * math.pi * (self.edges[1:] ** 3 - self.edges[:-1] ** 3)
+        oi, oj = self.is_o[i], self.is_o[j]
+        kinds = {"O-O": oi & oj, "O-H": oi != oj, "H-H": ~oi & ~oj}
+        for p, sel in kinds.items():
+            h, _ = np.histogram(r[sel & inter], bins=self.edges)
+            self.hist[p] += h / (self.n_pairs[p] * shell / vol)
+        self.frames += 1
+        return float(r[inter].min()) if inter.any() else math.inf
+
+    def result(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Bin centres (Å) and g(r) per pair type."""
+        r = 0.5 * (self.edges[1:] + self.edges[:-1])
+        return r, {p: h / max(self.frames, 1) for p, h in self.hist.items()}
+
+
+def first_peak(r: np.ndarray, g: np.ndarray, pair: str) -> dict[str, float | None]:
+    """Position (Å) and height of the highest bin of ``g`` in :data:`PEAK_WINDOWS` ``[pair]``."""
+    lo, hi = PEAK_WINDOWS[pair]
+    sel = (r >= lo) & (r <= hi) & np.isfinite(g)
+    if not sel.any():
+        return {"r": None, "g": None}
+    k = int(np.argmax(np.where(sel, g, -np.inf)))
+    return {"r": round(float(r[k]), 4), "g": round(float(g[k]), 4)}
+
+
+def rdf_distance(
+    r: np.ndarray, g: np.ndarray, r_ref: np.ndarray, g_ref: np.ndarray
+) -> dict[str, float | None]:
+    """Distance of an RDF to a reference on their common r range.
+
+    The reference is interpolated linearly onto ``r`` (bins inside both ranges).
+
+    Returns
+    -------
+    dict
+        ``rms`` (root-mean-square difference), ``iae`` (∫|g − g_ref| dr, Å) and the range
+        ``r_min``, ``r_max`` used; ``None`` values when the ranges do not overlap.
+    """
+    lo, hi = max(float(r_ref[0]), float(r[0])), min(float(r_ref[-1]), float(r[-1]))
+    sel = (r >= lo) & (r <= hi)
+    if sel.sum() < 2:
+        return {"rms": None, "iae": None, "r_min": None, "r_max": None}
+    diff = g[sel] - np.interp(r[sel], r_ref, g_ref)
+    iae = float(np.sum(np.abs(diff)) * (r[1] - r[0]))
+    return {
+        "rms": round(float(np.sqrt(np.mean(diff * diff))), 5),
+        "iae": round(iae, 5),
+        "r_min": round(float(r[sel][0]), 4),
+        "r_max": round(float(r[sel][-1]), 4),
+    }
+
+
+def experimental_rdf() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Soper 2013's partial RDFs of water at 298 K (r in Å; O–H, H–H intermolecular)."""
+    from mctsff.data import data_file
+
+    a = np.loadtxt(data_file(EXPERIMENT_FILE))
+    return a[:, 0], {"O-O": a[:, 1], "O-H": a[:, 3], "H-H": a[:, 5]}
+
+
+def _nearest_o_molecules(pos: np.ndarray, is_o: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Molecule id per atom: each O its own, each H its nearest O (minimum image)."""
+    o_idx = np.flatnonzero(is_o)
+    mol = np.empty(len(pos), dtype=np.int64)
+    mol[o_idx] = np.arange(len(o_idx))
+    h_idx = np.flatnonzero(~is_o)
+    d = pos[h_idx][:, None, :] - pos[o_idx][None, :, :]
+    d -= box * np.rint(d / box)
+    mol[h_idx] = np.argmin(np.einsum("hkc,hkc->hk", d, d), axis=1)
+    return mol
+
+
+def _dft_frames() -> list:
+    import ase.io
+
+    from mctsff.data import data_file
+
+    return ase.io.read(data_file(DFT_FILE), ":")
+
+
+def dft_rdf(dr: float = 0.02) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """RDFs of the shipped bulk-water DFT frames (up to half the box edge, 6.2 Å).
+
+    Molecules: each H joins its nearest O.  Only ``"O-O"`` is used as a reference by
+    :func:`water_check` (the task's DFT reference); O–H and H–H are returned too.
+    """
+    frames = _dft_frames()
+    box = np.diag(frames[0].cell.array).copy()
+    species = frames[0].get_chemical_symbols()
+    is_o = np.array([s == "O" for s in species])
+    mol = _nearest_o_molecules(frames[0].positions, is_o, box)
+    acc = _RDF(species, mol, 0.5 * float(box.min()) - 1e-6, dr)
+    for atoms in frames:
+        acc.add(atoms.positions, np.diag(atoms.cell.array).copy())
+    return acc.result()
+
+
+# --------------------------------------------------------------------------------------------
+# the MD run
+# --------------------------------------------------------------------------------------------
+
+
+class _Unstable(Exception):
+    """The run left the physical regime (message: why)."""
+
+
+def run_water(
+    intermolecular: Any,
+    protocol: WaterProtocol = WaterProtocol(),
+    *,
+    cutoff: float | None = None,
+    label: str = "",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the liquid-water protocol with one intermolecular potential.
+
+    Parameters
+    ----------
+    intermolecular
+        As in :func:`water_system`.
+    protocol
+        Sizes, lengths, limits.
+    cutoff
+        Cutoff (Å) of the potential, used to size the box (and as q-SPC/Fw's real-space
+        cutoff).
+    label
+        Name used in the progress lines.
+    log
+        Receives progress lines.
+
+    Returns
+    -------
+    dict
+        ``stable``, ``failure`` (why not, or ``None``), ``liquid``, ``density`` (mean, stderr),
+        ``min_distance``, ``max_bond``/``min_bond``, temperatures, ``nve_drift`` (kJ/mol/ps per
+        molecule and kT/ps per molecule), ``rdf`` (``r`` and g per pair type), ``peaks``,
+        ``n_molecules``, ``box`` and timings.
+    """
+    openmm, unit = _openmm()
+    say = log or (lambda _msg: None)
+    p = protocol
+    rc = float(cutoff) if cutoff is not None else 9.0
+    n = p.n_molecules
+    while _box_edge(n, 0.997) < BOX_CUTOFF_RATIO * rc:
+        n += 1
+    pos, edge, species, mol = water_box(n, seed=p.seed)
+    t0 = time.perf_counter()
+    system = water_system(intermolecular, n, edge, cutoff=rc)
+    r_max = min(0.5 * edge * 0.9, 10.0)
+    rdf = _RDF(species, mol, r_max, p.rdf_bin)
+    out: dict[str, Any] = {
+        "label": label,
+        "n_molecules": n,
+        "cutoff": rc,
+        "protocol": asdict(p),
+        "stable": False,
+        "failure": None,
+        "segments_done": [],
+    }
+    try:
+        plat = openmm.Platform.getPlatformByName(p.platform)
+    except Exception:
+        raise MDCheckError(f"OpenMM platform {p.platform!r} is not available") from None
+    props = {"Threads": str(p.threads)} if p.platform == "CPU" and p.threads else {}
+    dt = p.timestep_fs * unit.femtosecond
+    temp = p.temperature * unit.kelvin
+    kT = KB_KJ_MOL * p.temperature
+    n_dof = 3 * len(species) - 3
+    o_idx = np.flatnonzero(np.array(species) == "O")
+    h_idx = np.flatnonzero(np.array(species) == "H")
+    h_parent = o_idx[mol[h_idx]]
+    stats: dict[str, Any] = {
+        "min_distance": math.inf,
+        "min_bond": math.inf,
+        "max_bond": 0.0,
+        "max_temperature": 0.0,
+    }
+
+    def context(integrator, barostat: bool):
+        forces = system
+        if barostat:
+            forces = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+            baro = openmm.MonteCarloBarostat(p.pressure_bar * unit.bar, temp, 25)
+            baro.setRandomNumberSeed(p.seed + 7)
+            forces.addForce(baro)
+        return openmm.Context(forces, integrator, plat, props)
+
+    def langevin(friction: float = p.friction_per_ps):
+        integ = openmm.LangevinMiddleIntegrator(temp, friction / unit.picosecond, dt)
+        integ.setRandomNumberSeed(p.seed + 1)
+        return integ
+
+    def sample(ctx, segment: str, record_rdf: bool) -> dict[str, float]:
+        st = ctx.getState(getPositions=True, getEnergy=True, getVelocities=False)
+        x = np.asarray(st.getPositions(asNumpy=True).value_in_unit(unit.nanometer)) * 10.0
+        vecs = st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+        box = np.diag(np.asarray(vecs)) * 10.0
+        epot = st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        ekin = st.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        if not (np.all(np.isfinite(x)) and math.isfinite(epot) and math.isfinite(ekin)):
+            raise _Unstable(f"{segment}: non-finite positions or energies (blow-up)")
+        t_inst = 2.0 * ekin / (n_dof * KB_KJ_MOL)
+        stats["max_temperature"] = max(stats["max_temperature"], t_inst)
+        if t_inst > p.max_temperature:
+            raise _Unstable(f"{segment}: temperature {t_inst:.0f} K > {p.max_temperature:g} K")
+        d = x[h_idx] - x[h_parent]
+        d -= box * np.rint(d / box)
+        bond = np.sqrt(np.einsum("ij,ij->i", d, d))
+        stats["min_bond"] = min(stats["min_bond"], float(bond.min()))
+        stats["max_bond"] = max(stats["max_bond"], float(bond.max()))
+        if bond.min() < BOND_RANGE[0] or bond.max() > BOND_RANGE[1]:
+            raise _Unstable(
+                f"{segment}: O-H bond {bond.min():.3f}-{bond.max():.3f} Å outside "
+                f"{BOND_RANGE[0]}-{BOND_RANGE[1]} Å"
+            )
+        if float(box.min()) < 2.0 * rc:
+            raise _Unstable(
+                f"{segment}: box edge {box.min():.2f} Å below twice the cutoff (density "
+                f"{_density(n, float(np.prod(box))):.3f} g/cm³: the liquid collapses)"
+            )
+        if record_rdf:
+            dmin = rdf.add(x, box)
+        else:
+            dmin = _min_intermolecular(x, box, mol, p.min_distance * 2)
+        stats["min_distance"] = min(stats["min_distance"], dmin)
+        if dmin < p.min_distance:
+            raise _Unstable(
+                f"{segment}: atoms of different molecules {dmin:.3f} Å apart "
+                f"(< {p.min_distance:g} Å)"
+            )
+        return {
+            "epot": epot,
+            "etot": epot + ekin,
+            "temperature": t_inst,
+            "volume": float(np.prod(box)),
+        }
+
+    def segment(ctx, integ, name: str, ps: float, record_rdf: bool = False) -> list[dict]:
+        steps = p.steps(ps)
+        every = p.sample_steps
+        rows = []
+        done = 0
+        t_seg = time.perf_counter()
+        while done < steps:
+            k = min(every, steps - done)
+            try:
+                integ.step(k)
+            except Exception as exc:  # OpenMM raises on NaN coordinates
+                raise _Unstable(f"{name}: OpenMM stopped ({_one_line(exc)})") from None
+            done += k
+            row = sample(ctx, name, record_rdf)
+            row["t_ps"] = done * p.timestep_fs / 1000.0
+            rows.append(row)
+        sec = time.perf_counter() - t_seg
+        out["segments_done"].append(name)
+        out.setdefault("seconds_per_segment", {})[name] = round(sec, 2)
+        if steps:
+            say(
+                f"{label}: {name} {ps:g} ps done ({sec:.0f} s, "
+                f"{1000 * sec / steps:.2f} ms/step), T = "
+                f"{np.mean([r['temperature'] for r in rows]):.1f} K"
+            )
+        return rows
+
+    def transfer(src, dst) -> None:
+        st = src.getState(getPositions=True, getVelocities=True)
+        dst.setPeriodicBoxVectors(*st.getPeriodicBoxVectors())
+        dst.setPositions(st.getPositions())
+        dst.setVelocities(st.getVelocities())
+
+    try:
+        integ = langevin(p.equilibration_friction_per_ps)
+        ctx = context(integ, barostat=False)
+        ctx.setPositions(pos / 10.0)
+        try:
+            openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 2000)
+        except Exception as exc:
+            raise _Unstable(f"minimisation: OpenMM stopped ({_one_line(exc)})") from None
+        sample(ctx, "minimisation", False)
+        out["segments_done"].append("minimisation")
+        ctx.setVelocitiesToTemperature(temp, p.seed + 1)
+        segment(ctx, integ, "nvt-equilibration", p.equilibration_ps)
+        integ.setFriction(p.friction_per_ps / unit.picosecond)
+        if p.npt_ps > 0:
+            integ2 = langevin()
+            ctx2 = context(integ2, barostat=True)
+            transfer(ctx, ctx2)
+            rows = segment(ctx2, integ2, "npt", p.npt_ps)
+            vols = np.array([r["volume"] for r in rows[len(rows) // 2 :]])
+            dens = np.array([_density(n, v) for v in vols])
+            out["density"] = round(float(dens.mean()), 4)
+            out["density_stderr"] = round(_block_stderr(dens), 4)
+            integ = langevin()
+            ctx = context(integ, barostat=False)
+            transfer(ctx2, ctx)
+            del ctx2
+        else:
+            out["density"] = round(_density(n, edge**3), 4)
+            out["density_stderr"] = 0.0
+        rows = segment(ctx, integ, "nvt", p.nvt_ps, record_rdf=True)
+        out["temperature_nvt"] = round(float(np.mean([r["temperature"] for r in rows])), 2)
+        out["epot_per_molecule"] = round(float(np.mean([r["epot"] for r in rows])) / n, 4)
+        if p.nve_ps > 0:
+            integ4 = openmm.VerletIntegrator(dt)
+            ctx4 = context(integ4, barostat=False)
+            transfer(ctx, ctx4)
+            del ctx
+            rows = segment(ctx4, integ4, "nve", p.nve_ps)
+            t = np.array([r["t_ps"] for r in rows])
+            e = np.array([r["etot"] for r in rows])
+            slope = float(np.polyfit(t, e, 1)[0]) if len(t) > 1 else 0.0
+            drift = slope / n
+            out["nve_drift_kj_mol_ps_per_molecule"] = round(drift, 6)
+            out["nve_drift_kT_ps_per_molecule"] = round(drift / kT, 6)
+            out["nve_energy_fluctuation_kj_mol"] = round(float(np.std(e)), 4)
+            out["temperature_nve"] = round(float(np.mean([r["temperature"] for r in rows])), 2)
+            if abs(drift / kT) > p.max_drift:
+                raise _Unstable(
+                    f"nve: energy drift {drift / kT:.3g} kT/ps per molecule (limit {p.max_drift:g})"
+                )
+        out["stable"] = True
+    except _Unstable as exc:
+        out["failure"] = str(exc)
+        say(f"{label}: UNSTABLE: {exc}")
+    out["min_distance"] = _finite_or_none(stats["min_distance"], 4)
+    out["min_bond"] = _finite_or_none(stats["min_bond"], 4)
+    out["max_bond"] = _finite_or_none(stats["max_bond"] or math.nan, 4)
+    out["max_temperature"] = _finite_or_none(stats["max_temperature"] or math.nan, 1)
+    dens = out.get("density")
+    out["liquid"] = bool(
+        out["stable"] and dens is not None and LIQUID_DENSITY[0] <= dens <= LIQUID_DENSITY[1]
+    )
+    if rdf.frames:
+        r, g = rdf.result()
+        out["rdf"] = {"r": r.round(4).tolist(), **{k: v.round(5).tolist() for k, v in g.items()}}
+        out["rdf_frames"] = rdf.frames
+        out["peaks"] = {k: first_peak(r, v, k) for k, v in g.items()}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def _min_intermolecular(x: np.ndarray, box: np.ndarray, mol: np.ndarray, r_max: float) -> float:
+    """Closest distance (Å) between atoms of different molecules (``inf`` beyond ``r_max``)."""
+    from scipy.spatial import cKDTree
+
+    wrapped = np.mod(x, box)
+    wrapped[wrapped >= box] = 0.0
+    pairs = cKDTree(wrapped, boxsize=box).query_pairs(r_max, output_type="ndarray")
+    if len(pairs) == 0:
+        return math.inf
+    i, j = pairs[:, 0], pairs[:, 1]
+    inter = mol[i] != mol[j]
+    if not inter.any():
+        return math.inf
+    d = wrapped[i[inter]] - wrapped[j[inter]]
+    d -= box * np.rint(d / box)
+    return float(np.sqrt(np.einsum("ij,ij->i", d, d)).min())
+
+
+def _block_stderr(x: np.ndarray, blocks: int = 5) -> float:
+    """Standard error of the mean from ``blocks`` consecutive blocks."""
+    if len(x) < 2 * blocks:
+        return float(np.std(x) / math.sqrt(max(len(x) - 1, 1)))
+    means = np.array([b.mean() for b in np.array_split(x, blocks)])
+    return float(means.std(ddof=1) / math.sqrt(blocks))
+
+
+def _finite_or_none(x: float, digits: int) -> float | None:
+    return round(float(x), digits) if math.isfinite(x) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+# --------------------------------------------------------------------------------------------
+# transferability: forces on the bulk-water DFT frames
+# --------------------------------------------------------------------------------------------
+
+
+def _dft_waters(atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One DFT frame as whole molecules ordered O, H, H: positions, forces, cell edges (Å).
+
+    Each H joins its nearest O (minimum image) and is placed next to it; a frame where an O
+    does not get exactly two H is refused.
+    """
+    box = np.diag(atoms.cell.array).copy()
+    pos = atoms.positions
+    is_o = np.array([s == "O" for s in atoms.get_chemical_symbols()])
+    mol = _nearest_o_molecules(pos, is_o, box)
+    o_idx = np.flatnonzero(is_o)
+    order, x = [], []
+    for m, o in enumerate(o_idx):
+        hs = np.flatnonzero(~is_o & (mol == m))
+        if len(hs) != 2:
+            raise MDCheckError(f"{DFT_FILE}: oxygen {o} has {len(hs)} hydrogens, not 2")
+        order += [o, *hs]
+        d = pos[hs] - pos[o]
+        d -= box * np.rint(d / box)
+        x += [pos[o], *(pos[o] + d)]
+    forces = np.asarray(atoms.get_forces())[order]
+    return np.array(x), forces, box
+
+
+def dft_force_rmse(
+    intermolecular: Sequence[tuple[str, Any]],
+    *,
+    cutoff: float = 9.0,
+    frames: int | None = None,
+    threads: int = 0,
+) -> dict[str, Any]:
+    """Force RMSE (eV/Å per component) on the shipped bulk-water DFT frames.
+
+    Every model is the q-SPC/Fw intramolecular terms plus its intermolecular part, evaluated
+    by OpenMM on a supercell of each frame large enough for the cutoff (forces of the first
+    copy compared with the DFT total forces).
+
+    Parameters
+    ----------
+    intermolecular
+        ``(name, potential)`` pairs; a potential as in :func:`water_system` (``None``:
+        intramolecular terms only, ``"q-spcfw"``: published q-SPC/Fw with PME).
+    cutoff
+        Cutoff (Å) that sizes the supercell (and q-SPC/Fw's real-space cutoff).
+    frames
+        Use the first ``frames`` frames (default all 80).
+    threads
+        OpenMM CPU threads (0: OpenMM's default).
+
+    Returns
+    -------
+    dict
+        ``{"frames", "supercell", "force_rms_dft", "rmse": {name: value}}``.
+    """
+    openmm, unit = _openmm()
+    images = _dft_frames()[:frames]
+    waters = [_dft_waters(a) for a in images]
+    box0 = waters[0][2]
+    k = max(1, math.ceil(2.0 * cutoff * 1.0001 / float(box0.min())))
+    shifts = np.array([(a, b, c) for a in range(k) for b in range(k) for c in range(k)], float)
+    n_atoms = len(waters[0][0])
+    n_mol = n_atoms // 3 * len(shifts)
+    plat = openmm.Platform.getPlatformByName("CPU")
+    props = {"Threads": str(threads)} if threads else {}
+    ref = np.concatenate([w[1] for w in waters])
+    out: dict[str, Any] = {
+        "data": DFT_FILE,
+        "frames": len(waters),
+        "supercell": k,
+        "cutoff": cutoff,
+        "force_rms_dft": round(float(np.sqrt(np.mean(ref * ref))), 5),
+        "rmse": {},
+    }
+    for name, pot in intermolecular:
+        system = water_system(pot, n_mol, float(box0.max()) * k, cutoff=cutoff)
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), plat, props)
+        got = []
+        for x, _, box in waters:
+            big = (x[None, :, :] + (shifts * box)[:, None, :]).reshape(-1, 3)
+            e = box * k / 10.0
+            ctx.setPeriodicBoxVectors(
+                openmm.Vec3(e[0], 0, 0), openmm.Vec3(0, e[1], 0), openmm.Vec3(0, 0, e[2])
+            )
+            ctx.setPositions(big / 10.0)
+            f = ctx.getState(getForces=True).getForces(asNumpy=True)
+            f = np.asarray(f.value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+            got.append(f[:n_atoms] * KJ_MOL_NM_TO_EV_ANG)
+        d = np.concatenate(got) - ref
+        out["rmse"][name] = round(float(np.sqrt(np.mean(d * d))), 5)
+        del ctx
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the check of a front member
+# --------------------------------------------------------------------------------------------
+
+
+def water_check(
+    run_dir: str | os.PathLike[str],
+    index: int | None = None,
+    *,
+    protocol: WaterProtocol = WaterProtocol(),
+    out: str | os.PathLike[str] | None = None,
+    reference_model: bool = True,
+    forces: bool = True,
+    progress: bool | TextIO = True,
+) -> dict[str, Any]:
+    """Liquid-water check of one front member next to q-SPC/Fw (``mctsff md-check water``).
+
+    Parameters
+    ----------
+    run_dir
+        Search run folder (``pareto.json``, ``run.json``).
+    index
+        Front member (0 = simplest; ``None``: the knee-rule member, as ``mctsff export``).
+    protocol
+        Sizes, lengths and limits (:class:`WaterProtocol`).
+    out
+        Folder for ``water.json`` and ``rdf.png`` (default ``RUN/md-check``; created).
+    reference_model
+        Also run q-SPC/Fw as published.
+    forces
+        Also report the force RMSE on the bulk-water DFT frames (:func:`dft_force_rmse`).
+    progress
+        Progress lines (stderr for ``True``).
+
+    Returns
+    -------
+    dict
+        What ``water.json`` holds: the member, its wall check, the protocol, per model the
+        run (:func:`run_water`) with ``distance`` to experiment and DFT, the references'
+        peaks, and ``dft_forces``.
+    """
+    from mctsff.export import ExportError, load_front_point, wall_problem
+
+    stream = sys.stderr if progress is True else (progress or None)
+
+    def log(msg: str) -> None:
+        if stream is not None:
+            print(msg, file=stream, flush=True)
+
+    try:
+        point = load_front_point(run_dir, index)
+    except ExportError as exc:
+        raise MDCheckError(str(exc)) from None
+    if point.species is not None and set(point.species) - {"H", "O"}:
+        raise MDCheckError(
+            f"{run_dir}: front member species {list(point.species)} are not water's H and O"
+        )
+    rc = float(point.cutoff) if point.cutoff is not None else 9.0
+    folder = Path(out) if out is not None else Path(run_dir) / "md-check"
+    t0 = time.perf_counter()
+    r_exp, g_exp = experimental_rdf()
+    r_dft, g_dft = dft_rdf(protocol.rdf_bin)
+    report: dict[str, Any] = {
+        "member": {
+            "index": point.index,
+            "expression": point.expression,
+            "params": point.params,
+            "cutoff": point.cutoff,
+            "cutoff_scheme": point.cutoff_scheme,
+            "complexity": point.complexity,
+            "rmse_valid": point.rmse_valid,
+            "rmse_test": point.rmse_test,
+            "wall_problem": wall_problem(point),
+            "source": point.source,
+        },
+        "protocol": asdict(protocol),
+        "references": {
+            "experiment": {
+                "source": EXPERIMENT_REFERENCE,
+                "file": EXPERIMENT_FILE,
+                "peaks": {k: first_peak(r_exp, v, k) for k, v in g_exp.items()},
+            },
+            "dft": {
+                "source": f"{DFT_FILE} (80 frames, 64 waters; O-O RDF up to {r_dft[-1]:.2f} Å)",
+                "peaks": {"O-O": first_peak(r_dft, g_dft["O-O"], "O-O")},
+                "rdf": {"r": r_dft.round(4).tolist(), "O-O": g_dft["O-O"].round(5).tolist()},
+            },
+        },
+        "models": {},
+    }
+    if report["member"]["wall_problem"]:
+        log(f"member {point.index}: no repulsive wall ({report['member']['wall_problem']})")
+    models: list[tuple[str, Any]] = [(f"member {point.index}", point)]
+    if reference_model:
+        models.append(("q-SPC/Fw", "q-spcfw"))
+    for name, pot in models:
+        log(f"{name}: {n_label(protocol, rc)}")
+        res = run_water(pot, protocol, cutoff=rc, label=name, log=log)
+        if "rdf" in res:
+            r = np.asarray(res["rdf"]["r"])
+            res["distance"] = {
+                "experiment": {
+                    k: rdf_distance(r, np.asarray(res["rdf"][k]), r_exp, g_exp[k])
+                    for k in RDF_PAIRS
+                },
+                "dft": {"O-O": rdf_distance(r, np.asarray(res["rdf"]["O-O"]), r_dft, g_dft["O-O"])},
+            }
+        report["models"][name] = res
+    if forces:
+        log("forces on the bulk-water DFT frames")
+        try:
+            report["dft_forces"] = dft_force_rmse(
+                [("intramolecular only", None), *models], cutoff=rc, threads=protocol.threads
+            )
+        except MDCheckError as exc:
+            report["dft_forces"] = {"error": str(exc)}
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    _write_report(folder, "water.json", report)
+    plot_rdfs(report, folder / "rdf.png", (r_exp, g_exp), (r_dft, g_dft))
+    report["files"] = [str(folder / "water.json"), str(folder / "rdf.png")]
+    return report
+
+
+def n_label(protocol: WaterProtocol, cutoff: float) -> str:
+    """One line describing the run of a model (molecules, lengths)."""
+    n = protocol.n_molecules
+    while _box_edge(n, 0.997) < BOX_CUTOFF_RATIO * cutoff:
+        n += 1
+    p = protocol
+    return (
+        f"{n} waters, {p.temperature:g} K, dt {p.timestep_fs:g} fs: NVT {p.equilibration_ps:g} ps"
+        f" + NPT {p.npt_ps:g} ps + NVT {p.nvt_ps:g} ps + NVE {p.nve_ps:g} ps"
+    )
+
+
+def _write_report(folder: Path, name: str, report: dict[str, Any]) -> None:
+    from mctsff.runio import atomic_write, write_error
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / name, (json.dumps(report, indent=1) + "\n").encode())
+    except OSError as exc:
+        raise MDCheckError(write_error(exc, folder / name)) from None
+
+
+def plot_rdfs(
+    report: dict[str, Any],
+    path: str | os.PathLike[str],
+    experiment: tuple[np.ndarray, dict[str, np.ndarray]],
+    dft: tuple[np.ndarray, dict[str, np.ndarray]],
+) -> None:
+    """Three panels (O–O, O–H, H–H): every model's RDF, experiment, and DFT O–O."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    r_exp, g_exp = experiment
+    r_dft, g_dft = dft
+    for ax, pair in zip(axes, RDF_PAIRS, strict=True):
+        ax.plot(r_exp, g_exp[pair], "k-", lw=2.2, alpha=0.55, label="experiment (Soper 2013)")
+        if pair == "O-O":
+            ax.plot(r_dft, g_dft["O-O"], color="tab:green", lw=1.4, label="DFT frames")
+        for k, (name, res) in enumerate(report["models"].items()):
+            if "rdf" not in res:
+                continue
+            tag = "" if res.get("stable") else " (unstable)"
+            style = "-" if k == 0 else "--"
+            ax.plot(res["rdf"]["r"], res["rdf"][pair], style, lw=1.4, label=f"{name}{tag}")
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_xlabel("r (Å)")
+        ax.set_ylabel(f"g$_{{{pair.replace('-', '')}}}$(r)")
+        ax.set_title(pair + ("" if pair == "O-O" else " (intermolecular)"))
+        ax.set_xlim(0.8, 9.0)
+    axes[0].legend(fontsize=8)
+    member = report.get("member", {})
+    fig.suptitle(
+        f"liquid water, 298 K: member {member.get('index')}: {member.get('expression')}", fontsize=9
+    )
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        from mctsff.runio import write_error
+
+        raise MDCheckError(write_error(exc, path)) from None
+    finally:
+        plt.close(fig)
+
+
+def water_summary(report: dict[str, Any]) -> str:
+    """A table of the water check (one row per model)."""
+    lines = [
+        f"member {report['member']['index']}: {report['member']['expression']}"
+        + (
+            f"  [no wall: {report['member']['wall_problem']}]"
+            if report["member"]["wall_problem"]
+            else ""
+        ),
+        f"{'model':<14} {'stable':<7} {'density':>8} {'r_OO':>6} {'g_OO':>6} "
+        f"{'rms_exp OO/OH/HH':>20} {'rms_dft OO':>10} {'drift kT/ps':>11}  failure",
+    ]
+    for name, res in report["models"].items():
+        peaks = res.get("peaks", {}).get("O-O", {})
+        dist = res.get("distance", {})
+        exp = "/".join(_fmt(dist.get("experiment", {}).get(p, {}).get("rms")) for p in RDF_PAIRS)
+        lines.append(
+            f"{name:<14} {str(res['stable']):<7} {_fmt(res.get('density')):>8} "
+            f"{_fmt(peaks.get('r')):>6} {_fmt(peaks.get('g')):>6} {exp:>20} "
+            f"{_fmt(dist.get('dft', {}).get('O-O', {}).get('rms')):>10} "
+            f"{_fmt(res.get('nve_drift_kT_ps_per_molecule')):>11}  {res.get('failure') or ''}"
+        )
+    ref = report["references"]["experiment"]["peaks"]["O-O"]
+    lines.append(f"experiment (Soper 2013): density 0.997, O-O peak {ref['r']} Å, g {ref['g']}")
+    forces = report.get("dft_forces")
+    if forces and "rmse" in forces:
+        lines.append(
+            "force RMSE on the DFT frames (eV/Å, + q-SPC/Fw intramolecular): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in forces["rmse"].items())
+        )
+    return "\n".join(lines)
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3g}" if abs(x) < 1e-2 and x != 0 else f"{x:.3f}"
+    return str(x)
