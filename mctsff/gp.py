@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from mctsff.config import DEFAULTS
 from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.mcts import Progress
@@ -176,6 +177,10 @@ def find_derivation(
     return None
 
 
+#: the defaults of the settings (mctsff.config)
+_G = DEFAULTS.gp
+
+
 class GP(SearchEngine):
     """Grammar-guided GP for the expression of a grammar that maximises a reward.
 
@@ -251,19 +256,19 @@ class GP(SearchEngine):
         evaluate: Evaluate,
         reward: str | Reward | None = "spl",
         *,
-        population_size: int = 100,
-        tournament_size: int = 5,
-        p_crossover: float = 0.7,
-        p_mutation: float = 0.25,
-        elitism: int = 2,
-        max_length: int = 30,
-        batch_size: int = 10,
+        population_size: int = _G.population_size,
+        tournament_size: int = _G.tournament_size,
+        p_crossover: float = _G.p_crossover,
+        p_mutation: float = _G.p_mutation,
+        elitism: int = _G.elitism,
+        max_length: int = DEFAULTS.max_length,
+        batch_size: int = _G.batch_size,
         seed: int | None = 0,
         canonical: Callable[[str], Any] | None = None,
-        stale_limit: int | None = None,
-        crossover_tries: int = 5,
+        stale_limit: int | None = _G.stale_limit,
+        crossover_tries: int = _G.crossover_tries,
         surrogate: Callable[[str], float] | None = None,
-        screen: int = 8,
+        screen: int = _G.screen,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate

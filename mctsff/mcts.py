@@ -83,6 +83,7 @@ from typing import Any
 
 import numpy as np
 
+from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS
 from mctsff.engine import SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.result import FitResult
@@ -171,6 +172,12 @@ class _Proposal:
             setattr(self, name, value)
 
 
+#: the defaults of the settings (mctsff.config); an engine built directly takes the
+#: force-matching ones of the settings that follow the objective
+_M = DEFAULTS.mcts
+_ENGINE = OBJECTIVE_DEFAULTS["forces"]
+
+
 class MCTS(SearchEngine):
     """UCT search for the expression of a grammar that maximises a reward.
 
@@ -188,7 +195,8 @@ class MCTS(SearchEngine):
     exploration
         UCT constant ``c`` (default ``1/sqrt(2)``).
     max_length
-        Maximum number of productions of a complete derivation.
+        Maximum number of productions of a complete derivation (default 16).  Every
+        default here is :class:`mctsff.config.SearchConfig`'s.
     n_rollouts
         Random rollouts per expansion (default 3; the node's reward is their maximum).
     rollout
@@ -291,25 +299,25 @@ class MCTS(SearchEngine):
         evaluate: Evaluate,
         reward: str | Reward | None = "spl",
         *,
-        exploration: float = 1.0 / math.sqrt(2.0),
-        max_length: int = 30,
-        n_rollouts: int = 3,
+        exploration: float = _M.exploration,
+        max_length: int = DEFAULTS.max_length,
+        n_rollouts: int = _ENGINE["n_rollouts"],
         seed: int | None = 0,
-        normalise: bool = True,
-        transplant: bool = False,
+        normalise: bool = _M.normalise,
+        transplant: bool = _ENGINE["transplant"],
         canonical: Callable[[str], Any] | None = None,
-        transplant_every: int = 200,
-        transplant_top: int = 5,
-        transplant_max_length: int = 8,
-        max_macros: int = 32,
-        rollout: str = "ramped",
-        mast: float = 0.2,
-        leaves: int = 1,
-        pipeline: int = 0,
-        elite: float = 0.0,
-        elite_top: int = 10,
-        novelty: int = 8,
-        cover: bool = True,
+        transplant_every: int = _M.transplant_every,
+        transplant_top: int = _M.transplant_top,
+        transplant_max_length: int = _M.transplant_max_length,
+        max_macros: int = _M.max_macros,
+        rollout: str = _M.rollout,
+        mast: float = _M.mast,
+        leaves: int = _M.leaves,
+        pipeline: int = _M.pipeline,
+        elite: float = _ENGINE["elite"],
+        elite_top: int = _M.elite_top,
+        novelty: int = _M.novelty,
+        cover: bool = _M.cover,
         surrogate: Callable[[str], float] | None = None,
     ) -> None:
         self.grammar = Grammar.load(grammar)

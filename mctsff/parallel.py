@@ -42,6 +42,7 @@ from concurrent.futures import CancelledError, ProcessPoolExecutor, TimeoutError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from mctsff.config import DEFAULTS
 from mctsff.result import FitResult
 
 _WORKER_FITTER = None
@@ -153,10 +154,10 @@ class Evaluator:
     def __init__(
         self,
         fitter,
-        workers: int | None = 1,
+        workers: int | None = DEFAULTS.parallel.workers,
         *,
-        scheduler: Any = None,
-        timeout: float | None = None,
+        scheduler: Any = DEFAULTS.parallel.scheduler,
+        timeout: float | None = DEFAULTS.parallel.timeout,
         mp_context: str = "spawn",
     ):
         self.fitter = fitter

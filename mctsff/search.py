@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from mctsff import ops
+from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS, ConfigError, LocalMoveSettings, SearchConfig
 from mctsff.gp import GP
 from mctsff.grammar import Grammar
 from mctsff.holdout import frame_errors_for, holdout_scorer
@@ -54,8 +55,8 @@ from mctsff.runio import atomic_output, atomic_write, load_checkpoint, open_run_
 from mctsff.surrogate import ForceSurrogate
 
 CHECKPOINT = "checkpoint.pkl"
-#: SPL parsimony factor used by default (per unit of complexity).
-DEFAULT_ETA = 0.99
+#: SPL parsimony factor used by default (per unit of complexity; :attr:`SearchConfig.eta`).
+DEFAULT_ETA = DEFAULTS.eta
 #: Checkpoint format; 5: read by an allow-list unpickler (:func:`mctsff.runio.load_checkpoint`),
 #: data compared by a content hash (4: probed keys with one value per constant, numbered by
 #: role; 3: one value per kind of constant; 2: sympy argument tuples, 1: ``sympy.srepr``).
@@ -66,15 +67,7 @@ class SearchError(ValueError):
     """A search that cannot start or resume (message says why)."""
 
 
-#: MCTS settings by objective (what ``search(transplant=None, elite=None, n_rollouts=None)``
-#: uses): building-block reuse (transplantation, elite rollouts) on for regression and off
-#: for force matching; 3 rollouts per expansion (the MCTS default) for force matching, where
-#: the rollouts cover the terms of the sums, and 10 for regression.  ``benchmarks/nguyen.py``
-#: and ``benchmarks/ablation.py`` measure these choices (dated results in benchmarks/results/).
-OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "forces": {"transplant": False, "elite": 0.0, "n_rollouts": 3, "surrogate": True},
-    "regression": {"transplant": True, "elite": 0.3, "n_rollouts": 10, "surrogate": False},
-}
+# OBJECTIVE_DEFAULTS (the settings that follow the objective) live in mctsff.config
 #: earlier name of :data:`OBJECTIVE_DEFAULTS` (it holds more than reuse), kept for importers
 REUSE_DEFAULTS = OBJECTIVE_DEFAULTS
 
@@ -649,43 +642,17 @@ class _Progress:
 def search(
     fitter,
     grammar: Grammar | str | Path = "pair",
+    config: SearchConfig | None = None,
     *,
-    reward: str | Callable[[FitResult], float] | None = "spl",
-    reward_options: Mapping[str, float] | None = None,
-    budget: int | None = 1000,
-    time_limit: float | None = None,
-    seed: int = 0,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    exploration: float = 1.0 / math.sqrt(2.0),
-    max_length: int = 16,
-    n_rollouts: int | None = None,
-    leaves: int = 1,
-    pipeline: int = 0,
-    transplant: bool | None = None,
-    elite: float | None = None,
-    novelty: int | None = None,
-    cover: bool | None = None,
-    surrogate: bool | None = None,
-    canonical: bool = True,
+    test: Any = None,
     reference_lines: Mapping[str, float] | None = None,
     reference_potentials: Mapping[str, Any] | None = None,
-    progress: bool = False,
-    checkpoint_every: float = 30.0,
     callback: Callable[[FitResult], Any] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    prune: bool = True,
-    grow: bool = True,
-    workers: int | None = 1,
-    scheduler: Any = None,
-    timeout: float | None = None,
-    method: str = "mcts",
-    gp_options: Mapping[str, Any] | None = None,
-    mcts_options: Mapping[str, Any] | None = None,
-    local_options: Mapping[str, Any] | None = None,
-    test: Any = None,
-    resolution: bool = True,
+    **settings: Any,
 ) -> SearchResult:
     """Grammar-guided MCTS (or GP) for the expressions that best fit the objective.
 
@@ -699,6 +666,47 @@ def search(
         Grammar object, shipped name (``"pair"``, ``"lj"``, ``"nguyen"``) or ``.lark`` path.
         Its variables must be the data's (:func:`check_variables`), else
         :class:`SearchError` before any fit.
+    config
+        The settings (:class:`~mctsff.config.SearchConfig`, where every default lives;
+        ``None``: ``SearchConfig()``).
+    out
+        Run folder for pareto.json/csv/png, potentials.png and the checkpoint.  It is
+        created for this run: an existing non-empty folder is refused unless ``resume``
+        or ``overwrite`` is given; it is locked while the search writes it (a second
+        search on it stops with :class:`~mctsff.runio.RunFolderError`) and checked
+        writable before the search starts.  When the results cannot be written at the
+        end (disk full, read-only), the result is returned all the same, with
+        ``write_error`` saying what was lost and that the checkpoint is kept.
+    resume
+        Continue the search saved in ``out`` (same grammar and objective, same data:
+        compared by a content hash, so the file may have moved).
+    overwrite
+        Start a new run in an existing run folder, removing the earlier run's files.
+    reference_lines
+        Label -> loss of reference models, drawn on pareto.png.
+    reference_potentials
+        Label -> :class:`~mctsff.params.Potential` of reference models, drawn as dashed
+        curves on potentials.png.
+    callback
+        Called with every new fitted result.
+    should_stop
+        Polled between iterations; returning True ends the search (like Ctrl-C,
+        but not reported as an interruption).
+    test
+        Held-out test data (a :class:`~mctsff.data.Dataset`, or a
+        :class:`~mctsff.regression.RegressionData` for regression) that neither the
+        fits, the search nor the selection see: each front member's ``rmse_test`` is
+        computed on it when the front is written and at the end
+        (:meth:`~mctsff.pareto.ParetoFront.score_test`).
+    **settings
+        Settings changed from ``config``, each by its flat name
+        (:data:`mctsff.config.SETTINGS`): ``search(fitter, budget=500, exploration=0.35,
+        workers=4)``; ``mcts_options``, ``gp_options`` and ``local_options`` take
+        dictionaries of the nested settings.  The main ones are described under Other
+        Parameters; an unknown name is a :class:`SearchError`.
+
+    Other Parameters
+    ----------------
     reward
         ``"spl"`` (η^complexity/(1+loss/scale)), ``"tradeoff"`` or any callable
         ``(FitResult) -> float``.
@@ -711,14 +719,6 @@ def search(
         Wall-clock seconds for this call.
     seed
         Seed of the search (the fits are seeded by the fitter's own seed).
-    out
-        Run folder for pareto.json/csv/png, potentials.png and the checkpoint.  It is
-        created for this run: an existing non-empty folder is refused unless ``resume``
-        or ``overwrite`` is given; it is locked while the search writes it (a second
-        search on it stops with :class:`~mctsff.runio.RunFolderError`) and checked
-        writable before the search starts.  When the results cannot be written at the
-        end (disk full, read-only), the result is returned all the same, with
-        ``write_error`` saying what was lost and that the checkpoint is kept.
     surrogate
         Choose each expression sent to the fitter among several drawn by a
         fit-free estimate of its error (:class:`~mctsff.surrogate.ForceSurrogate`:
@@ -730,11 +730,6 @@ def search(
         follows the objective: on for force matching with a pair dataset, off for
         regression and for a training set given as a projection.  A resumed run
         keeps what its checkpoint was started with.
-    resume
-        Continue the search saved in ``out`` (same grammar and objective, same data:
-        compared by a content hash, so the file may have moved).
-    overwrite
-        Start a new run in an existing run folder, removing the earlier run's files.
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty, cover
         MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` and ``cover`` left
         at ``None`` take its defaults, 8 and True; ``n_rollouts`` left at ``None``
@@ -754,20 +749,10 @@ def search(
         results still do not depend on the number of workers).
     canonical
         Deduplicate expressions equal up to constant renaming (sympy form).
-    reference_lines
-        Label -> loss of reference models, drawn on pareto.png.
-    reference_potentials
-        Label -> :class:`~mctsff.params.Potential` of reference models, drawn as dashed
-        curves on potentials.png.
     progress
         Print a progress line on stderr.
     checkpoint_every
         Seconds between checkpoints (and at the end, and on Ctrl-C).
-    callback
-        Called with every new fitted result.
-    should_stop
-        Polled between iterations; returning True ends the search (like Ctrl-C,
-        but not reported as an interruption).
     workers, scheduler, timeout
         Parallel evaluation (:class:`~mctsff.parallel.Evaluator`): local worker
         processes (``None`` = all cores), a Dask scheduler address or client, and
@@ -826,12 +811,6 @@ def search(
         ``f(v)`` inside each function ``g``, :func:`substituted_variants`, e.g.
         ``exp(log(x)*y)`` from ``x*y``).  A resumed run keeps the settings saved in
         its checkpoint (and warns when it is passed others).
-    test
-        Held-out test data (a :class:`~mctsff.data.Dataset`, or a
-        :class:`~mctsff.regression.RegressionData` for regression) that neither the
-        fits, the search nor the selection see: each front member's ``rmse_test`` is
-        computed on it when the front is written and at the end
-        (:meth:`~mctsff.pareto.ParetoFront.score_test`).
     resolution
         The front's resolution rule (:mod:`mctsff.pareto`): a result enters the front
         only if it beats U = 0 and every simpler member on the validation frames (the
@@ -847,45 +826,48 @@ def search(
         ``SearchResult.best`` is the member the knee rule selects
         (:meth:`~mctsff.pareto.ParetoFront.selected`).
     """
-    if method not in ("mcts", "gp"):
-        raise SearchError(f"unknown search method {method!r}; use 'mcts' or 'gp'")
-    if budget is not None and not (isinstance(budget, int | np.integer) and budget >= 1):
-        raise SearchError(f"budget must be a whole number >= 1 (or None), not {budget!r}")
-    if time_limit is not None and not (math.isfinite(time_limit) and time_limit > 0):
-        raise SearchError(f"time_limit must be a finite number > 0 (or None), not {time_limit!r}")
     if resume and overwrite:
         raise SearchError("resume and overwrite exclude each other")
-    _check_engine_options(mcts_options, method, "mcts")
-    _check_engine_options(gp_options, method, "gp")
-    local_settings = _check_local_options(local_options)
+    method = settings.get("method", (config or DEFAULTS).method)
+    _check_engine_options(settings.get("mcts_options"), method, "mcts")
+    _check_engine_options(settings.get("gp_options"), method, "gp")
+    try:
+        cfg = (config or DEFAULTS).updated(**settings)
+    except ConfigError as exc:
+        raise SearchError(str(exc)) from None
+    method, budget, time_limit, progress = cfg.method, cfg.budget, cfg.time_limit, cfg.progress
+    local_settings = _local_values(cfg.local, LOCAL_OPTIONS)
+    local_given = local_settings != _local_values(DEFAULTS.local, LOCAL_OPTIONS)
     auto = OBJECTIVE_DEFAULTS[objective_kind(fitter)]
-    transplant = auto["transplant"] if transplant is None else bool(transplant)
-    elite = auto["elite"] if elite is None else float(elite)
-    n_rollouts = auto["n_rollouts"] if n_rollouts is None else int(n_rollouts)
-    surrogate = auto["surrogate"] if surrogate is None else bool(surrogate)
+    m = cfg.mcts
+    transplant = auto["transplant"] if m.transplant is None else bool(m.transplant)
+    elite = auto["elite"] if m.elite is None else float(m.elite)
+    n_rollouts = auto["n_rollouts"] if m.n_rollouts is None else int(m.n_rollouts)
+    surrogate = auto["surrogate"] if cfg.surrogate is None else bool(cfg.surrogate)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     check_variables(fitter, grammar)
     variables = tuple(fitter.options.variables)
-    opts = dict(reward_options or {})
-    if isinstance(reward, str) or reward is None:
-        name = (reward or "spl").lower()
+    opts = dict(cfg.reward_options or {})
+    if isinstance(cfg.reward, str) or cfg.reward is None:
+        name = (cfg.reward or "spl").lower()
         scale = default_reward_scale(_train_of(fitter))
         opts.setdefault("scale" if name == "spl" else "loss_scale", scale)
         if name == "spl":
-            opts.setdefault("eta", DEFAULT_ETA)
+            opts.setdefault("eta", cfg.eta)
         reward_fn = get_reward(name, **opts)
     else:
-        reward_fn = get_reward(reward)
+        reward_fn = get_reward(cfg.reward)
+    par = cfg.parallel
     evaluator = _GrammarComplexity(
-        Evaluator(fitter, workers, scheduler=scheduler, timeout=timeout), grammar
+        Evaluator(fitter, par.workers, scheduler=par.scheduler, timeout=par.timeout), grammar
     )
-    key_fn = (lambda e: canonical_key(e, variables)) if canonical else None
+    key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
     out_path = Path(out) if out is not None else None
     frame_errors = frame_errors_for(fitter)
     front = ParetoFront(
         loss_floor=default_loss_floor(_train_of(fitter)),
-        frame_errors=frame_errors if resolution else None,
-        null_frame_errors=frame_errors.null if resolution and frame_errors else None,
+        frame_errors=frame_errors if cfg.resolution else None,
+        null_frame_errors=frame_errors.null if cfg.resolution and frame_errors else None,
         null_loss=frame_errors.null_rmse if frame_errors else None,
         test_rmse=holdout_scorer(fitter, test),
     )
@@ -919,11 +901,15 @@ def search(
         )
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
-        saved_local = dict(saved.get("local_options", {}))
-        if local_options is not None and local_settings != saved_local:
+        # older checkpoints hold only the settings given; the rest were the defaults
+        saved_local = {
+            **_local_values(DEFAULTS.local, LOCAL_OPTIONS),
+            **dict(saved.get("local_options", {})),
+        }
+        if local_given and local_settings != saved_local:
             warnings.warn(
                 f"{out_path / CHECKPOINT}: resuming with the local-move settings the run was "
-                f"started with ({saved_local or 'the defaults'}), not {local_settings}",
+                f"started with ({saved_local}), not {local_settings}",
                 stacklevel=2,
             )
         local_settings = saved_local
@@ -932,30 +918,27 @@ def search(
             grammar,
             evaluator,
             reward_fn,
-            max_length=max_length,
-            seed=seed,
+            max_length=cfg.max_length,
+            seed=cfg.seed,
             canonical=key_fn,
             surrogate=_surrogate(fitter) if surrogate else None,
-            **dict(gp_options or {}),
+            **dataclasses.asdict(cfg.gp),
         )
     else:
         mcts = MCTS(
             grammar,
             evaluator,
             reward_fn,
-            exploration=exploration,
-            max_length=max_length,
-            leaves=leaves,
-            pipeline=pipeline,
-            seed=seed,
-            transplant=transplant,
-            elite=elite,
+            max_length=cfg.max_length,
+            seed=cfg.seed,
             canonical=key_fn,
-            n_rollouts=n_rollouts,
             surrogate=_surrogate(fitter) if surrogate else None,
-            # None: the MCTS default (novelty 8, covering on), written only there
-            **{k: v for k, v in (("novelty", novelty), ("cover", cover)) if v is not None},
-            **dict(mcts_options or {}),
+            **{
+                **dataclasses.asdict(m),
+                "transplant": transplant,
+                "elite": elite,
+                "n_rollouts": n_rollouts,
+            },
         )
     lock = None
     if out_path is not None:
@@ -974,8 +957,8 @@ def search(
         front,
         callback,
         variables,
-        prune,
-        grow,
+        cfg.local.prune,
+        cfg.local.grow,
         grammar.wrapping_functions,
         options=local_settings,
         grammar=grammar,
@@ -1018,7 +1001,7 @@ def search(
                 break
             mcts.step(on_result)
             local.flush()  # the local moves of the whole batch, fitted as one batch
-            if out_path is not None and time.perf_counter() - last_ckpt >= checkpoint_every:
+            if out_path is not None and time.perf_counter() - last_ckpt >= cfg.checkpoint_every:
                 try:
                     _save_checkpoint(out_path, mcts, front, signature, local_settings)
                     _write_front(out_path, front)
@@ -1065,7 +1048,7 @@ def search(
             files = write_outputs(out_path, front, fitter, reference_lines, reference_potentials)
             files["checkpoint"] = str(out_path / CHECKPOINT)
             files["run.json"] = str(
-                _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local)
+                _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local, cfg)
             )
         except OSError as exc:  # disk full, read-only: the front is returned all the same
             failed = _write_failure(exc, out_path, saved_now)
@@ -1148,38 +1131,26 @@ def _check_engine_options(options: Mapping[str, Any] | None, method: str, name: 
 
 
 #: settings of the local moves that ``search(local_options=...)`` takes, with their type
-LOCAL_OPTIONS: dict[str, type] = {
-    "max_share": float,
-    "spread_share": float,
-    "substitute_share": float,
-    "spread_hosts": int,
-    "max_library": int,
-    "simple_complexity": float,
-    "max_terms": int,
-    "max_depth": int,
-}
+LOCAL_OPTIONS: dict[str, type] = LocalMoveSettings.tunables()
 
 
 def _check_local_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``local_options`` checked (known names, non-negative numbers); one clear error if not."""
-    out: dict[str, Any] = {}
-    for key, value in (options or {}).items():
-        kind = LOCAL_OPTIONS.get(key)
-        if kind is None:
-            raise SearchError(
-                f"local_options: unknown setting {key!r}; choose from {sorted(LOCAL_OPTIONS)}"
-            )
-        if value is None and key == "spread_share":
-            out[key] = None
-            continue
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and kind is int:
-            ok = float(value).is_integer()
-        if not ok or not math.isfinite(value) or value < 0:
-            what = "a non-negative integer" if kind is int else "a non-negative number"
-            raise SearchError(f"local_options: {key!r} must be {what}, not {value!r}")
-        out[key] = kind(value)
-    return out
+    """``local_options`` checked (known names, non-negative numbers, as
+    :class:`~mctsff.config.LocalMoveSettings` checks them); one clear error if not."""
+    try:
+        local = DEFAULTS.updated(local_options=options).local
+    except ConfigError as exc:
+        raise SearchError(str(exc)) from None
+    return _local_values(local, options or {})
+
+
+def _local_values(local: LocalMoveSettings, names) -> dict[str, Any]:
+    """The numeric local-move settings ``names`` of ``local``, each of its declared type."""
+    return {
+        k: None if getattr(local, k) is None else LOCAL_OPTIONS[k](getattr(local, k))
+        for k in names
+        if k in LOCAL_OPTIONS
+    }
 
 
 def searched_expression(res: FitResult) -> str:
@@ -1245,18 +1216,17 @@ class _LocalMoves:
     that holds the answer plus two spare terms is pruned down to the answer.
     """
 
-    max_depth = 3
+    # the defaults of the settings (mctsff.config.LocalMoveSettings documents them)
+    max_depth = DEFAULTS.local.max_depth
+    max_library = DEFAULTS.local.max_library
+    simple_complexity = DEFAULTS.local.simple_complexity
+    max_terms = DEFAULTS.local.max_terms
+    spread_hosts = DEFAULTS.local.spread_hosts
+    max_share = DEFAULTS.local.max_share
+    spread_share: float | None = DEFAULTS.local.spread_share
+    substitute_share = DEFAULTS.local.substitute_share
+    #: a guard on prune chains (each prune removes something, so a chain ends)
     max_prune_depth = 16
-    max_library = 40
-    simple_complexity = 5
-    max_terms = 4
-    spread_hosts = 3
-    max_share = 0.3
-    #: share of all fits below which spreads run (``None``: :attr:`max_share`)
-    spread_share: float | None = None
-    #: share of all fits the substitution move may use, counted apart from ``max_share``
-    #: (0: off; only grammars with wrapping functions have the move)
-    substitute_share = 0.3
 
     def __init__(
         self,
@@ -1462,7 +1432,13 @@ class _LocalMoves:
 
 
 def _write_run_info(
-    out: Path, fitter, grammar: Grammar, mcts, reference_lines, local: _LocalMoves | None = None
+    out: Path,
+    fitter,
+    grammar: Grammar,
+    mcts,
+    reference_lines,
+    local: _LocalMoves | None = None,
+    config: SearchConfig | None = None,
 ) -> Path:
     """``run.json``: what an exporter or a later reader needs to use the front (and the
     settings the search ran with)."""
@@ -1477,6 +1453,8 @@ def _write_run_info(
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
         "surrogate": mcts.surrogate is not None,
     }
+    if config is not None:  # what the call asked for (a resumed run keeps its engine's)
+        info["settings"] = config.as_dict()
     null = frame_errors_for(fitter)
     if null is not None:  # U = 0 on the frames that rank the front: the knee rule's start
         info["null_rmse"] = null.null_rmse
@@ -1686,7 +1664,10 @@ def _save_checkpoint(
         "version": _CHECKPOINT_VERSION,
         "signature": signature,
         "method": getattr(mcts, "method", "mcts"),
-        "local_options": dict(local_options),
+        # the settings that differ from the defaults (a resume fills in the rest)
+        "local_options": {
+            k: v for k, v in local_options.items() if v != getattr(DEFAULTS.local, k, None)
+        },
         "mcts": mcts.state_dict(),
         # the archive (the front before the resolution rule), so a resume rebuilds both
         "front": [p.to_dict() for p in front.archive],
