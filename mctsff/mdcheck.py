@@ -1095,3 +1095,385 @@ def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.3g}" if abs(x) < 1e-2 and x != 0 else f"{x:.3f}"
     return str(x)
+
+
+# --------------------------------------------------------------------------------------------
+# implicit solvent: alanine dipeptide phi/psi
+# --------------------------------------------------------------------------------------------
+
+#: Shipped explicit-solvent reference trajectory and solute.
+SOLVENT_FILE = "ala2_solvent_forces.extxyz"
+SOLUTE_PDB = "alanine_dipeptide.pdb"
+
+
+@dataclass(frozen=True)
+class SolventProtocol:
+    """Lengths of the alanine-dipeptide check (vacuum amber14, Langevin, H-bond constraints).
+
+    Attributes
+    ----------
+    equilibration_ps, production_ps
+        Segment lengths of each run (vacuum, vacuum + member).
+    sample_ps
+        Time between phi/psi samples.
+    temperature, timestep_fs, friction_per_ps
+        Langevin settings (300 K, 2 fs, 1/ps as the reference trajectory).
+    exclude_bonds
+        Pairs up to this many bonds apart get no member term (2: 1–2 and 1–3, the default of
+        ``examples/alanine_dipeptide.py``; 0: every pair).
+    bins
+        Bins per angle of the 1-D histograms; the 2-D histogram uses half as many.
+    seed, threads, platform
+        As in :class:`WaterProtocol`.
+    """
+
+    equilibration_ps: float = 20.0
+    production_ps: float = 1000.0
+    sample_ps: float = 0.5
+    temperature: float = 300.0
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    exclude_bonds: int = 2
+    bins: int = 36
+    seed: int = 0
+    threads: int = 0
+    platform: str = "CPU"
+
+    def __post_init__(self) -> None:
+        ok = (
+            self.equilibration_ps >= 0
+            and self.production_ps > 0
+            and 0 < self.sample_ps <= self.production_ps
+            and self.temperature > 0
+            and self.timestep_fs > 0
+            and self.friction_per_ps > 0
+            and self.exclude_bonds >= 0
+            and self.bins >= 4
+            and self.threads >= 0
+        )
+        if not ok:
+            raise MDCheckError(f"solvent protocol: bad values in {self}")
+
+
+def _dihedral(x: np.ndarray, idx: Sequence[int]) -> np.ndarray:
+    """Dihedral angles (degrees) of atoms ``idx`` over frames ``x`` (n_frames, n_atoms, 3)."""
+    p0, p1, p2, p3 = (x[:, i] for i in idx)
+    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
+    b1n = b1 / np.linalg.norm(b1, axis=1, keepdims=True)
+    v = b0 - np.sum(b0 * b1n, axis=1, keepdims=True) * b1n
+    w = b2 - np.sum(b2 * b1n, axis=1, keepdims=True) * b1n
+    xx = np.sum(v * w, axis=1)
+    yy = np.sum(np.cross(b1n, v) * w, axis=1)
+    return np.degrees(np.arctan2(yy, xx))
+
+
+def _backbone(topology) -> tuple[list[int], list[int]]:
+    """Atom indices of phi (C−N−CA−C) and psi (N−CA−C−N) of the middle residue."""
+    res = list(topology.residues())
+    if len(res) != 3:
+        raise MDCheckError(f"{SOLUTE_PDB}: expected 3 residues (ACE-ALA-NME), got {len(res)}")
+    names = [{a.name: a.index for a in r.atoms()} for r in res]
+    try:
+        phi = [names[0]["C"], names[1]["N"], names[1]["CA"], names[1]["C"]]
+        psi = [names[1]["N"], names[1]["CA"], names[1]["C"], names[2]["N"]]
+    except KeyError as exc:
+        raise MDCheckError(f"{SOLUTE_PDB}: backbone atom {exc} missing") from None
+    return phi, psi
+
+
+def _excluded_pairs(topology, n_bonds: int) -> list[tuple[int, int]]:
+    """Atom pairs at most ``n_bonds`` covalent bonds apart (topology bonds)."""
+    n = topology.getNumAtoms()
+    nbr: list[set[int]] = [set() for _ in range(n)]
+    for b in topology.bonds():
+        nbr[b[0].index].add(b[1].index)
+        nbr[b[1].index].add(b[0].index)
+    pairs = set()
+    for i in range(n):
+        seen, front = {i}, {i}
+        for _ in range(n_bonds):
+            front = {k for j in front for k in nbr[j]} - seen
+            seen |= front
+        pairs |= {(i, j) for j in seen if j > i}
+    return sorted(pairs)
+
+
+def _member_pair_force(member: Any, species: Sequence[str], pairs: Sequence[tuple[int, int]]):
+    """The member on explicit atom pairs: a ``CustomBondForce`` with the exporter's energy.
+
+    OpenMM wants every nonbonded force of a system to share its exclusions, which amber's
+    NonbondedForce (1–2, 1–3 and scaled 1–4 exceptions) and the fit's exclusions do not; so the
+    pairs are listed, each with the per-particle values of its two atoms, and the energy string
+    of :func:`mctsff.export.to_openmm` is used as it is, times ``step(rc − r)``.
+    """
+    openmm, _ = _openmm()
+    from mctsff.export import ExportError, _resolve, to_openmm
+
+    try:
+        pot, rc = _resolve(member)
+        spec = to_openmm(pot, rc)
+    except (ExportError, ValueError) as exc:
+        raise MDCheckError(f"cannot build the OpenMM force: {exc}") from None
+    head, sep, rest = spec.energy.partition("; ")
+    energy = f"mctsff_u*step({spec.cutoff_nm!r} - r); mctsff_u = {head}{sep}{rest}"
+    if spec.cutoff_nm is None:
+        energy = spec.energy
+    force = openmm.CustomBondForce(energy)
+    for name, value in spec.global_parameters.items():
+        force.addGlobalParameter(name, value)
+    for suffix in ("1", "2"):
+        for name in spec.per_particle:
+            force.addPerBondParameter(name + suffix)
+    for name, (k, values) in spec.tables.items():
+        force.addTabulatedFunction(name, openmm.Discrete2DFunction(k, k, list(values)))
+    missing = sorted({str(s) for s in species} - set(spec.per_type_values))
+    if spec.per_particle and missing:
+        raise MDCheckError(f"the member has no parameters for atom types {missing}")
+    for i, j in pairs:
+        vi = list(spec.per_type_values[species[i]]) if spec.per_particle else []
+        vj = list(spec.per_type_values[species[j]]) if spec.per_particle else []
+        force.addBond(i, j, vi + vj)
+    return force
+
+
+def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen–Shannon divergence (bits, 0…1) of two histograms (normalised here)."""
+    p = np.asarray(p, float).ravel()
+    q = np.asarray(q, float).ravel()
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> float:
+        s = a > 0
+        return float(np.sum(a[s] * np.log2(a[s] / m[s])))
+
+    return 0.5 * kl(p) + 0.5 * kl(q)
+
+
+def _angle_histograms(phi: np.ndarray, psi: np.ndarray, bins: int) -> dict[str, np.ndarray]:
+    edges = np.linspace(-180.0, 180.0, bins + 1)
+    edges2 = np.linspace(-180.0, 180.0, bins // 2 + 1)
+    return {
+        "phi": np.histogram(phi, edges)[0].astype(float),
+        "psi": np.histogram(psi, edges)[0].astype(float),
+        "phi-psi": np.histogram2d(phi, psi, [edges2, edges2])[0],
+    }
+
+
+def run_solute(
+    member: Any,
+    protocol: SolventProtocol = SolventProtocol(),
+    *,
+    label: str = "",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Langevin MD of alanine dipeptide in vacuum (amber14-all), optionally plus a member.
+
+    Parameters
+    ----------
+    member
+        ``None`` (plain vacuum) or a front point / :class:`~mctsff.params.Potential` added to
+        all solute pairs more than ``protocol.exclude_bonds`` bonds apart, with its own cutoff
+        and cutoff scheme (:func:`mctsff.export.add_to_system`).
+
+    Returns
+    -------
+    dict
+        ``phi``, ``psi`` (degrees, one per sample), ``stable``, ``failure``, timings.
+    """
+    openmm, unit = _openmm()
+    from openmm import app
+
+    from mctsff.data import data_file
+
+    say = log or (lambda _msg: None)
+    p = protocol
+    pdb = app.PDBFile(str(data_file(SOLUTE_PDB)))
+    ff = app.ForceField("amber14-all.xml")
+    system = ff.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+    out: dict[str, Any] = {"label": label, "stable": False, "failure": None}
+    if member is not None:
+        species = [a.element.symbol for a in pdb.topology.atoms()]
+        excluded = set(_excluded_pairs(pdb.topology, p.exclude_bonds) if p.exclude_bonds else [])
+        n = len(species)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if (i, j) not in excluded]
+        system.addForce(_member_pair_force(member, species, pairs))
+        out["excluded_pairs"] = len(excluded)
+        out["member_pairs"] = len(pairs)
+    phi_idx, psi_idx = _backbone(pdb.topology)
+    integ = openmm.LangevinMiddleIntegrator(
+        p.temperature * unit.kelvin,
+        p.friction_per_ps / unit.picosecond,
+        p.timestep_fs * unit.femtosecond,
+    )
+    integ.setRandomNumberSeed(p.seed + 1)
+    plat = openmm.Platform.getPlatformByName(p.platform)
+    props = {"Threads": str(p.threads)} if p.platform == "CPU" and p.threads else {}
+    ctx = openmm.Context(system, integ, plat, props)
+    ctx.setPositions(pdb.positions)
+    t0 = time.perf_counter()
+    frames = []
+    try:
+        openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 1000)
+        ctx.setVelocitiesToTemperature(p.temperature * unit.kelvin, p.seed + 1)
+        integ.step(int(round(p.equilibration_ps * 1000 / p.timestep_fs)))
+        every = max(1, int(round(p.sample_ps * 1000 / p.timestep_fs)))
+        n = max(1, int(round(p.production_ps / p.sample_ps)))
+        for _ in range(n):
+            integ.step(every)
+            x = ctx.getState(getPositions=True).getPositions(asNumpy=True)
+            x = np.asarray(x.value_in_unit(unit.nanometer)) * 10.0
+            if not np.all(np.isfinite(x)):
+                raise _Unstable("non-finite positions (blow-up)")
+            frames.append(x)
+        out["stable"] = True
+    except _Unstable as exc:
+        out["failure"] = str(exc)
+    except Exception as exc:  # OpenMM raises on NaN coordinates
+        out["failure"] = f"OpenMM stopped ({_one_line(exc)})"
+    if frames:
+        xs = np.array(frames)
+        out["phi"] = _dihedral(xs, phi_idx).round(2).tolist()
+        out["psi"] = _dihedral(xs, psi_idx).round(2).tolist()
+    out["samples"] = len(frames)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    say(
+        f"{label}: {len(frames)} samples in {out['seconds']:.0f} s"
+        + ("" if out["stable"] else f"; UNSTABLE: {out['failure']}")
+    )
+    return out
+
+
+def reference_angles() -> tuple[np.ndarray, np.ndarray]:
+    """phi, psi (degrees) of the shipped explicit-solvent trajectory (300 frames, 1 ps apart)."""
+    import ase.io
+    from openmm import app
+
+    from mctsff.data import data_file
+
+    topology = app.PDBFile(str(data_file(SOLUTE_PDB))).topology
+    phi_idx, psi_idx = _backbone(topology)
+    xs = np.array([a.positions for a in ase.io.read(data_file(SOLVENT_FILE), ":")])
+    return _dihedral(xs, phi_idx), _dihedral(xs, psi_idx)
+
+
+def solvent_check(
+    run_dir: str | os.PathLike[str],
+    index: int | None = None,
+    *,
+    protocol: SolventProtocol = SolventProtocol(),
+    out: str | os.PathLike[str] | None = None,
+    progress: bool | TextIO = True,
+) -> dict[str, Any]:
+    """Does the member move vacuum alanine dipeptide towards explicit solvent?
+
+    Runs plain vacuum and vacuum + member (:func:`run_solute`) and compares their phi, psi and
+    phi/psi histograms with the shipped explicit-solvent trajectory by the Jensen–Shannon
+    divergence (bits).  Writes ``solvent.json`` and ``ramachandran.png`` to ``out`` (default
+    ``RUN/md-check``).
+    """
+    from mctsff.export import ExportError, load_front_point, wall_problem
+
+    stream = sys.stderr if progress is True else (progress or None)
+
+    def log(msg: str) -> None:
+        if stream is not None:
+            print(msg, file=stream, flush=True)
+
+    try:
+        point = load_front_point(run_dir, index)
+    except ExportError as exc:
+        raise MDCheckError(str(exc)) from None
+    folder = Path(out) if out is not None else Path(run_dir) / "md-check"
+    phi_ref, psi_ref = reference_angles()
+    runs = {
+        "vacuum": run_solute(None, protocol, label="vacuum", log=log),
+        f"vacuum + member {point.index}": run_solute(
+            point, protocol, label=f"vacuum + member {point.index}", log=log
+        ),
+    }
+    h_ref = _angle_histograms(phi_ref, psi_ref, protocol.bins)
+    report: dict[str, Any] = {
+        "member": {
+            "index": point.index,
+            "expression": point.expression,
+            "params": point.params,
+            "cutoff": point.cutoff,
+            "cutoff_scheme": point.cutoff_scheme,
+            "wall_problem": wall_problem(point),
+            "source": point.source,
+        },
+        "protocol": asdict(protocol),
+        "reference": {
+            "file": SOLVENT_FILE,
+            "samples": len(phi_ref),
+            "phi": phi_ref.round(2).tolist(),
+            "psi": psi_ref.round(2).tolist(),
+        },
+        "runs": runs,
+        "js_divergence_to_explicit": {},
+    }
+    for name, res in runs.items():
+        if res["samples"]:
+            h = _angle_histograms(np.array(res["phi"]), np.array(res["psi"]), protocol.bins)
+            report["js_divergence_to_explicit"][name] = {
+                k: round(js_divergence(h[k], h_ref[k]), 4) for k in h
+            }
+    js = report["js_divergence_to_explicit"]
+    member_key = f"vacuum + member {point.index}"
+    if "vacuum" in js and member_key in js:
+        report["member_closer_than_vacuum"] = bool(
+            js[member_key]["phi-psi"] < js["vacuum"]["phi-psi"]
+        )
+    _write_report(folder, "solvent.json", report)
+    plot_ramachandran(report, folder / "ramachandran.png")
+    report["files"] = [str(folder / "solvent.json"), str(folder / "ramachandran.png")]
+    return report
+
+
+def plot_ramachandran(report: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Scatter plots of phi/psi: explicit solvent, vacuum, vacuum + member."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [("explicit solvent (reference)", report["reference"])]
+    sets += [(k, v) for k, v in report["runs"].items() if v.get("samples")]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.2), squeeze=False)
+    js = report.get("js_divergence_to_explicit", {})
+    for ax, (name, d) in zip(axes[0], sets, strict=True):
+        ax.plot(d["phi"], d["psi"], ".", ms=2, alpha=0.5)
+        ax.set_xlim(-180, 180)
+        ax.set_ylim(-180, 180)
+        ax.set_xlabel("phi (deg)")
+        ax.set_ylabel("psi (deg)")
+        extra = f"\nJS(phi,psi) = {js[name]['phi-psi']:.3f}" if name in js else ""
+        ax.set_title(f"{name}{extra}", fontsize=9)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        from mctsff.runio import write_error
+
+        raise MDCheckError(write_error(exc, path)) from None
+    finally:
+        plt.close(fig)
+
+
+def solvent_summary(report: dict[str, Any]) -> str:
+    """Divergences of the solvent check, one line per run."""
+    lines = [f"member {report['member']['index']}: {report['member']['expression']}"]
+    lines.append("Jensen-Shannon divergence to explicit solvent (bits): phi / psi / phi-psi")
+    for name, js in report["js_divergence_to_explicit"].items():
+        lines.append(f"  {name:<24} {js['phi']:.4f} / {js['psi']:.4f} / {js['phi-psi']:.4f}")
+    for name, res in report["runs"].items():
+        if not res["stable"]:
+            lines.append(f"  {name}: UNSTABLE: {res['failure']}")
+    if "member_closer_than_vacuum" in report:
+        lines.append(
+            "the member moves vacuum towards explicit solvent"
+            if report["member_closer_than_vacuum"]
+            else "the member does not move vacuum towards explicit solvent"
+        )
+    return "\n".join(lines)

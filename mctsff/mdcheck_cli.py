@@ -74,8 +74,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_solvent(args: argparse.Namespace) -> int:
+    """Body of ``mctsff md-check solvent``."""
+    from mctsff.mdcheck import MDCheckError, SolventProtocol, solvent_check, solvent_summary
+
+    try:
+        protocol = SolventProtocol(
+            equilibration_ps=args.equilibration,
+            production_ps=args.production,
+            exclude_bonds=args.exclude,
+            seed=args.seed,
+            threads=args.threads,
+            platform=args.platform,
+        )
+        report = solvent_check(
+            args.run_dir,
+            None if args.best else args.index,
+            protocol=protocol,
+            out=args.out,
+            progress=not args.quiet,
+        )
+    except MDCheckError as exc:
+        print(f"mctsff: error: {exc}", file=sys.stderr)
+        return 2
+    print(solvent_summary(report))
+    for path in report["files"]:
+        print(f"wrote {path}")
+    return 0
+
+
 def add_command(sub) -> None:
-    """Add ``md-check water`` to the ``mctsff`` subcommands."""
+    """Add ``md-check water`` and ``md-check solvent`` to the ``mctsff`` subcommands."""
     p = sub.add_parser(
         "md-check",
         help="run a front member in MD (liquid water) and compare distributions with "
@@ -111,8 +140,28 @@ def add_command(sub) -> None:
     w.add_argument("--threads", type=_count, default=0, help="OpenMM CPU threads (0: all)")
     w.add_argument("--platform", default="CPU", help="OpenMM platform (CPU)")
     w.add_argument("--no-reference", action="store_true", help="skip the q-SPC/Fw run")
-    w.add_argument(
-        "--no-forces", action="store_true", help="skip the force RMSE on the DFT frames"
-    )
+    w.add_argument("--no-forces", action="store_true", help="skip the force RMSE on the DFT frames")
     w.add_argument("--quiet", action="store_true", help="no progress lines")
     w.set_defaults(func=run)
+    s = msub.add_parser(
+        "solvent",
+        help="alanine dipeptide: vacuum amber14 + the member vs explicit solvent (phi/psi)",
+    )
+    s.add_argument("run_dir", help="search run folder of a solvent-force search")
+    pick = s.add_mutually_exclusive_group()
+    pick.add_argument("--index", type=int, default=None, help="front member, 0 = simplest")
+    pick.add_argument("--best", action="store_true", help="the knee-rule member (default)")
+    s.add_argument("--out", default=None, help="folder for solvent.json (RUN/md-check)")
+    s.add_argument("--equilibration", type=_non_negative, default=20.0, help="ps (20)")
+    s.add_argument("--production", type=_positive, default=1000.0, help="ps per run (1000)")
+    s.add_argument(
+        "--exclude",
+        type=_count,
+        default=2,
+        help="no member term on pairs up to N bonds apart (2, as examples/alanine_dipeptide.py)",
+    )
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=_count, default=0, help="OpenMM CPU threads (0: all)")
+    s.add_argument("--platform", default="CPU", help="OpenMM platform (CPU)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    s.set_defaults(func=run_solvent)

@@ -29,6 +29,7 @@ SHORT = mc.WaterProtocol(
 )
 
 
+@pytest.mark.slow
 def test_qspcfw_liquid_is_stable_at_a_physical_density():
     res = mc.run_water("q-spcfw", SHORT, cutoff=CUTOFF)
     assert res["stable"], res["failure"]
@@ -57,6 +58,7 @@ def test_published_potential_through_the_exporter_matches_pme_structure():
     res = mc.run_water(pot, SHORT, cutoff=CUTOFF)
     assert res["stable"], res["failure"]
     assert 0.8 < res["density"] < 1.2
+    assert 2.6 < res["peaks"]["O-O"]["r"] < 3.0
 
 
 def test_attractive_potential_without_wall_is_unstable():
@@ -124,3 +126,76 @@ def test_cli_water_check_writes_report_and_plot(tmp_path, capsys):
     assert set(dist["experiment"]) == {"O-O", "O-H", "H-H"} and "O-O" in dist["dft"]
     assert set(report["dft_forces"]["rmse"]) == {"intramolecular only", "member 0", "q-SPC/Fw"}
     assert (run / "md-check" / "rdf.png").stat().st_size > 10_000
+
+
+def test_solvent_member_force_equals_the_fit_on_the_fits_pairs():
+    """The member on alanine dipeptide (CustomBondForce from the exporter's energy string,
+    topology exclusions up to 2 bonds) gives the forces mctsff's Potential gives on the
+    dataset with exclude_bonded_pairs(ds, 2): same pairs, same shifted potential."""
+    import openmm
+    from openmm import app, unit
+
+    from mctsff.data import data_file, load_dataset
+    from mctsff.md import exclude_bonded_pairs
+
+    ds = exclude_bonded_pairs(load_dataset(data_file(mc.SOLVENT_FILE), 12.0, frames=[0]), 2)
+    params = {"prod_c1[C]": 0.9, "prod_c1[H]": 1.23, "prod_c1[N]": -1.94, "prod_c1[O]": -3.6}
+    pot = Potential(
+        "prod_c1*erf(c1*r) + pair_B/r**6",
+        {
+            **params,
+            "c1": 0.38,
+            **{f"pair_B[{a}-{b}]": 0.1 * k for k, (a, b) in enumerate(ds.type_pairs)},
+        },
+        ds.species,
+        ds.type_pairs,
+        cutoff=12.0,
+        scheme="shifted-force",
+    )
+    ref, _ = pot.forces(ds)
+    topology = app.PDBFile(str(data_file(mc.SOLUTE_PDB))).topology
+    excluded = set(mc._excluded_pairs(topology, 2))
+    species = [a.element.symbol for a in topology.atoms()]
+    n = len(species)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if (i, j) not in excluded]
+    assert len(pairs) == ds.n_pairs == 174
+    system = openmm.System()
+    for _ in range(n):
+        system.addParticle(1.0)
+    system.addForce(mc._member_pair_force(pot, species, pairs))
+    ctx = openmm.Context(
+        system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference")
+    )
+    ctx.setPositions(ds.positions[:n] / 10.0)
+    f = ctx.getState(getForces=True).getForces(asNumpy=True)
+    f = np.asarray(f.value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+    assert np.abs(f * mc.KJ_MOL_NM_TO_EV_ANG - ref).max() < 1e-6 * np.abs(ref).max()
+
+
+def test_js_divergence_and_dihedrals():
+    p = np.array([1.0, 0.0, 0.0, 0.0])
+    assert mc.js_divergence(p, p) == 0.0
+    assert math.isclose(mc.js_divergence(p, np.array([0.0, 1.0, 0.0, 0.0])), 1.0)
+    phi, psi = mc.reference_angles()
+    assert len(phi) == len(psi) == 300
+    assert np.all(np.abs(phi) <= 180.0)
+    # explicit-solvent alanine dipeptide at 300 K: phi mostly negative (beta / alpha_R)
+    assert np.mean(phi < 0) > 0.8
+
+
+@pytest.mark.slow
+def test_solvent_check_runs_and_reports_divergences(tmp_path):
+    sp = ["C", "H", "N", "O"]
+    params = {"prod_c1[C]": 0.9, "prod_c1[H]": 1.23, "prod_c1[N]": -1.94, "prod_c1[O]": -3.6}
+    point = {"expression": "prod_c1*erf(c1*r)", "complexity": 7, "params": {**params, "c1": 0.38}}
+    (tmp_path / "pareto.json").write_text(json.dumps([point]))
+    run = {"species": sp, "type_pairs": [[a, b] for i, a in enumerate(sp) for b in sp[i:]]}
+    run.update(cutoff=12.0, variables=["r"], cutoff_scheme="shifted-force")
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    protocol = mc.SolventProtocol(equilibration_ps=1.0, production_ps=10.0, threads=1)
+    rep = mc.solvent_check(tmp_path, 0, protocol=protocol, progress=False)
+    js = rep["js_divergence_to_explicit"]
+    assert set(js) == {"vacuum", "vacuum + member 0"}
+    assert all(0.0 <= v <= 1.0 for d in js.values() for v in d.values())
+    assert rep["runs"]["vacuum + member 0"]["member_pairs"] == 174
+    assert (tmp_path / "md-check" / "ramachandran.png").is_file()
