@@ -286,6 +286,8 @@ def run_one(
     local: bool = True,
     options: dict | None = None,
     noise: float = 0.0,
+    time_limit: float | None = None,
+    search_workers: int = 1,
 ) -> dict:
     """One search on one synthetic potential; returns recovery, accuracy and timing.
 
@@ -293,6 +295,9 @@ def run_one(
     so only the engine proposes expressions; ``options`` are further keyword
     arguments of :func:`mctsff.search.search` (``benchmarks/ablation.py``);
     ``noise`` is the relative noise on the training forces (:func:`_splits`).
+    ``time_limit`` (s): the search stops on the wall clock instead (``budget`` is then
+    only a safety cap) with ``search_workers`` fitting processes; the wall time of the
+    first recovery, from the start of the search, is ``time_to_recovery``.
     """
     warnings.simplefilter("ignore")
     from mctsff.fit import Fitter
@@ -322,7 +327,11 @@ def run_one(
                     checks["cpu"] += time.process_time() - c
                     if not exact:
                         return
-                hit.update(n=counter["n"], expression=res.expression)
+                hit.update(
+                    n=counter["n"],
+                    expression=res.expression,
+                    t=time.perf_counter() - w0 - checks["wall"],
+                )
 
     w0, c0 = time.perf_counter(), time.process_time()
     result = search(
@@ -334,6 +343,7 @@ def run_one(
         max_length=MAX_LENGTH,
         callback=callback,
         **({} if local else {"prune": False, "grow": False}),
+        **({} if time_limit is None else {"time_limit": time_limit, "workers": search_workers}),
         **(options or {}),
     )
     wall = time.perf_counter() - w0 - checks["wall"]
@@ -347,8 +357,13 @@ def run_one(
         "noise": noise,
         # equal budgets: a form first found by a step that ran past the budget
         # (``evals_to_recovery`` > budget) is not a recovery within it
-        "recovered": "n" in hit and hit["n"] <= budget,
+        "recovered": "n" in hit
+        and hit["n"] <= budget
+        and (time_limit is None or hit["t"] <= time_limit),
         "evals_to_recovery": hit.get("n", math.nan),
+        "time_limit": time_limit,
+        "search_workers": search_workers if time_limit is not None else 1,
+        "time_to_recovery": hit.get("t", math.nan),
         "found": hit.get("expression", ""),
         "n_evaluations": result.n_evaluations,
         "surrogate": result.mcts.surrogate is not None,
@@ -471,6 +486,38 @@ def within(rows: list[dict], budget: int) -> list[dict]:
         n = r.get("evals_to_recovery", math.nan)
         out.append({**r, "recovered": bool(n == n and n <= budget)})
     return out
+
+
+def within_time(rows: list[dict], seconds: float) -> list[dict]:
+    """The runs as if stopped after ``seconds`` of wall clock (``recovered`` recomputed):
+    a run recovers within ``seconds`` when ``time_to_recovery <= seconds``."""
+    out = []
+    for r in rows:
+        t = r.get("time_to_recovery", math.nan)
+        out.append({**r, "recovered": bool(t == t and t <= seconds)})
+    return out
+
+
+def time_curve(rows: list[dict], limits: list[float]) -> str:
+    """Markdown: recoveries of both methods within each wall-clock limit, their ratio
+    (95 % bootstrap interval) and McNemar p (equal-time protocol, ``--time``)."""
+    lines = [
+        "| wall clock (s) | MCTS | GP | ratio (95 % CI) | McNemar p |",
+        "|---|---|---|---|---|",
+    ]
+    for t in limits:
+        c = paired_comparison(within_time(rows, t))
+        lo, hi = c["ratio_ci"]
+        lines.append(
+            f"| {t:g} | {c['recovered_a']}/{c['pairs']} | {c['recovered_b']}/{c['pairs']} "
+            f"| {_fmt(c['ratio'], '.2f')} ({_fmt(lo, '.2f')}–{_fmt(hi, '.2f')}) "
+            f"| {c['p_value']:.2g} |"
+        )
+    return "\n".join(lines)
+
+
+#: Wall-clock limits of the equal-time table (those up to the run's ``--time``).
+TIME_POINTS = (30.0, 60.0, 120.0, 300.0)
 
 
 def budget_curve(rows: list[dict], budgets: list[int], target: float | None = None) -> str:
@@ -622,6 +669,21 @@ def main(argv: list[str] | None = None) -> int:
         help="run these instead of the suite's",
     )
     ap.add_argument("--workers", type=int, default=2, help="parallel searches (2)")
+    ap.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        metavar="T",
+        help="equal wall clock instead of equal budgets: every search runs T seconds with "
+        "--search-workers fitting processes, one search at a time (--workers is then 1); "
+        "recoveries are reported against time (30, 60, 120, 300 s up to T)",
+    )
+    ap.add_argument(
+        "--search-workers",
+        type=int,
+        default=2,
+        help="--time: fitting processes of each search (2)",
+    )
     ap.add_argument("--quick", action="store_true", help="2 seeds, budget 120 (~2 min)")
     ap.add_argument("--png", default="compare_methods.png", help="figure path")
     ap.add_argument("--json", default=None, help="write every run's record here")
@@ -669,7 +731,14 @@ def main(argv: list[str] | None = None) -> int:
         + (" (hard suite, registered 2026-12-04)" if names == list(HARD_SUITE) else "")
         + f" — {datetime.date.today()}, "
         f"{machine}, {os.cpu_count()} cores (shared with other jobs), {args.workers} worker "
-        f"processes, {seeds} seeds, budget {budget} fitted expressions, grammar '{GRAMMAR}', "
+        f"processes, {seeds} seeds, "
+        + (
+            f"budget {budget} fitted expressions"
+            if args.time is None
+            else f"equal wall clock {args.time:g} s per search, {args.search_workers} fitting "
+            "processes each, one search at a time"
+        )
+        + f", grammar '{GRAMMAR}', "
         f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}, "
         f"fit-free surrogate on for {'MCTS only' if args.no_gp_surrogate else 'both methods'}"
         + (f", GP screen {args.gp_screen}" if args.gp_screen is not None else "")
@@ -682,14 +751,20 @@ def main(argv: list[str] | None = None) -> int:
     gp_opts: dict = {"surrogate": False} if args.no_gp_surrogate else {}
     if args.gp_screen is not None:
         gp_opts["gp_options"] = {"screen": args.gp_screen}
+    if args.time is not None:
+        if not (math.isfinite(args.time) and args.time > 0) or args.search_workers < 1:
+            raise SystemExit("--time must be a positive number of seconds, --search-workers >= 1")
+        budget = 10**9 if args.budget is None else budget  # the clock stops every run
     jobs = [
         (n, m, s, budget, not args.no_local, (gp_opts or None) if m == "gp" else None, args.noise)
+        + (() if args.time is None else (args.time, args.search_workers))
         for n in names
         for s in range(seeds)
         for m in METHODS
     ]
     w0, c0 = time.perf_counter(), time.process_time()
-    rows = run_jobs(run_one, jobs, args.workers)
+    # equal time: one search at a time, each with its own fitting processes
+    rows = run_jobs(run_one, jobs, 1 if args.time is not None else args.workers)
     wall = time.perf_counter() - w0
     cpu_runs = sum(r["cpu_s"] for r in rows)
     print(table(rows, names, info))
@@ -712,12 +787,21 @@ def report(rows: list[dict], names: list[str], budget: int, png: Path) -> dict:
     stats = paired_comparison(rows)
     print(comparison_line(stats, TARGET_RATIO))
     print()
-    print(
-        "Recoveries within smaller budgets (the same runs, each counted as recovered when its "
-        "first recovery came within that many fitted expressions):"
-    )
-    print()
-    print(budget_curve(rows, curve_budgets(budget), TARGET_RATIO))
+    limit = rows[0].get("time_limit") if rows else None
+    if limit:
+        print(
+            "Recoveries against wall-clock time (the same runs, each counted as recovered when "
+            "its first recovery came within that many seconds of its start):"
+        )
+        print()
+        print(time_curve(rows, [t for t in TIME_POINTS if t < limit] + [float(limit)]))
+    else:
+        print(
+            "Recoveries within smaller budgets (the same runs, each counted as recovered when "
+            "its first recovery came within that many fitted expressions):"
+        )
+        print()
+        print(budget_curve(rows, curve_budgets(budget), TARGET_RATIO))
     print()
     for m in METHODS:
         found = sorted({r["found"] for r in rows if r["method"] == m and r["found"]})

@@ -380,18 +380,23 @@ def read_expressions(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
-def replay_fits(expressions: list[str], constraints: tuple[str, ...] = ("force0",)) -> dict:
+def replay_fits(
+    expressions: list[str], constraints: tuple[str, ...] = ("force0",), defaults: bool = False
+) -> dict:
     """Fit each expression as the demo does; CPU and wall seconds per fit, and the outcome.
 
     Uses only the API that the current and the earlier fitter share, so the baseline
-    worker runs the same function.
+    worker runs the same function.  ``defaults``: the fitter's own defaults (cutoff
+    scheme, wall, constraints) instead of ``constraints`` with the cutoff treated as
+    91353c8 treated it; compare only against a baseline with the same defaults.
     """
     from mctsff.data import data_file, load_dataset
     from mctsff.fit import Fitter
 
     ds = load_dataset(data_file(REPLAY_DATA), cutoff=9.0)
     train, valid = ds.split(0.2, seed=0)
-    fitter = Fitter(train, valid, **as_before({**REPLAY_OPTIONS, "constraints": constraints}))
+    options = {} if defaults else as_before({**REPLAY_OPTIONS, "constraints": constraints})
+    fitter = Fitter(train, valid, **options)
     fitter.fit(WARMUP_EXPRESSION)  # lazy imports and first-call costs, not timed
     rows = []
     c_all, t_all = time.process_time(), time.perf_counter()
@@ -542,7 +547,9 @@ def record_demo(task: dict) -> dict:
 def _worker_tasks() -> dict:
     return {
         "replay": lambda task: replay_fits(
-            task["expressions"], tuple(task.get("constraints", ("force0",)))
+            task["expressions"],
+            tuple(task.get("constraints", ("force0",))),
+            bool(task.get("defaults", False)),
         ),
         "record": record_demo,
     }
@@ -578,7 +585,10 @@ def run_replay(args) -> int:
     import json
 
     exprs = read_expressions(args.expressions)
-    constraints = () if args.replay_constraint == "none" else (args.replay_constraint,)
+    defaults = args.replay_constraint == "defaults"
+    constraints = (
+        () if args.replay_constraint in ("none", "defaults") else (args.replay_constraint,)
+    )
     if args.limit:
         exprs = exprs[: args.limit]
     t_all = time.perf_counter()
@@ -590,16 +600,27 @@ def run_replay(args) -> int:
         with baseline(args.baseline, python=args.baseline_python) as base:
             base_run = base.run(
                 __file__,
-                {"task": "replay", "expressions": exprs, "constraints": list(constraints)},
+                {
+                    "task": "replay",
+                    "expressions": exprs,
+                    "constraints": list(constraints),
+                    "defaults": defaults,
+                },
             )
             base_info = f"; {base.describe()}"
-    new_run = replay_fits(exprs, constraints)
+    new_run = replay_fits(exprs, constraints, defaults)
     cmp = compare_replay(new_run, base_run)
     print(f"# fit throughput, replay of `mctsff demo` ({len(exprs)} expressions)")
     print()
     print(
         f"{REPLAY_DATA}, cutoff 9 Å, split 0.2 seed 0 ({new_run['n_train_pairs']} training "
-        f"pairs), Fitter(train, valid, constraints={constraints}), one process; "
+        f"pairs), "
+        + (
+            "Fitter(train, valid) with its defaults"
+            if defaults
+            else f"Fitter(train, valid, constraints={constraints})"
+        )  # fmt: skip
+        + f", one process; "
         f"{_machine()}{base_info}"
     )
     print()
@@ -640,10 +661,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="--replay: only the first N (0: all)")
     ap.add_argument(
         "--replay-constraint",
-        choices=["force0", "none"],
+        choices=["force0", "none", "defaults"],
         default="force0",
         help="--replay: the constraint of every fit (force0, as the demo was recorded; none: "
-        "the fit without it)",
+        "the fit without it; defaults: the fitter's own defaults, cutoff scheme and wall "
+        "included -- compare with a --baseline that has them, e.g. ef21ec3)",
     )
     ap.add_argument("--baseline", default=DEFAULT_REV, help=f"baseline commit ({DEFAULT_REV})")
     ap.add_argument(

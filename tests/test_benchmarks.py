@@ -141,6 +141,23 @@ def test_budget_curve_counts_recoveries_within_each_budget(cm):
     assert cm.curve_budgets(300) == [50, 100, 150, 200, 250, 300]
 
 
+def test_time_curve_counts_recoveries_within_each_wall_clock_limit(cm):
+    rows = []
+    # seed s: MCTS first recovers after 20*(s+1) s, GP after 50 s (seed 0 only)
+    for s in range(4):
+        rows.append({"method": "mcts", "potential": "a", "seed": s, "time_limit": 120,
+                     "recovered": True, "time_to_recovery": 20.0 * (s + 1)})  # fmt: skip
+        t_gp = 50.0 if s == 0 else math.nan
+        rows.append({"method": "gp", "potential": "a", "seed": s, "time_limit": 120,
+                     "recovered": s == 0, "time_to_recovery": t_gp})  # fmt: skip
+    got = [r["recovered"] for r in cm.within_time(rows, 45.0)]
+    assert got == [True, False, True, False, False, False, False, False]
+    lines = cm.time_curve(rows, [30.0, 60.0, 120.0]).splitlines()
+    assert lines[2].startswith("| 30 | 1/4 | 0/4 |")
+    assert lines[3].startswith("| 60 | 3/4 | 1/4 | 3.00")
+    assert lines[4].startswith("| 120 | 4/4 | 1/4 | 4.00")
+
+
 def test_from_json_reprints_saved_runs_within_their_budget(cm, tmp_path, capsys):
     """A recovery found by a step that ran past the budget does not count."""
     rows = []
