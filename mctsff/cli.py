@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 
 from mctsff import __version__
+from mctsff.config import DEFAULTS
 from mctsff.mdcheck_cli import add_command as _add_md_check_command
 
 
@@ -67,9 +68,31 @@ class UsageError(ValueError):
     """A bad command-line value (message names the option)."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``-h`` shows each option's default, except where there is nothing to show (a flag,
+    ``None``, an empty list) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text.lower()
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or not action.option_strings
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``mctsff search: error: …``, exit 2);
-    ``-h`` shows the usage."""
+    ``-h`` shows the usage and every default."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
@@ -95,9 +118,7 @@ def _float(text: str, option: str, finite: bool = True) -> float:
 
 def _dataset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="extxyz file with positions and reference forces (eV/Å)")
-    p.add_argument(
-        "--cutoff", type=_real(0, above=True), default=9.0, help="pair cutoff in Å (default 9)"
-    )
+    p.add_argument("--cutoff", type=_real(0, above=True), default=9.0, help="pair cutoff in Å")
     p.add_argument(
         "--forces",
         default="auto",
@@ -114,7 +135,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
         "--valid-fraction",
         type=float,
         default=0.2,
-        help="fraction of all frames for validation, which ranks the front (0.2)",
+        help="fraction of all frames for validation, which ranks the front",
     )
     p.add_argument(
         "--test-fraction",
@@ -126,9 +147,11 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
         "--split-seed",
         type=int,
         default=0,
-        help="seed of the train/validation/test split of the frames (0; independent of --seed)",
+        help="seed of the train/validation/test split of the frames (independent of --seed)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the search and the fit starts")
+    p.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed, help="seed of the search and the fit starts"
+    )
 
 
 def _fit_args(p: argparse.ArgumentParser) -> None:
@@ -154,17 +177,40 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         help="radius in Å down to which every type pair's potential must be repulsive below "
         "its shortest distance in the data (0.5; 0 switches the wall off)",
     )
-    p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit (3)")
+    p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit")
     p.add_argument(
         "--pair-start",
         action="store_true",
         help="kept for old command lines: the default fit already starts per-type prefactors "
         "(prod_q, geom_e) from a fit with one prefactor per type pair",
     )
-    p.add_argument("--weights", choices=["uniform", "potfit"], default="uniform")
-    p.add_argument("--energy-weight", type=_real(0), default=0.0)
-    p.add_argument("--bound", action="append", default=[], metavar="NAME=LO:HI")
-    p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--weights",
+        choices=["uniform", "potfit"],
+        default="uniform",
+        help="force weights: uniform, or potfit's 1/(|F| + 0.1 eV/Å)² per component",
+    )
+    p.add_argument(
+        "--energy-weight",
+        type=_real(0),
+        default=0.0,
+        help="weight of the per-frame energy residual next to the forces (needs --energy)",
+    )
+    p.add_argument(
+        "--bound",
+        action="append",
+        default=[],
+        metavar="NAME=LO:HI",
+        help="bounds of a fitted constant (prod_q[O]=-2:0; an empty side is unbounded); "
+        "repeat for several",
+    )
+    p.add_argument(
+        "--init",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="starting value of a fitted constant (b=0.3); repeat for several",
+    )
     p.add_argument(
         "--projection",
         type=_real(0, above=True),
@@ -180,7 +226,7 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "projections in memory (for data larger than memory; RMSEs are then projected)",
     )
     p.add_argument(
-        "--chunk-frames", type=_at_least(1), default=16, help="frames per chunk with --stream (16)"
+        "--chunk-frames", type=_at_least(1), default=16, help="frames per chunk with --stream"
     )
 
 
@@ -379,11 +425,18 @@ def cmd_fit(args) -> int:
 
 def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grammar", default="pair", help="shipped grammar name or .lark file")
-    p.add_argument("--budget", type=_at_least(1), default=2000, help="distinct expressions to fit")
     p.add_argument(
-        "--time", type=_real(0, above=True), default=None, help="wall-clock limit in seconds"
+        "--budget", type=_at_least(1), default=DEFAULTS.budget, help="distinct expressions to fit"
     )
-    p.add_argument("--out", default="run", help="run folder (default ./run)")
+    p.add_argument(
+        "--time",
+        dest="time_limit",
+        metavar="SECONDS",
+        type=_real(0, above=True),
+        default=DEFAULTS.time_limit,
+        help="wall-clock limit in seconds (none by default)",
+    )
+    p.add_argument("--out", default="run", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the search saved in --out")
     p.add_argument(
         "--overwrite",
@@ -391,19 +444,35 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         help="start a new run in an existing --out folder, replacing the earlier run's files "
         "(without it an existing non-empty folder is refused)",
     )
-    p.add_argument("--reward", choices=["spl", "tradeoff"], default="spl")
+    p.add_argument(
+        "--reward",
+        choices=["spl", "tradeoff"],
+        default=DEFAULTS.reward,
+        help="reward of an expression: spl = eta^complexity/(1 + loss/scale), tradeoff = "
+        "1/(1 + loss/scale) - 0.01 complexity",
+    )
     p.add_argument(
         "--eta",
         type=_real(0, 1, above=True),
-        default=0.99,
+        default=DEFAULTS.eta,
         help="SPL parsimony factor per complexity, in (0, 1]",
     )
     p.add_argument(
-        "--exploration", type=_real(0), default=1 / math.sqrt(2), help="UCT constant (>= 0)"
+        "--exploration",
+        type=_real(0),
+        default=DEFAULTS.mcts.exploration,
+        help="UCT constant (>= 0)",
     )
-    p.add_argument("--max-length", type=_at_least(1), default=16, help="productions per expression")
+    p.add_argument(
+        "--max-length",
+        type=_at_least(1),
+        default=DEFAULTS.max_length,
+        help="productions per expression",
+    )
     p.add_argument(
         "--rollouts",
+        dest="n_rollouts",
+        metavar="N",
         type=_at_least(1),
         default=None,
         help="rollouts per expansion (default 3 for forces, 10 for --objective regression)",
@@ -411,13 +480,13 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--leaves",
         type=_at_least(1),
-        default=1,
+        default=DEFAULTS.mcts.leaves,
         help="leaves expanded per MCTS iteration (virtual loss; their rollouts form one batch)",
     )
     p.add_argument(
         "--pipeline",
         type=_at_least(0),
-        default=0,
+        default=DEFAULTS.mcts.pipeline,
         help="MCTS iterations kept in flight while workers fit (virtual loss)",
     )
     p.add_argument(
@@ -436,16 +505,16 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--novelty",
         type=_at_least(1),
-        default=None,
+        default=DEFAULTS.mcts.novelty,
         help="MCTS rollouts drawn per rollout kept: the one with the most never-proposed "
-        "terms (sub-derivations of non-recursive nonterminals) is kept; 1 = plain (default 8)",
+        "terms (sub-derivations of non-recursive nonterminals) is kept; 1 = plain",
     )
     p.add_argument(
         "--cover",
         action=argparse.BooleanOptionalAction,
-        default=None,
+        default=DEFAULTS.mcts.cover,
         help="with --novelty > 1, MCTS rollouts draw each term of a sum among the terms not "
-        "proposed yet, so every term is tried once before one repeats (default True)",
+        "proposed yet, so every term is tried once before one repeats (default: on)",
     )
     p.add_argument(
         "--surrogate",
@@ -468,8 +537,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         choices=["mcts", "gp"],
-        default="mcts",
-        help="search engine: Monte Carlo tree search (default) or grammar-guided GP",
+        default=DEFAULTS.method,
+        help="search engine: Monte Carlo tree search or grammar-guided GP",
     )
     p.add_argument(
         "--reference",
@@ -485,7 +554,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="draw a water model's published and refit losses (q-spcfw, spcfw, tip3p)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    _quiet_args(p, "no progress bar on stderr")
     p.add_argument(
         "--no-local-moves",
         action="store_true",
@@ -495,8 +564,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=_at_least(0),
-        default=1,
-        help="local worker processes (0 = all cores; at most the cores; default 1)",
+        default=DEFAULTS.parallel.workers,
+        help="local worker processes (0 = all cores; at most the cores)",
     )
     p.add_argument(
         "--scheduler",
@@ -505,8 +574,19 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "which run code; docs/cluster.md)",
     )
     p.add_argument(
-        "--fit-timeout", type=_real(0, above=True), default=None, help="seconds allowed per fit"
+        "--fit-timeout",
+        dest="timeout",
+        metavar="SECONDS",
+        type=_real(0, above=True),
+        default=DEFAULTS.parallel.timeout,
+        help="seconds allowed per fit (no limit by default)",
     )
+
+
+def _quiet_args(p: argparse.ArgumentParser, what: str) -> None:
+    """``--quiet`` (documented) and ``--no-progress`` (the same, kept for old command lines)."""
+    p.add_argument("--quiet", "-q", dest="quiet", action="store_true", help=what)
+    p.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
 
 
 def _print_front(result, stream=None) -> None:
@@ -556,6 +636,28 @@ def _reference_potential(name: str, fitter) -> dict:
     return {f"{get_model(name).name} (published)": pot}
 
 
+def search_config(args: argparse.Namespace):
+    """The :class:`~mctsff.config.SearchConfig` of a parsed ``mctsff search`` command line:
+    each option whose destination is a setting's flat name (:data:`mctsff.config.SETTINGS`)
+    sets it; ``--local-option``, ``--no-local-moves``, ``--quiet`` and ``--workers 0`` are
+    translated."""
+    from mctsff.config import SETTINGS
+
+    given = {k: v for k, v in vars(args).items() if k in SETTINGS}
+    local: dict[str, float | None] = {}
+    for text in args.local_option:
+        name, value = _pair_value(text, "--local-option")
+        local[name] = None if value.lower() == "none" else _float(value, f"--local-option {name}")
+    given.update(
+        local_options=local or None,
+        prune=not args.no_local_moves,
+        grow=not args.no_local_moves,
+        progress=not args.quiet,
+        workers=_workers(args.workers),
+    )
+    return DEFAULTS.updated(**given)
+
+
 def _run_search(args, fitter, test=None) -> int:
     from mctsff.grammar import Grammar
     from mctsff.search import check_variables, search
@@ -588,43 +690,16 @@ def _run_search(args, fitter, test=None) -> int:
     if args.init or args.bound:
         species = getattr(fitter, "species", ())
         _check_names(args, _grammar_constants(args.grammar), species, "the grammar")
-    opts = {"eta": args.eta} if args.reward == "spl" else {}
-    local: dict[str, float | None] = {}
-    for text in args.local_option:
-        name, value = _pair_value(text, "--local-option")
-        local[name] = None if value.lower() == "none" else _float(value, f"--local-option {name}")
     result = search(
         fitter,
         grammar,
-        reward=args.reward,
-        reward_options=opts,
-        budget=args.budget,
-        time_limit=args.time,
-        seed=args.seed,
+        search_config(args),
         out=args.out,
         resume=args.resume,
         overwrite=args.overwrite,
-        exploration=args.exploration,
-        max_length=args.max_length,
-        n_rollouts=args.rollouts,
-        leaves=args.leaves,
-        pipeline=args.pipeline,
-        transplant=args.transplant,
-        elite=args.elite,
-        novelty=args.novelty,
-        cover=args.cover,
-        surrogate=args.surrogate,
-        local_options=local or None,
-        prune=not args.no_local_moves,
-        grow=not args.no_local_moves,
         test=test,
-        method=getattr(args, "method", "mcts"),
         reference_lines=refs,
         reference_potentials=ref_pots,
-        progress=not args.no_progress,
-        workers=_workers(args.workers),
-        scheduler=args.scheduler,
-        timeout=args.fit_timeout,
     )
     print(
         f"{result.n_evaluations} expressions fitted in {result.seconds:.1f} s"
@@ -744,8 +819,8 @@ def cmd_demo(args) -> int:
     ]
     if args.time is not None:
         argv += ["--time", str(args.time)]
-    if args.no_progress:
-        argv.append("--no-progress")
+    if args.quiet:
+        argv.append("--quiet")
     if args.overwrite:
         argv.append("--overwrite")
     print("mctsff demo: " + " ".join(argv))
@@ -809,13 +884,18 @@ def _add_data_commands(sub) -> None:
         help="sample water dimers and compute dimer and monomer forces (PySCF or tblite)",
     )
     q.add_argument("-n", "--n", type=int, required=True, help="dimers wanted in the file")
-    q.add_argument("--method", choices=["mp2", "hf", "xtb"], default="mp2")
+    q.add_argument(
+        "--method",
+        choices=["mp2", "hf", "xtb"],
+        default="mp2",
+        help="level of theory: MP2 or HF (PySCF), GFN2-xTB (tblite)",
+    )
     q.add_argument("--basis", default="aug-cc-pvdz", help="basis set (PySCF methods)")
     q.add_argument("--all-electron", action="store_true", help="MP2 without frozen core")
     q.add_argument("--out", required=True, help="extxyz file; resumed when it exists")
     q.add_argument("--workers", type=int, default=1, help="worker processes, 1 thread each")
     q.add_argument("--seed", type=int, default=0, help="sampling seed (keep it when resuming)")
-    q.add_argument("--quiet", action="store_true", help="no progress lines")
+    _quiet_args(q, "no progress lines")
     q.set_defaults(func=run_data)
     m = dsub.add_parser(
         "solvent-forces",
@@ -828,7 +908,7 @@ def _add_data_commands(sub) -> None:
     m.add_argument("--equilibration", type=float, default=20.0, help="equilibration in ps")
     m.add_argument("--padding", type=float, default=1.0, help="water padding in nm")
     m.add_argument("--seed", type=int, default=0, help="velocity/thermostat seed")
-    m.add_argument("--quiet", action="store_true", help="no progress lines")
+    _quiet_args(m, "no progress lines")
     m.set_defaults(func=run_data)
 
 
@@ -871,7 +951,12 @@ def _add_export_command(sub) -> None:
         help="LAMMPS table inner radius in Å, where the wall check starts (default: the run's "
         "wall radius from run.json, else 0.5)",
     )
-    p.add_argument("--table-style", choices=["linear", "spline"], default="linear")
+    p.add_argument(
+        "--table-style",
+        choices=["linear", "spline"],
+        default="linear",
+        help="LAMMPS pair_style table interpolation",
+    )
     p.add_argument(
         "--shift",
         action="store_true",
@@ -934,13 +1019,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("demo", help="run the main job on the shipped example data")
-    p.add_argument("--out", default="run", help="run folder (default ./run)")
-    p.add_argument("--budget", type=_at_least(1), default=1000)
+    p.add_argument("--out", default="run", help="run folder")
     p.add_argument(
-        "--time", type=_real(0, above=True), default=240.0, help="wall-clock limit (240 s)"
+        "--budget", type=_at_least(1), default=DEFAULTS.budget, help="distinct expressions to fit"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--time", type=_real(0, above=True), default=240.0, help="wall-clock limit in seconds"
+    )
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the search")
+    _quiet_args(p, "no progress bar on stderr")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument(
         "--workers", type=_at_least(0), default=0, help="worker processes (0 = all cores)"
@@ -961,6 +1048,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mctsff`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from mctsff.config import ConfigError
     from mctsff.data import DataError
     from mctsff.fit import FitConfigError
     from mctsff.grammar import GrammarError
@@ -969,6 +1057,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mctsff.search import SearchError
 
     errors: tuple[type[Exception], ...] = (
+        ConfigError,
         DataError,
         ExpressionError,
         FitConfigError,
