@@ -682,6 +682,10 @@ def run_water(
             rows = segment(ctx2, integ2, "npt", p.npt_ps)
             vols = np.array([r["volume"] for r in rows[len(rows) // 2 :]])
             dens = np.array([_density(n, v) for v in vols])
+            out["density_trace"] = {
+                "t_ps": [round(r["t_ps"], 4) for r in rows],
+                "density": [round(_density(n, r["volume"]), 4) for r in rows],
+            }
             out["density"] = round(float(dens.mean()), 4)
             out["density_stderr"] = round(_block_stderr(dens), 4)
             integ = langevin()
