@@ -398,24 +398,28 @@ class ParetoFront:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ParetoFront:
-        """Read a front written by :meth:`to_json`."""
+        """Read a front written by :meth:`to_json` or a search's ``pareto.json`` (a list
+        of members)."""
         data = json.loads(Path(path).read_text())
+        points = data["points"] if isinstance(data, dict) else data
         front = cls()
-        front._points = [FitResult.from_dict(d) for d in data["points"]]
+        front._points = [FitResult.from_dict(d) for d in points]
         front._points.sort(key=lambda p: (p.complexity, _loss(p)))
         front._archive = list(front._points)
         return front
 
     def to_csv(self, path: str | Path) -> None:
-        """Write one row per member: complexity, loss, RMSEs (train, validation, test),
-        whether the knee rule selects it, expression, params (JSON)."""
+        """Write one row per member: complexity, score_loss (the loss that ranks the front:
+        :attr:`~mctsff.result.FitResult.score_loss`, the validation RMSE when there are
+        validation frames), RMSEs (train, validation, test), whether the knee rule
+        selects it, expression, params (JSON)."""
         chosen = self.selected()
         with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(
                 [
                     "complexity",
-                    "loss",
+                    "score_loss",
                     "rmse_train",
                     "rmse_valid",
                     "rmse_test",

@@ -24,8 +24,10 @@ class FitResult:
         Force RMSE per component (eV/Å, or the target's unit) on the training
         and validation frames. ``rmse_valid`` is ``nan`` without validation data.
     loss
-        The objective the optimiser minimised (weighted mean square residual on
-        the training set, penalties excluded).
+        The training loss: the objective the optimiser minimised, a weighted *mean
+        square* residual on the training set (penalties excluded), not an RMSE.  This
+        is what ``loss`` means everywhere (``pareto.json``, checkpoints); the loss that
+        ranks a front is :attr:`score_loss` (``score_loss`` in ``pareto.csv``).
     params
         Fitted constants, name -> value. Per-type constants appear once per
         atom type (``prod_q[O]``) or per type pair (``pair_A[H-O]``).
@@ -44,6 +46,12 @@ class FitResult:
         Force RMSE on the test frames, which neither the fit, the search nor the choice
         of a model sees: filled in by the search for front members when it writes the
         front (:func:`mctsff.search.write_outputs`); ``nan`` when there is no test set.
+    species, type_pairs, cutoff, cutoff_scheme
+        What the fitted potential needs besides its expression and constants (force
+        matching): the atom types, the type pairs (``("H", "O")``), the cutoff in Å and
+        how the potential ends there (``"shifted-force"``, ``"shifted-energy"``,
+        ``"constraint"``, ``"none"``); empty, ``nan`` and ``"none"`` for regression.
+        :meth:`potential` builds the :class:`~mctsff.params.Potential` from them.
     """
 
     expression: str
@@ -59,6 +67,36 @@ class FitResult:
     reason: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     rmse_test: float = math.nan
+    species: tuple[str, ...] = ()
+    type_pairs: tuple[tuple[str, str], ...] = ()
+    cutoff: float = math.nan
+    cutoff_scheme: str = "none"
+
+    def potential(self):
+        """The fitted pair potential (:class:`~mctsff.params.Potential`): forces, energies
+        and U(r) per type pair, shifted at the cutoff as fitted.
+
+        Raises
+        ------
+        ValueError
+            When the result has no atom types (a regression result, or one read from an
+            older run folder).
+        """
+        if not self.species:
+            raise ValueError(
+                f"{self.expression!r}: the result has no atom types (not a force-matching "
+                "fit, or read from a run folder written before mctsff 0.2)"
+            )
+        from mctsff.params import Potential
+
+        return Potential(
+            self.expression,
+            self.params,
+            self.species,
+            self.type_pairs or None,
+            cutoff=self.cutoff if math.isfinite(self.cutoff) else None,
+            scheme=self.cutoff_scheme,
+        )
 
     @property
     def score_loss(self) -> float:
@@ -95,6 +133,7 @@ class FitResult:
             ("rmse_valid", math.nan),
             ("rmse_test", math.nan),
             ("loss", math.inf),
+            ("cutoff", math.nan),
         ):
             if d.get(key) is None:
                 d[key] = default
@@ -102,6 +141,8 @@ class FitResult:
         d["constraints"] = {
             k: (math.nan if v is None else v) for k, v in d.get("constraints", {}).items()
         }
+        d["species"] = tuple(d.get("species", ()))
+        d["type_pairs"] = tuple(tuple(p) for p in d.get("type_pairs", ()))
         return cls(**d)
 
     @classmethod

@@ -57,10 +57,12 @@ from mctsff.surrogate import ForceSurrogate
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity; :attr:`SearchConfig.eta`).
 DEFAULT_ETA = DEFAULTS.eta
-#: Checkpoint format; 5: read by an allow-list unpickler (:func:`mctsff.runio.load_checkpoint`),
-#: data compared by a content hash (4: probed keys with one value per constant, numbered by
-#: role; 3: one value per kind of constant; 2: sympy argument tuples, 1: ``sympy.srepr``).
-_CHECKPOINT_VERSION = 5
+#: Checkpoint format; 6: results carry species, type pairs, cutoff and its scheme
+#: (:class:`~mctsff.result.FitResult`); 5: read by an allow-list unpickler
+#: (:func:`mctsff.runio.load_checkpoint`), data compared by a content hash (4: probed keys
+#: with one value per constant, numbered by role; 3: one value per kind of constant; 2: sympy
+#: argument tuples, 1: ``sympy.srepr``).
+_CHECKPOINT_VERSION = 6
 
 
 class SearchError(ValueError):
@@ -521,11 +523,18 @@ class _Replace(ast.NodeTransformer):
 
 # ----------------------------------------------------------------------------- evaluators
 class _GrammarComplexity:
-    """Wraps an evaluator so results take their complexity from the grammar's weights."""
+    """Wraps an evaluator so results take their complexity from the grammar's weights (and,
+    with ``describe``, what else the search knows about them: :func:`_describer`)."""
 
-    def __init__(self, evaluator: Evaluator, grammar: Grammar):
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        grammar: Grammar,
+        describe: Callable[[FitResult], None] | None = None,
+    ):
         self.evaluator = evaluator
         self.grammar = grammar
+        self.describe = describe
 
     def __call__(self, expressions: list[str]) -> list[FitResult]:
         return self._complexity(self.evaluator(expressions))
@@ -543,6 +552,8 @@ class _GrammarComplexity:
 
     def _complexity(self, out: list[FitResult]) -> list[FitResult]:
         for res in out:
+            if self.describe is not None:
+                self.describe(res)
             if res.valid:
                 try:
                     res.complexity = self.grammar.complexity(res.expression)
@@ -859,7 +870,9 @@ def search(
         reward_fn = get_reward(cfg.reward)
     par = cfg.parallel
     evaluator = _GrammarComplexity(
-        Evaluator(fitter, par.workers, scheduler=par.scheduler, timeout=par.timeout), grammar
+        Evaluator(fitter, par.workers, scheduler=par.scheduler, timeout=par.timeout),
+        grammar,
+        _describer(fitter),
     )
     key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
     out_path = Path(out) if out is not None else None
@@ -1485,6 +1498,29 @@ def _write_run_info(
     return path
 
 
+def _describer(fitter) -> Callable[[FitResult], None]:
+    """A function that gives a force-matching result the atom types, type pairs, cutoff
+    and cutoff scheme of ``fitter`` (where the fit left them empty), so that
+    :meth:`FitResult.potential` works on every front member; a no-op for regression."""
+    if objective_kind(fitter) != "forces":
+        return lambda res: None
+    species = tuple(fitter.species)
+    pairs = tuple(tuple(p) for p in getattr(fitter, "type_pairs", ()))
+    cutoff = float(getattr(fitter, "cutoff", math.nan) or math.nan)
+    scheme = getattr(fitter, "scheme", "none")
+
+    def describe(res: FitResult) -> None:
+        if not res.species:
+            res.species, res.type_pairs, res.cutoff, res.cutoff_scheme = (
+                species,
+                pairs,
+                cutoff,
+                scheme,
+            )
+
+    return describe
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -1850,3 +1886,14 @@ def _robust_ylim(ax) -> tuple[float, float]:
     lo, hi = np.percentile(ys, [2, 98])
     pad = 0.1 * (hi - lo) + 1e-6
     return float(lo - pad), float(hi + pad)
+
+
+class _CallableModule(types.ModuleType):
+    """``mctsff.search`` is this module once imported (Python sets the package attribute),
+    and the function :func:`search` in ``mctsff.__all__``: calling the module runs it."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SearchResult:
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

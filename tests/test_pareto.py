@@ -6,6 +6,7 @@ import csv
 import math
 
 import numpy as np
+import pytest
 
 from mctsff.pareto import ParetoFront
 from mctsff.result import FitResult
@@ -77,7 +78,7 @@ def test_csv(tmp_path):
     f.to_csv(path)
     rows = list(csv.DictReader(path.open()))
     assert [r["expression"] for r in rows] == ["a", "b"]
-    assert float(rows[0]["loss"]) == 2.0 and rows[0]["params"] == '{"c1": 1.5}'
+    assert float(rows[0]["score_loss"]) == 2.0 and rows[0]["params"] == '{"c1": 1.5}'
 
 
 def test_plot_writes_png(tmp_path):
@@ -197,3 +198,27 @@ def test_a_member_held_off_by_a_simpler_one_comes_back_when_that_one_leaves():
     assert f.update(member("A"))  # X gains under 1 % on A: X leaves, B comes back
     assert [p.expression for p in f.points] == ["A", "B"]
     assert [p.expression for p in f.archive] == ["A", "X", "B"]
+
+
+def test_a_searchs_pareto_json_reads_back_with_its_potentials(tmp_path, capsys):
+    """``ParetoFront.from_json`` reads the file a search writes; each member carries the
+    atom types, type pairs, cutoff and scheme, so ``.potential()`` gives the shifted
+    potential, zero at the cutoff like the fit."""
+    from mctsff.cli import main
+    from mctsff.data import data_file
+
+    out = tmp_path / "run"
+    data = str(data_file("water_dimers_mp2_sample20.extxyz"))
+    quick = ["--budget", "12", "--quiet", "--no-constraints", "--starts", "1", "--cutoff", "7"]
+    assert main(["search", data, "--out", str(out), *quick]) == 0
+    capsys.readouterr()
+    front = ParetoFront.from_json(out / "pareto.json")
+    assert front.points
+    for p in front.points:
+        assert p.species == ("H", "O") and ("H", "O") in p.type_pairs
+        assert p.cutoff == 7.0 and p.cutoff_scheme == "shifted-force"
+        pot = p.potential()
+        assert abs(float(pot.energy(np.array([7.0]), ("O", "O"))[0])) < 1e-9
+        assert np.isfinite(pot.energy(np.array([3.0]), ("H", "O"))).all()
+    with pytest.raises(ValueError, match="no atom types"):
+        FitResult("c1*x", params={"c1": 1.0}).potential()

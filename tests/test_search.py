@@ -814,8 +814,8 @@ def test_a_crafted_checkpoint_runs_no_code(screened, tmp_path):
         (b"", "Ran out of input"),
         (b"garbage\x00\x01", "not a readable mctsff checkpoint"),
         (pickle.dumps([1, 2, 3]), "holds a list, not a dict"),
-        (pickle.dumps({"version": 5, "signature": {}})[:-7], "not a readable"),
-        (pickle.dumps({"version": 5, "signature": {}}), "damaged checkpoint .'mcts' is missing"),
+        (pickle.dumps({"version": 6, "signature": {}})[:-7], "not a readable"),
+        (pickle.dumps({"version": 6, "signature": {}}), "damaged checkpoint .'mcts' is missing"),
     ],
 )
 def test_damaged_checkpoints_are_one_clear_error(screened, tmp_path, content, message):

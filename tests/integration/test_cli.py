@@ -401,7 +401,7 @@ def test_search_holds_out_test_frames_and_obeys_no_local_moves(tmp_path):
     assert info["local_moves"]["prune"] is False and info["local_moves"]["grow"] is False
     assert info["null_rmse"] > max(x["rmse_valid"] for x in front)
     rows = (out / "pareto.csv").read_text().splitlines()
-    assert rows[0].startswith("complexity,loss,rmse_train,rmse_valid,rmse_test,selected,")
+    assert rows[0].startswith("complexity,score_loss,rmse_train,rmse_valid,rmse_test,selected,")
     chosen = [i for i, row in enumerate(rows[1:]) if row.split(",")[5] == "1"]
     assert len(chosen) == 1
     e = mctsff("export", str(out), "--format", "sympy", "--out", str(tmp_path / "u.txt"))
