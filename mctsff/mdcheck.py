@@ -33,7 +33,12 @@ front member of a search run (``mctsff md-check water RUN``):
   intramolecular terms on the 80 bulk-water DFT frames, next to q-SPC/Fw (PME) and the
   intramolecular terms alone.
 
+:func:`solvent_check` (``mctsff md-check solvent RUN``) runs alanine dipeptide in vacuum
+(amber14-all) with and without the member on the pairs the fit saw, and compares the phi/psi
+distributions with the shipped explicit-solvent trajectory (Jensen–Shannon divergences).
+
 Units inside: OpenMM's nm, ps, kJ/mol; reports use Å, g/cm³, kJ/mol and eV/Å for forces.
+See ``docs/md-check.md``.
 """
 
 from __future__ import annotations
@@ -54,14 +59,24 @@ __all__ = [
     "BOX_CUTOFF_RATIO",
     "RDF_PAIRS",
     "MDCheckError",
+    "SolventProtocol",
     "WaterProtocol",
     "dft_force_rmse",
     "dft_rdf",
     "experimental_rdf",
+    "first_peak",
+    "js_divergence",
+    "plot_ramachandran",
+    "plot_rdfs",
     "rdf_distance",
+    "reference_angles",
+    "run_solute",
     "run_water",
+    "solvent_check",
+    "solvent_summary",
     "water_box",
     "water_check",
+    "water_summary",
     "water_system",
 ]
 
@@ -965,7 +980,7 @@ def water_check(
     if reference_model:
         models.append(("q-SPC/Fw", "q-spcfw"))
     for name, pot in models:
-        log(f"{name}: {n_label(protocol, rc)}")
+        log(f"{name}: {_run_label(protocol, rc)}")
         res = run_water(pot, protocol, cutoff=rc, label=name, log=log)
         if "rdf" in res:
             r = np.asarray(res["rdf"]["r"])
@@ -992,7 +1007,7 @@ def water_check(
     return report
 
 
-def n_label(protocol: WaterProtocol, cutoff: float) -> str:
+def _run_label(protocol: WaterProtocol, cutoff: float) -> str:
     """One line describing the run of a model (molecules, lengths)."""
     n = protocol.n_molecules
     while _box_edge(n, 0.997) < BOX_CUTOFF_RATIO * cutoff:
