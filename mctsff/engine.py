@@ -6,7 +6,11 @@ A subclass keeps ``self._cache`` (key -> FitResult), ``self._rewards`` (key -> r
 ``self.canonical``, ``self._key_memo`` (a dict), ``self.surrogate`` (an optional
 fit-free error estimate ``surrogate(expression) -> float``, never saved) and
 ``self.use_surrogate`` (saved, so a resumed search knows to get it back) and
-implements ``_step(callback)``, ``exhausted`` and ``progress``; checkpoints
+implements ``_step(callback)``, ``exhausted`` and ``progress``.  ``fit_limit`` and
+``deadline`` (set by :meth:`SearchEngine.run` and :func:`mctsff.search.search`, never
+saved) bound a step from inside: a step never starts more fits than
+:meth:`SearchEngine.fits_left` allows, and one that is still drawing candidates when
+the deadline passes ends without fitting them (:meth:`SearchEngine.out_of_time`).  Checkpoints
 (:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
 ``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
 """
@@ -30,8 +34,38 @@ STATE_VERSION = 1
 KEY_MEMO_SIZE = 100_000
 
 
+class OutOfTime(Exception):
+    """Raised inside a step whose deadline passed while it drew candidates."""
+
+
 class SearchEngine:
     """Base class of :class:`~mctsff.mcts.MCTS` and :class:`~mctsff.gp.GP`."""
+
+    #: Total distinct fitted expressions a step may reach (``None``: no limit).
+    fit_limit: int | None = None
+    #: ``time.perf_counter()`` after which a step starts no new fit (``None``: none).
+    deadline: float | None = None
+
+    def fits_left(self) -> float:
+        """Fits that may still start under :attr:`fit_limit` (``inf`` without one),
+        counting those already sent and not yet recorded (:meth:`_pending_fits`)."""
+        if self.fit_limit is None:
+            return math.inf
+        return max(0, self.fit_limit - self.n_evaluations - self._pending_fits())
+
+    def _pending_fits(self) -> int:
+        """Expressions sent to the evaluator and not yet recorded (an engine that
+        pipelines its batches overrides it)."""
+        return 0
+
+    def out_of_time(self) -> bool:
+        """True once :attr:`deadline` has passed."""
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
+    def _check_time(self) -> None:
+        """Raise :class:`OutOfTime` once :attr:`deadline` has passed."""
+        if self.deadline is not None and time.perf_counter() >= self.deadline:
+            raise OutOfTime
 
     @property
     def results(self) -> list[FitResult]:
@@ -113,9 +147,11 @@ class SearchEngine:
         budget
             Total number of distinct fitted expressions to reach (cumulative over
             the life of the search, so resuming with the same budget continues to
-            the same end).  Checked between steps.
+            the same end).  A step never fits more than the budget leaves
+            (:attr:`fit_limit`).
         time_limit
-            Wall-clock seconds for this call.
+            Wall-clock seconds for this call; a step still drawing candidates when
+            they run out ends without fitting them (:attr:`deadline`).
         callback
             Called with every newly fitted :class:`FitResult` (e.g. to update a
             :class:`~mctsff.pareto.ParetoFront`).
@@ -129,14 +165,20 @@ class SearchEngine:
         if budget is None and time_limit is None and should_stop is None:
             raise ValueError("give a budget, a time_limit or should_stop")
         t0 = time.perf_counter()
-        while not self.exhausted:
-            if budget is not None and self.n_evaluations >= budget:
-                break
-            if time_limit is not None and time.perf_counter() - t0 >= time_limit:
-                break
-            if should_stop is not None and should_stop():
-                break
-            self.step(callback)
+        saved = self.fit_limit, self.deadline
+        self.fit_limit = budget
+        self.deadline = None if time_limit is None else t0 + time_limit
+        try:
+            while not self.exhausted:
+                if budget is not None and self.n_evaluations >= budget:
+                    break
+                if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+                    break
+                if should_stop is not None and should_stop():
+                    break
+                self.step(callback)
+        finally:
+            self.fit_limit, self.deadline = saved
         return self.progress
 
     def step(self, callback: Callable[[FitResult], Any] | None = None) -> list[FitResult]:
@@ -148,7 +190,14 @@ class SearchEngine:
             self.elapsed += time.perf_counter() - t0
 
     #: attributes :meth:`state_dict` leaves out (callables, memos rebuilt by :meth:`_restore`)
-    _transient: tuple[str, ...] = ("evaluate", "canonical", "_key_memo", "surrogate")
+    _transient: tuple[str, ...] = (
+        "evaluate",
+        "canonical",
+        "_key_memo",
+        "surrogate",
+        "fit_limit",
+        "deadline",
+    )
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, except the ``evaluate`` and ``canonical`` callables.

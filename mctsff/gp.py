@@ -327,6 +327,8 @@ class GP(SearchEngine):
         self.n_evaluations = 0
         self.n_iterations = 0
         self.n_draws = 0
+        #: drawn offspring of the current step the budget left unfitted (fitted first next)
+        self._unfitted: list[Individual] = []
         self.generation = 0
         self.elapsed = 0.0
         self.best_reward = -math.inf
@@ -336,7 +338,7 @@ class GP(SearchEngine):
     @property
     def exhausted(self) -> bool:
         """True after ``stale_limit`` consecutive draws without a never-fitted expression."""
-        return self._exhausted
+        return self._exhausted and not self._unfitted
 
     @property
     def progress(self) -> Progress:
@@ -360,6 +362,7 @@ class GP(SearchEngine):
         super()._restore()
         self._expr_memo = {}
         self.__dict__.setdefault("screen", 8)  # states saved before screening
+        self.__dict__.setdefault("_unfitted", [])  # states saved before exact budgets
 
     # ------------------------------------------------------------------ variation
 
@@ -475,6 +478,8 @@ class GP(SearchEngine):
         first = None
         best: tuple[float, Individual] | None = None
         for _ in range(self.screen):
+            if first is not None and self.out_of_time():
+                break  # the step is dropped (_step checks the deadline next)
             ind = self._individual(self._draw(stale))
             if first is None:
                 first = ind
@@ -489,6 +494,8 @@ class GP(SearchEngine):
 
     # ------------------------------------------------------------------ the step
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
+        if self._unfitted:  # a batch the budget cut short: fit the rest first
+            return self._fit_batch(self._unfitted, callback)
         if self._exhausted:
             return []
         target = self.population_size - len(self._elite)
@@ -503,6 +510,9 @@ class GP(SearchEngine):
             if stale >= self.stale_limit:
                 exhausted = True
                 break
+            if self.out_of_time():  # nothing of this step is fitted or kept
+                self._n_immigrants = n_immigrants0
+                return []
             ind = self._offspring(stale, taken)
             n_draws += 1
             key = ind[2]
@@ -516,19 +526,33 @@ class GP(SearchEngine):
             else:
                 fresh.append(ind)
                 stale = 0
-        try:
-            results = self._evaluate(fresh, callback)
-        except BaseException:
-            self._n_immigrants = n_immigrants0
-            raise
-        # commit
+        saved = self._stale, self._exhausted, self.n_draws, self._pool
         self._stale = stale
         self._exhausted = exhausted
         self.n_draws += n_draws
         self._pool = pool
-        if len(pool) >= target:
-            self._next_generation()
-        self.n_iterations += 1
+        try:
+            return self._fit_batch(fresh, callback)
+        except BaseException:  # a failed batch commits nothing
+            self._stale, self._exhausted, self.n_draws, self._pool = saved
+            self._n_immigrants = n_immigrants0
+            raise
+
+    def _fit_batch(
+        self, fresh: list[Individual], callback: Callable[[FitResult], Any] | None
+    ) -> list[FitResult]:
+        """Fit the step's new offspring, as many as :meth:`fits_left` allows; the rest
+        wait in ``_unfitted`` for the next step (so a search stopped by its budget and
+        resumed draws and fits what an uninterrupted one does).  Once all are fitted, a
+        full pool becomes the next generation."""
+        room = self.fits_left()
+        now = fresh[: int(min(len(fresh), room))]
+        results = self._evaluate(now, callback)
+        self._unfitted = list(fresh[len(now) :])
+        if not self._unfitted:
+            if len(self._pool) >= self.population_size - len(self._elite):
+                self._next_generation()
+            self.n_iterations += 1
         return results
 
     def _next_generation(self) -> None:

@@ -84,7 +84,7 @@ from typing import Any
 import numpy as np
 
 from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS
-from mctsff.engine import SearchEngine
+from mctsff.engine import OutOfTime, SearchEngine
 from mctsff.grammar import Grammar
 from mctsff.result import FitResult
 from mctsff.reward import Reward, get_reward
@@ -347,6 +347,7 @@ class MCTS(SearchEngine):
         self.pipeline = int(pipeline)
         self._pending: dict[int, int] = {}  # id(node) -> expansions in flight through it
         self._inflight: list[_Proposal] = []
+        self._partial = False  # _inflight[0] is a batch the budget cut short
         self.rollout = rollout
         if mast < 0:
             raise ValueError("mast must be >= 0")
@@ -443,6 +444,7 @@ class MCTS(SearchEngine):
         ranked = ((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
         self._top, self._top_version = heapq.nsmallest(self._n_top(), ranked), 0
         self.__dict__.setdefault("_inflight", [])
+        self.__dict__.setdefault("_partial", False)
         self._pending = {}
         for prop in self._inflight:  # their virtual losses are in the saved tree already
             if prop.virtual_loss is not None:
@@ -670,6 +672,7 @@ class MCTS(SearchEngine):
         seen = self._blocks if covered is None else covered
         drawn = []
         for _ in range(self.novelty):
+            self._check_time()
             cand = self._rollout(state, weights, covered)
             blocks = self._block_set(cand)
             drawn.append((cand, blocks, len(blocks - seen)))
@@ -748,13 +751,23 @@ class MCTS(SearchEngine):
         return state
 
     def _step(self, callback: Callable[[FitResult], Any] | None) -> list[FitResult]:
-        proposal = self._propose()
-        if proposal is not None:
-            self._inflight.append(proposal)
+        if self._partial:  # a batch the budget cut short: finish it before anything else
+            proposal: _Proposal | None | bool = True
+        else:
+            proposal = self._propose()
+            if proposal is not None:
+                self._inflight.append(proposal)
         fresh: list[FitResult] = []
         # commit the oldest proposals; with pipeline=p the newest p stay in flight
-        while self._inflight and (len(self._inflight) > self.pipeline or proposal is None):
-            fresh += self._commit(self._inflight[0], callback)
+        while self._inflight and (
+            len(self._inflight) > self.pipeline or proposal is None or self._partial
+        ):
+            out, done = self._commit(self._inflight[0], callback)
+            fresh += out
+            if not done:  # the budget is spent: the rest of the batch waits for a next run
+                self._partial = True
+                return fresh
+            self._partial = False
             self._inflight.pop(0)
             if proposal is None:
                 break  # selection was blocked by pending expansions: one commit frees it
@@ -776,7 +789,7 @@ class MCTS(SearchEngine):
                     break
                 leaf = path[-1]
                 j = int(self._rng.integers(len(leaf.untried)))
-                action = leaf.untried.pop(j)
+                action = leaf.untried[j]
                 state = self._apply(leaf.state, action)
                 if state.is_complete:
                     completions = [state]
@@ -784,30 +797,48 @@ class MCTS(SearchEngine):
                     if weights is None:
                         weights = self._rollout_weights()
                     covered = self._covered_set(state)
-                    completions = [
-                        self._novel_rollout(state, weights, covered) for _ in range(self.n_rollouts)
-                    ]
+                    completions = []
+                    for _ in range(self.n_rollouts):
+                        self._check_time()
+                        completions.append(self._novel_rollout(state, weights, covered))
+                leaf.untried.pop(j)
                 prop.expansions.append((path, j, action, state, completions))
                 if prop.virtual_loss is not None:
                     self._virtual_loss(path, +1, prop.virtual_loss)
             if not prop.expansions:
                 return None
-            waiting = {key for p in self._inflight for key, _, _ in p.new}
-            for *_, completions in prop.expansions:
-                for state in completions:
-                    expr = state.expression()
-                    key = self._key(expr)
-                    prop.completions.append((key, expr, state))
-                    if key not in self._cache and key not in waiting:
-                        waiting.add(key)
-                        prop.new.append((key, expr, state))
+            self._fill(prop)
             submit = getattr(self.evaluate, "submit", None)
-            if prop.new and submit is not None and self.pipeline > 0:
+            if (
+                prop.new
+                and submit is not None
+                and self.pipeline > 0
+                and len(prop.new) <= self.fits_left()  # else fitted at commit, to the budget
+            ):
                 prop.handle = submit([expr for _, expr, _ in prop.new])
+        except OutOfTime:  # the deadline passed while drawing: nothing of it is fitted
+            self._withdraw(prop)
+            return None
         except BaseException:
             self._withdraw(prop)
             raise
         return prop
+
+    def _fill(self, prop: _Proposal) -> None:
+        """Fill ``prop.completions`` and ``prop.new`` (the completions neither fitted nor
+        in flight, each once)."""
+        waiting = {key for p in self._inflight for key, _, _ in p.new}
+        for *_, completions in prop.expansions:
+            for state in completions:
+                expr = state.expression()
+                key = self._key(expr)
+                prop.completions.append((key, expr, state))
+                if key not in self._cache and key not in waiting:
+                    waiting.add(key)
+                    prop.new.append((key, expr, state))
+
+    def _pending_fits(self) -> int:
+        return sum(key not in self._rewards for p in self._inflight for key, _, _ in p.new)
 
     def _withdraw(self, prop: _Proposal) -> None:
         """Undo a proposal that will not be committed: actions back, virtual losses off."""
@@ -816,31 +847,42 @@ class MCTS(SearchEngine):
             if prop.virtual_loss is not None:
                 self._virtual_loss(path, -1, prop.virtual_loss)
 
-    def _commit(self, prop: _Proposal, callback) -> list[FitResult]:
-        """Collect a proposal's fits, record them, back the rewards up the tree."""
+    def _commit(self, prop: _Proposal, callback) -> tuple[list[FitResult], bool]:
+        """Collect a proposal's fits, record them, back the rewards up the tree.
+
+        At most :attr:`fit_limit` evaluations are reached: a batch larger than the fits
+        left is recorded in part and stays first in flight (returns ``(fresh, False)``;
+        the next step fits the rest, as many as the budget then allows, and backs it up),
+        so a search stopped by its budget and resumed fits what an uninterrupted one does.
+        """
         fresh: list[FitResult] = []
         try:
-            if prop.new:
+            # prop.new in order, then anything still unknown (an earlier proposal that was
+            # withdrawn): fitted now, those a budget-cut commit has not recorded yet
+            todo: dict[Any, tuple[str, Derivation]] = {}
+            for key, expr, state in (*prop.new, *prop.completions):
+                if key not in self._rewards and key not in todo:
+                    todo[key] = (expr, state)
+            room = math.inf if self.fit_limit is None else self.fit_limit - self.n_evaluations
+            room = max(0, room)
+            items = list(todo.items())[: int(min(len(todo), room))]
+            by_key: dict[Any, FitResult] = {}
+            if prop.handle is not None:  # the batch sent to the workers when proposed
                 exprs = [expr for _, expr, _ in prop.new]
-                if prop.handle is not None:
-                    results = self._checked(prop.handle.result(), exprs)
-                else:
-                    results = self._fit_now(exprs)
-                for (key, expr, state), res in zip(prop.new, results, strict=True):
-                    if self._record(key, expr, state, res):
-                        fresh.append(res)
-            # anything still unknown (an earlier proposal that was withdrawn): fit it now
-            missing: dict[Any, tuple[str, Derivation]] = {}
-            for key, expr, state in prop.completions:
-                if key not in self._rewards and key not in missing:
-                    missing[key] = (expr, state)
-            if missing:
-                results = self._fit_now([e for e, _ in missing.values()])
-                for (key, (expr, state)), res in zip(missing.items(), results, strict=True):
-                    if self._record(key, expr, state, res):
-                        fresh.append(res)
+                results = self._checked(prop.handle.result(), exprs)
+                by_key = dict(zip((k for k, _, _ in prop.new), results, strict=True))
+                prop.handle = None
+            need = [(k, e) for k, (e, _) in items if k not in by_key]
+            if need:
+                results = self._fit_now([e for _, e in need])
+                by_key.update(zip((k for k, _ in need), results, strict=True))
+            results = [by_key[k] for k, _ in items]
+            for (key, (expr, state)), res in zip(items, results, strict=True):
+                if self._record(key, expr, state, res):
+                    fresh.append(res)
         except BaseException:
             self._inflight.remove(prop)
+            self._partial = False
             self._withdraw(prop)
             raise
         # callbacks only once the whole batch is cached: a callback that fits more
@@ -848,6 +890,8 @@ class MCTS(SearchEngine):
         if callback is not None:
             for res in fresh:
                 callback(res)
+        if len(items) < len(todo):
+            return fresh, False
         rewards = [self._rewards[k] for k, _, _ in prop.completions]
         if prop.virtual_loss is not None:
             for path, *_ in prop.expansions:
@@ -874,7 +918,7 @@ class MCTS(SearchEngine):
             if child.exhausted:
                 self._mark_exhausted(leaf)
             self.n_iterations += 1
-        return fresh
+        return fresh, True
 
     def _virtual_loss(self, path: list[_Node], sign: int, loss: float) -> None:
         """Count a pending expansion as a visit with reward ``loss`` (or undo it).

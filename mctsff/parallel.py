@@ -5,7 +5,8 @@ iteration; the evaluator fits them and returns the results in order, so the
 search is reproducible whatever the number of workers (each fit is itself
 deterministic: its starts are seeded from the fitter's seed and the expression).
 
-* ``workers=1``: in-process.
+* ``workers=1``: in-process; with a ``timeout``, in one worker process instead (a
+  fit running in this process could not be stopped).
 * ``workers=N``: a :class:`concurrent.futures.ProcessPoolExecutor` (``spawn`` or
   ``forkserver``); the fitter (with its dataset) is shipped **once** per worker
   by the pool initializer, numba kernels are compiled into the on-disk cache
@@ -140,7 +141,9 @@ class Evaluator:
     scheduler
         Dask scheduler address or ``distributed.Client``; overrides ``workers``.
     timeout
-        Seconds allowed per candidate in a batch (``None`` = no limit; local pools only).
+        Seconds allowed per candidate in a batch (``None`` = no limit; local pools only:
+        with ``workers=1`` the fits then run in one worker process, which is replaced
+        when a fit overruns).
     mp_context
         ``"spawn"`` (default) or ``"forkserver"``.
 
@@ -174,9 +177,11 @@ class Evaluator:
         self._client = None
         self._remote_fitter = None
         self._payload: bytes | None = None
+        # a fit is stopped only by ending its process: a time limit needs a worker
+        self._use_pool = scheduler is None and (self.workers > 1 or timeout is not None)
         if scheduler is not None:
             self._start_dask(scheduler)
-        elif self.workers > 1:
+        elif self._use_pool:
             try:
                 self._payload = pickle.dumps(fitter, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
@@ -208,7 +213,7 @@ class Evaluator:
             waiting, batches evaluated before the workers are ready are fitted in
             this process (unless ``timeout`` is set), so start-up costs no wall time.
         """
-        if self._client is not None or self.workers <= 1:
+        if self._client is not None or not self._use_pool:
             return
         if self._pool is None:
             from mctsff import kernels
@@ -229,7 +234,7 @@ class Evaluator:
     @property
     def ready(self) -> bool:
         """True once the worker processes (if any) have started."""
-        if self._client is not None or self.workers <= 1:
+        if self._client is not None or not self._use_pool:
             return True
         return self._pool is not None and all(f.done() for f in self._starting)
 
@@ -274,7 +279,7 @@ class Evaluator:
             return Batch(self, exprs, self._dask(exprs), t0)
         first: list[FitResult] = []
         rest = exprs
-        if self.workers > 1 and (self.timeout is not None or len(exprs) > 1):
+        if self._use_pool and (self.timeout is not None or len(exprs) > 1):
             self.start(wait=self.timeout is not None)
             while len(first) < len(exprs) and not self.ready:
                 # workers still starting: fit here meanwhile (no time limit is set)

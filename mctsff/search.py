@@ -885,6 +885,7 @@ def search(
         test_rmse=holdout_scorer(fitter, test),
     )
     signature = _signature(fitter, grammar)
+    local_pending = None
     if resume:
         if out_path is None or not (out_path / CHECKPOINT).exists():
             raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
@@ -914,6 +915,7 @@ def search(
         )
         for r in saved["front"]:
             front.update(FitResult.from_dict(r))
+        local_pending = saved.get("local_pending")
         # older checkpoints hold only the settings given; the rest were the defaults
         saved_local = {
             **_local_values(DEFAULTS.local, LOCAL_OPTIONS),
@@ -976,6 +978,15 @@ def search(
         options=local_settings,
         grammar=grammar,
     )
+    try:
+        local.restore_pending(local_pending)
+    except (KeyError, TypeError, ValueError) as exc:
+        if lock is not None:
+            lock.release()
+        evaluator.evaluator.close()
+        raise SearchError(
+            f"{out_path / CHECKPOINT}: damaged checkpoint (local_pending: {exc})"
+        ) from None
 
     def on_result(res: FitResult) -> None:
         new_terms = local.observe(res)
@@ -1001,8 +1012,11 @@ def search(
     t0 = time.perf_counter()
     last_ckpt = t0
     interrupted = False
+    # the budget and the time limit hold inside a step too (its rollouts, its local moves)
+    mcts.fit_limit = budget
+    mcts.deadline = None if time_limit is None else t0 + time_limit
     try:
-        while not mcts.exhausted:
+        while not mcts.exhausted or local.waiting:
             if budget is not None and mcts.n_evaluations >= budget:
                 break
             if time_limit is not None and time.perf_counter() - t0 >= time_limit:
@@ -1012,11 +1026,12 @@ def search(
                 break
             if should_stop is not None and should_stop():
                 break
-            mcts.step(on_result)
+            if not local.waiting:  # local moves cut short by the budget come first
+                mcts.step(on_result)
             local.flush()  # the local moves of the whole batch, fitted as one batch
             if out_path is not None and time.perf_counter() - last_ckpt >= cfg.checkpoint_every:
                 try:
-                    _save_checkpoint(out_path, mcts, front, signature, local_settings)
+                    _save_checkpoint(out_path, mcts, front, signature, local_settings, local)
                     _write_front(out_path, front)
                 except OSError as exc:  # disk full: go on, the last checkpoint is kept
                     warnings.warn(f"{write_error(exc, out_path)}; searching on", stacklevel=2)
@@ -1043,6 +1058,7 @@ def search(
             signal.signal(signal.SIGINT, old)
             signal.signal(signal.SIGTERM, old_term)
         evaluator.evaluator.close()
+        mcts.fit_limit = mcts.deadline = None
     bar.update(
         mcts.n_evaluations,
         min((p.score_loss for p in front.points), default=math.inf),
@@ -1056,7 +1072,7 @@ def search(
     if out_path is not None:
         saved_now = False
         try:
-            _save_checkpoint(out_path, mcts, front, signature, local_settings)
+            _save_checkpoint(out_path, mcts, front, signature, local_settings, local)
             saved_now = True
             files = write_outputs(out_path, front, fitter, reference_lines, reference_potentials)
             files["checkpoint"] = str(out_path / CHECKPOINT)
@@ -1197,6 +1213,23 @@ def term_key(term: str) -> str:
     return ast.unparse(_Generic().visit(ast.parse(t.replace("^", "**"), mode="eval")))
 
 
+def _fits_left(engine) -> float:
+    """Fits an engine's budget still allows (``inf`` for an engine without one)."""
+    fits_left = getattr(engine, "fits_left", None)
+    return math.inf if fits_left is None else fits_left()
+
+
+def _out_of_time(engine) -> bool:
+    out_of_time = getattr(engine, "out_of_time", None)
+    return out_of_time is not None and out_of_time()
+
+
+def _strings(values: Any) -> list[str]:
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"expected a list of expressions, not {values!r:.60}")
+    return list(values)
+
+
 class _LocalMoves:
     """Prune/grow moves around new front members, sharing the tree's transposition table.
 
@@ -1271,6 +1304,8 @@ class _LocalMoves:
         self.n_substituted = 0
         self._entered: list[FitResult] = []
         self._terms: list[str] = []
+        #: a level of moves cut short: {"depth", "todo": [(expr, origin, kind)], "entered"}
+        self._level: dict[str, Any] | None = None
         self.simple: dict[str, tuple[int, str]] = {}
         for res in getattr(mcts, "results", []):  # rebuilt on resume: same library, same count
             self.observe(res)
@@ -1306,11 +1341,75 @@ class _LocalMoves:
         self._terms += terms
 
     def flush(self) -> None:
-        """Fit the local moves queued since the last flush as one batch (so workers stay busy)."""
+        """Fit the local moves queued since the last flush as one batch (so workers stay busy).
+
+        The budget (:meth:`~mctsff.engine.SearchEngine.fits_left`) and the deadline hold
+        here too: a level of moves they cut short waits (:attr:`waiting`) and is finished
+        first by the next flush, as are the moves of a tree batch the budget cut short
+        (they wait for the rest of the batch), so a search stopped by its budget and
+        resumed (:meth:`pending_state`) fits what an uninterrupted one does.
+        """
+        if getattr(self.mcts, "_partial", False) or getattr(self.mcts, "_unfitted", None):
+            return  # the engine's batch is cut short: its moves wait for the rest of it
+        if self._level is not None:
+            depth = self._level["depth"]
+            members = self._finish_level()
+            if members is None:
+                return
+            if members:
+                self._explore_all(members, [], depth + 1)
+            if self._level is not None:
+                return
         entered, terms = self._entered, self._terms
         self._entered, self._terms = [], []
         todo = self.spread_variants(terms) if terms else []
         self._explore_all([p for p in entered if self._on_front(p)], todo, depth=0)
+
+    @property
+    def waiting(self) -> bool:
+        """A level of moves was cut short by the budget or the deadline (finished first)."""
+        return self._level is not None
+
+    def pending_state(self) -> dict[str, Any]:
+        """The queued and cut-short moves as plain data (expressions), for a checkpoint."""
+        level = self._level
+        return {
+            "entered": [p.expression for p in self._entered],
+            "terms": list(self._terms),
+            "level": None
+            if level is None
+            else {
+                "depth": int(level["depth"]),
+                "todo": [list(t) for t in level["todo"]],
+                "entered": [p.expression for p in level["entered"]],
+            },
+        }
+
+    def restore_pending(self, state: Mapping[str, Any] | None) -> None:
+        """Take back :meth:`pending_state` (members as the front's own results).
+
+        Raises ``ValueError`` for a state that is not one (a damaged checkpoint).
+        """
+        if not state:
+            return
+        on_front = {p.expression: p for p in self.front.points}
+
+        def members(names: Any) -> list[FitResult]:
+            return [on_front[e] for e in _strings(names) if e in on_front]
+
+        self._entered = members(state.get("entered", []))
+        self._terms = _strings(state.get("terms", []))
+        level = state.get("level")
+        if level is not None:
+            todo = []
+            for t in level["todo"]:
+                expr, origin, kind = t
+                todo.append((str(expr), str(origin), None if kind is None else str(kind)))
+            self._level = {
+                "depth": int(level["depth"]),
+                "todo": todo,
+                "entered": members(level.get("entered", [])),
+            }
 
     def _on_front(self, res: FitResult) -> bool:
         return any(res is p for p in self.front.points)
@@ -1397,18 +1496,34 @@ class _LocalMoves:
             todo = list(extra)
             for res in members:
                 todo += self.variants(res, depth)
-            members = self._fit(todo)
+            self._level = {"depth": depth, "todo": self._new_moves(todo), "entered": []}
+            members = self._finish_level()
+            if members is None:
+                return  # cut short by the budget or the deadline: the level waits
             extra = []
             depth += 1
             if not members:
                 return
 
-    def _fit(self, candidates: list[tuple[str, ...]]) -> list[FitResult]:
-        """Fit distinct unseen candidates in one evaluator call; return those entering the front.
+    def _finish_level(self) -> list[FitResult] | None:
+        """Fit the current level's moves within the budget and the deadline; its members
+        still on the front once all are fitted, ``None`` while some wait."""
+        level = self._level
+        todo = level["todo"]
+        n = int(min(len(todo), _fits_left(self.mcts)))
+        if n and not _out_of_time(self.mcts):
+            del todo[: self._fit(todo[:n], level["entered"])]
+        if todo:
+            return None
+        self._level = None
+        return [p for p in level["entered"] if self._on_front(p)]
+
+    def _new_moves(self, candidates: list[tuple[str, ...]]) -> list[tuple[str, str, str | None]]:
+        """Distinct unseen candidates the grammar derives, as ``(expression, origin, kind)``.
 
         A candidate is ``(expression, origin)`` or ``(expression, origin, kind)``.
         """
-        todo, origins, kinds, keys = [], [], [], set()
+        todo, keys = [], set()
         for expr, origin, *kind in candidates:
             try:
                 expr = normalise_names(expr, self.variables)
@@ -1421,14 +1536,14 @@ class _LocalMoves:
                 self.n_underivable += 1  # the grammar is the law: never fit what it cannot derive
                 continue
             keys.add(key)
-            todo.append(expr)
-            origins.append(origin)
-            kinds.append(kind[0] if kind else None)
-        if not todo:
-            return []
-        entered = []
-        results = self.evaluator(todo)
-        for expr, origin, kind, new in zip(todo, origins, kinds, results, strict=True):
+            todo.append((expr, origin, kind[0] if kind else None))
+        return todo
+
+    def _fit(self, moves: list[tuple[str, str, str | None]], entered: list[FitResult]) -> int:
+        """Fit moves in one evaluator call (under a deadline, until it passes); record them,
+        add those entering the front to ``entered``; return how many were fitted."""
+        results = self._fit_until_deadline([expr for expr, _, _ in moves])
+        for (expr, origin, kind), new in zip(moves, results, strict=False):
             new.extra["local_move_from"] = origin
             if kind is not None:
                 new.extra["local_move"] = kind
@@ -1441,7 +1556,20 @@ class _LocalMoves:
                 entered.append(new)
             if self.callback is not None:
                 self.callback(new)
-        return [p for p in entered if self._on_front(p)]
+        return len(results)
+
+    def _fit_until_deadline(self, todo: list[str]) -> list[FitResult]:
+        """Fit ``todo`` in one batch, or, under a deadline, in batches of one per worker
+        until the deadline passes (the results of the expressions fitted, in order)."""
+        if getattr(self.mcts, "deadline", None) is None:
+            return self.evaluator(todo)
+        size = max(1, int(getattr(getattr(self.evaluator, "evaluator", None), "workers", 1)))
+        results: list[FitResult] = []
+        for i in range(0, len(todo), size):
+            if i and self.mcts.out_of_time():
+                break
+            results += self.evaluator(todo[i : i + size])
+        return results
 
 
 def _write_run_info(
@@ -1695,6 +1823,7 @@ def _save_checkpoint(
     front: ParetoFront,
     signature,
     local_options: Mapping[str, Any],
+    local: _LocalMoves | None = None,
 ) -> None:
     state = {
         "version": _CHECKPOINT_VERSION,
@@ -1707,6 +1836,8 @@ def _save_checkpoint(
         "mcts": mcts.state_dict(),
         # the archive (the front before the resolution rule), so a resume rebuilds both
         "front": [p.to_dict() for p in front.archive],
+        # local moves queued or cut short by the budget (finished first on resume)
+        "local_pending": None if local is None else local.pending_state(),
     }
     _atomic_write(out / CHECKPOINT, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
 

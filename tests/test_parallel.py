@@ -68,6 +68,20 @@ def test_dead_worker_and_hung_fit_cost_only_their_candidate(split):
 
 
 @pytest.mark.slow
+def test_fit_timeout_holds_with_one_worker(split):
+    """--fit-timeout with one worker: the fits run in a worker process that is replaced."""
+    train, valid = split
+    exprs = ["c1/r", "c1/r**12-c2/r**6", "c1/r**6"]
+    with Evaluator(Saboteur(train, valid, constraints=()), workers=1, timeout=2) as ev:
+        t0 = time.perf_counter()
+        out = ev(exprs)
+        assert time.perf_counter() - t0 < 30  # the hung fit (60 s) was stopped
+        assert ev._pool is not None  # not fitted in this process
+    assert [r.valid for r in out] == [True, False, True]
+    assert "time limit" in out[1].reason
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("pipeline", [0, 1])
 def test_search_reproducible_across_worker_counts(split, pipeline):
     train, valid = split

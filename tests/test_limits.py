@@ -1,0 +1,122 @@
+"""The budget and the time limit hold exactly, inside a step too (issue 36).
+
+A step of the tree fits ``leaves * n_rollouts`` rollouts and its local moves, a GP step
+a batch of offspring: the budget cuts such a batch and the rest waits for a next run, so
+a run stopped by its budget and resumed fits what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+
+import pytest
+
+from mctsff.fit import Fitter
+from mctsff.gp import GP
+from mctsff.mcts import MCTS
+from mctsff.result import FitResult
+from mctsff.search import search
+
+
+def objective(expressions: list[str]) -> list[FitResult]:
+    """A real, cheap and deterministic objective: longer expressions fit better."""
+    return [FitResult(e, complexity=len(e), rmse_train=1.0 / len(e)) for e in expressions]
+
+
+def _mcts(**kw) -> MCTS:
+    return MCTS("nguyen", objective, max_length=20, seed=5, leaves=2, n_rollouts=3, **kw)
+
+
+def _gp(**kw) -> GP:
+    return GP("nguyen", objective, max_length=20, seed=5, batch_size=10, **kw)
+
+
+@pytest.mark.parametrize("make", [_mcts, _gp], ids=["mcts", "gp"])
+@pytest.mark.parametrize("budget", [1, 2, 5, 11, 37])
+def test_engine_fits_exactly_the_budget(make, budget):
+    engine = make()
+    engine.run(budget=budget)
+    assert engine.n_evaluations == budget == len(engine.evaluated)
+
+
+@pytest.mark.parametrize(
+    "make", [_mcts, lambda: _mcts(pipeline=1), _gp], ids=["mcts", "mcts-pipeline", "gp"]
+)
+def test_a_run_cut_by_its_budget_resumes_as_if_uninterrupted(make):
+    full = make()
+    full.run(budget=60)
+    part = make()
+    part.run(budget=7)  # mid-batch: 2 leaves x 3 rollouts, a GP batch of 10
+    assert part.n_evaluations == 7
+    resumed = pickle.loads(pickle.dumps(part.state_dict()))
+    resumed = type(part).from_state(resumed, objective)
+    resumed.run(budget=60)
+    assert resumed.evaluated == full.evaluated
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: _mcts(novelty=10_000_000),
+        lambda: MCTS("nguyen", objective, max_length=20, seed=5, n_rollouts=10_000_000),
+        lambda: GP("nguyen", objective, seed=5, screen=10_000_000, surrogate=lambda e: 0.0),
+    ],
+    ids=["novelty", "rollouts", "gp-screen"],
+)
+def test_time_limit_holds_inside_a_step(make):
+    engine = make()
+    t0 = time.perf_counter()
+    engine.run(time_limit=0.3)
+    assert time.perf_counter() - t0 < 2.0
+    assert engine.fit_limit is None and engine.deadline is None  # reset after the run
+
+
+def test_search_budget_counts_local_moves_and_holds_exactly(screened):
+    train, valid = screened
+    fitter = Fitter(train, valid, constraints=(), n_starts=1)
+    for budget in (1, 4):
+        result = search(fitter, "pair", budget=budget, seed=2)
+        assert result.n_evaluations == budget == len(result.mcts.evaluated)
+
+
+def test_search_time_limit_holds_inside_a_step(screened):
+    train, valid = screened
+    fitter = Fitter(train, valid, constraints=(), n_starts=1)
+    t0 = time.perf_counter()
+    result = search(fitter, "pair", budget=None, time_limit=1.0, seed=2, novelty=10_000_000)
+    assert time.perf_counter() - t0 < 4.0
+    assert result.n_evaluations == 0  # no rollout finished drawing in time
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "1.5", "nan"])
+def test_cli_refuses_a_budget_below_one_in_one_line(value, capsys):
+    from mctsff.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "data.extxyz", "--budget", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--budget" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.slow
+def test_search_cut_by_its_budget_resumes_as_if_uninterrupted(screened, tmp_path):
+    """Cut inside the first tree batch (2: its local moves wait for the rest of it) and
+    inside a level of local moves (4: the moves left wait); both are in the checkpoint
+    and fitted first by the resumed run."""
+    train, valid = screened
+
+    def fitter():
+        return Fitter(train, valid, constraints=(), n_starts=1)
+
+    full = search(fitter(), "pair", budget=14, seed=2)
+    for cut in (2, 4):
+        out = tmp_path / f"cut{cut}"
+        part = search(fitter(), "pair", budget=cut, seed=2, out=out)
+        assert part.n_evaluations == cut
+        resumed = search(fitter(), "pair", budget=14, seed=2, out=out, resume=True)
+        assert resumed.mcts.evaluated == full.mcts.evaluated
+        assert [p.expression for p in resumed.front.points] == [
+            p.expression for p in full.front.points
+        ]
