@@ -750,10 +750,12 @@ class Fitter:
 
         Every start of :meth:`_Problem.scan_starts` and of the seeded ladder of
         :meth:`_starts` (``n_starts`` of each) is solved to a relative decrease of
-        :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations, constraints
-        included; the :data:`FINAL_POLISH` best of them (feasible first, then lowest
-        loss), the lowest loss of all and any other within :data:`TIE` of the best's loss
-        are then solved to convergence.
+        :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations without constraints,
+        then with them from there (linearised for the scan's starts, by the augmented
+        Lagrangian's continuation for the ladder's and the best scan start); the
+        :data:`FINAL_POLISH` best of them (feasible first, then lowest loss), the lowest
+        loss of all and any other within :data:`TIE` of the best's loss are then solved
+        to convergence.
         """
         o = self.options
         text = prog.expression
@@ -770,6 +772,21 @@ class Fitter:
                         return problem.solve(x0, lo, hi, ftol=ftol, max_iter=n)
                     sol = problem.explore(x0, lo, hi, tol=ftol, max_iter=n)
                     return None if sol is None else (sol[0], sol[1], 0.0, {})
+            except NUMERIC_ERRORS:
+                return None
+
+        def freed(x0):
+            """The unconstrained loose optimum from ``x0``, then the constraints by the
+            linearised solve from there (a start that meets a wall first would stop on it
+            short of the basin its unconstrained descent reaches)."""
+            if not self.constraints:
+                return run(x0, LOOSE_FTOL)
+            try:
+                with np.errstate(all="ignore"):
+                    free = problem.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
+                    if free is None:
+                        return None
+                    return problem.solve(free[0], lo, hi, ftol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
             except NUMERIC_ERRORS:
                 return None
 
@@ -793,7 +810,7 @@ class Fitter:
         # the scan's starts, and the seeded ladder's (ranges on a ladder of length scales,
         # other constants log-normal with random signs: on real data the best basin is
         # sometimes one no grid point leads to, e.g. a saturated tanh(c*r) at large |c|)
-        loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
+        loose = [sol for x0 in starts if (sol := freed(x0)) is not None]
         extra = ladder + (starts[:1] if self.constraints else [])
         loose += [sol for x0 in extra if (sol := continued(x0)) is not None]
         losses = [sol[1] for sol in loose]
@@ -917,6 +934,10 @@ class Fitter:
             flags=flags,
             n_evals=int(nfev),
             reason="" if valid else "non-finite training RMSE",
+            species=tuple(self.species),
+            type_pairs=tuple(tuple(p) for p in self.type_pairs),
+            cutoff=float(self.cutoff) if self.cutoff is not None else math.nan,
+            cutoff_scheme=self.scheme,
             extra={
                 "start_losses": [float(x) for x in losses],
                 "multipliers": {k: [float(x) for x in np.ravel(v)] for k, v in mults.items()},
