@@ -660,11 +660,12 @@ def search_config(args: argparse.Namespace):
 
 def _run_search(args, fitter, test=None) -> int:
     from mctsff.grammar import Grammar
-    from mctsff.search import check_variables, search
+    from mctsff.search import check_max_length, check_variables, search
 
     # the grammar's variables are checked against the data before any fit (--reference too)
     grammar = Grammar.load(args.grammar)
     check_variables(fitter, grammar)
+    check_max_length(grammar, search_config(args).max_length)
     refs = {}
     ref_pots = {}
     if args.reference_model and getattr(args, "stream", False):
@@ -1081,6 +1082,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except errors as exc:
         print(f"mctsff: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # numpy names the size: "Unable to allocate 3.1 PiB for ..."
+        detail = " ".join(str(exc).split()) or "no detail"
+        print(
+            f"mctsff: error: out of memory ({detail}); use less data, a smaller --cutoff or "
+            "a coarser --projection grid",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("mctsff: interrupted", file=sys.stderr)

@@ -512,7 +512,7 @@ def load_dataset(
 
         images = ase.io.read(src, ":")
     except Exception as exc:  # ASE raises many different types for malformed files
-        raise _error(src, f"cannot read file ({type(exc).__name__}: {exc})") from exc
+        raise _error(src, _read_failure(exc)) from None
     if not isinstance(images, list):
         images = [images]
     if len(images) == 0:
@@ -644,7 +644,7 @@ def iter_chunks(
         try:
             yield from ase.io.iread(src, ":")
         except Exception as exc:  # ASE raises many different types for malformed files
-            raise _error(src, f"cannot read file ({type(exc).__name__}: {exc})") from exc
+            raise _error(src, _read_failure(exc)) from None
 
     buf: list[ase.Atoms] = []
     start = 0
@@ -1003,6 +1003,18 @@ def _warn_units(ds: Dataset) -> None:
 # --------------------------------------------------------------------------------------------
 # helpers: validation and field access
 # --------------------------------------------------------------------------------------------
+
+
+def _read_failure(exc: BaseException) -> str:
+    """One line for an exception ASE raised reading a file (a MemoryError passes)."""
+    if isinstance(exc, MemoryError):
+        raise exc
+    if isinstance(exc, UnicodeDecodeError):
+        from mctsff.runio import not_text
+
+        return f"cannot read file ({not_text(exc)})"
+    detail = " ".join(str(exc).split())[:200]
+    return f"cannot read file ({type(exc).__name__}: {detail})"
 
 
 def _check_cutoff(cutoff: Any, src: str) -> None:

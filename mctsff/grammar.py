@@ -288,7 +288,17 @@ class Grammar:
             path = shipped
         if not path.is_file():
             raise GrammarError(f"grammar file not found: {path}")
-        return cls(path.read_text(), name=path.stem, path=path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            from mctsff.runio import not_text
+
+            raise GrammarError(f"grammar file {path}: {not_text(exc)}") from None
+        except OSError as exc:
+            raise GrammarError(f"grammar file {path}: cannot read ({exc.strerror})") from None
+        if "\x00" in text:
+            raise GrammarError(f"grammar file {path}: holds NUL bytes (a binary file?)")
+        return cls(text, name=path.stem, path=path)
 
     @classmethod
     def from_text(cls, text: str, name: str = "grammar") -> Grammar:

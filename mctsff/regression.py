@@ -148,9 +148,15 @@ class RegressionData:
         path = Path(path)
         src = str(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            from mctsff.runio import not_text
+
+            raise RegressionDataError(f"{src}: {not_text(exc)}") from None
         except OSError as exc:
             raise RegressionDataError(f"{src}: cannot read file ({exc.strerror})") from None
+        if "\x00" in text:
+            raise RegressionDataError(f"{src}: holds NUL bytes (a binary file?)")
         rows = [
             (lineno, row)
             for lineno, row in enumerate(csv.reader(text.splitlines()), start=1)

@@ -151,6 +151,15 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         fh.write(data)
 
 
+def not_text(exc: UnicodeDecodeError) -> str:
+    """Why a file that should be text is not: ``"not UTF-8 text (byte 0xff at offset 6)"``."""
+    data = exc.object
+    ok = isinstance(data, bytes | bytearray) and exc.start < len(data)
+    byte = data[exc.start] if ok else None
+    where = f"byte 0x{byte:02x} at offset {exc.start}" if byte is not None else exc.reason
+    return f"not UTF-8 text ({where}): a binary file, or text in another encoding"
+
+
 def write_error(exc: OSError, what: str | os.PathLike[str]) -> str:
     """One line for an error writing ``what`` (disk full and read-only named as such)."""
     reason = {

@@ -85,6 +85,18 @@ def objective_kind(fitter) -> str:
     return "forces" if hasattr(fitter, "species") else "regression"
 
 
+def check_max_length(grammar: Grammar, max_length: int) -> None:
+    """Refuse a ``max_length`` below the grammar's shortest derivation (nothing could be
+    derived), with a :class:`SearchError` naming ``--max-length``, the grammar and the
+    least length that works."""
+    shortest = grammar.min_length(grammar.start)
+    if max_length < shortest:
+        raise SearchError(
+            f"--max-length {max_length} is below the shortest derivation of grammar "
+            f"{grammar.name!r} ({shortest} productions): give --max-length {shortest} or more"
+        )
+
+
 def check_variables(fitter, grammar: Grammar) -> None:
     """Refuse a grammar whose variables the data do not provide.
 
@@ -857,6 +869,7 @@ def search(
     surrogate = auto["surrogate"] if cfg.surrogate is None else bool(cfg.surrogate)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     check_variables(fitter, grammar)
+    check_max_length(grammar, cfg.max_length)
     variables = tuple(fitter.options.variables)
     opts = dict(cfg.reward_options or {})
     if isinstance(cfg.reward, str) or cfg.reward is None:

@@ -550,3 +550,22 @@ def test_cli_shows_a_unit_warning_and_goes_on(tmp_path, dimer_images, capsys) ->
     lines = [ln for ln in err.splitlines() if "do not look like" in ln]
     assert len(lines) == 1 and lines[0].startswith("mctsff: warning: ") and "nm?" in lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (bytes(range(256)) * 8, ["not UTF-8 text", "byte 0x"]),
+        ("1\nPROPERTIES=species:S:1:pos:R:3 é\nO 0 0 0\n".encode("latin-1"), ["byte 0xe9"]),
+    ],
+    ids=["binary", "latin-1"],
+)
+def test_a_data_file_that_is_not_text_is_one_error_naming_it(tmp_path, data, words) -> None:
+    path = tmp_path / "bad.extxyz"
+    path.write_bytes(data)
+    with pytest.raises(DataError) as exc:
+        load_dataset(path, 5.0)
+    message = str(exc.value)
+    assert "\n" not in message and message.startswith(str(path))
+    for w in words:
+        assert w in message

@@ -306,3 +306,39 @@ def test_blocks_are_the_non_recursive_nonterminals():
     toy = Grammar.from_text('start: s\ns: s "+" t | t\nt: "x" | "y*" u\nu: "x" | "y"')
     assert toy.block_nonterminals == {"t", "u"}
     assert toy.top_blocks == {"t"}
+
+
+# ----------------------------------------------------------------------------- bad files
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (bytes(range(256)) * 4, ["not UTF-8 text", "byte 0x80"]),  # binary
+        ('start: expr\nexpr: "c1*r" | "c\xe9"\n'.encode("latin-1"), ["byte 0xe9"]),  # Latin-1
+        (b'start: expr\nexpr: "c1*r"\x00\n', ["NUL"]),
+    ],
+    ids=["binary", "latin-1", "nul"],
+)
+def test_a_grammar_file_that_is_not_text_is_one_error_naming_it(tmp_path, data, words):
+    path = tmp_path / "bad.lark"
+    path.write_bytes(data)
+    with pytest.raises(GrammarError) as exc:
+        Grammar.load(path)
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message
+    for w in words:
+        assert w in message
+
+
+def test_max_length_below_the_shortest_derivation_is_one_search_error(screened, capsys):
+    from mctsff.cli import main
+    from mctsff.data import data_file
+    from mctsff.fit import Fitter
+    from mctsff.search import SearchError, check_max_length, search
+
+    check_max_length(Grammar.load("pair"), 5)
+    with pytest.raises(SearchError, match=r"--max-length 4 .* grammar 'pair' \(5 productions\)"):
+        search(Fitter(*screened), "pair", budget=1, max_length=4)
+    data = str(data_file("water_dimers_mp2_sample20.extxyz"))
+    code = main(["search", data, "--max-length", "3", "--budget", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("mctsff: error: --max-length 3 is below")
