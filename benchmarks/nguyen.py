@@ -1,11 +1,11 @@
 """Nguyen-1…12 in plain-regression mode: MCTS and GP (mctsff) vs gplearn and pyoperon.
 
 Every method gets the same wall-clock time per run (``--time`` seconds) on the
-same 20 training points (:func:`mctsff.regression.nguyen`, classic sampling
+same 20 training points (:func:`mctsff.fit.regression.nguyen`, classic sampling
 ranges, seed = run seed) and no other information.
 
 * **mcts**, **gp**: ``mctsff.search.search(method=...)`` with a
-  :class:`~mctsff.regression.RegressionFitter` on the shipped grammars
+  :class:`~mctsff.fit.regression.RegressionFitter` on the shipped grammars
   ``nguyen`` (tasks 1–8) and ``nguyen2`` (tasks 9–12): ``+ - * / sin cos exp
   log`` and the variables, no constants (the classic Nguyen setting;
   ``sqrt(x)`` and ``x**y`` must be built as ``exp(log(x)/(x/x+x/x))`` and
@@ -174,7 +174,7 @@ def task_symbols(task: int) -> dict:
     """Sympy symbols of a task (positive when the task samples [0, hi])."""
     import sympy
 
-    from mctsff.regression import NGUYEN
+    from mctsff.fit.regression import NGUYEN
 
     _, variables, (lo, _) = NGUYEN[task]
     kw = {"positive": True} if lo >= 0 else {"real": True}
@@ -255,7 +255,7 @@ def _lambdify(expr, symbols):
 def _run_mctsff(method, task, seed, time_s, max_length, data, symbols):
     import sympy
 
-    from mctsff.regression import NGUYEN, RegressionFitter
+    from mctsff.fit.regression import NGUYEN, RegressionFitter
     from mctsff.search import search
 
     grammar = "nguyen" if len(NGUYEN[task][1]) == 1 else "nguyen2"
@@ -384,7 +384,7 @@ def run_one(task: int, method: str, seed: int, time_s: float, max_length: int) -
     warnings.simplefilter("ignore")
     import sympy
 
-    from mctsff.regression import nguyen
+    from mctsff.fit.regression import nguyen
 
     data, truth_text = nguyen(task, seed=seed)
     fresh, _ = nguyen(task, seed=100_000 + seed, n=200)
@@ -427,8 +427,8 @@ def run_one(task: int, method: str, seed: int, time_s: float, max_length: int) -
 
 def table(rows: list[dict], tasks: list[int], methods: list[str]) -> str:
     """Markdown: exact recoveries per task and method, then per-method totals."""
+    from mctsff.fit.regression import NGUYEN
     from mctsff.gp import find_derivation
-    from mctsff.regression import NGUYEN
 
     out = [
         "| task | truth | productions | " + " | ".join(methods) + " |",

@@ -43,7 +43,8 @@ import warnings
 import numpy as np
 
 from mctsff.data import data_file, load_dataset
-from mctsff.fit import Fitter, _Target
+from mctsff.fit import Fitter
+from mctsff.fit.target import Target
 from mctsff.models import reference_model
 from mctsff.params import Parameterization
 from mctsff.program import Program
@@ -245,14 +246,14 @@ def loss_scaling(quick: bool) -> tuple[list[dict], dict]:
                 1 + rng.uniform(0.05, 0.10, theta.size) * rng.choice([-1, 1], theta.size)
             )
             consts_off, _ = par.table(off)
-            t = _Target.from_dataset(ds)
+            t = Target.from_dataset(ds)
             f_true, _ = t.predict(prog, consts)
             targets = {
                 "DFT total forces": ds,
                 "synthetic q-SPC/Fw": ds.with_forces(f_true.reshape(-1, 3)),
             }
             for tname, tds in targets.items():
-                tt = _Target.from_dataset(tds)
+                tt = Target.from_dataset(tds)
                 cc = consts if tname.startswith("DFT") else consts_off
 
                 def exact(tt=tt, cc=cc):

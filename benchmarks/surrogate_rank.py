@@ -1,7 +1,7 @@
 """How well the fit-free surrogate ranks candidates by the loss the fitter reaches.
 
 The search sends one of several drawn expressions to the fitter, the one the
-surrogate (:class:`mctsff.surrogate.ForceSurrogate`) scores best, so what matters
+surrogate (:class:`mctsff.fit.surrogate.ForceSurrogate`) scores best, so what matters
 is whether its ranking agrees with the fitted loss.  This script collects every
 expression a search fits on real forces (``search(surrogate=False)``: the
 candidates are not chosen by the surrogate being judged), with the user's fit
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mctsff.data import data_file, load_dataset
     from mctsff.fit import Fitter
-    from mctsff.surrogate import ForceSurrogate
+    from mctsff.fit.surrogate import ForceSurrogate
 
     path = Path(args.data) if Path(args.data).exists() else data_file(args.data)
     cons = tuple(c for c in (args.constraint or ["force0"]) if c.lower() != "none")

@@ -768,7 +768,7 @@ def cmd_search(args) -> int:
 
     if args.objective == "regression":
         from mctsff.data import holdout_frames
-        from mctsff.regression import RegressionData, RegressionFitter
+        from mctsff.fit.regression import RegressionData, RegressionFitter
 
         data = RegressionData.from_csv(args.data, target=args.target)
         test_fraction = 0.2 if args.test_fraction is None else args.test_fraction
@@ -1069,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
     )
     try:
-        from mctsff.regression import RegressionDataError
+        from mctsff.fit.regression import RegressionDataError
 
         errors += (RegressionDataError,)
     except ImportError:  # pragma: no cover - optional until the module lands

@@ -27,7 +27,7 @@ another valid leftmost derivation.
 * **Reproduction** (the remaining probability): a copy of a selected parent.
 * **Elitism**: the ``elitism`` best distinct individuals survive unchanged.
 * **Surrogate screening** (optional): with a ``surrogate`` (a fit-free error
-  estimate such as :class:`~mctsff.surrogate.ForceSurrogate`), each offspring
+  estimate such as :class:`~mctsff.fit.surrogate.ForceSurrogate`), each offspring
   is the one, of ``screen`` drawn as above, with the lowest estimate among those
   never fitted and not yet in the next generation (the first drawn when none
   is), as MCTS chooses its rollouts; without one GP is unchanged.

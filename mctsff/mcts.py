@@ -32,7 +32,7 @@ One iteration (:meth:`MCTS.step`):
    pruning moves then isolate it, so covering the terms is what finds
    single-term potentials (benchmarks/README.md).  With a ``surrogate`` (an
    estimate of an expression's error that costs no fit: for force matching
-   :class:`~mctsff.surrogate.ForceSurrogate`, the forces' least-squares residual
+   :class:`~mctsff.fit.surrogate.ForceSurrogate`, the forces' least-squares residual
    with the amplitudes solved and the range constants on a grid) the rollout kept
    is the one with the lowest estimate among those drawn with at least one new
    block, so coverage goes on while the fits go to the promising sums;
@@ -215,7 +215,7 @@ class MCTS(SearchEngine):
     surrogate
         Optional ``surrogate(expression) -> float``, an estimate of the expression's
         error that costs no fit (lower is better, ``inf`` unknown; e.g.
-        :class:`~mctsff.surrogate.ForceSurrogate`).  With ``novelty > 1`` the rollout
+        :class:`~mctsff.fit.surrogate.ForceSurrogate`).  With ``novelty > 1`` the rollout
         kept is then, among those drawn with at least one block never proposed
         before, the one with the lowest estimate (see the module docstring).  Not
         saved by :meth:`state_dict`; pass it again to :meth:`from_state`.

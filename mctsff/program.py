@@ -505,7 +505,7 @@ def signed_terms(expression: str) -> list[tuple[int, ast.AST]]:
     """Top-level additive terms of an expression as ``(sign, node)`` pairs.
 
     ``a - b + c`` gives ``[(1, a), (-1, b), (1, c)]``; a unary minus flips the sign.
-    Used by the search's local moves and the surrogate (:mod:`mctsff.surrogate`).
+    Used by the search's local moves and the surrogate (:mod:`mctsff.fit.surrogate`).
     """
     tree = ast.parse(expression.replace("^", "**"), mode="eval").body
     terms: list[tuple[int, ast.AST]] = []

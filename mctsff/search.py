@@ -3,7 +3,7 @@
 :func:`search` is what ``mctsff search`` and ``mctsff demo`` call:
 
 * the objective (force matching on a :class:`~mctsff.data.Dataset`, or plain
-  regression on a :class:`~mctsff.regression.RegressionData`) fits each
+  regression on a :class:`~mctsff.fit.regression.RegressionData`) fits each
   candidate the MCTS proposes;
 * every fitted result updates the :class:`~mctsff.pareto.ParetoFront`
   (complexity × validation loss);
@@ -42,6 +42,7 @@ import numpy as np
 
 from mctsff import ops
 from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS, ConfigError, LocalMoveSettings, SearchConfig
+from mctsff.fit.surrogate import ForceSurrogate
 from mctsff.gp import GP
 from mctsff.grammar import Grammar
 from mctsff.holdout import frame_errors_for, holdout_scorer
@@ -52,7 +53,6 @@ from mctsff.program import signed_terms
 from mctsff.result import FitResult
 from mctsff.reward import get_reward
 from mctsff.runio import atomic_output, atomic_write, load_checkpoint, open_run_folder, write_error
-from mctsff.surrogate import ForceSurrogate
 
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity; :attr:`SearchConfig.eta`).
@@ -80,7 +80,7 @@ def objective_kind(fitter) -> str:
     Force matching is recognised by what its outputs need (``species``, the atom
     types a :class:`~mctsff.fit.Fitter` fits pair constants for), so a user's own
     fitter with the same attributes is treated the same way; anything else (a
-    :class:`~mctsff.regression.RegressionFitter`, ``None``) is plain regression.
+    :class:`~mctsff.fit.regression.RegressionFitter`, ``None``) is plain regression.
     """
     return "forces" if hasattr(fitter, "species") else "regression"
 
@@ -683,7 +683,7 @@ def search(
     ----------
     fitter
         Objective: a :class:`~mctsff.fit.Fitter` (force matching) or a
-        :class:`~mctsff.regression.RegressionFitter`; anything with ``fit(expr)``,
+        :class:`~mctsff.fit.regression.RegressionFitter`; anything with ``fit(expr)``,
         ``options.variables`` and the training data.
     grammar
         Grammar object, shipped name (``"pair"``, ``"lj"``, ``"nguyen"``) or ``.lark`` path.
@@ -717,7 +717,7 @@ def search(
         but not reported as an interruption).
     test
         Held-out test data (a :class:`~mctsff.data.Dataset`, or a
-        :class:`~mctsff.regression.RegressionData` for regression) that neither the
+        :class:`~mctsff.fit.regression.RegressionData` for regression) that neither the
         fits, the search nor the selection see: each front member's ``rmse_test`` is
         computed on it when the front is written and at the end
         (:meth:`~mctsff.pareto.ParetoFront.score_test`).
@@ -744,7 +744,7 @@ def search(
         Seed of the search (the fits are seeded by the fitter's own seed).
     surrogate
         Choose each expression sent to the fitter among several drawn by a
-        fit-free estimate of its error (:class:`~mctsff.surrogate.ForceSurrogate`:
+        fit-free estimate of its error (:class:`~mctsff.fit.surrogate.ForceSurrogate`:
         the fit's weighted force (and energy) residual by least squares with the
         amplitudes solved, the range constants on a grid and the ``force0`` /
         ``energy0`` constraints held): MCTS among a rollout's ``novelty`` draws
@@ -763,7 +763,7 @@ def search(
         sub-derivation of one of the 10 best
         expressions so far; ``transplant=True`` adds SPL's macro-actions.  Left
         at ``None`` they follow the objective (:data:`OBJECTIVE_DEFAULTS`): on for a
-        :class:`~mctsff.regression.RegressionFitter` (``transplant=True,
+        :class:`~mctsff.fit.regression.RegressionFitter` (``transplant=True,
         elite=0.3``), off for force matching (``benchmarks/ablation.py`` measures
         both); ``leaves > 1`` expands
         that many leaves per iteration with virtual loss and evaluates all their
@@ -1199,7 +1199,7 @@ def searched_expression(res: FitResult) -> str:
     """The expression the search proposed for ``res``.
 
     A fitter may report a model built around it (a linearly scaled
-    ``scale*(f) + offset``, :class:`mctsff.regression.RegressionFitter`); local
+    ``scale*(f) + offset``, :class:`mctsff.fit.regression.RegressionFitter`); local
     moves edit the proposed structure ``f``, kept in
     ``extra["unscaled_expression"]``.
     """

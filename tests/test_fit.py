@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mctsff.fit import Constraint, FitConfigError, Fitter, _Problem, levenberg_marquardt
+from mctsff.fit import Constraint, FitConfigError, Fitter, levenberg_marquardt
+from mctsff.fit.problem import Problem
 from mctsff.params import Parameterization, Potential
 
 KNOWN = {
@@ -129,7 +130,7 @@ def test_per_type_start_keeps_the_users_bounds(dimers, monkeypatch):
     )
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
     seen = []
-    explore = _Problem.explore
+    explore = Problem.explore
 
     def spy(self, x0, lo, hi, tol=None):
         if any(n.startswith("pair_") for n in self.prog.constants):
@@ -137,7 +138,7 @@ def test_per_type_start_keeps_the_users_bounds(dimers, monkeypatch):
             seen.append((lo[k], hi[k], x0[k]))
         return explore(self, x0, lo, hi, tol)
 
-    monkeypatch.setattr(_Problem, "explore", spy)
+    monkeypatch.setattr(Problem, "explore", spy)
     fitter = Fitter(
         train,
         valid,
@@ -160,7 +161,7 @@ def test_per_type_start_renames_past_the_users_constants(dimers):
     expr = "prod_c1*exp(-r/c1) - prod_c2/r**6 + pair_prod_c2/r**12"
     fitter = Fitter(dimers, constraints=(), pair_start=True, scan=False)
     prog = fitter.compile(expr)
-    problem = _Problem(fitter, prog, Parameterization(prog, dimers.species, dimers.type_pairs))
+    problem = Problem(fitter, prog, Parameterization(prog, dimers.species, dimers.type_pairs))
     relaxed, _, common, pairs = problem._relaxation()
     assert len(relaxed.prog.constants) == len(prog.constants)
     assert "pair_prod_c2" in relaxed.prog.constants  # the user's, untouched
@@ -249,7 +250,7 @@ def test_analytic_jacobian_matches_finite_differences(dimers, energy_weight, sch
     )
     prog = fitter.compile(expr)
     par = Parameterization(prog, dimers.species, dimers.type_pairs)
-    prob = _Problem(fitter, prog, par)
+    prob = Problem(fitter, prog, par)
     rng = np.random.default_rng(3)
     theta = rng.uniform(0.5, 1.5, par.n_params)
     res, J = prob._rows(theta, True)

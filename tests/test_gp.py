@@ -12,10 +12,10 @@ import pytest
 import sympy
 
 from mctsff.fit import Fitter
+from mctsff.fit.regression import RegressionFitter, nguyen
 from mctsff.gp import GP, find_derivation
 from mctsff.grammar import Grammar
 from mctsff.program import Program
-from mctsff.regression import RegressionFitter, nguyen
 from mctsff.result import FitResult
 from mctsff.search import SearchError, canonical_key, search
 from mctsff.tree import Derivation, subtree_end

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mctsff.data import DataError, data_file, iter_chunks, load_dataset
-from mctsff.fit import FitConfigError, Fitter, _Target
+from mctsff.fit import FitConfigError, Fitter
+from mctsff.fit.target import Target
 from mctsff.params import Parameterization, Potential
 from mctsff.program import Program
 from mctsff.projection import ForceProjection, ProjectionError
@@ -30,7 +31,7 @@ def bulk8():
 
 
 def _exact_loss(ds, prog, consts, w=None):
-    t = _Target.from_dataset(ds)
+    t = Target.from_dataset(ds)
     f, _ = t.predict(prog, consts)
     d = f - t.forces
     if w is not None:

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from mctsff.fit import FitConfigError
-from mctsff.program import ExpressionError, Program
-from mctsff.regression import (
+from mctsff.fit.regression import (
     NGUYEN,
     RegressionData,
     RegressionDataError,
     RegressionFitter,
     nguyen,
 )
+from mctsff.program import ExpressionError, Program
 
 FORMULAS = {
     1: lambda x, y: x**3 + x**2 + x,

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from mctsff import scan
-from mctsff.fit import Fitter, constrained_levenberg_marquardt
+from mctsff.fit import Fitter, constrained_levenberg_marquardt, scan
 from mctsff.params import Parameterization, Potential
 from mctsff.program import Program
 

@@ -566,7 +566,7 @@ def test_local_moves_demote_a_type_constant_the_data_do_not_need(dimers):
 def test_building_block_reuse_recovers_nguyen2():
     import sympy
 
-    from mctsff.regression import RegressionFitter, nguyen
+    from mctsff.fit.regression import RegressionFitter, nguyen
 
     data, _ = nguyen(2, seed=0)
     # reuse alone: with linear scaling (the default) this seed needs more than 4000 fits
@@ -587,7 +587,7 @@ def test_building_block_reuse_recovers_nguyen2():
 
 
 def test_linear_scaling_search_edits_the_searched_structure(tmp_path):
-    from mctsff.regression import RegressionFitter, nguyen
+    from mctsff.fit.regression import RegressionFitter, nguyen
     from mctsff.search import searched_expression
 
     data, _ = nguyen(10, seed=0)  # 2*sin(x)*cos(y): exact only when scaled
@@ -608,7 +608,7 @@ def test_linear_scaling_search_edits_the_searched_structure(tmp_path):
 
 
 def test_reuse_defaults_follow_the_objective(screened):
-    from mctsff.regression import RegressionFitter, nguyen
+    from mctsff.fit.regression import RegressionFitter, nguyen
 
     data, _ = nguyen(1, seed=0)
     reg = RegressionFitter(data, n_starts=1)
@@ -636,8 +636,8 @@ def test_reuse_defaults_follow_the_objective(screened):
 
 
 def test_surrogate_follows_the_objective_and_the_checkpoint(screened, tmp_path):
-    from mctsff.regression import RegressionFitter, nguyen
-    from mctsff.surrogate import ForceSurrogate
+    from mctsff.fit.regression import RegressionFitter, nguyen
+    from mctsff.fit.surrogate import ForceSurrogate
 
     train, valid = screened
     fitter = Fitter(train, valid, constraints=())
@@ -669,7 +669,7 @@ def test_surrogate_follows_the_objective_and_the_checkpoint(screened, tmp_path):
 def test_objective_kind_is_one_convention(screened):
     from types import SimpleNamespace
 
-    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.fit.regression import RegressionData, RegressionFitter
     from mctsff.search import OBJECTIVE_DEFAULTS, objective_kind
 
     train, valid = screened
@@ -712,7 +712,7 @@ def test_substituted_variants_make_one_variable_a_function_inside_each_function(
 
 def test_substitution_has_its_own_share_and_finds_nguyen11():
     """``x**y = exp(y*log(x))``: at 1500 fits 0/6 seeds without the move, 5/6 with it."""
-    from mctsff.regression import RegressionFitter, nguyen
+    from mctsff.fit.regression import RegressionFitter, nguyen
 
     data, _ = nguyen(11, seed=3)
     runs = {}
@@ -1085,7 +1085,7 @@ def test_a_failed_atomic_write_names_its_file_and_leaves_the_old_one(tmp_path):
 # ----------------------------------------------------------------------------- variables
 def test_grammar_variables_must_be_the_datas(screened, tmp_path, monkeypatch):
     """A variable the data lack would be fitted as a constant (issue 36): one error, no fit."""
-    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.fit.regression import RegressionData, RegressionFitter
 
     t = np.linspace(-1.0, 1.0, 20)
     data = RegressionData(t[None, :], t**3 + t, ("t",), "data.csv")
@@ -1113,7 +1113,7 @@ def test_grammar_variables_must_be_the_datas(screened, tmp_path, monkeypatch):
 
 
 def test_a_grammar_may_use_some_of_the_datas_variables():
-    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.fit.regression import RegressionData, RegressionFitter
     from mctsff.search import check_variables
 
     xy = np.random.default_rng(0).uniform(-1, 1, size=(2, 10))

@@ -1,4 +1,4 @@
-"""Tests of mctsff.surrogate: the fit-free error estimate that ranks rollouts."""
+"""Tests of mctsff.fit.surrogate: the fit-free error estimate that ranks rollouts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mctsff.fit import Constraint, Fitter, potfit_weights
+from mctsff.fit.surrogate import ForceSurrogate
 from mctsff.params import Potential
-from mctsff.surrogate import ForceSurrogate
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_large_datasets_are_capped_in_frames_pairs_rows_and_terms(coulomb_lj):
 
 
 def test_from_fitter_needs_a_pair_dataset(screened):
-    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.fit.regression import RegressionData, RegressionFitter
 
     train, valid = screened
     s = ForceSurrogate.from_fitter(Fitter(train, valid, constraints=()))

@@ -219,7 +219,7 @@ def test_ctrl_c_writes_the_front(tmp_path):
 
 @pytest.mark.slow
 def test_regression_search_recovers_nguyen1(tmp_path):
-    from mctsff.regression import nguyen
+    from mctsff.fit.regression import nguyen
 
     data, truth = nguyen(1, seed=0)
     csv = tmp_path / "nguyen1.csv"
@@ -260,7 +260,7 @@ def test_regression_search_recovers_nguyen1(tmp_path):
 
 @pytest.mark.slow
 def test_regression_search_linear_scaling_option(tmp_path):
-    from mctsff.regression import nguyen
+    from mctsff.fit.regression import nguyen
 
     data, _ = nguyen(10, seed=0)
     data = type(data)(data.X, 3.0 * data.y - 1.5, data.variables)  # 6 sin(x) cos(y) - 1.5
@@ -283,7 +283,7 @@ def test_regression_search_linear_scaling_option(tmp_path):
     assert not any("scale" in p["params"] for p in runs["--no-linear-scaling"])
     # which search finds the lower error is a search outcome (benchmarks/nguyen.py measures
     # it); what must hold is that scaling never fits a form worse than without it
-    from mctsff.regression import RegressionData, RegressionFitter
+    from mctsff.fit.regression import RegressionData, RegressionFitter
 
     table = RegressionData.from_csv(csv, target="f")
     for p in runs["--no-linear-scaling"]:
@@ -293,7 +293,7 @@ def test_regression_search_linear_scaling_option(tmp_path):
 
 
 def test_search_local_options_reach_the_search_and_run_json(tmp_path):
-    from mctsff.regression import nguyen
+    from mctsff.fit.regression import nguyen
     from mctsff.search import LOCAL_OPTIONS
 
     data, _ = nguyen(11, seed=0)

@@ -40,14 +40,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from mctsff import kernels
-from mctsff.fit import (
-    NUMERIC_ERRORS,
-    FitConfigError,
-    Fitter,
-    bound_flags,
-    levenberg_marquardt,
-    overfit_flags,
-)
+from mctsff.fit.constraints import FitConfigError
+from mctsff.fit.forces import Fitter, bound_flags, overfit_flags
+from mctsff.fit.optim import levenberg_marquardt
+from mctsff.fit.problem import NUMERIC_ERRORS
 from mctsff.params import Parameterization
 from mctsff.program import Program
 from mctsff.result import FitResult

@@ -54,7 +54,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from mctsff import ops
-from mctsff.fit import Constraint, _point_values, _shift, _Target, potfit_weights
+from mctsff.fit.constraints import Constraint, point_values, scheme_shift
+from mctsff.fit.target import Target, potfit_weights
 from mctsff.params import _linear_constants
 from mctsff.program import Program, signed_terms
 
@@ -146,7 +147,7 @@ class ForceSurrogate:
             train = train.subset(idx[:keep])
         if energy_weight > 0 and train.energies is None:
             raise ValueError("energy_weight > 0 but the dataset has no energies")
-        self._target = _Target.from_dataset(train)
+        self._target = Target.from_dataset(train)
         n_rows = self._target.forces.size
         self._rows = None
         if n_rows > max_rows:
@@ -315,12 +316,12 @@ class ForceSurrogate:
             for i, v in zip(shape, point, strict=True):
                 consts[:, i] = v
             f, e = t.predict(prog, consts, energies=bool(self._ew))
-            shift = _shift(prog, consts, None, t.cutoff, self.cutoff_scheme)
+            shift = scheme_shift(prog, consts, None, t.cutoff, self.cutoff_scheme)
             f, _, e, _ = t.shifted(shift, f, None, e)
             cols.append(self._rows_of(f if self._rows is None else f[self._rows], e))
             vals = [
                 np.asarray(
-                    _point_values(c, prog, consts, None, r, group, jac=False, shift=shift)[0],
+                    point_values(c, prog, consts, None, r, group, jac=False, shift=shift)[0],
                     np.float64,
                 )
                 for c, r, group in self._constraints

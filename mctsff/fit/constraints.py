@@ -1,0 +1,233 @@
+"""Constraints on a fitted potential, and the shift of the cutoff scheme.
+
+Built-in constraints are evaluated at points per type pair with analytic Jacobians
+(:func:`point_values`): ``force0`` (U'(rc) = 0), ``energy0`` (U(rc) = 0), the repulsive
+wall (U' ≤ 0 from the wall radius to each pair's shortest distance) and a repulsive core;
+a user's :class:`Constraint` takes a function of a :class:`~mctsff.params.Potential`,
+differentiated by central differences (:func:`constraint_values`).
+:func:`scheme_shift` gives the cutoff scheme's shift of every type pair's potential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mctsff import kernels
+from mctsff.params import (
+    SHIFTED_SCHEMES,
+    Parameterization,
+    Potential,
+    cutoff_shift,
+)
+from mctsff.program import Program
+
+
+class FitConfigError(ValueError):
+    """Invalid fitting option (the message names the option)."""
+
+
+@dataclass
+class Constraint:
+    """A constraint on the fitted potential.
+
+    Parameters
+    ----------
+    name
+        Label used in reports.
+    kind
+        ``"eq"`` for c(θ) = 0 or ``"ineq"`` for g(θ) ≤ 0.
+    fun
+        ``fun(potential) -> float | array`` evaluated on a :class:`~mctsff.params.Potential`
+        (parameters in ``potential.params``; ``potential.energy(r, pair)``,
+        ``potential.derivative(r, pair)``).  Its Jacobian is taken by central
+        finite differences.  Built-in constraints use analytic Jacobians instead.
+
+    Examples
+    --------
+    Pin the O–O minimum of a water potential at 2.9 Å:
+
+    >>> c = Constraint("min_OO", "eq", lambda pot: pot.derivative(2.9, ("O", "O")))
+    """
+
+    name: str
+    kind: str = "eq"
+    fun: Callable | None = None
+    # built-in analytic constraints: U(r)=0 or U'(r) (=0 / <=0) at points per type pair
+    r_points: np.ndarray | None = None
+    derivative: bool = False
+    # points of each type pair (in the parameterization's pair order), instead of r_points
+    pair_points: tuple[np.ndarray, ...] | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("eq", "ineq"):
+            raise FitConfigError(f"constraint {self.name!r}: kind must be 'eq' or 'ineq'")
+        if self.fun is None and self.r_points is None and self.pair_points is None:
+            raise FitConfigError(f"constraint {self.name!r}: needs fun or r_points")
+        if self.pair_points is not None and self.r_points is None:
+            self.r_points = np.concatenate([np.asarray(p, float) for p in self.pair_points])
+
+    def points(self, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+        """A built-in constraint's distances and type-pair indices, every point for every pair.
+
+        Parameters
+        ----------
+        n_pairs
+            Number of type pairs of the parameterization.
+
+        Returns
+        -------
+        r, group
+            ``r_points`` repeated for each type pair, and the pair index of each entry,
+            as :meth:`mctsff.program.Program.evaluate` takes them.
+
+        Examples
+        --------
+        >>> r, g = force_zero_at(9.0).points(2)
+        >>> r.tolist(), g.tolist()
+        ([9.0, 9.0], [0, 1])
+        """
+        if self.r_points is None:
+            raise FitConfigError(f"constraint {self.name!r}: a function constraint has no points")
+        if self.pair_points is not None:
+            if len(self.pair_points) != n_pairs:
+                raise FitConfigError(
+                    f"constraint {self.name!r}: points for {len(self.pair_points)} type pairs, "
+                    f"the data have {n_pairs}"
+                )
+            pts = [np.asarray(p, dtype=np.float64) for p in self.pair_points]
+            r = np.concatenate(pts) if pts else np.zeros(0)
+            group = np.repeat(np.arange(n_pairs, dtype=np.int64), [p.size for p in pts])
+            return r, group
+        r_points = np.asarray(self.r_points, dtype=np.float64)
+        r = np.tile(r_points, n_pairs)
+        group = np.repeat(np.arange(n_pairs, dtype=np.int64), len(r_points))
+        return r, group
+
+
+def repulsive_wall(r_wall: float, r_shortest: Sequence[float], n: int = 12) -> Constraint:
+    """U'(r) ≤ 0 from ``r_wall`` up to each type pair's shortest distance in the data.
+
+    The potential of every type pair then rises monotonically as two atoms come closer
+    than anything the data show, down to ``r_wall``: atoms cannot fall into each other
+    in MD.  ``n`` points per type pair, spaced geometrically; none for a pair whose
+    shortest distance is at or below ``r_wall``.
+
+    Examples
+    --------
+    >>> c = repulsive_wall(0.5, [1.5, 0.4])
+    >>> r, g = c.points(2)
+    >>> float(r.min()), float(r.max()), sorted(set(g.tolist()))
+    (0.5, 1.5, [0])
+    """
+    pts = tuple(
+        np.geomspace(r_wall, float(rs), n) if float(rs) > r_wall else np.zeros(0)
+        for rs in r_shortest
+    )
+    return Constraint("wall", "ineq", derivative=True, pair_points=pts)
+
+
+def force_zero_at(rc: float) -> Constraint:
+    """U'(rc) = 0 for every type pair (force vanishes at the cutoff)."""
+    return Constraint("force0", "eq", r_points=np.array([rc]), derivative=True)
+
+
+def energy_zero_at(rc: float) -> Constraint:
+    """U(rc) = 0 for every type pair."""
+    return Constraint("energy0", "eq", r_points=np.array([rc]), derivative=False)
+
+
+def repulsive_core(r_core: float, n: int = 8) -> Constraint:
+    """U'(r) ≤ 0 (repulsive force) at ``n`` points in [r_core/2, r_core] for every pair."""
+    return Constraint(
+        "repulsive", "ineq", r_points=np.linspace(0.5 * r_core, r_core, n), derivative=True
+    )
+
+
+def parse_constraint(spec: str | Constraint, cutoff: float) -> Constraint:
+    """Constraint from a CLI-style spec.
+
+    ``force0`` (U'(rc)=0), ``energy0`` (U(rc)=0), ``repulsive:R`` (U' ≤ 0 on [R/2, R]).
+    """
+    if isinstance(spec, Constraint):
+        return spec
+    name, _, arg = str(spec).partition(":")
+    name = name.strip().lower()
+    if name in ("force0", "f0", "force_zero"):
+        return force_zero_at(cutoff)
+    if name in ("energy0", "u0", "energy_zero"):
+        return energy_zero_at(cutoff)
+    if name == "repulsive":
+        try:
+            r_core = float(arg) if arg else 1.0
+        except ValueError:
+            raise FitConfigError(f"constraint {spec!r}: 'repulsive:R' needs a number R") from None
+        return repulsive_core(r_core)
+    raise FitConfigError(
+        f"unknown constraint {spec!r}; use force0, energy0, repulsive:R or a Constraint object"
+    )
+
+
+def point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool = True, shift=None):
+    """A built-in constraint's values U or U' at its points, and (with ``jac``) their Jacobian.
+
+    ``T`` is the parameterization's derivative tensor (constants per type pair by θ); the
+    Jacobian rows are ``None`` without ``jac``.  ``shift`` is ``(a, b, da, db, rc)`` of
+    :func:`~mctsff.params.cutoff_shift` (the values of the shifted potential), or ``None``.
+    """
+    if not jac:
+        mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE
+        v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)
+        val, J = (d if c.derivative else v), None
+    else:
+        v, d, g, h = prog.evaluate(r, consts, group, mode=kernels.MODE_ALL)
+        Tg = T[group]  # (n, K, M)
+        val, J = (
+            (d, np.einsum("nk,nkm->nm", h, Tg))
+            if c.derivative
+            else (v, np.einsum("nk,nkm->nm", g, Tg))
+        )
+    if shift is None:
+        return val, J
+    # U_s = U − a − (r − rc)·b,  U_s' = U' − b  (per type pair)
+    a, b, da, db, rc = shift
+    if c.derivative:
+        return val - b[group], (None if J is None else J - db[group])
+    val = val - a[group] - (r - rc) * b[group]
+    return val, (None if J is None else J - da[group] - (r - rc)[:, None] * db[group])
+
+
+def constraint_values(c: Constraint, pot: Potential, par: Parameterization, theta):
+    """Constraint values and Jacobian rows (n_values, n_params)."""
+    if c.r_points is not None:
+        r, group = c.points(len(par.type_pairs))
+        consts, T = par.table(theta)
+        shift = scheme_shift(par.program, consts, T, pot.cutoff, pot.scheme)
+        return point_values(c, par.program, consts, T, r, group, shift=shift)
+    val = np.atleast_1d(np.asarray(c.fun(pot), dtype=np.float64))
+    jac = np.empty((val.size, theta.size))
+    for m in range(theta.size):
+        step = 1e-6 * max(1.0, abs(theta[m]))
+        tp = theta.copy()
+        tm = theta.copy()
+        tp[m] += step
+        tm[m] -= step
+        vp = np.atleast_1d(c.fun(potential_at(par, tp)))
+        vm = np.atleast_1d(c.fun(potential_at(par, tm)))
+        jac[:, m] = (vp - vm) / (2 * step)
+    return val, jac
+
+
+def potential_at(par: Parameterization, theta, cutoff=None, scheme="none") -> Potential:
+    params = dict(zip(par.names, theta, strict=True))
+    return Potential(par.program, params, par.species, par.type_pairs, cutoff=cutoff, scheme=scheme)
+
+
+def scheme_shift(prog, consts, T, cutoff, scheme):
+    """``(a, b, da, db, rc)`` of the scheme's shift, or ``None`` where it shifts nothing."""
+    if scheme not in SHIFTED_SCHEMES:
+        return None
+    a, b, da, db = cutoff_shift(prog, consts, T, cutoff, scheme)
+    return a, b, da, db, float(cutoff)

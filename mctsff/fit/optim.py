@@ -1,0 +1,323 @@
+"""Bound-constrained Levenberg–Marquardt for small dense least-squares problems.
+
+:func:`levenberg_marquardt` (Marquardt scaling, Nielsen's damping, projected steps) and
+:func:`constrained_levenberg_marquardt` (equality and inequality constraints linearised in
+every step, an active set recomputed per step); :func:`lstsq` (scaled normal equations,
+cheaper than ``np.linalg.lstsq`` on a loaded machine); the rows of the augmented
+Lagrangian (:func:`al_rows`, :func:`al_jac`) that :mod:`mctsff.fit.problem` adds for the
+constraints it does not linearise.  Plain numpy/LAPACK: nothing of mctsff.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.linalg.lapack import dgesv as _dgesv
+
+
+def lstsq(A: np.ndarray, b: np.ndarray, rcond: float = 1e-13) -> np.ndarray:
+    """Minimum-norm least-squares solution of ``A x ≈ b`` for a few columns.
+
+    Solved through the column-scaled normal equations and a symmetric eigensolve (a
+    pseudo-inverse dropping eigenvalues below ``rcond`` of the largest): for tall
+    matrices with a handful of columns this costs a fraction of ``numpy.linalg.lstsq``,
+    whose LAPACK driver may also start BLAS threads, and it is exact enough for a
+    start that a local solver then polishes.
+    """
+    n = A.shape[1]
+    if n == 0:
+        return np.zeros(0)
+    scale = np.sqrt(np.einsum("ij,ij->j", A, A))
+    scale = np.where(scale > 0, scale, 1.0)
+    As = A / scale
+    G = As.T @ As
+    w, V = np.linalg.eigh(G)
+    keep = w > rcond * max(float(w[-1]), 1e-300)
+    g = V.T @ (As.T @ b)
+    y = np.zeros(n)
+    y[keep] = g[keep] / w[keep]
+    return (V @ y) / scale
+
+
+def levenberg_marquardt(
+    fun, fun_jac, x0, lo, hi, *, max_iter=200, ftol=1e-12, xtol=1e-14, gtol=1e-10
+):
+    """Bound-constrained Levenberg–Marquardt for small dense problems.
+
+    Marquardt scaling with Nielsen's damping update; variables at a bound whose
+    gradient pushes outwards are frozen for the step, the step is projected onto
+    the box ``[lo, hi]``, and a non-finite trial point counts as a failed step.
+    Stops when the relative decrease of ``Σres²`` falls below ``ftol`` on an
+    accepted step, when the step is below ``xtol`` relative to ``x``, when every
+    free column of J is orthogonal to the residual to within ``gtol`` (the
+    cosine test of MINPACK), or after ``max_iter`` evaluations.
+
+    Parameters
+    ----------
+    fun
+        ``x -> residual vector``.
+    fun_jac
+        ``x -> (residual vector, Jacobian)``.
+
+    Returns
+    -------
+    x, residual, n_evaluations
+    """
+    x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    r, J = fun_jac(x)
+    nev = 1
+    if not (np.isfinite(r).all() and np.isfinite(J).all()):
+        return x, r, nev
+    f = float(r @ r)
+    A = J.T @ J
+    g = J.T @ r
+    damp = 1e-3 * max(float(A.diagonal().max(initial=0.0)), 1e-300)
+    nu = 2.0
+    has_bounds = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+    while nev < max_iter:
+        diag = A.diagonal()
+        if has_bounds:
+            # projected gradient: freeze components pushing against an active bound
+            free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+            if not free.any():
+                break
+            if free.all():
+                free = None  # same numbers as masking with an all-True mask, less work
+        else:
+            free = None
+        gf = g if free is None else g[free]
+        df = diag if free is None else diag[free]
+        # cosine between each free column and the residual
+        if (np.abs(gf) <= gtol * np.sqrt(df * f)).all():
+            break
+        Af = A if free is None else A[np.ix_(free, free)]
+        d = np.maximum(df, 1e-12 * max(float(df.max()), 1e-300))
+        lhs = Af.copy()
+        lhs.flat[:: lhs.shape[0] + 1] += damp * d  # the diagonal
+        # LAPACK's LU solve called directly: np.linalg.solve costs ~25 µs of wrapping
+        _, _, sf, info = _dgesv(lhs, -gf, overwrite_a=1, overwrite_b=0)
+        if info != 0 or not np.isfinite(sf).all():  # singular: damp harder
+            damp *= nu
+            nu *= 2.0
+            if not damp <= 1e30:  # hopeless (or a non-finite J): stop, never spin
+                break
+            continue
+        if free is None:
+            step = sf
+        else:
+            step = np.zeros_like(x)
+            step[free] = sf
+        x_new = np.clip(x + step, lo, hi) if has_bounds else x + step
+        step = x_new - x
+        if math.sqrt(step @ step) <= xtol * (math.sqrt(x @ x) + xtol):
+            break
+        r_new = fun(x_new)
+        nev += 1
+        f_new = float(r_new @ r_new)
+        pred = -(2.0 * float(step @ g) + float(step @ A @ step))
+        if math.isfinite(f_new) and f_new < f and pred > 0:
+            rho = (f - f_new) / pred
+            converged = (f - f_new) <= ftol * f
+            x = x_new
+            r, J = fun_jac(x)
+            nev += 1
+            if not (np.isfinite(r).all() and np.isfinite(J).all()):
+                break
+            f = float(r @ r)
+            A = J.T @ J
+            g = J.T @ r
+            damp *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
+            nu = 2.0
+            if converged:
+                break
+        else:
+            damp *= nu
+            nu *= 2.0
+            if damp > 1e30:
+                break
+    return x, r, nev
+
+
+def constrained_levenberg_marquardt(
+    fun, fun_jac, cons, x0, lo, hi, *, max_iter=200, ftol=1e-15, xtol=1e-14, ctol=1e-9, ineq=None
+):
+    """Levenberg–Marquardt with constraints ``|c(x)| ≤ ctol`` (``c(x) ≤ ctol`` on the rows
+    of ``ineq``) linearised at every step.
+
+    An equality constraint is met when ``|c| ≤ ctol`` (the band the fit reports against),
+    so a constraint row binds only where the step would leave the band: each step first
+    solves the damped Gauss–Newton model ``‖J s + r‖² + λ sᵀDs`` alone, then, for the
+    rows outside the band (now or after the step), the KKT system with ``C s = −c`` on
+    those rows (on the variables not held at a bound), so the iterates move onto the
+    constraint surface in one or two steps: no penalty parameter and no outer loop.  A
+    term that has died out before the constraint's point (``c ~ 1e-100`` per unit of its
+    prefactor) therefore never forces its prefactor to zero.  A step is accepted when
+    it lowers the merit ``‖r‖² + ρ Σ max(0, |c| − ctol)`` (``ρ`` twice the largest
+    multiplier seen); the damping follows Nielsen's update on the merit's actual over
+    predicted decrease.  Stops on a relative decrease of ``‖r‖²`` below ``ftol`` inside
+    the band, a relative step below ``xtol``, or after ``max_iter`` evaluations; a last
+    minimum-norm Newton step on the rows still outside the band then cleans up, where
+    it costs the fit nothing.
+
+    Parameters
+    ----------
+    fun, fun_jac
+        As for :func:`levenberg_marquardt`.
+    cons
+        ``(x, jac) -> (c, C)``: constraint values ``(n_c,)`` and, with ``jac``, their
+        Jacobian ``(n_c, n)`` (else ``None``).
+    ineq
+        Boolean mask ``(n_c,)`` of the inequality rows ``c ≤ 0`` (``None``: all are
+        equalities).  An inequality row binds (as ``C s = −c``) only in a step that would
+        leave its band, so one inside its bound never holds the step back: an active set
+        recomputed in every step.
+
+    Returns
+    -------
+    x, residual, n_evaluations
+    """
+
+    x = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    r, J = fun_jac(x)
+    c, C = cons(x, True)
+    eq = np.ones(c.size, bool) if ineq is None else ~np.asarray(ineq, bool)
+
+    def signed(v):
+        """Distance past the bound: |c| on equality rows, c on inequality rows."""
+        return np.where(eq, np.abs(v), v)
+
+    def excess(v):
+        return float(np.maximum(signed(v) - ctol, 0.0).sum())
+
+    nev = 1
+    if not (np.isfinite(r).all() and np.isfinite(J).all() and np.isfinite(c).all()):
+        return x, r, nev
+    f = float(r @ r)
+    A = J.T @ J
+    g = J.T @ r
+    damp = 1e-3 * max(float(A.diagonal().max(initial=0.0)), 1e-300)
+    nu = 2.0
+    rho = 0.0
+    n = x.size
+    while nev < max_iter:
+        free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
+        if not free.any():
+            break
+        fi = np.flatnonzero(free)
+        Af = A[np.ix_(fi, fi)]
+        d = np.maximum(Af.diagonal(), 1e-12 * max(float(Af.diagonal().max()), 1e-300))
+        H = Af.copy()
+        H[np.arange(fi.size), np.arange(fi.size)] += damp * d
+        Cf = C[:, fi]
+        active = signed(c) > ctol
+        sol = None
+        for _ in range(3):  # grow the set of binding rows until the step stays in the band
+            k = int(active.sum())
+            if k > fi.size:  # more binding rows than free variables: keep the worst
+                worst = np.argsort(-signed(c) * active)[: fi.size]
+                active = np.zeros_like(active)
+                active[worst] = True
+                k = fi.size
+            kkt = np.zeros((fi.size + k, fi.size + k))
+            kkt[: fi.size, : fi.size] = H
+            kkt[: fi.size, fi.size :] = Cf[active].T
+            kkt[fi.size :, : fi.size] = Cf[active]
+            rhs = np.concatenate([-g[fi], -c[active]])
+            _, _, sol, info = _dgesv(kkt, rhs, overwrite_a=1, overwrite_b=0)
+            if info != 0 or not np.isfinite(sol).all():
+                sol = None
+                break
+            pred_c = c + Cf @ sol[: fi.size]
+            more = (signed(pred_c) > ctol) & ~active
+            if not more.any() or k == fi.size:
+                break
+            active |= more
+        if sol is None:
+            damp *= nu
+            nu *= 2.0
+            if not damp <= 1e30:
+                break
+            continue
+        step = np.zeros(n)
+        step[fi] = sol[: fi.size]
+        mult = sol[fi.size :]
+        rho = max(rho, 2.0 * float(np.max(np.abs(mult), initial=0.0)))
+        x_new = np.clip(x + step, lo, hi)
+        step = x_new - x
+        if math.sqrt(step @ step) <= xtol * (math.sqrt(x @ x) + xtol):
+            break
+        r_new = fun(x_new)
+        c_new, _ = cons(x_new, False)
+        nev += 1
+        f_new = float(r_new @ r_new)
+        e_old, e_new = excess(c), excess(c_new)
+        pred = -(2.0 * float(step @ g) + float(step @ A @ step)) + rho * (
+            e_old - excess(c + C @ step)
+        )
+        ared = (f + rho * e_old) - (f_new + rho * e_new)
+        if math.isfinite(f_new) and np.isfinite(c_new).all() and ared > 0 and pred > 0:
+            ratio = ared / pred
+            converged = (f - f_new) <= ftol * f and e_new == 0.0
+            x = x_new
+            r, J = fun_jac(x)
+            c, C = cons(x, True)
+            nev += 1
+            if not (np.isfinite(r).all() and np.isfinite(J).all() and np.isfinite(C).all()):
+                break
+            f = float(r @ r)
+            A = J.T @ J
+            g = J.T @ r
+            damp *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
+            nu = 2.0
+            if converged:
+                break
+        else:
+            damp *= nu
+            nu *= 2.0
+            if damp > 1e30:
+                break
+    # clean-up: minimum-norm Newton steps on the rows outside the band, where free
+    for _ in range(3):
+        out = signed(c) > 0.1 * ctol
+        if not (np.isfinite(c).all() and out.any()) or excess(c) == 0.0:
+            break
+        free = (x > lo) & (x < hi)
+        if not free.any():
+            break
+        s_f = np.linalg.lstsq(C[np.ix_(out, free)], -c[out], rcond=1e-14)[0]
+        x_new = x.copy()
+        x_new[free] += s_f
+        x_new = np.clip(x_new, lo, hi)
+        c_new, _ = cons(x_new, True)
+        if not (np.isfinite(c_new).all() and excess(c_new) < excess(c)):
+            break
+        r_new = fun(x_new)
+        nev += 1
+        f_old = float(r @ r)
+        if not (np.isfinite(r_new).all() and float(r_new @ r_new) <= f_old * (1 + 1e-6) + 1e-300):
+            break  # the constraint cannot be cleaned up without giving up the fit
+        x, r = x_new, r_new
+        c, C = cons(x, True)
+    return x, r, nev
+
+
+def violation_of(v, kind) -> float:
+    if kind == "eq":
+        return float(np.max(np.abs(v))) if v.size else 0.0
+    return float(np.max(np.maximum(v, 0.0))) if v.size else 0.0
+
+
+def al_rows(v, lam, mu, kind):
+    s = math.sqrt(mu)
+    if kind == "eq":
+        return s * (v + lam / mu)
+    return s * np.maximum(0.0, v + lam / mu)
+
+
+def al_jac(v, J, lam, mu, kind):
+    s = math.sqrt(mu)
+    if kind == "eq":
+        return s * J
+    active = (v + lam / mu) > 0
+    return s * J * active[:, None]
