@@ -116,8 +116,23 @@ def _float(text: str, option: str, finite: bool = True) -> float:
     return value
 
 
+def _data_argument(text: str) -> str:
+    """argparse type: a data file, or the name of a shipped dataset (``mctsff data list``)."""
+    from mctsff.data import DataError, dataset_path
+
+    try:
+        return dataset_path(text)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _dataset_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="extxyz file with positions and reference forces (eV/Å)")
+    p.add_argument(
+        "data",
+        type=_data_argument,
+        help="extxyz file with positions and reference forces (eV/Å), or a shipped dataset's "
+        "name (mctsff data list: water-dimers, bulk-water, ...)",
+    )
     p.add_argument("--cutoff", type=_real(0, above=True), default=9.0, help="pair cutoff in Å")
     p.add_argument(
         "--forces",
@@ -270,6 +285,12 @@ def _load_streamed(args, intermolecular):
 def _load(args):
     from mctsff.data import load_dataset
 
+    if str(args.data).lower().endswith((".csv", ".tsv")):
+        how = "add --objective regression" if args.command == "search" else "use mctsff search"
+        raise UsageError(
+            f"{args.data}: a table, not force data (extxyz); {how} to fit y = f(x) on it "
+            "(mctsff search TABLE.csv --objective regression --target COLUMN)"
+        )
     energy = None if str(args.energy).lower() == "none" else args.energy
     intermolecular = False if args.all_pairs else None
     if not 0.0 <= args.valid_fraction < 1.0:
@@ -878,8 +899,25 @@ def _add_data_commands(sub) -> None:
             return 2
         return 0
 
-    p = sub.add_parser("data", help="generate reference data (QM water dimers, solvent forces)")
+    def list_data(args) -> int:
+        import textwrap
+
+        from mctsff.data import shipped_datasets
+
+        rows = shipped_datasets()
+        print(f"{'name':<20} {'frames':>6} {'size':>9}  file")
+        for r in rows:
+            print(f"{r['name']:<20} {r['frames']:>6} {r['bytes'] / 1e3:>6.0f} kB  {r['file']}")
+            print(textwrap.fill(r["source"], 96, initial_indent="    ", subsequent_indent="    "))
+        print("give the name instead of a path, e.g. mctsff search water-dimers --cutoff 9")
+        return 0
+
+    p = sub.add_parser(
+        "data", help="list the shipped datasets; make reference data (QM dimers, solvent forces)"
+    )
     dsub = p.add_subparsers(dest="data_command", required=True)
+    ls = dsub.add_parser("list", help="the shipped datasets: name, frames, size, file, source")
+    ls.set_defaults(func=list_data)
     q = dsub.add_parser(
         "water-dimers",
         help="sample water dimers and compute dimer and monomer forces (PySCF or tblite)",

@@ -209,3 +209,42 @@ def test_a_bad_local_option_is_one_line(capsys, tmp_path):
                  "--local-option", "max_sahre=1"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "unknown setting 'max_sahre'" in err and err.count("\n") == 1, err
+
+
+def test_data_list_names_every_shipped_dataset(capsys):
+    import ase.io
+
+    from mctsff.data import DATASETS
+
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    for name, file in DATASETS.items():
+        assert any(line.split()[:1] == [name] and file in line for line in out.splitlines())
+    sample = next(line for line in out.splitlines() if line.startswith("water-dimers-sample "))
+    assert int(sample.split()[1]) == len(ase.io.read(DIMERS, ":"))  # frames counted right
+    assert "MP2/aug-cc-pVDZ" in out  # the source from SOURCES.md
+
+
+def test_a_shipped_dataset_is_named_and_an_existing_path_wins(capsys, tmp_path, monkeypatch):
+    from mctsff.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["search", "water-dimers-sample"]).data == DIMERS
+    assert parse(["fit", "water-dimers"]).data == str(data_file("water_dimers_mp2_200.extxyz"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "water-dimers").write_text("")
+    assert parse(["search", "water-dimers"]).data == "water-dimers"
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "water-dimerz", "--expr", "A/r"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "water-dimerz" in err and "bulk-water" in err, err
+
+
+@pytest.mark.parametrize("command, extra", [("search", ["--out", "r"]), ("fit", ["--expr", "A/r"])])
+def test_a_csv_without_objective_regression_is_one_line(command, extra, capsys, tmp_path):
+    table = tmp_path / "table.csv"
+    table.write_text("x,y\n1,2\n2,3\n3,5\n")
+    assert main([command, str(table), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "table.csv" in err and "--objective regression" in err, err
