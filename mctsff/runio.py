@@ -332,7 +332,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except RecursionError:
         raise RunFolderError(f"{path}: not a checkpoint (nested too deeply)") from None
     except Exception as exc:  # any damage: truncated, garbage, foreign pickle
-        detail = str(exc) or type(exc).__name__
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__  # one line
         raise RunFolderError(f"{path}: not a readable mctsff checkpoint ({detail})") from None
     if not isinstance(state, dict):
         raise RunFolderError(
