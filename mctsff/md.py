@@ -7,8 +7,9 @@ then writes one frame every ``stride`` steps:
 
 * the solute geometry (positions in Å, element species, the molecule kept whole, no cell) and
 * per-atom ``forces`` = the exact force of the solvent on each solute atom in eV/Å
-  (1 kJ/mol/nm = 0.01036427 eV/Å), plus per-atom ``atom_name`` (PDB names) and info ``frame``,
-  ``time_ps``, ``n_waters``, ``temperature_K``, ``box_nm``, ``forcefield``.
+  (1 kJ/mol/nm = 0.001036427 eV/Å, from :mod:`ase.units`), plus per-atom ``atom_name``
+  (PDB names) and info ``frame``, ``time_ps``, ``n_waters``, ``temperature_K``, ``box_nm``,
+  ``forcefield``.
 
 The exact solvent force.  A global parameter ``solv`` is added to the NonbondedForce; every
 solvent particle gets charge 0 and ε 0 plus ``addParticleParameterOffset("solv", i, q, 0, ε)``,
@@ -22,9 +23,9 @@ Which pairs the fitted potential acts on.  An implicit-solvent pair potential re
 by an effective interaction between solute atoms, so the frames carry no ``mol`` array and
 :func:`mctsff.data.load_dataset` keeps *all* solute–solute pairs within the cutoff (bonded ones
 included), as in the originating study; the target is the instantaneous solvent force.  Such
-forces are large and noisy (RMS ≈ 1.4 eV/Å for alanine dipeptide at 300 K).  Beware of bonded
+forces are large and noisy (RMS ≈ 0.14 eV/Å for alanine dipeptide at 300 K).  Beware of bonded
 pairs: with H-bond constraints an X–H distance is fixed, so a pair term on it is a constant force
-along the bond, and it fits the large mean solvent push along polar bonds (≈ 2.1 eV/Å outward on
+along the bond, and it fits the large mean solvent push along polar bonds (≈ 0.21 eV/Å outward on
 the amide H atoms) without describing anything a constrained simulation would feel.
 :func:`exclude_bonded_pairs` removes pairs up to n bonds apart (1–2 and 1–3 by default, as a force
 field's nonbonded exclusions); see ``docs/reproduction.md``.
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from ase import units
 
 __all__ = [
     "KJ_MOL_NM_TO_EV_ANG",
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 #: kJ/mol/nm → eV/Å.
-KJ_MOL_NM_TO_EV_ANG: float = 0.01036427
+KJ_MOL_NM_TO_EV_ANG: float = units.kJ / units.mol / units.nm
 
 #: Force fields used for the solute and the water.
 FORCEFIELD_FILES: tuple[str, str] = ("amber14-all.xml", "amber14/tip3p.xml")

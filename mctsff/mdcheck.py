@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from ase import units
 
 __all__ = [
     "BOX_CUTOFF_RATIO",
@@ -82,14 +83,14 @@ __all__ = [
 
 #: Grams per mole of the water sites (O, H).
 MASSES: dict[str, float] = {"O": 15.9994, "H": 1.008}
-#: Avogadro's number (1/mol).
+#: Avogadro's number (1/mol; exact since SI 2019, newer than ase.units' CODATA 2014).
 AVOGADRO: float = 6.02214076e23
-#: Boltzmann constant in kJ/mol/K.
+#: Boltzmann constant in kJ/mol/K (exact since SI 2019, as OpenMM's).
 KB_KJ_MOL: float = 0.008314462618
-#: kJ/mol/nm → eV/Å (1 eV = 96.485332 kJ/mol, 1 nm = 10 Å).
-KJ_MOL_NM_TO_EV_ANG: float = 1.0 / (96.485332 * 10.0)
+#: kJ/mol/nm → eV/Å.
+KJ_MOL_NM_TO_EV_ANG: float = units.kJ / units.mol / units.nm
 #: kcal → kJ.
-KJ_PER_KCAL: float = 4.184
+KJ_PER_KCAL: float = units.kcal / units.kJ
 #: Smallest box edge, in cutoffs, of the initial box (NPT may shrink it by up to ~10 %).
 BOX_CUTOFF_RATIO: float = 2.2
 #: Pair types of the RDFs (O–H and H–H intermolecular).
