@@ -619,7 +619,13 @@ class SearchResult:
 
 
 class _Progress:
-    """One-line progress report on stderr (rewritten in place on a terminal)."""
+    """Progress of a search on stderr, drawn by tqdm.
+
+    On a terminal, a bar over the budget (fits) redrawn at most five times a second; its
+    postfix shows the best loss, the front's size and the elapsed time against the time
+    limit, so whichever limit stops the run can be watched.  Elsewhere (a log file) the
+    same line is written every 10 s; nothing at all when disabled (``--quiet``).
+    """
 
     def __init__(self, budget, time_limit, enabled: bool, stream=None):
         self.stream = stream or sys.stderr
@@ -628,37 +634,51 @@ class _Progress:
         self.budget = budget
         self.time_limit = time_limit
         self.t0 = time.perf_counter()
-        self.last = 0.0
+        self.last = -math.inf
+        self.initial: int | None = None  # fits already made (a resumed search)
+        self.bar = None
 
     def update(self, n, best, front_size, force=False):
         if not self.enabled:
             return
         now = time.perf_counter()
-        interval = 0.2 if self.tty else 10.0
-        if not force and now - self.last < interval:
+        if not force and now - self.last < (0.2 if self.tty else 10.0):
             return
         self.last = now
-        el = now - self.t0
-        total = f"/{self.budget}" if self.budget else ""
-        tl = f"/{self.time_limit:.0f}s" if self.time_limit else "s"
-        frac = ""
-        if self.budget:
-            k = int(30 * min(n / self.budget, 1.0))
-            frac = "[" + "#" * k + "." * (30 - k) + "] "
-        line = (
-            f"{frac}evals {n}{total}  best loss {best:.4g}  front {front_size}  "
-            f"{el:.0f}{tl}  {n / max(el, 1e-9):.1f}/s"
-        )
-        if self.tty:
-            self.stream.write("\r" + line.ljust(100))
-        else:
+        from tqdm import tqdm
+
+        elapsed = now - self.t0
+        limit = f"/{self.time_limit:.0f}" if self.time_limit else ""
+        postfix = f"best loss {best:.4g}, front {front_size}, time {elapsed:.0f}{limit} s"
+        if self.initial is None:
+            self.initial = n
+        if not self.tty:
+            line = tqdm.format_meter(
+                n, self.budget, elapsed, unit="fit", postfix=postfix, initial=self.initial
+            )
             self.stream.write(line + "\n")
-        self.stream.flush()
+            self.stream.flush()
+            return
+        if self.bar is None:
+            self.bar = tqdm(
+                total=self.budget,
+                initial=n,
+                file=self.stream,
+                unit="fit",
+                dynamic_ncols=True,
+                mininterval=0,
+                miniters=1,
+            )
+        self.bar.set_postfix_str(postfix, refresh=False)
+        if n > self.bar.n:
+            self.bar.update(n - self.bar.n)
+        else:
+            self.bar.refresh()
 
     def close(self):
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 # ----------------------------------------------------------------------------- the search
