@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy
+from ase import units
 from ase.calculators.calculator import Calculator, all_changes
 
 from mctsff import __version__, ops
@@ -108,10 +109,10 @@ __all__ = [
     "wall_problem",
 ]
 
-#: kJ/mol per eV (OpenMM energies).
-KJ_PER_MOL_PER_EV: float = 96.485332
-#: eV per kcal/mol (LAMMPS ``units real``).
-KCAL_PER_MOL: float = 0.0433641
+#: kJ/mol per eV (OpenMM energies; :mod:`ase.units`).
+KJ_PER_MOL_PER_EV: float = units.mol / units.kJ
+#: eV per kcal/mol (LAMMPS ``units real``; :mod:`ase.units`).
+KCAL_PER_MOL: float = units.kcal / units.mol
 #: Å per nm (OpenMM lengths).
 ANGSTROM_PER_NM: float = 10.0
 #: Default number of LAMMPS table points (see :func:`lammps_table_error` for the accuracy).
