@@ -12,7 +12,8 @@ untrusted data.  This module holds the few rules every writer and reader of one 
   is refused unless the run resumes it or the caller asks to overwrite it), checks that
   it is writable before any work starts and returns a :class:`RunLock`
   (``fcntl.flock`` on ``.mctsff.lock``), so a second search on the same folder stops at
-  once with one clear error;
+  once with one clear error; temporary files a killed writer left are removed once
+  the lock is held;
 * :func:`load_checkpoint` reads ``checkpoint.pkl`` with an unpickler that only builds
   the classes a checkpoint holds (:data:`CHECKPOINT_CLASSES`: plain containers, NumPy
   arrays and random generators, and mctsff's own grammar, tree, result and reward
@@ -278,6 +279,10 @@ def open_run_folder(
         fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=".tmp", dir=folder)
         os.close(fd)  # writable: a file can be made here
         os.unlink(probe)
+        for name in os.listdir(folder):  # temporaries of a writer that died (locked now)
+            if name != LOCK_NAME and _own_file(name):
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
         if overwrite and not resume:
             for name in RUN_FILES:
                 with contextlib.suppress(FileNotFoundError):

@@ -120,3 +120,16 @@ def test_search_cut_by_its_budget_resumes_as_if_uninterrupted(screened, tmp_path
         assert [p.expression for p in resumed.front.points] == [
             p.expression for p in full.front.points
         ]
+
+
+def test_a_memory_error_is_one_line(tmp_path, capsys):
+    """--projection 1e-6 on 9 Å asks a 2e7 x 2e7 matrix (3 PiB): one line, no traceback."""
+    from mctsff.cli import main
+    from mctsff.data import data_file
+
+    data = str(data_file("water_dimers_mp2_sample20.extxyz"))
+    argv = ["search", data, "--projection", "1e-6", "--budget", "1", "--out", str(tmp_path / "r")]
+    code = main([*argv, "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("mctsff: error: out of memory (")
+    assert "Traceback" not in "\n".join(err)

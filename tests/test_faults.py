@@ -1,0 +1,161 @@
+"""Fault injection (issue 36): kill -9 while a checkpoint is written, a full disk, two
+searches on one folder.  A search killed mid-write resumes from its last checkpoint to
+the front of an uninterrupted run with the same seed; a full disk keeps the previous
+checkpoint and says so in one line; a second search on a folder in use is refused in one
+line while the first completes.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mctsff.cli import main
+from mctsff.data import data_file
+from mctsff.runio import LOCK_NAME
+
+pytestmark = pytest.mark.slow
+
+#: The child: the conftest's synthetic screened-Coulomb data, a seeded search with a
+#: checkpoint after every step; KILL_AT > 0 kills the process (SIGKILL) while the
+#: KILL_AT-th checkpoint is half written (its temporary file written, not yet renamed).
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, warnings
+    warnings.simplefilter("ignore")
+    from mctsff import runio
+    from mctsff.data import data_file, load_dataset
+    from mctsff.fit import Fitter
+    from mctsff.params import Potential
+    from mctsff.search import search
+
+    out, budget, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    resume = len(sys.argv) > 4
+    ds = load_dataset(data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0)
+    truth = Potential(
+        "prod_c1*exp(-r/c1)/r",
+        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5},
+        ds.species,
+        ds.type_pairs,
+    )
+    train, valid = truth.synthetic(ds).split(0.2, seed=0)
+    writes = 0
+    real_replace = os.replace
+
+    def replace(src, dst):
+        global writes
+        if str(dst).endswith("checkpoint.pkl"):
+            writes += 1
+            if writes == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)  # the temporary file is complete
+        return real_replace(src, dst)
+
+    runio.os.replace = replace
+    fitter = Fitter(train, valid, constraints=(), n_starts=1)
+    result = search(
+        fitter, "pair", budget=budget, seed=4, out=out, resume=resume, checkpoint_every=0.0
+    )
+    print(result.n_evaluations, flush=True)
+    """
+)
+
+
+def _child(tmp_path: Path, *args: object, timeout: float = 120) -> subprocess.CompletedProcess:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _front(out: Path) -> list[tuple[str, float]]:
+    return [
+        (p["expression"], p["rmse_valid"]) for p in json.loads((out / "pareto.json").read_text())
+    ]
+
+
+def test_kill_9_while_a_checkpoint_is_written_then_resume_gives_the_uninterrupted_front(tmp_path):
+    budget = 16
+    full = _child(tmp_path, tmp_path / "full", budget, 0)
+    assert full.returncode == 0, full.stderr
+    killed = tmp_path / "killed"
+    run = _child(tmp_path, killed, budget, 3)
+    assert run.returncode == -9, run.stderr  # SIGKILL inside the third checkpoint write
+    # the first two checkpoints are whole; the third left only a temporary file
+    assert (killed / "checkpoint.pkl").exists()
+    assert any(".checkpoint.pkl." in p.name for p in killed.iterdir())
+    resumed = _child(tmp_path, killed, budget, 0, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.split()[-1] == full.stdout.split()[-1] == str(budget)
+    assert _front(killed) == _front(tmp_path / "full")
+    assert not any(".tmp" in p.name for p in killed.iterdir())  # the stale temporary is gone
+
+
+def test_disk_full_keeps_the_previous_checkpoint_and_says_so_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    data = str(data_file("water_dimers_mp2_sample20.extxyz"))
+    out = tmp_path / "run"
+    args = ["search", data, "--seed", "1", "--starts", "1", "--out", str(out), "--no-progress"]
+    assert main([*args, "--budget", "3"]) == 0
+    before = (out / "checkpoint.pkl").read_bytes()
+    capsys.readouterr()
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)  # the data reach the disk at fsync
+    code = main([*args, "--budget", "6", "--resume"])
+    monkeypatch.undo()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    errors = [line for line in err if line.startswith("mctsff: error:")]
+    assert len(errors) == 1, err
+    assert "no space left on the device" in errors[0]
+    assert "the last checkpoint" in errors[0] and "is kept" in errors[0]
+    assert "Traceback" not in "\n".join(err)
+    assert (out / "checkpoint.pkl").read_bytes() == before  # the previous one, whole
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    assert main([*args, "--budget", "6", "--resume"]) == 0  # and it resumes
+
+
+def test_a_second_search_on_a_folder_in_use_is_refused_and_the_first_completes(tmp_path, capsys):
+    out = tmp_path / "run"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    first = subprocess.Popen(
+        [sys.executable, str(script), str(out), "30", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / LOCK_NAME).exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first never locked"
+            time.sleep(0.05)
+        data = str(data_file("water_dimers_mp2_sample20.extxyz"))
+        argv = ["search", data, "--budget", "2", "--out", str(out), "--no-progress"]
+        code = main([*argv, "--overwrite"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert "another search is writing this run folder" in err[0]
+        stdout, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, stderr
+    assert stdout.split()[-1] == "30"
+    assert json.loads((out / "run.json").read_text())["n_evaluations"] == 30
+    assert not (out / LOCK_NAME).exists()
