@@ -92,9 +92,11 @@ def test_search_time_limit_holds_inside_a_step(screened):
 @pytest.mark.parametrize("value", ["0", "-3", "1.5", "nan"])
 def test_cli_refuses_a_budget_below_one_in_one_line(value, capsys):
     from mctsff.cli import main
+    from mctsff.data import data_file
 
+    data = str(data_file("water_dimers_mp2_sample20.extxyz"))
     with pytest.raises(SystemExit) as exc:
-        main(["search", "data.extxyz", "--budget", value])
+        main(["search", data, "--budget", value])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "--budget" in err[-1] and "Traceback" not in "\n".join(err)
