@@ -200,6 +200,7 @@ def test_a_member_held_off_by_a_simpler_one_comes_back_when_that_one_leaves():
     assert [p.expression for p in f.archive] == ["A", "X", "B"]
 
 
+@pytest.mark.slow  # a search through the CLI with its plots: 2.5 s even at --budget 4
 def test_a_searchs_pareto_json_reads_back_with_its_potentials(tmp_path, capsys):
     """``ParetoFront.from_json`` reads the file a search writes; each member carries the
     atom types, type pairs, cutoff and scheme, so ``.potential()`` gives the shifted
