@@ -67,7 +67,7 @@ def test_a_run_cut_by_its_budget_resumes_as_if_uninterrupted(make):
 def test_time_limit_holds_inside_a_step(make):
     engine = make()
     t0 = time.perf_counter()
-    engine.run(time_limit=0.3)
+    engine.run(time_limit=0.2)
     assert time.perf_counter() - t0 < 2.0
     assert engine.fit_limit is None and engine.deadline is None  # reset after the run
 
@@ -84,8 +84,8 @@ def test_search_time_limit_holds_inside_a_step(screened):
     train, valid = screened
     fitter = Fitter(train, valid, constraints=(), n_starts=1)
     t0 = time.perf_counter()
-    result = search(fitter, "pair", budget=None, time_limit=1.0, seed=2, novelty=10_000_000)
-    assert time.perf_counter() - t0 < 4.0
+    result = search(fitter, "pair", budget=None, time_limit=0.5, seed=2, novelty=10_000_000)
+    assert time.perf_counter() - t0 < 3.0
     assert result.n_evaluations == 0  # no rollout finished drawing in time
 
 
