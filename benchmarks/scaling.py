@@ -45,10 +45,10 @@ import numpy as np
 from mctsff.data import data_file, load_dataset
 from mctsff.fit import Fitter
 from mctsff.fit.target import Target
-from mctsff.models import reference_model
 from mctsff.params import Parameterization
 from mctsff.program import Program
 from mctsff.projection import ForceProjection
+from mctsff.water.models import reference_model
 
 BULK = "bulk_water_dft_80x192.extxyz"
 DIMERS = "water_dimers_mp2_200.extxyz"

@@ -35,8 +35,8 @@ import numpy as np
 
 from mctsff.data import data_file, load_dataset
 from mctsff.fit import Fitter
-from mctsff.md import exclude_bonded_pairs
 from mctsff.search import search
+from mctsff.water.md import exclude_bonded_pairs
 
 DEFAULT_DATA = "ala2_solvent_forces.extxyz"
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from mctsff.data import DATA_DIR, data_file, load_dataset
 from mctsff.fit import Fitter
-from mctsff.models import published_result, refit_model
 from mctsff.search import search
+from mctsff.water.models import published_result, refit_model
 
 DEFAULT_DATA = "water_dimers_mp2_200.extxyz"
 SAMPLE_DATA = "water_dimers_mp2_sample20.extxyz"

@@ -354,7 +354,7 @@ def _fit_options(args) -> dict:
 
 def _fit_model(args, train, valid):
     """``fit --model NAME [--refit]``: a reference water model, published or refitted."""
-    from mctsff.models import published_result, refit_model
+    from mctsff.water.models import published_result, refit_model
 
     if args.expr:
         raise UsageError("give either --expr or --model, not both")
@@ -639,8 +639,8 @@ def _reference_potential(name: str, fitter) -> dict:
     """``{"<model> (published)": Potential}`` of a reference water model on the fitter's
     types, shifted by the fit's cutoff scheme like the searched potentials (empty when the
     fitter has no type pairs the model knows)."""
-    from mctsff.models import get_model, reference_model
     from mctsff.params import Potential
+    from mctsff.water.models import get_model, reference_model
 
     try:
         expr, params, _ = reference_model(name, fitter.species, fitter.type_pairs)
@@ -692,7 +692,7 @@ def _run_search(args, fitter, test=None) -> int:
     if args.reference_model and getattr(args, "stream", False):
         raise UsageError("--reference-model needs the data in memory: drop --stream")
     for name in args.reference_model:
-        from mctsff.models import reference_lines
+        from mctsff.water.models import reference_lines
 
         try:
             lines = reference_lines(name, fitter.train, fitter.valid)
@@ -861,7 +861,7 @@ def _add_data_commands(sub) -> None:
     def run_data(args) -> int:
         try:
             if args.data_command == "water-dimers":
-                from mctsff.qm import generate_water_dimers
+                from mctsff.water.qm import generate_water_dimers
 
                 info = generate_water_dimers(
                     args.out,
@@ -878,7 +878,7 @@ def _add_data_commands(sub) -> None:
                     f"{info['n_skipped']} already there ({info['seconds']:.1f} s)"
                 )
             else:
-                from mctsff.md import solvent_forces
+                from mctsff.water.md import solvent_forces
 
                 info = solvent_forces(
                     args.pdb,

@@ -1,4 +1,4 @@
-"""``mctsff md-check``: the command-line side of :mod:`mctsff.mdcheck` (argparse only).
+"""``mctsff md-check``: the command-line side of :mod:`mctsff.water.mdcheck` (argparse only).
 
 Building the parser imports nothing heavy; the check itself is imported when it runs.
 """
@@ -41,7 +41,7 @@ def _count(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Body of ``mctsff md-check water``."""
-    from mctsff.mdcheck import MDCheckError, WaterProtocol, water_check, water_summary
+    from mctsff.water.mdcheck import MDCheckError, WaterProtocol, water_check, water_summary
 
     try:
         protocol = WaterProtocol(
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_solvent(args: argparse.Namespace) -> int:
     """Body of ``mctsff md-check solvent``."""
-    from mctsff.mdcheck import MDCheckError, SolventProtocol, solvent_check, solvent_summary
+    from mctsff.water.mdcheck import MDCheckError, SolventProtocol, solvent_check, solvent_summary
 
     try:
         protocol = SolventProtocol(

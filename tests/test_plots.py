@@ -3,11 +3,11 @@
 import numpy as np
 
 from mctsff.fit import Fitter
-from mctsff.models import reference_model
 from mctsff.params import Potential
 from mctsff.pareto import ParetoFront, math_label
 from mctsff.result import FitResult
 from mctsff.search import plot_potentials, potentials_figure, write_outputs
+from mctsff.water.models import reference_model
 
 
 def _member(fitter, expr, complexity):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mctsff.data import load_dataset
-from mctsff.qm import (
+from mctsff.water.qm import (
     DimerSampling,
     QMError,
     compute_dimer,

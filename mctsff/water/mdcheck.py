@@ -22,8 +22,10 @@ front member of a search run (``mctsff md-check water RUN``):
   atoms of different molecules come closer than ``min_distance`` (1.0 Å; the experimental
   intermolecular O–H g(r) of Soper 2013 is zero below 1.08 Å), when an O–H bond leaves
   [0.7, 1.5] Å, when the temperature exceeds ``max_temperature`` or when the NVE drift exceeds
-  ``max_drift`` (kT per ps per molecule).  A density outside 0.5–1.5 g/cm³ is reported as
-  ``liquid: false``.
+  ``max_drift`` (kT per ps per molecule) by more than twice its standard error (the slope of a
+  straight line through the total energy; on a short segment the energy's fluctuations alone
+  move the slope by that much, and a run that is blowing up exceeds it by orders).  A density
+  outside 0.5–1.5 g/cm³ is reported as ``liquid: false``.
 * **Structure.**  O–O, intermolecular O–H and intermolecular H–H RDFs (bin 0.02 Å, up to half
   the smallest box edge), first peak position and height, and their distance (RMS difference
   and integrated absolute difference ∫|g − g_ref| dr on the common r range) to experiment
@@ -157,7 +159,8 @@ class WaterProtocol:
     max_temperature
         Highest allowed instantaneous temperature (K).
     max_drift
-        Largest allowed NVE energy drift in kT per ps per molecule.
+        Largest allowed NVE energy drift in kT per ps per molecule (exceeded by more than
+        twice the slope's standard error to count).
     rdf_bin
         RDF bin width (Å).
     seed
@@ -223,7 +226,7 @@ class WaterProtocol:
 
 def _qspcfw_intra() -> tuple[float, float, float, float]:
     """q-SPC/Fw bond and angle: (r0 Å, k_b kcal/mol/Å², θ0 degrees, k_θ kcal/mol/rad²)."""
-    from mctsff.models import get_model
+    from mctsff.water.models import get_model
 
     m = get_model("q-spcfw")
     return m.r_OH, float(m.k_b), m.theta_HOH, float(m.k_theta)
@@ -334,7 +337,7 @@ def water_system(
     if intermolecular is None:
         pass
     elif isinstance(intermolecular, str):
-        from mctsff.models import get_model
+        from mctsff.water.models import get_model
 
         model = get_model(intermolecular)
         nb = openmm.NonbondedForce()
@@ -722,15 +725,18 @@ def run_water(
             rows = segment(ctx4, integ4, "nve", p.nve_ps)
             t = np.array([r["t_ps"] for r in rows])
             e = np.array([r["etot"] for r in rows])
-            slope = float(np.polyfit(t, e, 1)[0]) if len(t) > 1 else 0.0
+            slope, slope_se = _slope(t, e)
             drift = slope / n
+            drift_se = slope_se / n
             out["nve_drift_kj_mol_ps_per_molecule"] = round(drift, 6)
             out["nve_drift_kT_ps_per_molecule"] = round(drift / kT, 6)
+            out["nve_drift_stderr_kT_ps_per_molecule"] = round(drift_se / kT, 6)
             out["nve_energy_fluctuation_kj_mol"] = round(float(np.std(e)), 4)
             out["temperature_nve"] = round(float(np.mean([r["temperature"] for r in rows])), 2)
-            if abs(drift / kT) > p.max_drift:
+            if (abs(drift) - 2.0 * drift_se) / kT > p.max_drift:
                 raise _Unstable(
-                    f"nve: energy drift {drift / kT:.3g} kT/ps per molecule (limit {p.max_drift:g})"
+                    f"nve: energy drift {drift / kT:.3g} ± {drift_se / kT:.2g} kT/ps per "
+                    f"molecule (limit {p.max_drift:g})"
                 )
         out["stable"] = True
     except _Unstable as exc:
@@ -777,6 +783,21 @@ def _block_stderr(x: np.ndarray, blocks: int = 5) -> float:
         return float(np.std(x) / math.sqrt(max(len(x) - 1, 1)))
     means = np.array([b.mean() for b in np.array_split(x, blocks)])
     return float(means.std(ddof=1) / math.sqrt(blocks))
+
+
+def _slope(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of ``y`` against ``t`` and its standard error (0 for < 3 points)."""
+    if len(t) < 2:
+        return 0.0, 0.0
+    tc = t - t.mean()
+    sxx = float(tc @ tc)
+    if sxx == 0.0:
+        return 0.0, 0.0
+    slope = float(tc @ (y - y.mean())) / sxx
+    if len(t) < 3:
+        return slope, 0.0
+    resid = y - y.mean() - slope * tc
+    return slope, math.sqrt(float(resid @ resid) / (len(t) - 2) / sxx)
 
 
 def _finite_or_none(x: float, digits: int) -> float | None:

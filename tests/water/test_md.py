@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mctsff.data import data_file, load_dataset
-from mctsff.md import (
+from mctsff.water.md import (
     FORCEFIELD_FILES,
     NONBONDED_GROUP,
     add_solvent_switch,
@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - optional dependency
 needs_openmm = pytest.mark.skipif(
     openmm is None, reason="solvent-force tests need OpenMM (pip install openmm)"
 )
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALA = "ala2_solvent_forces.extxyz"
 
 

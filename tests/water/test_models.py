@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mctsff.data import data_file, from_atoms
-from mctsff.models import (
+from mctsff.water.models import (
     KCAL_TO_EV,
     MODEL_EXPRESSION,
     evaluate_model,
@@ -166,7 +166,7 @@ def test_water_example_runs(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "water_dimers.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "water_dimers.py"
     spec = importlib.util.spec_from_file_location("water_example", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
