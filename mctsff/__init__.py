@@ -1,9 +1,10 @@
 """mctsff: discover classical pair potentials by grammar-guided MCTS and force matching.
 
 The public API (imported on first use, so ``import mctsff`` stays light):
-:func:`load_dataset`, :class:`Dataset`, :class:`Grammar`, :class:`Fitter`,
-:class:`FitResult`, :class:`Potential`, :func:`search`, :class:`SearchConfig`,
-:class:`SearchResult` and the scikit-learn-style :class:`PairPotentialSearch`.
+:func:`load_dataset`, :class:`Dataset`, :func:`dataset_path` (a shipped dataset by name),
+:class:`Grammar`, :class:`Fitter`, :class:`FitResult`, :class:`Potential`, :func:`search`,
+:class:`SearchConfig`, :class:`SearchResult` and the scikit-learn-style
+:class:`PairPotentialSearch`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_dataset": "mctsff.data",
     "Dataset": "mctsff.data",
+    "dataset_path": "mctsff.data",
     "Grammar": "mctsff.grammar",
     "Fitter": "mctsff.fit",
     "FitResult": "mctsff.result",
