@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
+from ase import units
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -61,12 +62,12 @@ __all__ = [
     "water_dimer_frame",
 ]
 
-#: Hartree → eV.
-HARTREE_TO_EV: float = 27.211386245988
+#: Hartree → eV (:mod:`ase.units`).
+HARTREE_TO_EV: float = units.Hartree
 #: Hartree/Bohr → eV/Å.
-HARTREE_BOHR_TO_EV_ANG: float = 51.42208619
+HARTREE_BOHR_TO_EV_ANG: float = units.Hartree / units.Bohr
 #: Bohr radius in Å.
-BOHR: float = 0.529177210903
+BOHR: float = units.Bohr
 
 #: Methods :func:`compute_dimer` knows.
 METHODS: tuple[str, ...] = ("mp2", "hf", "xtb")
