@@ -581,10 +581,10 @@ def math_label(expression: str) -> str:
         import sympy
         from matplotlib.mathtext import MathTextParser
 
-        from mctsff.export import _symbolic
+        from mctsff.export.printer import sympy_expression
         from mctsff.program import Program
 
-        text = sympy.latex(_symbolic(Program.from_string(expression)), fold_short_frac=True)
+        text = sympy.latex(sympy_expression(Program.from_string(expression)), fold_short_frac=True)
         text = _inline_fractions(text.replace(r"\operatorname{erfc}", r"\mathrm{erfc}"))
         text = f"${text}$"
         MathTextParser("path").parse(text)

@@ -25,6 +25,7 @@ import sympy
 from mctsff import export as ex
 from mctsff.cli import main
 from mctsff.data import data_file, load_dataset
+from mctsff.export import openmm as openmm_export
 from mctsff.params import Potential
 
 # expression -> parameters (water-like magnitudes; eV, Å)
@@ -866,7 +867,7 @@ def test_scheme_of_a_fit_result_and_a_new_cutoff(tmp_path):
     expr, params = CASES["coulomb_exp_c6"]
     fit = FitResult(expr, params=params, extra={"cutoff": CUTOFF, "cutoff_scheme": "shifted-force"})
     pot = shifted("coulomb_exp_c6")
-    fn = ex.to_function(ex._resolve(fit)[0])
+    fn = ex.to_function(ex.resolve_potential(fit)[0])
     u = pot.energy(R_PAIRS, ("H", "O"))
     np.testing.assert_allclose(fn(R_PAIRS, ("H", "O")), u, rtol=1e-12, atol=1e-12)
     # another cutoff: shifted there (E and F 0 at 6 Å), not at the fitted 9 Å
@@ -984,7 +985,7 @@ def test_openmm_type_lookups_inline_or_tabulated(inline, dimers, monkeypatch):
     written into the energy string or as Discrete2DFunction tables (more types than
     OPENMM_INLINE_TYPES)."""
     pytest.importorskip("openmm", reason="OpenMM not installed (pip install openmm)")
-    monkeypatch.setattr(ex, "OPENMM_INLINE_TYPES", inline)
+    monkeypatch.setattr(openmm_export, "OPENMM_INLINE_TYPES", inline)
     pot = shifted("erfc_pairB")
     spec = ex.to_openmm(pot, CUTOFF)
     assert bool(spec.tables) == (inline < 2)

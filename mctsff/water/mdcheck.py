@@ -1248,10 +1248,10 @@ def _member_pair_force(member: Any, species: Sequence[str], pairs: Sequence[tupl
     of :func:`mctsff.export.to_openmm` is used as it is, times ``step(rc − r)``.
     """
     openmm, _ = _openmm()
-    from mctsff.export import ExportError, _resolve, to_openmm
+    from mctsff.export import ExportError, resolve_potential, to_openmm
 
     try:
-        pot, rc = _resolve(member)
+        pot, rc = resolve_potential(member)
         spec = to_openmm(pot, rc)
     except (ExportError, ValueError) as exc:
         raise MDCheckError(f"cannot build the OpenMM force: {exc}") from None
