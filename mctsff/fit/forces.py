@@ -483,9 +483,10 @@ class Fitter:
 
         Every start of :meth:`Problem.scan_starts` and of the seeded ladder of
         :meth:`_starts` (``n_starts`` of each) is solved to a relative decrease of
-        :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations without constraints,
-        then with them from there (linearised for the scan's starts, by the augmented
-        Lagrangian's continuation for the ladder's and the best scan start); the
+        :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations under the constraints
+        (the scan's starts linearised, after an unconstrained descent where one is an
+        inequality; the ladder's and the best scan start by the augmented Lagrangian's
+        continuation from their unconstrained optimum); the
         :data:`FINAL_POLISH` best of them (feasible first, then lowest loss), the lowest
         loss of all and any other within :data:`TIE` of the best's loss are then solved
         to convergence.
@@ -509,10 +510,12 @@ class Fitter:
                 return None
 
         def freed(x0):
-            """The unconstrained loose optimum from ``x0``, then the constraints by the
-            linearised solve from there (a start that meets a wall first would stop on it
-            short of the basin its unconstrained descent reaches)."""
-            if not self.constraints:
+            """With an inequality constraint (the wall): the unconstrained loose optimum
+            from ``x0``, then the constraints by the linearised solve from there (a start
+            that meets a wall first would stop on it short of the basin its unconstrained
+            descent reaches).  Equalities alone are solved from ``x0`` directly: their
+            linearised steps from the scan's start reach the exact optimum more often."""
+            if not any(c.kind == "ineq" for c in self.constraints):
                 return run(x0, LOOSE_FTOL)
             try:
                 with np.errstate(all="ignore"):
