@@ -42,7 +42,10 @@ _PROBE = (
     "import json, sys, time\n"
     "t = time.perf_counter()\n"
     "import mctsff\n"
-    "from mctsff import kernels\n"
+    "try:\n"
+    "    from mctsff.expr import kernels\n"
+    "except ImportError:  # a revision before the expr package\n"
+    "    from mctsff import kernels\n"
     "kernels.warmup()\n"
     "json.dump({'file': mctsff.__file__, 'warmup_s': time.perf_counter() - t}, sys.stdout)\n"
 )

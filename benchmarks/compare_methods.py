@@ -3,7 +3,7 @@
 Synthetic intermolecular forces are generated from six known pair potentials
 on the shipped water-dimer geometries (20 MP2 dimers, cutoff 9 Å, frames split
 80/20 by ``Dataset.split(0.2, seed=0)``).  Each potential is checked to be
-derivable in the default ``pair`` grammar (:func:`mctsff.gp.find_derivation`)
+derivable in the default ``pair`` grammar (:func:`mctsff.engines.gp.find_derivation`)
 before anything runs.  For every potential, method (``search(method="mcts")``
 and ``search(method="gp")``, default settings of both, so both with the fit-free
 surrogate unless ``--no-gp-surrogate``, ``max_length=16``) and
@@ -162,8 +162,8 @@ def term_shares(name: str) -> list[tuple[str, float]]:
     to the RMS of the total's (the hard suite's registered criterion, :data:`TERM_SHARE`)."""
     import ast
 
-    from mctsff.params import Potential
-    from mctsff.program import Program, signed_terms
+    from mctsff.expr.params import Potential
+    from mctsff.expr.program import Program, signed_terms
 
     ds = _dimers()
     expr, params = ALL_POTENTIALS[name]
@@ -180,8 +180,8 @@ def term_shares(name: str) -> list[tuple[str, float]]:
 
 def check_grammar(names: list[str]) -> dict[str, tuple[int, float]]:
     """Productions and complexity of each true form; raises if one is not derivable."""
-    from mctsff.gp import find_derivation
-    from mctsff.grammar import Grammar
+    from mctsff.engines.gp import find_derivation
+    from mctsff.expr.grammar import Grammar
 
     g = Grammar.load(GRAMMAR)
     out = {}
@@ -214,7 +214,7 @@ def _splits(name: str, noise: float = 0.0):
     the training forces carry Gaussian noise of ``noise`` × their RMS (a fixed draw)."""
     key = (name, float(noise))
     if key not in _DATA:
-        from mctsff.params import Potential
+        from mctsff.expr.params import Potential
 
         ds = _dimers()
         expr, params = ALL_POTENTIALS[name]
@@ -300,8 +300,8 @@ def run_one(
     first recovery, from the start of the search, is ``time_to_recovery``.
     """
     warnings.simplefilter("ignore")
+    from mctsff.expr.grammar import Grammar
     from mctsff.fit import Fitter
-    from mctsff.grammar import Grammar
     from mctsff.search import search
 
     expr = ALL_POTENTIALS[name][0]
@@ -388,7 +388,7 @@ def run_jobs(fn, jobs: list[tuple], workers: int) -> list:
     """``fn(*job)`` for every job, on ``workers`` processes (one thread each) when > 1."""
     if workers <= 1:
         return [fn(*job) for job in jobs]
-    from mctsff import kernels
+    from mctsff.expr import kernels
 
     kernels.warmup()  # fill numba's on-disk cache before the workers start
     with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:

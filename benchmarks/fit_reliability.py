@@ -272,7 +272,10 @@ def _rms(a) -> float:
 
 def check_case(family: Family, params: dict, ds) -> tuple[bool, dict]:
     """Whether a draw is well posed on a dataset, with its force RMS and term shares."""
-    from mctsff.params import Potential
+    try:
+        from mctsff.expr.params import Potential
+    except ImportError:  # a --baseline revision before the expr package
+        from mctsff.params import Potential
 
     pot = Potential(family.expression, params, ds.species, ds.type_pairs)
     if set(pot.params) != set(params):
@@ -353,7 +356,10 @@ def case_key(case: dict) -> str:
 
 def case_data(case: dict):
     """The training set of a case: its geometry with the true form's forces."""
-    from mctsff.params import Potential
+    try:
+        from mctsff.expr.params import Potential
+    except ImportError:  # a --baseline revision before the expr package
+        from mctsff.params import Potential
 
     ds = geometry(case["geometry"])
     pot = Potential(case["expression"], case["params"], ds.species, ds.type_pairs)

@@ -135,7 +135,7 @@ def _ping(_: int) -> int:
 
 
 def bench_fits(candidates: list[str], workers: int, repeats: int) -> dict:
-    from mctsff import kernels
+    from mctsff.expr import kernels
 
     kernels.warmup()  # compile / load the cache in the parent before any worker starts
     t = time.perf_counter()
@@ -192,7 +192,7 @@ def bench_fits(candidates: list[str], workers: int, repeats: int) -> dict:
 def bench_evaluator(n: int, repeats: int) -> dict:
     from numba import njit
 
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     @njit(cache=False, nogil=True, error_model="numpy")
     def hand(r, A, b, C, q, u, du):
@@ -282,7 +282,7 @@ def _never_seen(k: int) -> list[str]:
 
 
 def _signature_counts() -> dict[str, int]:
-    from mctsff import kernels
+    from mctsff.expr import kernels
 
     counts = {}
     for name in dir(kernels):
@@ -293,9 +293,9 @@ def _signature_counts() -> dict[str, int]:
 
 
 def bench_compile(k: int) -> dict:
-    from mctsff import kernels
-    from mctsff.params import Parameterization
-    from mctsff.program import Program
+    from mctsff.expr import kernels
+    from mctsff.expr.params import Parameterization
+    from mctsff.expr.program import Program
 
     kernels.warmup()
     r = np.linspace(2.5, 9.0, 1000)
@@ -784,7 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| JIT compilation | {'0 (no new signatures)' if not c['new_signatures'] else 'yes'} |")
     print()
     print(
-        f"- numba dispatchers in mctsff.kernels: {c['n_dispatchers']}; new signatures compiled "
+        f"- numba dispatchers in mctsff.expr.kernels: {c['n_dispatchers']}; "
+        f"new signatures compiled "
         f"during (c): {c['new_signatures'] or 'none'}"
     )
     print()

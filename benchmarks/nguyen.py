@@ -427,8 +427,8 @@ def run_one(task: int, method: str, seed: int, time_s: float, max_length: int) -
 
 def table(rows: list[dict], tasks: list[int], methods: list[str]) -> str:
     """Markdown: exact recoveries per task and method, then per-method totals."""
+    from mctsff.engines.gp import find_derivation
     from mctsff.fit.regression import NGUYEN
-    from mctsff.gp import find_derivation
 
     out = [
         "| task | truth | productions | " + " | ".join(methods) + " |",

@@ -25,9 +25,9 @@ import numpy as np
 from compare_methods import POTENTIALS as ALL_POTENTIALS  # sibling script
 
 from mctsff.data import data_file, load_dataset
+from mctsff.expr.params import Potential
+from mctsff.expr.program import Program
 from mctsff.fit import Fitter
-from mctsff.params import Potential
-from mctsff.program import Program
 from mctsff.search import search
 
 #: the four potentials of this benchmark, as defined once in compare_methods.py

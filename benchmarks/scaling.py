@@ -12,7 +12,7 @@ Prints markdown tables (no assertions on time):
     80 × 64-water DFT frames, intermolecular pairs within 6 Å; the largest sizes use the
     same frames replicated 3× along x, a periodic system whose forces are the same):
     the fused numba pair loop (exact) vs the grid projection ``F = M·g``
-    (:class:`mctsff.projection.ForceProjection`) at several spacings, with the relative
+    (:class:`mctsff.data.projection.ForceProjection`) at several spacings, with the relative
     error of the projected loss and of the predicted forces against the exact ones, and the
     projection's a-priori bound.  Two targets: the shipped DFT total forces, and a strict
     one — synthetic q-SPC/Fw intermolecular forces with the loss taken at constants 5–10 %
@@ -43,11 +43,11 @@ import warnings
 import numpy as np
 
 from mctsff.data import data_file, load_dataset
+from mctsff.data.projection import ForceProjection
+from mctsff.expr.params import Parameterization
+from mctsff.expr.program import Program
 from mctsff.fit import Fitter
 from mctsff.fit.target import Target
-from mctsff.params import Parameterization
-from mctsff.program import Program
-from mctsff.projection import ForceProjection
 from mctsff.water.models import reference_model
 
 BULK = "bulk_water_dft_80x192.extxyz"

@@ -258,7 +258,7 @@ class _Summary:
 
 
 def _load_streamed(args, intermolecular):
-    from mctsff.projection import ForceProjection, ProjectionError
+    from mctsff.data.projection import ForceProjection, ProjectionError
 
     if args.projection is None:
         raise UsageError("--stream needs --projection H (grid spacing in Å)")
@@ -380,8 +380,8 @@ def _fit_model(args, train, valid):
 
 def cmd_fit(args) -> int:
     """Fit the constants of one expression."""
+    from mctsff.engines.holdout import holdout_scorer
     from mctsff.fit import Fitter
-    from mctsff.holdout import holdout_scorer
 
     ds, train, valid, test = _load(args)
     fitter = None
@@ -392,7 +392,7 @@ def cmd_fit(args) -> int:
     else:
         fitter = Fitter(train, valid, **_fit_options(args))
         if args.init or args.bound:
-            from mctsff.program import Program
+            from mctsff.expr.program import Program
 
             known = set(Program.from_string(args.expr).constants)
             _check_names(args, known, train.species, f"--expr {args.expr!r}")
@@ -628,7 +628,8 @@ def _print_front(result, stream=None) -> None:
         )
     if chosen is not None:
         print(
-            "* selected by the knee rule (mctsff.pareto; what export takes by default)", file=stream
+            "* selected by the knee rule (mctsff.engines.pareto; what export takes by default)",
+            file=stream,
         )
     for p in pts:
         for f in p.flags:
@@ -639,7 +640,7 @@ def _reference_potential(name: str, fitter) -> dict:
     """``{"<model> (published)": Potential}`` of a reference water model on the fitter's
     types, shifted by the fit's cutoff scheme like the searched potentials (empty when the
     fitter has no type pairs the model knows)."""
-    from mctsff.params import Potential
+    from mctsff.expr.params import Potential
     from mctsff.water.models import get_model, reference_model
 
     try:
@@ -680,7 +681,7 @@ def search_config(args: argparse.Namespace):
 
 
 def _run_search(args, fitter, test=None) -> int:
-    from mctsff.grammar import Grammar
+    from mctsff.expr.grammar import Grammar
     from mctsff.search import check_max_length, check_variables, search
 
     # the grammar's variables are checked against the data before any fit (--reference too)
@@ -741,8 +742,8 @@ def _grammar_constants(grammar: str) -> set[str]:
     the numbered ones (``c1``, ``prod_c2``, ``k1``, …) up to 16 of each kind."""
     import re
 
-    from mctsff import ops
-    from mctsff.grammar import PLACEHOLDERS, Grammar
+    from mctsff.expr import ops
+    from mctsff.expr.grammar import PLACEHOLDERS, Grammar
 
     g = Grammar.load(grammar)
     names = set()
@@ -1089,9 +1090,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from mctsff.config import ConfigError
     from mctsff.data import DataError
+    from mctsff.expr.grammar import GrammarError
+    from mctsff.expr.program import ExpressionError
     from mctsff.fit import FitConfigError
-    from mctsff.grammar import GrammarError
-    from mctsff.program import ExpressionError
     from mctsff.runio import RunFolderError
     from mctsff.search import SearchError
 

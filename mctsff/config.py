@@ -3,8 +3,8 @@
 :class:`SearchConfig` holds what :func:`mctsff.search.search` runs with: the stop rules
 (``budget``, ``time_limit``), the seed, the reward, and four nested groups,
 :class:`MCTSSettings`, :class:`GPSettings`, :class:`LocalMoveSettings` and
-:class:`ParallelSettings`.  The engines (:class:`~mctsff.mcts.MCTS`,
-:class:`~mctsff.gp.GP`), the local moves, the parallel evaluator and the command line
+:class:`ParallelSettings`.  The engines (:class:`~mctsff.engines.mcts.MCTS`,
+:class:`~mctsff.engines.gp.GP`), the local moves, the parallel evaluator and the command line
 (``mctsff search --help``) all take their defaults from these classes, so a default is
 changed here or nowhere.
 
@@ -65,7 +65,7 @@ OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class MCTSSettings:
-    """Settings of the tree search (:class:`~mctsff.mcts.MCTS` documents each one).
+    """Settings of the tree search (:class:`~mctsff.engines.mcts.MCTS` documents each one).
 
     Attributes
     ----------
@@ -107,7 +107,7 @@ class MCTSSettings:
 
 @dataclass(frozen=True)
 class GPSettings:
-    """Settings of grammar-guided genetic programming (:class:`~mctsff.gp.GP`).
+    """Settings of grammar-guided genetic programming (:class:`~mctsff.engines.gp.GP`).
 
     Attributes
     ----------
@@ -186,7 +186,8 @@ class LocalMoveSettings:
 
 @dataclass(frozen=True)
 class ParallelSettings:
-    """Where the fits run (:class:`~mctsff.parallel.Evaluator`); results do not depend on it.
+    """Where the fits run (:class:`~mctsff.engines.parallel.Evaluator`); results do not depend
+    on it.
 
     Attributes
     ----------
@@ -235,7 +236,7 @@ class SearchConfig:
     canonical
         Deduplicate expressions equal up to constant renaming.
     resolution
-        The front's resolution rule (:mod:`mctsff.pareto`), force matching only.
+        The front's resolution rule (:mod:`mctsff.engines.pareto`), force matching only.
     checkpoint_every
         Seconds between checkpoints.
     progress

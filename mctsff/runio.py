@@ -72,14 +72,14 @@ CHECKPOINT_CLASSES = frozenset(
         ("numpy.random._sfc64", "SFC64"),
         ("numpy.random.bit_generator", "SeedSequence"),
         ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
-        ("mctsff.grammar", "Grammar"),
-        ("mctsff.mcts", "_Node"),
-        ("mctsff.mcts", "_Proposal"),
-        ("mctsff.tree", "Derivation"),
-        ("mctsff.result", "FitResult"),
-        ("mctsff.program", "Program"),
-        ("mctsff.reward", "SPLReward"),
-        ("mctsff.reward", "TradeoffReward"),
+        ("mctsff.expr.grammar", "Grammar"),
+        ("mctsff.engines.mcts", "_Node"),
+        ("mctsff.engines.mcts", "_Proposal"),
+        ("mctsff.expr.tree", "Derivation"),
+        ("mctsff.fit.result", "FitResult"),
+        ("mctsff.expr.program", "Program"),
+        ("mctsff.engines.reward", "SPLReward"),
+        ("mctsff.engines.reward", "TradeoffReward"),
     }
 )
 

@@ -5,7 +5,7 @@
 * the objective (force matching on a :class:`~mctsff.data.Dataset`, or plain
   regression on a :class:`~mctsff.fit.regression.RegressionData`) fits each
   candidate the MCTS proposes;
-* every fitted result updates the :class:`~mctsff.pareto.ParetoFront`
+* every fitted result updates the :class:`~mctsff.engines.pareto.ParetoFront`
   (complexity × validation loss);
 * the run folder receives ``pareto.json``, ``pareto.csv``, ``pareto.png``,
   ``potentials.png`` and a ``checkpoint.pkl`` that ``resume=True`` continues;
@@ -40,25 +40,25 @@ from typing import Any
 
 import numpy as np
 
-from mctsff import ops
 from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS, ConfigError, LocalMoveSettings, SearchConfig
+from mctsff.engines.gp import GP
+from mctsff.engines.holdout import frame_errors_for, holdout_scorer
+from mctsff.engines.mcts import MCTS
+from mctsff.engines.parallel import Evaluator
+from mctsff.engines.pareto import ParetoFront, math_label
+from mctsff.engines.reward import get_reward
+from mctsff.expr import ops
+from mctsff.expr.grammar import Grammar
+from mctsff.expr.program import signed_terms
+from mctsff.fit.result import FitResult
 from mctsff.fit.surrogate import ForceSurrogate
-from mctsff.gp import GP
-from mctsff.grammar import Grammar
-from mctsff.holdout import frame_errors_for, holdout_scorer
-from mctsff.mcts import MCTS
-from mctsff.parallel import Evaluator
-from mctsff.pareto import ParetoFront, math_label
-from mctsff.program import signed_terms
-from mctsff.result import FitResult
-from mctsff.reward import get_reward
 from mctsff.runio import atomic_output, atomic_write, load_checkpoint, open_run_folder, write_error
 
 CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity; :attr:`SearchConfig.eta`).
 DEFAULT_ETA = DEFAULTS.eta
 #: Checkpoint format; 6: results carry species, type pairs, cutoff and its scheme
-#: (:class:`~mctsff.result.FitResult`); 5: read by an allow-list unpickler
+#: (:class:`~mctsff.fit.result.FitResult`); 5: read by an allow-list unpickler
 #: (:func:`mctsff.runio.load_checkpoint`), data compared by a content hash (4: probed keys
 #: with one value per constant, numbered by role; 3: one value per kind of constant; 2: sympy
 #: argument tuples, 1: ``sympy.srepr``).
@@ -185,7 +185,7 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
     their names: they get their values one at a time, each time the constant whose
     value changes the probed function in the first way (in a fixed order of the
     probed values) among those not numbered yet, while the others hold one shared
-    value per kind (:func:`mctsff.ops.constant_rule`).  So two expressions that
+    value per kind (:func:`mctsff.expr.ops.constant_rule`).  So two expressions that
     differ only in the numbering of their constants (``c1/r + c2*exp(-r/c3)`` and
     ``c1*exp(-r/c2) + c3/r``) get the same key and are fitted once — as do any two
     that compute the same function (``x*x + x`` and ``x*(x + 1)``,
@@ -200,7 +200,7 @@ def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
     to eight constants, about 1 ms when three terms are interchangeable
     (``c1*exp(-r/c2) + c3*exp(-r/c4) + c5*exp(-r/c6)``), beside 30–100 ms for a fit.
     """
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     prog = Program.from_string(expression, variables)
     X = _probe_inputs(len(prog.variables))
@@ -345,7 +345,7 @@ def pruned_variants(expression: str, variables: Sequence[str] = ("r",)) -> list[
     if len(terms) >= 2:
         for i in range(len(terms)):
             out.append(_compose(terms[:i] + terms[i + 1 :], variables))
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     names = set(variables)
     constants = set(Program.from_string(expression, variables).constants)
@@ -376,7 +376,7 @@ def demoted_variants(expression: str, variables: Sequence[str] = ("r",)) -> list
     fits as well and is the one to report; a geometric-mean constant, never
     negative, written as ``-(geom_c1*f)`` becomes ``k*f`` with the sign free.
     """
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     constants = Program.from_string(expression, variables).constants
     taken = set(constants)
@@ -416,7 +416,7 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
 
     Constants shared inside the term stay shared. ``taken`` is updated.
     """
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     prog = Program.from_string(term, variables)
     mapping = {}
@@ -429,7 +429,7 @@ def rename_constants(term: str, taken: set[str], variables: Sequence[str]) -> st
 
 def normalise_names(expression: str, variables: Sequence[str] = ("r",)) -> str:
     """Renumber constants by first appearance and kind (``c1, c2, prod_c1, …``) for display."""
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     prog = Program.from_string(expression, variables)
     counters: dict[str, int] = {}
@@ -445,7 +445,7 @@ def grown_variants(
     expression: str, library: Sequence[str], variables: Sequence[str], max_terms: int = 4
 ) -> list[str]:
     """``expression + t`` for each library term ``t`` it does not already contain."""
-    from mctsff.program import Program
+    from mctsff.expr.program import Program
 
     terms = top_level_terms(expression)
     if len(terms) >= max_terms:
@@ -466,7 +466,7 @@ def wrapped_variants(
     """``f(expression)`` and, for a sum, ``f(term)`` for each function and top-level term.
 
     ``functions`` are those the grammar can apply to any expression
-    (:attr:`~mctsff.grammar.Grammar.wrapping_functions`).  A front member often holds
+    (:attr:`~mctsff.expr.grammar.Grammar.wrapping_functions`).  A front member often holds
     the inside of the answer (``y*log(x)`` on the way to ``exp(y*log(x))``, fitted
     as a linear-scaled ``scale*(y*log(x)) + offset``), alone or as one term of a sum;
     the search itself rarely proposes a function around exactly that.  A term's sign
@@ -614,7 +614,8 @@ class SearchResult:
 
     @property
     def best(self) -> FitResult | None:
-        """The front member the knee rule selects (:meth:`~mctsff.pareto.ParetoFront.selected`)."""
+        """The front member the knee rule selects
+        (:meth:`~mctsff.engines.pareto.ParetoFront.selected`)."""
         return self.front.selected()
 
 
@@ -728,7 +729,7 @@ def search(
     reference_lines
         Label -> loss of reference models, drawn on pareto.png.
     reference_potentials
-        Label -> :class:`~mctsff.params.Potential` of reference models, drawn as dashed
+        Label -> :class:`~mctsff.expr.params.Potential` of reference models, drawn as dashed
         curves on potentials.png.
     callback
         Called with every new fitted result.
@@ -740,7 +741,7 @@ def search(
         :class:`~mctsff.fit.regression.RegressionData` for regression) that neither the
         fits, the search nor the selection see: each front member's ``rmse_test`` is
         computed on it when the front is written and at the end
-        (:meth:`~mctsff.pareto.ParetoFront.score_test`).
+        (:meth:`~mctsff.engines.pareto.ParetoFront.score_test`).
     **settings
         Settings changed from ``config``, each by its flat name
         (:data:`mctsff.config.SETTINGS`): ``search(fitter, budget=500, exploration=0.35,
@@ -768,13 +769,13 @@ def search(
         the fit's weighted force (and energy) residual by least squares with the
         amplitudes solved, the range constants on a grid and the ``force0`` /
         ``energy0`` constraints held): MCTS among a rollout's ``novelty`` draws
-        (:class:`~mctsff.mcts.MCTS`), GP among ``screen`` offspring
-        (:class:`~mctsff.gp.GP`), so both methods get the same help.  ``None``
+        (:class:`~mctsff.engines.mcts.MCTS`), GP among ``screen`` offspring
+        (:class:`~mctsff.engines.gp.GP`), so both methods get the same help.  ``None``
         follows the objective: on for force matching with a pair dataset, off for
         regression and for a training set given as a projection.  A resumed run
         keeps what its checkpoint was started with.
     exploration, max_length, n_rollouts, leaves, pipeline, transplant, elite, novelty, cover
-        MCTS settings (see :class:`~mctsff.mcts.MCTS`; ``novelty`` and ``cover`` left
+        MCTS settings (see :class:`~mctsff.engines.mcts.MCTS`; ``novelty`` and ``cover`` left
         at ``None`` take its defaults, 8 and True; ``n_rollouts`` left at ``None``
         follows the objective, 3 for force matching and 10 for regression;
         ``cover=False`` stops the rollouts from drawing each term of a sum among
@@ -797,7 +798,7 @@ def search(
     checkpoint_every
         Seconds between checkpoints (and at the end, and on Ctrl-C).
     workers, scheduler, timeout
-        Parallel evaluation (:class:`~mctsff.parallel.Evaluator`): local worker
+        Parallel evaluation (:class:`~mctsff.engines.parallel.Evaluator`): local worker
         processes (``None`` = all cores), a Dask scheduler address or client, and
         a per-candidate time limit in seconds.  Results do not depend on them.
     prune
@@ -824,18 +825,18 @@ def search(
         its grammar can produce.  ``prune=False, grow=False`` (``--no-local-moves``)
         fits only what the engine derives.
     method
-        Search engine: ``"mcts"`` (:class:`~mctsff.mcts.MCTS`) or ``"gp"``
-        (:class:`~mctsff.gp.GP`, grammar-guided genetic programming).  Both use
+        Search engine: ``"mcts"`` (:class:`~mctsff.engines.mcts.MCTS`) or ``"gp"``
+        (:class:`~mctsff.engines.gp.GP`, grammar-guided genetic programming).  Both use
         the same fitter, reward, transposition keys, Pareto archive, budget and
         checkpoint; ``SearchResult.mcts`` holds the engine.  A resumed run must
         use the method it was started with.
     gp_options
-        Keyword arguments of :class:`~mctsff.gp.GP` (``population_size``,
+        Keyword arguments of :class:`~mctsff.engines.gp.GP` (``population_size``,
         ``tournament_size``, ``p_crossover``, ``p_mutation``, ``elitism``,
         ``batch_size``, ``screen``, …); ``max_length``, ``seed`` and
         ``surrogate`` come from this function's parameters.
     mcts_options
-        Keyword arguments of :class:`~mctsff.mcts.MCTS` that this function does not
+        Keyword arguments of :class:`~mctsff.engines.mcts.MCTS` that this function does not
         set itself (``mast``, ``rollout``, ``virtual_loss``, …), e.g. for ablations
         (``benchmarks/ablation.py``); the others are this function's parameters.
         A resumed run keeps the engine settings saved in its checkpoint.
@@ -855,11 +856,11 @@ def search(
         ``exp(log(x)*y)`` from ``x*y``).  A resumed run keeps the settings saved in
         its checkpoint (and warns when it is passed others).
     resolution
-        The front's resolution rule (:mod:`mctsff.pareto`): a result enters the front
+        The front's resolution rule (:mod:`mctsff.engines.pareto`): a result enters the front
         only if it beats U = 0 and every simpler member on the validation frames (the
         training frames without validation) by more than
-        :data:`~mctsff.pareto.MIN_RELATIVE_GAIN` of the squared error, in at least
-        :data:`~mctsff.pareto.RESOLUTION_LEVEL` of a paired bootstrap over the frames.
+        :data:`~mctsff.engines.pareto.MIN_RELATIVE_GAIN` of the squared error, in at least
+        :data:`~mctsff.engines.pareto.RESOLUTION_LEVEL` of a paired bootstrap over the frames.
         Force matching with the frames in memory only; off for regression and
         projections.
 
@@ -867,7 +868,7 @@ def search(
     -------
     SearchResult
         ``SearchResult.best`` is the member the knee rule selects
-        (:meth:`~mctsff.pareto.ParetoFront.selected`).
+        (:meth:`~mctsff.engines.pareto.ParetoFront.selected`).
     """
     if resume and overwrite:
         raise SearchError("resume and overwrite exclude each other")
@@ -1271,7 +1272,7 @@ class _LocalMoves:
     the best front members plus one more term from a library: the terms of the
     front members and the simplest terms met anywhere in the search.
 
-    *Wrap* (with grow, in grammars with :attr:`~mctsff.grammar.Grammar.wrapping_functions`)
+    *Wrap* (with grow, in grammars with :attr:`~mctsff.expr.grammar.Grammar.wrapping_functions`)
     fits a new front member, and each of its top-level terms, inside each function the
     grammar can apply to a whole expression (:func:`wrapped_variants`).  *Substitute*
     (same grammars) fits a new front member from the search, and each of its small
@@ -1280,11 +1281,11 @@ class _LocalMoves:
     (``substitute_share``, checked before each batch).
 
     Every result is recorded with its derivation where the grammar has one
-    (:meth:`~mctsff.grammar.Grammar.derivation_of`), so the tree's building-block
+    (:meth:`~mctsff.expr.grammar.Grammar.derivation_of`), so the tree's building-block
     reuse (elite rollouts, transplantation) can copy parts of what the moves found.
 
     A move is fitted only if the grammar in use derives it
-    (:meth:`~mctsff.grammar.Grammar.derivation_of`, as written, up to spaces and the
+    (:meth:`~mctsff.expr.grammar.Grammar.derivation_of`, as written, up to spaces and the
     numbering of constants); the others are dropped and counted in ``n_underivable``,
     so every expression a search fits is one its grammar can produce.
 
@@ -1350,7 +1351,7 @@ class _LocalMoves:
         """Collect the simple top-level terms of any valid result; return the new ones."""
         if not (self.grow and res.valid):
             return []
-        from mctsff.program import Program
+        from mctsff.expr.program import Program
 
         new = []
         try:
@@ -1376,7 +1377,7 @@ class _LocalMoves:
     def flush(self) -> None:
         """Fit the local moves queued since the last flush as one batch (so workers stay busy).
 
-        The budget (:meth:`~mctsff.engine.SearchEngine.fits_left`) and the deadline hold
+        The budget (:meth:`~mctsff.engines.engine.SearchEngine.fits_left`) and the deadline hold
         here too: a level of moves they cut short waits (:attr:`waiting`) and is finished
         first by the next flush, as are the moves of a tree batch the budget cut short
         (they wait for the rest of the batch), so a search stopped by its budget and
@@ -1470,7 +1471,7 @@ class _LocalMoves:
 
     def library(self) -> list[str]:
         """Front-member terms and simple terms, simplest first, one per structure."""
-        from mctsff.program import Program
+        from mctsff.expr.program import Program
 
         seen = dict(self.simple)
         for p in self.front.points:
@@ -1733,7 +1734,7 @@ def _fit_options(fitter) -> dict[str, str]:
 
     A resumed run that fitted its later expressions with other options would mix two
     objectives in one front.  Arrays are named by their shape and a digest, a
-    :class:`~mctsff.projection.ForceProjection` by its settings and weighted force sum,
+    :class:`~mctsff.data.projection.ForceProjection` by its settings and weighted force sum,
     other objects whose text holds an address by their type, built-in constraints by
     name, a user's :class:`~mctsff.fit.Constraint` by its name, kind and a digest of its
     function (code, constants, captured values), so editing the function is noticed.
@@ -1835,7 +1836,7 @@ def _older_constraint_text(saved: Any, current: Any) -> bool:
 
 def _older_object_text(saved: Any, current: Any) -> bool:
     """True when ``saved`` is an object's type name, as checkpoints wrote an option whose
-    text then held an address (a :class:`~mctsff.projection.ForceProjection`), and
+    text then held an address (a :class:`~mctsff.data.projection.ForceProjection`), and
     ``current`` is the same type's text now; such checkpoints resume as before.
     """
     return (
@@ -1896,7 +1897,7 @@ def write_outputs(
 ) -> dict[str, str]:
     """Write pareto.json, pareto.csv, pareto.png and (force matching) potentials.png.
 
-    ``reference_potentials`` (label -> :class:`~mctsff.params.Potential`) are drawn as
+    ``reference_potentials`` (label -> :class:`~mctsff.expr.params.Potential`) are drawn as
     dashed reference curves on potentials.png."""
     out = Path(out)
     _write_front(out, front)

@@ -3,7 +3,7 @@
 import pytest
 
 from mctsff.data import data_file, load_dataset
-from mctsff.params import Potential
+from mctsff.expr.params import Potential
 
 
 @pytest.fixture(scope="session")

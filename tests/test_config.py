@@ -25,9 +25,9 @@ def _defaults(fn) -> dict:
 
 
 def test_engines_take_their_defaults_from_the_config():
-    from mctsff.gp import GP
-    from mctsff.mcts import MCTS
-    from mctsff.parallel import Evaluator
+    from mctsff.engines.gp import GP
+    from mctsff.engines.mcts import MCTS
+    from mctsff.engines.parallel import Evaluator
     from mctsff.search import _LocalMoves
 
     mcts = _defaults(MCTS)

@@ -34,7 +34,7 @@ CHILD = textwrap.dedent(
     from mctsff import runio
     from mctsff.data import data_file, load_dataset
     from mctsff.fit import Fitter
-    from mctsff.params import Potential
+    from mctsff.expr.params import Potential
     from mctsff.search import search
 
     out, budget, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

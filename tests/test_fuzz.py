@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from mctsff.cli import main
 from mctsff.data import DataError, data_file, load_dataset
-from mctsff.grammar import Grammar, GrammarError
-from mctsff.program import ExpressionError, Program
+from mctsff.expr.grammar import Grammar, GrammarError
+from mctsff.expr.program import ExpressionError, Program
 from mctsff.runio import RunFolderError, load_checkpoint
 
 try:  # the fitters are moving into the mctsff.fit package

@@ -12,10 +12,10 @@ import time
 
 import pytest
 
+from mctsff.engines.gp import GP
+from mctsff.engines.mcts import MCTS
 from mctsff.fit import Fitter
-from mctsff.gp import GP
-from mctsff.mcts import MCTS
-from mctsff.result import FitResult
+from mctsff.fit.result import FitResult
 from mctsff.search import search
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 
+from mctsff.engines.pareto import ParetoFront, math_label
+from mctsff.expr.params import Potential
 from mctsff.fit import Fitter
-from mctsff.params import Potential
-from mctsff.pareto import ParetoFront, math_label
-from mctsff.result import FitResult
+from mctsff.fit.result import FitResult
 from mctsff.search import plot_potentials, potentials_figure, write_outputs
 from mctsff.water.models import reference_model
 

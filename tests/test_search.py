@@ -8,9 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
+from mctsff.expr.grammar import Grammar
+from mctsff.expr.program import Program
+from mctsff.expr.tree import derive
 from mctsff.fit import Fitter
-from mctsff.grammar import Grammar
-from mctsff.program import Program
 from mctsff.search import (
     SearchError,
     canonical_key,
@@ -19,7 +20,6 @@ from mctsff.search import (
     search,
     searched_expression,
 )
-from mctsff.tree import derive
 
 
 def test_canonical_key_ignores_constant_numbering():
@@ -220,7 +220,7 @@ def test_resume_notices_a_prebuilt_projection_of_another_grid(screened, tmp_path
     """A prebuilt ForceProjection is compared by its settings and data, not its type only."""
     import pickle
 
-    from mctsff.projection import ForceProjection
+    from mctsff.data.projection import ForceProjection
 
     train, valid = screened
     kw = dict(budget=4, out=tmp_path, prune=False, grow=False)
@@ -393,8 +393,8 @@ class _Table:
 
 
 def test_local_moves_of_a_batch_are_fitted_in_one_call():
-    from mctsff.pareto import ParetoFront
-    from mctsff.result import FitResult
+    from mctsff.engines.pareto import ParetoFront
+    from mctsff.fit.result import FitResult
     from mctsff.search import _LocalMoves
 
     calls = []
@@ -426,8 +426,8 @@ def test_local_moves_of_a_batch_are_fitted_in_one_call():
 
 def test_prune_chains_run_past_the_grow_depth():
     """A result with four spare terms is pruned down to a single term (five levels)."""
-    from mctsff.pareto import ParetoFront
-    from mctsff.result import FitResult
+    from mctsff.engines.pareto import ParetoFront
+    from mctsff.fit.result import FitResult
     from mctsff.search import _LocalMoves
 
     def evaluate(exprs):  # every shorter form enters the front
@@ -529,8 +529,8 @@ def test_demoted_variants_come_in_order_of_appearance_whatever_the_hash_seed():
 
 def test_local_moves_demote_a_type_constant_the_data_do_not_need(dimers):
     """A front member -(geom_c1*f) on data made by a global c1*f (c1 < 0) leads to c1*f."""
-    from mctsff.params import Potential
-    from mctsff.pareto import ParetoFront
+    from mctsff.engines.pareto import ParetoFront
+    from mctsff.expr.params import Potential
     from mctsff.search import _LocalMoves, default_loss_floor
 
     truth = "c1*(1-exp(-c2*r))**6/r**6"
@@ -744,8 +744,8 @@ def test_substitution_has_its_own_share_and_finds_nguyen11():
 
 def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
     """``exp(y*log(x))`` is fitted once ``y*log(x)`` (or a sum holding it) is on the front."""
-    from mctsff.pareto import ParetoFront
-    from mctsff.result import FitResult
+    from mctsff.engines.pareto import ParetoFront
+    from mctsff.fit.result import FitResult
     from mctsff.search import _LocalMoves
 
     def evaluate(exprs):
@@ -1049,7 +1049,7 @@ def test_bad_budgets_and_limits_are_one_clear_error(screened, tmp_path, kwargs, 
 
 
 def test_engine_files_are_saved_atomically_and_loaded_without_running_code(screened, tmp_path):
-    from mctsff.mcts import MCTS
+    from mctsff.engines.mcts import MCTS
     from mctsff.runio import RunFolderError
 
     train, valid = screened

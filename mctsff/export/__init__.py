@@ -1,6 +1,6 @@
 """Export a fitted pair potential to sympy, LaTeX, numpy, LAMMPS, OpenMM and ASE.
 
-Every exporter is a small function of a :class:`mctsff.params.Potential` (fitted expression +
+Every exporter is a small function of a :class:`mctsff.expr.params.Potential` (fitted expression +
 parameter values + atom types); :func:`export` is the one entry that also accepts a point of a
 search front (:func:`load_front_point`) and returns the text of the chosen format.
 
@@ -24,14 +24,14 @@ kcal/mol and Å (1 kcal/mol = :data:`KCAL_PER_MOL` eV).  OpenMM uses nm and kJ/m
 (1 eV = :data:`KJ_PER_MOL_PER_EV` kJ/mol, 1 Å = 0.1 nm); its energy string converts ``r``
 inside the expression, so all parameters keep their fitted values and units.
 
-Per-atom-type constants follow the naming rules of :mod:`mctsff.params`: ``prod_q`` → q^A·q^B,
+Per-atom-type constants follow the naming rules of :mod:`mctsff.expr.params`: ``prod_q`` → q^A·q^B,
 ``geom_e`` → sqrt(e^A·e^B), ``arith_s`` → (s^A + s^B)/2, ``pair_k`` → k^AB.  Engines without
 such rules get one table per type pair (LAMMPS) or per-particle parameters combined inside the
 energy string (OpenMM; ``pair_`` constants become a lookup on a type index).
 
 Every format writes the potential as fitted: a shifted-force potential (the default fit) is
 ``U(r) − U(rc) − (r − rc)·U'(rc)`` per type pair, shifted-energy ``U(r) − U(rc)``
-(:func:`mctsff.params.cutoff_shift`), so energy (and force) are zero at the cutoff in every
+(:func:`mctsff.expr.params.cutoff_shift`), so energy (and force) are zero at the cutoff in every
 engine; ``shift=True`` (subtract U(cutoff)) is then a no-op.  A front point or fit result
 without a repulsive wall (:func:`wall_problem`) is refused unless ``allow_no_wall=True``.
 
@@ -41,7 +41,7 @@ parameters in OpenMM, any chemical symbols in ASE).
 
 Examples
 --------
->>> from mctsff.params import Potential
+>>> from mctsff.expr.params import Potential
 >>> pot = Potential("prod_q/r + A*exp(-r/b)", {"prod_q[H]": 1.0, "prod_q[O]": -2.0,
 ...                 "A": 100.0, "b": 0.3}, species=("H", "O"))
 >>> print(to_sympy(pot, ("H", "O")))

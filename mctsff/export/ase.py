@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
-from mctsff.params import Potential
+from mctsff.expr.params import Potential
 
 if TYPE_CHECKING:  # pragma: no cover
     import ase
@@ -30,7 +30,7 @@ class MctsffCalculator(Calculator):
     Parameters
     ----------
     potential
-        Fitted :class:`~mctsff.params.Potential` or :class:`FrontPoint`.
+        Fitted :class:`~mctsff.expr.params.Potential` or :class:`FrontPoint`.
     cutoff
         Pair cutoff in Å (default: the front point's cutoff).
     mol

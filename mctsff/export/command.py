@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mctsff import __version__
-from mctsff.params import SHIFTED_SCHEMES, Potential
+from mctsff.expr.params import SHIFTED_SCHEMES, Potential
 from mctsff.runio import write_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,7 +60,7 @@ def export(
     Parameters
     ----------
     obj
-        :class:`~mctsff.params.Potential`, :class:`FrontPoint` or a fit result (``expression``
+        :class:`~mctsff.expr.params.Potential`, :class:`FrontPoint` or a fit result (``expression``
         and ``params``; ``extra["cutoff"]`` and ``extra["cutoff_scheme"]`` when it has them).
         The export is the potential as fitted: shifted by its cutoff scheme.
     fmt
@@ -88,7 +88,7 @@ def export(
         ``pair_style table`` style of the LAMMPS input lines: ``"linear"`` or ``"spline"``.
     allow_no_wall
         Export a front point or fit result without a repulsive wall (:func:`wall_problem`),
-        which is refused otherwise.  A :class:`~mctsff.params.Potential` is exported as
+        which is refused otherwise.  A :class:`~mctsff.expr.params.Potential` is exported as
         given.
 
     Returns
@@ -160,7 +160,7 @@ def _ase_snippet(pot: Potential, cutoff: float, shift: bool) -> str:
             f"# ASE calculator for the mctsff {__version__} potential U(r) = "
             f"{_one_line(pot.program.expression)}",
             "from mctsff.export import MctsffCalculator",
-            "from mctsff.params import Potential",
+            "from mctsff.expr.params import Potential",
             "",
             "potential = Potential(",
             f"    {pot.program.expression!r},",

@@ -11,13 +11,14 @@ import numpy as np
 import sympy
 
 from mctsff import __version__
-from mctsff.params import SHIFTED_SCHEMES, Potential
+from mctsff.expr.params import SHIFTED_SCHEMES, Potential
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
 from mctsff.export.front import _default_pair, _pair_label, is_universal
-from mctsff.export.printer import _print, sympy_expression
+from mctsff.export.printer import _print
+from mctsff.expr.params import sympy_expression
 
 
 def to_sympy(
@@ -44,7 +45,7 @@ def to_sympy(
     -------
     sympy.Expr
         Without ``symbolic``, the potential as fitted: shifted by its cutoff scheme
-        (:meth:`~mctsff.params.Potential.expanded`).
+        (:meth:`~mctsff.expr.params.Potential.expanded`).
     """
     if symbolic:
         expr = sympy_expression(pot.program, None if pair is None else tuple(pair))
@@ -132,7 +133,7 @@ def to_python(pot: Potential, *, name: str = "U") -> str:
     A shifted-force potential is the fitted ``U(r) − U(rc) − (r − rc)·U'(rc)``: the module
     defines ``CUTOFF`` and ``CUTOFF_SCHEME``, each type pair's entry of ``CONSTANTS`` holds
     ``"U(rc)"`` and ``"U'(rc)"`` (:data:`PY_SHIFT_KEYS`), and ``U``/``dU_dr`` subtract them
-    (shifted-energy: ``U(rc)`` only).  As :meth:`~mctsff.params.Potential.energy`, the
+    (shifted-energy: ``U(rc)`` only).  As :meth:`~mctsff.expr.params.Potential.energy`, the
     functions do not cut off: pairs beyond ``CUTOFF`` are the caller's to drop.
 
     Parameters

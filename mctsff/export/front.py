@@ -3,7 +3,7 @@
 :func:`load_front_point` reads one member of ``pareto.json`` (or the checkpoint) of a run
 folder (the knee-rule pick, ``best``, or ``index``), with the species, cutoff and cutoff
 scheme the fit used; :func:`resolve_potential` turns a front point, fit result or potential
-into a :class:`~mctsff.params.Potential`; :func:`wall_problem` says whether it has a
+into a :class:`~mctsff.expr.params.Potential`; :func:`wall_problem` says whether it has a
 repulsive wall.
 """
 
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mctsff import ops
-from mctsff.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
-from mctsff.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
-from mctsff.program import Program
+from mctsff.engines.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
+from mctsff.expr import ops
+from mctsff.expr.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
+from mctsff.expr.program import Program
 from mctsff.runio import RunFolderError, load_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +34,7 @@ from mctsff.export.base import DEFAULT_RLO, ExportError
 
 #: Outer radius (Å) of the numerical wall check (:func:`wall_problem`) for points whose fit
 #: recorded no wall: ``dU/dr`` must be ≤ :data:`WALL_TOL` from the table's inner radius up to
-#: here, for every type pair (:data:`mctsff.pareto.WALL_TOL`, the fit's own tolerance).
+#: here, for every type pair (:data:`mctsff.engines.pareto.WALL_TOL`, the fit's own tolerance).
 #: Intermolecular contacts in condensed phases lie beyond it.
 WALL_CHECK_RADIUS: float = 1.5
 
@@ -69,7 +69,7 @@ class FrontPoint:
         File the point was read from.
     cutoff_scheme
         How the fitted potential ends at the cutoff (one of
-        :data:`mctsff.params.CUTOFF_SCHEMES`): the point's own record, else ``run.json``'s
+        :data:`mctsff.expr.params.CUTOFF_SCHEMES`): the point's own record, else ``run.json``'s
         ``cutoff_scheme``; ``"none"`` (the expression as written) for runs that record
         neither.  With ``"shifted-force"`` or ``"shifted-energy"`` every export writes the
         shifted potential ``U(r) − U(rc) − (r − rc)·U'(rc)`` (``U'(rc)`` term only for
@@ -98,7 +98,7 @@ class FrontPoint:
     constraints: dict[str, float] = field(default_factory=dict)
 
     def potential(self) -> Potential:
-        """The :class:`~mctsff.params.Potential` of this point (shifted by its cutoff scheme).
+        """The :class:`~mctsff.expr.params.Potential` of this point (shifted by its cutoff scheme).
 
         Raises
         ------
@@ -153,10 +153,10 @@ def load_front_point(
         the cutoff, the cutoff scheme and the wall radius.
     index
         Position in the front (sorted by complexity; negative counts from the end).  ``None``
-        takes the point the knee rule selects (:func:`mctsff.pareto.knee_index` on the
+        takes the point the knee rule selects (:func:`mctsff.engines.pareto.knee_index` on the
         validation RMSEs, training RMSEs where there are none, starting from U = 0 when
         ``run.json`` gives its RMSE), the member the search reported as selected: members
-        whose fit records a failed repulsive wall (:func:`mctsff.pareto.wall_failed`) are
+        whose fit records a failed repulsive wall (:func:`mctsff.engines.pareto.wall_failed`) are
         skipped, and, unless ``allow_no_wall``, so are members without a wall record that
         fail the numerical check of :func:`wall_problem`.
     species
@@ -529,10 +529,10 @@ def wall_problem(obj: Potential | FrontPoint | Any, rlo: float | None = None) ->
     """Why a potential, front point or fit result has no repulsive wall; ``None`` if it has.
 
     A front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
-    ``constraint wall not satisfied`` flag, :func:`mctsff.pareto.wall_failed`) is judged by
+    ``constraint wall not satisfied`` flag, :func:`mctsff.engines.pareto.wall_failed`) is judged by
     that record.  Otherwise (older runs, fits with the wall switched off, a
     :class:`Potential`) the check is numerical: the exported (shifted) ``dU/dr`` of every
-    type pair must be ≤ :data:`mctsff.pareto.WALL_TOL` eV/Å on 100 points spaced
+    type pair must be ≤ :data:`mctsff.engines.pareto.WALL_TOL` eV/Å on 100 points spaced
     geometrically from the table's inner radius (``rlo``; default the run's wall radius,
     else :data:`DEFAULT_RLO`) to :data:`WALL_CHECK_RADIUS`, so that two atoms closer than
     that are pushed apart.

@@ -13,7 +13,7 @@ import numpy as np
 import sympy
 
 from mctsff import __version__
-from mctsff.params import SHIFTED_SCHEMES, Potential
+from mctsff.expr.params import SHIFTED_SCHEMES, Potential
 
 if TYPE_CHECKING:  # pragma: no cover
     pass

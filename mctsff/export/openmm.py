@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mctsff import __version__, ops
-from mctsff.params import SHIFTED_SCHEMES, Potential
+from mctsff import __version__
+from mctsff.expr import ops
+from mctsff.expr.params import SHIFTED_SCHEMES, Potential
 
 if TYPE_CHECKING:  # pragma: no cover
     import openmm
@@ -102,7 +103,7 @@ class OpenMMExport:
     params
         Its fitted parameter values.
     cutoff_scheme
-        How the energy string ends at the cutoff (:data:`mctsff.params.CUTOFF_SCHEMES`):
+        How the energy string ends at the cutoff (:data:`mctsff.expr.params.CUTOFF_SCHEMES`):
         for ``"shifted-force"`` it is ``U(r) − U(rc) − (r − rc)·U'(rc)``, for
         ``"shifted-energy"`` ``U(r) − U(rc)``.
     """

@@ -9,9 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import sympy
 
-from mctsff import ops
-from mctsff.program import Program
-
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
@@ -106,26 +103,3 @@ def _print(expr: sympy.Expr, names: Mapping[str, str], flavor: str) -> str:
         raise ExportError(f"cannot export {e.func.__name__}(...) to {flavor} syntax")
 
     return go(expr)
-
-
-def sympy_expression(program: Program, pair: tuple[str, str] | None = None) -> sympy.Expr:
-    """Expression with per-type constants written through their combining rule."""
-    a, b = pair if pair is not None else ("A", "B")
-    subs = {}
-    for name in program.constants:
-        rule = ops.constant_rule(name)
-        if rule == "global":
-            continue
-        stem = name.split("_", 1)[1]
-        sa = sympy.Symbol(f"{stem}^{a}", real=True)
-        sb = sympy.Symbol(f"{stem}^{b}", real=True)
-        if rule == "product":
-            val = sa * sb
-        elif rule == "geometric":
-            val = sympy.sqrt(sa * sb)
-        elif rule == "arithmetic":
-            val = (sa + sb) / 2
-        else:
-            val = sympy.Symbol(f"{stem}^{a}{b}", real=True)
-        subs[program.symbols[name]] = val
-    return program.sympy.xreplace(subs)

@@ -19,6 +19,7 @@ The package, in the order its modules import each other:
 ``from mctsff.fit import Fitter`` is the usual entry point.
 """
 
+from mctsff.expr.program import ExpressionError
 from mctsff.fit.constraints import (
     Constraint,
     FitConfigError,
@@ -31,7 +32,6 @@ from mctsff.fit.constraints import (
 from mctsff.fit.forces import WALL_RADIUS, FitOptions, Fitter, bound_flags, overfit_flags
 from mctsff.fit.optim import constrained_levenberg_marquardt, levenberg_marquardt
 from mctsff.fit.target import potfit_weights
-from mctsff.program import ExpressionError
 
 __all__ = [
     "WALL_RADIUS",

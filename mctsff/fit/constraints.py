@@ -3,7 +3,7 @@
 Built-in constraints are evaluated at points per type pair with analytic Jacobians
 (:func:`point_values`): ``force0`` (U'(rc) = 0), ``energy0`` (U(rc) = 0), the repulsive
 wall (U' ≤ 0 from the wall radius to each pair's shortest distance) and a repulsive core;
-a user's :class:`Constraint` takes a function of a :class:`~mctsff.params.Potential`,
+a user's :class:`Constraint` takes a function of a :class:`~mctsff.expr.params.Potential`,
 differentiated by central differences (:func:`constraint_values`).
 :func:`scheme_shift` gives the cutoff scheme's shift of every type pair's potential.
 """
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mctsff import kernels
-from mctsff.params import (
+from mctsff.expr import kernels
+from mctsff.expr.params import (
     SHIFTED_SCHEMES,
     Parameterization,
     Potential,
     cutoff_shift,
 )
-from mctsff.program import Program
+from mctsff.expr.program import Program
 
 
 class FitConfigError(ValueError):
@@ -40,7 +40,7 @@ class Constraint:
     kind
         ``"eq"`` for c(θ) = 0 or ``"ineq"`` for g(θ) ≤ 0.
     fun
-        ``fun(potential) -> float | array`` evaluated on a :class:`~mctsff.params.Potential`
+        ``fun(potential) -> float | array`` evaluated on a :class:`~mctsff.expr.params.Potential`
         (parameters in ``potential.params``; ``potential.energy(r, pair)``,
         ``potential.derivative(r, pair)``).  Its Jacobian is taken by central
         finite differences.  Built-in constraints use analytic Jacobians instead.
@@ -81,7 +81,7 @@ class Constraint:
         -------
         r, group
             ``r_points`` repeated for each type pair, and the pair index of each entry,
-            as :meth:`mctsff.program.Program.evaluate` takes them.
+            as :meth:`mctsff.expr.program.Program.evaluate` takes them.
 
         Examples
         --------
@@ -175,7 +175,7 @@ def point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool = 
 
     ``T`` is the parameterization's derivative tensor (constants per type pair by θ); the
     Jacobian rows are ``None`` without ``jac``.  ``shift`` is ``(a, b, da, db, rc)`` of
-    :func:`~mctsff.params.cutoff_shift` (the values of the shifted potential), or ``None``.
+    :func:`~mctsff.expr.params.cutoff_shift` (the values of the shifted potential), or ``None``.
     """
     if not jac:
         mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE

@@ -3,7 +3,7 @@
 The default fit (:meth:`Fitter.fit`): starts from a scan of the nonlinear constants and
 from a seeded ladder, each solved loosely, the best solved to convergence under the
 constraints (:mod:`mctsff.fit.problem`); the result is a
-:class:`~mctsff.result.FitResult` with training and validation RMSEs, the constraint
+:class:`~mctsff.fit.result.FitResult` with training and validation RMSEs, the constraint
 residuals and the flags a chemist would want (parameters at a bound, plausibility).
 """
 
@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mctsff import kernels
+from mctsff.data.projection import ForceProjection, ProjectionError
+from mctsff.expr import kernels
+from mctsff.expr.params import (
+    CUTOFF_SCHEMES,
+    Parameterization,
+    Potential,
+)
+from mctsff.expr.program import Program
 from mctsff.fit.constraints import (
     Constraint,
     FitConfigError,
@@ -25,6 +32,7 @@ from mctsff.fit.constraints import (
     repulsive_wall,
     scheme_shift,
 )
+from mctsff.fit.plausibility import molecule_compositions, plausibility_flags
 from mctsff.fit.problem import (
     LOOSE_FTOL,
     NUMERIC_ERRORS,
@@ -34,16 +42,8 @@ from mctsff.fit.problem import (
     projected_rows,
     rank_key,
 )
+from mctsff.fit.result import FitResult
 from mctsff.fit.target import Target, as_target, potfit_weights, rms
-from mctsff.params import (
-    CUTOFF_SCHEMES,
-    Parameterization,
-    Potential,
-)
-from mctsff.plausibility import molecule_compositions, plausibility_flags
-from mctsff.program import Program
-from mctsff.projection import ForceProjection, ProjectionError
-from mctsff.result import FitResult
 
 #: Default radius (Å) down to which every type pair's potential must be repulsive.
 WALL_RADIUS = 0.5
@@ -108,8 +108,8 @@ class Fitter:
     ----------
     train
         Training :class:`~mctsff.data.Dataset`, or a
-        :class:`~mctsff.projection.ForceProjection` of data too large for memory (built with
-        :meth:`~mctsff.projection.ForceProjection.split_file`): then every residual and the
+        :class:`~mctsff.data.projection.ForceProjection` of data too large for memory (built with
+        :meth:`~mctsff.data.projection.ForceProjection.split_file`): then every residual and the
         reported ``rmse_train`` are projected (unweighted; no energy term) and
         ``extra["projection"]`` carries the error bound.
     valid
@@ -120,7 +120,7 @@ class Fitter:
         dataset cutoff, on the potential as the cutoff scheme shifts it.
     cutoff_scheme
         How the potential ends at the cutoff, as MD engines do it (one of
-        :data:`~mctsff.params.CUTOFF_SCHEMES`): ``"shifted-force"`` (default) fits, reports
+        :data:`~mctsff.expr.params.CUTOFF_SCHEMES`): ``"shifted-force"`` (default) fits, reports
         and exports ``U(r) − U(rc) − (r − rc)·U'(rc)`` per type pair, so energy and force
         are zero at the cutoff for any form and a Coulomb term keeps its charges;
         ``"shifted-energy"`` fits ``U(r) − U(rc)`` (the force jumps at rc);
@@ -175,7 +175,7 @@ class Fitter:
         takes nothing from the constrained refinement.
     projection
         ``None`` (default): exact pair-wise residuals.  A grid spacing in Å (e.g. ``0.05``)
-        or a prebuilt :class:`~mctsff.projection.ForceProjection` of ``train``: the
+        or a prebuilt :class:`~mctsff.data.projection.ForceProjection` of ``train``: the
         optimiser works on the projected residual (F = M·g, one row per grid node instead
         of three per atom, so a fit costs the same for 1e3 or 1e7 pairs).  The reported
         RMSEs stay exact; ``extra["projection"]`` gives the projected and exact loss at the
@@ -736,7 +736,7 @@ def r_independent_terms(prog: Program) -> list[str]:
 
     Examples
     --------
-    >>> from mctsff.program import Program
+    >>> from mctsff.expr.program import Program
     >>> r_independent_terms(Program.from_string("c1*r/r + c2/r**6"))
     ['c1']
     >>> r_independent_terms(Program.from_string("c1*exp(-r/c2)"))

@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mctsff import ops
+from mctsff.data.projection import ForceProjection
+from mctsff.expr import ops
+from mctsff.expr.params import (
+    Parameterization,
+)
+from mctsff.expr.program import Program
 from mctsff.fit import scan
 from mctsff.fit.constraints import (
     constraint_values,
@@ -36,11 +41,6 @@ from mctsff.fit.optim import (
     lstsq,
     violation_of,
 )
-from mctsff.params import (
-    Parameterization,
-)
-from mctsff.program import Program
-from mctsff.projection import ForceProjection
 
 if TYPE_CHECKING:
     from mctsff.fit.forces import Fitter
@@ -272,7 +272,7 @@ class Problem:
         The forces are linear in each per-pair value, so the relaxed fit starts from the
         exact per-pair values at ``x0``'s other constants and has none of the sign
         ambiguity of per-type values; the per-type values closest to its per-pair
-        values (:meth:`~mctsff.params.Parameterization.factored`) then start this fit
+        values (:meth:`~mctsff.expr.params.Parameterization.factored`) then start this fit
         near its optimum when the combining rule can represent it.  From random
         per-type starts the exact ``prod_c1*exp(-r/c1) - prod_c2/r**6`` on Buckingham
         forces ended at 7e-2 of the force RMS (3 or 8 starts; ``q[H]`` and ``q[O]`` of
@@ -355,7 +355,7 @@ class Problem:
         and ranked (on a small training set, where the scan uses all of it, the picks are
         refined by the relaxed problem's local solver instead); the per-pair prefactors of
         the best are factored back into per-type values
-        (:meth:`~mctsff.params.Parameterization.factored` and :func:`_diagonal_factors`,
+        (:meth:`~mctsff.expr.params.Parameterization.factored` and :func:`_diagonal_factors`,
         the sign of each type chosen by the factorisation).  At most ``n_starts`` starts.
         """
         n_keep = self.f.options.n_starts

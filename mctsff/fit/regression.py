@@ -1,7 +1,7 @@
 """Plain symbolic regression y = f(x₁, …) with the force-matching engine.
 
-The same compiled postfix programs (:class:`mctsff.program.Program`), numba
-interpreter (:mod:`mctsff.kernels`), seeded start ladder and bounded
+The same compiled postfix programs (:class:`mctsff.expr.program.Program`), numba
+interpreter (:mod:`mctsff.expr.kernels`), seeded start ladder and bounded
 Levenberg–Marquardt solver (:func:`mctsff.fit.levenberg_marquardt`) that fit
 pair potentials are used to fit the constants of an expression to ``(X, y)``
 data.  The residual vector is
@@ -39,14 +39,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mctsff import kernels
+from mctsff.expr import kernels
+from mctsff.expr.params import Parameterization
+from mctsff.expr.program import Program
 from mctsff.fit.constraints import FitConfigError
 from mctsff.fit.forces import Fitter, bound_flags, overfit_flags
 from mctsff.fit.optim import levenberg_marquardt
 from mctsff.fit.problem import NUMERIC_ERRORS
-from mctsff.params import Parameterization
-from mctsff.program import Program
-from mctsff.result import FitResult
+from mctsff.fit.result import FitResult
 
 __all__ = [
     "NGUYEN",

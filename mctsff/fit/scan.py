@@ -93,7 +93,7 @@ def axes_for(names: Sequence[str], base_of, mask: np.ndarray, program) -> list[A
     mask
         Parameters to scan (the nonlinear ones).
     program
-        The :class:`~mctsff.program.Program`, for the kind of each constant.
+        The :class:`~mctsff.expr.program.Program`, for the kind of each constant.
     """
     shifts = shift_constants(program._tree, program.variables[0]) if program.variables else set()
     groups: dict[str, list[int]] = {}

@@ -53,11 +53,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mctsff import ops
+from mctsff.expr import ops
+from mctsff.expr.params import _linear_constants
+from mctsff.expr.program import Program, signed_terms
 from mctsff.fit.constraints import Constraint, point_values, scheme_shift
 from mctsff.fit.target import Target, potfit_weights
-from mctsff.params import _linear_constants
-from mctsff.program import Program, signed_terms
 
 __all__ = ["ForceSurrogate"]
 
@@ -101,14 +101,14 @@ class ForceSurrogate:
         violate one by more than ``constraint_tol``, in the constraint's units, they
         are solved with it holding exactly), the others ignored.
     cutoff_scheme
-        The fit's cutoff scheme (:data:`~mctsff.params.CUTOFF_SCHEMES`; default
+        The fit's cutoff scheme (:data:`~mctsff.expr.params.CUTOFF_SCHEMES`; default
         ``"none"``): each term's force and energy columns and its constraint values are
         those of its shifted potential.
 
     Examples
     --------
     >>> from mctsff.data import data_file, load_dataset
-    >>> from mctsff.params import Potential
+    >>> from mctsff.expr.params import Potential
     >>> ds = load_dataset(data_file("water_dimers_mp2_sample20.extxyz"), cutoff=9.0)
     >>> truth = Potential("c1/r**12 - c2/r**6", {"c1": 6e4, "c2": 40.0}, ds.species, ds.type_pairs)
     >>> s = ForceSurrogate(truth.synthetic(ds))
@@ -186,7 +186,7 @@ class ForceSurrogate:
         """The surrogate of a :class:`~mctsff.fit.Fitter`'s training set.
 
         ``None`` when the fitter has no pair dataset to score on (a training set
-        given as a :class:`~mctsff.projection.ForceProjection`, or not a force fit).
+        given as a :class:`~mctsff.data.projection.ForceProjection`, or not a force fit).
         """
         train = getattr(fitter, "train", None)
         if getattr(fitter, "_train", None) is None or not hasattr(train, "subset"):

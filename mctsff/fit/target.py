@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mctsff import kernels
-from mctsff.params import (
+from mctsff.data.projection import ForceProjection
+from mctsff.expr import kernels
+from mctsff.expr.params import (
     shift_maps,
     shifted_sums,
 )
-from mctsff.program import Program
-from mctsff.projection import ForceProjection
+from mctsff.expr.program import Program
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Target:
         )
 
     def shift_maps(self, n_type_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:func:`~mctsff.params.shift_maps` of this target (built once)."""
+        """:func:`~mctsff.expr.params.shift_maps` of this target (built once)."""
         maps = getattr(self, "_maps", None)
         if maps is None or maps[0].shape[1] != n_type_pairs:
             maps = shift_maps(self, n_type_pairs)

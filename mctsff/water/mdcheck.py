@@ -314,7 +314,7 @@ def water_system(
     intermolecular
         ``None`` (intramolecular terms only), ``"q-spcfw"`` (published charges and O–O
         Lennard-Jones, PME with real-space cutoff ``cutoff``), or a front point /
-        :class:`~mctsff.params.Potential` added by
+        :class:`~mctsff.expr.params.Potential` added by
         :func:`mctsff.export.add_to_system` (its own cutoff and cutoff scheme; same-molecule
         pairs excluded; members without a repulsive wall are accepted: the check reports
         what they do).
@@ -1313,7 +1313,7 @@ def run_solute(
     Parameters
     ----------
     member
-        ``None`` (plain vacuum) or a front point / :class:`~mctsff.params.Potential` added to
+        ``None`` (plain vacuum) or a front point / :class:`~mctsff.expr.params.Potential` added to
         all solute pairs more than ``protocol.exclude_bonds`` bonds apart, with its own cutoff
         and cutoff scheme (:func:`mctsff.export.add_to_system`).
 

@@ -9,7 +9,7 @@ with ``prod_q[O]``, ``prod_q[H]`` the site charges (e; the product rule gives q^
 ``pair_A[O-O] = 4εσ¹²`` and ``pair_B[O-O] = 4εσ⁶`` (eV·Å¹², eV·Å⁶; ε converted from kcal/mol
 with 1 kcal/mol = 0.0433641 eV) and ``pair_A``, ``pair_B`` zero for the pairs involving H.
 Coulomb's constant is 332.0637 kcal·Å/(mol·e²) = 14.399645 eV·Å/e².  The models therefore run
-through the same engine (:class:`~mctsff.params.Potential`, :class:`~mctsff.fit.Fitter`) as the
+through the same engine (:class:`~mctsff.expr.params.Potential`, :class:`~mctsff.fit.Fitter`) as the
 searched potentials, and their losses are directly comparable.
 
 ========== ======== ======= ========= ============== ====== ======= ======== ========
@@ -27,9 +27,9 @@ k_b in kcal/mol/Å², k_θ in kcal/mol/rad²; only the intermolecular part is us
 Functions
 ---------
 :func:`reference_model` gives ``(expression, params, fixed_names)``; :func:`model_potential` the
-:class:`~mctsff.params.Potential`; :func:`evaluate_model` the force RMSE of the published model
+:class:`~mctsff.expr.params.Potential`; :func:`evaluate_model` the force RMSE of the published model
 on a dataset; :func:`published_result` and :func:`refit_model` a
-:class:`~mctsff.result.FitResult` for the published and the refitted model (charges and O–O LJ
+:class:`~mctsff.fit.result.FitResult` for the published and the refitted model (charges and O–O LJ
 free, H LJ fixed at 0), on the same train/validation split as a search.
 """
 
@@ -43,9 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from mctsff.params import Potential
-from mctsff.program import Program
-from mctsff.result import FitResult
+from mctsff.expr.params import Potential
+from mctsff.expr.program import Program
+from mctsff.fit.result import FitResult
 
 __all__ = [
     "COULOMB_EV_A",
@@ -263,7 +263,7 @@ def model_potential(
     species: Sequence[str] = ("H", "O"),
     type_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> Potential:
-    """The published model as a :class:`~mctsff.params.Potential`.
+    """The published model as a :class:`~mctsff.expr.params.Potential`.
 
     Parameters
     ----------

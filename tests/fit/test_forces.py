@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from mctsff.expr.params import Parameterization, Potential
 from mctsff.fit import Constraint, FitConfigError, Fitter, levenberg_marquardt
 from mctsff.fit.problem import Problem
-from mctsff.params import Parameterization, Potential
 
 KNOWN = {
     "coulomb_lj_product": (

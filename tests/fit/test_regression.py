@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from mctsff.expr.program import ExpressionError, Program
 from mctsff.fit import FitConfigError
 from mctsff.fit.regression import (
     NGUYEN,
@@ -13,7 +14,6 @@ from mctsff.fit.regression import (
     RegressionFitter,
     nguyen,
 )
-from mctsff.program import ExpressionError, Program
 
 FORMULAS = {
     1: lambda x, y: x**3 + x**2 + x,

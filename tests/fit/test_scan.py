@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from mctsff.expr.params import Parameterization, Potential
+from mctsff.expr.program import Program
 from mctsff.fit import Fitter, constrained_levenberg_marquardt, scan
-from mctsff.params import Parameterization, Potential
-from mctsff.program import Program
 
 
 def _axes(expr, species=("H", "O")):

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from mctsff.expr.params import Potential
 from mctsff.fit import Constraint, Fitter, potfit_weights
 from mctsff.fit.surrogate import ForceSurrogate
-from mctsff.params import Potential
 
 
 @pytest.fixture(scope="module")

@@ -337,10 +337,13 @@ def test_local_option_help_names_every_setting(capsys):
         assert key in block, key
 
 
-def test_search_reuse_options_parse(capsys):
+def test_search_reuse_options_parse(capsys, tmp_path, monkeypatch):
     from mctsff.cli import build_parser
 
     parser = build_parser()
+    monkeypatch.chdir(tmp_path)  # the data argument must name a file (or a shipped dataset)
+    for name in ("data.extxyz", "data.csv"):
+        (tmp_path / name).write_text("")
     args = parser.parse_args(["search", "data.extxyz"])
     assert (args.transplant, args.elite) == (None, None)  # search() picks by objective
     args = parser.parse_args(["search", "data.csv", "--no-transplant", "--elite", "0"])
@@ -349,12 +352,15 @@ def test_search_reuse_options_parse(capsys):
     assert (args.transplant, args.elite) == (True, 0.25)
     with pytest.raises(SystemExit):
         parser.parse_args(["search", "data.extxyz", "--elite", "1.5"])
-    assert parser.parse_args(["search", "data.extxyz"]).novelty is None  # MCTS's default
-    assert parser.parse_args(["search", "data.extxyz"]).rollouts is None
+    from mctsff.config import SearchConfig
+
+    # defaults come from SearchConfig, the one place they live
+    assert parser.parse_args(["search", "data.extxyz"]).novelty == SearchConfig().mcts.novelty
+    assert parser.parse_args(["search", "data.extxyz"]).n_rollouts is None  # by objective
     # the help states the defaults where they live: MCTS, and search() by objective
     import inspect
 
-    from mctsff.mcts import MCTS
+    from mctsff.engines.mcts import MCTS
     from mctsff.search import OBJECTIVE_DEFAULTS
 
     defaults = inspect.signature(MCTS).parameters
@@ -368,15 +374,15 @@ def test_search_reuse_options_parse(capsys):
         return " ".join(block.split())  # argparse wraps the lines
 
     text = help_of("--novelty")
-    assert f"default {defaults['novelty'].default})" in text
+    assert f"(default: {defaults['novelty'].default})" in text
     text = help_of("--rollouts")
     forces, regression = (OBJECTIVE_DEFAULTS[k]["n_rollouts"] for k in ("forces", "regression"))
     assert f"default {forces} for forces, {regression} for --objective regression" in text
     assert defaults["n_rollouts"].default == forces
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
-    assert parser.parse_args(["search", "data.extxyz"]).cover is None  # MCTS's default
+    assert parser.parse_args(["search", "data.extxyz"]).cover == SearchConfig().mcts.cover
     text = help_of("--cover,")
-    assert f"default {defaults['cover'].default})" in text
+    assert "(default: on)" in text and defaults['cover'].default is True
     assert parser.parse_args(["search", "data.extxyz", "--no-cover"]).cover is False
     assert parser.parse_args(["search", "data.extxyz"]).surrogate is None  # by objective
     assert parser.parse_args(["search", "data.extxyz", "--no-surrogate"]).surrogate is False

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("openmm", reason="md-check needs OpenMM (pip install openmm)")
 
 from mctsff.cli import main  # noqa: E402
-from mctsff.params import Potential  # noqa: E402
+from mctsff.expr.params import Potential  # noqa: E402
 from mctsff.water import mdcheck as mc  # noqa: E402
 from mctsff.water.models import model_potential  # noqa: E402
 
