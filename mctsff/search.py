@@ -50,8 +50,13 @@ from mctsff.engines.reward import get_reward
 from mctsff.expr import ops
 from mctsff.expr.grammar import Grammar
 from mctsff.expr.program import signed_terms
+from mctsff.fit.objective import (
+    RegressionObjective,
+    as_objective,
+    searched_expression,
+    signature_difference,
+)
 from mctsff.fit.result import FitResult
-from mctsff.fit.surrogate import ForceSurrogate
 from mctsff.runio import atomic_output, atomic_write, load_checkpoint, open_run_folder, write_error
 
 CHECKPOINT = "checkpoint.pkl"
@@ -75,14 +80,9 @@ REUSE_DEFAULTS = OBJECTIVE_DEFAULTS
 
 
 def objective_kind(fitter) -> str:
-    """``"forces"`` for a force-matching objective, else ``"regression"``.
-
-    Force matching is recognised by what its outputs need (``species``, the atom
-    types a :class:`~mctsff.fit.Fitter` fits pair constants for), so a user's own
-    fitter with the same attributes is treated the same way; anything else (a
-    :class:`~mctsff.fit.regression.RegressionFitter`, ``None``) is plain regression.
-    """
-    return "forces" if hasattr(fitter, "species") else "regression"
+    """``"forces"`` for a force-matching objective, else ``"regression"``
+    (:func:`~mctsff.fit.objective.as_objective` decides)."""
+    return as_objective(fitter).kind
 
 
 def check_max_length(grammar: Grammar, max_length: int) -> None:
@@ -112,14 +112,14 @@ def check_variables(fitter, grammar: Grammar) -> None:
     SearchError
         Naming the grammar, its variables, the data's variables and where they come from.
     """
-    provided = tuple(fitter.options.variables)
+    objective = as_objective(fitter)
+    provided = objective.variables
     used = tuple(grammar.variables)
     missing = [v for v in used if v not in provided]
     if not missing and set(used) & set(provided):
         return
-    train = _train_of(fitter)
-    path = getattr(train, "path", None)
-    forces = objective_kind(fitter) == "forces"
+    path = getattr(objective.train, "path", None)
+    forces = objective.kind == "forces"
     if forces:
         source = f"pair distances of {path}" if path else "pair distances"
         hint = "force matching needs a grammar in r (e.g. --grammar pair)"
@@ -536,7 +536,8 @@ class _Replace(ast.NodeTransformer):
 # ----------------------------------------------------------------------------- evaluators
 class _GrammarComplexity:
     """Wraps an evaluator so results take their complexity from the grammar's weights (and,
-    with ``describe``, what else the search knows about them: :func:`_describer`)."""
+    with ``describe``, what else the search knows about them:
+    :meth:`~mctsff.fit.objective.Objective.describe`)."""
 
     def __init__(
         self,
@@ -574,24 +575,16 @@ class _GrammarComplexity:
         return out
 
 
-def default_reward_scale(objective) -> float:
-    """Loss unit for the reward: 10 % of the RMS of the training targets."""
-    rms = getattr(objective, "rms_forces", None)  # a ForceProjection knows only this
-    if rms is None:
-        target = getattr(objective, "forces", None)
-        if target is None:
-            target = objective.y
-        rms = float(np.sqrt(np.mean(np.square(target))))
-    return 0.1 * rms if rms > 0 else 1.0
+def default_reward_scale(train) -> float:
+    """Loss unit for the reward: 10 % of the RMS of the training targets ``train``
+    (:meth:`~mctsff.fit.objective.RegressionObjective.reward_scale`)."""
+    return RegressionObjective(train).reward_scale()
 
 
-def default_loss_floor(objective) -> float:
-    """Pareto-front loss floor: 1e-8 of the RMS target, the rounding noise of an exact fit.
-
-    Below it two exact forms tie on loss and the simpler one stays on the front,
-    whatever the last digits of their fits.
-    """
-    return 1e-7 * default_reward_scale(objective)
+def default_loss_floor(train) -> float:
+    """Pareto-front loss floor: 1e-8 of the RMS target ``train``, the rounding noise of an
+    exact fit (:meth:`~mctsff.fit.objective.RegressionObjective.loss_floor`)."""
+    return RegressionObjective(train).loss_floor()
 
 
 # ----------------------------------------------------------------------------- result
@@ -882,20 +875,22 @@ def search(
     method, budget, time_limit, progress = cfg.method, cfg.budget, cfg.time_limit, cfg.progress
     local_settings = _local_values(cfg.local, LOCAL_OPTIONS)
     local_given = local_settings != _local_values(DEFAULTS.local, LOCAL_OPTIONS)
-    auto = OBJECTIVE_DEFAULTS[objective_kind(fitter)]
+    objective = as_objective(fitter)
+    fitter = objective.fitter
+    auto = objective.defaults()
     m = cfg.mcts
     transplant = auto["transplant"] if m.transplant is None else bool(m.transplant)
     elite = auto["elite"] if m.elite is None else float(m.elite)
     n_rollouts = auto["n_rollouts"] if m.n_rollouts is None else int(m.n_rollouts)
     surrogate = auto["surrogate"] if cfg.surrogate is None else bool(cfg.surrogate)
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
-    check_variables(fitter, grammar)
+    check_variables(objective, grammar)
     check_max_length(grammar, cfg.max_length)
-    variables = tuple(fitter.options.variables)
+    variables = objective.variables
     opts = dict(cfg.reward_options or {})
     if isinstance(cfg.reward, str) or cfg.reward is None:
         name = (cfg.reward or "spl").lower()
-        scale = default_reward_scale(_train_of(fitter))
+        scale = objective.reward_scale()
         opts.setdefault("scale" if name == "spl" else "loss_scale", scale)
         if name == "spl":
             opts.setdefault("eta", cfg.eta)
@@ -906,19 +901,19 @@ def search(
     evaluator = _GrammarComplexity(
         Evaluator(fitter, par.workers, scheduler=par.scheduler, timeout=par.timeout),
         grammar,
-        _describer(fitter),
+        objective.describe,
     )
     key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
     out_path = Path(out) if out is not None else None
     frame_errors = frame_errors_for(fitter)
     front = ParetoFront(
-        loss_floor=default_loss_floor(_train_of(fitter)),
+        loss_floor=objective.loss_floor(),
         frame_errors=frame_errors if cfg.resolution else None,
         null_frame_errors=frame_errors.null if cfg.resolution and frame_errors else None,
         null_loss=frame_errors.null_rmse if frame_errors else None,
         test_rmse=holdout_scorer(fitter, test),
     )
-    signature = _signature(fitter, grammar)
+    signature = objective.signature(grammar)
     local_pending = None
     if resume:
         if out_path is None or not (out_path / CHECKPOINT).exists():
@@ -930,7 +925,7 @@ def search(
                 f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
             )
         _check_checkpoint(saved, out_path / CHECKPOINT)
-        diff = _signature_difference(saved["signature"], signature)
+        diff = signature_difference(saved["signature"], signature)
         if diff:
             raise SearchError(
                 f"{out_path / CHECKPOINT}: the run was made with a different "
@@ -943,7 +938,7 @@ def search(
                 f"resume it with the same method (not {method!r})"
             )
         # the surrogate the run was started with (none in older checkpoints)
-        sur = _surrogate(fitter) if saved["mcts"].get("use_surrogate") else None
+        sur = objective.surrogate() if saved["mcts"].get("use_surrogate") else None
         mcts = (GP if method == "gp" else MCTS).from_state(
             saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
         )
@@ -970,7 +965,7 @@ def search(
             max_length=cfg.max_length,
             seed=cfg.seed,
             canonical=key_fn,
-            surrogate=_surrogate(fitter) if surrogate else None,
+            surrogate=objective.surrogate() if surrogate else None,
             **dataclasses.asdict(cfg.gp),
         )
     else:
@@ -981,7 +976,7 @@ def search(
             max_length=cfg.max_length,
             seed=cfg.seed,
             canonical=key_fn,
-            surrogate=_surrogate(fitter) if surrogate else None,
+            surrogate=objective.surrogate() if surrogate else None,
             **{
                 **dataclasses.asdict(m),
                 "transplant": transplant,
@@ -1011,6 +1006,7 @@ def search(
         grammar.wrapping_functions,
         options=local_settings,
         grammar=grammar,
+        searched=objective.searched,
     )
     try:
         local.restore_pending(local_pending)
@@ -1108,10 +1104,10 @@ def search(
         try:
             _save_checkpoint(out_path, mcts, front, signature, local_settings, local)
             saved_now = True
-            files = write_outputs(out_path, front, fitter, reference_lines, reference_potentials)
+            files = write_outputs(out_path, front, objective, reference_lines, reference_potentials)
             files["checkpoint"] = str(out_path / CHECKPOINT)
             files["run.json"] = str(
-                _write_run_info(out_path, fitter, grammar, mcts, reference_lines, local, cfg)
+                _write_run_info(out_path, objective, grammar, mcts, reference_lines, local, cfg)
             )
         except OSError as exc:  # disk full, read-only: the front is returned all the same
             failed = _write_failure(exc, out_path, saved_now)
@@ -1162,13 +1158,6 @@ _SEARCH_SETS = frozenset(
 )
 
 
-def _surrogate(fitter) -> ForceSurrogate | None:
-    """The fit-free error estimate of a force-matching objective (``None`` if it has none)."""
-    if objective_kind(fitter) != "forces":
-        return None
-    return ForceSurrogate.from_fitter(fitter)
-
-
 def _check_engine_options(options: Mapping[str, Any] | None, method: str, name: str) -> None:
     """One clear error for ``mcts_options``/``gp_options`` the engine would not take.
 
@@ -1214,17 +1203,6 @@ def _local_values(local: LocalMoveSettings, names) -> dict[str, Any]:
         for k in names
         if k in LOCAL_OPTIONS
     }
-
-
-def searched_expression(res: FitResult) -> str:
-    """The expression the search proposed for ``res``.
-
-    A fitter may report a model built around it (a linearly scaled
-    ``scale*(f) + offset``, :class:`mctsff.fit.regression.RegressionFitter`); local
-    moves edit the proposed structure ``f``, kept in
-    ``extra["unscaled_expression"]``.
-    """
-    return res.extra.get("unscaled_expression", res.expression)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -1320,10 +1298,13 @@ class _LocalMoves:
         wrap=(),
         options=None,
         grammar: Grammar | None = None,
+        searched: Callable[[FitResult], str] = searched_expression,
     ):
         for key, value in (options or {}).items():
             setattr(self, key, value)
         self.grammar = grammar
+        #: the expression the search proposed for a result (:meth:`Objective.searched`)
+        self.searched = searched
         #: moves dropped because the grammar cannot derive them
         self.n_underivable = 0
         self.mcts = mcts
@@ -1355,7 +1336,7 @@ class _LocalMoves:
 
         new = []
         try:
-            for t in top_level_terms(searched_expression(res)):
+            for t in top_level_terms(self.searched(res)):
                 t = t[1:] if t.startswith("-") else t
                 key = term_key(t)
                 if key in self.simple:
@@ -1457,14 +1438,14 @@ class _LocalMoves:
         hosts = [
             p
             for p in sorted(self.front.points, key=lambda p: p.score_loss)
-            if p.valid and len(top_level_terms(searched_expression(p))) < self.max_terms
+            if p.valid and len(top_level_terms(self.searched(p))) < self.max_terms
         ][: self.spread_hosts]
         todo = []
         for host in hosts:
             todo += [
                 (v, "spread")
                 for v in grown_variants(
-                    searched_expression(host), terms, self.variables, self.max_terms
+                    self.searched(host), terms, self.variables, self.max_terms
                 )
             ]
         return todo
@@ -1476,7 +1457,7 @@ class _LocalMoves:
         seen = dict(self.simple)
         for p in self.front.points:
             try:
-                for t in top_level_terms(searched_expression(p)):
+                for t in top_level_terms(self.searched(p)):
                     t = t[1:] if t.startswith("-") else t
                     key = term_key(t)
                     if key not in seen:
@@ -1492,7 +1473,7 @@ class _LocalMoves:
 
     def _grow_from(self, res: FitResult) -> bool:
         return (
-            self._budget_left() and len(top_level_terms(searched_expression(res))) < self.max_terms
+            self._budget_left() and len(top_level_terms(self.searched(res))) < self.max_terms
         )
 
     def variants(self, res: FitResult, depth: int) -> list[tuple[str, ...]]:
@@ -1503,7 +1484,7 @@ class _LocalMoves:
         if not hasattr(self.mcts, "record"):
             return []  # an engine without a shared transposition table
         candidates: list[str] = []
-        expression = searched_expression(res)
+        expression = self.searched(res)
         try:
             if self.prune:
                 candidates += pruned_variants(expression, self.variables)
@@ -1617,12 +1598,12 @@ def _write_run_info(
 ) -> Path:
     """``run.json``: what an exporter or a later reader needs to use the front (and the
     settings the search ran with)."""
-    train = _train_of(fitter)
+    objective = as_objective(fitter)
     info: dict[str, Any] = {
         "mctsff_version": __import__("mctsff").__version__,
         "grammar": grammar.name,
-        "variables": list(fitter.options.variables),
-        "data": str(getattr(train, "path", "") or ""),
+        "variables": list(objective.variables),
+        "data": str(getattr(objective.train, "path", "") or ""),
         "n_evaluations": int(mcts.n_evaluations),
         "method": getattr(mcts, "method", "mcts"),
         "reference_lines": {k: float(v) for k, v in (reference_lines or {}).items()},
@@ -1630,7 +1611,7 @@ def _write_run_info(
     }
     if config is not None:  # what the call asked for (a resumed run keeps its engine's)
         info["settings"] = config.as_dict()
-    null = frame_errors_for(fitter)
+    null = frame_errors_for(objective.fitter)
     if null is not None:  # U = 0 on the frames that rank the front: the knee rule's start
         info["null_rmse"] = null.null_rmse
     if info["method"] == "mcts":  # the reuse settings the objective chose (search())
@@ -1643,208 +1624,16 @@ def _write_run_info(
             "grow": bool(local.grow),
             **{k: getattr(local, k) for k in LOCAL_OPTIONS},
         }
-    if hasattr(fitter.options, "linear_scaling"):
-        info["linear_scaling"] = bool(fitter.options.linear_scaling)
-    if objective_kind(fitter) == "forces":
-        info.update(
-            species=list(fitter.species),
-            type_pairs=[list(p) for p in fitter.type_pairs],
-            cutoff=float(fitter.cutoff),
-            cutoff_scheme=getattr(fitter, "scheme", "none"),
-            wall=getattr(fitter.options, "wall", None),
-            force_array=getattr(train, "force_array", None),
-            constraints=[c.name for c in fitter.constraints],
-        )
+    info.update(objective.description())
     path = out / "run.json"
     _atomic_write(path, json.dumps(info, indent=2).encode())
     return path
-
-
-def _describer(fitter) -> Callable[[FitResult], None]:
-    """A function that gives a force-matching result the atom types, type pairs, cutoff
-    and cutoff scheme of ``fitter`` (where the fit left them empty), so that
-    :meth:`FitResult.potential` works on every front member; a no-op for regression."""
-    if objective_kind(fitter) != "forces":
-        return lambda res: None
-    species = tuple(fitter.species)
-    pairs = tuple(tuple(p) for p in getattr(fitter, "type_pairs", ()))
-    cutoff = float(getattr(fitter, "cutoff", math.nan) or math.nan)
-    scheme = getattr(fitter, "scheme", "none")
-
-    def describe(res: FitResult) -> None:
-        if not res.species:
-            res.species, res.type_pairs, res.cutoff, res.cutoff_scheme = (
-                species,
-                pairs,
-                cutoff,
-                scheme,
-            )
-
-    return describe
 
 
 def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-def _train_of(fitter):
-    return getattr(fitter, "train", None) or fitter
-
-
-def _signature(fitter, grammar: Grammar) -> dict[str, Any]:
-    train = _train_of(fitter)
-    sig = {
-        "grammar": grammar.text,
-        "variables": tuple(fitter.options.variables),
-        "data_sha256": _data_digest(train),
-        "n_train": int(getattr(train, "n_frames", 0) or len(getattr(train, "y", ()))),
-    }
-    if hasattr(train, "cutoff"):
-        sig["cutoff"] = float(train.cutoff)
-    if getattr(fitter.options, "linear_scaling", False):  # absent when off: older runs resume
-        sig["linear_scaling"] = True
-    sig["fit"] = _fit_options(fitter)
-    return sig
-
-
-def _data_digest(train) -> str:
-    """SHA-256 of the training data: the file's bytes (where it has one) and the targets.
-
-    Resume compares it instead of the file's path: the same file under another path
-    resumes, a changed file behind the same path does not.
-    """
-    h = hashlib.sha256()
-    path = getattr(train, "path", None)
-    if path and Path(path).is_file():
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    for name in ("forces", "X", "y"):
-        value = getattr(train, name, None)
-        if isinstance(value, np.ndarray):
-            h.update(f"{name}{value.shape}{value.dtype}".encode())
-            h.update(np.ascontiguousarray(value).tobytes())
-    return h.hexdigest()
-
-
-def _fit_options(fitter) -> dict[str, str]:
-    """The fitter's options (constraints, starts, bounds, …) as text, for the resume check.
-
-    A resumed run that fitted its later expressions with other options would mix two
-    objectives in one front.  Arrays are named by their shape and a digest, a
-    :class:`~mctsff.data.projection.ForceProjection` by its settings and weighted force sum,
-    other objects whose text holds an address by their type, built-in constraints by
-    name, a user's :class:`~mctsff.fit.Constraint` by its name, kind and a digest of its
-    function (code, constants, captured values), so editing the function is noticed.
-    The code digest reads the function's bytecode, which changes between Python
-    versions: a checkpoint with a user constraint resumes under the Python it was
-    written with.
-    """
-    opts = fitter.options
-    if dataclasses.is_dataclass(opts):
-        items = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)}
-    else:
-        items = dict(vars(opts))
-    for own in ("variables", "linear_scaling"):  # signature entries of their own
-        items.pop(own, None)
-
-    def text(v: Any) -> str:
-        if isinstance(v, np.ndarray):
-            digest = hashlib.sha1(np.ascontiguousarray(v).tobytes()).hexdigest()[:12]
-            return f"array{v.shape} {digest}"
-        if isinstance(v, Mapping):
-            return "{" + ", ".join(f"{k!r}: {text(v[k])}" for k in sorted(v, key=str)) + "}"
-        if isinstance(v, list | tuple):
-            return "(" + ", ".join(text(x) for x in v) + ")"
-        if isinstance(v, str | int | float | bool | type(None)):
-            return repr(v)
-        name = getattr(v, "name", None)  # a Constraint
-        if isinstance(name, str):
-            if not callable(getattr(v, "fun", None)):
-                return name
-            return f"{name} {_USER_CONSTRAINT}{v.kind}, code {function_digest(v.fun)})"
-        r = repr(v)
-        return type(v).__name__ if " at 0x" in r else r
-
-    def function_digest(fn) -> str:
-        def code_text(code: types.CodeType) -> str:
-            consts = [code_text(c) if isinstance(c, types.CodeType) else text(c)
-                      for c in code.co_consts]  # fmt: skip
-            return repr((code.co_code, consts, code.co_names))
-
-        code = getattr(fn, "__code__", None)
-        if code is None:  # a callable object: its type (and text, when it has no address)
-            return text(fn)
-        cells = []
-        for cell in fn.__closure__ or ():
-            try:
-                cells.append(text(cell.cell_contents))
-            except ValueError:  # an empty cell
-                cells.append("<empty>")
-        parts = (code_text(code), cells, text(fn.__defaults__))
-        return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
-
-    return {k: text(v) for k, v in items.items()}
-
-
-#: Marks a user constraint's kind and function digest in the signature's text
-_USER_CONSTRAINT = "(kind "
-
-
-def _signature_difference(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """What differs between a checkpoint's signature and this run's, in words (empty: none).
-
-    Checkpoints written before the fit options were part of the signature are not
-    checked for them.
-    """
-    out = []
-    for key in dict.fromkeys([*saved, *current]):
-        a, b = saved.get(key), current.get(key)
-        if a == b or (key == "fit" and key not in saved):
-            continue
-        if key == "fit":
-            out += [
-                f"fit option {o} ({a.get(o)}; now {b.get(o)})"
-                for o in dict.fromkeys([*a, *b])
-                if a.get(o) != b.get(o)
-                and not _older_constraint_text(a.get(o), b.get(o))
-                and not _older_object_text(a.get(o), b.get(o))
-            ]
-        else:
-            out.append(_SIGNATURE_WORDS.get(key, key))
-    return out
-
-
-#: How a resume error names a signature entry
-_SIGNATURE_WORDS = {
-    "data_sha256": "data (the content of the data file or arrays)",
-    "n_train": "number of training frames",
-}
-
-
-def _older_constraint_text(saved: Any, current: Any) -> bool:
-    """True when ``saved`` is ``current`` as written before user constraints had digests.
-
-    Checkpoints written then named a user's constraint only; they resume as before.
-    """
-    if not isinstance(saved, str) or not isinstance(current, str) or _USER_CONSTRAINT in saved:
-        return False
-    return re.sub(" " + re.escape(_USER_CONSTRAINT) + r"[^)]*\)", "", current) == saved
-
-
-def _older_object_text(saved: Any, current: Any) -> bool:
-    """True when ``saved`` is an object's type name, as checkpoints wrote an option whose
-    text then held an address (a :class:`~mctsff.data.projection.ForceProjection`), and
-    ``current`` is the same type's text now; such checkpoints resume as before.
-    """
-    return (
-        isinstance(saved, str)
-        and isinstance(current, str)
-        and saved.isidentifier()
-        and current.startswith(saved + "(")
-    )
 
 
 #: writes through a unique temporary file, renamed atomically (:func:`mctsff.runio.atomic_write`)
@@ -1900,6 +1689,8 @@ def write_outputs(
     ``reference_potentials`` (label -> :class:`~mctsff.expr.params.Potential`) are drawn as
     dashed reference curves on potentials.png."""
     out = Path(out)
+    objective = as_objective(fitter)
+    forces = objective.kind == "forces"
     _write_front(out, front)
     with atomic_output(out / "pareto.csv") as tmp:
         front.to_csv(tmp)
@@ -1908,16 +1699,16 @@ def write_outputs(
             tmp,
             dict(reference_lines or {}),
             title="Pareto front",
-            ylabel="validation force RMSE (eV/Å)" if objective_kind(fitter) == "forces" else "RMSE",
+            ylabel="validation force RMSE (eV/Å)" if forces else "RMSE",
         )
     files = {
         "pareto.json": str(out / "pareto.json"),
         "pareto.csv": str(out / "pareto.csv"),
         "pareto.png": str(out / "pareto.png"),
     }
-    if objective_kind(fitter) == "forces" and len(front):
+    if forces and len(front):
         with atomic_output(out / "potentials.png") as tmp:
-            plot_potentials(tmp, front, fitter, reference_potentials=reference_potentials)
+            plot_potentials(tmp, front, objective.fitter, reference_potentials=reference_potentials)
         files["potentials.png"] = str(out / "potentials.png")
     return files
 
