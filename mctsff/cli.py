@@ -575,6 +575,26 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="draw a water model's published and refit losses (q-spcfw, spcfw, tip3p)",
     )
+    p.add_argument(
+        "--md-rerank",
+        metavar="N",
+        type=_at_least(0),
+        default=DEFAULTS.md_rerank,
+        help="after the search (outside --time), run the liquid-water MD check (mctsff "
+        "md-check water; OpenMM) on N front members that pass the wall check, the knee-rule "
+        "member first, then by validation RMSE, and write stability, density, RDF distances "
+        "and NVE drift into pareto.json/csv/png; water data (H, O) only; each member costs "
+        "minutes (about 4 with the defaults at a 9 Å cutoff on 2 cores; docs/md-check.md)",
+    )
+    p.add_argument(
+        "--md-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of --md-rerank's protocol, repeatable: n_molecules, equilibration_ps, "
+        "npt_ps, nvt_ps, nve_ps, threads, seed, ... (mctsff.water.mdcheck.WaterProtocol; "
+        "e.g. n_molecules=64 npt_ps=0.2 nvt_ps=0.1 for a short check)",
+    )
     _quiet_args(p, "no progress bar on stderr")
     p.add_argument(
         "--no-local-moves",
@@ -670,8 +690,10 @@ def search_config(args: argparse.Namespace):
     for text in args.local_option:
         name, value = _pair_value(text, "--local-option")
         local[name] = None if value.lower() == "none" else _float(value, f"--local-option {name}")
+    md = dict(_pair_value(text, "--md-option") for text in getattr(args, "md_option", []))
     given.update(
         local_options=local or None,
+        md_options=md or None,
         prune=not args.no_local_moves,
         grow=not args.no_local_moves,
         progress=not args.quiet,
@@ -729,6 +751,13 @@ def _run_search(args, fitter, test=None) -> int:
         + (" (interrupted)" if result.interrupted else "")
     )
     _print_front(result)
+    if search_config(args).md_rerank:
+        from mctsff.water.rerank import rerank_summary
+
+        if result.interrupted:
+            print("md-check: skipped (the search was interrupted)")
+        else:
+            print(rerank_summary(result.front) or "md-check: no front member passes the wall check")
     for path in result.files.values():
         print(f"wrote {path}")
     if result.write_error:

@@ -241,6 +241,14 @@ class SearchConfig:
         Seconds between checkpoints.
     progress
         Show a progress bar on stderr.
+    md_rerank
+        After the search (outside its time limit), run the liquid-water MD check on this
+        many front members that pass the wall check, the knee-rule member first, then by
+        validation RMSE (:mod:`mctsff.water.rerank`; force matching on H/O data only; each
+        member costs minutes).  0: off.
+    md_options
+        Settings of that check's :class:`~mctsff.water.mdcheck.WaterProtocol` over its
+        defaults (``{"n_molecules": 64, "npt_ps": 0.2}``: a shorter protocol).
     mcts, gp, local, parallel
         The nested settings.
     """
@@ -258,6 +266,8 @@ class SearchConfig:
     resolution: bool = True
     checkpoint_every: float = 30.0
     progress: bool = False
+    md_rerank: int = 0
+    md_options: Mapping[str, Any] | None = None
     mcts: MCTSSettings = field(default_factory=MCTSSettings)
     gp: GPSettings = field(default_factory=GPSettings)
     local: LocalMoveSettings = field(default_factory=LocalMoveSettings)
@@ -276,6 +286,8 @@ class SearchConfig:
             raise ConfigError(f"time_limit must be a finite number > 0 (or None), not {t!r}")
         if not _is_int(self.max_length) or self.max_length < 1:
             raise ConfigError(f"max_length must be a whole number >= 1, not {self.max_length!r}")
+        if not _is_int(self.md_rerank) or self.md_rerank < 0:
+            raise ConfigError(f"md_rerank must be a whole number >= 0, not {self.md_rerank!r}")
         if not (isinstance(self.eta, int | float) and 0 < self.eta <= 1):
             raise ConfigError(f"eta must be in (0, 1], not {self.eta!r}")
         for name, kind in LocalMoveSettings.tunables().items():

@@ -886,6 +886,7 @@ def search(
     grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
     check_variables(objective, grammar)
     check_max_length(grammar, cfg.max_length)
+    md_protocol = _md_protocol(fitter, cfg)  # before any fit: one clear error
     variables = objective.variables
     opts = dict(cfg.reward_options or {})
     if isinstance(cfg.reward, str) or cfg.reward is None:
@@ -1099,6 +1100,8 @@ def search(
     files = {}
     front.score_test()
     failed = None
+    if out_path is None:
+        _md_rerank(front, cfg, md_protocol, interrupted)
     if out_path is not None:
         saved_now = False
         try:
@@ -1109,6 +1112,10 @@ def search(
             files["run.json"] = str(
                 _write_run_info(out_path, objective, grammar, mcts, reference_lines, local, cfg)
             )
+            if _md_rerank(front, cfg, md_protocol, interrupted):  # scores: rewrite the front
+                files.update(
+                    write_outputs(out_path, front, objective, reference_lines, reference_potentials)
+                )
         except OSError as exc:  # disk full, read-only: the front is returned all the same
             failed = _write_failure(exc, out_path, saved_now)
             warnings.warn(failed, stacklevel=2)
@@ -1126,6 +1133,33 @@ def search(
         n_underivable=local.n_underivable,
         write_error=failed,
     )
+
+
+def _md_protocol(fitter, cfg: SearchConfig):
+    """The water protocol of ``md_rerank`` (``None`` when off), or a :class:`SearchError`
+    saying why the check cannot run on this search."""
+    if not cfg.md_rerank:
+        return None
+    # the MD check sits above the search (mctsff.water): imported only when asked for
+    from mctsff.water.mdcheck import MDCheckError
+    from mctsff.water.rerank import check_md_rerank
+
+    try:
+        return check_md_rerank(fitter, cfg.md_options)
+    except MDCheckError as exc:
+        raise SearchError(f"md_rerank (--md-rerank): {exc}") from None
+
+
+def _md_rerank(front: ParetoFront, cfg: SearchConfig, protocol, interrupted: bool) -> bool:
+    """Run the MD check of ``md_rerank`` on the finished front (not after an interrupt);
+    whether it ran."""
+    if protocol is None or interrupted or not len(front):
+        return False
+    from mctsff.water.rerank import md_rerank
+
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if cfg.progress else None
+    md_rerank(front, cfg.md_rerank, protocol, log=log)
+    return True
 
 
 def _write_failure(exc: OSError, out: Path, saved_now: bool) -> str:
@@ -1673,7 +1707,9 @@ def _write_front(out: Path, front: ParetoFront) -> None:
 
 def _point_json(p: FitResult) -> dict[str, Any]:
     d = p.to_dict()
-    d.pop("extra", None)
+    extra = d.pop("extra", None) or {}
+    if extra.get("md_check") is not None:  # md_rerank's scores (mctsff.water.rerank)
+        d["md_check"] = extra["md_check"]
     return d
 
 

@@ -412,8 +412,11 @@ class ParetoFront:
         """Write one row per member: complexity, score_loss (the loss that ranks the front:
         :attr:`~mctsff.fit.result.FitResult.score_loss`, the validation RMSE when there are
         validation frames), RMSEs (train, validation, test), whether the knee rule
-        selects it, expression, params (JSON)."""
+        selects it, expression, params (JSON), and, when an MD check scored members
+        (``extra["md_check"]``, :mod:`mctsff.water.rerank`), one ``md_*`` column per score
+        (empty for members it did not check)."""
         chosen = self.selected()
+        md_keys = _md_keys(self._points)
         with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(
@@ -426,6 +429,7 @@ class ParetoFront:
                     "selected",
                     "expression",
                     "params",
+                    *(f"md_{k}" for k in md_keys),
                 ]
             )
             for p in self._points:
@@ -439,6 +443,7 @@ class ParetoFront:
                         int(p is chosen),
                         p.expression,
                         json.dumps({k: float(v) for k, v in p.params.items()}),
+                        *(_md_cell(p, k) for k in md_keys),
                     ]
                 )
 
@@ -478,7 +483,10 @@ class ParetoFront:
         the members' training and test RMSEs (where known) as markers at the same
         complexity, the member :meth:`selected` chooses circled, and U = 0
         (:attr:`null_loss`, where known) as a dotted reference line.  The legend sits
-        outside the axes.
+        outside the axes.  When an MD check scored members (``extra["md_check"]``,
+        :mod:`mctsff.water.rerank`), a second panel below shows, at the same complexity,
+        each stable member's O–O RDF distance to experiment with its density, and a cross
+        for each unstable one.
 
         Parameters
         ----------
@@ -489,8 +497,12 @@ class ParetoFront:
         """
         from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-        fig = Figure(figsize=(9.0, 5.5), dpi=120)
-        ax = fig.add_subplot()
+        md_points = [p for p in self._points if isinstance(p.extra.get("md_check"), dict)]
+        fig = Figure(figsize=(9.0, 7.5 if md_points else 5.5), dpi=120)
+        if md_points:
+            ax, ax_md = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.6, 1]})
+        else:
+            ax = fig.add_subplot()
         if self._points:
             xs = [p.complexity for p in self._points]
             positive = [_loss(p) for p in self._points if _loss(p) > 0]
@@ -562,11 +574,66 @@ class ParetoFront:
             ax.set_title(title)
         if self._points or reference_lines or self.null_loss:
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        if md_points:
+            _md_panel(ax_md, md_points)
+            ax.set_xlabel("")
         fig.tight_layout()
         return fig
 
     def __repr__(self) -> str:
         return f"ParetoFront({len(self._points)} points)"
+
+
+def _md_keys(points: Iterable[FitResult]) -> list[str]:
+    """Keys of the members' MD scores (``extra["md_check"]``), in order of appearance."""
+    keys: dict[str, None] = {}
+    for p in points:
+        md = p.extra.get("md_check")
+        if isinstance(md, dict):
+            keys.update(dict.fromkeys(md))
+    return list(keys)
+
+
+def _md_cell(p: FitResult, key: str) -> str:
+    md = p.extra.get("md_check")
+    v = md.get(key) if isinstance(md, dict) else None
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(int(v))
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _md_panel(ax, points: list[FitResult]) -> None:
+    """The MD scores of ``points``: O–O RDF RMS distance to experiment (stable runs,
+    density beside each), a cross at the top for unstable runs."""
+    stable = [p for p in points if p.extra["md_check"].get("stable")]
+    ys = [p.extra["md_check"].get("rms_exp_OO") for p in stable]
+    top = 1.3 * max([y for y in ys if y is not None] or [0.5])
+    label = "MD stable (density g/cm³)"
+    for p, y in zip(stable, ys, strict=True):
+        if y is None:
+            continue
+        ax.plot([p.complexity], [y], "o", color="C2", ms=6, label=label)
+        label = None
+        rho = p.extra["md_check"].get("density")
+        if rho is not None:
+            ax.annotate(
+                f"{rho:.2f}",
+                (p.complexity, y),
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=8,
+            )
+    label = "MD unstable"
+    for p in points:
+        if not p.extra["md_check"].get("stable"):
+            ax.plot([p.complexity], [top], "x", color="C3", ms=8, mew=2, label=label)
+            label = None
+    ax.set_ylim(0.0, 1.25 * top)
+    ax.set_ylabel("O–O RDF RMS\nto experiment")
+    ax.set_xlabel("complexity")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 @functools.lru_cache(maxsize=1024)

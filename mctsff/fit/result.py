@@ -126,8 +126,11 @@ class FitResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FitResult:
-        """Inverse of :meth:`to_dict` (``None`` floats become ``nan``/``inf``)."""
+        """Inverse of :meth:`to_dict` (``None`` floats become ``nan``/``inf``); a
+        ``pareto.json`` member's ``md_check`` scores go to ``extra["md_check"]``."""
         d = dict(d)
+        if "md_check" in d:
+            d["extra"] = {**(d.get("extra") or {}), "md_check": d.pop("md_check")}
         for key, default in (
             ("rmse_train", math.inf),
             ("rmse_valid", math.nan),

@@ -200,3 +200,72 @@ def test_solvent_check_runs_and_reports_divergences(tmp_path):
     assert all(0.0 <= v <= 1.0 for d in js.values() for v in d.values())
     assert rep["runs"]["vacuum + member 0"]["member_pairs"] == 174
     assert (tmp_path / "md-check" / "ramachandran.png").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# search(..., md_rerank=N): the check on the best front members after a search
+# --------------------------------------------------------------------------------------------
+
+#: Two forms: Coulomb alone (the wall drives the H charges to ~0, so H atoms overlap other
+#: molecules in MD: unstable) and Coulomb + per-pair r^-12 + dispersion (a liquid).
+TWO_FORMS = """// @variables r
+start: PROD_CONST "/r"                                          -> coulomb
+     | PROD_CONST "/r+" PAIR_CONST "/r**12-" GEOM_CONST "/r**6"  -> coulomb_lj
+PROD_CONST: "Q"
+PAIR_CONST: "P"
+GEOM_CONST: "E"
+"""
+
+
+def test_search_md_rerank_writes_scores_and_records_the_unstable_member(tmp_path):
+    import csv
+    from dataclasses import asdict
+
+    from mctsff import Fitter, dataset_path, load_dataset, search
+    from mctsff.engines.pareto import ParetoFront
+
+    grammar = tmp_path / "two.lark"
+    grammar.write_text(TWO_FORMS)
+    train, valid, _ = load_dataset(dataset_path("water-dimers"), cutoff=CUTOFF).split_holdout(
+        0.2, 0.2, seed=0
+    )
+    # max_drift: 0.1 ps of NVE on 64 waters is too short to judge the drift at 0.05 kT/ps
+    options = {**asdict(SHORT), "max_drift": 0.2}
+    out = tmp_path / "run"
+    res = search(Fitter(train, valid), grammar, budget=5, out=out, md_rerank=2, md_options=options)
+    by_expr = {p["expression"]: p for p in json.loads((out / "pareto.json").read_text())}
+    assert set(by_expr) == {"prod_c1/r", "prod_c1/r+pair_c1/r**12-geom_c1/r**6"}
+    coulomb = by_expr["prod_c1/r"]["md_check"]
+    liquid = by_expr["prod_c1/r+pair_c1/r**12-geom_c1/r**6"]["md_check"]
+    # the knee-rule member is checked first
+    assert res.best.expression.startswith("prod_c1/r+") and liquid["order"] == 0
+    assert coulomb["order"] == 1
+    assert coulomb["stable"] is False and "apart" in coulomb["failure"]
+    assert coulomb["density"] is None and coulomb["rms_exp_OO"] is None
+    assert liquid["stable"] and liquid["failure"] is None, liquid["failure"]
+    assert 0.5 < liquid["density"] < 1.5 and 2.6 < liquid["oo_peak_r"] < 3.3
+    assert 0 < liquid["rms_exp_OO"] < 2 and 0 < liquid["rms_dft_OO"] < 2
+    assert liquid["n_molecules"] == 64 and math.isfinite(liquid["nve_drift"])
+    with open(out / "pareto.csv", newline="") as fh:
+        rows = {r["expression"]: r for r in csv.DictReader(fh)}
+    assert rows["prod_c1/r"]["md_stable"] == "0" and "apart" in rows["prod_c1/r"]["md_failure"]
+    row = rows["prod_c1/r+pair_c1/r**12-geom_c1/r**6"]
+    assert row["md_stable"] == "1" and float(row["md_rms_exp_OO"]) == liquid["rms_exp_OO"]
+    front = ParetoFront.from_json(out / "pareto.json")  # the scores read back
+    assert {p.extra["md_check"]["stable"] for p in front.points} == {True, False}
+    assert (out / "pareto.png").stat().st_size > 10_000
+
+
+def test_md_rerank_refuses_data_that_is_not_water_before_the_search(tmp_path, capsys):
+    from mctsff import Fitter, dataset_path, load_dataset, search
+    from mctsff.search import SearchError
+
+    ds = load_dataset(dataset_path("ala2-solvent"), cutoff=4.0, frames=[0, 1])
+    with pytest.raises(SearchError, match="atom types are .*not H and O"):
+        search(Fitter(ds), "pair", budget=5, out=tmp_path / "run", md_rerank=1)
+    assert not (tmp_path / "run").exists()
+    args = ["search", "water-dimers", "--cutoff", str(CUTOFF), "--out", str(tmp_path / "r2")]
+    assert main([*args, "--md-rerank", "1", "--md-option", "npt_ps=-1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--md-rerank" in err[0] and "npt_ps" in err[0]
+    assert not (tmp_path / "r2").exists()
