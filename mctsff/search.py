@@ -42,7 +42,7 @@ import numpy as np
 
 from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS, ConfigError, LocalMoveSettings, SearchConfig
 from mctsff.engines.gp import GP
-from mctsff.engines.holdout import frame_errors_for, holdout_scorer
+from mctsff.engines.holdout import frame_errors_for, holdout_scorer, idle_terms_for
 from mctsff.engines.mcts import MCTS
 from mctsff.engines.parallel import Evaluator
 from mctsff.engines.pareto import ParetoFront, math_label
@@ -907,12 +907,14 @@ def search(
     key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
     out_path = Path(out) if out is not None else None
     frame_errors = frame_errors_for(fitter)
+    idle = idle_terms_for(fitter) if cfg.resolution else None  # no-effect terms at a bound
     front = ParetoFront(
         loss_floor=objective.loss_floor(),
         frame_errors=frame_errors if cfg.resolution else None,
         null_frame_errors=frame_errors.null if cfg.resolution and frame_errors else None,
         null_loss=frame_errors.null_rmse if frame_errors else None,
         test_rmse=holdout_scorer(fitter, test),
+        admit=None if idle is None else (lambda res: not idle(res)),
     )
     signature = objective.signature(grammar)
     local_pending = None
@@ -1024,7 +1026,7 @@ def search(
         entered = front.update(res)
         if callback is not None:
             callback(res)
-        local.queue(res if entered else None, new_terms)
+        local.queue(res if entered or _idle(res) else None, new_terms)
         best = front.points and min(p.score_loss for p in front.points)
         bar.update(mcts.n_evaluations, best or math.inf, len(front))
 
@@ -1412,7 +1414,7 @@ class _LocalMoves:
         entered, terms = self._entered, self._terms
         self._entered, self._terms = [], []
         todo = self.spread_variants(terms) if terms else []
-        self._explore_all([p for p in entered if self._on_front(p)], todo, depth=0)
+        self._explore_all([p for p in entered if self._alive(p)], todo, depth=0)
 
     @property
     def waiting(self) -> bool:
@@ -1444,7 +1446,8 @@ class _LocalMoves:
         on_front = {p.expression: p for p in self.front.points}
 
         def members(names: Any) -> list[FitResult]:
-            return [on_front[e] for e in _strings(names) if e in on_front]
+            found = [on_front.get(e) or self.mcts.lookup(e) for e in _strings(names)]
+            return [p for p in found if p is not None and self._alive(p)]
 
         self._entered = members(state.get("entered", []))
         self._terms = _strings(state.get("terms", []))
@@ -1462,6 +1465,10 @@ class _LocalMoves:
 
     def _on_front(self, res: FitResult) -> bool:
         return any(res is p for p in self.front.points)
+
+    def _alive(self, res: FitResult) -> bool:
+        """On the front, or kept off it for idle terms (its replacement is fitted next)."""
+        return self._on_front(res) or _idle(res)
 
     def spread_variants(self, terms: list[str]) -> list[tuple[str, str]]:
         """Newly met simple terms added to the best front members that can take a term."""
@@ -1517,6 +1524,11 @@ class _LocalMoves:
             return []
         if not hasattr(self.mcts, "record"):
             return []  # an engine without a shared transposition table
+        if _idle(res) and not self._on_front(res):  # replaced by its form without idle terms
+            if not self.prune:
+                return []
+            kept = [t for i, t in enumerate(signed_terms(res.expression)) if not _idle(res, i)]
+            return [(_compose(kept, self.variables), res.expression, "idle")] if kept else []
         candidates: list[str] = []
         expression = self.searched(res)
         try:
@@ -1565,7 +1577,7 @@ class _LocalMoves:
         if todo:
             return None
         self._level = None
-        return [p for p in level["entered"] if self._on_front(p)]
+        return [p for p in level["entered"] if self._alive(p)]
 
     def _new_moves(self, candidates: list[tuple[str, ...]]) -> list[tuple[str, str, str | None]]:
         """Distinct unseen candidates the grammar derives, as ``(expression, origin, kind)``.
@@ -1601,7 +1613,7 @@ class _LocalMoves:
             self.n_fits += 1
             self.n_substituted += kind == "substitute"
             self.observe(new)
-            if self.front.update(new):
+            if self.front.update(new) or _idle(new):
                 entered.append(new)
             if self.callback is not None:
                 self.callback(new)
@@ -1619,6 +1631,14 @@ class _LocalMoves:
                 break
             results += self.evaluator(todo[i : i + size])
         return results
+
+
+def _idle(res: FitResult, term: int | None = None) -> bool:
+    """Whether the front kept ``res`` off for idle terms
+    (:class:`~mctsff.engines.holdout.IdleTerms`; with ``term``, whether that term of
+    :func:`signed_terms` is one)."""
+    idle = res.extra.get("idle_terms") or []
+    return bool(idle) if term is None else term in idle
 
 
 def _write_run_info(

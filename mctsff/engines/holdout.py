@@ -1,21 +1,40 @@
-"""Errors of fitted results on held-out data: per-frame force errors and test RMSEs.
+"""Errors of fitted results on data frames: per-frame force errors, idle terms, test RMSEs.
 
 The search uses :class:`FrameErrors` on the validation frames for the front's resolution
-rule (:mod:`mctsff.engines.pareto`) and :func:`holdout_scorer` on the test frames, which only the
-report sees.  Both evaluate a result with its fitted parameters through the fitter's
+rule (:mod:`mctsff.engines.pareto`), :class:`IdleTerms` on the training frames to keep
+off the front a result with a term that has a parameter at a bound and no effect, and
+:func:`holdout_scorer` on the test frames, which only the report sees.  All evaluate a
+result with its fitted parameters through the fitter's
 :meth:`~mctsff.fit.Fitter.potential`, so they give the forces the fit's RMSEs measure.
 """
 
 from __future__ import annotations
 
+import ast
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from mctsff.engines.pareto import RESOLUTION_LEVEL, resolved
+from mctsff.expr.program import signed_terms
+from mctsff.fit.constraints import constraint_values
 from mctsff.fit.result import FitResult
 
-__all__ = ["FrameErrors", "frame_errors_for", "holdout_scorer"]
+__all__ = [
+    "FrameErrors",
+    "IdleTerms",
+    "bound_parameters",
+    "frame_errors_for",
+    "holdout_scorer",
+    "idle_terms_for",
+]
+
+#: ``NAME at its lower bound B`` / ``... upper bound B``: the fitter's bound flags.
+_BOUND_FLAG = re.compile(
+    r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])? at its (lower|upper) bound "
+)
 
 
 class FrameErrors:
@@ -69,6 +88,127 @@ class FrameErrors:
         if err is None:
             return math.nan
         return math.sqrt(float(err.sum()) / max(self.n_components, 1))
+
+
+def bound_parameters(flags: Iterable[str]) -> set[str]:
+    """Constants (base names: ``geom_c1`` for ``geom_c1[O]``) that a fit left at a bound.
+
+    Read from the fitter's flags (``"geom_c1[O] at its lower bound 1e-08"``).
+
+    Examples
+    --------
+    >>> sorted(bound_parameters(["geom_c1[O] at its lower bound 1e-08", "b at its upper bound 9"]))
+    ['b', 'geom_c1']
+    """
+    out = set()
+    for flag in flags:
+        m = _BOUND_FLAG.match(flag)
+        if m:
+            out.add(m.group("name"))
+    return out
+
+
+class IdleTerms:
+    """Top-level terms of a fitted result that hold a parameter at a bound and do nothing.
+
+    A term is *idle* when one of its constants ended at a bound (:func:`bound_parameters`)
+    and removing the term, every other parameter kept, changes the force error on the
+    frames by less than they resolve (neither beats the other by the front's rule,
+    :func:`~mctsff.engines.pareto.resolved`, a paired bootstrap over the frames) and
+    breaks none of the fit's constraints that the result meets (a term that holds the
+    repulsive wall has an effect); for a result of one term, "without it" is U = 0.
+    The search keeps such a result off the front and fits the expression without its idle
+    terms in its place (``geom_c1/r`` with both amplitudes at their lower bound: no
+    replacement, it is U = 0).
+
+    Calling an instance returns the indices of the idle terms in
+    :func:`~mctsff.expr.program.signed_terms` of ``result.expression`` and records them in
+    ``result.extra["idle_terms"]`` (so each result is evaluated once).
+
+    Parameters
+    ----------
+    fitter
+        The force-matching :class:`~mctsff.fit.Fitter` whose results are judged.
+    dataset
+        The frames to judge on (the training frames, which the fit saw).
+    level
+        Bootstrap level of :func:`~mctsff.engines.pareto.resolved`.
+    """
+
+    def __init__(self, fitter, dataset, level: float = RESOLUTION_LEVEL) -> None:
+        self.errors = FrameErrors(fitter, dataset)
+        self.level = float(level)
+
+    def __call__(self, result: FitResult) -> list[int]:
+        cached = result.extra.get("idle_terms")
+        if isinstance(cached, list):
+            return [int(i) for i in cached]
+        idle = self._idle(result)
+        result.extra["idle_terms"] = idle
+        return idle
+
+    def _idle(self, result: FitResult) -> list[int]:
+        at_bound = bound_parameters(result.flags) if result.valid else set()
+        if not at_bound:
+            return []
+        try:
+            terms = signed_terms(result.expression)
+        except (SyntaxError, ValueError):
+            return []
+        full = self.errors(result)
+        if full is None:
+            return []
+        idle = []
+        for i, (_, node) in enumerate(terms):
+            if at_bound.isdisjoint(n.id for n in ast.walk(node) if isinstance(n, ast.Name)):
+                continue
+            rest = terms[:i] + terms[i + 1 :]
+            if rest:
+                reduced = FitResult(_joined(rest), params=dict(result.params), valid=True)
+                without = self.errors(reduced)
+                if without is None or self._breaks_constraints(reduced, result):
+                    continue
+            else:
+                without = self.errors.null  # U = 0 meets the wall, force0 and energy0
+            if not (resolved(full, without, self.level) or resolved(without, full, self.level)):
+                idle.append(i)
+        return idle
+
+    def _breaks_constraints(self, reduced: FitResult, result: FitResult) -> bool:
+        """Whether ``reduced`` violates a constraint of the fit that ``result`` meets (the
+        term then has an effect: it holds the repulsive wall, say)."""
+        fitter = self.errors.fitter
+        constraints = getattr(fitter, "constraints", ())
+        if not constraints:
+            return False
+        tol = 10 * float(getattr(getattr(fitter, "options", None), "constraint_tol", 1e-8))
+        try:
+            pot = fitter.potential(reduced.expression, reduced.params)
+        except (KeyError, ValueError, TypeError, SyntaxError):
+            return True
+        for c in constraints:
+            met = result.constraints.get(c.name)
+            if not (isinstance(met, int | float) and met <= tol):
+                continue  # not met with the term either: the term does not hold it
+            with np.errstate(all="ignore"):
+                val = np.asarray(constraint_values(c, pot, pot.parameterization, pot.theta)[0])
+            resid = np.max(np.abs(val)) if c.kind == "eq" else np.max(np.maximum(val, 0.0))
+            if not float(resid) <= tol:
+                return True
+        return False
+
+
+def _joined(terms: list[tuple[int, ast.AST]]) -> str:
+    """The sum of signed terms as one expression (for evaluation, not for the grammar)."""
+    return " + ".join(("-" if s < 0 else "") + "(" + ast.unparse(n) + ")" for s, n in terms)
+
+
+def idle_terms_for(fitter) -> IdleTerms | None:
+    """:class:`IdleTerms` on the training frames; ``None`` for a regression objective or
+    training data held only as a projection."""
+    if not hasattr(fitter, "potential") or not _in_memory(getattr(fitter, "train", None)):
+        return None
+    return IdleTerms(fitter, fitter.train)
 
 
 def _in_memory(data) -> bool:

@@ -224,6 +224,10 @@ class ParetoFront:
     test_rmse
         Optional ``result -> RMSE on test data`` that :meth:`score_test` writes into
         each member's ``rmse_test``; nothing in the front or its selection reads it.
+    admit
+        Optional ``result -> bool``: a result it rejects never enters (the search's rule
+        against parameters at a bound with no effect, :class:`~mctsff.engines.holdout.IdleTerms`).
+        Asked only of results that no member dominates.
 
     Examples
     --------
@@ -247,6 +251,7 @@ class ParetoFront:
         null_loss: float | None = None,
         resolution_level: float = RESOLUTION_LEVEL,
         test_rmse: Callable[[FitResult], float] | None = None,
+        admit: Callable[[FitResult], bool] | None = None,
     ) -> None:
         self._points: list[FitResult] = []
         self._archive: list[FitResult] = []
@@ -256,6 +261,7 @@ class ParetoFront:
         self.null_loss = None if null_loss is None else float(null_loss)
         self.resolution_level = float(resolution_level)
         self.test_rmse = test_rmse
+        self.admit = admit
         # id(member) -> (member, its frame errors); (id(a), id(b)) -> a beats b
         self._errors: dict[int, tuple[FitResult, np.ndarray | None]] = {}
         self._pairs: dict[tuple[int, int], bool] = {}
@@ -300,6 +306,8 @@ class ParetoFront:
         for p in self._archive:
             if p.complexity <= result.complexity and self._l(p) <= loss:
                 return False  # dominated or an exact tie: keep the member
+        if self.admit is not None and not self.admit(result):
+            return False
         self._archive = [p for p in self._archive if not self.dominates(result, p)]
         self._archive.append(result)
         self._archive.sort(key=lambda p: (p.complexity, _loss(p)))
