@@ -51,6 +51,7 @@ from mctsff.expr import ops
 from mctsff.expr.grammar import Grammar
 from mctsff.expr.program import signed_terms
 from mctsff.fit.objective import (
+    Objective,
     RegressionObjective,
     as_objective,
     searched_expression,
@@ -863,143 +864,231 @@ def search(
         ``SearchResult.best`` is the member the knee rule selects
         (:meth:`~mctsff.engines.pareto.ParetoFront.selected`).
     """
+    cfg = _validate(config, settings, resume=resume, overwrite=overwrite)
+    run = _set_up(
+        as_objective(fitter),
+        grammar,
+        cfg,
+        out=out,
+        resume=resume,
+        overwrite=overwrite,
+        test=test,
+        callback=callback,
+    )
+    _main_loop(run, callback, should_stop)
+    files, failed = _tear_down(run, reference_lines, reference_potentials)
+    return _format_result(run, files, failed)
+
+
+# ----------------------------------------------------------------------------- the steps
+# search() is five steps over one _Run: validate the settings, set up (engine, evaluator,
+# front, run folder, resume), the main loop, tear down (checkpoint, files, plots) and the
+# result.
+@dataclass
+class _Run:
+    """What the steps of :func:`search` share."""
+
+    objective: Objective
+    grammar: Grammar
+    cfg: SearchConfig
+    out: Path | None
+    evaluator: _GrammarComplexity
+    front: ParetoFront
+    engine: MCTS | GP
+    signature: dict[str, Any]
+    local_settings: dict[str, Any]
+    local: _LocalMoves | None = None
+    lock: Any = None
+    bar: _Progress | None = None
+    #: the water protocol of ``md_rerank`` (``None`` when off)
+    md_protocol: Any = None
+    t0: float = 0.0
+    interrupted: bool = False
+
+
+def _validate(
+    config: SearchConfig | None, settings: Mapping[str, Any], *, resume: bool, overwrite: bool
+) -> SearchConfig:
+    """The settings of this call (``config`` updated by ``settings``), or a
+    :class:`SearchError` saying which one is wrong."""
     if resume and overwrite:
         raise SearchError("resume and overwrite exclude each other")
     method = settings.get("method", (config or DEFAULTS).method)
     _check_engine_options(settings.get("mcts_options"), method, "mcts")
     _check_engine_options(settings.get("gp_options"), method, "gp")
     try:
-        cfg = (config or DEFAULTS).updated(**settings)
+        return (config or DEFAULTS).updated(**settings)
     except ConfigError as exc:
         raise SearchError(str(exc)) from None
-    method, budget, time_limit, progress = cfg.method, cfg.budget, cfg.time_limit, cfg.progress
-    local_settings = _local_values(cfg.local, LOCAL_OPTIONS)
-    local_given = local_settings != _local_values(DEFAULTS.local, LOCAL_OPTIONS)
-    objective = as_objective(fitter)
-    fitter = objective.fitter
-    auto = objective.defaults()
-    m = cfg.mcts
-    transplant = auto["transplant"] if m.transplant is None else bool(m.transplant)
-    elite = auto["elite"] if m.elite is None else float(m.elite)
-    n_rollouts = auto["n_rollouts"] if m.n_rollouts is None else int(m.n_rollouts)
-    surrogate = auto["surrogate"] if cfg.surrogate is None else bool(cfg.surrogate)
-    grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
-    check_variables(objective, grammar)
-    check_max_length(grammar, cfg.max_length)
-    md_protocol = _md_protocol(fitter, cfg)  # before any fit: one clear error
-    variables = objective.variables
+
+
+def _reward(objective: Objective, cfg: SearchConfig) -> Callable[[FitResult], float]:
+    """The reward of ``cfg.reward``, a named one scaled to the objective's targets."""
+    if not (isinstance(cfg.reward, str) or cfg.reward is None):
+        return get_reward(cfg.reward)
     opts = dict(cfg.reward_options or {})
-    if isinstance(cfg.reward, str) or cfg.reward is None:
-        name = (cfg.reward or "spl").lower()
-        scale = objective.reward_scale()
-        opts.setdefault("scale" if name == "spl" else "loss_scale", scale)
-        if name == "spl":
-            opts.setdefault("eta", cfg.eta)
-        reward_fn = get_reward(name, **opts)
-    else:
-        reward_fn = get_reward(cfg.reward)
-    par = cfg.parallel
-    evaluator = _GrammarComplexity(
-        Evaluator(fitter, par.workers, scheduler=par.scheduler, timeout=par.timeout),
-        grammar,
-        objective.describe,
-    )
-    key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
-    out_path = Path(out) if out is not None else None
-    frame_errors = frame_errors_for(fitter)
-    idle = idle_terms_for(fitter) if cfg.resolution else None  # no-effect terms at a bound
-    front = ParetoFront(
+    name = (cfg.reward or "spl").lower()
+    opts.setdefault("scale" if name == "spl" else "loss_scale", objective.reward_scale())
+    if name == "spl":
+        opts.setdefault("eta", cfg.eta)
+    return get_reward(name, **opts)
+
+
+def _new_front(objective: Objective, cfg: SearchConfig, test: Any) -> ParetoFront:
+    """An empty Pareto front with the objective's loss floor, resolution rule (force
+    matching on frames in memory) and held-out test scorer."""
+    frame_errors = frame_errors_for(objective.fitter)
+    # no-effect terms at a bound
+    idle = idle_terms_for(objective.fitter) if cfg.resolution else None
+    return ParetoFront(
         loss_floor=objective.loss_floor(),
         frame_errors=frame_errors if cfg.resolution else None,
         null_frame_errors=frame_errors.null if cfg.resolution and frame_errors else None,
         null_loss=frame_errors.null_rmse if frame_errors else None,
-        test_rmse=holdout_scorer(fitter, test),
+        test_rmse=holdout_scorer(objective.fitter, test),
         admit=None if idle is None else (lambda res: not idle(res)),
     )
+
+
+def _new_engine(
+    objective: Objective, grammar: Grammar, cfg: SearchConfig, evaluator, reward_fn, key_fn
+) -> MCTS | GP:
+    """A fresh MCTS or GP engine; settings left at ``None`` follow the objective."""
+    auto = objective.defaults()
+    surrogate = auto["surrogate"] if cfg.surrogate is None else bool(cfg.surrogate)
+    common = dict(
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        canonical=key_fn,
+        surrogate=objective.surrogate() if surrogate else None,
+    )
+    if cfg.method == "gp":
+        return GP(grammar, evaluator, reward_fn, **common, **dataclasses.asdict(cfg.gp))
+    m = cfg.mcts
+    return MCTS(
+        grammar,
+        evaluator,
+        reward_fn,
+        **common,
+        **{
+            **dataclasses.asdict(m),
+            "transplant": auto["transplant"] if m.transplant is None else bool(m.transplant),
+            "elite": auto["elite"] if m.elite is None else float(m.elite),
+            "n_rollouts": auto["n_rollouts"] if m.n_rollouts is None else int(m.n_rollouts),
+        },
+    )
+
+
+def _resumed(
+    path: Path,
+    objective: Objective,
+    cfg: SearchConfig,
+    signature: Mapping[str, Any],
+    front: ParetoFront,
+    evaluator,
+    reward_fn,
+    key_fn,
+) -> tuple[MCTS | GP, Any, dict[str, Any]]:
+    """The engine saved in the checkpoint ``path`` (its archive restored into ``front``),
+    the local moves it left pending and its local-move settings; a :class:`SearchError`
+    when it cannot continue with this objective, grammar and method."""
+    if not path.exists():
+        raise SearchError(f"nothing to resume: {path} does not exist")
+    saved = load_checkpoint(path)
+    if saved.get("version") != _CHECKPOINT_VERSION:
+        raise SearchError(
+            f"{path}: checkpoint format {saved.get('version')!r} is not "
+            f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
+        )
+    _check_checkpoint(saved, path)
+    diff = signature_difference(saved["signature"], signature)
+    if diff:
+        raise SearchError(
+            f"{path}: the run was made with a different "
+            f"{', '.join(diff)}; resume with the same data, grammar and options"
+        )
+    saved_method = saved.get("method", "mcts")
+    if saved_method != cfg.method:
+        raise SearchError(
+            f"{path}: the run was made with method={saved_method!r}; "
+            f"resume it with the same method (not {cfg.method!r})"
+        )
+    # the surrogate the run was started with (none in older checkpoints)
+    sur = objective.surrogate() if saved["mcts"].get("use_surrogate") else None
+    engine = (GP if cfg.method == "gp" else MCTS).from_state(
+        saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
+    )
+    for r in saved["front"]:
+        front.update(FitResult.from_dict(r))
+    # older checkpoints hold only the settings given; the rest were the defaults
+    saved_local = {
+        **_local_values(DEFAULTS.local, LOCAL_OPTIONS),
+        **dict(saved.get("local_options", {})),
+    }
+    local_settings = _local_values(cfg.local, LOCAL_OPTIONS)
+    local_given = local_settings != _local_values(DEFAULTS.local, LOCAL_OPTIONS)
+    if local_given and local_settings != saved_local:
+        warnings.warn(
+            f"{path}: resuming with the local-move settings the run was "
+            f"started with ({saved_local}), not {local_settings}",
+            stacklevel=4,
+        )
+    return engine, saved.get("local_pending"), saved_local
+
+
+def _set_up(
+    objective: Objective,
+    grammar: Grammar | str | Path,
+    cfg: SearchConfig,
+    *,
+    out: str | Path | None,
+    resume: bool,
+    overwrite: bool,
+    test: Any,
+    callback: Callable[[FitResult], Any] | None,
+) -> _Run:
+    """Everything the main loop needs: the grammar checked against the objective, the
+    reward, the evaluator, the front, the engine (new, or continued from the run folder's
+    checkpoint), the locked run folder, the local moves and the progress bar."""
+    grammar = Grammar.load(grammar) if not isinstance(grammar, Grammar) else grammar
+    check_variables(objective, grammar)
+    check_max_length(grammar, cfg.max_length)
+    md_protocol = _md_protocol(objective.fitter, cfg)  # before any fit: one clear error
+    reward_fn = _reward(objective, cfg)
+    par = cfg.parallel
+    evaluator = _GrammarComplexity(
+        Evaluator(objective.fitter, par.workers, scheduler=par.scheduler, timeout=par.timeout),
+        grammar,
+        objective.describe,
+    )
+    variables = objective.variables
+    key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
+    out_path = Path(out) if out is not None else None
+    front = _new_front(objective, cfg, test)
     signature = objective.signature(grammar)
+    local_settings = _local_values(cfg.local, LOCAL_OPTIONS)
     local_pending = None
     if resume:
-        if out_path is None or not (out_path / CHECKPOINT).exists():
+        if out_path is None:
             raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
-        saved = load_checkpoint(out_path / CHECKPOINT)
-        if saved.get("version") != _CHECKPOINT_VERSION:
-            raise SearchError(
-                f"{out_path / CHECKPOINT}: checkpoint format {saved.get('version')!r} is not "
-                f"this mctsff's ({_CHECKPOINT_VERSION}); start a new run in another folder"
-            )
-        _check_checkpoint(saved, out_path / CHECKPOINT)
-        diff = signature_difference(saved["signature"], signature)
-        if diff:
-            raise SearchError(
-                f"{out_path / CHECKPOINT}: the run was made with a different "
-                f"{', '.join(diff)}; resume with the same data, grammar and options"
-            )
-        saved_method = saved.get("method", "mcts")
-        if saved_method != method:
-            raise SearchError(
-                f"{out_path / CHECKPOINT}: the run was made with method={saved_method!r}; "
-                f"resume it with the same method (not {method!r})"
-            )
-        # the surrogate the run was started with (none in older checkpoints)
-        sur = objective.surrogate() if saved["mcts"].get("use_surrogate") else None
-        mcts = (GP if method == "gp" else MCTS).from_state(
-            saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
-        )
-        for r in saved["front"]:
-            front.update(FitResult.from_dict(r))
-        local_pending = saved.get("local_pending")
-        # older checkpoints hold only the settings given; the rest were the defaults
-        saved_local = {
-            **_local_values(DEFAULTS.local, LOCAL_OPTIONS),
-            **dict(saved.get("local_options", {})),
-        }
-        if local_given and local_settings != saved_local:
-            warnings.warn(
-                f"{out_path / CHECKPOINT}: resuming with the local-move settings the run was "
-                f"started with ({saved_local}), not {local_settings}",
-                stacklevel=2,
-            )
-        local_settings = saved_local
-    elif method == "gp":
-        mcts = GP(
-            grammar,
-            evaluator,
-            reward_fn,
-            max_length=cfg.max_length,
-            seed=cfg.seed,
-            canonical=key_fn,
-            surrogate=objective.surrogate() if surrogate else None,
-            **dataclasses.asdict(cfg.gp),
+        engine, local_pending, local_settings = _resumed(
+            out_path / CHECKPOINT, objective, cfg, signature, front, evaluator, reward_fn, key_fn
         )
     else:
-        mcts = MCTS(
-            grammar,
-            evaluator,
-            reward_fn,
-            max_length=cfg.max_length,
-            seed=cfg.seed,
-            canonical=key_fn,
-            surrogate=objective.surrogate() if surrogate else None,
-            **{
-                **dataclasses.asdict(m),
-                "transplant": transplant,
-                "elite": elite,
-                "n_rollouts": n_rollouts,
-            },
-        )
-    lock = None
+        engine = _new_engine(objective, grammar, cfg, evaluator, reward_fn, key_fn)
+    run = _Run(
+        objective, grammar, cfg, out_path, evaluator, front, engine, signature, local_settings
+    )
+    run.md_protocol = md_protocol
     if out_path is not None:
         try:
-            lock = open_run_folder(out_path, resume=resume, overwrite=overwrite)
+            run.lock = open_run_folder(out_path, resume=resume, overwrite=overwrite)
         except BaseException:
             evaluator.evaluator.close()
             raise
-
-    bar = _Progress(budget, time_limit, progress)
-    stop = {"requested": False}
-
-    local = _LocalMoves(
-        mcts,
+    run.bar = _Progress(cfg.budget, cfg.time_limit, cfg.progress)
+    run.local = _LocalMoves(
+        engine,
         evaluator,
         front,
         callback,
@@ -1012,14 +1101,42 @@ def search(
         searched=objective.searched,
     )
     try:
-        local.restore_pending(local_pending)
+        run.local.restore_pending(local_pending)
     except (KeyError, TypeError, ValueError) as exc:
-        if lock is not None:
-            lock.release()
+        if run.lock is not None:
+            run.lock.release()
         evaluator.evaluator.close()
         raise SearchError(
             f"{out_path / CHECKPOINT}: damaged checkpoint (local_pending: {exc})"
         ) from None
+    return run
+
+
+def _checkpoint_now(run: _Run) -> None:
+    """Save the checkpoint and pareto.json during the search; a failed write (disk full)
+    is a warning, the last checkpoint is kept."""
+    try:
+        _save_checkpoint(
+            run.out, run.engine, run.front, run.signature, run.local_settings, run.local
+        )
+        _write_front(run.out, run.front)
+    except OSError as exc:  # disk full: go on, the last checkpoint is kept
+        warnings.warn(f"{write_error(exc, run.out)}; searching on", stacklevel=4)
+
+
+def _main_loop(
+    run: _Run,
+    callback: Callable[[FitResult], Any] | None,
+    should_stop: Callable[[], bool] | None,
+) -> None:
+    """Step the engine and the local moves until the budget, the time limit,
+    ``should_stop``, Ctrl-C/SIGTERM or the engine ends the search; checkpoint every
+    ``checkpoint_every`` seconds.  A second Ctrl-C writes pareto.json and raises
+    :class:`KeyboardInterrupt`; the evaluator is closed and the signal handlers restored
+    on every way out."""
+    cfg, engine, front, local, bar = run.cfg, run.engine, run.front, run.local, run.bar
+    budget, time_limit = cfg.budget, cfg.time_limit
+    stop = {"requested": False}
 
     def on_result(res: FitResult) -> None:
         new_terms = local.observe(res)
@@ -1028,13 +1145,13 @@ def search(
             callback(res)
         local.queue(res if entered or _idle(res) else None, new_terms)
         best = front.points and min(p.score_loss for p in front.points)
-        bar.update(mcts.n_evaluations, best or math.inf, len(front))
+        bar.update(engine.n_evaluations, best or math.inf, len(front))
 
     def handler(signum, frame):
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
-        if progress:
+        if cfg.progress:
             sys.stderr.write("\nmctsff: stopping after this iteration (Ctrl-C again to abort)\n")
 
     old = None
@@ -1042,97 +1159,111 @@ def search(
     if in_main:
         old = signal.signal(signal.SIGINT, handler)
         old_term = signal.signal(signal.SIGTERM, handler)  # a batch system's stop: the same
-    t0 = time.perf_counter()
+    run.t0 = t0 = time.perf_counter()
     last_ckpt = t0
-    interrupted = False
     # the budget and the time limit hold inside a step too (its rollouts, its local moves)
-    mcts.fit_limit = budget
-    mcts.deadline = None if time_limit is None else t0 + time_limit
+    engine.fit_limit = budget
+    engine.deadline = None if time_limit is None else t0 + time_limit
     try:
-        while not mcts.exhausted or local.waiting:
-            if budget is not None and mcts.n_evaluations >= budget:
+        while not engine.exhausted or local.waiting:
+            if budget is not None and engine.n_evaluations >= budget:
                 break
             if time_limit is not None and time.perf_counter() - t0 >= time_limit:
                 break
             if stop["requested"]:
-                interrupted = True
+                run.interrupted = True
                 break
             if should_stop is not None and should_stop():
                 break
             if not local.waiting:  # local moves cut short by the budget come first
-                mcts.step(on_result)
+                engine.step(on_result)
             local.flush()  # the local moves of the whole batch, fitted as one batch
-            if out_path is not None and time.perf_counter() - last_ckpt >= cfg.checkpoint_every:
-                try:
-                    _save_checkpoint(out_path, mcts, front, signature, local_settings, local)
-                    _write_front(out_path, front)
-                except OSError as exc:  # disk full: go on, the last checkpoint is kept
-                    warnings.warn(f"{write_error(exc, out_path)}; searching on", stacklevel=2)
+            if run.out is not None and time.perf_counter() - last_ckpt >= cfg.checkpoint_every:
+                _checkpoint_now(run)
                 last_ckpt = time.perf_counter()
     except KeyboardInterrupt:
-        interrupted = True
+        run.interrupted = True
         # the tree may be mid-iteration: keep the last consistent checkpoint,
         # but never lose a result that was found
-        if out_path is not None:
+        if run.out is not None:
             try:
-                _write_front(out_path, front)
+                _write_front(run.out, front)
             except OSError as exc:
-                sys.stderr.write(f"mctsff: {write_error(exc, out_path / 'pareto.json')}\n")
+                sys.stderr.write(f"mctsff: {write_error(exc, run.out / 'pareto.json')}\n")
         bar.close()
-        if lock is not None:
-            lock.release()
+        if run.lock is not None:
+            run.lock.release()
         raise
     except BaseException:
-        if lock is not None:
-            lock.release()
+        if run.lock is not None:
+            run.lock.release()
         raise
     finally:
         if in_main and old is not None:
             signal.signal(signal.SIGINT, old)
             signal.signal(signal.SIGTERM, old_term)
-        evaluator.evaluator.close()
-        mcts.fit_limit = mcts.deadline = None
-    bar.update(
-        mcts.n_evaluations,
+        run.evaluator.evaluator.close()
+        engine.fit_limit = engine.deadline = None
+
+
+def _tear_down(
+    run: _Run,
+    reference_lines: Mapping[str, float] | None,
+    reference_potentials: Mapping[str, Any] | None,
+) -> tuple[dict[str, str], str | None]:
+    """Close the progress bar, score the test set, then write the checkpoint, pareto.*,
+    potentials.png and run.json and unlock the run folder; the files written and, when
+    a write failed (disk full, read-only), the one line saying what was lost."""
+    front, engine = run.front, run.engine
+    run.bar.update(
+        engine.n_evaluations,
         min((p.score_loss for p in front.points), default=math.inf),
         len(front),
         force=True,
     )
-    bar.close()
-    files = {}
+    run.bar.close()
+    files: dict[str, str] = {}
     front.score_test()
     failed = None
-    if out_path is None:
-        _md_rerank(front, cfg, md_protocol, interrupted)
-    if out_path is not None:
+    if run.out is None:
+        _md_rerank(front, run.cfg, run.md_protocol, run.interrupted)
+    if run.out is not None:
+        out = run.out
         saved_now = False
         try:
-            _save_checkpoint(out_path, mcts, front, signature, local_settings, local)
+            _save_checkpoint(out, engine, front, run.signature, run.local_settings, run.local)
             saved_now = True
-            files = write_outputs(out_path, front, objective, reference_lines, reference_potentials)
-            files["checkpoint"] = str(out_path / CHECKPOINT)
+            files = write_outputs(out, front, run.objective, reference_lines, reference_potentials)
+            files["checkpoint"] = str(out / CHECKPOINT)
             files["run.json"] = str(
-                _write_run_info(out_path, objective, grammar, mcts, reference_lines, local, cfg)
+                _write_run_info(
+                    out, run.objective, run.grammar, engine, reference_lines, run.local, run.cfg
+                )
             )
-            if _md_rerank(front, cfg, md_protocol, interrupted):  # scores: rewrite the front
+            if _md_rerank(front, run.cfg, run.md_protocol, run.interrupted):  # scores: rewrite
                 files.update(
-                    write_outputs(out_path, front, objective, reference_lines, reference_potentials)
+                    write_outputs(out, front, run.objective, reference_lines, reference_potentials)
                 )
         except OSError as exc:  # disk full, read-only: the front is returned all the same
-            failed = _write_failure(exc, out_path, saved_now)
-            warnings.warn(failed, stacklevel=2)
+            failed = _write_failure(exc, out, saved_now)
+            warnings.warn(failed, stacklevel=3)
         finally:
-            lock.release()
+            run.lock.release()
+    return files, failed
+
+
+def _format_result(run: _Run, files: dict[str, str], failed: str | None) -> SearchResult:
+    """The :class:`SearchResult` of a finished run."""
     return SearchResult(
-        front=front,
-        mcts=mcts,
-        out=out_path,
-        n_evaluations=mcts.n_evaluations,
-        seconds=time.perf_counter() - t0,
-        interrupted=interrupted,
+        front=run.front,
+        mcts=run.engine,
+        out=run.out,
+        n_evaluations=run.engine.n_evaluations,
+        seconds=time.perf_counter() - run.t0,
+        interrupted=run.interrupted,
         files=files,
-        n_local=local.n_fits,
-        n_underivable=local.n_underivable,
+        n_local=run.local.n_fits,
+        n_underivable=run.local.n_underivable,
         write_error=failed,
     )
 
@@ -1485,9 +1616,7 @@ class _LocalMoves:
         for host in hosts:
             todo += [
                 (v, "spread")
-                for v in grown_variants(
-                    self.searched(host), terms, self.variables, self.max_terms
-                )
+                for v in grown_variants(self.searched(host), terms, self.variables, self.max_terms)
             ]
         return todo
 
@@ -1513,9 +1642,7 @@ class _LocalMoves:
         return self.n_fits <= share * max(self.mcts.n_evaluations, 1)
 
     def _grow_from(self, res: FitResult) -> bool:
-        return (
-            self._budget_left() and len(top_level_terms(self.searched(res))) < self.max_terms
-        )
+        return self._budget_left() and len(top_level_terms(self.searched(res))) < self.max_terms
 
     def variants(self, res: FitResult, depth: int) -> list[tuple[str, ...]]:
         """Prune, grow, wrap and substitution moves around one front member, with their
