@@ -156,7 +156,7 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
         "--test-fraction",
         type=float,
         default=None,
-        help="fraction of all frames for test, seen only by the report (0.2; 0 with --stream)",
+        help="fraction of all frames for test, seen only by the report (default 0.2)",
     )
     p.add_argument(
         "--split-seed",
@@ -248,8 +248,8 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
 class _Summary:
     """What the commands print about data they never held in memory (``--stream``)."""
 
-    def __init__(self, train, valid):
-        parts = [p for p in (train, valid) if p is not None]
+    def __init__(self, train, valid, test=None):
+        parts = [p for p in (train, valid, test) if p is not None]
         self.n_pairs = sum(p.n_pairs for p in parts)
         self.n_frames = sum(p.n_frames for p in parts)
         self.force_array = train.force_array
@@ -257,7 +257,7 @@ class _Summary:
         self.species = train.species
 
 
-def _load_streamed(args, intermolecular):
+def _load_streamed(args, intermolecular, test_fraction: float):
     from mctsff.data.projection import ForceProjection, ProjectionError
 
     if args.projection is None:
@@ -265,11 +265,12 @@ def _load_streamed(args, intermolecular):
     if str(args.energy).lower() not in ("none", "auto") or args.energy_weight:
         raise UsageError("--stream fits forces only: drop --energy/--energy-weight")
     try:
-        train, valid = ForceProjection.split_file(
+        train, valid, test = ForceProjection.holdout_file(
             args.data,
             args.cutoff,
             args.projection,
             valid_fraction=args.valid_fraction,
+            test_fraction=test_fraction,
             seed=args.split_seed,
             chunk_frames=args.chunk_frames,
             forces=args.forces,
@@ -279,7 +280,7 @@ def _load_streamed(args, intermolecular):
         )
     except ProjectionError as exc:
         raise UsageError(f"--projection: {exc}") from None
-    return _Summary(train, valid), train, valid
+    return _Summary(train, valid, test), train, valid, test
 
 
 def _load(args):
@@ -295,13 +296,11 @@ def _load(args):
     intermolecular = False if args.all_pairs else None
     if not 0.0 <= args.valid_fraction < 1.0:
         raise UsageError("--valid-fraction must be in [0, 1)")
-    if getattr(args, "stream", False):
-        if args.test_fraction:
-            raise UsageError("--stream holds out no test frames: drop --test-fraction")
-        return (*_load_streamed(args, intermolecular), None)
     test_fraction = 0.2 if args.test_fraction is None else args.test_fraction
     if not 0.0 <= test_fraction < 1.0 or args.valid_fraction + test_fraction >= 1.0:
         raise UsageError("--test-fraction must be in [0, 1) and leave training frames")
+    if getattr(args, "stream", False):
+        return _load_streamed(args, intermolecular, test_fraction)
     ds = load_dataset(
         args.data,
         args.cutoff,

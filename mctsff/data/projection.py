@@ -276,45 +276,105 @@ class ForceProjection:
         one projection and its validation frames into another.  At most ``chunk_frames``
         frames with their pairs are in memory at any time.  ``options`` are those of
         :func:`mctsff.data.load_dataset` (``forces``, ``molecules``, ``intermolecular``).
+        :meth:`holdout_file` holds out test frames too.
 
         Returns
         -------
         (ForceProjection, ForceProjection or None)
             ``(train, valid)``; ``valid`` is ``None`` when no frame is held out.
         """
-        from mctsff.data import iter_chunks, split_frames
+        train, valid, _ = cls.holdout_file(
+            path,
+            cutoff,
+            spacing,
+            valid_fraction=valid_fraction,
+            test_fraction=0.0,
+            seed=seed,
+            chunk_frames=chunk_frames,
+            **options,
+        )
+        return train, valid
+
+    @classmethod
+    def holdout_file(
+        cls,
+        path,
+        cutoff: float,
+        spacing: float = DEFAULT_SPACING,
+        *,
+        valid_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        seed: int = 0,
+        chunk_frames: int = 16,
+        **options,
+    ) -> tuple[ForceProjection, ForceProjection | None, ForceProjection | None]:
+        """Training, validation and test projections of a file too large for memory.
+
+        As :meth:`split_file`, with the frames split exactly as
+        :meth:`mctsff.data.Dataset.split_holdout` splits them (:func:`mctsff.data.holdout_frames`).
+        The test frames shape nothing but the test projection: the training and
+        validation grids start at the shortest pair of their own frames (the first pass
+        keeps each frame's shortest pair per type pair), so the fit's grid and repulsive
+        wall do not depend on the test frames.
+
+        Returns
+        -------
+        (ForceProjection, ForceProjection or None, ForceProjection or None)
+            ``(train, valid, test)``; a part without frames is ``None``.
+        """
+        from mctsff.data import holdout_frames, iter_chunks
 
         _check_spacing(spacing)
-        r_min: dict[tuple[str, str], float] = {}
         species: set[str] = set()
+        # (file frame ids of a chunk, type pair, shortest pair of that type per frame)
+        shortest: list[tuple[np.ndarray, tuple[str, str], np.ndarray]] = []
         n_frames = 0
         for ds in iter_chunks(path, cutoff, chunk_frames, **options):
             n_frames += ds.n_frames
             species.update(ds.species)
-            _update_shortest(r_min, ds)
+            for t, tp in enumerate(ds.type_pairs):
+                sel = ds.pair_type == t
+                if np.any(sel):
+                    m = np.full(ds.n_frames, math.inf)
+                    np.minimum.at(m, np.asarray(ds.pair_frame)[sel], np.asarray(ds.r)[sel])
+                    shortest.append((np.asarray(ds.frame_ids), (tp[0], tp[1]), m))
         sp = tuple(sorted(species))
         tps = [(sp[a], sp[b]) for a in range(len(sp)) for b in range(a, len(sp))]
-        rm = np.array([r_min.get(tp, math.inf) for tp in tps])
-        _, valid_ids = split_frames(n_frames, valid_fraction, seed, str(path))
-        is_valid = np.zeros(n_frames, dtype=bool)
-        if valid_ids is not None:
-            is_valid[valid_ids] = True
-        accs: dict[bool, _Accumulator] = {}
+        _, valid_ids, test_ids = holdout_frames(
+            n_frames, valid_fraction, test_fraction, seed, str(path)
+        )
+        part = np.zeros(n_frames, dtype=np.int8)  # 0 train, 1 validation, 2 test
+        for k, ids in ((1, valid_ids), (2, test_ids)):
+            if ids is not None:
+                part[ids] = k
+
+        def r_min(parts: tuple[int, ...]) -> np.ndarray:
+            low: dict[tuple[str, str], float] = {}
+            for ids, tp, m in shortest:
+                keep = np.isin(part[ids], parts)
+                if np.any(keep):
+                    low[tp] = min(low.get(tp, math.inf), float(m[keep].min()))
+            return np.array([low.get(tp, math.inf) for tp in tps])
+
+        fitted = r_min((0, 1))
+        grids = {0: fitted, 1: fitted, 2: r_min((2,))}
+        accs: dict[int, _Accumulator] = {}
         for ds in iter_chunks(path, cutoff, chunk_frames, species=sp, **options):
-            mask = is_valid[ds.frame_ids]
-            for part in (False, True):
-                sel = np.flatnonzero(mask == part)
+            where = part[ds.frame_ids]
+            for k in (0, 1, 2):
+                sel = np.flatnonzero(where == k)
                 if sel.size == 0:
                     continue
                 sub = ds if sel.size == ds.n_frames else ds.subset(sel)
-                if part not in accs:
-                    accs[part] = _Accumulator(sub, rm, spacing)
-                accs[part].add(sub, None)
-        if False not in accs:
+                if k not in accs:
+                    accs[k] = _Accumulator(sub, grids[k], spacing)
+                accs[k].add(sub, None)
+        if 0 not in accs:
             raise ProjectionError(f"{path}: no training frames")
-        train = accs[False].finish(cls)
-        valid = accs[True].finish(cls) if True in accs else None
-        return train, valid
+        train = accs[0].finish(cls)
+        valid = accs[1].finish(cls) if 1 in accs else None
+        test = accs[2].finish(cls) if 2 in accs else None
+        return train, valid, test
 
     # ------------------------------------------------------------------ evaluation
     def grid_values(

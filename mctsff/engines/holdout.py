@@ -239,16 +239,37 @@ class _Potentials:
         return Potential(expression, params, self.species, self.type_pairs)
 
 
+def _projected_scorer(fitter, test) -> Callable[[FitResult], float]:
+    """``result -> force RMSE`` on test frames held as a projection
+    (:meth:`~mctsff.data.projection.ForceProjection.holdout_file`): projected, as the
+    fit's own RMSEs on projections are."""
+
+    def projected_rmse(result: FitResult) -> float:
+        if not result.valid:
+            return math.nan
+        try:
+            pot = fitter.potential(result.expression, result.params)
+            par = pot.parameterization
+            return float(fitter.rmse(par.program, par, pot.theta, test))
+        except (KeyError, ValueError, TypeError, SyntaxError):
+            return math.nan
+
+    return projected_rmse
+
+
 def holdout_scorer(fitter, test) -> Callable[[FitResult], float] | None:
-    """``result -> RMSE on the test data`` for force matching or regression; ``None``
-    without test data.  ``fitter=None`` evaluates a force-matching result as a plain
-    :class:`~mctsff.expr.params.Potential` on the test data's types."""
+    """``result -> RMSE on the test data`` for force matching (frames in memory, or a
+    projection of streamed frames) or regression; ``None`` without test data.
+    ``fitter=None`` evaluates a force-matching result as a plain
+    :class:`~mctsff.expr.params.Potential` on the test data's types (frames in memory)."""
     if test is None:
         return None
     if fitter is None:
         fitter = _Potentials(test)
     if _in_memory(test) and hasattr(fitter, "potential"):
         return FrameErrors(fitter, test).rmse
+    if hasattr(test, "grid") and hasattr(fitter, "rmse") and hasattr(fitter, "potential"):
+        return _projected_scorer(fitter, test)
     if hasattr(fitter, "evaluate") and hasattr(test, "y"):
 
         def regression_rmse(result: FitResult) -> float:

@@ -191,6 +191,49 @@ def test_split_file_fits_without_pairs_in_memory(tmp_path, bulk8):
         Fitter(ptrain, pvalid, weights="potfit")
 
 
+def test_holdout_file_keeps_the_test_frames_out_of_the_fit(tmp_path, bulk8):
+    """Streamed frames split as in memory; the test frames reach only the test projection
+    (its RMSE matches the in-memory one), never the training grid."""
+    import ase.io
+
+    from mctsff.engines.holdout import holdout_scorer
+
+    path = tmp_path / "bulk8.extxyz"
+    ase.io.write(path, ase.io.read(BULK, "0:8"))
+    ptrain, pvalid, ptest = ForceProjection.holdout_file(
+        path,
+        6.0,
+        0.05,
+        valid_fraction=0.25,
+        test_fraction=0.25,
+        seed=3,
+        chunk_frames=3,
+        molecules="nearest-O",
+    )
+    train, valid, test = bulk8.split_holdout(0.25, 0.25, seed=3)
+    for p, d in ((ptrain, train), (pvalid, valid), (ptest, test)):
+        assert (p.n_frames, p.n_pairs) == (d.n_frames, d.n_pairs)
+    lo = {}  # train + valid shape the fit's grid
+    for part in (train, valid):
+        for t, tp in enumerate(part.type_pairs):
+            lo[tp] = min(lo.get(tp, math.inf), float(part.r[part.pair_type == t].min()))
+    assert np.allclose(
+        ptrain.grid.lo, [0.05 * math.floor(lo[tp] / 0.05) for tp in train.type_pairs]
+    )
+    expr = "prod_q/r + c1*exp(-r/c2) - c3/r**6"
+    res = Fitter(ptrain, pvalid).fit(expr)
+    exact = holdout_scorer(Fitter(train, valid), test)(res)
+    assert holdout_scorer(Fitter(ptrain, pvalid), ptest)(res) == pytest.approx(exact, rel=1e-5)
+    # no test frames: the split of split_file
+    a, b, none = ForceProjection.holdout_file(
+        path, 6.0, 0.05, valid_fraction=0.25, test_fraction=0.0, seed=3, molecules="nearest-O"
+    )
+    c, d = ForceProjection.split_file(
+        path, 6.0, 0.05, valid_fraction=0.25, seed=3, molecules="nearest-O"
+    )
+    assert none is None and (a.n_pairs, b.n_pairs) == (c.n_pairs, d.n_pairs)
+
+
 def test_search_on_a_projection(tmp_path, bulk8):
     from mctsff.search import search
 

@@ -43,7 +43,7 @@ def test_fit_on_projection_in_memory_and_streamed():
     bulk = str(data_file("bulk_water_dft_80x192.extxyz"))
     common = ["fit", bulk, "--cutoff", "6", "--molecules", "nearest-O", "--json"]
     common += ["--expr", "prod_q/r + c1*exp(-r/c2) - c3/r**6", "--projection", "0.05"]
-    common += ["--test-fraction", "0"]  # --stream holds out no test frames: the same split
+    common += ["--test-fraction", "0.25", "--split-seed", "3"]  # both honoured by --stream
     mem = mctsff(*common)
     assert mem.returncode == 0, mem.stderr
     streamed = mctsff(*common, "--stream", "--chunk-frames", "7")
@@ -53,6 +53,13 @@ def test_fit_on_projection_in_memory_and_streamed():
     assert a["extra"]["projection"]["rel_error"] < 1e-5
     assert b["extra"]["projection"]["loss_exact"] is None
     assert b["rmse_valid"] == pytest.approx(a["rmse_valid"], rel=1e-5)
+    # the same train/validation/test frames; the test RMSE projected, as the others
+    assert (
+        [b[k] for k in ("n_frames_train", "n_frames_valid", "n_frames_test")]
+        == [a[k] for k in ("n_frames_train", "n_frames_valid", "n_frames_test")]
+        == [44, 16, 20]
+    )
+    assert b["rmse_test"] == pytest.approx(a["rmse_test"], rel=1e-5)
     assert set(b["constraints"]) == set(a["constraints"])
     assert b["extra"]["cutoff_scheme"] == a["extra"]["cutoff_scheme"] == "shifted-force"
 
@@ -382,7 +389,7 @@ def test_search_reuse_options_parse(capsys, tmp_path, monkeypatch):
     assert parser.parse_args(["search", "data.extxyz", "--novelty", "1"]).novelty == 1
     assert parser.parse_args(["search", "data.extxyz"]).cover == SearchConfig().mcts.cover
     text = help_of("--cover,")
-    assert "(default: on)" in text and defaults['cover'].default is True
+    assert "(default: on)" in text and defaults["cover"].default is True
     assert parser.parse_args(["search", "data.extxyz", "--no-cover"]).cover is False
     assert parser.parse_args(["search", "data.extxyz"]).surrogate is None  # by objective
     assert parser.parse_args(["search", "data.extxyz", "--no-surrogate"]).surrogate is False
