@@ -23,9 +23,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
-import json
 import math
-import pickle
 import re
 import signal
 import sys
@@ -58,17 +56,20 @@ from mctsff.fit.objective import (
     signature_difference,
 )
 from mctsff.fit.result import FitResult
-from mctsff.runio import atomic_output, atomic_write, load_checkpoint, open_run_folder, write_error
+from mctsff.runfolder import (
+    CHECKPOINT,
+    CHECKPOINT_VERSION,
+    read_checkpoint,
+    write_checkpoint,
+    write_front_points,
+    write_run_info,
+)
+from mctsff.runio import atomic_output, atomic_write, open_run_folder, write_error
 
-CHECKPOINT = "checkpoint.pkl"
 #: SPL parsimony factor used by default (per unit of complexity; :attr:`SearchConfig.eta`).
 DEFAULT_ETA = DEFAULTS.eta
-#: Checkpoint format; 6: results carry species, type pairs, cutoff and its scheme
-#: (:class:`~mctsff.fit.result.FitResult`); 5: read by an allow-list unpickler
-#: (:func:`mctsff.runio.load_checkpoint`), data compared by a content hash (4: probed keys
-#: with one value per constant, numbered by role; 3: one value per kind of constant; 2: sympy
-#: argument tuples, 1: ``sympy.srepr``).
-_CHECKPOINT_VERSION = 6
+#: Checkpoint format (:data:`mctsff.runfolder.CHECKPOINT_VERSION`)
+_CHECKPOINT_VERSION = CHECKPOINT_VERSION
 
 
 class SearchError(ValueError):
@@ -994,7 +995,7 @@ def _resumed(
     when it cannot continue with this objective, grammar and method."""
     if not path.exists():
         raise SearchError(f"nothing to resume: {path} does not exist")
-    saved = load_checkpoint(path)
+    saved = read_checkpoint(path)
     if saved.get("version") != _CHECKPOINT_VERSION:
         raise SearchError(
             f"{path}: checkpoint format {saved.get('version')!r} is not "
@@ -1806,9 +1807,7 @@ def _write_run_info(
             **{k: getattr(local, k) for k in LOCAL_OPTIONS},
         }
     info.update(objective.description())
-    path = out / "run.json"
-    _atomic_write(path, json.dumps(info, indent=2).encode())
-    return path
+    return write_run_info(out, info)
 
 
 def _main_thread() -> bool:
@@ -1830,7 +1829,6 @@ def _save_checkpoint(
     local: _LocalMoves | None = None,
 ) -> None:
     state = {
-        "version": _CHECKPOINT_VERSION,
         "signature": signature,
         "method": getattr(mcts, "method", "mcts"),
         # the settings that differ from the defaults (a resume fills in the rest)
@@ -1843,13 +1841,12 @@ def _save_checkpoint(
         # local moves queued or cut short by the budget (finished first on resume)
         "local_pending": None if local is None else local.pending_state(),
     }
-    _atomic_write(out / CHECKPOINT, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    write_checkpoint(out, state)
 
 
 def _write_front(out: Path, front: ParetoFront) -> None:
     front.score_test()  # held-out test RMSEs, for the report only
-    data = json.dumps([_point_json(p) for p in front.points], indent=2).encode()
-    _atomic_write(out / "pareto.json", data)
+    write_front_points(out, [_point_json(p) for p in front.points])
 
 
 def _point_json(p: FitResult) -> dict[str, Any]:

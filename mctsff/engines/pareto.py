@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mctsff.fit.result import FitResult
+from mctsff.runfolder import read_front_points
 
 __all__ = [
     "KNEE_LOSS_FACTOR",
@@ -406,10 +407,10 @@ class ParetoFront:
 
     @classmethod
     def from_json(cls, path: str | Path) -> ParetoFront:
-        """Read a front written by :meth:`to_json` or a search's ``pareto.json`` (a list
-        of members)."""
-        data = json.loads(Path(path).read_text())
-        points = data["points"] if isinstance(data, dict) else data
+        """Read a front written by :meth:`to_json`, a search's ``pareto.json`` (a list
+        of members) or the run folder holding it (:func:`mctsff.runfolder.read_front_points`;
+        :class:`~mctsff.runio.RunFolderError` naming the file when it cannot)."""
+        points = read_front_points(path)
         front = cls()
         front._points = [FitResult.from_dict(d) for d in points]
         front._points.sort(key=lambda p: (p.complexity, _loss(p)))

@@ -10,7 +10,6 @@ repulsive wall.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -25,7 +24,14 @@ from mctsff.engines.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
 from mctsff.expr import ops
 from mctsff.expr.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
 from mctsff.expr.program import Program
-from mctsff.runio import RunFolderError, load_checkpoint
+from mctsff.runfolder import (
+    CHECKPOINT,
+    PARETO_JSON,
+    read_checkpoint,
+    read_front_points,
+    read_run_info,
+)
+from mctsff.runio import RunFolderError
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -328,13 +334,13 @@ def _positive(value: Any, where: str) -> float:
 
 
 def _read_front(folder: Path) -> tuple[list[dict], str]:
-    pareto = folder / "pareto.json"
+    pareto = folder / PARETO_JSON
     if pareto.is_file():
         return _read_front_file(pareto), str(pareto)
-    ckpt = folder / "checkpoint.pkl"
+    ckpt = folder / CHECKPOINT
     if ckpt.is_file():
         try:  # an allow-list unpickler: a crafted checkpoint runs no code
-            front = load_checkpoint(ckpt).get("front")
+            front = read_checkpoint(ckpt).get("front")
         except RunFolderError as exc:
             raise ExportError(str(exc)) from None
         if not isinstance(front, list):
@@ -344,14 +350,12 @@ def _read_front(folder: Path) -> tuple[list[dict], str]:
 
 
 def _read_front_file(path: Path) -> list[dict]:
+    """The members of a ``pareto.json`` (:func:`mctsff.runfolder.read_front_points`),
+    checked as the exporters need them."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path}: cannot read the front ({exc})") from None
-    if isinstance(data, dict) and "points" in data:
-        data = data["points"]
-    if not isinstance(data, list):
-        raise ExportError(f"{path}: expected a list of front points")
+        data = read_front_points(path)
+    except RunFolderError as exc:
+        raise ExportError(str(exc)) from None
     return _checked_points(data, path)
 
 
@@ -396,14 +400,11 @@ def _one_line(text: str) -> str:
 
 
 def _read_run_info(folder: Path) -> dict[str, Any]:
-    path = folder / "run.json"
-    if not path.is_file():
-        return {}
+    """``run.json`` of ``folder`` (:func:`mctsff.runfolder.read_run_info`)."""
     try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path}: cannot read ({exc})") from None
-    return info if isinstance(info, dict) else {}
+        return read_run_info(folder)
+    except RunFolderError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def _score(point: Mapping[str, Any]) -> float:

@@ -1,0 +1,46 @@
+"""The run-folder format: what the writers write, the readers read back."""
+
+import json
+
+import pytest
+
+from mctsff.engines.pareto import ParetoFront
+from mctsff.fit.result import FitResult
+from mctsff.runfolder import (
+    CHECKPOINT_VERSION,
+    read_checkpoint,
+    read_front_points,
+    read_run_info,
+    write_checkpoint,
+    write_front_points,
+    write_run_info,
+)
+from mctsff.runio import RunFolderError
+
+
+def test_front_run_info_and_checkpoint_round_trip(tmp_path):
+    point = FitResult(
+        expression="c1 / r", params={"c1": 2.5}, rmse_train=0.1, rmse_valid=0.2
+    ).to_dict()
+    point.pop("extra")
+    write_front_points(tmp_path, [point])
+    write_run_info(tmp_path, {"grammar": "pair", "cutoff": 9.0})
+    write_checkpoint(tmp_path, {"front": [point]})
+    assert read_front_points(tmp_path) == [point]
+    assert read_run_info(tmp_path) == {"grammar": "pair", "cutoff": 9.0}
+    state = read_checkpoint(tmp_path)
+    assert state["version"] == CHECKPOINT_VERSION and state["front"] == [point]
+    front = ParetoFront.from_json(tmp_path)  # a run folder, as the search writes it
+    assert [p.params for p in front.points] == [{"c1": 2.5}]
+
+
+def test_bad_files_are_one_error_naming_the_file(tmp_path):
+    (tmp_path / "pareto.json").write_text('{"not": "a front"}')
+    with pytest.raises(RunFolderError, match="pareto.json: expected a list"):
+        read_front_points(tmp_path)
+    (tmp_path / "run.json").write_text("{")
+    with pytest.raises(RunFolderError, match="run.json: cannot read"):
+        read_run_info(tmp_path)
+    assert read_run_info(tmp_path / "nothing") == {}
+    (tmp_path / "pareto.json").write_text(json.dumps({"points": []}))
+    assert read_front_points(tmp_path / "pareto.json") == []
