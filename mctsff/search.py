@@ -1394,9 +1394,19 @@ def term_key(term: str) -> str:
 
 
 def _fits_left(engine) -> float:
-    """Fits an engine's budget still allows (``inf`` for an engine without one)."""
-    fits_left = getattr(engine, "fits_left", None)
-    return math.inf if fits_left is None else fits_left()
+    """Fits the budget still allows the local moves (``inf`` for an engine without one).
+
+    Fits the engine has in flight (a pipelined batch, sent to the workers but not yet
+    recorded) do not count: the local moves of the results already recorded come first,
+    as they do in a run with a larger budget, and the batch in flight is recorded as far
+    as the budget then allows (the rest waits).  Counting them would leave the local moves
+    waiting for a batch that only the engine's next step records, and the engine waiting
+    for the local moves: a search with ``pipeline`` ≥ 1 then never ended.
+    """
+    limit = getattr(engine, "fit_limit", None)
+    if limit is None:
+        return math.inf
+    return max(0, limit - engine.n_evaluations)
 
 
 def _out_of_time(engine) -> bool:

@@ -80,6 +80,18 @@ def test_search_budget_counts_local_moves_and_holds_exactly(screened):
         assert result.n_evaluations == budget == len(result.mcts.evaluated)
 
 
+def test_pipelined_search_reaches_its_budget_and_ends(screened):
+    """With a batch in flight (pipeline=1) the local moves of recorded results still get
+    the budget: a search used to spin, the moves waiting for the batch and the engine for
+    the moves.  The time limit only guards the test against that spin."""
+    train, valid = screened
+    fitter = Fitter(train, valid, constraints=(), n_starts=1)
+    t0 = time.perf_counter()
+    result = search(fitter, "pair", budget=20, time_limit=60.0, seed=3, pipeline=1)
+    assert result.n_evaluations == 20
+    assert time.perf_counter() - t0 < 30.0
+
+
 def test_search_time_limit_holds_inside_a_step(screened):
     train, valid = screened
     fitter = Fitter(train, valid, constraints=(), n_starts=1)

@@ -24,7 +24,8 @@ front member of a search run (``mctsff md-check water RUN``):
   [0.7, 1.5] Å, when the temperature exceeds ``max_temperature`` or when the NVE drift exceeds
   ``max_drift`` (kT per ps per molecule) by more than twice its standard error (the slope of a
   straight line through the total energy; on a short segment the energy's fluctuations alone
-  move the slope by that much, and a run that is blowing up exceeds it by orders).  A density
+  move the slope by that much, and a run that is blowing up exceeds it by orders; with fewer
+  than :data:`MIN_DRIFT_SAMPLES` samples the drift is reported, not judged).  A density
   outside 0.5–1.5 g/cm³ is reported as ``liquid: false``.
 * **Structure.**  O–O, intermolecular O–H and intermolecular H–H RDFs (bin 0.02 Å, up to half
   the smallest box edge), first peak position and height, and their distance (RMS difference
@@ -91,6 +92,9 @@ AVOGADRO: float = 6.02214076e23
 KB_KJ_MOL: float = 0.008314462618
 #: kJ/mol/nm → eV/Å.
 KJ_MOL_NM_TO_EV_ANG: float = units.kJ / units.mol / units.nm
+#: Fewest NVE samples from which the energy drift is judged (a slope through fewer has no
+#: useful standard error; the drift is then reported but not judged).
+MIN_DRIFT_SAMPLES: int = 8
 #: kcal → kJ.
 KJ_PER_KCAL: float = units.kcal / units.kJ
 #: Smallest box edge, in cutoffs, of the initial box (NPT may shrink it by up to ~10 %).
@@ -733,7 +737,9 @@ def run_water(
             out["nve_drift_stderr_kT_ps_per_molecule"] = round(drift_se / kT, 6)
             out["nve_energy_fluctuation_kj_mol"] = round(float(np.std(e)), 4)
             out["temperature_nve"] = round(float(np.mean([r["temperature"] for r in rows])), 2)
-            if (abs(drift) - 2.0 * drift_se) / kT > p.max_drift:
+            # too few samples give no standard error to judge a drift by
+            out["nve_drift_judged"] = len(t) >= MIN_DRIFT_SAMPLES
+            if out["nve_drift_judged"] and (abs(drift) - 2.0 * drift_se) / kT > p.max_drift:
                 raise _Unstable(
                     f"nve: energy drift {drift / kT:.3g} ± {drift_se / kT:.2g} kT/ps per "
                     f"molecule (limit {p.max_drift:g})"
