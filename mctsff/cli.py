@@ -984,7 +984,7 @@ def _add_data_commands(sub) -> None:
 def _add_export_command(sub) -> None:
     """``mctsff export RUN_DIR``: a front point to sympy/LaTeX/Python/LAMMPS/OpenMM/ASE."""
     # kept literal so that building the parser imports nothing heavy (= mctsff.export's values)
-    formats = ["sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "ase"]
+    formats = ["sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "openmm-xml", "ase"]
 
     def run_export(args) -> int:
         from mctsff.export import ExportError, run_cli
@@ -1040,6 +1040,12 @@ def _add_export_command(sub) -> None:
         "that record, dU/dr > 0 between the table's inner radius and 1.5 Å); refused otherwise",
     )
     p.add_argument("--pair", default=None, help="one type pair A-B (sympy, latex)")
+    p.add_argument(
+        "--bond-cutoff",
+        type=_at_least(0),
+        default=3,
+        help="openmm-xml: atoms at most this many bonds apart do not interact (3)",
+    )
     p.set_defaults(func=run_export)
 
 

@@ -16,6 +16,7 @@ format                    what it gives
 ``lammps-lepton``         :func:`to_lammps_lepton` (analytic ``pair_style lepton`` commands)
 ``openmm``                :func:`to_openmm` → :class:`OpenMMExport` (``CustomNonbondedForce``,
                           :func:`add_to_system`, a self-contained script)
+``openmm-xml``            :func:`to_openmm_xml` (ForceField XML with a ``CustomNonbondedForce``)
 ``ase``                   :class:`MctsffCalculator` (energy, forces, per-atom energies, stress)
 ========================  =================================================================
 
@@ -82,7 +83,7 @@ from mctsff.export.lammps import (
     to_lammps_lepton,
     to_lammps_table,
 )
-from mctsff.export.openmm import OpenMMExport, add_to_system, to_openmm
+from mctsff.export.openmm import OpenMMExport, add_to_system, to_openmm, to_openmm_xml
 
 __all__ = [
     "ANGSTROM_PER_NM",
@@ -109,6 +110,7 @@ __all__ = [
     "to_lammps_table",
     "to_latex",
     "to_openmm",
+    "to_openmm_xml",
     "to_python",
     "to_sympy",
     "wall_problem",

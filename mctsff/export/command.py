@@ -34,10 +34,19 @@ from mctsff.export.lammps import (
     to_lammps_lepton,
     to_lammps_table,
 )
-from mctsff.export.openmm import to_openmm
+from mctsff.export.openmm import to_openmm, to_openmm_xml
 
 #: Formats understood by :func:`export` and ``mctsff export --format``.
-FORMATS: tuple[str, ...] = ("sympy", "latex", "python", "lammps", "lammps-lepton", "openmm", "ase")
+FORMATS: tuple[str, ...] = (
+    "sympy",
+    "latex",
+    "python",
+    "lammps",
+    "lammps-lepton",
+    "openmm",
+    "openmm-xml",
+    "ase",
+)
 
 
 def export(
@@ -54,6 +63,7 @@ def export(
     pair: tuple[str, str] | None = None,
     table_style: str = "linear",
     allow_no_wall: bool = False,
+    bond_cutoff: int = 3,
 ) -> str:
     """Export a potential (or front point) to one format and return the text.
 
@@ -90,6 +100,9 @@ def export(
         Export a front point or fit result without a repulsive wall (:func:`wall_problem`),
         which is refused otherwise.  A :class:`~mctsff.expr.params.Potential` is exported as
         given.
+    bond_cutoff
+        ``openmm-xml``: atoms at most this many bonds apart do not interact
+        (:func:`to_openmm_xml`).
 
     Returns
     -------
@@ -132,6 +145,8 @@ def export(
         text = to_lammps_lepton(pot, rc, units=units, shift=shift, type_order=order)
     elif fmt == "openmm":
         text = to_openmm(pot, rc, shift=shift).script()
+    elif fmt == "openmm-xml":
+        text = to_openmm_xml(pot, rc, shift=shift, bond_cutoff=bond_cutoff)
     else:  # ase
         rc = _check_cutoff(rc, "the ASE calculator")
         text = _ase_snippet(pot, rc, shift)
@@ -208,6 +223,7 @@ def run_cli(args) -> int:
         pair=pair,
         table_style=args.table_style,
         allow_no_wall=allow,
+        bond_cutoff=getattr(args, "bond_cutoff", 3),
     )
     rmse = point.rmse_valid if point.rmse_valid is not None else point.rmse_train
     info = (

@@ -1,10 +1,12 @@
 """OpenMM: a ``CustomNonbondedForce`` of the potential (:class:`OpenMMExport`), added to a
-system (:func:`add_to_system`) or written as a self-contained script."""
+system (:func:`add_to_system`), written as a self-contained script, or as a ForceField XML
+file (:func:`to_openmm_xml`) to combine with a force field for the bonded terms."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from mctsff.export.base import ANGSTROM_PER_NM, KJ_PER_MOL_PER_EV, ExportError
 from mctsff.export.front import (
+    UNIVERSAL_TYPE,
     FrontPoint,
     _at_cutoff,
     _constant_value,
@@ -424,3 +427,103 @@ def add_to_system(
     return spec.add_to_system(
         system, species_per_particle, mol_ids, periodic=periodic, force_group=force_group
     )
+
+
+def to_openmm_xml(
+    potential: Potential | FrontPoint,
+    cutoff: float | None = None,
+    *,
+    shift: bool = False,
+    prefix: str = "",
+    bond_cutoff: int = 3,
+    atom_classes: Mapping[str, str] | None = None,
+    allow_no_wall: bool = False,
+) -> str:
+    """An OpenMM ForceField XML file holding the potential as a ``<CustomNonbondedForce>``.
+
+    The energy string, global parameters, per-particle parameters and tabulated functions are
+    those of :func:`to_openmm` (the same force as :func:`add_to_system`).  The file defines no
+    atom types or residues: combine it with a force field that does and holds the bonded
+    terms, ``app.ForceField("bonded.xml", "mctsff.xml")``.  Each atom type of the potential
+    gets an ``<Atom class="…">`` entry with its per-type constants, so an atom type of the
+    other file takes them through its ``class``.
+
+    Parameters
+    ----------
+    potential
+        Fitted potential or front point (whose cutoff is used when ``cutoff`` is None).
+    cutoff
+        Cutoff in Å at which a shifted potential is shifted (default: its own).  The XML
+        cannot carry the cutoff: pass the same one to ``ForceField.createSystem``
+        (``nonbondedCutoff``, with ``nonbondedMethod=CutoffNonPeriodic`` or a periodic
+        method); ``NoCutoff`` would apply the shifted function at every distance.
+    shift, prefix
+        As in :func:`to_openmm`.
+    bond_cutoff
+        ``bondCutoff`` of the force: atoms at most this many bonds apart do not interact
+        (3: 1-2, 1-3 and 1-4 pairs; for water any value ≥ 2 excludes every same-molecule
+        pair, as the intermolecular fits assume).
+    atom_classes
+        OpenMM atom class of each atom type of the potential (default: the type's own name,
+        e.g. ``{"O": "OW", "H": "HW"}`` to match classes ``OW``/``HW``).
+    allow_no_wall
+        Accept a front point without a repulsive wall (see :func:`export`).
+
+    Returns
+    -------
+    str
+        The XML text (every name and value escaped by :mod:`xml.etree.ElementTree`).
+
+    Raises
+    ------
+    ExportError
+        A universal potential without atom types, an ``atom_classes`` key that is not an atom
+        type or a class that is not a non-empty name, or a negative ``bond_cutoff``.
+    """
+    pot, rc = resolve_potential(potential, cutoff=cutoff, allow_no_wall=allow_no_wall)
+    if isinstance(bond_cutoff, bool) or not isinstance(bond_cutoff, int) or bond_cutoff < 0:
+        raise ExportError(f"bond_cutoff must be an integer >= 0, got {bond_cutoff!r}")
+    spec = to_openmm(pot, rc, shift=shift, prefix=prefix)
+    species = [s for s in spec.species if s != UNIVERSAL_TYPE]
+    if not species:
+        raise ExportError(
+            "a universal potential without atom types: name them (species=, --species) so "
+            "that the XML can give each atom class an entry"
+        )
+    classes = {s: s for s in species}
+    unknown = sorted(set(atom_classes or {}) - set(species))
+    if unknown:
+        raise ExportError(f"atom_classes: {unknown} are not atom types of the potential {species}")
+    for s, c in (atom_classes or {}).items():
+        if not isinstance(c, str) or not c or c != c.strip() or any(ch.isspace() for ch in c):
+            raise ExportError(f"atom_classes: class {c!r} of {s!r} is not a name")
+        classes[s] = c
+    root = ET.Element("ForceField")
+    info = ET.SubElement(root, "Info")
+    ET.SubElement(info, "Source").text = f"mctsff {__version__} export --format openmm-xml"
+    ET.SubElement(info, "Expression").text = spec.expression
+    ET.SubElement(info, "CutoffScheme").text = spec.cutoff_scheme
+    if spec.cutoff_nm is not None:
+        ET.SubElement(info, "Cutoff", unit="nm").text = repr(spec.cutoff_nm)
+    force = ET.SubElement(
+        root, "CustomNonbondedForce", energy=spec.energy, bondCutoff=str(bond_cutoff)
+    )
+    for name, value in spec.global_parameters.items():
+        ET.SubElement(force, "GlobalParameter", name=name, defaultValue=repr(float(value)))
+    for name in spec.per_particle:
+        ET.SubElement(force, "PerParticleParameter", name=name)
+    for name, (n, values) in spec.tables.items():
+        function = ET.SubElement(
+            force, "Function", name=name, type="Discrete2D", xsize=str(n), ysize=str(n)
+        )
+        function.text = " ".join(repr(float(v)) for v in values)
+    for s in species:
+        values = spec.per_type_values.get(s, ()) if spec.per_particle else ()
+        ET.SubElement(
+            force,
+            "Atom",
+            {"class": classes[s]},
+            **{p: repr(float(v)) for p, v in zip(spec.per_particle, values, strict=True)},
+        )
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"

@@ -995,3 +995,133 @@ def test_openmm_type_lookups_inline_or_tabulated(inline, dimers, monkeypatch):
     f, e = openmm_forces(lambda s: spec.add_to_system(s, species, mol), pos, dimers.n_atoms)
     assert rel_dev(f, ref_f) < 1e-9
     assert math.isclose(e, ref_e.sum(), rel_tol=1e-9)
+
+
+# ------------------------------------------------------------------------- OpenMM ForceField XML
+# atom types and the water template (bonds only) that the mctsff XML is combined with
+WATER_XML = """<ForceField>
+ <AtomTypes>
+  <Type name="w-O" class="{O}" element="O" mass="15.99943"/>
+  <Type name="w-H" class="{H}" element="H" mass="1.007947"/>
+ </AtomTypes>
+ <Residues>
+  <Residue name="HOH">
+   <Atom name="O" type="w-O"/><Atom name="H1" type="w-H"/><Atom name="H2" type="w-H"/>
+   <Bond atomName1="O" atomName2="H1"/><Bond atomName1="O" atomName2="H2"/>
+  </Residue>
+ </Residues>
+</ForceField>
+"""
+
+
+def openmm_xml_forces(tmp_path, xml_text, dimers, classes=None, cutoff=CUTOFF):
+    """Forces (eV/Å), energy (eV) and (energy string, number of exclusions) of the
+    ``CustomNonbondedForce`` of the system that ``app.ForceField`` builds from the water XML
+    and ``xml_text`` for the dimers side by side (``CutoffNonPeriodic``)."""
+    import openmm as mm
+    import openmm.app as app
+    import openmm.unit as unit
+
+    (tmp_path / "water.xml").write_text(WATER_XML.format(**(classes or {"O": "O", "H": "H"})))
+    (tmp_path / "mctsff.xml").write_text(xml_text)
+    ff = app.ForceField(str(tmp_path / "water.xml"), str(tmp_path / "mctsff.xml"))
+    pos, mol, species = side_by_side(dimers)
+    top = app.Topology()
+    chain = top.addChain()
+    order = []  # topology atom k is dataset atom order[k]
+    for m in dict.fromkeys(mol.tolist()):
+        idx = np.flatnonzero(mol == m)
+        res = top.addResidue("HOH", chain)
+        o = [i for i in idx if species[i] == "O"]
+        h = [i for i in idx if species[i] == "H"]
+        assert len(o) == 1 and len(h) == 2
+        atoms = {
+            i: top.addAtom(name, app.element.Element.getBySymbol(species[i]), res)
+            for i, name in zip([o[0], *h], ["O", "H1", "H2"], strict=True)
+        }
+        order += [o[0], *h]
+        top.addBond(atoms[o[0]], atoms[h[0]])
+        top.addBond(atoms[o[0]], atoms[h[1]])
+    system = ff.createSystem(
+        top,
+        nonbondedMethod=app.CutoffNonPeriodic,
+        nonbondedCutoff=cutoff * 0.1 * unit.nanometer,
+        constraints=None,
+        rigidWater=False,
+        removeCMMotion=False,
+    )
+    (force,) = [f for f in system.getForces() if isinstance(f, mm.CustomNonbondedForce)]
+    assert system.getNumForces() == 1
+    ctx = mm.Context(system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pos[order] * 0.1)
+    st = ctx.getState(getEnergy=True, getForces=True)
+    f = np.empty_like(pos)
+    f[order] = np.asarray(st.getForces(asNumpy=True)._value)
+    f /= ex.KJ_PER_MOL_PER_EV * ex.ANGSTROM_PER_NM
+    info = (force.getEnergyFunction(), force.getNumExclusions())  # force dies with system
+    return f, st.getPotentialEnergy()._value / ex.KJ_PER_MOL_PER_EV, info
+
+
+@pytest.mark.parametrize(
+    "case, inline",
+    [("erfc_pairB", 4), ("erfc_pairB", 1), ("lj_mixing", 4), ("universal", 4)],
+)
+def test_openmm_xml_forcefield_matches(case, inline, dimers, tmp_path, monkeypatch):
+    """The XML loaded by ``app.ForceField`` with a water template gives mctsff's forces and
+    the same force as :func:`add_to_system`: shifted-force per-type and per-pair constants
+    (inline and as Discrete2D tables), mixing rules, a universal potential."""
+    pytest.importorskip("openmm", reason="OpenMM not installed (pip install openmm)")
+    monkeypatch.setattr(openmm_export, "OPENMM_INLINE_TYPES", inline)
+    if case == "universal":
+        pot = Potential(*UNIVERSAL, ("H", "O"), cutoff=CUTOFF, scheme="shifted-force")
+    elif case == "lj_mixing":
+        pot = potential(case)
+    else:
+        pot = shifted(case)
+    text = ex.to_openmm_xml(pot, CUTOFF)
+    assert ("<Function" in text) == (inline == 1 and case == "erfc_pairB")
+    f, e, force = openmm_xml_forces(tmp_path, text, dimers)
+    assert force == (ex.to_openmm(pot, CUTOFF).energy, 3 * 2 * dimers.n_frames)  # O-H, H-H
+    ref_f, ref_e = pot.forces(dimers)
+    assert rel_dev(f, ref_f) < 1e-9
+    assert math.isclose(e, ref_e.sum(), rel_tol=1e-9)
+    pos, mol, species = side_by_side(dimers)
+    f_sys, _ = openmm_forces(
+        lambda s: ex.add_to_system(s, pot, species, mol, cutoff=CUTOFF), pos, dimers.n_atoms
+    )
+    assert rel_dev(f, f_sys) < 1e-12
+
+
+def test_openmm_xml_bond_cutoff_classes_and_cli(dimers, tmp_path, capsys):
+    """``--format openmm-xml`` writes the knee point's XML; ``bondCutoff`` 1 leaves H-H pairs
+    interacting (other forces); ``atom_classes`` renames the classes, escaped."""
+    pytest.importorskip("openmm", reason="OpenMM not installed (pip install openmm)")
+    import xml.etree.ElementTree as ET
+
+    pot = shifted("coulomb_exp_c6")
+    run = write_shifted_run(tmp_path, "coulomb_exp_c6")
+    out = tmp_path / "run.xml"
+    argv = ["export", str(run), "--format", "openmm-xml", "--out", str(out), "--allow-no-wall"]
+    assert main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    f, _, force = openmm_xml_forces(tmp_path, out.read_text(), dimers)
+    ref_f, _ = pot.forces(dimers)
+    assert rel_dev(f, ref_f) < 1e-9
+    assert main([*argv, "--bond-cutoff", "1"]) == 0
+    f1, _, force1 = openmm_xml_forces(tmp_path, out.read_text(), dimers)
+    assert force1[1] == 2 * 2 * dimers.n_frames  # O-H only
+    assert rel_dev(f1, ref_f) > 1e-3
+    odd = {"O": 'O<&"x', "H": "HW"}
+    text = ex.to_openmm_xml(pot, CUTOFF, atom_classes=odd)
+    atoms = ET.fromstring(text).find("CustomNonbondedForce").findall("Atom")
+    assert sorted(a.get("class") for a in atoms) == sorted(odd.values())
+    f2, _, _ = openmm_xml_forces(
+        tmp_path, text, dimers, classes={"O": "O&lt;&amp;&quot;x", "H": "HW"}
+    )
+    assert rel_dev(f2, f) < 1e-12
+    with pytest.raises(ex.ExportError, match=r"atom_classes: \['N'\] are not atom types"):
+        ex.to_openmm_xml(pot, CUTOFF, atom_classes={"N": "N"})
+    with pytest.raises(ex.ExportError, match="class 'O W' of 'O' is not a name"):
+        ex.to_openmm_xml(pot, CUTOFF, atom_classes={"O": "O W"})
+    with pytest.raises(ex.ExportError, match="universal potential without atom types"):
+        ex.to_openmm_xml(Potential(*UNIVERSAL, ("*",)), CUTOFF)
