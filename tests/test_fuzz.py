@@ -29,14 +29,11 @@ from hypothesis import strategies as st
 
 from mctsff.cli import main
 from mctsff.data import DataError, data_file, load_dataset
+from mctsff.export import FORMATS  # every format `mctsff export` writes
 from mctsff.expr.grammar import Grammar, GrammarError
 from mctsff.expr.program import ExpressionError, Program
+from mctsff.fit.regression import RegressionData, RegressionDataError
 from mctsff.runio import RunFolderError, load_checkpoint
-
-try:  # the fitters are moving into the mctsff.fit package
-    from mctsff.fit.regression import RegressionData, RegressionDataError
-except ImportError:  # pragma: no cover
-    from mctsff.regression import RegressionData, RegressionDataError
 
 CANARY_DIR = Path(tempfile.mkdtemp(prefix="mctsff-fuzz-canary-"))
 CANARY = CANARY_DIR / "PWNED"
@@ -318,7 +315,6 @@ def damaged_json(draw, good: object) -> bytes:
     return json.dumps(doc, allow_nan=True).encode()
 
 
-FORMATS = ["python", "latex", "sympy", "lammps", "lammps-lepton", "openmm", "ase"]
 
 
 def _check_export(run_folder: Path, name: str, data: bytes, fmt: str) -> None:
