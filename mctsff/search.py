@@ -1069,24 +1069,33 @@ def _set_up(
     signature = objective.signature(grammar)
     local_settings = _local_values(cfg.local, LOCAL_OPTIONS)
     local_pending = None
-    if resume:
-        if out_path is None:
-            raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
-        engine, local_pending, local_settings = _resumed(
-            out_path / CHECKPOINT, objective, cfg, signature, front, evaluator, reward_fn, key_fn
-        )
-    else:
-        engine = _new_engine(objective, grammar, cfg, evaluator, reward_fn, key_fn)
+    if resume and (out_path is None or not (out_path / CHECKPOINT).exists()):
+        evaluator.evaluator.close()
+        raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
+    lock = None
+    try:
+        if resume:
+            # locked before its checkpoint is read: a search running in the folder is
+            # refused as such, whatever else differs
+            lock = open_run_folder(out_path, resume=True)
+            engine, local_pending, local_settings = _resumed(
+                out_path / CHECKPOINT, objective, cfg, signature, front, evaluator, reward_fn,
+                key_fn,
+            )  # fmt: skip
+        else:
+            engine = _new_engine(objective, grammar, cfg, evaluator, reward_fn, key_fn)
+            if out_path is not None:  # (an earlier run it replaces goes only now)
+                lock = open_run_folder(out_path, overwrite=overwrite)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        evaluator.evaluator.close()
+        raise
     run = _Run(
         objective, grammar, cfg, out_path, evaluator, front, engine, signature, local_settings
     )
     run.md_protocol = md_protocol
-    if out_path is not None:
-        try:
-            run.lock = open_run_folder(out_path, resume=resume, overwrite=overwrite)
-        except BaseException:
-            evaluator.evaluator.close()
-            raise
+    run.lock = lock
     run.bar = _Progress(cfg.budget, cfg.time_limit, cfg.progress)
     run.local = _LocalMoves(
         engine,

@@ -857,6 +857,12 @@ def test_a_locked_run_folder_stops_a_second_search(screened, tmp_path):
     with RunLock(tmp_path):
         with pytest.raises(RunFolderError, match="locked"):
             search(_fast(train, valid), "pair", out=tmp_path, resume=True, **_FAST)
+        # other data while the folder is in use: refused as in use (the lock comes first)
+        with pytest.raises(RunFolderError, match="locked"):
+            search(_fast(valid, train), "pair", out=tmp_path, resume=True, **_FAST)
+    with pytest.raises(SearchError, match="different"):  # and as other data once free
+        search(_fast(valid, train), "pair", out=tmp_path, resume=True, **_FAST)
+    assert not (tmp_path / ".mctsff.lock").exists()  # a refused resume releases the lock
 
 
 def test_writes_never_follow_a_planted_symlink(screened, tmp_path):
