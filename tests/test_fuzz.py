@@ -315,8 +315,6 @@ def damaged_json(draw, good: object) -> bytes:
     return json.dumps(doc, allow_nan=True).encode()
 
 
-
-
 def _check_export(run_folder: Path, name: str, data: bytes, fmt: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
