@@ -1014,8 +1014,8 @@ def _resumed(
             f"{path}: the run was made with method={saved_method!r}; "
             f"resume it with the same method (not {cfg.method!r})"
         )
-    # the surrogate the run was started with (none in older checkpoints)
-    sur = objective.surrogate() if saved["mcts"].get("use_surrogate") else None
+    # the surrogate the run was started with
+    sur = objective.surrogate() if saved["mcts"].get("use_surrogate", False) else None
     engine = (GP if cfg.method == "gp" else MCTS).from_state(
         saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
     )

@@ -28,7 +28,7 @@ from mctsff.engines.reward import Reward, SPLReward, TradeoffReward, get_reward
 from mctsff.fit.result import FitResult
 
 #: Version of the checkpoint dictionaries written by :meth:`SearchEngine.state_dict`.
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 #: Entries of the (not checkpointed) expression -> transposition key memo.
 KEY_MEMO_SIZE = 100_000
@@ -41,6 +41,9 @@ class OutOfTime(Exception):
 class SearchEngine:
     """Base class of :class:`~mctsff.engines.mcts.MCTS` and :class:`~mctsff.engines.gp.GP`."""
 
+    #: Whether the engine ranks candidates with a fit-free surrogate (saved; an engine
+    #: built without one keeps this class default).
+    use_surrogate: bool = False
     #: Total distinct fitted expressions a step may reach (``None``: no limit).
     fit_limit: int | None = None
     #: ``time.perf_counter()`` after which a step starts no new fit (``None``: none).
@@ -246,12 +249,12 @@ class SearchEngine:
         return obj
 
     def _restore(self) -> None:
-        """Rebuild what :meth:`state_dict` leaves out or an older state lacks.
+        """Rebuild what :meth:`state_dict` leaves out (the transient attributes).
 
-        Subclasses extend it (calling ``super()._restore()``).
+        Subclasses extend it (calling ``super()._restore()``).  A state of an earlier
+        :data:`STATE_VERSION` is refused by :meth:`from_state`, not patched here.
         """
         self._key_memo = {}
-        self.__dict__.setdefault("use_surrogate", False)  # states saved before surrogates
         self.surrogate = None  # not saved: from_state(surrogate=) gives it back
 
     def save(self, path: str | Path) -> None:

@@ -361,8 +361,6 @@ class GP(SearchEngine):
     def _restore(self) -> None:
         super()._restore()
         self._expr_memo = {}
-        self.__dict__.setdefault("screen", 8)  # states saved before screening
-        self.__dict__.setdefault("_unfitted", [])  # states saved before exact budgets
 
     # ------------------------------------------------------------------ variation
 

@@ -222,7 +222,7 @@ class MCTS(SearchEngine):
     cover
         With ``novelty > 1``, draw each top block of a rollout (a term of a sum)
         among those never proposed in the rollout's context (default True; see
-        the module docstring).  States saved before this option resume without it.
+        the module docstring).
     elite, elite_top
         Building-block reuse in the rollouts (default ``elite=0``: off).  At each
         nonterminal a rollout copies, with probability ``elite``, a complete
@@ -427,33 +427,17 @@ class MCTS(SearchEngine):
     # ------------------------------------------------------------------ checkpoint
     def _restore(self) -> None:
         super()._restore()
-        # states saved before rollout policies continue as they started
-        self.__dict__.setdefault("rollout", "uniform")
-        self.__dict__.setdefault("mast", 0.0)
-        self.__dict__.setdefault("leaves", 1)
-        self.__dict__.setdefault("pipeline", 0)
-        self.__dict__.setdefault("elite", 0.0)
-        self.__dict__.setdefault("elite_top", 10)
-        self.__dict__.setdefault("novelty", 1)
-        self.__dict__.setdefault("_blocks", set())
-        self.__dict__.setdefault("cover", False)
-        self.__dict__.setdefault("_covered", {})
         self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
         self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self._elite_at, self._elite_subs = -1, {}
         ranked = ((-r, i, k) for i, (k, r) in enumerate(self._rewards.items()))
         self._top, self._top_version = heapq.nsmallest(self._n_top(), ranked), 0
-        self.__dict__.setdefault("_inflight", [])
-        self.__dict__.setdefault("_partial", False)
         self._pending = {}
         for prop in self._inflight:  # their virtual losses are in the saved tree already
             if prop.virtual_loss is not None:
                 for path, *_ in prop.expansions:
                     for node in path:
                         self._pending[id(node)] = self._pending.get(id(node), 0) + 1
-        if "_prod_n" not in self.__dict__:
-            n_prod = len(self.grammar.productions)
-            self._prod_n, self._prod_w = [0] * n_prod, [0.0] * n_prod
 
     # ------------------------------------------------------------------ internals
     def _n_base(self) -> int:

@@ -294,14 +294,11 @@ def test_surrogate_is_not_saved_and_a_resumed_gp_takes_it_again():
     resumed = GP.from_state(state, evaluate_by_length, surrogate=prefers_r12)
     resumed.run(budget=150)
     assert resumed.evaluated == full.evaluated
-    # states saved before screening resume as plain GP with the default screen
+    # a state of an earlier format is refused, not patched
     state = part.state_dict()
-    for key in ("use_surrogate", "screen"):
-        del state[key]
-    old = GP.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
-    assert old.use_surrogate is False and old.surrogate is None and old.screen == 8
-    old.run(budget=100)
-    assert old.n_evaluations >= 100
+    state["_version"] -= 1
+    with pytest.raises(ValueError, match="version"):
+        GP.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
 
 
 # ----------------------------------------------------------------------------- façade

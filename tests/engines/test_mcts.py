@@ -296,17 +296,13 @@ def test_mast_rollouts_favour_rewarded_productions():
     assert share_r12(0.2) > share_r12(0.0) + 0.1
 
 
-def test_resume_state_saved_before_rollout_policies():
-    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=5, rollout="uniform", mast=0)
-    search.run(budget=60)
+def test_a_state_of_an_earlier_format_is_refused():
+    search = MCTS(NGUYEN, evaluate_nguyen1, max_length=20, seed=5)
+    search.run(budget=20)
     state = search.state_dict()
-    for key in ("rollout", "mast", "_prod_n", "_prod_w"):
-        del state[key]
-    old = MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_nguyen1)
-    assert old.rollout == "uniform" and old.mast == 0.0
-    search.run(budget=150)
-    old.run(budget=150)
-    assert old.evaluated == search.evaluated
+    state["_version"] -= 1  # a state saved before the current format: refused, not patched
+    with pytest.raises(ValueError, match="version"):
+        MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_nguyen1)
 
 
 def assert_visit_counts(search: MCTS) -> None:
@@ -579,15 +575,7 @@ def test_novelty_leaves_grammars_without_blocks_unchanged():
     assert runs[0] == runs[1]
 
 
-def restored_without(search: MCTS, keys: tuple[str, ...]) -> MCTS:
-    """``search`` saved without ``keys`` (as a version before them saved it), then restored."""
-    state = search.state_dict()
-    for key in keys:
-        del state[key]
-    return MCTS.from_state(pickle.loads(pickle.dumps(state)), evaluate_by_length)
-
-
-def test_novelty_search_resumes_identically_and_old_states_run_plain():
+def test_novelty_search_resumes_identically():
     full = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9)
     full.run(budget=250)
     part = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9)
@@ -595,15 +583,7 @@ def test_novelty_search_resumes_identically_and_old_states_run_plain():
     resumed = MCTS.from_state(pickle.loads(pickle.dumps(part.state_dict())), evaluate_by_length)
     resumed.run(budget=250)
     assert resumed.evaluated == full.evaluated
-    # a state saved before novelty existed continues with plain rollouts
-    plain = MCTS(PAIR, evaluate_by_length, max_length=16, seed=9, novelty=1)
-    plain.run(budget=100)
-    assert "_block_nts" not in plain.state_dict()  # derived from the grammar on restore
-    old = restored_without(plain, ("novelty", "_blocks"))
-    assert old.novelty == 1
-    plain.run(budget=250)
-    old.run(budget=250)
-    assert old.evaluated == plain.evaluated
+    assert "_block_nts" not in part.state_dict()  # derived from the grammar on restore
 
 
 def test_covering_rollouts_propose_every_term_once_before_repeating_one():
@@ -634,15 +614,15 @@ def test_covering_is_off_for_plain_rollouts_and_grammars_without_blocks():
     assert MCTS(NGUYEN, evaluate_nguyen1)._top_nts == frozenset()
 
 
-def test_states_saved_before_covering_resume_without_it():
-    ref = MCTS(PAIR, evaluate_by_length, max_length=16, seed=5, cover=False)
+def test_a_covering_search_resumes_identically():
+    ref = MCTS(PAIR, evaluate_by_length, max_length=16, seed=5)
     ref.run(budget=60)
-    assert "_top_nts" not in ref.state_dict()  # derived from the grammar on restore
-    old = restored_without(ref, ("cover", "_covered"))
-    assert old.cover is False
+    state = pickle.loads(pickle.dumps(ref.state_dict()))
+    assert "_top_nts" not in state  # derived from the grammar on restore
+    resumed = MCTS.from_state(state, evaluate_by_length)
     ref.run(budget=150)
-    old.run(budget=150)
-    assert old.evaluated == ref.evaluated
+    resumed.run(budget=150)
+    assert resumed.evaluated == ref.evaluated and resumed._covered == ref._covered
 
 
 def prefers_r12(expression: str) -> float:
@@ -694,6 +674,3 @@ def test_surrogate_is_not_saved_and_a_resumed_search_takes_it_again():
     resumed = MCTS.from_state(state, evaluate_by_length, surrogate=prefers_r12)
     resumed.run(budget=150)
     assert resumed.evaluated == full.evaluated
-    # states saved before the surrogate resume without one
-    old = restored_without(part, ("use_surrogate",))
-    assert old.use_surrogate is False and old.surrogate is None
