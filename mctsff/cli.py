@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 from mctsff import __version__
 from mctsff.config import DEFAULTS
-from mctsff.mdcheck_cli import add_command as _add_md_check_command
 
 
 def _at_least(low: int):
@@ -1049,6 +1048,144 @@ def _add_export_command(sub) -> None:
     p.set_defaults(func=run_export)
 
 
+# ----------------------------------------------------------------------------- md-check
+def cmd_md_check_water(args: argparse.Namespace) -> int:
+    """Body of ``mctsff md-check water``."""
+    from mctsff.water.mdcheck import MDCheckError, WaterProtocol, water_check, water_summary
+
+    try:
+        protocol = WaterProtocol(
+            n_molecules=args.molecules,
+            temperature=args.temperature,
+            timestep_fs=args.timestep,
+            equilibration_ps=args.equilibration,
+            npt_ps=args.npt,
+            nvt_ps=args.nvt,
+            nve_ps=args.nve,
+            seed=args.seed,
+            threads=args.threads,
+            platform=args.platform,
+        )
+        report = water_check(
+            args.run_dir,
+            None if args.best else args.index,
+            protocol=protocol,
+            out=args.out,
+            reference_model=not args.no_reference,
+            forces=not args.no_forces,
+            progress=not args.quiet,
+        )
+    except MDCheckError as exc:
+        print(f"mctsff: error: {exc}", file=sys.stderr)
+        return 2
+    print(water_summary(report))
+    for path in report["files"]:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_md_check_solvent(args: argparse.Namespace) -> int:
+    """Body of ``mctsff md-check solvent``."""
+    from mctsff.water.mdcheck import MDCheckError, SolventProtocol, solvent_check, solvent_summary
+
+    try:
+        protocol = SolventProtocol(
+            equilibration_ps=args.equilibration,
+            production_ps=args.production,
+            exclude_bonds=args.exclude,
+            seed=args.seed,
+            threads=args.threads,
+            platform=args.platform,
+        )
+        report = solvent_check(
+            args.run_dir,
+            None if args.best else args.index,
+            protocol=protocol,
+            out=args.out,
+            progress=not args.quiet,
+        )
+    except MDCheckError as exc:
+        print(f"mctsff: error: {exc}", file=sys.stderr)
+        return 2
+    print(solvent_summary(report))
+    for path in report["files"]:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_md_check(sub) -> None:
+    """Add ``md-check water`` and ``md-check solvent`` to the ``mctsff`` subcommands."""
+    p = sub.add_parser(
+        "md-check",
+        help="run a front member in MD (liquid water) and compare distributions with "
+        "experiment, DFT and q-SPC/Fw",
+    )
+    msub = p.add_subparsers(dest="md_check_command", required=True)
+    w = msub.add_parser(
+        "water",
+        help="liquid water (q-SPC/Fw intramolecular + the member): stability, density, RDFs",
+    )
+    w.add_argument("run_dir", help="search run folder (pareto.json, run.json)")
+    pick = w.add_mutually_exclusive_group()
+    pick.add_argument("--index", type=int, default=None, help="front member, 0 = simplest")
+    pick.add_argument(
+        "--best", action="store_true", help="the knee-rule member (the default, as export)"
+    )
+    w.add_argument("--out", default=None, help="folder for water.json, rdf.png (RUN/md-check)")
+    w.add_argument(
+        "--molecules",
+        type=_at_least(0),
+        default=216,
+        help="waters (more when the box would be under 2.2 cutoffs)",
+    )
+    w.add_argument("--temperature", type=_real(0, above=True), default=298.0, help="temperature, K")
+    w.add_argument("--timestep", type=_real(0, above=True), default=0.5, help="time step, fs")
+    w.add_argument("--equilibration", type=_real(0), default=1.0, help="NVT equilibration, ps")
+    w.add_argument("--npt", type=_real(0), default=4.0, help="NPT, ps (the density)")
+    w.add_argument(
+        "--nvt", type=_real(0, above=True), default=3.0, help="NVT production, ps (the RDFs)"
+    )
+    w.add_argument("--nve", type=_real(0), default=1.0, help="NVE, ps (the energy drift)")
+    w.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the lattice orientations, velocities, thermostat and barostat",
+    )
+    w.add_argument("--threads", type=_at_least(0), default=0, help="OpenMM CPU threads (0: all)")
+    w.add_argument("--platform", default="CPU", help="OpenMM platform")
+    w.add_argument("--no-reference", action="store_true", help="skip the q-SPC/Fw run")
+    w.add_argument("--no-forces", action="store_true", help="skip the force RMSE on the DFT frames")
+    w.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    w.set_defaults(func=cmd_md_check_water)
+    s = msub.add_parser(
+        "solvent",
+        help="alanine dipeptide: vacuum amber14 + the member vs explicit solvent (phi/psi)",
+    )
+    s.add_argument("run_dir", help="search run folder of a solvent-force search")
+    pick = s.add_mutually_exclusive_group()
+    pick.add_argument("--index", type=int, default=None, help="front member, 0 = simplest")
+    pick.add_argument("--best", action="store_true", help="the knee-rule member (default)")
+    s.add_argument("--out", default=None, help="folder for solvent.json (RUN/md-check)")
+    s.add_argument("--equilibration", type=_real(0), default=20.0, help="equilibration, ps")
+    s.add_argument(
+        "--production", type=_real(0, above=True), default=1000.0, help="production per run, ps"
+    )
+    s.add_argument(
+        "--exclude",
+        type=_at_least(0),
+        default=2,
+        help="no member term on pairs up to N bonds apart (as examples/alanine_dipeptide.py)",
+    )
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed of the velocities and the Langevin thermostat"
+    )
+    s.add_argument("--threads", type=_at_least(0), default=0, help="OpenMM CPU threads (0: all)")
+    s.add_argument("--platform", default="CPU", help="OpenMM platform")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    s.set_defaults(func=cmd_md_check_solvent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mctsff`` argument parser."""
     parser = _Parser(
@@ -1110,7 +1247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     _add_data_commands(sub)
     _add_export_command(sub)
-    _add_md_check_command(sub)
+    _add_md_check(sub)
     return parser
 
 
