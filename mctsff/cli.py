@@ -1049,6 +1049,14 @@ def _add_export_command(sub) -> None:
 
 
 # ----------------------------------------------------------------------------- md-check
+def _md_check_report(summary: str, report: dict) -> int:
+    """Print an md-check summary and the files it wrote."""
+    print(summary)
+    for path in report["files"]:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_md_check_water(args: argparse.Namespace) -> int:
     """Body of ``mctsff md-check water``."""
     from mctsff.water.mdcheck import MDCheckError, WaterProtocol, water_check, water_summary
@@ -1078,10 +1086,7 @@ def cmd_md_check_water(args: argparse.Namespace) -> int:
     except MDCheckError as exc:
         print(f"mctsff: error: {exc}", file=sys.stderr)
         return 2
-    print(water_summary(report))
-    for path in report["files"]:
-        print(f"wrote {path}")
-    return 0
+    return _md_check_report(water_summary(report), report)
 
 
 def cmd_md_check_solvent(args: argparse.Namespace) -> int:
@@ -1107,10 +1112,7 @@ def cmd_md_check_solvent(args: argparse.Namespace) -> int:
     except MDCheckError as exc:
         print(f"mctsff: error: {exc}", file=sys.stderr)
         return 2
-    print(solvent_summary(report))
-    for path in report["files"]:
-        print(f"wrote {path}")
-    return 0
+    return _md_check_report(solvent_summary(report), report)
 
 
 def _add_md_check(sub) -> None:

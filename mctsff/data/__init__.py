@@ -12,38 +12,5 @@ The shipped files (water dimers at MP2, bulk-water DFT frames, alanine-dipeptide
 forces, the Soper 2013 RDFs) live in this folder; ``SOURCES.md`` says where each comes from.
 """
 
-from mctsff.data.dataset import (
-    BOND_SCALE,
-    DATA_DIR,
-    DATASETS,
-    DataError,
-    Dataset,
-    UnitWarning,
-    data_file,
-    dataset_path,
-    from_atoms,
-    holdout_frames,
-    iter_chunks,
-    load_dataset,
-    shipped_datasets,
-    split_frames,
-    unit_warnings,
-)
-
-__all__ = [
-    "BOND_SCALE",
-    "DATASETS",
-    "DATA_DIR",
-    "DataError",
-    "Dataset",
-    "UnitWarning",
-    "data_file",
-    "dataset_path",
-    "from_atoms",
-    "holdout_frames",
-    "iter_chunks",
-    "load_dataset",
-    "shipped_datasets",
-    "split_frames",
-    "unit_warnings",
-]
+from mctsff.data.dataset import *  # noqa: F403  (the public names of dataset, one list)
+from mctsff.data.dataset import __all__  # noqa: F401

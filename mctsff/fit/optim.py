@@ -40,6 +40,16 @@ def lstsq(A: np.ndarray, b: np.ndarray, rcond: float = 1e-13) -> np.ndarray:
     return (V @ y) / scale
 
 
+def _damp_more(damp: float, nu: float) -> tuple[float, float]:
+    """Nielsen's damping after a rejected step: ``λ·ν``, and ``ν`` doubled."""
+    return damp * nu, nu * 2.0
+
+
+def _damp_less(damp: float, ratio: float) -> tuple[float, float]:
+    """Nielsen's damping after an accepted step with actual/predicted decrease ``ratio``."""
+    return damp * max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3), 2.0
+
+
 def levenberg_marquardt(
     fun, fun_jac, x0, lo, hi, *, max_iter=200, ftol=1e-12, xtol=1e-14, gtol=1e-10
 ):
@@ -98,8 +108,7 @@ def levenberg_marquardt(
         # LAPACK's LU solve called directly: np.linalg.solve costs ~25 µs of wrapping
         _, _, sf, info = _dgesv(lhs, -gf, overwrite_a=1, overwrite_b=0)
         if info != 0 or not np.isfinite(sf).all():  # singular: damp harder
-            damp *= nu
-            nu *= 2.0
+            damp, nu = _damp_more(damp, nu)
             if not damp <= 1e30:  # hopeless (or a non-finite J): stop, never spin
                 break
             continue
@@ -127,13 +136,11 @@ def levenberg_marquardt(
             f = float(r @ r)
             A = J.T @ J
             g = J.T @ r
-            damp *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-            nu = 2.0
+            damp, nu = _damp_less(damp, rho)
             if converged:
                 break
         else:
-            damp *= nu
-            nu *= 2.0
+            damp, nu = _damp_more(damp, nu)
             if damp > 1e30:
                 break
     return x, r, nev
@@ -234,8 +241,7 @@ def constrained_levenberg_marquardt(
                 break
             active |= more
         if sol is None:
-            damp *= nu
-            nu *= 2.0
+            damp, nu = _damp_more(damp, nu)
             if not damp <= 1e30:
                 break
             continue
@@ -268,13 +274,11 @@ def constrained_levenberg_marquardt(
             f = float(r @ r)
             A = J.T @ J
             g = J.T @ r
-            damp *= max(1.0 / 3.0, 1.0 - (2.0 * ratio - 1.0) ** 3)
-            nu = 2.0
+            damp, nu = _damp_less(damp, ratio)
             if converged:
                 break
         else:
-            damp *= nu
-            nu *= 2.0
+            damp, nu = _damp_more(damp, nu)
             if damp > 1e30:
                 break
     # clean-up: minimum-norm Newton steps on the rows outside the band, where free

@@ -1092,6 +1092,13 @@ def plot_rdfs(
     fig.suptitle(
         f"liquid water, 298 K: member {member.get('index')}: {member.get('expression')}", fontsize=9
     )
+    _save_figure(fig, path)
+
+
+def _save_figure(fig, path) -> None:
+    """Lay out, write and close a figure; a write error is one :class:`MDCheckError` line."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)
@@ -1497,15 +1504,7 @@ def plot_ramachandran(report: dict[str, Any], path: str | os.PathLike[str]) -> N
         ax.set_ylabel("psi (deg)")
         extra = f"\nJS(phi,psi) = {js[name]['phi-psi']:.3f}" if name in js else ""
         ax.set_title(f"{name}{extra}", fontsize=9)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        from mctsff.runio import write_error
-
-        raise MDCheckError(write_error(exc, path)) from None
-    finally:
-        plt.close(fig)
+    _save_figure(fig, path)
 
 
 def solvent_summary(report: dict[str, Any]) -> str:
