@@ -509,36 +509,21 @@ class Fitter:
             except NUMERIC_ERRORS:
                 return None
 
-        def freed(x0):
-            """With an inequality constraint (the wall): the unconstrained loose optimum
-            from ``x0``, then the constraints by the linearised solve from there (a start
-            that meets a wall first would stop on it short of the basin its unconstrained
-            descent reaches).  Equalities alone are solved from ``x0`` directly: their
-            linearised steps from the scan's start reach the exact optimum more often."""
-            if not any(c.kind == "ineq" for c in self.constraints):
-                return run(x0, LOOSE_FTOL)
+        def descended(x0, linearised: bool):
+            """The unconstrained loose optimum from ``x0``, then the constraints from there:
+            linearised in each step (a scan start under an inequality, the wall: one that
+            meets the wall first would stop on it short of the basin its unconstrained
+            descent reaches) or by the augmented Lagrangian's continuation (the ladder's
+            and the best scan start: it slides along a constraint that pins a nonlinear
+            constant, as force0 pins LJ's sigma, where linearised steps would zero the
+            prefactors instead; a wall's active set found so is often a better basin)."""
             try:
                 with np.errstate(all="ignore"):
                     free = problem.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
                     if free is None:
                         return None
-                    return problem.solve(free[0], lo, hi, ftol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
-            except NUMERIC_ERRORS:
-                return None
-
-        def continued(x0):
-            """The unconstrained optimum from ``x0``, then every constraint by the augmented
-            Lagrangian's continuation (which slides along a constraint that pins a
-            nonlinear constant, as force0 pins LJ's sigma, where linearised steps would
-            zero the prefactors instead; from there, a wall constraint's active set is
-            often a better basin than the linearised solves reach)."""
-            if not self.constraints:
-                return run(x0, LOOSE_FTOL)
-            try:
-                with np.errstate(all="ignore"):
-                    free = problem.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
-                    if free is None:
-                        return None
+                    if linearised:
+                        return problem.solve(free[0], lo, hi, ftol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
                     return problem._solve(free[0], lo, hi, [], LOOSE_FTOL, LOOSE_NFEV)
             except NUMERIC_ERRORS:
                 return None
@@ -546,9 +531,21 @@ class Fitter:
         # the scan's starts, and the seeded ladder's (ranges on a ladder of length scales,
         # other constants log-normal with random signs: on real data the best basin is
         # sometimes one no grid point leads to, e.g. a saturated tanh(c*r) at large |c|)
-        loose = [sol for x0 in starts if (sol := freed(x0)) is not None]
+        # (equalities alone: the scan's starts solved directly, whose linearised steps reach
+        # the exact optimum more often than after a free descent)
+        inequality = any(c.kind == "ineq" for c in self.constraints)
+        loose = [
+            sol
+            for x0 in starts
+            if (sol := descended(x0, True) if inequality else run(x0, LOOSE_FTOL)) is not None
+        ]
         extra = ladder + (starts[:1] if self.constraints else [])
-        loose += [sol for x0 in extra if (sol := continued(x0)) is not None]
+        loose += [
+            sol
+            for x0 in extra
+            if (sol := descended(x0, False) if self.constraints else run(x0, LOOSE_FTOL))
+            is not None
+        ]
         losses = [sol[1] for sol in loose]
         if not loose:
             return FitResult.invalid(
