@@ -729,7 +729,12 @@ def run_water(
             rows = segment(ctx4, integ4, "nve", p.nve_ps)
             t = np.array([r["t_ps"] for r in rows])
             e = np.array([r["etot"] for r in rows])
-            slope, slope_se = _slope(t, e)
+            slope = slope_se = 0.0
+            if len(t) > 1:  # least-squares slope of the total energy and its standard error
+                from scipy.stats import linregress
+
+                line = linregress(t, e)
+                slope, slope_se = float(line.slope), float(line.stderr)
             drift = slope / n
             drift_se = slope_se / n
             out["nve_drift_kj_mol_ps_per_molecule"] = round(drift, 6)
@@ -789,21 +794,6 @@ def _block_stderr(x: np.ndarray, blocks: int = 5) -> float:
         return float(np.std(x) / math.sqrt(max(len(x) - 1, 1)))
     means = np.array([b.mean() for b in np.array_split(x, blocks)])
     return float(means.std(ddof=1) / math.sqrt(blocks))
-
-
-def _slope(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of ``y`` against ``t`` and its standard error (0 for < 3 points)."""
-    if len(t) < 2:
-        return 0.0, 0.0
-    tc = t - t.mean()
-    sxx = float(tc @ tc)
-    if sxx == 0.0:
-        return 0.0, 0.0
-    slope = float(tc @ (y - y.mean())) / sxx
-    if len(t) < 3:
-        return slope, 0.0
-    resid = y - y.mean() - slope * tc
-    return slope, math.sqrt(float(resid @ resid) / (len(t) - 2) / sxx)
 
 
 def _finite_or_none(x: float, digits: int) -> float | None:
