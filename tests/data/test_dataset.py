@@ -7,7 +7,7 @@ import time
 import ase.io
 import numpy as np
 import pytest
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.neighborlist import neighbor_list
 
@@ -511,6 +511,81 @@ def test_shipped_data_raise_no_unit_warning(dimers: Dataset, bulk: Dataset) -> N
     assert unit_warnings(dimers) == []
     assert unit_warnings(bulk) == []
     assert unit_warnings(load_dataset(data_file("ala2_solvent_forces.extxyz"), 6.0)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "cutoff", "options"),
+    [
+        ("water_dimers_mp2_200.extxyz", 6.0, {}),
+        ("water_dimers_mp2_200.extxyz", 9.0, dict(forces="forces", energy="energy")),
+        ("water_dimers_mp2_sample20.extxyz", 9.0, dict(intermolecular=False)),
+        ("bulk_water_dft_80x192.extxyz", 6.0, dict(molecules="nearest-O")),
+        ("ala2_solvent_forces.extxyz", 9.0, dict(molecules="bonds")),
+    ],
+)
+def test_shipped_data_raise_no_unit_warning_whatever_the_options(name, cutoff, options) -> None:
+    """Molecule ids switch the net-force test on, energies the consistency test."""
+    assert unit_warnings(load_dataset(data_file(name), cutoff, **options)) == []
+
+
+def _in_units(images: list[Atoms], length: float, energy: float, force: float) -> list[Atoms]:
+    """Copies whose positions, energies (info E_inter) and forces are divided by the
+    size of the file's unit in Å, eV and eV/Å (ase.units)."""
+    out = _rescaled(images, 1.0 / length, 1.0 / force)
+    for a, b in zip(images, out, strict=True):
+        b.info["E_inter"] = a.info["E_inter"] / energy
+    return out
+
+
+_KCAL = units.kcal / units.mol
+_MIXED = "energies and forces do not look like one unit system"
+_FORCES = "forces do not look like eV/Å"
+
+
+@pytest.mark.parametrize(
+    ("file_units", "lines"),
+    [
+        ((1.0, 1.0, _KCAL), [_FORCES, _MIXED]),  # forces alone from kcal/mol/Å: both tests
+        ((1.0, _KCAL, _KCAL), [_FORCES]),  # all in kcal/mol: consistent, but too large
+        ((1.0, 1.0, units.Hartree / units.Bohr), [_MIXED]),
+        ((1.0, units.Hartree, 1.0), [_MIXED]),
+        # atomic units throughout: the energies match the forces, the positions tell
+        ((units.Bohr, units.Hartree, units.Hartree / units.Bohr), ["positions do not look like Å"]),
+    ],
+    ids=["kcal-forces", "kcal", "hartree-bohr-forces", "hartree-energies", "atomic-units"],
+)
+def test_unit_warning_on_dimers_in_other_units(dimer_images, file_units, lines) -> None:
+    length = file_units[0]
+    ds = from_atoms(_in_units(dimer_images, *file_units), 9.0 / length, path="dimers.xyz")
+    found = unit_warnings(ds)
+    assert [w.split(" (")[0] for w in found] == [f"dimers.xyz: {w}" for w in lines]
+    assert all("\n" not in w for w in found)
+    named = {
+        "kcal-forces": "forces in kcal/mol/Å",
+        "hartree-bohr-forces": "forces in hartree/bohr",
+        "hartree-energies": "energies in hartree",
+    }
+    for w in found:
+        if "one unit system" in w:
+            assert any(v in w for v in named.values())
+    # the same data in eV/Å and eV raise nothing: the tests above are the units' doing
+    assert unit_warnings(from_atoms(_in_units(dimer_images, 1.0, 1.0, 1.0), 9.0)) == []
+
+
+def test_net_force_test_ignores_intramolecular_forces(dimer_images) -> None:
+    """Total forces (with the O-H stretches) and intermolecular forces of the same dimers
+    give the same net forces: both pass in eV/Å, both are caught in kcal/mol/Å."""
+    images = []
+    for a in dimer_images:
+        b = a.copy()  # the total forces (the calculator's) as an array, as inter_forces
+        b.arrays["forces"] = a.get_forces()
+        images.append(b)
+    for array in ("forces", "inter_forces"):
+        ev = from_atoms(images, 9.0, forces=array, energy=None)
+        assert unit_warnings(ev) == []
+        kcal = from_atoms(_rescaled(images, 1.0, 1 / _KCAL), 9.0, forces=array, energy=None)
+        (line,) = unit_warnings(kcal)
+        assert "net force on a molecule" in line
 
 
 @pytest.mark.parametrize(
