@@ -159,3 +159,69 @@ def test_a_second_search_on_a_folder_in_use_is_refused_and_the_first_completes(t
     assert stdout.split()[-1] == "30"
     assert json.loads((out / "run.json").read_text())["n_evaluations"] == 30
     assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("recovers", [True, False], ids=["space-returns", "stays-full"])
+def test_disk_full_at_periodic_checkpoints_keeps_the_last_one_and_searches_on(
+    tmp_path, screened, monkeypatch, recovers
+):
+    """The disk fills after the first periodic checkpoints (``checkpoint_every=0``: one
+    after every step): each later one fails, the last whole one stays on disk and the
+    search goes on to its budget with one warning line however many checkpoints fail.
+    When space returns the end writes its checkpoint and the front is the fault-free
+    run's; when it does not, the end says in one more line that the last one is kept."""
+    import warnings
+
+    from mctsff.fit import Fitter
+    from mctsff.runfolder import read_checkpoint
+    from mctsff.search import search
+
+    train, valid = screened
+    budget = 12
+
+    def run(out: Path):
+        fitter = Fitter(train, valid, constraints=(), n_starts=1)
+        return search(
+            fitter, "pair", budget=budget, seed=2, out=out, checkpoint_every=0.0, n_rollouts=1
+        )
+
+    out = tmp_path / "full"
+    real_fsync = os.fsync
+    calls = {"n": 0, "failed": 0}
+    kept: dict[str, bytes] = {}
+    # the first checkpoint and front are written (4 fsyncs: 2 files, 2 of the folder),
+    # then the disk is full for 3 file writes, or for good
+    fails = 3 if recovers else 10**9
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] <= 4 or calls["failed"] >= fails or not os.path.isfile(f"/proc/self/fd/{fd}"):
+            return real_fsync(fd)
+        # in the window: the checkpoint on disk is the last whole one, nothing half-written
+        now = (out / "checkpoint.pkl").read_bytes()
+        assert kept.setdefault("ckpt", now) == now
+        calls["failed"] += 1
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # what a user sees: a repeated warning once
+        result = run(out)
+    monkeypatch.undo()
+    assert calls["failed"] >= 3  # several periodic checkpoints failed
+    assert result.n_evaluations == budget  # the search went on to its budget
+    lines = [str(w.message) for w in caught if "cannot write" in str(w.message)]
+    assert lines[0] == f"cannot write {out}: no space left on the device; searching on"
+    assert all("\n" not in w for w in lines)
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+    if recovers:
+        assert len(lines) == 1, lines
+        clean = tmp_path / "clean"
+        run(clean)
+        assert json.loads((out / "pareto.json").read_text()) == json.loads(
+            (clean / "pareto.json").read_text()
+        )
+        assert read_checkpoint(out)["mcts"]["n_evaluations"] == budget
+    else:
+        assert len(lines) == 2 and "is kept" in lines[1], lines
+        assert (out / "checkpoint.pkl").read_bytes() == kept["ckpt"]
