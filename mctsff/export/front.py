@@ -24,6 +24,7 @@ from mctsff.engines.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
 from mctsff.expr import ops
 from mctsff.expr.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
 from mctsff.expr.program import Program
+from mctsff.fit.forces import WALL_FORCE
 from mctsff.runfolder import (
     CHECKPOINT,
     PARETO_JSON,
@@ -40,8 +41,9 @@ from mctsff.export.base import DEFAULT_RLO, ExportError
 
 #: Outer radius (Å) of the numerical wall check (:func:`wall_problem`) for points whose fit
 #: recorded no wall: ``dU/dr`` must be ≤ :data:`WALL_TOL` from the table's inner radius up to
-#: here, for every type pair (:data:`mctsff.engines.pareto.WALL_TOL`, the fit's own tolerance).
-#: Intermolecular contacts in condensed phases lie beyond it.
+#: here, for every type pair (:data:`mctsff.engines.pareto.WALL_TOL`, the fit's own tolerance),
+#: and ≤ −:data:`~mctsff.fit.forces.WALL_FORCE` at the inner radius.  Intermolecular
+#: contacts in condensed phases lie beyond it.
 WALL_CHECK_RADIUS: float = 1.5
 
 
@@ -213,9 +215,9 @@ def load_front_point(
         null_loss = float(null) if isinstance(null, int | float) else None
         eligible = [not wall_failed(p.get("flags") or (), p.get("constraints")) for p in points]
         k = knee_index(complexities, scores, null_loss=null_loss, eligible=eligible)
-        while k is not None and not allow_no_wall and not _has_wall_record(points[k]):
-            try:  # no record: the numerical check decides (a point that cannot be built is
-                ok = wall_problem(point(k)) is None  # chosen, and its error then says why)
+        while k is not None and not allow_no_wall:
+            try:  # the wall check decides (a point that cannot be built is chosen, and
+                ok = wall_problem(point(k)) is None  # its error then says why)
             except ExportError:
                 ok = True
             if ok:
@@ -487,11 +489,13 @@ def resolve_potential(
 
 
 def _fit_result_point(result: Any) -> FrontPoint:
-    """A :class:`FrontPoint` of a fit result (its ``extra`` gives the cutoff and scheme)."""
+    """A :class:`FrontPoint` of a fit result (its ``extra``, else its own ``cutoff`` and
+    ``cutoff_scheme``, give the cutoff and scheme)."""
     extra = getattr(result, "extra", None)
     extra = extra if isinstance(extra, dict) else {}
-    rc = extra.get("cutoff")
-    scheme = extra.get("cutoff_scheme") or "none"
+    rc = extra.get("cutoff", getattr(result, "cutoff", None))
+    rc = None if isinstance(rc, float) and math.isnan(rc) else rc
+    scheme = extra.get("cutoff_scheme") or getattr(result, "cutoff_scheme", None) or "none"
     if scheme not in CUTOFF_SCHEMES:
         raise ExportError(
             f"the fit's cutoff scheme {scheme!r} is not one of {', '.join(CUTOFF_SCHEMES)}"
@@ -527,22 +531,30 @@ def _has_wall_record(point: Mapping[str, Any]) -> bool:
 
 
 def wall_problem(obj: Potential | FrontPoint | Any, rlo: float | None = None) -> str | None:
-    """Why a potential, front point or fit result has no repulsive wall; ``None`` if it has.
+    """Why a potential, front point or fit result has no strictly repulsive wall; ``None``
+    if it has.  The one wall check of ``export``, ``md-check`` and ``--md-rerank``.
 
-    A front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
-    ``constraint wall not satisfied`` flag, :func:`mctsff.engines.pareto.wall_failed`) is judged by
-    that record.  Otherwise (older runs, fits with the wall switched off, a
-    :class:`Potential`) the check is numerical: the exported (shifted) ``dU/dr`` of every
-    type pair must be ≤ :data:`mctsff.engines.pareto.WALL_TOL` eV/Å on 100 points spaced
-    geometrically from the table's inner radius (``rlo``; default the run's wall radius,
-    else :data:`DEFAULT_RLO`) to :data:`WALL_CHECK_RADIUS`, so that two atoms closer than
-    that are pushed apart.
+    A wall pushes two atoms apart at its radius with at least
+    :data:`~mctsff.fit.forces.WALL_FORCE` (``dU/dr ≤ −WALL_FORCE``, up to
+    :data:`mctsff.engines.pareto.WALL_TOL`) for every type pair: a flat potential (zero
+    charges on a Coulomb term) has ``dU/dr = 0`` and is no wall.  Beyond that point:
+
+    - a front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
+      ``constraint wall not satisfied`` flag, :func:`mctsff.engines.pareto.wall_failed`) is
+      judged by that record (a failed record fails), and the strict bound is checked at
+      the run's wall radius (``wall``; else ``rlo``, else :data:`DEFAULT_RLO`), so that a
+      record written before the bound existed cannot pass a flat potential;
+    - otherwise (older runs, fits with the wall switched off, a :class:`Potential`) the
+      exported (shifted) ``dU/dr`` of every type pair must also be ≤ ``WALL_TOL`` eV/Å on
+      100 points spaced geometrically from the table's inner radius (``rlo``; default the
+      run's wall radius, else :data:`DEFAULT_RLO`, where the strict bound applies) to
+      :data:`WALL_CHECK_RADIUS`, so that two atoms closer than that are pushed apart.
 
     Returns
     -------
     str or None
         One line: the failed record, or the type pair, radius and ``dU/dr`` where the
-        potential is attractive (or not finite).
+        potential is attractive, too flat or not finite.
     """
     if isinstance(obj, Potential):
         return _wall_reason(None, obj, rlo)
@@ -552,34 +564,47 @@ def wall_problem(obj: Potential | FrontPoint | Any, rlo: float | None = None) ->
 
 
 def _wall_reason(point: FrontPoint | None, pot: Potential, rlo: float | None) -> str | None:
+    r_in = float(rlo) if rlo is not None else None
+    if r_in is None:
+        r_in = point.wall if point is not None and point.wall is not None else DEFAULT_RLO
     if point is not None:
         record = {"flags": point.flags, "constraints": point.constraints}
         if _has_wall_record(record):
             if not wall_failed(point.flags, point.constraints):
-                return None
+                r_wall = point.wall if point.wall is not None else r_in
+                return _slope_problem(pot, np.array([r_wall]))
             flag = next((f for f in point.flags if f.startswith(WALL_FLAG)), None)
             return (
                 f"its fit reports '{_one_line(flag)}'"
                 if flag is not None
                 else f"its fit's wall residual is {point.constraints.get('wall')!r}"
             )
-    r_in = float(rlo) if rlo is not None else None
-    if r_in is None:
-        r_in = point.wall if point is not None and point.wall is not None else DEFAULT_RLO
     r_out = max(r_in, WALL_CHECK_RADIUS)
     r = np.geomspace(r_in, r_out, 100) if r_out > r_in else np.array([r_in])
+    return _slope_problem(pot, r)
+
+
+def _slope_problem(pot: Potential, r: np.ndarray) -> str | None:
+    """Where ``dU/dr`` of a type pair exceeds its bound on ``r`` (ascending): the strict
+    ``WALL_TOL − WALL_FORCE`` at ``r[0]``, ``WALL_TOL`` beyond; ``None`` if nowhere."""
+    bound = np.full(r.shape, WALL_TOL)
+    bound[0] = WALL_TOL - WALL_FORCE
+    span = f"at {r[0]:g} Å" if r.size == 1 else f"from {r[0]:g} to {r[-1]:g} Å"
     for pair in pot.type_pairs:
         with np.errstate(all="ignore"):
             d = pot.derivative(r, pair)
-        bad = ~(d <= WALL_TOL)
+        bad = ~(d <= bound)
         if bad.any():
             k = int(np.argmax(bad))
             label = "" if is_universal(pot) else f" for {_pair_label(pair)}"
-            kind = "attractive" if np.isfinite(d[k]) else "not finite"
-            return (
-                f"dU/dr = {d[k]:.3g} eV/Å ({kind}){label} at r = {r[k]:.3g} Å (checked from "
-                f"{r_in:g} to {r_out:g} Å)"
+            kind = (
+                "not finite"
+                if not np.isfinite(d[k])
+                else "attractive"
+                if d[k] > WALL_TOL
+                else f"too flat: a wall needs ≤ −{WALL_FORCE:g} eV/Å"
             )
+            return f"dU/dr = {d[k]:.3g} eV/Å ({kind}){label} at r = {r[k]:.3g} Å (checked {span})"
     return None
 
 

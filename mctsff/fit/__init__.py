@@ -29,11 +29,19 @@ from mctsff.fit.constraints import (
     repulsive_core,
     repulsive_wall,
 )
-from mctsff.fit.forces import WALL_RADIUS, FitOptions, Fitter, bound_flags, overfit_flags
+from mctsff.fit.forces import (
+    WALL_FORCE,
+    WALL_RADIUS,
+    FitOptions,
+    Fitter,
+    bound_flags,
+    overfit_flags,
+)
 from mctsff.fit.optim import constrained_levenberg_marquardt, levenberg_marquardt
 from mctsff.fit.target import potfit_weights
 
 __all__ = [
+    "WALL_FORCE",
     "WALL_RADIUS",
     "Constraint",
     "ExpressionError",

@@ -2,7 +2,8 @@
 
 Built-in constraints are evaluated at points per type pair with analytic Jacobians
 (:func:`point_values`): ``force0`` (U'(rc) = 0), ``energy0`` (U(rc) = 0), the repulsive
-wall (U' ≤ 0 from the wall radius to each pair's shortest distance) and a repulsive core;
+wall (U' ≤ −F at the wall radius and U' ≤ 0 from there to each pair's shortest distance)
+and a repulsive core;
 a user's :class:`Constraint` takes a function of a :class:`~mctsff.expr.params.Potential`,
 differentiated by central differences (:func:`constraint_values`).
 :func:`scheme_shift` gives the cutoff scheme's shift of every type pair's potential.
@@ -10,6 +11,7 @@ differentiated by central differences (:func:`constraint_values`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +62,9 @@ class Constraint:
     derivative: bool = False
     # points of each type pair (in the parameterization's pair order), instead of r_points
     pair_points: tuple[np.ndarray, ...] | None = None
+    # a constant added to the value at each point (aligned with r_points; repeated for every
+    # type pair like them): the wall's U' + F ≤ 0 at its innermost points
+    offset: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in ("eq", "ineq"):
@@ -68,6 +73,10 @@ class Constraint:
             raise FitConfigError(f"constraint {self.name!r}: needs fun or r_points")
         if self.pair_points is not None and self.r_points is None:
             self.r_points = np.concatenate([np.asarray(p, float) for p in self.pair_points])
+        if self.offset is not None:
+            self.offset = np.asarray(self.offset, dtype=np.float64).ravel()
+            if self.r_points is None or self.offset.shape != np.shape(self.r_points):
+                raise FitConfigError(f"constraint {self.name!r}: one offset per point")
 
     def points(self, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
         """A built-in constraint's distances and type-pair indices, every point for every pair.
@@ -107,26 +116,40 @@ class Constraint:
         return r, group
 
 
-def repulsive_wall(r_wall: float, r_shortest: Sequence[float], n: int = 12) -> Constraint:
-    """U'(r) ≤ 0 from ``r_wall`` up to each type pair's shortest distance in the data.
+def repulsive_wall(
+    r_wall: float, r_shortest: Sequence[float], force: float, n: int = 12
+) -> Constraint:
+    """A strictly repulsive wall: U'(r_wall) ≤ −``force`` and U'(r) ≤ 0 from ``r_wall`` up
+    to each type pair's shortest distance in the data.
 
     The potential of every type pair then rises monotonically as two atoms come closer
-    than anything the data show, down to ``r_wall``: atoms cannot fall into each other
-    in MD.  ``n`` points per type pair, spaced geometrically; none for a pair whose
-    shortest distance is at or below ``r_wall``.
+    than anything the data show, down to ``r_wall``, where it pushes them apart with at
+    least ``force`` (eV/Å): atoms cannot fall into each other in MD.  The strict end rules
+    out a flat potential (U' = 0, e.g. a Coulomb term whose charges the fit set to zero),
+    which satisfies U' ≤ 0 and yet lets atoms overlap.  ``n`` points per type pair,
+    spaced geometrically; none for a pair whose shortest distance is at or below
+    ``r_wall``.  The constraint's value at each point is U' + offset (the offset is
+    ``force`` at ``r_wall``, 0 elsewhere), ≤ 0 where it holds.
 
     Examples
     --------
-    >>> c = repulsive_wall(0.5, [1.5, 0.4])
+    >>> c = repulsive_wall(0.5, [1.5, 0.4], force=1.0)
     >>> r, g = c.points(2)
     >>> float(r.min()), float(r.max()), sorted(set(g.tolist()))
     (0.5, 1.5, [0])
+    >>> c.offset.tolist()[:2]
+    [1.0, 0.0]
     """
+    if not (math.isfinite(force) and force >= 0):
+        raise FitConfigError(f"wall force must be a finite number >= 0 in eV/Å, not {force!r}")
     pts = tuple(
         np.geomspace(r_wall, float(rs), n) if float(rs) > r_wall else np.zeros(0)
         for rs in r_shortest
     )
-    return Constraint("wall", "ineq", derivative=True, pair_points=pts)
+    offset = np.concatenate(
+        [np.where(np.arange(p.size) == 0, float(force), 0.0) for p in pts] or [np.zeros(0)]
+    )
+    return Constraint("wall", "ineq", derivative=True, pair_points=pts, offset=offset)
 
 
 def force_zero_at(rc: float) -> Constraint:
@@ -176,7 +199,15 @@ def point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool = 
     ``T`` is the parameterization's derivative tensor (constants per type pair by θ); the
     Jacobian rows are ``None`` without ``jac``.  ``shift`` is ``(a, b, da, db, rc)`` of
     :func:`~mctsff.expr.params.cutoff_shift` (the values of the shifted potential), or ``None``.
+    The constraint's ``offset`` (if any) is added to the values.
     """
+    val, J = _point_values(c, prog, consts, T, r, group, jac, shift)
+    if c.offset is None:
+        return val, J
+    return val + np.resize(c.offset, np.shape(val)), J
+
+
+def _point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool, shift):
     if not jac:
         mode = kernels.MODE_D if c.derivative else kernels.MODE_VALUE
         v, d, _, _ = prog.evaluate(r, consts, group, mode=mode)

@@ -48,6 +48,17 @@ from mctsff.fit.target import Target, as_target, potfit_weights, rms
 #: Default radius (Å) down to which every type pair's potential must be repulsive.
 WALL_RADIUS = 0.5
 
+#: Force (eV/Å) with which every type pair's potential must push two atoms apart at the
+#: wall radius (U'(r_wall) ≤ −WALL_FORCE; :func:`~mctsff.fit.constraints.repulsive_wall`),
+#: so that a flat potential (zero charges on a Coulomb term) is no wall.  1 eV/Å is the
+#: scale of the thermal forces on atoms in liquid water (the RMS force component of the
+#: shipped DFT frames, ``bulk_water_dft_80x192.extxyz``, is 0.8 eV/Å): an atom that reaches
+#: the wall radius is pushed back at least as hard as the liquid pushes it about, and any
+#: repulsive term of a real potential at 0.5 Å exceeds it many times (q-SPC/Fw's H–H
+#: Coulomb term: 9.7 eV/Å).  The numerical wall check of export and md-check
+#: (:func:`mctsff.export.wall_problem`) applies the same bound.
+WALL_FORCE = 1.0
+
 
 #: Pairs of the training frames the scan of nonlinear constants evaluates (frames spread
 #: evenly; the starts it picks are then solved on the whole training set).
@@ -130,7 +141,8 @@ class Fitter:
     wall
         Radius in Å (default :data:`WALL_RADIUS`) down to which every type pair's
         potential must be repulsive (U' ≤ 0) below the shortest distance of that pair in
-        the training data: the ``wall`` inequality constraint
+        the training data, strictly at the wall radius (U' ≤ −:data:`WALL_FORCE`): the
+        ``wall`` inequality constraint
         (:func:`repulsive_wall`), imposed by the augmented Lagrangian and reported like
         any constraint.  ``None`` switches it off.
     n_starts
@@ -229,7 +241,7 @@ class Fitter:
             if not (isinstance(o.wall, int | float) and math.isfinite(o.wall) and o.wall > 0):
                 raise FitConfigError(f"wall must be a radius > 0 in Å or None, not {o.wall!r}")
             shortest = _shortest_distances(train, len(self.type_pairs))
-            wall = repulsive_wall(float(o.wall), shortest)
+            wall = repulsive_wall(float(o.wall), shortest, WALL_FORCE)
             if wall.r_points.size and not any(c.name == "wall" for c in self.constraints):
                 self.constraints.append(wall)
         self._valid = as_target(valid)

@@ -131,16 +131,14 @@ def check_md_rerank(fitter: Any, options: Mapping[str, Any] | None = None) -> Wa
 
 
 def _wall_reason(point: Any) -> str | None:
-    """Why a front member fails the wall check (its fit's record, else the numerical check
-    of :func:`mctsff.export.wall_problem`), ``None`` when it passes."""
-    from mctsff.engines.pareto import wall_failed
-    from mctsff.export import wall_problem
+    """Why a front member fails the wall check (:func:`mctsff.export.wall_problem`: its
+    fit's record and the strict bound at the wall radius), ``None`` when it passes."""
+    from mctsff.export import ExportError, wall_problem
 
-    if wall_failed(point.flags, point.constraints):
-        return "its fit's repulsive wall failed"
-    if "wall" in point.constraints:
-        return None
-    return wall_problem(point.potential())
+    try:
+        return wall_problem(point)
+    except ExportError as exc:
+        return str(exc)
 
 
 def rerank_order(front: Any) -> list[Any]:

@@ -15,6 +15,7 @@ as ``max |F_engine - F_mctsff| / max |F_mctsff|`` over all atoms and components.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -977,6 +978,50 @@ def test_wall_check_without_a_record(tmp_path):
         ex.export(p, "lammps", points=20, rlo=0.5)
     assert ex.wall_problem(Potential(*LJ_WELL, ["Ar"])) is not None  # a Potential: numerical
     assert ex.export(Potential(*LJ_WELL, ["Ar"]), "sympy")  # but exported as given
+
+
+def test_wall_check_is_strict_a_flat_potential_is_no_wall(tmp_path):
+    """Coulomb with H charges ~1e-13 (what the fit gave under U' <= 0 alone): every H pair
+    potential is flat, and a record written before the strict bound says the wall holds;
+    the check (export, md-check, --md-rerank alike) asks dU/dr <= -WALL_FORCE at the wall
+    radius and refuses it; a real wall (r^-12) passes."""
+    from mctsff.engines.pareto import ParetoFront, knee_index
+    from mctsff.fit import WALL_FORCE
+    from mctsff.fit.result import FitResult
+    from mctsff.water.rerank import rerank_order
+
+    record = {"constraints": {"wall": 0.0}, "flags": []}  # the fit says its wall holds
+    q = {"prod_c1[O]": -0.8, "prod_c1[H]": 1e-13}
+    flat = {"expression": "prod_c1/r", "params": q, "complexity": 3, "rmse_valid": 0.15}
+    flat.update(record)
+    q = {"prod_c1[O]": -0.8, "prod_c1[H]": 0.4}
+    q.update({f"pair_c2[{p}]": 1e-3 for p in ("H-H", "H-O", "O-O")})
+    wall = {"expression": "prod_c1/r+pair_c2/r**12", "params": q, "complexity": 9}
+    wall.update(record, rmse_valid=0.14)
+    run = wall_front(tmp_path, [flat, wall], null_rmse=1.0)
+    for kept in (True, False):  # the fit's old record, or none (the numerical check)
+        p = ex.load_front_point(run, 0)
+        p = p if kept else dataclasses.replace(p, constraints={})
+        why = ex.wall_problem(p)
+        assert why is not None and "too flat" in why and "H-H at r = 0.5 Å" in why, why
+    with pytest.raises(ex.ExportError, match=r"no repulsive wall: dU/dr = .*\(too flat"):
+        ex.export(ex.load_front_point(run, 0), "sympy")
+    assert ex.wall_problem(ex.load_front_point(run, 1)) is None
+    assert knee_index([3, 9], [0.15, 0.14], null_loss=1.0) == 0  # the knee rule's pick
+    assert ex.load_front_point(run).index == 1  # the default pick skips the flat member
+    # bound at the edge: U'(0.5) of a c/r^12 wall just below / above -WALL_FORCE
+    for scale, ok in ((1.01, True), (0.99, False)):
+        c = scale * WALL_FORCE * 0.5**13 / 12
+        pot = Potential("c/r**12", {"c": c}, ["Ar"])
+        assert (ex.wall_problem(pot) is None) == ok
+    # --md-rerank checks the same way: the flat member is left out
+    front = ParetoFront(null_loss=1.0)
+    for m in (flat, wall):
+        front.update(FitResult(m["expression"], m["complexity"], params=m["params"],
+                               rmse_valid=m["rmse_valid"], rmse_train=m["rmse_valid"],
+                               constraints=m["constraints"], flags=m["flags"]))  # fmt: skip
+    assert len(front.points) == 2
+    assert [p.expression for p in rerank_order(front)] == [wall["expression"]]
 
 
 @pytest.mark.parametrize("inline", [4, 1])

@@ -443,3 +443,32 @@ def test_repulsive_wall_is_imposed_by_default(dimers):
     assert np.any(fpot.derivative(np.geomspace(0.5, 1.0, 20), ("O", "O")) > 0)  # no wall
     with pytest.raises(FitConfigError, match="wall"):
         Fitter(train, wall=-1.0)
+
+
+def test_default_wall_is_strict_so_a_flat_potential_is_no_wall(dimers):
+    """Coulomb forces with uncharged H: the exact fit has flat H–H and H–O potentials
+    (U' = 0 meets U' <= 0); the default wall asks U'(0.5 Å) <= -WALL_FORCE of every pair,
+    so the fit finds a strict wall (or says it failed), and the wall check agrees."""
+    from mctsff.engines.pareto import wall_failed
+    from mctsff.export import wall_problem
+    from mctsff.fit import WALL_FORCE, repulsive_wall
+
+    expr = "prod_c1/r"
+    truth = Potential(
+        expr, {"prod_c1[O]": -0.8, "prod_c1[H]": 0.0}, dimers.species, dimers.type_pairs, **SHIFTED
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    free = Fitter(train, valid, **NO_WALL).fit(expr)
+    assert free.rmse_train < 1e-9 and abs(free.params["prod_c1[H]"]) < 1e-6  # flat H
+    assert wall_problem(free) is not None and "too flat" in wall_problem(free)
+    res = Fitter(train, valid).fit(expr)
+    pot = res.potential()
+    slopes = {p: float(pot.derivative(0.5, p)[0]) for p in dimers.type_pairs}
+    if not wall_failed(res.flags, res.constraints):
+        assert all(d <= 1e-7 - WALL_FORCE for d in slopes.values()), slopes
+    assert (wall_problem(res) is None) == (not wall_failed(res.flags, res.constraints))
+    # the constraint's value at the wall radius is U' + force, 0 beyond
+    c = repulsive_wall(0.5, [1.5], force=2.0, n=3)
+    assert c.offset.tolist() == [2.0, 0.0, 0.0]
+    with pytest.raises(FitConfigError, match="wall force"):
+        repulsive_wall(0.5, [1.5], force=-1.0)

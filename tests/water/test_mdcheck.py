@@ -208,8 +208,9 @@ def test_solvent_check_runs_and_reports_divergences(tmp_path):
 # search(..., md_rerank=N): the check on the best front members after a search
 # --------------------------------------------------------------------------------------------
 
-#: Two forms: Coulomb alone (the wall drives the H charges to ~0, so H atoms overlap other
-#: molecules in MD: unstable) and Coulomb + per-pair r^-12 + dispersion (a liquid).
+#: Two forms: Coulomb alone (under the strict wall its charges must all have one sign, and it
+#: then barely beats U = 0: not on the front) and Coulomb + per-pair r^-12 + dispersion (a
+#: liquid).
 TWO_FORMS = """// @variables r
 start: PROD_CONST "/r"                                          -> coulomb
      | PROD_CONST "/r+" PAIR_CONST "/r**12-" GEOM_CONST "/r**6"  -> coulomb_lj
@@ -218,6 +219,14 @@ PAIR_CONST: "P"
 GEOM_CONST: "E"
 """
 
+#: Neutral charges and an r^-12 wall that holds at 0.5 Å (dU/dr = -28 eV/Å for H-O) but is
+#: too weak beyond: H-O turns attractive at 0.67 Å, so H atoms fall onto other molecules.
+SHALLOW_WALL = (
+    "prod_c1/r+pair_c2/r**12",
+    {"prod_c1[O]": -0.8, "prod_c1[H]": 0.4, "pair_c2[H-H]": 1e-3, "pair_c2[H-O]": 3e-4,
+     "pair_c2[O-O]": 1e-3},
+)  # fmt: skip
+
 
 def test_search_md_rerank_writes_scores_and_records_the_unstable_member(tmp_path):
     import csv
@@ -225,6 +234,8 @@ def test_search_md_rerank_writes_scores_and_records_the_unstable_member(tmp_path
 
     from mctsff import Fitter, dataset_path, load_dataset, search
     from mctsff.engines.pareto import ParetoFront
+    from mctsff.fit.result import FitResult
+    from mctsff.water.rerank import md_rerank, rerank_order
 
     grammar = tmp_path / "two.lark"
     grammar.write_text(TWO_FORMS)
@@ -235,27 +246,34 @@ def test_search_md_rerank_writes_scores_and_records_the_unstable_member(tmp_path
     options = {**asdict(SHORT), "max_drift": 0.2}
     out = tmp_path / "run"
     res = search(Fitter(train, valid), grammar, budget=5, out=out, md_rerank=2, md_options=options)
+    lj = "prod_c1/r+pair_c1/r**12-geom_c1/r**6"
     by_expr = {p["expression"]: p for p in json.loads((out / "pareto.json").read_text())}
-    assert set(by_expr) == {"prod_c1/r", "prod_c1/r+pair_c1/r**12-geom_c1/r**6"}
-    coulomb = by_expr["prod_c1/r"]["md_check"]
-    liquid = by_expr["prod_c1/r+pair_c1/r**12-geom_c1/r**6"]["md_check"]
-    # the knee-rule member is checked first
-    assert res.best.expression.startswith("prod_c1/r+") and liquid["order"] == 0
-    assert coulomb["order"] == 1
-    assert coulomb["stable"] is False and "apart" in coulomb["failure"]
-    assert coulomb["density"] is None and coulomb["rms_exp_OO"] is None
+    assert set(by_expr) == {lj}
+    liquid = by_expr[lj]["md_check"]
+    assert res.best.expression == lj and liquid["order"] == 0
     assert liquid["stable"] and liquid["failure"] is None, liquid["failure"]
     assert 0.5 < liquid["density"] < 1.5 and 2.6 < liquid["oo_peak_r"] < 3.3
     assert 0 < liquid["rms_exp_OO"] < 2 and 0 < liquid["rms_dft_OO"] < 2
     assert liquid["n_molecules"] == 64 and math.isfinite(liquid["nve_drift"])
     with open(out / "pareto.csv", newline="") as fh:
         rows = {r["expression"]: r for r in csv.DictReader(fh)}
-    assert rows["prod_c1/r"]["md_stable"] == "0" and "apart" in rows["prod_c1/r"]["md_failure"]
-    row = rows["prod_c1/r+pair_c1/r**12-geom_c1/r**6"]
+    row = rows[lj]
     assert row["md_stable"] == "1" and float(row["md_rms_exp_OO"]) == liquid["rms_exp_OO"]
     front = ParetoFront.from_json(out / "pareto.json")  # the scores read back
-    assert {p.extra["md_check"]["stable"] for p in front.points} == {True, False}
+    assert {p.extra["md_check"]["stable"] for p in front.points} == {True}
     assert (out / "pareto.png").stat().st_size > 10_000
+    # a member whose wall record holds (as a fit to data whose shortest H-O distance is
+    # 0.6 Å would give) and whose strict end holds: checked, and recorded unstable
+    expr, params = SHALLOW_WALL
+    front = ParetoFront(null_loss=1.0)
+    front.update(FitResult(expr, 9, params=params, rmse_valid=0.05, rmse_train=0.05,
+                           constraints={"wall": 0.0}, species=("H", "O"), cutoff=CUTOFF,
+                           cutoff_scheme="shifted-force"))  # fmt: skip
+    assert len(rerank_order(front)) == 1
+    (shallow,) = md_rerank(front, 2, SHORT)
+    scores = shallow.extra["md_check"]
+    assert scores["stable"] is False and "apart" in scores["failure"]
+    assert scores["density"] is None and scores["rms_exp_OO"] is None
 
 
 def test_md_rerank_refuses_data_that_is_not_water_before_the_search(tmp_path, capsys):
