@@ -21,7 +21,7 @@ ranges, seed = run seed) and no other information.
   MCTS runs with its regression defaults, which include building-block reuse
   (``transplant=True``: SPL module transplantation; ``elite=0.3``: rollouts
   copy sub-derivations of the 10 best expressions; ``search.OBJECTIVE_DEFAULTS``)
-  and the local moves (prune, grow, wrap and substitution; ``search.LOCAL_OPTIONS``).
+  and the local moves (prune, grow, wrap and substitution; ``mctsff.engines.local.LOCAL_OPTIONS``).
 * **mcts-noscale**: the same MCTS without linear scaling (the ablation of
   scaling: ``RegressionFitter(linear_scaling=False)``).
 * **mcts-plain**: the same MCTS (with scaling) with reuse switched off (``transplant=False,

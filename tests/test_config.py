@@ -26,9 +26,9 @@ def _defaults(fn) -> dict:
 
 def test_engines_take_their_defaults_from_the_config():
     from mctsff.engines.gp import GP
+    from mctsff.engines.local import LocalMoves
     from mctsff.engines.mcts import MCTS
     from mctsff.engines.parallel import Evaluator
-    from mctsff.search import _LocalMoves
 
     mcts = _defaults(MCTS)
     for f in dataclasses.fields(DEFAULTS.mcts):
@@ -42,7 +42,7 @@ def test_engines_take_their_defaults_from_the_config():
     ev = _defaults(Evaluator)
     assert (ev["workers"], ev["scheduler"], ev["timeout"]) == (1, None, None)
     for name in LocalMoveSettings.tunables():
-        assert getattr(_LocalMoves, name) == getattr(DEFAULTS.local, name), name
+        assert getattr(LocalMoves, name) == getattr(DEFAULTS.local, name), name
 
 
 def test_search_module_reexports_the_config_values():

@@ -300,8 +300,8 @@ def test_regression_search_linear_scaling_option(tmp_path):
 
 
 def test_search_local_options_reach_the_search_and_run_json(tmp_path):
+    from mctsff.engines.local import LOCAL_OPTIONS
     from mctsff.fit.regression import nguyen
-    from mctsff.search import LOCAL_OPTIONS
 
     data, _ = nguyen(11, seed=0)
     csv = tmp_path / "n11.csv"
@@ -334,7 +334,7 @@ def test_local_option_help_names_every_setting(capsys):
     """The help of ``--local-option`` lists its names as a literal (building the parser
     imports nothing heavy); they are the settings ``search`` takes."""
     from mctsff.cli import build_parser
-    from mctsff.search import LOCAL_OPTIONS
+    from mctsff.engines.local import LOCAL_OPTIONS
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "--help"])
