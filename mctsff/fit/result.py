@@ -98,6 +98,46 @@ class FitResult:
             scheme=self.cutoff_scheme,
         )
 
+    def __str__(self) -> str:
+        """A short summary for people: the expression and its complexity, the RMSEs with
+        their unit, the training loss, the atom types and cutoff, one line per parameter and
+        constraint, and the flags; an invalid result says why (``repr`` keeps every field)."""
+        lines = [f"FitResult  {self.expression}  (complexity {self.complexity})"]
+        if not self.valid:
+            lines.append(f"  invalid: {self.reason or 'no reason given'}")
+            return "\n".join(lines)
+        forces = bool(self.species)
+        unit = " eV/Å" if forces else ""
+        rmse = ", ".join(
+            f"{name} {_number(value)}{unit if math.isfinite(value) else ''}"
+            for name, value in (
+                ("train", self.rmse_train),
+                ("validation", self.rmse_valid),
+                ("test", self.rmse_test),
+            )
+        )
+        lines.append(f"  {'force RMSE' if forces else 'RMSE'}  {rmse}")
+        square = "(eV/Å)² for uniform weights" if forces else "the target's unit squared"
+        lines.append(
+            f"  training loss  {_number(self.loss)} (weighted mean square the fit minimised; "
+            f"{square})"
+        )
+        if forces:
+            cutoff = f"{self.cutoff:g} Å" if math.isfinite(self.cutoff) else "none"
+            lines.append(
+                f"  potential  types {' '.join(self.species)}, cutoff {cutoff} "
+                f"({self.cutoff_scheme})"
+            )
+        for title, values in (("parameters", self.params), ("constraints", self.constraints)):
+            if values:
+                width = max(len(k) for k in values)
+                lines.append(f"  {title}:")
+                lines += [f"    {k:<{width}} = {_number(v)}" for k, v in values.items()]
+        if self.flags:
+            lines.append("  flags:")
+            lines += [f"    - {flag}" for flag in self.flags]
+        return "\n".join(lines)
+
     @property
     def score_loss(self) -> float:
         """Loss used to rank candidates: validation RMSE if known, else training RMSE."""
@@ -152,3 +192,8 @@ class FitResult:
     def invalid(cls, expression: str, reason: str, complexity: int = 0) -> FitResult:
         """An invalid result with infinite loss."""
         return cls(expression=expression, complexity=complexity, valid=False, reason=reason)
+
+
+def _number(value: float) -> str:
+    """A value to 4 significant digits; ``n/a`` for ``nan`` (not computed)."""
+    return "n/a" if math.isnan(value) else f"{value:.4g}"
