@@ -60,7 +60,7 @@ BOND_SCALE: float = 1.2
 #: Distances below this (Å) are treated as coinciding atoms, an error.
 MIN_DISTANCE: float = 1e-8
 
-# Frames with more atoms than this use ASE's O(N) neighbour list instead of all i<j pairs.
+# Frames with more atoms than this use a k-d tree (_tree_pairs) instead of all i<j pairs.
 _DIRECT_MAX_ATOMS = 2000
 
 _MOLECULE_METHODS = ("bonds", "nearest-o", "nearest-heavy")
@@ -1475,6 +1475,45 @@ def _ase_pairs(
     return i[order], j[order], np.ascontiguousarray(d[order])
 
 
+def _tree_pairs(
+    pos: np.ndarray, cutoff: float, periodic: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs i<j with ``r < cutoff`` (minimum image) from a k-d tree (scipy's ``cKDTree``):
+    memory grows with the atoms and the pairs only, however the atoms are spread (a bin
+    grid over a frame with one far atom, or a large sparse cell, can need gigabytes).
+
+    ``periodic`` is :func:`_periodic_basis`'s ``(A, B, w)`` for a cutoff at most half the
+    smallest width.  The tree then holds each atom's wrapped fractional coordinates along
+    the periodic vectors times the widths ``w`` (a torus of sides ``w``) and its Cartesian
+    coordinates across them; a displacement ``v`` maps to ``v @ T`` there, so pairs within
+    ``cutoff * |T|`` of the tree (its own minimum image) include every pair within
+    ``cutoff``, which the Cartesian minimum image then selects.  Returns i, j and
+    ``d = x_i - x_j``, ordered by ``i`` then ``j``.
+    """
+    from scipy.spatial import cKDTree
+
+    if periodic is None:
+        pairs = cKDTree(pos).query_pairs(cutoff, output_type="ndarray")
+        i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+        d = pos[i] - pos[j]
+    else:
+        A, B, w = periodic
+        m = len(w)
+        q = np.linalg.qr(A.T, mode="complete")[0]
+        T = np.hstack([B * w, q[:, m:]])  # the tree's coordinates of a displacement
+        y = pos @ T
+        y[:, :m] = np.mod(y[:, :m], w)
+        y[:, :m] = np.where(y[:, :m] >= w, 0.0, y[:, :m])  # mod's round-off up to w itself
+        box = np.concatenate([w, np.zeros(3 - m)])  # 0: not periodic
+        radius = cutoff * float(np.linalg.norm(T, 2)) * (1 + 1e-12)
+        pairs = cKDTree(y, boxsize=box).query_pairs(radius, output_type="ndarray")
+        i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+        d = pos[i] - pos[j]
+        d -= np.rint(d @ B) @ A
+    order = np.lexsort((j, i))
+    return i[order], j[order], np.ascontiguousarray(d[order])
+
+
 def _frame_pairs(
     pos: np.ndarray,
     cell: np.ndarray,
@@ -1488,13 +1527,15 @@ def _frame_pairs(
     """All pairs i<j of one frame with ``r < cutoff``.
 
     Returns frame-local ``i, j``, displacements ``d = x_i - x_j`` (minimum image) and ``r``.
-    With ``strict`` a periodic cutoff above half the smallest cell width is an error; otherwise
-    such frames go through ASE's neighbour list (which then may return several images).
+    Frames of up to ``_DIRECT_MAX_ATOMS`` atoms compare every pair, larger ones go through
+    a k-d tree (:func:`_tree_pairs`).  With ``strict`` a periodic cutoff above half the
+    smallest cell width is an error; otherwise such frames go through ASE's neighbour list
+    (which then may return several images).
     """
     n = len(pos)
     periodic = bool(np.any(pbc))
-    A = B = None
-    use_ase = n > _DIRECT_MAX_ATOMS
+    A = B = w = None
+    use_ase = False
     if periodic:
         A, B, w = _periodic_basis(cell, pbc, src, fid)
         half = 0.5 * float(w.min())
@@ -1508,6 +1549,11 @@ def _frame_pairs(
                     fid,
                 )
             use_ase = True
+    if n > _DIRECT_MAX_ATOMS and not use_ase:
+        i, j, d = _tree_pairs(pos, cutoff, (A, B, w) if periodic else None)
+        r = np.sqrt(np.einsum("ij,ij->i", d, d))
+        keep = r < cutoff
+        return i[keep], j[keep], d[keep], r[keep]
     if use_ase:
         i, j, d = _ase_pairs(pos, cell, pbc, cutoff)
         r = np.sqrt(np.einsum("ij,ij->i", d, d))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -258,6 +260,73 @@ def test_triclinic_and_mixed_pbc_match_ase(cell, pbc, cutoff) -> None:
     n_shift = d @ np.linalg.pinv(np.asarray(cell, dtype=float)[per])
     np.testing.assert_allclose(n_shift, np.rint(n_shift), atol=1e-9)
     assert ds.pbc.shape == (1, 3) and ds.pbc[0].tolist() == list(pbc)
+
+
+@pytest.mark.parametrize(
+    ("cell", "pbc", "cutoff"),
+    [
+        ([[20.0, 0, 0], [8.75, 17.5, 0], [-5.0, 6.25, 18.75]], (True, True, True), 3.1),
+        ([[20.0, 0, 0], [8.75, 17.5, 0], [-5.0, 6.25, 18.75]], (True, False, True), 3.4),
+    ],
+    ids=["triclinic", "mixed"],
+)
+def test_frames_above_the_direct_size_match_ase(cell, pbc, cutoff) -> None:
+    """Frames of more than 2000 atoms go through the k-d tree: the pairs of ASE."""
+    atoms = _random_frame(cell, pbc, n=2100)
+    ds = from_atoms([atoms], cutoff)
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    keep = i < j
+    order = np.lexsort((j[keep], i[keep]))
+    assert keep.sum() > 10_000
+    np.testing.assert_array_equal(ds.pair_i, i[keep][order])
+    np.testing.assert_array_equal(ds.pair_j, j[keep][order])
+    np.testing.assert_allclose(ds.r, d[keep][order], atol=1e-10)
+
+
+@contextlib.contextmanager
+def _address_space(extra: int):
+    """At most ``extra`` bytes more address space for this process while the block runs."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        size = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmSize:"))
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (size + extra, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize(
+    ("far", "cell", "pbc"),
+    [
+        ([1e6, 0, 0], None, False),  # one atom far away: a bin grid spans it
+        ([0, 0, 0], np.eye(3) * 1e4, True),  # a sparse 10 µm periodic box
+        ([0, 0, 0], np.eye(3) * 1e4, (True, False, False)),
+    ],
+    ids=["far-atom", "sparse-box", "sparse-slab"],
+)
+def test_a_large_frame_with_atoms_far_apart_loads_in_little_memory(far, cell, pbc) -> None:
+    """2100 atoms in a 25 Å cluster (across the periodic boundary) and one far atom (ASE's
+    bin grid asked for about 10 GiB here): the brute-force minimum-image pairs."""
+    rng = np.random.default_rng(1)
+    pos = np.vstack([rng.uniform(-12.5, 12.5, (2100, 3)), far])
+    atoms = Atoms("H1050O1051", positions=pos, cell=cell, pbc=pbc)
+    atoms.calc = SinglePointCalculator(atoms, forces=rng.normal(size=(2101, 3)))
+    with _address_space(1 << 30):
+        ds = from_atoms([atoms], 4.0)
+    i, j = np.triu_indices(len(pos), 1)
+    d = pos[i] - pos[j]
+    if cell is not None:
+        per = np.asarray(atoms.pbc)
+        d[:, per] -= np.rint(d[:, per] / 1e4) * 1e4
+    r = np.linalg.norm(d, axis=1)
+    near = r < 4.0
+    np.testing.assert_array_equal(ds.pair_i, i[near])
+    np.testing.assert_array_equal(ds.pair_j, j[near])
+    np.testing.assert_allclose(ds.r, r[near], atol=1e-10)
 
 
 def test_triclinic_cutoff_rule_uses_perpendicular_width() -> None:
