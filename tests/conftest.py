@@ -1,4 +1,8 @@
-"""Shared fixtures: the shipped water-dimer geometries."""
+"""Shared fixtures: the shipped water-dimer geometries; a memory limit for a block."""
+
+import contextlib
+import resource
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +26,25 @@ def screened(dimers):
         dimers.type_pairs,
     )
     return truth.synthetic(dimers).split(0.2, seed=0)
+
+
+@pytest.fixture
+def memory_limit():
+    """``with memory_limit(extra):`` at most ``extra`` bytes more address space for this
+    process while the block runs (a larger allocation raises MemoryError at once instead
+    of exhausting the machine); Linux only (``/proc/self/status``), else a skip."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc/self/status (Linux)")
+
+    @contextlib.contextmanager
+    def limit(extra: int):
+        with open("/proc/self/status") as fh:
+            size = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmSize:"))
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (size + extra, old[1]))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, old)
+
+    return limit

@@ -35,6 +35,10 @@ NEUTRALITY_TOL = 0.05
 #: Force at the cutoff, relative to the largest force inside it, above which a type pair
 #: is flagged as not decaying.
 DECAY_TOL = 0.1
+#: Additive terms (or terms of a power of a sum) above which an expression is not expanded
+#: (:func:`_expansion_size`): its top-level terms are read as they are.  ``(a + b)**N``
+#: expands into ``N + 1`` terms, so an exponent of millions would take gigabytes.
+MAX_EXPANDED_TERMS = 2000
 
 
 def molecule_compositions(dataset, max_frames: int = 5) -> list[dict[str, int]]:
@@ -92,7 +96,9 @@ def plausibility_flags(
     prog = pot.program
     r = prog.symbols[prog.variables[0]]
     flags: list[str] = []
-    expr = sympy.expand(prog.sympy)
+    expr = prog.sympy
+    if _expansion_size(expr) <= MAX_EXPANDED_TERMS:
+        expr = sympy.expand(expr)
     terms = expr.args if expr.is_Add else (expr,)
     for term in terms:
         coef, rpart = term.as_independent(r, as_Add=False)
@@ -104,6 +110,44 @@ def plausibility_flags(
             flags += _dispersion_flags(pot, term, r)
     flags += _decay_flags(pot, cutoff, r_min)
     return flags
+
+
+def _expansion_size(expr: sympy.Expr) -> int:
+    """The most terms :func:`sympy.expand` makes of ``expr`` or of any part of it
+    (products of sums multiply their terms, ``(sum of k terms)**n`` has
+    ``comb(k + n - 1, n)``, function arguments are expanded too), capped just above
+    :data:`MAX_EXPANDED_TERMS`, without expanding anything."""
+    cap = MAX_EXPANDED_TERMS + 1
+    most = 0
+
+    def size(e: sympy.Expr) -> int:
+        nonlocal most
+        if e.is_Add:
+            n = sum(size(a) for a in e.args)
+        elif e.is_Mul:
+            n = 1
+            for a in e.args:
+                n = min(n * size(a), cap)
+        elif e.is_Pow:
+            base, exp = size(e.base), size(e.exp)
+            n = 1
+            if e.exp.is_Integer and base > 1:
+                k = abs(int(e.exp))
+                n = cap if k >= cap else min(math.comb(base + k - 1, k), cap)
+                most = max(most, n)
+                if int(e.exp) < 0:  # a denominator: expanded, yet one term
+                    n = 1
+            most = max(most, exp)
+        else:
+            for a in e.args:
+                most = max(most, size(a))
+            n = 1
+        n = min(n, cap)
+        most = max(most, n)
+        return n
+
+    size(expr)
+    return most
 
 
 def _per_type(pot: Potential, name: str) -> dict[str, float]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -283,22 +281,6 @@ def test_frames_above_the_direct_size_match_ase(cell, pbc, cutoff) -> None:
     np.testing.assert_allclose(ds.r, d[keep][order], atol=1e-10)
 
 
-@contextlib.contextmanager
-def _address_space(extra: int):
-    """At most ``extra`` bytes more address space for this process while the block runs."""
-    import resource
-
-    with open("/proc/self/status") as fh:
-        size = next(int(ln.split()[1]) * 1024 for ln in fh if ln.startswith("VmSize:"))
-    old = resource.getrlimit(resource.RLIMIT_AS)
-    resource.setrlimit(resource.RLIMIT_AS, (size + extra, old[1]))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_AS, old)
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize(
     ("far", "cell", "pbc"),
     [
@@ -308,14 +290,16 @@ def _address_space(extra: int):
     ],
     ids=["far-atom", "sparse-box", "sparse-slab"],
 )
-def test_a_large_frame_with_atoms_far_apart_loads_in_little_memory(far, cell, pbc) -> None:
+def test_a_large_frame_with_atoms_far_apart_loads_in_little_memory(
+    far, cell, pbc, memory_limit
+) -> None:
     """2100 atoms in a 25 Å cluster (across the periodic boundary) and one far atom (ASE's
     bin grid asked for about 10 GiB here): the brute-force minimum-image pairs."""
     rng = np.random.default_rng(1)
     pos = np.vstack([rng.uniform(-12.5, 12.5, (2100, 3)), far])
     atoms = Atoms("H1050O1051", positions=pos, cell=cell, pbc=pbc)
     atoms.calc = SinglePointCalculator(atoms, forces=rng.normal(size=(2101, 3)))
-    with _address_space(1 << 30):
+    with memory_limit(1 << 30):
         ds = from_atoms([atoms], 4.0)
     i, j = np.triu_indices(len(pos), 1)
     d = pos[i] - pos[j]

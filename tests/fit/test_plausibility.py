@@ -65,3 +65,30 @@ def test_compositions_and_the_fit_report_them(dimers):
     assert molecule_compositions(dimers) == [{"H": 2, "O": 1}]
     res = Fitter(dimers, wall=None).fit("prod_q/r")
     assert any("charges prod_q" in f for f in res.flags)  # 1/r alone is far from neutral water
+
+
+def test_a_power_of_a_sum_with_a_huge_exponent_is_read_without_expanding_it(memory_limit):
+    """``(1 - exp(-c*r))**6999912`` (a Morse-like wall with a damaged exponent) expands
+    into 7 million terms: it took 45 s and 5.6 GB before failing.  It is read as one
+    term, and the flags of the other top-level terms stand."""
+    import time
+
+    t0 = time.perf_counter()
+    with memory_limit(1 << 30):
+        flags = _flags(
+            "prod_q/r + c1*(1 - exp(-c2*r))**6999912/r**12 + geom_c/r**6",
+            {
+                "prod_q[O]": 1.0,
+                "prod_q[H]": 0.5,
+                "c1": 1.0,
+                "c2": 2.0,
+                "geom_c[O]": -2.0,
+                "geom_c[H]": 1.0,
+            },
+        )
+    assert time.perf_counter() - t0 < 5.0
+    assert any("all have one sign" in f for f in flags)
+    assert any("repulsive" in f or "dispersion" in f for f in flags), flags
+    # a product of sums small enough is still expanded into its terms
+    flags = _flags("(prod_q + c1*r**5)/r", {"prod_q[O]": 1.0, "prod_q[H]": 0.5, "c1": 1.0})
+    assert any("all have one sign" in f for f in flags)
