@@ -324,11 +324,17 @@ class SearchResult:
 class _Progress:
     """Progress of a search on stderr, drawn by tqdm.
 
-    On a terminal, a bar over the budget (fits) redrawn at most five times a second; its
-    postfix shows the best loss, the front's size and the elapsed time against the time
-    limit, so whichever limit stops the run can be watched.  Elsewhere (a log file) the
-    same line is written every 10 s; nothing at all when disabled (``--quiet``).
+    On a terminal, a bar redrawn at most five times a second; elsewhere (a log file) the
+    same line every 10 s; nothing at all when disabled (``--quiet``).  With a time limit
+    the bar runs over it (seconds of this call, its ETA the time left) and the fits are
+    counted against the budget beside it; without one the bar runs over the budget (fits).
+    The run ends at whichever limit comes first.  ``best RMSE`` is the lowest ranking loss
+    (:attr:`~mctsff.fit.result.FitResult.score_loss`: validation RMSE, else training RMSE)
+    of any front member so far: it never rises when the front drops a member.
     """
+
+    #: the bar over the time limit: seconds, not fits
+    TIME_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]"
 
     def __init__(self, budget, time_limit, enabled: bool, stream=None):
         self.stream = stream or sys.stderr
@@ -336,12 +342,16 @@ class _Progress:
         self.tty = self.stream.isatty()
         self.budget = budget
         self.time_limit = time_limit
+        #: when the search started (the main loop sets it; the time limit counts from it)
         self.t0 = time.perf_counter()
         self.last = -math.inf
         self.initial: int | None = None  # fits already made (a resumed search)
+        self.best = math.inf
         self.bar = None
 
     def update(self, n, best, front_size, force=False):
+        """Show ``n`` fits, a front of ``front_size`` members whose lowest loss is ``best``."""
+        self.best = min(self.best, best)
         if not self.enabled:
             return
         now = time.perf_counter()
@@ -351,30 +361,39 @@ class _Progress:
         from tqdm import tqdm
 
         elapsed = now - self.t0
-        limit = f"/{self.time_limit:.0f}" if self.time_limit else ""
-        postfix = f"best loss {best:.4g}, front {front_size}, time {elapsed:.0f}{limit} s"
         if self.initial is None:
             self.initial = n
+        shown = f"{self.best:.4g}" if math.isfinite(self.best) else "none yet"
+        status = f"best RMSE {shown}, front {front_size}"
+        if self.time_limit:  # a bar over the seconds, the fits beside it
+            total = max(1, round(self.time_limit))
+            count, initial = min(int(elapsed), total), 0
+            fits = f"{n}/{self.budget}" if self.budget is not None else f"{n}"
+            postfix = f"fits {fits}, {status}"
+            style = dict(bar_format=self.TIME_FORMAT)
+        else:
+            total, count, initial, postfix = self.budget, n, self.initial, status
+            style = dict(unit="fit")
         if not self.tty:
             line = tqdm.format_meter(
-                n, self.budget, elapsed, unit="fit", postfix=postfix, initial=self.initial
+                count, total, elapsed, postfix=postfix, initial=initial, **style
             )
             self.stream.write(line + "\n")
             self.stream.flush()
             return
         if self.bar is None:
             self.bar = tqdm(
-                total=self.budget,
-                initial=n,
+                total=total,
+                initial=count,
                 file=self.stream,
-                unit="fit",
                 dynamic_ncols=True,
                 mininterval=0,
                 miniters=1,
+                **style,
             )
         self.bar.set_postfix_str(postfix, refresh=False)
-        if n > self.bar.n:
-            self.bar.update(n - self.bar.n)
+        if count > self.bar.n:
+            self.bar.update(count - self.bar.n)
         else:
             self.bar.refresh()
 
@@ -862,8 +881,8 @@ def _main_loop(
         if callback is not None:
             callback(res)
         local.queue(res if entered or has_idle_terms(res) else None, new_terms)
-        best = front.points and min(p.score_loss for p in front.points)
-        bar.update(engine.n_evaluations, best or math.inf, len(front))
+        best = min((p.score_loss for p in front.points), default=math.inf)
+        bar.update(engine.n_evaluations, best, len(front))
 
     def handler(signum, frame):
         if stop["requested"]:
@@ -877,7 +896,7 @@ def _main_loop(
     if in_main:
         old = signal.signal(signal.SIGINT, handler)
         old_term = signal.signal(signal.SIGTERM, handler)  # a batch system's stop: the same
-    run.t0 = t0 = time.perf_counter()
+    run.t0 = bar.t0 = t0 = time.perf_counter()
     last_ckpt = t0
     # the budget and the time limit hold inside a step too (its rollouts, its local moves)
     engine.fit_limit = budget

@@ -1,6 +1,5 @@
 """The command line's checks of its options and run folders, in process (fast)."""
 
-import io
 import json
 
 import pytest
@@ -244,26 +243,3 @@ def test_a_csv_without_objective_regression_is_one_line(command, extra, capsys, 
     assert main([command, str(table), *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "table.csv" in err and "--objective regression" in err, err
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_shows_the_budget_and_the_time_limit_and_quiet_shows_nothing():
-    from mctsff.search import _Progress
-
-    for stream in (_Terminal(), io.StringIO()):  # a terminal (tqdm bar), a log (lines)
-        bar = _Progress(10, 60.0, True, stream=stream)
-        bar.update(3, 0.125, 2, force=True)
-        bar.update(7, 0.0625, 3, force=True)
-        bar.close()
-        text = stream.getvalue()
-        assert "3/10" in text and "7/10" in text and "/60 s" in text, text
-        assert "best loss 0.0625, front 3" in text and text.endswith("\n")
-    quiet = _Terminal()
-    bar = _Progress(10, 60.0, False, stream=quiet)
-    bar.update(3, 0.125, 2, force=True)
-    bar.close()
-    assert quiet.getvalue() == ""

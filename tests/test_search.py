@@ -1,5 +1,6 @@
-"""The search façade: outputs, checkpoint/resume, rewards, canonical keys."""
+"""The search façade: outputs, checkpoint/resume, rewards, canonical keys, progress."""
 
+import io
 import json
 import math
 import os
@@ -513,6 +514,47 @@ def test_substitution_has_its_own_share_and_finds_nguyen11():
         assert derive(engine.grammar, engine._actions[engine._key(e)]).expression() == e.replace(
             " ", ""
         )
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_follows_the_time_limit_or_the_budget_and_quiet_shows_nothing():
+    from mctsff.search import _Progress
+
+    for stream in (_Terminal(), io.StringIO()):  # a terminal (tqdm bar), a log (lines)
+        # with a time limit: a bar over the seconds, the fits against the budget beside it
+        bar = _Progress(10, 60.0, True, stream=stream)
+        bar.update(3, 0.125, 2, force=True)
+        bar.update(7, 0.0625, 3, force=True)
+        bar.update(8, 0.25, 2, force=True)  # the front dropped its best member
+        bar.close()
+        text = stream.getvalue()
+        assert "0/60 s" in text and "fits 3/10" in text and "fits 8/10" in text, text
+        assert "best RMSE 0.0625, front 2" in text and text.endswith("\n")
+        assert "best RMSE 0.25" not in text
+        # without one: a bar over the budget (fits)
+        stream.seek(0), stream.truncate()
+        bar = _Progress(10, None, True, stream=stream)
+        bar.update(3, 0.125, 2, force=True)
+        bar.update(7, 0.0625, 3, force=True)
+        bar.close()
+        text = stream.getvalue()
+        assert "3/10" in text and "7/10" in text and " s [" not in text, text
+        assert "best RMSE 0.0625, front 3" in text
+    # the ETA is the time left: 30 s of a 60 s limit gone after 2 of 1000 fits
+    log = io.StringIO()
+    bar = _Progress(1000, 60.0, True, stream=log)
+    bar.t0 -= 30.0
+    bar.update(2, math.inf, 0, force=True)  # nothing on the front yet
+    assert "30/60 s [00:30<00:30, fits 2/1000, best RMSE none yet" in log.getvalue(), log.getvalue()
+    quiet = _Terminal()
+    bar = _Progress(10, 60.0, False, stream=quiet)
+    bar.update(3, 0.125, 2, force=True)
+    bar.close()
+    assert quiet.getvalue() == ""
 
 
 # ----------------------------------------------------------------------------- run folders
