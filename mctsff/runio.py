@@ -32,7 +32,7 @@ import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 #: Lock file of a run folder (held with ``fcntl.flock`` while a search writes the folder).
 LOCK_NAME = ".mctsff.lock"
@@ -308,14 +308,36 @@ class _CheckpointUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+def _check_memo(data: bytes) -> None:
+    """Refuse pickle data whose memo indices run beyond its opcodes.
+
+    A pickler numbers the objects it memoises 0, 1, 2, ... (protocol 4 and 5, which
+    checkpoints use, only with MEMOIZE); the C unpickler sizes its memo table to the
+    largest index it is given and zeroes it, so ten damaged bytes (``N`` then
+    ``LONG_BINPUT`` of 2**28) made it fill 4 GB, and an index read from text 25 GB.  The
+    opcodes are read with :func:`pickletools.genops` (nothing is built, about 0.3 µs an
+    opcode); damage it finds is raised as it is.
+    """
+    import pickletools
+
+    for n, (op, arg, _) in enumerate(pickletools.genops(data)):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(arg) > n:
+            raise pickle.UnpicklingError(
+                f"memo index {arg} at opcode {n} (an index beyond the data's objects)"
+            )
+
+
 def loads_checkpoint(data: bytes) -> Any:
-    """Unpickle checkpoint bytes, allowing only :data:`CHECKPOINT_CLASSES`.
+    """Unpickle checkpoint bytes, allowing only :data:`CHECKPOINT_CLASSES` and memo
+    indices within the data (:func:`_check_memo`).
 
     Raises
     ------
     pickle.UnpicklingError, ValueError, EOFError, ...
         For damaged or foreign data (see :func:`load_checkpoint` for one clear error).
     """
+    if data:  # (empty data: the unpickler's "Ran out of input")
+        _check_memo(data)
     return _CheckpointUnpickler(io.BytesIO(data)).load()
 
 
@@ -331,7 +353,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            state = _load(fh)
+            data = fh.read()
+        state = loads_checkpoint(data)
     except OSError as exc:
         raise RunFolderError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except RecursionError:
@@ -344,7 +367,3 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: not an mctsff checkpoint (holds a {type(state).__name__}, not a dict)"
         )
     return state
-
-
-def _load(fh: BinaryIO) -> Any:
-    return _CheckpointUnpickler(fh).load()

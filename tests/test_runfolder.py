@@ -44,3 +44,23 @@ def test_bad_files_are_one_error_naming_the_file(tmp_path):
     assert read_run_info(tmp_path / "nothing") == {}
     (tmp_path / "pareto.json").write_text(json.dumps({"points": []}))
     assert read_front_points(tmp_path / "pareto.json") == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x80\x04Nr\x00\x00\x00\x10.",  # None, memo[2**28] = it
+        b"\x80\x04Nrmse_.",  # a damaged checkpoint read on into its text: memo[1600000109]
+        b"(p999999999\n.",  # the text protocol's PUT
+    ],
+    ids=["long-binput", "from-text", "put"],
+)
+def test_a_memo_index_beyond_the_data_is_refused_without_filling_memory(
+    tmp_path, data, memory_limit
+):
+    """The C unpickler zeroes a memo table up to the largest index: 10 bytes filled 4 GB."""
+    path = tmp_path / "checkpoint.pkl"
+    path.write_bytes(data)
+    with memory_limit(1 << 30), pytest.raises(RunFolderError) as err:
+        read_checkpoint(path)
+    assert "memo index" in str(err.value) and "\n" not in str(err.value)
