@@ -7,22 +7,16 @@ a Lennard-Jones term between oxygens only.  In mctsff's constant naming that is
 
 with ``prod_q[O]``, ``prod_q[H]`` the site charges (e; the product rule gives q^A·q^B),
 ``pair_A[O-O] = 4εσ¹²`` and ``pair_B[O-O] = 4εσ⁶`` (eV·Å¹², eV·Å⁶; ε converted from kcal/mol
-with 1 kcal/mol = 0.0433641 eV) and ``pair_A``, ``pair_B`` zero for the pairs involving H.
-Coulomb's constant is 332.0637 kcal·Å/(mol·e²) = 14.399645 eV·Å/e².  The models therefore run
-through the same engine (:class:`~mctsff.expr.params.Potential`, :class:`~mctsff.fit.Fitter`) as the
-searched potentials, and their losses are directly comparable.
+with :mod:`ase.units`) and ``pair_A``, ``pair_B`` zero for the pairs involving H.  Coulomb's
+constant e²/(4πε₀) = 14.399645 eV·Å/e² (:mod:`ase.units`; 332.0637 kcal·Å/(mol·e²)).  The models
+therefore run through the same engine (:class:`~mctsff.expr.params.Potential`,
+:class:`~mctsff.fit.Fitter`) as the searched potentials, and their losses are directly comparable.
 
-========== ======== ======= ========= ============== ====== ======= ======== ========
-model      q(O)     q(H)    σ_OO (Å)  ε_OO kcal/mol  r_OH   θ_HOH   k_b      k_θ
-========== ======== ======= ========= ============== ====== ======= ======== ========
-q-SPC/Fw   −0.84    0.42    3.165492  0.1554252      1.000  112.0   1059.162 75.90
-SPC/Fw     −0.82    0.41    3.165492  0.1554253      1.012  113.24  1059.162 75.90
-TIP3P      −0.834   0.417   3.15075   0.1520         0.9572 104.52  rigid    rigid
-========== ======== ======= ========= ============== ====== ======= ======== ========
+The published parameters (:data:`MODELS`, one row of ``_PUBLISHED`` each):
 
-(q-SPC/Fw: Paesani et al., J. Chem. Phys. 125, 184507 (2006); SPC/Fw: Wu, Tepper & Voth,
-J. Chem. Phys. 124, 024503 (2006); TIP3P: Jorgensen et al., J. Chem. Phys. 79, 926 (1983).
-k_b in kcal/mol/Å², k_θ in kcal/mol/rad²; only the intermolecular part is used here.)
+{table}
+
+(k_b in kcal/mol/Å², k_θ in kcal/mol/rad²; only the intermolecular part is used here.)
 
 Functions
 ---------
@@ -38,10 +32,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import numpy as np
+from ase import units
 
 from mctsff.expr.params import Potential
 from mctsff.expr.program import Program
@@ -64,10 +59,11 @@ __all__ = [
     "refit_model",
 ]
 
-#: Coulomb constant in eV·Å/e² (332.0637 kcal·Å/(mol·e²)).
-COULOMB_EV_A: float = 14.399645
-#: kcal/mol → eV.
-KCAL_TO_EV: float = 0.0433641
+#: Coulomb constant e²/(4πε₀) in eV·Å/e² (:mod:`ase.units`), to the 8 digits the expression
+#: writes.
+COULOMB_EV_A: float = round(units.Hartree * units.Bohr, 6)
+#: kcal/mol → eV (:mod:`ase.units`).
+KCAL_TO_EV: float = units.kcal / units.mol
 
 #: Intermolecular form shared by the three models.
 MODEL_EXPRESSION: str = f"{COULOMB_EV_A}*prod_q/r + pair_A/r**12 - pair_B/r**6"
@@ -124,51 +120,55 @@ class WaterModel:
         return 4.0 * self.epsilon_ev * self.sigma_OO**6
 
 
-#: The models by canonical key (see :func:`get_model` for accepted spellings).
+#: One row per model: name, q_O, q_H, σ_OO, ε_OO, r_OH, θ_HOH, k_b, k_θ and the reference
+#: (the fields of :class:`WaterModel`, in its order).
+_PUBLISHED: tuple[tuple[Any, ...], ...] = (
+    ("q-SPC/Fw", -0.84, 0.42, 3.165492, 0.1554252, 1.000, 112.0, 1059.162, 75.90,
+     "Paesani, Zhang, Case, Cheatham, Voth, J. Chem. Phys. 125, 184507 (2006)"),
+    ("SPC/Fw", -0.82, 0.41, 3.165492, 0.1554253, 1.012, 113.24, 1059.162, 75.90,
+     "Wu, Tepper, Voth, J. Chem. Phys. 124, 024503 (2006)"),
+    ("TIP3P", -0.834, 0.417, 3.15075, 0.1520, 0.9572, 104.52, None, None,
+     "Jorgensen, Chandrasekhar, Madura, Impey, Klein, J. Chem. Phys. 79, 926 (1983)"),
+)  # fmt: skip
+
+#: The models by canonical key (the name in lower case without ``/``: ``"q-spcfw"``; see
+#: :func:`get_model` for accepted spellings).
 MODELS: dict[str, WaterModel] = {
-    "q-spcfw": WaterModel(
-        name="q-SPC/Fw",
-        q_O=-0.84,
-        q_H=0.42,
-        sigma_OO=3.165492,
-        epsilon_OO=0.1554252,
-        r_OH=1.000,
-        theta_HOH=112.0,
-        k_b=1059.162,
-        k_theta=75.90,
-        reference="Paesani, Zhang, Case, Cheatham, Voth, J. Chem. Phys. 125, 184507 (2006)",
-    ),
-    "spcfw": WaterModel(
-        name="SPC/Fw",
-        q_O=-0.82,
-        q_H=0.41,
-        sigma_OO=3.165492,
-        epsilon_OO=0.1554253,
-        r_OH=1.012,
-        theta_HOH=113.24,
-        k_b=1059.162,
-        k_theta=75.90,
-        reference="Wu, Tepper, Voth, J. Chem. Phys. 124, 024503 (2006)",
-    ),
-    "tip3p": WaterModel(
-        name="TIP3P",
-        q_O=-0.834,
-        q_H=0.417,
-        sigma_OO=3.15075,
-        epsilon_OO=0.1520,
-        r_OH=0.9572,
-        theta_HOH=104.52,
-        k_b=None,
-        k_theta=None,
-        reference="Jorgensen, Chandrasekhar, Madura, Impey, Klein, J. Chem. Phys. 79, 926 (1983)",
-    ),
+    row[0].lower().replace("/", ""): WaterModel(*row) for row in _PUBLISHED
 }
 
-_ALIASES = {"qspcfw": "q-spcfw", "spcfw": "spcfw", "tip3p": "tip3p"}
+
+def _norm(name: str) -> str:
+    """A spelling of a name with case, ``-``, ``/``, ``_`` and spaces dropped."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+_ALIASES = {_norm(key): key for key in MODELS}
+
+
+def _table(models: dict[str, WaterModel]) -> str:
+    """The models as a reStructuredText table (for the module docstring)."""
+    head = ("model", "q(O)", "q(H)", "σ_OO (Å)", "ε_OO kcal/mol", "r_OH", "θ_HOH", "k_b", "k_θ")
+    rows = [
+        (m.name, *("rigid" if v is None else str(v) for v in astuple(m)[1:-1]))
+        for m in models.values()
+    ]
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    rule = " ".join("=" * w for w in widths)
+
+    def line(cells: Sequence[str]) -> str:
+        return " ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    refs = [f"- {m.name}: {m.reference}" for m in models.values()]
+    return "\n".join([rule, line(head), rule, *map(line, rows), rule, "", *refs])
+
+
+if __doc__:  # (python -OO drops docstrings)
+    __doc__ = __doc__.format(table=_table(MODELS))
 
 
 def _key(name: str) -> str:
-    norm = "".join(ch for ch in str(name).lower() if ch.isalnum())
+    norm = _norm(name)
     if norm not in _ALIASES:
         raise KeyError(
             f"unknown water model {name!r}; known: {', '.join(m.name for m in MODELS.values())}"

@@ -6,6 +6,7 @@ import math
 import ase.io
 import numpy as np
 import pytest
+from ase import units
 
 from mctsff.data import data_file, from_atoms
 from mctsff.water.models import (
@@ -60,7 +61,8 @@ def full(frames):
 def test_published_parameters():
     expr, params, fixed = reference_model("q-SPC/Fw")
     assert expr == MODEL_EXPRESSION
-    eps = 0.1554252 * 0.0433641
+    eps = 0.1554252 * units.kcal / units.mol
+    assert KCAL_TO_EV == pytest.approx(0.0433641, rel=1e-6)
     assert params["prod_q[O]"] == -0.84 and params["prod_q[H]"] == 0.42
     assert params["pair_A[O-O]"] == pytest.approx(4 * eps * 3.165492**12, rel=1e-12)
     assert params["pair_B[O-O]"] == pytest.approx(4 * eps * 3.165492**6, rel=1e-12)
@@ -74,6 +76,17 @@ def test_published_parameters():
         get_model("tip4p")
     with pytest.raises(ValueError, match="only H and O"):
         reference_model("tip3p", species=("C", "H", "O"))
+
+
+def test_the_docstring_table_is_made_from_the_models():
+    import mctsff.water.models as models
+
+    rows = {line.split()[0]: line.split()[1:] for line in models.__doc__.splitlines() if line}
+    for m in models.MODELS.values():
+        values = [m.q_O, m.q_H, m.sigma_OO, m.epsilon_OO, m.r_OH, m.theta_HOH, m.k_b, m.k_theta]
+        assert rows[m.name] == ["rigid" if v is None else str(v) for v in values], m.name
+        assert f"- {m.name}: {m.reference}" in models.__doc__
+        assert get_model(m.name.replace("/", "_").replace("-", " ").upper()) is m
 
 
 @pytest.mark.parametrize("name", ["q-spcfw", "spcfw", "tip3p"])
