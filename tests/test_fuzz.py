@@ -6,7 +6,10 @@ or through the loader the CLI calls: the outcome is a result or one error line (
 status, or the module's own error class), never another exception, and never code
 execution (every input may carry a payload that creates a canary file).
 
-The fast tests use few derandomised examples; the ``slow`` ones run many random ones.
+The fast tests use few examples, the ``slow`` ones many; both are derandomised (the
+same examples on every run, so CI is reproducible and a failure can be replayed).  Set
+``MCTSFF_FUZZ_RANDOM=1`` to let the slow ones draw new random examples on each run,
+for a deliberate fuzzing session.
 """
 
 from __future__ import annotations
@@ -55,12 +58,17 @@ TOKENS = [
 ]  # fmt: skip
 
 
+#: opt-in random (not derandomised) examples for the slow tests
+RANDOM = os.environ.get("MCTSFF_FUZZ_RANDOM", "") not in ("", "0")
+
+
 def _fuzz(n: int, *, slow: bool = False):
-    """Hypothesis settings: ``n`` examples, no deadline, derandomised unless ``slow``."""
+    """Hypothesis settings: ``n`` examples, no deadline, derandomised unless ``slow``
+    and ``MCTSFF_FUZZ_RANDOM`` is set."""
     return settings(
         max_examples=n,
         deadline=None,
-        derandomize=not slow,
+        derandomize=not (slow and RANDOM),
         database=None,
         suppress_health_check=list(HealthCheck),
     )
