@@ -12,6 +12,7 @@ import math
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from mctsff import __version__
 from mctsff.config import DEFAULTS
@@ -1049,70 +1050,58 @@ def _add_export_command(sub) -> None:
 
 
 # ----------------------------------------------------------------------------- md-check
-def _md_check_report(summary: str, report: dict) -> int:
-    """Print an md-check summary and the files it wrote."""
-    print(summary)
+#: md-check options whose protocol field is named otherwise (the others share their names)
+_MD_PROTOCOL_FIELDS = {
+    "molecules": "n_molecules",
+    "timestep": "timestep_fs",
+    "equilibration": "equilibration_ps",
+    "npt": "npt_ps",
+    "nvt": "nvt_ps",
+    "nve": "nve_ps",
+    "production": "production_ps",
+    "exclude": "exclude_bonds",
+}
+
+
+def _md_protocol(args: argparse.Namespace, protocol: type) -> Any:
+    """The ``protocol`` (:class:`~mctsff.water.mdcheck.WaterProtocol` or
+    :class:`~mctsff.water.mdcheck.SolventProtocol`) with the md-check options given; its
+    settings without an option keep their defaults."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(protocol)}
+    values = {_MD_PROTOCOL_FIELDS.get(k, k): v for k, v in vars(args).items()}
+    return protocol(**{k: v for k, v in values.items() if k in names})
+
+
+def cmd_md_check(args: argparse.Namespace) -> int:
+    """Body of ``mctsff md-check water`` and ``mctsff md-check solvent``."""
+    from mctsff.water import mdcheck
+
+    if args.md_check_command == "water":
+        protocol, check, summary = mdcheck.WaterProtocol, mdcheck.water_check, mdcheck.water_summary
+        extra = {"reference_model": not args.no_reference, "forces": not args.no_forces}
+    else:
+        protocol, check, summary = (
+            mdcheck.SolventProtocol, mdcheck.solvent_check, mdcheck.solvent_summary
+        )  # fmt: skip
+        extra = {}
+    try:
+        report = check(
+            args.run_dir,
+            None if args.best else args.index,
+            protocol=_md_protocol(args, protocol),
+            out=args.out,
+            progress=not args.quiet,
+            **extra,
+        )
+    except mdcheck.MDCheckError as exc:
+        print(f"mctsff: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(report))
     for path in report["files"]:
         print(f"wrote {path}")
     return 0
-
-
-def cmd_md_check_water(args: argparse.Namespace) -> int:
-    """Body of ``mctsff md-check water``."""
-    from mctsff.water.mdcheck import MDCheckError, WaterProtocol, water_check, water_summary
-
-    try:
-        protocol = WaterProtocol(
-            n_molecules=args.molecules,
-            temperature=args.temperature,
-            timestep_fs=args.timestep,
-            equilibration_ps=args.equilibration,
-            npt_ps=args.npt,
-            nvt_ps=args.nvt,
-            nve_ps=args.nve,
-            seed=args.seed,
-            threads=args.threads,
-            platform=args.platform,
-        )
-        report = water_check(
-            args.run_dir,
-            None if args.best else args.index,
-            protocol=protocol,
-            out=args.out,
-            reference_model=not args.no_reference,
-            forces=not args.no_forces,
-            progress=not args.quiet,
-        )
-    except MDCheckError as exc:
-        print(f"mctsff: error: {exc}", file=sys.stderr)
-        return 2
-    return _md_check_report(water_summary(report), report)
-
-
-def cmd_md_check_solvent(args: argparse.Namespace) -> int:
-    """Body of ``mctsff md-check solvent``."""
-    from mctsff.water.mdcheck import MDCheckError, SolventProtocol, solvent_check, solvent_summary
-
-    try:
-        protocol = SolventProtocol(
-            equilibration_ps=args.equilibration,
-            production_ps=args.production,
-            exclude_bonds=args.exclude,
-            seed=args.seed,
-            threads=args.threads,
-            platform=args.platform,
-        )
-        report = solvent_check(
-            args.run_dir,
-            None if args.best else args.index,
-            protocol=protocol,
-            out=args.out,
-            progress=not args.quiet,
-        )
-    except MDCheckError as exc:
-        print(f"mctsff: error: {exc}", file=sys.stderr)
-        return 2
-    return _md_check_report(solvent_summary(report), report)
 
 
 def _add_md_check(sub) -> None:
@@ -1159,7 +1148,7 @@ def _add_md_check(sub) -> None:
     w.add_argument("--no-reference", action="store_true", help="skip the q-SPC/Fw run")
     w.add_argument("--no-forces", action="store_true", help="skip the force RMSE on the DFT frames")
     w.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    w.set_defaults(func=cmd_md_check_water)
+    w.set_defaults(func=cmd_md_check)
     s = msub.add_parser(
         "solvent",
         help="alanine dipeptide: vacuum amber14 + the member vs explicit solvent (phi/psi)",
@@ -1185,7 +1174,7 @@ def _add_md_check(sub) -> None:
     s.add_argument("--threads", type=_at_least(0), default=0, help="OpenMM CPU threads (0: all)")
     s.add_argument("--platform", default="CPU", help="OpenMM platform")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    s.set_defaults(func=cmd_md_check_solvent)
+    s.set_defaults(func=cmd_md_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

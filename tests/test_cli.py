@@ -243,3 +243,37 @@ def test_a_csv_without_objective_regression_is_one_line(command, extra, capsys, 
     assert main([command, str(table), *extra]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "table.csv" in err and "--objective regression" in err, err
+
+
+@pytest.mark.parametrize(
+    "command, options",
+    [
+        (
+            "water",
+            ["--molecules", "64", "--temperature", "300", "--timestep", "0.25", "--equilibration",
+             "0.2", "--npt", "0.3", "--nvt", "0.4", "--nve", "0.6"],
+        ),
+        ("solvent", ["--equilibration", "2", "--production", "5", "--exclude", "3"]),
+    ],
+)  # fmt: skip
+def test_md_check_options_reach_its_protocol(command, options, capsys):
+    """Every md-check option sets its protocol field (one builder for both checks); the
+    settings without an option keep the protocol's defaults."""
+    import dataclasses
+
+    from mctsff.cli import _md_protocol, build_parser
+    from mctsff.water.mdcheck import SolventProtocol, WaterProtocol
+
+    parse = build_parser().parse_args
+    kind = WaterProtocol if command == "water" else SolventProtocol
+    common = ["--seed", "7", "--threads", "2", "--platform", "Reference"]
+    args = parse(["md-check", command, "RUN", *options, *common])
+    protocol, default = _md_protocol(args, kind), kind()
+    changed = {f.name for f in dataclasses.fields(kind)}
+    changed = {n for n in changed if getattr(protocol, n) != getattr(default, n)}
+    assert len(changed) == len(options) // 2 + 3, changed
+    assert (protocol.seed, protocol.threads, protocol.platform) == (7, 2, "Reference")
+    assert _md_protocol(parse(["md-check", command, "RUN"]), kind) == default
+    # both run through the one command: a missing run folder is one line
+    assert main(["md-check", command, "no/such/run"]) == 2
+    assert capsys.readouterr().err.strip() == "mctsff: error: no/such/run: no such run folder"
