@@ -190,7 +190,8 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         type=_real(0),
         default=None,
         help="radius in Å down to which every type pair's potential must be repulsive below "
-        "its shortest distance in the data (0.5; 0 switches the wall off)",
+        "its shortest distance in the data, pushing with >= 1 eV/Å below half of it (0.5; 0 "
+        "switches the wall off)",
     )
     p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit")
     p.add_argument(

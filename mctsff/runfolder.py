@@ -31,6 +31,8 @@ file               contents
                    ``null_rmse`` (U = 0 on the ranking frames), ``reuse``, ``novelty``,
                    ``cover``, ``local_moves``; force matching adds ``species``,
                    ``type_pairs``, ``cutoff`` (Å), ``cutoff_scheme``, ``wall`` (Å),
+                   ``wall_shortest`` (Å per type pair: its shortest distance in the
+                   training data, where the wall ends; ``null`` if never seen),
                    ``force_array``, ``constraints`` (names); regression adds
                    ``linear_scaling``
 ``checkpoint.pkl`` what ``resume`` continues: a pickled dict of plain containers,

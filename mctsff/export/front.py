@@ -24,7 +24,8 @@ from mctsff.engines.pareto import WALL_FLAG, WALL_TOL, knee_index, wall_failed
 from mctsff.expr import ops
 from mctsff.expr.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
 from mctsff.expr.program import Program
-from mctsff.fit.forces import WALL_FORCE
+from mctsff.fit.constraints import repulsive_wall
+from mctsff.fit.forces import WALL_FORCE, WALL_REACH
 from mctsff.runfolder import (
     CHECKPOINT,
     PARETO_JSON,
@@ -40,9 +41,11 @@ if TYPE_CHECKING:  # pragma: no cover
 from mctsff.export.base import DEFAULT_RLO, ExportError
 
 #: Outer radius (Å) of the numerical wall check (:func:`wall_problem`) for points whose fit
-#: recorded no wall: ``dU/dr`` must be ≤ :data:`WALL_TOL` from the table's inner radius up to
-#: here, for every type pair (:data:`mctsff.engines.pareto.WALL_TOL`, the fit's own tolerance),
-#: and ≤ −:data:`~mctsff.fit.forces.WALL_FORCE` at the inner radius.  Intermolecular
+#: recorded no wall or no shortest distances: the stand-in for every type pair's shortest
+#: distance, as the fit's wall has it (:func:`~mctsff.fit.constraints.repulsive_wall`):
+#: ``dU/dr`` ≤ −:data:`~mctsff.fit.forces.WALL_FORCE` from the table's inner radius up to
+#: :data:`~mctsff.fit.forces.WALL_REACH` × this, ≤ :data:`WALL_TOL` from there to here
+#: (:data:`mctsff.engines.pareto.WALL_TOL`, the fit's own tolerance).  Intermolecular
 #: contacts in condensed phases lie beyond it.
 WALL_CHECK_RADIUS: float = 1.5
 
@@ -87,6 +90,10 @@ class FrontPoint:
         ``None``; exported LAMMPS tables start there by default.
     constraints
         The fit's constraint residuals (``{"wall": …}`` when the fit imposed a wall).
+    wall_shortest
+        Shortest distance (Å) of each type pair (sorted names) in the fit's training data,
+        where its wall ended (``run.json``'s ``wall_shortest``; ``None`` for a pair the data
+        never showed), or ``None`` when unknown.
     """
 
     expression: str
@@ -104,6 +111,7 @@ class FrontPoint:
     cutoff_scheme: str = "none"
     wall: float | None = None
     constraints: dict[str, float] = field(default_factory=dict)
+    wall_shortest: dict[tuple[str, str], float | None] | None = None
 
     def potential(self) -> Potential:
         """The :class:`~mctsff.expr.params.Potential` of this point (shifted by its cutoff scheme).
@@ -305,6 +313,7 @@ def _front_point(
     wall = info.get("wall")
     wall = None if wall is None else _positive(wall, f"{run_json}: 'wall'")
     constraints = p.get("constraints") if isinstance(p.get("constraints"), dict) else {}
+    shortest = _wall_shortest(info.get("wall_shortest"), info.get("type_pairs"), run_json)
     return FrontPoint(
         expression=str(p["expression"]),
         params=params,
@@ -321,7 +330,28 @@ def _front_point(
         cutoff_scheme=str(scheme),
         wall=wall,
         constraints={str(c): v for c, v in constraints.items()},
+        wall_shortest=shortest,
     )
+
+
+def _wall_shortest(
+    values: Any, pairs: Any, where: Any
+) -> dict[tuple[str, str], float | None] | None:
+    """``wall_shortest`` (one distance or ``None`` per type pair) by sorted type pair;
+    ``None`` when not given, one error naming ``where`` when malformed."""
+    if values is None:
+        return None
+    if not (
+        isinstance(values, list | tuple)
+        and isinstance(pairs, list | tuple)
+        and len(values) == len(pairs)
+        and all(isinstance(p, list | tuple) and len(p) == 2 for p in pairs)
+    ):
+        raise ExportError(f"{where}: 'wall_shortest' is not one distance per type pair")
+    return {
+        tuple(sorted(map(str, p))): None if v is None else _positive(v, f"{where}: 'wall_shortest'")
+        for p, v in zip(pairs, values, strict=True)
+    }
 
 
 def _positive(value: Any, where: str) -> float:
@@ -500,6 +530,7 @@ def _fit_result_point(result: Any) -> FrontPoint:
         raise ExportError(
             f"the fit's cutoff scheme {scheme!r} is not one of {', '.join(CUTOFF_SCHEMES)}"
         )
+    pairs = [list(p) for p in getattr(result, "type_pairs", None) or ()]
     return FrontPoint(
         str(result.expression),
         dict(result.params),
@@ -508,6 +539,7 @@ def _fit_result_point(result: Any) -> FrontPoint:
         flags=tuple(str(f) for f in getattr(result, "flags", None) or ()),
         cutoff_scheme=str(scheme),
         constraints=dict(getattr(result, "constraints", None) or {}),
+        wall_shortest=_wall_shortest(extra.get("wall_shortest"), pairs, "the fit's extra"),
     )
 
 
@@ -534,21 +566,27 @@ def wall_problem(obj: Potential | FrontPoint | Any, rlo: float | None = None) ->
     """Why a potential, front point or fit result has no strictly repulsive wall; ``None``
     if it has.  The one wall check of ``export``, ``md-check`` and ``--md-rerank``.
 
-    A wall pushes two atoms apart at its radius with at least
-    :data:`~mctsff.fit.forces.WALL_FORCE` (``dU/dr ≤ −WALL_FORCE``, up to
-    :data:`mctsff.engines.pareto.WALL_TOL`) for every type pair: a flat potential (zero
-    charges on a Coulomb term) has ``dU/dr = 0`` and is no wall.  Beyond that point:
+    A wall is the fit's (:func:`~mctsff.fit.constraints.repulsive_wall`): for every type
+    pair ``dU/dr ≤ −``:data:`~mctsff.fit.forces.WALL_FORCE` from the wall radius up to
+    :data:`~mctsff.fit.forces.WALL_REACH` × the pair's shortest distance in the data, and
+    ``dU/dr ≤ 0`` from there to that distance (each up to
+    :data:`mctsff.engines.pareto.WALL_TOL`): a barrier of at least WALL_FORCE × (WALL_REACH
+    × r_shortest − r_wall).  A flat potential (zero charges on a Coulomb term) or a steep
+    term of negligible height (c/r⁸ with U'(0.5 Å) = −1 eV/Å) is no wall.
 
-    - a front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
+    - A front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
       ``constraint wall not satisfied`` flag, :func:`mctsff.engines.pareto.wall_failed`) is
-      judged by that record (a failed record fails), and the strict bound is checked at
-      the run's wall radius (``wall``; else ``rlo``, else :data:`DEFAULT_RLO`), so that a
-      record written before the bound existed cannot pass a flat potential;
-    - otherwise (older runs, fits with the wall switched off, a :class:`Potential`) the
-      exported (shifted) ``dU/dr`` of every type pair must also be ≤ ``WALL_TOL`` eV/Å on
-      100 points spaced geometrically from the table's inner radius (``rlo``; default the
-      run's wall radius, else :data:`DEFAULT_RLO`, where the strict bound applies) to
-      :data:`WALL_CHECK_RADIUS`, so that two atoms closer than that are pushed apart.
+      judged by that record (a failed record fails) and checked from the run's wall radius
+      (``wall``; else ``rlo``, else :data:`DEFAULT_RLO`) at the fit's own wall points where
+      the run recorded its shortest distances (``run.json``'s ``wall_shortest``; a fit
+      result's ``extra["wall_shortest"]``), so that a member its fit calls wall-held
+      passes; without them (a record of an older fit, whose wall was strict at its radius
+      only) at the strict points of the rule with :data:`WALL_CHECK_RADIUS` as every
+      pair's shortest distance, so that such a record does not pass a shallow wall.
+    - Otherwise (older runs, fits with the wall switched off, a :class:`Potential`) the
+      same rule with :data:`WALL_CHECK_RADIUS` as every pair's shortest distance, on 100
+      points spaced geometrically from the table's inner radius (``rlo``; default the
+      run's wall radius, else :data:`DEFAULT_RLO`).
 
     Returns
     -------
@@ -570,39 +608,62 @@ def _wall_reason(point: FrontPoint | None, pot: Potential, rlo: float | None) ->
     if point is not None:
         record = {"flags": point.flags, "constraints": point.constraints}
         if _has_wall_record(record):
-            if not wall_failed(point.flags, point.constraints):
-                r_wall = point.wall if point.wall is not None else r_in
-                return _slope_problem(pot, np.array([r_wall]))
-            flag = next((f for f in point.flags if f.startswith(WALL_FLAG)), None)
-            return (
-                f"its fit reports '{_one_line(flag)}'"
-                if flag is not None
-                else f"its fit's wall residual is {point.constraints.get('wall')!r}"
-            )
-    r_out = max(r_in, WALL_CHECK_RADIUS)
-    r = np.geomspace(r_in, r_out, 100) if r_out > r_in else np.array([r_in])
-    return _slope_problem(pot, r)
+            if wall_failed(point.flags, point.constraints):
+                flag = next((f for f in point.flags if f.startswith(WALL_FLAG)), None)
+                return (
+                    f"its fit reports '{_one_line(flag)}'"
+                    if flag is not None
+                    else f"its fit's wall residual is {point.constraints.get('wall')!r}"
+                )
+            r_wall = point.wall if point.wall is not None else r_in
+            if point.wall_shortest is not None:  # the fit's own points
+                return _slope_problem(pot, r_wall, point.wall_shortest, 12)
+            return _slope_problem(pot, r_wall, {}, 100, strict_only=True)
+    return _slope_problem(pot, r_in, {}, 100)
 
 
-def _slope_problem(pot: Potential, r: np.ndarray) -> str | None:
-    """Where ``dU/dr`` of a type pair exceeds its bound on ``r`` (ascending): the strict
-    ``WALL_TOL − WALL_FORCE`` at ``r[0]``, ``WALL_TOL`` beyond; ``None`` if nowhere."""
-    bound = np.full(r.shape, WALL_TOL)
-    bound[0] = WALL_TOL - WALL_FORCE
-    span = f"at {r[0]:g} Å" if r.size == 1 else f"from {r[0]:g} to {r[-1]:g} Å"
-    for pair in pot.type_pairs:
+def _slope_problem(
+    pot: Potential,
+    r_wall: float,
+    shortest: Mapping[tuple[str, str], float | None],
+    n: int,
+    strict_only: bool = False,
+) -> str | None:
+    """Where ``dU/dr`` of a type pair breaks the wall of
+    :func:`~mctsff.fit.constraints.repulsive_wall` with ``n`` points from ``r_wall`` to its
+    ``shortest`` distance (no points where that is ``None``; a pair not in ``shortest``
+    takes :data:`WALL_CHECK_RADIUS`, and is checked at ``r_wall`` at least); only at its
+    strict points with ``strict_only`` (a record of an older fit, which imposed
+    ``dU/dr ≤ 0`` to the data's shortest distance, unknown here); ``None`` if nowhere."""
+    pairs = pot.type_pairs
+    unknown = [tuple(sorted(p)) not in shortest for p in pairs]
+    rs = [
+        WALL_CHECK_RADIUS if u else math.nan if (x := shortest[tuple(sorted(p))]) is None else x
+        for p, u in zip(pairs, unknown, strict=True)
+    ]
+    wall = repulsive_wall(r_wall, rs, WALL_FORCE, WALL_REACH, n)
+    offsets = np.split(wall.offset, np.cumsum([p.size for p in wall.pair_points])[:-1])
+    for pair, u, r, off in zip(pairs, unknown, wall.pair_points, offsets, strict=True):
+        if r.size == 0 and u:  # the inner radius at or beyond the check radius
+            r, off = np.array([r_wall]), np.array([WALL_FORCE])
+        if strict_only:
+            r, off = r[off > 0], off[off > 0]
+        if r.size == 0:
+            continue
         with np.errstate(all="ignore"):
             d = pot.derivative(r, pair)
-        bad = ~(d <= bound)
+        bad = ~(d + off <= WALL_TOL)
         if bad.any():
             k = int(np.argmax(bad))
             label = "" if is_universal(pot) else f" for {_pair_label(pair)}"
+            edge = float(r[off > 0].max())
+            span = f"at {r[0]:g} Å" if r.size == 1 else f"from {r[0]:g} to {r[-1]:g} Å"
             kind = (
                 "not finite"
                 if not np.isfinite(d[k])
                 else "attractive"
                 if d[k] > WALL_TOL
-                else f"too flat: a wall needs ≤ −{WALL_FORCE:g} eV/Å"
+                else f"too flat: a wall needs ≤ −{WALL_FORCE:g} eV/Å up to {edge:.3g} Å"
             )
             return f"dU/dr = {d[k]:.3g} eV/Å ({kind}){label} at r = {r[k]:.3g} Å (checked {span})"
     return None

@@ -32,6 +32,7 @@ from mctsff.fit.constraints import (
 from mctsff.fit.forces import (
     WALL_FORCE,
     WALL_RADIUS,
+    WALL_REACH,
     FitOptions,
     Fitter,
     bound_flags,
@@ -43,6 +44,7 @@ from mctsff.fit.target import potfit_weights
 __all__ = [
     "WALL_FORCE",
     "WALL_RADIUS",
+    "WALL_REACH",
     "Constraint",
     "ExpressionError",
     "FitConfigError",

@@ -2,7 +2,8 @@
 
 Built-in constraints are evaluated at points per type pair with analytic Jacobians
 (:func:`point_values`): ``force0`` (U'(rc) = 0), ``energy0`` (U(rc) = 0), the repulsive
-wall (U' ≤ −F at the wall radius and U' ≤ 0 from there to each pair's shortest distance)
+wall (U' ≤ −F from the wall radius to a fraction of each pair's shortest distance, U' ≤ 0
+from there to that distance)
 and a repulsive core;
 a user's :class:`Constraint` takes a function of a :class:`~mctsff.expr.params.Potential`,
 differentiated by central differences (:func:`constraint_values`).
@@ -117,39 +118,48 @@ class Constraint:
 
 
 def repulsive_wall(
-    r_wall: float, r_shortest: Sequence[float], force: float, n: int = 12
+    r_wall: float, r_shortest: Sequence[float], force: float, reach: float, n: int = 12
 ) -> Constraint:
-    """A strictly repulsive wall: U'(r_wall) ≤ −``force`` and U'(r) ≤ 0 from ``r_wall`` up
-    to each type pair's shortest distance in the data.
+    """A strictly repulsive wall: U' ≤ −``force`` from ``r_wall`` up to ``reach`` times each
+    type pair's shortest distance in the data, and U' ≤ 0 from there to that distance.
 
     The potential of every type pair then rises monotonically as two atoms come closer
-    than anything the data show, down to ``r_wall``, where it pushes them apart with at
-    least ``force`` (eV/Å): atoms cannot fall into each other in MD.  The strict end rules
-    out a flat potential (U' = 0, e.g. a Coulomb term whose charges the fit set to zero),
-    which satisfies U' ≤ 0 and yet lets atoms overlap.  ``n`` points per type pair,
-    spaced geometrically; none for a pair whose shortest distance is at or below
-    ``r_wall``.  The constraint's value at each point is U' + offset (the offset is
-    ``force`` at ``r_wall``, 0 elsewhere), ≤ 0 where it holds.
+    than anything the data show, and between ``reach``·r_shortest and ``r_wall`` it pushes
+    them apart with at least ``force`` (eV/Å): a barrier of at least
+    ``force`` × (``reach``·r_shortest − ``r_wall``) (eV) where U' ≤ −``force`` holds between
+    the points (a force that grows monotonically towards ``r_wall``, as every repulsion
+    does).  A bound at ``r_wall`` alone is met by a steep term of negligible height
+    (c/r⁸ with U(0.5 Å) = 0.06 eV), and U' ≤ 0 alone by a flat potential (a Coulomb term
+    whose charges the fit set to zero).  ``n`` points per type pair, spaced geometrically
+    from ``r_wall`` to r_shortest, plus ``reach``·r_shortest (the strict points are those at
+    or below it, ``r_wall`` always); none for a pair whose shortest distance is at or below
+    ``r_wall`` or unknown (not finite).  The constraint's value at each point is U' + offset
+    (the offset is ``force`` at the strict points, 0 elsewhere), ≤ 0 where it holds.
 
     Examples
     --------
-    >>> c = repulsive_wall(0.5, [1.5, 0.4], force=1.0)
+    >>> c = repulsive_wall(0.5, [1.6, 0.4], force=1.0, reach=0.5, n=4)
     >>> r, g = c.points(2)
-    >>> float(r.min()), float(r.max()), sorted(set(g.tolist()))
-    (0.5, 1.5, [0])
-    >>> c.offset.tolist()[:2]
-    [1.0, 0.0]
+    >>> [round(float(x), 3) for x in c.pair_points[0]], sorted(set(g.tolist()))
+    ([0.5, 0.737, 0.8, 1.086, 1.6], [0])
+    >>> c.offset.tolist()
+    [1.0, 1.0, 1.0, 0.0, 0.0]
     """
     if not (math.isfinite(force) and force >= 0):
         raise FitConfigError(f"wall force must be a finite number >= 0 in eV/Å, not {force!r}")
-    pts = tuple(
-        np.geomspace(r_wall, float(rs), n) if float(rs) > r_wall else np.zeros(0)
-        for rs in r_shortest
-    )
-    offset = np.concatenate(
-        [np.where(np.arange(p.size) == 0, float(force), 0.0) for p in pts] or [np.zeros(0)]
-    )
-    return Constraint("wall", "ineq", derivative=True, pair_points=pts, offset=offset)
+    if not (math.isfinite(reach) and 0 <= reach <= 1):
+        raise FitConfigError(f"wall reach must be a fraction in [0, 1], not {reach!r}")
+    pts, offsets = [], []
+    for rs in map(float, r_shortest):
+        if not (math.isfinite(rs) and rs > r_wall):
+            pts.append(np.zeros(0))
+            continue
+        edge = max(r_wall, reach * rs)
+        p = np.unique(np.append(np.geomspace(r_wall, rs, n), edge))
+        pts.append(p)
+        offsets.append(np.where(p <= edge, float(force), 0.0))
+    offset = np.concatenate(offsets) if offsets else np.zeros(0)
+    return Constraint("wall", "ineq", derivative=True, pair_points=tuple(pts), offset=offset)
 
 
 def force_zero_at(rc: float) -> Constraint:

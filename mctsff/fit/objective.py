@@ -201,6 +201,7 @@ class ForceObjective(_FitterObjective):
             "cutoff": float(f.cutoff),
             "cutoff_scheme": getattr(f, "scheme", "none"),
             "wall": getattr(f.options, "wall", None),
+            "wall_shortest": getattr(f, "wall_shortest", None),
             "force_array": getattr(self.train, "force_array", None),
             "constraints": [c.name for c in f.constraints],
         }

@@ -995,7 +995,7 @@ def test_wall_check_is_strict_a_flat_potential_is_no_wall(tmp_path):
     flat = {"expression": "prod_c1/r", "params": q, "complexity": 3, "rmse_valid": 0.15}
     flat.update(record)
     q = {"prod_c1[O]": -0.8, "prod_c1[H]": 0.4}
-    q.update({f"pair_c2[{p}]": 1e-3 for p in ("H-H", "H-O", "O-O")})
+    q.update({f"pair_c2[{p}]": 1e-2 for p in ("H-H", "H-O", "O-O")})
     wall = {"expression": "prod_c1/r+pair_c2/r**12", "params": q, "complexity": 9}
     wall.update(record, rmse_valid=0.14)
     run = wall_front(tmp_path, [flat, wall], null_rmse=1.0)
@@ -1009,9 +1009,10 @@ def test_wall_check_is_strict_a_flat_potential_is_no_wall(tmp_path):
     assert ex.wall_problem(ex.load_front_point(run, 1)) is None
     assert knee_index([3, 9], [0.15, 0.14], null_loss=1.0) == 0  # the knee rule's pick
     assert ex.load_front_point(run).index == 1  # the default pick skips the flat member
-    # bound at the edge: U'(0.5) of a c/r^12 wall just below / above -WALL_FORCE
+    # bound at the edge: U'(0.75 Å) of a c/r^12 wall just below / above -WALL_FORCE (the
+    # strict reach of the numerical check, WALL_REACH x 1.5 Å; U'(0.5 Å) = -197 eV/Å)
     for scale, ok in ((1.01, True), (0.99, False)):
-        c = scale * WALL_FORCE * 0.5**13 / 12
+        c = scale * WALL_FORCE * 0.75**13 / 12
         pot = Potential("c/r**12", {"c": c}, ["Ar"])
         assert (ex.wall_problem(pot) is None) == ok
     # --md-rerank checks the same way: the flat member is left out
@@ -1022,6 +1023,39 @@ def test_wall_check_is_strict_a_flat_potential_is_no_wall(tmp_path):
                                constraints=m["constraints"], flags=m["flags"]))  # fmt: skip
     assert len(front.points) == 2
     assert [p.expression for p in rerank_order(front)] == [wall["expression"]]
+
+
+def test_wall_check_asks_a_barrier_up_to_half_the_shortest_distance(tmp_path):
+    """c/r^8 with U'(0.5 Å) = -WALL_FORCE for H (what a demo fit gave when only the wall
+    radius was strict: 0.06 eV at 0.5 Å, unstable in liquid water) passes a bound at 0.5 Å
+    but not the wall: U' <= -WALL_FORCE up to WALL_REACH x each pair's shortest distance
+    (run.json's wall_shortest, the fit's points), so a barrier of WALL_FORCE x (that - 0.5);
+    with the H amplitude that meets it the member passes, whatever its record says."""
+    from mctsff.fit import WALL_FORCE, WALL_REACH
+
+    shortest = [1.47, 1.81, 2.62]  # H-H, H-O, O-O of the shipped dimers (rounded)
+    edge = WALL_REACH * shortest[0]
+    record = {"constraints": {"wall": 0.0}, "flags": [], "complexity": 5, "rmse_valid": 0.1}
+    members = [
+        {"expression": "geom_c1/r**8", "params": {"geom_c1[H]": c, "geom_c1[O]": 374.0}}
+        for c in (0.5**9 / 8 * WALL_FORCE, 1.001 * edge**9 / 8 * WALL_FORCE)
+    ]
+    run = wall_front(tmp_path, [{**m, **record} for m in members], wall_shortest=shortest)
+    shallow, deep = (ex.load_front_point(run, k) for k in (0, 1))
+    assert shallow.wall_shortest[("H", "H")] == 1.47
+    assert shallow.potential().derivative(0.5, ("H", "H"))[0] == pytest.approx(-WALL_FORCE)
+    why = ex.wall_problem(shallow)
+    assert why is not None and "too flat" in why and "for H-H" in why, why
+    assert f"up to {edge:.3g} Å" in why and "checked from 0.5 to 1.47 Å" in why, why
+    assert ex.wall_problem(deep) is None
+    pot = deep.potential()
+    barrier = pot.energy(0.5, ("H", "H"))[0] - pot.energy(edge, ("H", "H"))[0]
+    assert barrier >= WALL_FORCE * (edge - 0.5)
+    assert ex.load_front_point(run).index == 1  # the default pick skips the shallow one
+    for bad in ([1.47, 1.81], [1.47, -1.0, 2.62], "1.47"):
+        run = wall_front(tmp_path, [{**members[0], **record}], wall_shortest=bad)
+        with pytest.raises(ex.ExportError, match="run.json: 'wall_shortest'"):
+            ex.load_front_point(run, 0)
 
 
 @pytest.mark.parametrize("inline", [4, 1])

@@ -467,8 +467,44 @@ def test_default_wall_is_strict_so_a_flat_potential_is_no_wall(dimers):
     if not wall_failed(res.flags, res.constraints):
         assert all(d <= 1e-7 - WALL_FORCE for d in slopes.values()), slopes
     assert (wall_problem(res) is None) == (not wall_failed(res.flags, res.constraints))
-    # the constraint's value at the wall radius is U' + force, 0 beyond
-    c = repulsive_wall(0.5, [1.5], force=2.0, n=3)
-    assert c.offset.tolist() == [2.0, 0.0, 0.0]
+    # the constraint's value is U' + force up to reach x the shortest distance, U' beyond
+    c = repulsive_wall(0.5, [1.5], force=2.0, reach=0.5, n=3)
+    assert c.pair_points[0].tolist() == pytest.approx([0.5, 0.75, 0.866025, 1.5])
+    assert c.offset.tolist() == [2.0, 2.0, 0.0, 0.0]
     with pytest.raises(FitConfigError, match="wall force"):
-        repulsive_wall(0.5, [1.5], force=-1.0)
+        repulsive_wall(0.5, [1.5], force=-1.0, reach=0.5)
+    with pytest.raises(FitConfigError, match="wall reach"):
+        repulsive_wall(0.5, [1.5], force=1.0, reach=1.5)
+
+
+def test_wall_gives_a_barrier_up_to_half_the_shortest_distance(dimers):
+    """Coulomb forces with uncharged H fitted by geom_c1/r**8: the fit wants the H
+    amplitude at zero; a bound at the wall radius alone gives it U'(0.5 Å) = -WALL_FORCE
+    and 0.06 eV there (an MD demo member unstable in liquid water).  The wall asks
+    U' <= -WALL_FORCE up to WALL_REACH x each pair's shortest distance, so every pair has a
+    barrier of WALL_FORCE x (that - 0.5 Å); the result records the shortest distances and
+    the wall check, at the fit's own points, agrees with the fit's record."""
+    from mctsff.engines.pareto import wall_failed
+    from mctsff.export import wall_problem
+    from mctsff.fit import WALL_FORCE, WALL_REACH
+    from mctsff.fit.objective import ForceObjective
+
+    truth = Potential(
+        "prod_c1/r", {"prod_c1[O]": -0.8, "prod_c1[H]": 0.0}, dimers.species, dimers.type_pairs,
+        **SHIFTED,
+    )  # fmt: skip
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    fitter = Fitter(train, valid)
+    res = fitter.fit("geom_c1/r**8")
+    shortest = [float(np.min(train.r[train.pair_type == p])) for p in range(3)]
+    assert res.extra["wall_shortest"] == shortest == fitter.wall_shortest
+    assert ForceObjective(fitter).description()["wall_shortest"] == shortest  # run.json
+    assert not wall_failed(res.flags, res.constraints), res.flags
+    assert wall_problem(res) is None
+    pot = res.potential()
+    for pair, rs in zip(dimers.type_pairs, shortest, strict=True):
+        edge = WALL_REACH * rs
+        r = np.geomspace(0.5, edge, 40)
+        assert np.all(pot.derivative(r, pair) <= 1e-6 - WALL_FORCE), pair
+        barrier = pot.energy(0.5, pair)[0] - pot.energy(edge, pair)[0]
+        assert barrier >= WALL_FORCE * (edge - 0.5) * (1 - 1e-6), (pair, barrier)

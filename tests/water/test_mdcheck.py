@@ -262,13 +262,16 @@ def test_search_md_rerank_writes_scores_and_records_the_unstable_member(tmp_path
     front = ParetoFront.from_json(out / "pareto.json")  # the scores read back
     assert {p.extra["md_check"]["stable"] for p in front.points} == {True}
     assert (out / "pareto.png").stat().st_size > 10_000
-    # a member whose wall record holds (as a fit to data whose shortest H-O distance is
-    # 0.6 Å would give) and whose strict end holds: checked, and recorded unstable
+    # a member whose wall record holds (as a fit to data whose shortest distances are
+    # 0.6 Å would give: strict at 0.5 Å only, as half of 0.6 Å is inside the wall radius)
+    # and whose strict end holds: checked, and recorded unstable
     expr, params = SHALLOW_WALL
     front = ParetoFront(null_loss=1.0)
     front.update(FitResult(expr, 9, params=params, rmse_valid=0.05, rmse_train=0.05,
                            constraints={"wall": 0.0}, species=("H", "O"), cutoff=CUTOFF,
-                           cutoff_scheme="shifted-force"))  # fmt: skip
+                           cutoff_scheme="shifted-force",
+                           type_pairs=(("H", "H"), ("H", "O"), ("O", "O")),
+                           extra={"wall_shortest": [0.6, 0.6, 0.6]}))  # fmt: skip
     assert len(rerank_order(front)) == 1
     (shallow,) = md_rerank(front, 2, SHORT)
     scores = shallow.extra["md_check"]
