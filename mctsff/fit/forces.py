@@ -59,21 +59,6 @@ WALL_RADIUS = 0.5
 #: (:func:`mctsff.export.wall_problem`) applies the same bound.
 WALL_FORCE = 1.0
 
-#: Fraction of each type pair's shortest distance in the data up to which the wall is
-#: strict: U' ≤ −WALL_FORCE from the wall radius to WALL_REACH × r_shortest, U' ≤ 0 from
-#: there to r_shortest, so every pair has a barrier of at least
-#: WALL_FORCE × (WALL_REACH × r_shortest − r_wall) (shipped water dimers, r_wall 0.5 Å:
-#: H–H 0.24 eV, H–O 0.40 eV, O–O 0.81 eV).  Why one half: the shortest distance between
-#: atoms of different molecules in data sampled at thermal energies is a van der Waals
-#: contact, about the sum of the two van der Waals radii; at half of it two atoms overlap
-#: as in a chemical bond or closer (covalent / van der Waals radius 0.26 H, 0.45 C, 0.46 N,
-#: 0.43 O; Cordero et al. 2008, Bondi 1964), a range no non-bonded pair ever samples and
-#: where every physical repulsion pushes far harder than WALL_FORCE: Lennard-Jones at σ/2
-#: pushes 16256 × 24ε/σ (O–O of SPC water 830 eV/Å, He–He 130 eV/Å), so the bound never
-#: contradicts the physics; at 3/4 of σ it would (He–He: 0.6 eV/Å).  Below the contact
-#: distance, where the data do sample, the fit is only asked for U' ≤ 0.
-WALL_REACH = 0.5
-
 
 #: Pairs of the training frames the scan of nonlinear constants evaluates (frames spread
 #: evenly; the starts it picks are then solved on the whole training set).
@@ -156,8 +141,7 @@ class Fitter:
     wall
         Radius in Å (default :data:`WALL_RADIUS`) down to which every type pair's
         potential must be repulsive (U' ≤ 0) below the shortest distance of that pair in
-        the training data (``wall_shortest``, also in the results' ``extra``), strictly
-        (U' ≤ −:data:`WALL_FORCE`) up to :data:`WALL_REACH` of it: the
+        the training data, strictly at the wall radius (U' ≤ −:data:`WALL_FORCE`): the
         ``wall`` inequality constraint
         (:func:`repulsive_wall`), imposed by the augmented Lagrangian and reported like
         any constraint.  ``None`` switches it off.
@@ -253,13 +237,11 @@ class Fitter:
         self.scheme = o.cutoff_scheme
         self.compositions = molecule_compositions(train) if hasattr(train, "mol") else []
         self.variables_are_distances = tuple(o.variables) == ("r",)
-        self.wall_shortest: list[float | None] | None = None  # per type pair, with a wall
         if o.wall is not None:
             if not (isinstance(o.wall, int | float) and math.isfinite(o.wall) and o.wall > 0):
                 raise FitConfigError(f"wall must be a radius > 0 in Å or None, not {o.wall!r}")
             shortest = _shortest_distances(train, len(self.type_pairs))
-            self.wall_shortest = [x if math.isfinite(x) else None for x in shortest]
-            wall = repulsive_wall(float(o.wall), shortest, WALL_FORCE, WALL_REACH)
+            wall = repulsive_wall(float(o.wall), shortest, WALL_FORCE)
             if wall.r_points.size and not any(c.name == "wall" for c in self.constraints):
                 self.constraints.append(wall)
         self._valid = as_target(valid)
@@ -516,7 +498,9 @@ class Fitter:
         :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations under the constraints
         (the scan's starts linearised, after an unconstrained descent where one is an
         inequality; the ladder's and the best scan start by the augmented Lagrangian's
-        continuation from their unconstrained optimum); the
+        continuation from their unconstrained optimum; lowest unconstrained loss first,
+        and a start whose unconstrained optimum is no lower than a feasible loose solution
+        already found is not carried to its constraints); the
         :data:`FINAL_POLISH` best of them (feasible first, then lowest loss), the lowest
         loss of all and any other within :data:`TIE` of the best's loss are then solved
         to convergence.
@@ -539,19 +523,24 @@ class Fitter:
             except NUMERIC_ERRORS:
                 return None
 
-        def descended(x0, linearised: bool):
-            """The unconstrained loose optimum from ``x0``, then the constraints from there:
-            linearised in each step (a scan start under an inequality, the wall: one that
-            meets the wall first would stop on it short of the basin its unconstrained
-            descent reaches) or by the augmented Lagrangian's continuation (the ladder's
-            and the best scan start: it slides along a constraint that pins a nonlinear
-            constant, as force0 pins LJ's sigma, where linearised steps would zero the
-            prefactors instead; a wall's active set found so is often a better basin)."""
+        def free_descent(x0):
+            """The unconstrained loose optimum from ``x0`` (``None`` where not finite)."""
             try:
                 with np.errstate(all="ignore"):
-                    free = problem.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
-                    if free is None:
-                        return None
+                    return problem.explore(x0, lo, hi, tol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
+            except NUMERIC_ERRORS:
+                return None
+
+        def constrained(free, linearised: bool):
+            """The constraints from an unconstrained optimum ``free``: linearised in each
+            step (a scan start under an inequality, the wall: one that meets the wall
+            first would stop on it short of the basin its unconstrained descent reaches)
+            or by the augmented Lagrangian's continuation (the ladder's and the best scan
+            start: it slides along a constraint that pins a nonlinear constant, as force0
+            pins LJ's sigma, where linearised steps would zero the prefactors instead; a
+            wall's active set found so is often a better basin)."""
+            try:
+                with np.errstate(all="ignore"):
                     if linearised:
                         return problem.solve(free[0], lo, hi, ftol=LOOSE_FTOL, max_iter=LOOSE_NFEV)
                     return problem._solve(free[0], lo, hi, [], LOOSE_FTOL, LOOSE_NFEV)
@@ -564,24 +553,39 @@ class Fitter:
         # (equalities alone: the scan's starts solved directly, whose linearised steps reach
         # the exact optimum more often than after a free descent)
         inequality = any(c.kind == "ineq" for c in self.constraints)
-        loose = [
-            sol
-            for x0 in starts
-            if (sol := descended(x0, True) if inequality else run(x0, LOOSE_FTOL)) is not None
-        ]
-        extra = ladder + (starts[:1] if self.constraints else [])
-        loose += [
-            sol
-            for x0 in extra
-            if (sol := descended(x0, False) if self.constraints else run(x0, LOOSE_FTOL))
-            is not None
-        ]
+        tol = o.constraint_tol
+        if not self.constraints:
+            loose = [sol for x0 in starts + ladder if (sol := run(x0, LOOSE_FTOL)) is not None]
+        else:
+            loose = []
+            if not inequality:
+                loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
+            # (start's free optimum, linearised?) for every constrained descent to come
+            frees = {}
+            todo = [(i, True) for i in range(len(starts))] if inequality else []
+            todo += [(len(starts) + i, False) for i in range(len(ladder))]
+            todo += [(0, False)] if starts else []
+            every = starts + ladder
+            for i, _ in todo:
+                if i not in frees:
+                    frees[i] = free_descent(every[i])
+            todo = [(i, lin) for i, lin in todo if frees[i] is not None]
+            # lowest free loss first; a start whose unconstrained optimum is already no
+            # better than a feasible solution in hand is not carried to its constraints
+            # (the constrained optimum of its basin cannot be lower than its free one)
+            todo.sort(key=lambda t: frees[t[0]][1])
+            for i, lin in todo:
+                bound = min((s[1] for s in loose if is_feasible(s, tol)), default=math.inf)
+                if frees[i][1] >= bound:
+                    continue
+                sol = constrained(frees[i], lin)
+                if sol is not None:
+                    loose.append(sol)
         losses = [sol[1] for sol in loose]
         if not loose:
             return FitResult.invalid(
                 text, "evaluation not finite from every start", prog.complexity
             )
-        tol = o.constraint_tol
         ranked = sorted(loose, key=lambda sol: rank_key(sol, tol))
         top = ranked[0]
         # a loose solve may stop short of its constraints: the lowest loss of all is
@@ -707,7 +711,6 @@ class Fitter:
                 "seconds": time.perf_counter() - t0,
                 "cutoff": self.cutoff,
                 "cutoff_scheme": self.scheme,
-                "wall_shortest": self.wall_shortest,
                 **extra,
             },
         )
