@@ -455,7 +455,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         type=_real(0, above=True),
         default=DEFAULTS.time_limit,
-        help="wall-clock limit in seconds (none by default)",
+        help="wall-clock limit in seconds (none by default); no fit starts after it, one "
+        "running then is finished",
     )
     p.add_argument("--out", default="run", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the search saved in --out")

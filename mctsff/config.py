@@ -217,7 +217,10 @@ class SearchConfig:
         is a few minutes on 2 cores for the shipped water dimers; ``mctsff demo`` adds a
         time limit.
     time_limit
-        Wall-clock seconds for one call (``None``: no limit).
+        Wall-clock seconds for one call (``None``: no limit).  Held inside a step too:
+        no fit starts once it has passed, and a fit running then is finished, so a run
+        ends late by at most one fit per worker (up to about 1 s for a default fit of
+        the water dimers; ``timeout`` bounds a fit).
     seed
         Seed of the search (the fits are seeded by the fitter's own seed).
     max_length

@@ -258,6 +258,11 @@ class _GrammarComplexity:
         self.grammar = grammar
         self.describe = describe
 
+    @property
+    def workers(self) -> int:
+        """The evaluator's workers (how many fits a group under a deadline holds)."""
+        return int(getattr(self.evaluator, "workers", 1))
+
     def __call__(self, expressions: list[str]) -> list[FitResult]:
         return self._complexity(self.evaluator(expressions))
 

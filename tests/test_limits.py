@@ -72,6 +72,46 @@ def test_time_limit_holds_inside_a_step(make):
     assert engine.fit_limit is None and engine.deadline is None  # reset after the run
 
 
+class _SlowObjective:
+    """:func:`objective` taking ``seconds`` per expression (a fit's cost), with a worker
+    count (fits per group under a deadline)."""
+
+    def __init__(self, seconds: float, workers: int = 1) -> None:
+        self.seconds, self.workers = seconds, workers
+
+    def __call__(self, expressions: list[str]) -> list[FitResult]:
+        time.sleep(self.seconds * len(expressions) / self.workers)
+        return objective(expressions)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ev: MCTS("nguyen", ev, max_length=20, seed=5, n_rollouts=40),
+        lambda ev: GP("nguyen", ev, max_length=20, seed=5, batch_size=40),
+    ],
+    ids=["mcts", "gp"],
+)
+def test_time_limit_holds_inside_a_batch_of_fits(make, workers):
+    """A first batch of about 30 fits of 40 ms (1.2 s on one worker) under a 0.2 s limit
+    stops after the group of one fit per worker running when the limit passes; the fits
+    left wait, and a run resumed from the state fits what an uninterrupted one does."""
+    engine = make(_SlowObjective(0.04, workers))
+    t0 = time.perf_counter()
+    engine.run(time_limit=0.2)
+    took = time.perf_counter() - t0
+    assert took < 0.2 + 0.15, took  # a 40 ms group, and the drawing, past the limit
+    first = make(objective)
+    first.step()  # the whole first batch, as fitted without a limit
+    assert 0 < engine.n_evaluations < first.n_evaluations
+    resumed = type(engine).from_state(pickle.loads(pickle.dumps(engine.state_dict())), objective)
+    resumed.run(budget=60)
+    full = make(objective)
+    full.run(budget=60)
+    assert resumed.evaluated == full.evaluated
+
+
 def test_search_budget_counts_local_moves_and_holds_exactly(screened):
     train, valid = screened
     fitter = Fitter(train, valid, constraints=(), n_starts=1)

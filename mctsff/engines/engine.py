@@ -9,8 +9,10 @@ fit-free error estimate ``surrogate(expression) -> float``, never saved) and
 implements ``_step(callback)``, ``exhausted`` and ``progress``.  ``fit_limit`` and
 ``deadline`` (set by :meth:`SearchEngine.run` and :func:`mctsff.search.search`, never
 saved) bound a step from inside: a step never starts more fits than
-:meth:`SearchEngine.fits_left` allows, and one that is still drawing candidates when
-the deadline passes ends without fitting them (:meth:`SearchEngine.out_of_time`).  Checkpoints
+:meth:`SearchEngine.fits_left` allows, one that is still drawing candidates when
+the deadline passes ends without fitting them (:meth:`SearchEngine.out_of_time`), and
+one fitting its batch when it passes fits no further group of one fit per worker
+(:meth:`SearchEngine._fit_in_time`; the rest waits like a batch the budget cut).  Checkpoints
 (:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
 ``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
 """
@@ -69,6 +71,37 @@ class SearchEngine:
         """Raise :class:`OutOfTime` once :attr:`deadline` has passed."""
         if self.deadline is not None and time.perf_counter() >= self.deadline:
             raise OutOfTime
+
+    def _fit_in_time(self, expressions: list[str]) -> list[FitResult]:
+        """Fit ``expressions`` with :attr:`evaluate`: in one call, or under a
+        :attr:`deadline` in groups of one per worker (``evaluate.workers``; 1 for a
+        callable without it) while the deadline has not passed.  Returns the results of
+        the leading expressions fitted, in order: all of them without a deadline, none
+        when it has passed already; a group started before it ends is waited for, so a
+        batch overruns the deadline by at most one fit per worker."""
+        if self.deadline is None:
+            return self._checked(self.evaluate(list(expressions)), expressions)
+        size = max(1, int(getattr(self.evaluate, "workers", 1) or 1))
+        out: list[FitResult] = []
+        for i in range(0, len(expressions), size):
+            if self.out_of_time():
+                break
+            group = list(expressions[i : i + size])
+            out += self._checked(self.evaluate(group), group)
+        return out
+
+    @staticmethod
+    def _checked(results, exprs: list[str]) -> list[FitResult]:
+        """``results`` as a list, after checking there is one FitResult per expression."""
+        results = list(results)
+        if len(results) != len(exprs):
+            raise RuntimeError(
+                f"evaluate returned {len(results)} results for {len(exprs)} expressions"
+            )
+        for res in results:
+            if not isinstance(res, FitResult):
+                raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
+        return results
 
     @property
     def results(self) -> list[FitResult]:

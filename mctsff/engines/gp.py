@@ -539,14 +539,15 @@ class GP(SearchEngine):
     def _fit_batch(
         self, fresh: list[Individual], callback: Callable[[FitResult], Any] | None
     ) -> list[FitResult]:
-        """Fit the step's new offspring, as many as :meth:`fits_left` allows; the rest
-        wait in ``_unfitted`` for the next step (so a search stopped by its budget and
-        resumed draws and fits what an uninterrupted one does).  Once all are fitted, a
-        full pool becomes the next generation."""
+        """Fit the step's new offspring, as many as :meth:`fits_left` and the deadline
+        (:meth:`_fit_in_time`) allow; the rest wait in ``_unfitted`` for the next step
+        (so a search stopped by its budget and resumed draws and fits what an
+        uninterrupted one does).  Once all are fitted, a full pool becomes the next
+        generation."""
         room = self.fits_left()
         now = fresh[: int(min(len(fresh), room))]
-        results = self._evaluate(now, callback)
-        self._unfitted = list(fresh[len(now) :])
+        results = self._evaluate(now, callback)  # under a deadline maybe the leading ones
+        self._unfitted = list(fresh[len(results) :])
         if not self._unfitted:
             if len(self._pool) >= self.population_size - len(self._elite):
                 self._next_generation()
@@ -569,17 +570,9 @@ class GP(SearchEngine):
     ) -> list[FitResult]:
         if not fresh:
             return []
-        expressions = [ind[1] for ind in fresh]
-        results = list(self.evaluate(list(expressions)))
-        if len(results) != len(expressions):
-            raise RuntimeError(
-                f"evaluate returned {len(results)} results for {len(expressions)} expressions"
-            )
-        for res in results:
-            if not isinstance(res, FitResult):
-                raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
+        results = self._fit_in_time([ind[1] for ind in fresh])
         out: list[FitResult] = []
-        for (actions, expr, key), res in zip(fresh, results, strict=True):
+        for (actions, expr, key), res in zip(fresh[: len(results)], results, strict=True):
             self._store(key, expr, res, actions)
             out.append(res)
         # callbacks only once the whole batch is in the cache: a callback that fits

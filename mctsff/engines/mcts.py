@@ -531,19 +531,6 @@ class MCTS(SearchEngine):
             self._prod_w[a] += r
         return True
 
-    def _fit_now(self, exprs: list[str]) -> list[FitResult]:
-        return self._checked(self.evaluate(list(exprs)), exprs)
-
-    @staticmethod
-    def _checked(results, exprs: list[str]) -> list[FitResult]:
-        """``results`` as a list, after checking there is one per expression."""
-        results = list(results)
-        if len(results) != len(exprs):
-            raise RuntimeError(
-                f"evaluate returned {len(results)} results for {len(exprs)} expressions"
-            )
-        return results
-
     def _rollout_weights(self) -> list[float] | None:
         """MAST weights: softmax of each production's mean reward (normalised, / ``mast``)."""
         total = sum(self._prod_n)
@@ -838,6 +825,7 @@ class MCTS(SearchEngine):
         left is recorded in part and stays first in flight (returns ``(fresh, False)``;
         the next step fits the rest, as many as the budget then allows, and backs it up),
         so a search stopped by its budget and resumed fits what an uninterrupted one does.
+        A batch the :attr:`deadline` cuts (:meth:`_fit_in_time`) waits the same way.
         """
         fresh: list[FitResult] = []
         try:
@@ -857,9 +845,10 @@ class MCTS(SearchEngine):
                 by_key = dict(zip((k for k, _, _ in prop.new), results, strict=True))
                 prop.handle = None
             need = [(k, e) for k, (e, _) in items if k not in by_key]
-            if need:
-                results = self._fit_now([e for _, e in need])
-                by_key.update(zip((k for k, _ in need), results, strict=True))
+            if need:  # under a deadline possibly only the leading ones
+                results = self._fit_in_time([e for _, e in need])
+                by_key.update(zip((k for k, _ in need), results, strict=False))
+            items = [item for item in items if item[0] in by_key]
             results = [by_key[k] for k, _ in items]
             for (key, (expr, state)), res in zip(items, results, strict=True):
                 if self._record(key, expr, state, res):
