@@ -59,6 +59,21 @@ WALL_RADIUS = 0.5
 #: (:func:`mctsff.export.wall_problem`) applies the same bound.
 WALL_FORCE = 1.0
 
+#: Fraction of each type pair's shortest distance in the data up to which the wall is
+#: strict: U' ≤ −WALL_FORCE from the wall radius to WALL_REACH × r_shortest, U' ≤ 0 from
+#: there to r_shortest, so every pair has a barrier of at least
+#: WALL_FORCE × (WALL_REACH × r_shortest − r_wall) (shipped water dimers, r_wall 0.5 Å:
+#: H–H 0.24 eV, H–O 0.40 eV, O–O 0.81 eV).  Why one half: the shortest distance between
+#: atoms of different molecules in data sampled at thermal energies is a van der Waals
+#: contact, about the sum of the two van der Waals radii; at half of it two atoms overlap
+#: as in a chemical bond or closer (covalent / van der Waals radius 0.26 H, 0.45 C, 0.46 N,
+#: 0.43 O; Cordero et al. 2008, Bondi 1964), a range no non-bonded pair ever samples and
+#: where every physical repulsion pushes far harder than WALL_FORCE: Lennard-Jones at σ/2
+#: pushes 16256 × 24ε/σ (O–O of SPC water 830 eV/Å, He–He 130 eV/Å), so the bound never
+#: contradicts the physics; at 3/4 of σ it would (He–He: 0.6 eV/Å).  Below the contact
+#: distance, where the data do sample, the fit is only asked for U' ≤ 0.
+WALL_REACH = 0.5
+
 
 #: Pairs of the training frames the scan of nonlinear constants evaluates (frames spread
 #: evenly; the starts it picks are then solved on the whole training set).
@@ -141,7 +156,8 @@ class Fitter:
     wall
         Radius in Å (default :data:`WALL_RADIUS`) down to which every type pair's
         potential must be repulsive (U' ≤ 0) below the shortest distance of that pair in
-        the training data, strictly at the wall radius (U' ≤ −:data:`WALL_FORCE`): the
+        the training data (``wall_shortest``, also in the results' ``extra``), strictly
+        (U' ≤ −:data:`WALL_FORCE`) up to :data:`WALL_REACH` of it: the
         ``wall`` inequality constraint
         (:func:`repulsive_wall`), imposed by the augmented Lagrangian and reported like
         any constraint.  ``None`` switches it off.
@@ -237,11 +253,13 @@ class Fitter:
         self.scheme = o.cutoff_scheme
         self.compositions = molecule_compositions(train) if hasattr(train, "mol") else []
         self.variables_are_distances = tuple(o.variables) == ("r",)
+        self.wall_shortest: list[float | None] | None = None  # per type pair, with a wall
         if o.wall is not None:
             if not (isinstance(o.wall, int | float) and math.isfinite(o.wall) and o.wall > 0):
                 raise FitConfigError(f"wall must be a radius > 0 in Å or None, not {o.wall!r}")
             shortest = _shortest_distances(train, len(self.type_pairs))
-            wall = repulsive_wall(float(o.wall), shortest, WALL_FORCE)
+            self.wall_shortest = [x if math.isfinite(x) else None for x in shortest]
+            wall = repulsive_wall(float(o.wall), shortest, WALL_FORCE, WALL_REACH)
             if wall.r_points.size and not any(c.name == "wall" for c in self.constraints):
                 self.constraints.append(wall)
         self._valid = as_target(valid)
@@ -711,6 +729,7 @@ class Fitter:
                 "seconds": time.perf_counter() - t0,
                 "cutoff": self.cutoff,
                 "cutoff_scheme": self.scheme,
+                "wall_shortest": self.wall_shortest,
                 **extra,
             },
         )
