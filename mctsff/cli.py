@@ -653,6 +653,16 @@ def _print_front(result, stream=None) -> None:
             "* selected by the knee rule (mctsff.engines.pareto; what export takes by default)",
             file=stream,
         )
+    if not pts:
+        null = result.front.null_loss
+        than = f" (rmse_valid {null:.5g})" if null is not None and math.isfinite(null) else ""
+        print(
+            "  the front is empty: no fitted expression was valid, kept its constraints (the "
+            f"repulsive wall included) and beat U = 0{than} by more than the validation "
+            "frames resolve; search longer, or use --wall 0 if the data have no repulsive "
+            "core",
+            file=stream,
+        )
     for p in pts:
         for f in p.flags:
             print(f"  [!] {p.expression}: {f}", file=stream)

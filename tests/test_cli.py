@@ -277,3 +277,16 @@ def test_md_check_options_reach_its_protocol(command, options, capsys):
     # both run through the one command: a missing run folder is one line
     assert main(["md-check", command, "no/such/run"]) == 2
     assert capsys.readouterr().err.strip() == "mctsff: error: no/such/run: no such run folder"
+
+
+def test_an_empty_front_is_explained():
+    import io
+    from types import SimpleNamespace
+
+    from mctsff.cli import _print_front
+    from mctsff.engines.pareto import ParetoFront
+
+    out = io.StringIO()
+    _print_front(SimpleNamespace(front=ParetoFront(null_loss=0.1577), best=None), out)
+    text = out.getvalue()
+    assert "the front is empty" in text and "rmse_valid 0.1577" in text and "--wall 0" in text
