@@ -62,16 +62,16 @@ WALL_FORCE = 1.0
 #: Fraction of each type pair's shortest distance in the data up to which the wall is
 #: strict: U' ≤ −WALL_FORCE from the wall radius to WALL_REACH × r_shortest, U' ≤ 0 from
 #: there to r_shortest, so every pair has a barrier of at least
-#: WALL_FORCE × (WALL_REACH × r_shortest − r_wall) (shipped water dimers, r_wall 0.5 Å:
-#: H–H 0.24 eV, H–O 0.40 eV, O–O 0.81 eV).  Why one half: the shortest distance between
-#: atoms of different molecules in data sampled at thermal energies is a van der Waals
-#: contact, about the sum of the two van der Waals radii; at half of it two atoms overlap
-#: as in a chemical bond or closer (covalent / van der Waals radius 0.26 H, 0.45 C, 0.46 N,
-#: 0.43 O; Cordero et al. 2008, Bondi 1964), a range no non-bonded pair ever samples and
-#: where every physical repulsion pushes far harder than WALL_FORCE: Lennard-Jones at σ/2
-#: pushes 16256 × 24ε/σ (O–O of SPC water 830 eV/Å, He–He 130 eV/Å), so the bound never
-#: contradicts the physics; at 3/4 of σ it would (He–He: 0.6 eV/Å).  Below the contact
-#: distance, where the data do sample, the fit is only asked for U' ≤ 0.
+#: WALL_FORCE × (WALL_REACH × r_shortest − r_wall) (all 200 shipped MP2 water dimers,
+#: r_wall 0.5 Å: H–H 0.24 eV, H–O 0.40 eV, O–O 0.81 eV).  Why one half: the shortest
+#: distance between atoms of different molecules in data sampled at thermal energies is a
+#: van der Waals contact, about the sum of the two van der Waals radii; at half of it two
+#: atoms overlap as in a chemical bond or closer (covalent / van der Waals radius 0.26 H,
+#: 0.45 C, 0.46 N, 0.43 O; Cordero et al. 2008, Bondi 1964), a range no non-bonded pair
+#: ever samples and where every physical repulsion pushes far harder than WALL_FORCE:
+#: Lennard-Jones at σ/2 pushes 16256 × 24ε/σ (O–O of SPC water 830 eV/Å, He–He 130 eV/Å),
+#: so the bound never contradicts the physics; at 3/4 of σ it would (He–He: 0.6 eV/Å).
+#: Below the contact distance, where the data do sample, the fit is only asked for U' ≤ 0.
 WALL_REACH = 0.5
 
 
