@@ -82,7 +82,7 @@ def test_canonical_key_is_the_same_in_another_process():
 
 def test_search_writes_outputs_and_front_is_consistent(screened, tmp_path):
     train, valid = screened
-    fitter = Fitter(train, valid, constraints=(), n_starts=2)
+    fitter = Fitter(train, valid, constraints=(), n_starts=2, wall=None)  # as in _fast
     res = search(fitter, "pair", budget=40, seed=0, out=tmp_path)
     for name in ("pareto.json", "pareto.csv", "pareto.png", "potentials.png", "checkpoint.pkl"):
         assert (tmp_path / name).stat().st_size > 0
@@ -559,7 +559,9 @@ def test_progress_follows_the_time_limit_or_the_budget_and_quiet_shows_nothing()
 
 # ----------------------------------------------------------------------------- run folders
 def _fast(train, valid):
-    return Fitter(train, valid, constraints=(), n_starts=1)
+    # wall off: the screened-Coulomb fixture attracts between H and O at every distance,
+    # so under the repulsive wall few forms beat U = 0 on it and a 4-fit front is empty
+    return Fitter(train, valid, constraints=(), n_starts=1, wall=None)
 
 
 _FAST = dict(budget=4, seed=0, prune=False, grow=False)
