@@ -1116,77 +1116,94 @@ def cmd_md_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _md_option(parser: argparse.ArgumentParser, protocol: type, flag: str, **kwargs) -> None:
+    """Add ``flag`` to ``parser`` with the default of its ``protocol`` field (named as the
+    option, or as :data:`_MD_PROTOCOL_FIELDS` says)."""
+    dest = flag.lstrip("-").replace("-", "_")
+    default = getattr(protocol, _MD_PROTOCOL_FIELDS.get(dest, dest))
+    parser.add_argument(flag, default=default, **kwargs)
+
+
+def _md_check_parser(
+    msub, name: str, protocol: type, *, help: str, run_dir: str, best: str, out: str, seed: str
+) -> argparse.ArgumentParser:
+    """The ``md-check name`` parser with the options every check has (run folder, member,
+    output folder, seed, threads, platform, quiet); ``run_dir``, ``best``, ``out`` and
+    ``seed`` are the help lines that differ between the checks."""
+    p = msub.add_parser(name, help=help)
+    p.add_argument("run_dir", help=run_dir)
+    pick = p.add_mutually_exclusive_group()
+    pick.add_argument("--index", type=int, default=None, help="front member, 0 = simplest")
+    pick.add_argument("--best", action="store_true", help=best)
+    p.add_argument("--out", default=None, help=out)
+    _md_option(p, protocol, "--seed", type=int, help=seed)
+    _md_option(p, protocol, "--threads", type=_at_least(0), help="OpenMM CPU threads (0: all)")
+    _md_option(p, protocol, "--platform", help="OpenMM platform")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_md_check)
+    return p
+
+
 def _add_md_check(sub) -> None:
-    """Add ``md-check water`` and ``md-check solvent`` to the ``mctsff`` subcommands."""
+    """Add ``md-check water`` and ``md-check solvent`` to the ``mctsff`` subcommands; their
+    defaults are those of :class:`~mctsff.water.mdcheck.WaterProtocol` and
+    :class:`~mctsff.water.mdcheck.SolventProtocol`."""
+    from mctsff.water.mdcheck import SolventProtocol, WaterProtocol
+
     p = sub.add_parser(
         "md-check",
         help="run a front member in MD (liquid water) and compare distributions with "
         "experiment, DFT and q-SPC/Fw",
     )
     msub = p.add_subparsers(dest="md_check_command", required=True)
-    w = msub.add_parser(
+    w = _md_check_parser(
+        msub,
         "water",
+        WaterProtocol,
         help="liquid water (q-SPC/Fw intramolecular + the member): stability, density, RDFs",
+        run_dir="search run folder (pareto.json, run.json)",
+        best="the knee-rule member (the default, as export)",
+        out="folder for water.json, rdf.png (RUN/md-check)",
+        seed="seed of the lattice orientations, velocities, thermostat and barostat",
     )
-    w.add_argument("run_dir", help="search run folder (pareto.json, run.json)")
-    pick = w.add_mutually_exclusive_group()
-    pick.add_argument("--index", type=int, default=None, help="front member, 0 = simplest")
-    pick.add_argument(
-        "--best", action="store_true", help="the knee-rule member (the default, as export)"
-    )
-    w.add_argument("--out", default=None, help="folder for water.json, rdf.png (RUN/md-check)")
-    w.add_argument(
+    _md_option(
+        w,
+        WaterProtocol,
         "--molecules",
         type=_at_least(0),
-        default=216,
         help="waters (more when the box would be under 2.2 cutoffs)",
     )
-    w.add_argument("--temperature", type=_real(0, above=True), default=298.0, help="temperature, K")
-    w.add_argument("--timestep", type=_real(0, above=True), default=0.5, help="time step, fs")
-    w.add_argument("--equilibration", type=_real(0), default=1.0, help="NVT equilibration, ps")
-    w.add_argument("--npt", type=_real(0), default=4.0, help="NPT, ps (the density)")
-    w.add_argument(
-        "--nvt", type=_real(0, above=True), default=3.0, help="NVT production, ps (the RDFs)"
+    _md_option(w, WaterProtocol, "--temperature", type=_real(0, above=True), help="temperature, K")
+    _md_option(w, WaterProtocol, "--timestep", type=_real(0, above=True), help="time step, fs")
+    _md_option(w, WaterProtocol, "--equilibration", type=_real(0), help="NVT equilibration, ps")
+    _md_option(w, WaterProtocol, "--npt", type=_real(0), help="NPT, ps (the density)")
+    _md_option(
+        w, WaterProtocol, "--nvt", type=_real(0, above=True), help="NVT production, ps (the RDFs)"
     )
-    w.add_argument("--nve", type=_real(0), default=1.0, help="NVE, ps (the energy drift)")
-    w.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the lattice orientations, velocities, thermostat and barostat",
-    )
-    w.add_argument("--threads", type=_at_least(0), default=0, help="OpenMM CPU threads (0: all)")
-    w.add_argument("--platform", default="CPU", help="OpenMM platform")
+    _md_option(w, WaterProtocol, "--nve", type=_real(0), help="NVE, ps (the energy drift)")
     w.add_argument("--no-reference", action="store_true", help="skip the q-SPC/Fw run")
     w.add_argument("--no-forces", action="store_true", help="skip the force RMSE on the DFT frames")
-    w.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    w.set_defaults(func=cmd_md_check)
-    s = msub.add_parser(
+    s = _md_check_parser(
+        msub,
         "solvent",
+        SolventProtocol,
         help="alanine dipeptide: vacuum amber14 + the member vs explicit solvent (phi/psi)",
+        run_dir="search run folder of a solvent-force search",
+        best="the knee-rule member (default)",
+        out="folder for solvent.json (RUN/md-check)",
+        seed="seed of the velocities and the Langevin thermostat",
     )
-    s.add_argument("run_dir", help="search run folder of a solvent-force search")
-    pick = s.add_mutually_exclusive_group()
-    pick.add_argument("--index", type=int, default=None, help="front member, 0 = simplest")
-    pick.add_argument("--best", action="store_true", help="the knee-rule member (default)")
-    s.add_argument("--out", default=None, help="folder for solvent.json (RUN/md-check)")
-    s.add_argument("--equilibration", type=_real(0), default=20.0, help="equilibration, ps")
-    s.add_argument(
-        "--production", type=_real(0, above=True), default=1000.0, help="production per run, ps"
+    _md_option(s, SolventProtocol, "--equilibration", type=_real(0), help="equilibration, ps")
+    _md_option(
+        s, SolventProtocol, "--production", type=_real(0, above=True), help="production per run, ps"
     )
-    s.add_argument(
+    _md_option(
+        s,
+        SolventProtocol,
         "--exclude",
         type=_at_least(0),
-        default=2,
         help="no member term on pairs up to N bonds apart (as examples/alanine_dipeptide.py)",
     )
-    s.add_argument(
-        "--seed", type=int, default=0, help="seed of the velocities and the Langevin thermostat"
-    )
-    s.add_argument("--threads", type=_at_least(0), default=0, help="OpenMM CPU threads (0: all)")
-    s.add_argument("--platform", default="CPU", help="OpenMM platform")
-    s.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
-    s.set_defaults(func=cmd_md_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
