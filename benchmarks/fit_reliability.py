@@ -69,7 +69,12 @@ RMS_RANGE = (0.02, 30.0)
 MAX_FORCE = 500.0
 MAX_DRAWS = 200
 QUICK_FAMILIES = ("buckingham", "coulomb_lj", "lj_12_6", "screened_coulomb")
-COULOMB = "14.399645"  # e²/(4πε₀) in eV·Å
+try:
+    from mctsff.water.models import COULOMB_EV_A
+except ImportError:  # a --baseline revision before the water package
+    from mctsff.models import COULOMB_EV_A
+#: e²/(4πε₀) in eV·Å as the expressions write it.
+COULOMB = str(COULOMB_EV_A)
 
 
 class Family(NamedTuple):
