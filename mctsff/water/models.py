@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 from ase import units
 
+from mctsff.export.base import KCAL_PER_MOL
 from mctsff.expr.params import Potential
 from mctsff.expr.program import Program
 from mctsff.fit.result import FitResult
 
 __all__ = [
     "COULOMB_EV_A",
-    "KCAL_TO_EV",
     "MODELS",
     "MODEL_EXPRESSION",
     "WaterModel",
@@ -62,8 +62,6 @@ __all__ = [
 #: Coulomb constant e²/(4πε₀) in eV·Å/e² (:mod:`ase.units`), to the 8 digits the expression
 #: writes.
 COULOMB_EV_A: float = round(units.Hartree * units.Bohr, 6)
-#: kcal/mol → eV (:mod:`ase.units`).
-KCAL_TO_EV: float = units.kcal / units.mol
 
 #: Intermolecular form shared by the three models.
 MODEL_EXPRESSION: str = f"{COULOMB_EV_A}*prod_q/r + pair_A/r**12 - pair_B/r**6"
@@ -107,7 +105,7 @@ class WaterModel:
     @property
     def epsilon_ev(self) -> float:
         """O–O ε in eV."""
-        return self.epsilon_OO * KCAL_TO_EV
+        return self.epsilon_OO * KCAL_PER_MOL
 
     @property
     def lj_A(self) -> float:

@@ -9,8 +9,8 @@ import pytest
 from ase import units
 
 from mctsff.data import data_file, from_atoms
+from mctsff.export.base import KCAL_PER_MOL
 from mctsff.water.models import (
-    KCAL_TO_EV,
     MODEL_EXPRESSION,
     evaluate_model,
     get_model,
@@ -62,7 +62,7 @@ def test_published_parameters():
     expr, params, fixed = reference_model("q-SPC/Fw")
     assert expr == MODEL_EXPRESSION
     eps = 0.1554252 * units.kcal / units.mol
-    assert KCAL_TO_EV == pytest.approx(0.0433641, rel=1e-6)
+    assert KCAL_PER_MOL == pytest.approx(0.0433641, rel=1e-6)
     assert params["prod_q[O]"] == -0.84 and params["prod_q[H]"] == 0.42
     assert params["pair_A[O-O]"] == pytest.approx(4 * eps * 3.165492**12, rel=1e-12)
     assert params["pair_B[O-O]"] == pytest.approx(4 * eps * 3.165492**6, rel=1e-12)
@@ -71,7 +71,7 @@ def test_published_parameters():
     # spellings and the other models
     assert get_model("qspcfw") is get_model("q_spc_fw") is get_model("Q-SPC/Fw")
     assert get_model("TIP3P").q_O == -0.834 and get_model("spc/fw").q_H == 0.41
-    assert get_model("tip3p").epsilon_ev == pytest.approx(0.1520 * KCAL_TO_EV)
+    assert get_model("tip3p").epsilon_ev == pytest.approx(0.1520 * KCAL_PER_MOL)
     with pytest.raises(KeyError, match="q-SPC/Fw"):
         get_model("tip4p")
     with pytest.raises(ValueError, match="only H and O"):
