@@ -12,7 +12,7 @@ saved) bound a step from inside: a step never starts more fits than
 :meth:`SearchEngine.fits_left` allows, one that is still drawing candidates when
 the deadline passes ends without fitting them (:meth:`SearchEngine.out_of_time`), and
 one fitting its batch when it passes fits no further group of one fit per worker
-(:meth:`SearchEngine._fit_in_time`; the rest waits like a batch the budget cut).  Checkpoints
+(:func:`fit_in_time`; the rest waits like a batch the budget cut).  Checkpoints
 (:meth:`SearchEngine.state_dict` / :meth:`SearchEngine.from_state`) are shared, with
 ``_transient`` naming attributes left out and ``_restore()`` rebuilding them.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,41 @@ KEY_MEMO_SIZE = 100_000
 
 class OutOfTime(Exception):
     """Raised inside a step whose deadline passed while it drew candidates."""
+
+
+def checked_results(results, exprs: Sequence[str]) -> list[FitResult]:
+    """``results`` as a list, after checking there is one FitResult per expression."""
+    results = list(results)
+    if len(results) != len(exprs):
+        raise RuntimeError(f"evaluate returned {len(results)} results for {len(exprs)} expressions")
+    for res in results:
+        if not isinstance(res, FitResult):
+            raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
+    return results
+
+
+def fit_in_time(
+    evaluate: Callable[[list[str]], Any],
+    expressions: Sequence[str],
+    out_of_time: Callable[[], bool] | None = None,
+) -> list[FitResult]:
+    """Fit ``expressions`` with ``evaluate``: in one call, or, given ``out_of_time`` (whether
+    a deadline has passed), in groups of one per worker (``evaluate.workers``; 1 for a
+    callable without it) while it has not.  Returns the results of the leading expressions
+    fitted, in order: all of them without ``out_of_time``, none when the deadline has passed
+    already; a group started before it ends is waited for, so a batch overruns the deadline
+    by at most one fit per worker.  The engines' steps (:meth:`SearchEngine._fit_in_time`)
+    and the local moves (:class:`~mctsff.engines.local.LocalMoves`) fit through it."""
+    if out_of_time is None:
+        return checked_results(evaluate(list(expressions)), expressions)
+    size = max(1, int(getattr(evaluate, "workers", 1) or 1))
+    out: list[FitResult] = []
+    for i in range(0, len(expressions), size):
+        if out_of_time():
+            break
+        group = list(expressions[i : i + size])
+        out += checked_results(evaluate(group), group)
+    return out
 
 
 class SearchEngine:
@@ -73,35 +108,12 @@ class SearchEngine:
             raise OutOfTime
 
     def _fit_in_time(self, expressions: list[str]) -> list[FitResult]:
-        """Fit ``expressions`` with :attr:`evaluate`: in one call, or under a
-        :attr:`deadline` in groups of one per worker (``evaluate.workers``; 1 for a
-        callable without it) while the deadline has not passed.  Returns the results of
-        the leading expressions fitted, in order: all of them without a deadline, none
-        when it has passed already; a group started before it ends is waited for, so a
-        batch overruns the deadline by at most one fit per worker."""
-        if self.deadline is None:
-            return self._checked(self.evaluate(list(expressions)), expressions)
-        size = max(1, int(getattr(self.evaluate, "workers", 1) or 1))
-        out: list[FitResult] = []
-        for i in range(0, len(expressions), size):
-            if self.out_of_time():
-                break
-            group = list(expressions[i : i + size])
-            out += self._checked(self.evaluate(group), group)
-        return out
+        """:func:`fit_in_time` with :attr:`evaluate` under :attr:`deadline` (if any)."""
+        return fit_in_time(
+            self.evaluate, expressions, None if self.deadline is None else self.out_of_time
+        )
 
-    @staticmethod
-    def _checked(results, exprs: list[str]) -> list[FitResult]:
-        """``results`` as a list, after checking there is one FitResult per expression."""
-        results = list(results)
-        if len(results) != len(exprs):
-            raise RuntimeError(
-                f"evaluate returned {len(results)} results for {len(exprs)} expressions"
-            )
-        for res in results:
-            if not isinstance(res, FitResult):
-                raise TypeError(f"evaluate must return FitResult, got {type(res).__name__}")
-        return results
+    _checked = staticmethod(checked_results)
 
     @property
     def results(self) -> list[FitResult]:

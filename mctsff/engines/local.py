@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mctsff.config import DEFAULTS, LocalMoveSettings
+from mctsff.engines.engine import fit_in_time
 from mctsff.expr import ops
 from mctsff.expr.grammar import Grammar
 from mctsff.expr.program import signed_terms
@@ -700,7 +701,12 @@ class LocalMoves:
     def _fit(self, moves: list[tuple[str, str, str | None]], entered: list[FitResult]) -> int:
         """Fit moves in one evaluator call (under a deadline, until it passes); record them,
         add those entering the front to ``entered``; return how many were fitted."""
-        results = self._fit_until_deadline([expr for expr, _, _ in moves])
+        deadline = getattr(self.mcts, "deadline", None)
+        results = fit_in_time(
+            self.evaluator,
+            [expr for expr, _, _ in moves],
+            None if deadline is None else self.mcts.out_of_time,
+        )
         for (expr, origin, kind), new in zip(moves, results, strict=False):
             new.extra["local_move_from"] = origin
             if kind is not None:
@@ -715,19 +721,6 @@ class LocalMoves:
             if self.callback is not None:
                 self.callback(new)
         return len(results)
-
-    def _fit_until_deadline(self, todo: list[str]) -> list[FitResult]:
-        """Fit ``todo`` in one batch, or, under a deadline, in batches of one per worker
-        until the deadline passes (the results of the expressions fitted, in order)."""
-        if getattr(self.mcts, "deadline", None) is None:
-            return self.evaluator(todo)
-        size = max(1, int(getattr(getattr(self.evaluator, "evaluator", None), "workers", 1)))
-        results: list[FitResult] = []
-        for i in range(0, len(todo), size):
-            if i and self.mcts.out_of_time():
-                break
-            results += self.evaluator(todo[i : i + size])
-        return results
 
 
 def has_idle_terms(res: FitResult, term: int | None = None) -> bool:
