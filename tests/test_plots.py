@@ -37,13 +37,33 @@ def test_pareto_figure_labels_every_member_and_keeps_the_reference_elements(tmp_
     assert all(t.get_text().startswith("$") for t in labels)
     assert [t.get_rotation() for t in labels] == [35.0] * len(front)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    for entry in ("U = 0", "train", "test", "selected (knee rule)", "q-SPC/Fw (published)"):
+    for entry in (
+        "U = 0 (3)",
+        "train",
+        "test",
+        "selected (knee rule)",
+        "q-SPC/Fw (published) (0.9)",
+    ):
         assert entry in legend
     lo, hi = ax.get_ylim()
     assert lo < 0.55 and hi > 3.0  # every member, U = 0 and the reference line in view
     one = ParetoFront(pts[:1]).figure()
     assert len([t for t in one.axes[0].texts if t.get_gid() == "member-label"]) == 1
     assert front.plot(tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pareto_figure_shows_a_reference_line_at_the_loss_of_u_equals_zero():
+    """A reference model as bad as U = 0 (q-SPC/Fw published on the demo's validation
+    frames: 0.0969 vs 0.0975) is drawn on top of U = 0's band, and the legend tells the two
+    values apart."""
+    pts = [FitResult("c1/r", complexity=3, rmse_train=0.08, rmse_valid=0.09)]
+    fig = ParetoFront(pts, null_loss=0.0975).figure({"q-SPC/Fw (published)": 0.0969})
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    zero, ref = lines["U = 0 (0.0975)"], lines["q-SPC/Fw (published) (0.0969)"]
+    assert ref.get_zorder() > zero.get_zorder()  # drawn over the band
+    assert zero.get_linewidth() > 2 * ref.get_linewidth()  # the band shows around the dashes
+    assert ref.get_linestyle() == "--" and zero.get_color() != ref.get_color()
 
 
 def test_potentials_figure_draws_the_exported_selected_member_simpler_ones_and_the_reference(

@@ -491,7 +491,8 @@ class ParetoFront:
         expression in math text (:func:`math_label`, rotated so labels do not cross);
         the members' training and test RMSEs (where known) as markers at the same
         complexity, the member :meth:`selected` chooses circled, and U = 0
-        (:attr:`null_loss`, where known) as a dotted reference line.  The legend sits
+        (:attr:`null_loss`, where known) as a wide grey reference band under the dashed
+        ``reference_lines``, each labelled with its loss in the legend, which sits
         outside the axes.  When an MD check scored members (``extra["md_check"]``,
         :mod:`mctsff.water.rerank`), a second panel below shows, at the same complexity,
         each stable member's O–O RDF distance to experiment with its density, and a cross
@@ -500,7 +501,8 @@ class ParetoFront:
         Parameters
         ----------
         reference_lines
-            Label -> loss of reference models, drawn as dashed horizontal lines.
+            Label -> loss of reference models, drawn as dashed horizontal lines
+            (legend ``"label (loss)"``).
         title, ylabel
             Axis decorations.
         """
@@ -570,12 +572,24 @@ class ParetoFront:
             ax.set_ylim(lo / 1.6, hi * (hi / lo) ** 0.6 * 1.5 if hi > lo else hi * 10)
             span = max(xs) - min(xs)
             ax.set_xlim(min(xs) - 0.05 * span - 1, max(xs) + 0.35 * span + 1)
+        # U = 0 is a wide grey band under the dashed reference lines, and every line's
+        # value is in its legend label, so a reference model at about U = 0's loss (as
+        # q-SPC/Fw published is on the water dimers' validation frames) stays visible on it
         if self.null_loss is not None and math.isfinite(self.null_loss) and self.null_loss > 0:
-            ax.axhline(self.null_loss, ls=":", lw=1.2, color="k", label="U = 0")
+            ax.axhline(
+                self.null_loss,
+                ls="-",
+                lw=4.0,
+                color="0.78",
+                zorder=1.0,
+                label=f"U = 0 ({self.null_loss:.3g})",
+            )
         for i, (label, value) in enumerate((reference_lines or {}).items()):
             if value is not None and math.isfinite(value) and value > 0:
                 color = f"C{(i + 1) % 10}"
-                ax.axhline(value, ls="--", lw=1.0, color=color, label=label)
+                ax.axhline(
+                    value, ls="--", lw=1.3, color=color, zorder=1.5, label=f"{label} ({value:.3g})"
+                )
         ax.set_yscale("log")
         ax.set_xlabel("complexity")
         ax.set_ylabel(ylabel)
