@@ -112,6 +112,16 @@ class GrammarError(ValueError):
     """A grammar that cannot be used: the message names the file and line."""
 
 
+#: Limits on a grammar, checked before Lark builds its parser: Lark's set-up time grows
+#: faster than the grammar (a chain of 1000 rules, 35 kB, took 50 s; 250 000
+#: alternatives, 3.5 MB, never finished), so a grammar received from someone else could
+#: stall a search or a resume.  The shipped ones are far inside (``pair``: 3.3 kB, 9
+#: nonterminals, 31 productions); at the limits Lark and the analysis take a few seconds.
+MAX_GRAMMAR_CHARS = 65_536
+MAX_NONTERMINALS = 200
+MAX_PRODUCTIONS = 2000
+
+
 @dataclass(frozen=True, slots=True)
 class Production:
     """One BNF production ``lhs -> rhs``.
@@ -249,10 +259,13 @@ class Grammar:
         self.name = name
         self.path = path
         self._where = str(path) if path is not None else f"<grammar {name}>"
+        self._check_size(text)
         try:
             parser = lark.Lark(text, start=self.start, keep_all_tokens=True)
         except lark.exceptions.LarkError as exc:
             raise self._lark_error(exc) from None
+        except RecursionError:
+            raise GrammarError(f"{self._where}: nested too deeply") from None
         try:
             weights, variables = _parse_directives(text)
         except GrammarError as exc:
@@ -306,6 +319,39 @@ class Grammar:
         return cls(text, name=name, path=None)
 
     # ------------------------------------------------------------------ errors
+    def _check_size(self, text: str) -> None:
+        """Refuse text beyond :data:`MAX_GRAMMAR_CHARS`, or whose productions (after EBNF
+        expansion, as Lark's grammar loader compiles them, without the parser's analysis,
+        whose time grows fastest) exceed :data:`MAX_NONTERMINALS` nonterminals or
+        :data:`MAX_PRODUCTIONS` productions.  Errors of the grammar itself are left to
+        Lark's parser, which reports them with their line."""
+        if not isinstance(text, str):
+            raise GrammarError(f"{self._where}: grammar text is a {type(text).__name__}")
+        if len(text) > MAX_GRAMMAR_CHARS:
+            raise GrammarError(
+                f"{self._where}: {len(text)} characters, more than a grammar may have "
+                f"({MAX_GRAMMAR_CHARS}; Lark's set-up time grows faster than the grammar)"
+            )
+        try:
+            from lark.load_grammar import load_grammar
+
+            loaded, _ = load_grammar(text, "<string>", [], True)
+            _, rules, _ = loaded.compile([self.start], set())
+        except RecursionError:
+            raise GrammarError(f"{self._where}: nested too deeply") from None
+        except Exception:  # noqa: BLE001 - a grammar error (reported by Lark next) or an API change
+            return
+        nonterminals = len({rule.origin.name for rule in rules})
+        for count, limit, what in (
+            (nonterminals, MAX_NONTERMINALS, "nonterminals"),
+            (len(rules), MAX_PRODUCTIONS, "productions"),
+        ):
+            if count > limit:
+                raise GrammarError(
+                    f"{self._where}: {count} {what}, more than a grammar may have ({limit}; "
+                    "Lark's set-up time grows faster than the grammar)"
+                )
+
     def _lark_error(self, exc: Exception) -> GrammarError:
         msg = str(exc).strip()
         line = getattr(exc, "line", None)

@@ -342,3 +342,48 @@ def test_max_length_below_the_shortest_derivation_is_one_search_error(screened, 
     code = main(["search", data, "--max-length", "3", "--budget", "1", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("mctsff: error: --max-length 3 is below")
+
+
+# ----------------------------------------------------------------------------- size limits
+def _alternatives(n: int) -> str:
+    return 'start: t\nt: "c0/r"\n' + "\n".join(f'  | "c{i}*r"' for i in range(1, n))
+
+
+def _chain(n: int) -> str:
+    rules = "\n".join(f'r{i}: "c{i}*r" | r{i + 1} "+" "c{i}/r"' for i in range(n))
+    return f'start: r0\n{rules}\nr{n}: "A/r"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (_alternatives(5000), ["characters", "65536"]),  # 70 kB; Lark took 2 s
+        (_chain(220), ["222 nonterminals", "(200"]),  # 7 kB; Lark took 1.2 s (1000: 50 s)
+        (_alternatives(2100), ["2101 productions", "(2000"]),  # 28 kB
+    ],
+    ids=["characters", "nonterminals", "productions"],
+)
+def test_a_grammar_beyond_the_size_limits_is_one_error_before_lark_builds_it(text, words):
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(GrammarError) as exc:
+        Grammar.from_text(text, name="big")
+    assert time.perf_counter() - t0 < 2.0
+    message = str(exc.value)
+    assert "\n" not in message and "<grammar big>" in message
+    for w in words:
+        assert w in message
+
+
+def test_a_checkpoint_holding_a_huge_grammar_is_refused_without_building_it(tmp_path):
+    from mctsff.runio import RunFolderError, load_checkpoint
+
+    class _Build:  # pickles as Grammar(text): what a crafted checkpoint can ask for
+        def __reduce__(self):
+            return Grammar, (_alternatives(5000),)  # 70 kB (3.5 MB: Lark never finished)
+
+    path = tmp_path / "checkpoint.pkl"
+    path.write_bytes(pickle.dumps({"grammar": _Build()}))
+    with pytest.raises(RunFolderError, match="characters, more than a grammar may have"):
+        load_checkpoint(path)
