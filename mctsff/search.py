@@ -9,8 +9,8 @@
   (complexity × validation loss);
 * the run folder receives ``pareto.json``, ``pareto.csv``, ``pareto.png``,
   ``potentials.png`` and a ``checkpoint.pkl`` that ``resume=True`` continues;
-* Ctrl-C (or SIGTERM) stops between iterations and writes everything; a second
-  one aborts at once, after writing the front found so far;
+* Ctrl-C (or SIGTERM, or SIGHUP unless ignored) stops between iterations and writes
+  everything; a second one aborts at once, after writing the front found so far;
 * the run folder is created exclusively and locked while the search writes it, every
   file is written atomically, and the checkpoint is read without running code from it
   (:mod:`mctsff.runio`).
@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -872,7 +873,8 @@ def _main_loop(
     should_stop: Callable[[], bool] | None,
 ) -> None:
     """Step the engine and the local moves until the budget, the time limit,
-    ``should_stop``, Ctrl-C/SIGTERM or the engine ends the search; checkpoint every
+    ``should_stop``, Ctrl-C/SIGTERM/SIGHUP (unless ignored, as under ``nohup``) or the
+    engine ends the search; checkpoint every
     ``checkpoint_every`` seconds.  A second Ctrl-C writes pareto.json and raises
     :class:`KeyboardInterrupt`; the evaluator is closed and the signal handlers restored
     on every way out."""
@@ -894,13 +896,20 @@ def _main_loop(
             raise KeyboardInterrupt
         stop["requested"] = True
         if cfg.progress:
-            sys.stderr.write("\nmctsff: stopping after this iteration (Ctrl-C again to abort)\n")
+            with contextlib.suppress(OSError):  # a hung-up terminal (SIGHUP) takes no writes
+                sys.stderr.write(
+                    "\nmctsff: stopping after this iteration (Ctrl-C again to abort)\n"
+                )
 
     old = None
     in_main = _main_thread()
     if in_main:
         old = signal.signal(signal.SIGINT, handler)
         old_term = signal.signal(signal.SIGTERM, handler)  # a batch system's stop: the same
+        # a closed terminal or dropped ssh session: the same, unless ignored (nohup)
+        old_hup = signal.getsignal(signal.SIGHUP)
+        if old_hup not in (signal.SIG_IGN, None):
+            signal.signal(signal.SIGHUP, handler)
     run.t0 = bar.t0 = t0 = time.perf_counter()
     last_ckpt = t0
     # the budget and the time limit hold inside a step too (its rollouts, its local moves)
@@ -944,6 +953,8 @@ def _main_loop(
         if in_main and old is not None:
             signal.signal(signal.SIGINT, old)
             signal.signal(signal.SIGTERM, old_term)
+            if old_hup is not None:  # (None: a handler not set from Python, left alone)
+                signal.signal(signal.SIGHUP, old_hup)
         run.evaluator.evaluator.close()
         engine.fit_limit = engine.deadline = None
 

@@ -737,6 +737,43 @@ def test_sigterm_stops_the_search_like_ctrl_c(screened, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_sighup_stops_the_search_like_sigterm(screened):
+    """A closed terminal or dropped ssh session ends the search as Ctrl-C does (it used to
+    kill it before anything was written)."""
+    import signal
+
+    train, valid = screened
+    sent = []
+
+    def hang_up(res):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    res = search(_fast(train, valid), "pair", callback=hang_up, **{**_FAST, "budget": 500})
+    assert res.interrupted and res.n_evaluations < 500
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+
+
+def test_an_ignored_sighup_stays_ignored_under_nohup(screened):
+    import signal
+
+    train, valid = screened
+    seen = []
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
+    try:
+
+        def hang_up(res):
+            seen.append(signal.getsignal(signal.SIGHUP))
+            os.kill(os.getpid(), signal.SIGHUP)
+
+        res = search(_fast(train, valid), "pair", callback=hang_up, **{**_FAST, "budget": 2})
+        assert not res.interrupted and res.n_evaluations == 2 and set(seen) == {signal.SIG_IGN}
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
 def test_resume_compares_the_data_by_content_not_path(tmp_path):
     import shutil
 
