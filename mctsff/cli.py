@@ -160,12 +160,15 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--split-seed",
-        type=int,
+        type=_at_least(0),
         default=0,
         help="seed of the train/validation/test split of the frames (independent of --seed)",
     )
     p.add_argument(
-        "--seed", type=int, default=DEFAULTS.seed, help="seed of the search and the fit starts"
+        "--seed",
+        type=_at_least(0),
+        default=DEFAULTS.seed,
+        help="seed of the search and the fit starts",
     )
 
 
@@ -975,7 +978,9 @@ def _add_data_commands(sub) -> None:
     q.add_argument("--all-electron", action="store_true", help="MP2 without frozen core")
     q.add_argument("--out", required=True, help="extxyz file; resumed when it exists")
     q.add_argument("--workers", type=int, default=1, help="worker processes, 1 thread each")
-    q.add_argument("--seed", type=int, default=0, help="sampling seed (keep it when resuming)")
+    q.add_argument(
+        "--seed", type=_at_least(0), default=0, help="sampling seed (keep it when resuming)"
+    )
     _quiet_args(q, "no progress lines")
     q.set_defaults(func=run_data)
     m = dsub.add_parser(
@@ -1258,7 +1263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--time", type=_real(0, above=True), default=240.0, help="wall-clock limit in seconds"
     )
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the search")
+    p.add_argument("--seed", type=_at_least(0), default=DEFAULTS.seed, help="seed of the search")
     _quiet_args(p, "no progress bar on stderr")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument(

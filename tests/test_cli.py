@@ -27,6 +27,8 @@ QUICK = ["--budget", "3", "--no-progress", "--no-constraints", "--starts", "1"]
         (["--workers", "-1"], "argument --workers: must be >= 0"),
         (["--projection", "inf"], "argument --projection: must be a finite number"),
         (["--fit-timeout", "-1"], "argument --fit-timeout: must be > 0"),
+        (["--seed", "-1"], "argument --seed: must be >= 0, got -1"),  # was a numpy traceback
+        (["--split-seed", "-1"], "argument --split-seed: must be >= 0, got -1"),
     ],
 )
 def test_numeric_options_are_finite_and_in_range(args, message, capsys, tmp_path):
@@ -35,6 +37,15 @@ def test_numeric_options_are_finite_and_in_range(args, message, capsys, tmp_path
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command", [["demo"], ["fit", DIMERS, "--expr", "A/r"]])
+def test_a_negative_seed_is_one_line(command, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--seed", "-1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --seed: must be >= 0, got -1" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize(
