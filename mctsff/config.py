@@ -251,7 +251,8 @@ class SearchConfig:
         member costs minutes).  0: off.
     md_options
         Settings of that check's :class:`~mctsff.water.mdcheck.WaterProtocol` over its
-        defaults (``{"n_molecules": 64, "npt_ps": 0.2}``: a shorter protocol).
+        defaults (``{"n_molecules": 64, "npt_ps": 0.2}``: a shorter protocol); refused
+        while ``md_rerank`` is 0, which would ignore them.
     mcts, gp, local, parallel
         The nested settings.
     """
@@ -291,6 +292,11 @@ class SearchConfig:
             raise ConfigError(f"max_length must be a whole number >= 1, not {self.max_length!r}")
         if not _is_int(self.md_rerank) or self.md_rerank < 0:
             raise ConfigError(f"md_rerank must be a whole number >= 0, not {self.md_rerank!r}")
+        if self.md_options and not self.md_rerank:
+            raise ConfigError(
+                "md_options (--md-option) set the protocol of md_rerank (--md-rerank N), "
+                "which is 0: they would be ignored; give md_rerank or leave them out"
+            )
         if not (isinstance(self.eta, int | float) and 0 < self.eta <= 1):
             raise ConfigError(f"eta must be in (0, 1], not {self.eta!r}")
         for name, kind in LocalMoveSettings.tunables().items():

@@ -39,6 +39,15 @@ def test_numeric_options_are_finite_and_in_range(args, message, capsys, tmp_path
     assert message in err and err.count("\n") == 1, err
 
 
+def test_md_options_without_md_rerank_are_one_line(capsys, tmp_path):
+    """--md-option zzz=1 without --md-rerank was accepted and ignored (exit 0)."""
+    out = str(tmp_path / "run")
+    code = main(["search", DIMERS, "--out", out, *QUICK, "--md-option", "npt_ps=0.2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "md_rerank (--md-rerank N), which is 0" in err[-1], err
+    assert not (tmp_path / "run" / "pareto.json").exists()
+
+
 @pytest.mark.parametrize("command", [["demo"], ["fit", DIMERS, "--expr", "A/r"]])
 def test_a_negative_seed_is_one_line(command, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_:
