@@ -110,7 +110,8 @@ def read_front_points(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     Raises
     ------
     RunFolderError
-        One line naming the file: unreadable, not JSON, or not a list of objects.
+        One line naming the file: unreadable, not JSON (or nested too deeply to read), or
+        not a list of objects.
     """
     path = Path(path)
     if path.is_dir():
@@ -119,6 +120,8 @@ def read_front_points(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{path}: cannot read the front ({exc})") from None
+    except RecursionError:
+        raise RunFolderError(f"{path}: cannot read the front (nested too deeply)") from None
     if isinstance(data, dict) and "points" in data:
         data = data["points"]
     if not isinstance(data, list):
@@ -127,8 +130,9 @@ def read_front_points(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """``run.json`` of ``folder`` as a dict (empty when there is none or it is not an
-    object); a :class:`RunFolderError` naming the file when it cannot be read."""
+    """``run.json`` of ``folder`` as a dict (empty when there is none); a
+    :class:`RunFolderError` naming the file when it cannot be read or is not a JSON
+    object (a damaged file is not taken for a missing one)."""
     path = Path(folder) / RUN_JSON
     if not path.is_file():
         return {}
@@ -136,7 +140,11 @@ def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{path}: cannot read ({exc})") from None
-    return info if isinstance(info, dict) else {}
+    except RecursionError:
+        raise RunFolderError(f"{path}: cannot read (nested too deeply)") from None
+    if not isinstance(info, dict):
+        raise RunFolderError(f"{path}: not a JSON object (holds a {type(info).__name__})")
+    return info
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -46,6 +46,20 @@ def test_bad_files_are_one_error_naming_the_file(tmp_path):
     assert read_front_points(tmp_path / "pareto.json") == []
 
 
+def test_deeply_nested_or_non_object_files_are_one_error_naming_the_file(tmp_path):
+    """json raised RecursionError (a traceback from export) on 100000 nested brackets, and
+    a run.json holding a list was read as no run.json at all."""
+    (tmp_path / "pareto.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RunFolderError, match="pareto.json: cannot read the front .nested"):
+        read_front_points(tmp_path)
+    (tmp_path / "run.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(RunFolderError, match="run.json: cannot read .nested too deeply"):
+        read_run_info(tmp_path)
+    (tmp_path / "run.json").write_text("[]")
+    with pytest.raises(RunFolderError, match="run.json: not a JSON object .holds a list"):
+        read_run_info(tmp_path)
+
+
 @pytest.mark.parametrize(
     "data",
     [
