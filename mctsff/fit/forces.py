@@ -87,12 +87,6 @@ LOOSE_NFEV = 60
 #: Starts of the default fit solved to convergence after the loose solves: the best
 #: ones, the lowest loss, and any within :data:`TIE` of the best.
 FINAL_POLISH = 2
-#: A start is carried to its constraints only while its loose unconstrained loss is below
-#: this multiple of the best feasible loose loss in hand (a loose solve stops short of its
-#: basin's minimum, so the free loss bounds the constrained one only with a margin: at 1,
-#: 6 (defaults) and 9 (force0) of 150 replayed demo fits ended higher than without
-#: pruning, at 3, 0 and 2 (by under 5 %)).
-PRUNE_FACTOR = 3.0
 
 
 #: Starts whose loose loss is within this relative margin of the best are also solved
@@ -522,9 +516,7 @@ class Fitter:
         :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations under the constraints
         (the scan's starts linearised, after an unconstrained descent where one is an
         inequality; the ladder's and the best scan start by the augmented Lagrangian's
-        continuation from their unconstrained optimum; lowest unconstrained loss first,
-        and a start whose unconstrained loose loss is :data:`PRUNE_FACTOR` times a feasible
-        loose solution's already found is not carried to its constraints); the
+        continuation from their unconstrained optimum); the
         :data:`FINAL_POLISH` best of them (feasible first, then lowest loss), the lowest
         loss of all and any other within :data:`TIE` of the best's loss are then solved
         to convergence.
@@ -584,26 +576,17 @@ class Fitter:
             loose = []
             if not inequality:
                 loose = [sol for x0 in starts if (sol := run(x0, LOOSE_FTOL)) is not None]
-            # (start's free optimum, linearised?) for every constrained descent to come
-            frees = {}
+            # (start, linearised?) in turn; the best scan start's free descent serves both
+            # of its continuations
+            every = starts + ladder
             todo = [(i, True) for i in range(len(starts))] if inequality else []
             todo += [(len(starts) + i, False) for i in range(len(ladder))]
             todo += [(0, False)] if starts else []
-            every = starts + ladder
-            for i, _ in todo:
+            frees = {}
+            for i, lin in todo:
                 if i not in frees:
                     frees[i] = free_descent(every[i])
-            todo = [(i, lin) for i, lin in todo if frees[i] is not None]
-            # lowest free loss first; a start whose unconstrained optimum is already well
-            # above a feasible solution in hand is not carried to its constraints (the
-            # constrained optimum of its basin cannot be lower than its free one)
-            todo.sort(key=lambda t: frees[t[0]][1])
-            for i, lin in todo:
-                bound = min((s[1] for s in loose if is_feasible(s, tol)), default=math.inf)
-                if frees[i][1] >= PRUNE_FACTOR * bound:
-                    continue
-                sol = constrained(frees[i], lin)
-                if sol is not None:
+                if frees[i] is not None and (sol := constrained(frees[i], lin)) is not None:
                     loose.append(sol)
         losses = [sol[1] for sol in loose]
         if not loose:
