@@ -49,6 +49,7 @@ file               contents
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from pathlib import Path
@@ -63,6 +64,7 @@ __all__ = [
     "RUN_JSON",
     "read_checkpoint",
     "read_front_points",
+    "read_null_rmse",
     "read_run_info",
     "write_checkpoint",
     "write_front_points",
@@ -145,6 +147,36 @@ def read_run_info(folder: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise RunFolderError(f"{path}: not a JSON object (holds a {type(info).__name__})")
     return info
+
+
+def read_null_rmse(path: str | os.PathLike[str]) -> float | None:
+    """``null_rmse`` of the run a front was read from (U = 0 on the ranking frames), or
+    ``None``: ``path`` a run folder, or its ``pareto.json`` (``run.json`` beside it); a file
+    with another name, or a folder without ``run.json`` or without the field, gives ``None``.
+
+    Raises
+    ------
+    RunFolderError
+        One line naming ``run.json``: unreadable, or ``null_rmse`` not a finite number >= 0.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        if path.name != PARETO_JSON:
+            return None
+        path = path.parent
+    value = read_run_info(path).get("null_rmse")
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise RunFolderError(
+            f"{path / RUN_JSON}: null_rmse must be a finite number >= 0, not {value!r}"
+        )
+    return float(value)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -78,3 +78,20 @@ def test_a_memo_index_beyond_the_data_is_refused_without_filling_memory(
     with memory_limit(1 << 30), pytest.raises(RunFolderError) as err:
         read_checkpoint(path)
     assert "memo index" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_front_read_from_a_run_folder_keeps_its_null_rmse(tmp_path):
+    """``from_json`` left ``null_loss`` unset, so a front re-plotted from a run folder had
+    no U = 0 band; a bare ``pareto.json`` (no ``run.json``) still reads, without one."""
+    point = FitResult(expression="c1 / r", params={"c1": 2.5}, rmse_valid=0.2).to_dict()
+    write_front_points(tmp_path, [point])
+    assert ParetoFront.from_json(tmp_path).null_loss is None  # no run.json
+    write_run_info(tmp_path, {"grammar": "pair", "null_rmse": 0.75})
+    for source in (tmp_path, tmp_path / "pareto.json"):
+        front = ParetoFront.from_json(source)
+        assert front.null_loss == 0.75
+        legend = front.figure().axes[0].get_legend()
+        assert "U = 0 (0.75)" in [t.get_text() for t in legend.texts]
+    write_run_info(tmp_path, {"null_rmse": "0.75"})
+    with pytest.raises(RunFolderError, match="run.json: null_rmse must be a finite number"):
+        ParetoFront.from_json(tmp_path)

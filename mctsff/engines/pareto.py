@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from mctsff.fit.result import FitResult
-from mctsff.runfolder import read_front_points
+from mctsff.runfolder import read_front_points, read_null_rmse
 
 __all__ = [
     "KNEE_LOSS_FACTOR",
@@ -409,9 +409,11 @@ class ParetoFront:
     def from_json(cls, path: str | Path) -> ParetoFront:
         """Read a front written by :meth:`to_json`, a search's ``pareto.json`` (a list
         of members) or the run folder holding it (:func:`mctsff.runfolder.read_front_points`;
-        :class:`~mctsff.runio.RunFolderError` naming the file when it cannot)."""
+        :class:`~mctsff.runio.RunFolderError` naming the file when it cannot).  Read from a
+        run folder (or its ``pareto.json``), :attr:`null_loss` is the run's ``null_rmse``
+        (``run.json``, :func:`mctsff.runfolder.read_null_rmse`), where it records one."""
         points = read_front_points(path)
-        front = cls()
+        front = cls(null_loss=read_null_rmse(path))
         front._points = [FitResult.from_dict(d) for d in points]
         front._points.sort(key=lambda p: (p.complexity, _loss(p)))
         front._archive = list(front._points)
