@@ -226,7 +226,7 @@ def stability(paths: Sequence[str]) -> dict:
     h1, h2 = hist(phr[:150], psr[:150], 36), hist(phr[150:], psr[150:], 36)
     out = {
         "reference": {
-            "halves_js_phi-psi": round(mc.js_divergence(h1["phi-psi"], h2["phi-psi"]), 4),
+            "halves_js_phi-psi": mc.halves_js_divergence(phr, psr, 36)["phi-psi"],
             "basins": basins(phr, psr),
         }
     }
@@ -235,19 +235,15 @@ def stability(paths: Sequence[str]) -> dict:
             rep = json.load(fh)
         for name, r in rep["runs"].items():
             phi, psi = np.array(r["phi"]), np.array(r["psi"])
-            h = len(phi) // 2
-            a, b, full = hist(phi[:h], psi[:h], 36), hist(phi[h:], psi[h:], 36), hist(phi, psi, 36)
+            full = hist(phi, psi, 36)
             one = min(2000, len(phi))  # 1 ns at 0.5 ps
-            c, d = (
-                hist(phi[: one // 2], psi[: one // 2], 36),
-                hist(phi[one // 2 : one], psi[one // 2 : one], 36),
-            )
+            halves = mc.halves_js_divergence
             js = mc.js_divergence
             out[f"{path}: {name}"] = {
                 "samples": len(phi),
                 "js_to_reference": {k: round(js(full[k], href[k]), 4) for k in full},
-                "halves_js": {k: round(js(a[k], b[k]), 4) for k in a},
-                "first_1ns_halves_js_phi-psi": round(js(c["phi-psi"], d["phi-psi"]), 4),
+                "halves_js": halves(phi, psi, 36),
+                "first_1ns_halves_js_phi-psi": halves(phi[:one], psi[:one], 36)["phi-psi"],
                 "js_phi-psi_to_reference_halves": [
                     round(js(full["phi-psi"], h1["phi-psi"]), 4),
                     round(js(full["phi-psi"], h2["phi-psi"]), 4),

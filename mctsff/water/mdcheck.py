@@ -69,6 +69,7 @@ __all__ = [
     "dft_rdf",
     "experimental_rdf",
     "first_peak",
+    "halves_js_divergence",
     "js_divergence",
     "plot_ramachandran",
     "plot_rdfs",
@@ -1304,6 +1305,20 @@ def _angle_histograms(phi: np.ndarray, psi: np.ndarray, bins: int) -> dict[str, 
     }
 
 
+def halves_js_divergence(phi: np.ndarray, psi: np.ndarray, bins: int) -> dict[str, float]:
+    """Jensen–Shannon divergences (bits; :func:`js_divergence`) of the phi, psi and phi/psi
+    histograms of the first half of a series of angles against its second half (the middle
+    sample goes to the second half), rounded to 4 digits: how far the histograms are from
+    converged.  Empty with fewer than two samples."""
+    phi, psi = np.asarray(phi, float), np.asarray(psi, float)
+    h = len(phi) // 2
+    if h == 0:
+        return {}
+    a = _angle_histograms(phi[:h], psi[:h], bins)
+    b = _angle_histograms(phi[h:], psi[h:], bins)
+    return {k: round(js_divergence(a[k], b[k]), 4) for k in a}
+
+
 def run_solute(
     member: Any,
     protocol: SolventProtocol = SolventProtocol(),
@@ -1413,8 +1428,10 @@ def solvent_check(
 
     Runs plain vacuum and vacuum + member (:func:`run_solute`) and compares their phi, psi and
     phi/psi histograms with the shipped explicit-solvent trajectory by the Jensen–Shannon
-    divergence (bits).  Writes ``solvent.json`` and ``ramachandran.png`` to ``out`` (default
-    ``RUN/md-check``).
+    divergence (bits, ``js_divergence_to_explicit``).  How converged each histogram is:
+    ``js_divergence_between_halves``, the divergence between the first and second half of
+    each run and of the reference (:func:`halves_js_divergence`).  Writes ``solvent.json``
+    and ``ramachandran.png`` to ``out`` (default ``RUN/md-check``).
     """
     from mctsff.export import ExportError, load_front_point, wall_problem
 
@@ -1456,13 +1473,20 @@ def solvent_check(
         },
         "runs": runs,
         "js_divergence_to_explicit": {},
+        "js_divergence_between_halves": {
+            "reference": halves_js_divergence(phi_ref, psi_ref, protocol.bins)
+        },
     }
     for name, res in runs.items():
         if res["samples"]:
-            h = _angle_histograms(np.array(res["phi"]), np.array(res["psi"]), protocol.bins)
+            phi, psi = np.array(res["phi"]), np.array(res["psi"])
+            h = _angle_histograms(phi, psi, protocol.bins)
             report["js_divergence_to_explicit"][name] = {
                 k: round(js_divergence(h[k], h_ref[k]), 4) for k in h
             }
+            halves = halves_js_divergence(phi, psi, protocol.bins)
+            if halves:
+                report["js_divergence_between_halves"][name] = halves
     js = report["js_divergence_to_explicit"]
     member_key = f"vacuum + member {point.index}"
     if "vacuum" in js and member_key in js:
@@ -1503,6 +1527,12 @@ def solvent_summary(report: dict[str, Any]) -> str:
     lines.append("Jensen-Shannon divergence to explicit solvent (bits): phi / psi / phi-psi")
     for name, js in report["js_divergence_to_explicit"].items():
         lines.append(f"  {name:<24} {js['phi']:.4f} / {js['psi']:.4f} / {js['phi-psi']:.4f}")
+    halves = report.get("js_divergence_between_halves", {})
+    if halves:
+        lines.append(
+            "convergence, JS phi-psi between the halves of each run: "
+            + ", ".join(f"{name} {js['phi-psi']:.4f}" for name, js in halves.items())
+        )
     for name, res in report["runs"].items():
         if not res["stable"]:
             lines.append(f"  {name}: UNSTABLE: {res['failure']}")

@@ -186,6 +186,31 @@ def test_js_divergence_and_dihedrals():
     assert np.mean(phi < 0) > 0.8
 
 
+def test_halves_divergence_tells_a_converged_histogram_from_a_drifting_one():
+    """The solvent check reported no convergence figure; the halves' divergence is 0 for a
+    series whose halves are alike, 1 when the halves visit different basins, and in the
+    report and its printed summary for each run and the reference."""
+    rng = np.random.default_rng(0)
+    beta = np.column_stack([rng.uniform(-170, -50, 400), rng.uniform(100, 170, 400)])
+    alpha = np.column_stack([rng.uniform(-90, -50, 400), rng.uniform(-60, -20, 400)])
+    steady = mc.halves_js_divergence(*np.vstack([beta, beta]).T, 36)
+    assert set(steady) == {"phi", "psi", "phi-psi"} and all(v == 0.0 for v in steady.values())
+    drift = mc.halves_js_divergence(*np.vstack([beta, alpha]).T, 36)
+    assert drift["psi"] == 1.0 and drift["phi-psi"] == 1.0 and 0 < drift["phi"] < 1
+    assert mc.halves_js_divergence(np.array([1.0]), np.array([1.0]), 36) == {}
+    ref = mc.halves_js_divergence(*mc.reference_angles(), 36)  # 150 frames each
+    assert 0.1 < ref["phi-psi"] < 0.25
+    report = {
+        "member": {"index": 0, "expression": "c1/r"},
+        "js_divergence_to_explicit": {"vacuum": drift},
+        "js_divergence_between_halves": {"reference": ref, "vacuum": drift},
+        "runs": {"vacuum": {"stable": True}},
+    }
+    text = mc.solvent_summary(report)
+    line = f"between the halves of each run: reference {ref['phi-psi']:.4f}, vacuum 1.0000"
+    assert sum(line in x for x in text.splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_solvent_check_runs_and_reports_divergences(tmp_path):
     sp = ["C", "H", "N", "O"]
@@ -200,6 +225,11 @@ def test_solvent_check_runs_and_reports_divergences(tmp_path):
     js = rep["js_divergence_to_explicit"]
     assert set(js) == {"vacuum", "vacuum + member 0"}
     assert all(0.0 <= v <= 1.0 for d in js.values() for v in d.values())
+    halves = rep["js_divergence_between_halves"]
+    assert set(halves) == {"reference", "vacuum", "vacuum + member 0"}
+    assert all(0.0 <= v <= 1.0 for d in halves.values() for v in d.values())
+    saved = json.loads((tmp_path / "md-check" / "solvent.json").read_text())
+    assert saved["js_divergence_between_halves"] == halves
     assert rep["runs"]["vacuum + member 0"]["member_pairs"] == 174
     assert (tmp_path / "md-check" / "ramachandran.png").is_file()
 
