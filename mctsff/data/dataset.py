@@ -1158,11 +1158,19 @@ def _fitted_energy_scale(ds: Dataset) -> float | None:
     return float(sol[0])
 
 
+def _ev_per_kcal_kj_mol() -> tuple[float, float]:
+    """eV per kcal/mol and per kJ/mol (:mod:`ase.units`, imported here on first use as
+    everywhere in this module: importing it does not load ase)."""
+    from ase import units
+
+    return units.kcal / units.mol, units.kJ / units.mol
+
+
 def _unit_mixups() -> dict[str, float]:
     """The factor :func:`_energy_scale` gives for each mix-up of units (ase.units)."""
     from ase import units
 
-    kcal, kj = units.kcal / units.mol, units.kJ / units.mol
+    kcal, kj = _ev_per_kcal_kj_mol()
     return {
         "forces in kcal/mol/Å": kcal,
         "forces in kJ/mol/Å": kj,
@@ -1238,7 +1246,7 @@ def unit_warnings(ds: Dataset) -> list[str]:
                 f"{UNIT_MAX_RMS_MOLECULE_FORCE:g}"
             )
     if force_hints:
-        kcal, kj = units.kcal / units.mol, units.kJ / units.mol
+        kcal, kj = _ev_per_kcal_kj_mol()
         out.append(
             f"{src}: forces do not look like eV/Å ({'; '.join(force_hints)}); mctsff reads "
             f"eV/Å (1 kcal/mol/Å = {kcal:.4g} eV/Å, 1 kJ/mol/Å = {kj:.4g} eV/Å, "

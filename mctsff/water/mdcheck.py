@@ -59,6 +59,8 @@ from typing import Any, TextIO
 import numpy as np
 from ase import units
 
+from mctsff.water.md import KJ_MOL_NM_TO_EV_ANG  # kJ/mol/nm → eV/Å, defined once there
+
 __all__ = [
     "BOX_CUTOFF_RATIO",
     "RDF_PAIRS",
@@ -91,8 +93,6 @@ MASSES: dict[str, float] = {"O": 15.9994, "H": 1.008}
 AVOGADRO: float = 6.02214076e23
 #: Boltzmann constant in kJ/mol/K (exact since SI 2019, as OpenMM's).
 KB_KJ_MOL: float = 0.008314462618
-#: kJ/mol/nm → eV/Å.
-KJ_MOL_NM_TO_EV_ANG: float = units.kJ / units.mol / units.nm
 #: Fewest NVE samples from which the energy drift is judged (a slope through fewer has no
 #: useful standard error; the drift is then reported but not judged).
 MIN_DRIFT_SAMPLES: int = 8

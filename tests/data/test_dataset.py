@@ -641,6 +641,20 @@ def test_net_force_test_ignores_intramolecular_forces(dimer_images) -> None:
         assert "net force on a molecule" in line
 
 
+def test_kcal_and_kj_per_mol_are_defined_once(dimer_images) -> None:
+    """The force hint and the mix-up guesses each defined eV per kcal/mol and kJ/mol; one
+    definition gives both (1 kcal = 4.184 kJ)."""
+    from mctsff.data.dataset import _ev_per_kcal_kj_mol, _unit_mixups
+
+    kcal, kj = _ev_per_kcal_kj_mol()
+    assert kcal == _KCAL and kcal / kj == pytest.approx(4.184, rel=1e-12)
+    mixups = _unit_mixups()
+    assert mixups["forces in kcal/mol/Å"] == kcal and mixups["energies in kJ/mol"] == 1 / kj
+    ds = from_atoms(_rescaled(dimer_images, 1.0, 1 / _KCAL), 9.0, energy=None)
+    (line,) = unit_warnings(ds)
+    assert f"1 kcal/mol/Å = {kcal:.4g} eV/Å, 1 kJ/mol/Å = {kj:.4g} eV/Å" in line
+
+
 @pytest.mark.parametrize(
     ("length", "force", "words"),
     [

@@ -175,6 +175,15 @@ def test_solvent_member_force_equals_the_fit_on_the_fits_pairs():
     assert np.abs(f * mc.KJ_MOL_NM_TO_EV_ANG - ref).max() < 1e-6 * np.abs(ref).max()
 
 
+def test_kj_mol_nm_to_ev_ang_is_defined_once():
+    """md-check's force conversion is the one of the solvent-force module (it was defined
+    in both): 1 kJ/mol/nm is 1/964.853 eV/Å."""
+    from mctsff.water import md
+
+    assert mc.KJ_MOL_NM_TO_EV_ANG is md.KJ_MOL_NM_TO_EV_ANG
+    assert math.isclose(md.KJ_MOL_NM_TO_EV_ANG * 964.853, 1.0, rel_tol=1e-5)
+
+
 def test_js_divergence_and_dihedrals():
     p = np.array([1.0, 0.0, 0.0, 0.0])
     assert mc.js_divergence(p, p) == 0.0
