@@ -749,16 +749,20 @@ def _resumed(
         )
     # the surrogate the run was started with
     sur = objective.surrogate() if saved["mcts"].get("use_surrogate", False) else None
-    engine = (GP if cfg.method == "gp" else MCTS).from_state(
-        saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
-    )
-    for r in saved["front"]:
-        front.update(FitResult.from_dict(r))
-    # older checkpoints hold only the settings given; the rest were the defaults
-    saved_local = {
-        **local_values(DEFAULTS.local, LOCAL_OPTIONS),
-        **dict(saved.get("local_options", {})),
-    }
+    try:  # parts of the wrong type or shape (a damaged or planted file): one line
+        engine = (GP if cfg.method == "gp" else MCTS).from_state(
+            saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
+        )
+        for r in saved["front"]:
+            front.update(FitResult.from_dict(r))
+        # older checkpoints hold only the settings given; the rest were the defaults
+        saved_local = {
+            **local_values(DEFAULTS.local, LOCAL_OPTIONS),
+            **dict(saved.get("local_options", {})),
+        }
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise SearchError(f"{path}: damaged checkpoint ({detail})") from None
     local_settings = local_values(cfg.local, LOCAL_OPTIONS)
     local_given = local_settings != local_values(DEFAULTS.local, LOCAL_OPTIONS)
     if local_given and local_settings != saved_local:
@@ -845,7 +849,7 @@ def _set_up(
     )
     try:
         run.local.restore_pending(local_pending)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         if run.lock is not None:
             run.lock.release()
         evaluator.evaluator.close()
@@ -1069,6 +1073,10 @@ def _check_checkpoint(saved: Mapping[str, Any], path: Path) -> None:
             raise SearchError(
                 f"{path}: damaged checkpoint ({key!r} is missing or not a {kind.__name__})"
             )
+    for key in ("n_evaluations", "n_iterations"):  # the budget is counted on from these
+        value = saved["mcts"].get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SearchError(f"{path}: damaged checkpoint ({key} is {value!r})")
 
 
 #: Engine parameters that search() sets from its own arguments (not in ``*_options``)

@@ -958,3 +958,39 @@ def test_a_grammar_may_use_some_of_the_datas_variables():
     check_variables(fitter, Grammar.load("nguyen2"))
     with pytest.raises(SearchError, match="uses no variables; the data provide x y"):
         check_variables(fitter, Grammar.from_text('start: "1" | start "+" "1"', name="consts"))
+
+
+_DAMAGES = [  # (where, value, words of the message)
+    (("mcts", "n_evaluations"), "x", "n_evaluations is 'x'"),  # was a TypeError later on
+    (("mcts", "grammar"), "pair", "AttributeError"),
+    (("mcts", "_inflight"), [1], "AttributeError"),
+    (("front",), [5], "TypeError"),
+    (("front",), [{"zzz": 1}], "unexpected keyword argument 'zzz'"),
+    (("local_options",), 5, "TypeError"),
+    (("mcts", "_cache"), 5, "local_pending"),
+]
+
+
+def test_a_checkpoint_with_parts_of_the_wrong_type_is_one_error(screened, tmp_path):
+    """Parts a damaged or planted checkpoint.pkl can hold while it still unpickles (the
+    allow-list admits containers): one 'damaged checkpoint' line each, never a traceback
+    (all seven were tracebacks)."""
+    from mctsff.runfolder import read_checkpoint
+
+    train, valid = screened
+    run = tmp_path / "run"
+    search(_fast(train, valid), "pair", out=run, **{**_FAST, "budget": 2})
+    good = (run / "checkpoint.pkl").read_bytes()
+    for (*path, key), value, words in _DAMAGES:
+        state = read_checkpoint(run)
+        holder = state
+        for p in path:
+            holder = holder[p]
+        holder[key] = value
+        (run / "checkpoint.pkl").write_bytes(pickle.dumps(state))
+        with pytest.raises(SearchError) as exc:
+            search(_fast(train, valid), "pair", out=run, resume=True, **{**_FAST, "budget": 3})
+        message = str(exc.value)
+        assert "damaged checkpoint" in message and words in message, message
+        assert "\n" not in message
+        (run / "checkpoint.pkl").write_bytes(good)
