@@ -749,12 +749,17 @@ def _resumed(
         )
     # the surrogate the run was started with
     sur = objective.surrogate() if saved["mcts"].get("use_surrogate", False) else None
+    from mctsff.expr.program import Program
+
     try:  # parts of the wrong type or shape (a damaged or planted file): one line
         engine = (GP if cfg.method == "gp" else MCTS).from_state(
             saved["mcts"], evaluator, reward=reward_fn, canonical=key_fn, surrogate=sur
         )
         for r in saved["front"]:
-            front.update(FitResult.from_dict(r))
+            point = FitResult.from_dict(r)
+            # a member that is not an expression of these variables was never fitted here
+            Program.from_string(point.expression, tuple(objective.variables))
+            front.update(point)
         # older checkpoints hold only the settings given; the rest were the defaults
         saved_local = {
             **local_values(DEFAULTS.local, LOCAL_OPTIONS),

@@ -968,13 +968,15 @@ _DAMAGES = [  # (where, value, words of the message)
     (("front",), [{"zzz": 1}], "unexpected keyword argument 'zzz'"),
     (("local_options",), 5, "TypeError"),
     (("mcts", "_cache"), 5, "local_pending"),
+    # a planted member (was dropped without a word): the expression of no fit
+    (("front",), [{"expression": 'A/r #"""\n', "params": {"A": 1.0}}], "ExpressionError"),
 ]
 
 
 def test_a_checkpoint_with_parts_of_the_wrong_type_is_one_error(screened, tmp_path):
     """Parts a damaged or planted checkpoint.pkl can hold while it still unpickles (the
     allow-list admits containers): one 'damaged checkpoint' line each, never a traceback
-    (all seven were tracebacks)."""
+    (the first seven were tracebacks)."""
     from mctsff.runfolder import read_checkpoint
 
     train, valid = screened
