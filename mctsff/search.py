@@ -882,8 +882,8 @@ def _main_loop(
     should_stop: Callable[[], bool] | None,
 ) -> None:
     """Step the engine and the local moves until the budget, the time limit,
-    ``should_stop``, Ctrl-C/SIGTERM/SIGHUP (unless ignored, as under ``nohup``) or the
-    engine ends the search; checkpoint every
+    ``should_stop``, Ctrl-C/SIGTERM/SIGHUP (unless ignored, as under ``nohup``; inside a
+    step too, like the time limit) or the engine ends the search; checkpoint every
     ``checkpoint_every`` seconds.  A second Ctrl-C writes pareto.json and raises
     :class:`KeyboardInterrupt`; the evaluator is closed and the signal handlers restored
     on every way out."""
@@ -904,6 +904,9 @@ def _main_loop(
         if stop["requested"]:
             raise KeyboardInterrupt
         stop["requested"] = True
+        # a step drawing many rollouts stops drawing as at a passed time limit: what it
+        # drew waits in the checkpoint, as a step cut by the deadline leaves it
+        engine.deadline = time.perf_counter()
         if cfg.progress:
             with contextlib.suppress(OSError):  # a hung-up terminal (SIGHUP) takes no writes
                 sys.stderr.write(

@@ -737,6 +737,27 @@ def test_sigterm_stops_the_search_like_ctrl_c(screened, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
+def test_a_stop_request_ends_a_step_that_draws_without_end(screened, tmp_path):
+    """SIGTERM during a step of 10 million rollouts stops its drawing as a passed time limit
+    would (it used to wait for the step: the issue-36 probe's two remaining hangs)."""
+    import signal
+    import threading
+    import time
+
+    train, valid = screened
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        res = search(
+            _fast(train, valid), "pair", out=tmp_path, **{**_FAST, "n_rollouts": 10_000_000}
+        )
+    finally:
+        timer.cancel()
+    assert res.interrupted and time.perf_counter() - t0 < 30.0
+    assert (tmp_path / "pareto.json").is_file() and (tmp_path / "checkpoint.pkl").is_file()
+
+
 def test_sighup_stops_the_search_like_sigterm(screened):
     """A closed terminal or dropped ssh session ends the search as Ctrl-C does (it used to
     kill it before anything was written)."""
