@@ -18,8 +18,9 @@ from mctsff import __version__
 from mctsff.config import DEFAULTS
 
 
-def _at_least(low: int):
-    """argparse type: an integer >= ``low`` (argparse names the option in its error)."""
+def _at_least(low: int, high: int | None = None):
+    """argparse type: an integer >= ``low`` (and <= ``high`` if given; argparse names the
+    option in its error)."""
 
     def parse(text: str) -> int:
         try:
@@ -28,6 +29,8 @@ def _at_least(low: int):
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high}, got {value}")
         return value
 
     return parse
@@ -1029,7 +1032,12 @@ def _add_export_command(sub) -> None:
     p.add_argument(
         "--cutoff", type=_real(0, above=True), default=None, help="cutoff in Å (default: run.json)"
     )
-    p.add_argument("--points", type=_at_least(2), default=20000, help="LAMMPS table points (20000)")
+    p.add_argument(
+        "--points",
+        type=_at_least(2, 1_000_000),
+        default=20000,
+        help="LAMMPS table points (20000; at most 10^6: about 65 MB of table per type pair)",
+    )
     p.add_argument(
         "--rlo",
         type=_real(0, above=True),

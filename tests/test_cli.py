@@ -310,3 +310,11 @@ def test_an_empty_front_is_explained():
     _print_front(SimpleNamespace(front=ParetoFront(null_loss=0.1577), best=None), out)
     text = out.getvalue()
     assert "the front is empty" in text and "rmse_valid 0.1577" in text and "--wall 0" in text
+
+
+def test_export_points_beyond_a_million_is_one_line_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export", "no-such-run", "--format", "lammps", "--points", "1000000000"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--points" in err and "must be <= 1000000" in err
