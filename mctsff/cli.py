@@ -663,10 +663,10 @@ def _print_front(result, stream=None) -> None:
         null = result.front.null_loss
         than = f" (rmse_valid {null:.5g})" if null is not None and math.isfinite(null) else ""
         print(
-            "  the front is empty: no fitted expression was valid, kept its constraints (the "
-            f"repulsive wall included) and beat U = 0{than} by more than the validation "
-            "frames resolve; search longer, or use --wall 0 if the data have no repulsive "
-            "core",
+            "  the front is empty: no fitted expression was valid (a fit that failed or hit "
+            "--fit-timeout is not), kept its constraints (the repulsive wall included) and "
+            f"beat U = 0{than} by more than the validation frames resolve; search longer, or "
+            "use --wall 0 if the data have no repulsive core",
             file=stream,
         )
     for p in pts:
