@@ -713,28 +713,33 @@ def test_a_full_disk_at_the_end_keeps_the_checkpoint_and_returns_the_front(
     assert resumed.write_error is None and (tmp_path / "potentials.png").is_file()
 
 
-def test_sigterm_stops_the_search_like_ctrl_c(screened, tmp_path):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_search_like_ctrl_c(screened, tmp_path, name):
+    """A batch system's stop (SIGTERM) and a closed terminal or dropped ssh session
+    (SIGHUP, which used to kill the search before anything was written) end the search as
+    Ctrl-C does, and the handlers are restored."""
     import signal
 
     from mctsff.engines.pareto import ParetoFront
 
+    signum = getattr(signal, name)
     train, valid = screened
     sent = []
 
-    def terminate(res):
+    def send(res):
         if not sent:
             sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
 
     res = search(
-        _fast(train, valid), "pair", out=tmp_path, callback=terminate, **{**_FAST, "budget": 500}
+        _fast(train, valid), "pair", out=tmp_path, callback=send, **{**_FAST, "budget": 500}
     )
     assert res.interrupted and res.n_evaluations < 500
     # the front as it stood is written (it may be empty: no local moves, and the first
     # results may not earn a place)
     written = ParetoFront.from_json(tmp_path / "pareto.json")
     assert [p.expression for p in written.points] == [p.expression for p in res.front.points]
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signum) is signal.SIG_DFL
 
 
 def test_a_stop_request_ends_a_step_that_draws_without_end(screened, tmp_path):
@@ -756,24 +761,6 @@ def test_a_stop_request_ends_a_step_that_draws_without_end(screened, tmp_path):
         timer.cancel()
     assert res.interrupted and time.perf_counter() - t0 < 30.0
     assert (tmp_path / "pareto.json").is_file() and (tmp_path / "checkpoint.pkl").is_file()
-
-
-def test_sighup_stops_the_search_like_sigterm(screened):
-    """A closed terminal or dropped ssh session ends the search as Ctrl-C does (it used to
-    kill it before anything was written)."""
-    import signal
-
-    train, valid = screened
-    sent = []
-
-    def hang_up(res):
-        if not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGHUP)
-
-    res = search(_fast(train, valid), "pair", callback=hang_up, **{**_FAST, "budget": 500})
-    assert res.interrupted and res.n_evaluations < 500
-    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
 def test_an_ignored_sighup_stays_ignored_under_nohup(screened):
