@@ -71,6 +71,11 @@ DEFAULT_ETA = DEFAULTS.eta
 _CHECKPOINT_VERSION = CHECKPOINT_VERSION
 
 
+#: What the parts of a damaged or planted checkpoint raise when the search rebuilds its
+#: state from them (wrong types or shapes): one "damaged checkpoint" line, never a traceback.
+DAMAGED_CHECKPOINT = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
 class SearchError(ValueError):
     """A search that cannot start or resume (message says why)."""
 
@@ -765,7 +770,7 @@ def _resumed(
             **local_values(DEFAULTS.local, LOCAL_OPTIONS),
             **dict(saved.get("local_options", {})),
         }
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+    except DAMAGED_CHECKPOINT as exc:
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
         raise SearchError(f"{path}: damaged checkpoint ({detail})") from None
     local_settings = local_values(cfg.local, LOCAL_OPTIONS)
@@ -854,7 +859,7 @@ def _set_up(
     )
     try:
         run.local.restore_pending(local_pending)
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+    except DAMAGED_CHECKPOINT as exc:
         if run.lock is not None:
             run.lock.release()
         evaluator.evaluator.close()
