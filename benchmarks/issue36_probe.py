@@ -139,6 +139,20 @@ def refused(*words: str) -> Callable[[Result], tuple[str, str]]:
     return check
 
 
+def fitted(
+    n: object, expected: int, fail: str, ok: str = ""
+) -> Callable[[Result], tuple[str, str]]:
+    """The command must exit 0 with ``expected`` fits recorded (``n``, from run.json);
+    otherwise the verdict ``fail``.  ``ok`` prefixes the fit count in the note."""
+
+    def check(r: Result) -> tuple[str, str]:
+        if r.rc == 0 and n == expected:
+            return "ok", f"{ok}{n} fits"
+        return fail, f"rc {r.rc}, n_evaluations {n} (expected {expected})"
+
+    return check
+
+
 def accepted(r: Result) -> tuple[str, str]:
     return ("ok", "") if r.rc == 0 else ("silent wrong", f"refused: {r.last}")
 
@@ -586,11 +600,7 @@ def lost_work(p: Probe) -> None:
         "--overwrite replaces the run on purpose",
         cmd,
         r,
-        lambda r: (
-            ("ok", f"new run with {n} fits")
-            if r.rc == 0 and n == 5
-            else ("silent wrong", f"rc {r.rc}, n_evaluations {n}")
-        ),
+        fitted(n, 5, "silent wrong", "new run with "),
     )
     # two searches on one folder
     f = p.folder("concurrent")
@@ -611,11 +621,7 @@ def lost_work(p: Probe) -> None:
         "second search on a folder in use (the first completes)",
         "mctsff search DIMERS20 --budget 40 --out run (running)",
         ra,
-        lambda r: (
-            ("ok", f"first run complete, {na} fits")
-            if r.rc == 0 and na == 40
-            else ("lost", f"first run rc {r.rc}, n_evaluations {na}")
-        ),
+        fitted(na, 40, "lost", "first run complete, "),
     )
     f = p.folder("concurrent-resume")
     rd = p.copy_base(f)
@@ -632,11 +638,7 @@ def lost_work(p: Probe) -> None:
         "two --resume on one folder (the first completes)",
         "mctsff search --resume --budget 40 --out run (running)",
         ra,
-        lambda r: (
-            ("ok", f"{na} fits")
-            if r.rc == 0 and na == 40
-            else ("lost", f"rc {r.rc}, n_evaluations {na}")
-        ),
+        fitted(na, 40, "lost"),
     )
     # planted symlinks
     tmp_names = (
@@ -948,11 +950,7 @@ def silent_wrong(p: Probe) -> None:
             f"--budget {budget}",
             cmd,
             r,
-            lambda r, n=n, b=budget: (
-                ("ok", f"{n} fits")
-                if r.rc == 0 and n == b
-                else ("silent wrong", f"rc {r.rc}, {n} fits for budget {b}")
-            ),
+            fitted(n, budget, "silent wrong"),
         )
     for budget in (0, -1):
         f = p.folder("budget-bad")
