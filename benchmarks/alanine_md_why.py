@@ -14,7 +14,8 @@ apart, 12 Å, as ``examples/alanine_dipeptide.py`` and ``mctsff md-check solvent
   protocol (``run_solute``), compared with the vacuum run of ``--vacuum SOLVENT_JSON``;
 * ``--stability SOLVENT_JSON ...``: for md-check reports, the Jensen–Shannon divergence (bits)
   between the two halves of each run, of its first 1 ns, of the reference's two halves, each
-  run's divergence to each half of the reference, and basin populations.
+  run's divergence to each half of the reference, and basin populations (the reference is the
+  one each report records).
 
     python benchmarks/alanine_md_why.py RUN --members 0,2,4 --basis
     python benchmarks/alanine_md_why.py --stability RUN/md-check/solvent.json
@@ -219,20 +220,29 @@ def basis_potential(s: Solute, lam: float = 1.0) -> tuple[Potential, dict]:
 
 
 def stability(paths: Sequence[str]) -> dict:
-    """Half-to-half divergences and basins of md-check solvent reports."""
-    phr, psr = mc.reference_angles()
+    """Half-to-half divergences and basins of md-check solvent reports, against the reference
+    each report used (its ``reference`` phi/psi; the first report's is described)."""
     hist = mc._angle_histograms
-    href = hist(phr, psr, 36)
-    h1, h2 = hist(phr[:150], psr[:150], 36), hist(phr[150:], psr[150:], 36)
-    out = {
-        "reference": {
-            "halves_js_phi-psi": mc.halves_js_divergence(phr, psr, 36)["phi-psi"],
-            "basins": basins(phr, psr),
-        }
-    }
+    out: dict = {}
     for path in paths:
         with open(path) as fh:
             rep = json.load(fh)
+        ref = rep["reference"]
+        phr, psr = np.array(ref["phi"]), np.array(ref["psi"])
+        h = len(phr) // 2
+        href = hist(phr, psr, 36)
+        h1, h2 = hist(phr[:h], psr[:h], 36), hist(phr[h:], psr[h:], 36)
+        out.setdefault(
+            "reference",
+            {
+                "file": ref.get("file"),
+                "samples": len(phr),
+                "length_ps": ref.get("length_ps"),
+                "halves_js_phi-psi": mc.halves_js_divergence(phr, psr, 36)["phi-psi"],
+                "basins": basins(phr, psr),
+                "basins_halves": [basins(phr[:h], psr[:h]), basins(phr[h:], psr[h:])],
+            },
+        )
         for name, r in rep["runs"].items():
             phi, psi = np.array(r["phi"]), np.array(r["psi"])
             full = hist(phi, psi, 36)

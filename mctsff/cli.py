@@ -1110,7 +1110,7 @@ def cmd_md_check(args: argparse.Namespace) -> int:
         protocol, check, summary = (
             mdcheck.SolventProtocol, mdcheck.solvent_check, mdcheck.solvent_summary
         )  # fmt: skip
-        extra = {}
+        extra = {"reference": args.reference}
     try:
         report = check(
             args.run_dir,
@@ -1216,6 +1216,13 @@ def _add_md_check(sub) -> None:
         "--exclude",
         type=_at_least(0),
         help="no member term on pairs up to N bonds apart (as examples/alanine_dipeptide.py)",
+    )
+    s.add_argument(
+        "--reference",
+        default="auto",
+        help="explicit-solvent phi/psi: auto (the shipped long series, else the fit trajectory), "
+        "fit-data (the 300 ps ala2_solvent_forces.extxyz), or a file: a phi/psi .tsv or an "
+        "extxyz of 'mctsff data solvent-forces'",
     )
 
 

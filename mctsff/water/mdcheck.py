@@ -38,7 +38,11 @@ front member of a search run (``mctsff md-check water RUN``):
 
 :func:`solvent_check` (``mctsff md-check solvent RUN``) runs alanine dipeptide in vacuum
 (amber14-all) with and without the member on the pairs the fit saw, and compares the phi/psi
-distributions with the shipped explicit-solvent trajectory (Jensen–Shannon divergences).
+distributions with explicit solvent (Jensen–Shannon divergences).  The explicit-solvent
+reference (:func:`explicit_reference`) is the shipped long phi/psi series
+(:data:`LONG_REFERENCE_FILE`) when it is there, else the 300 ps trajectory the fits use
+(:data:`SOLVENT_FILE`), or a file the user names (a phi/psi TSV or an extxyz of
+``mctsff data solvent-forces``).
 
 Units inside: OpenMM's nm, ps, kJ/mol; reports use Å, g/cm³, kJ/mol and eV/Å for forces.
 See ``docs/md-check.md``.
@@ -70,21 +74,25 @@ __all__ = [
     "dft_force_rmse",
     "dft_rdf",
     "experimental_rdf",
+    "explicit_reference",
     "first_peak",
     "halves_js_divergence",
     "js_divergence",
     "plot_ramachandran",
     "plot_rdfs",
     "rdf_distance",
+    "read_angles_tsv",
     "reference_angles",
     "run_solute",
     "run_water",
     "solvent_check",
     "solvent_summary",
+    "trajectory_angles",
     "water_box",
     "water_check",
     "water_summary",
     "water_system",
+    "write_angles_tsv",
 ]
 
 #: Grams per mole of the water sites (O, H).
@@ -1146,9 +1154,14 @@ def _fmt(x: Any) -> str:
 # implicit solvent: alanine dipeptide phi/psi
 # --------------------------------------------------------------------------------------------
 
-#: Shipped explicit-solvent reference trajectory and solute.
+#: Shipped explicit-solvent trajectory (the fit data) and solute.
 SOLVENT_FILE = "ala2_solvent_forces.extxyz"
 SOLUTE_PDB = "alanine_dipeptide.pdb"
+#: Shipped longer explicit-solvent phi/psi series: the solvent check's reference when present
+#: (how it was made: ``mctsff/data/SOURCES.md``).
+LONG_REFERENCE_FILE = "ala2_solvent_phipsi_long.tsv"
+#: Column names of a phi/psi TSV (:func:`read_angles_tsv`).
+ANGLES_TSV_COLUMNS = ("time_ps", "phi_deg", "psi_deg")
 
 
 @dataclass(frozen=True)
@@ -1404,16 +1417,159 @@ def run_solute(
 
 
 def reference_angles() -> tuple[np.ndarray, np.ndarray]:
-    """phi, psi (degrees) of the shipped explicit-solvent trajectory (300 frames, 1 ps apart)."""
+    """phi, psi (degrees) of the shipped explicit-solvent trajectory the fits use (300 frames,
+    1 ps apart)."""
+    from mctsff.data import data_file
+
+    _, phi, psi = trajectory_angles(data_file(SOLVENT_FILE))
+    return phi, psi
+
+
+def trajectory_angles(
+    path: str | os.PathLike[str],
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Times (ps; ``None`` unless every frame has ``time_ps``), phi and psi (degrees) of the
+    frames of an extxyz of the shipped alanine dipeptide in its PDB atom order, such as
+    ``mctsff data solvent-forces`` writes.
+
+    Raises
+    ------
+    MDCheckError
+        For an unreadable file, no frames, or frames whose atoms are not the shipped solute's.
+    """
     import ase.io
     from openmm import app
 
     from mctsff.data import data_file
 
     topology = app.PDBFile(str(data_file(SOLUTE_PDB))).topology
+    symbols = [a.element.symbol for a in topology.atoms()]
     phi_idx, psi_idx = _backbone(topology)
-    xs = np.array([a.positions for a in ase.io.read(data_file(SOLVENT_FILE), ":")])
-    return _dihedral(xs, phi_idx), _dihedral(xs, psi_idx)
+    try:
+        frames = ase.io.read(os.fspath(path), ":", format="extxyz")
+    except Exception as exc:
+        raise MDCheckError(f"{path}: cannot read as extxyz ({_one_line(exc)})") from None
+    if not frames:
+        raise MDCheckError(f"{path}: no frames")
+    for k, atoms in enumerate(frames):
+        if atoms.get_chemical_symbols() != symbols:
+            raise MDCheckError(
+                f"{path}: frame {k}: the atoms are not {SOLUTE_PDB}'s {len(symbols)} atoms in "
+                "its order (an extxyz of mctsff data solvent-forces with the default --pdb)"
+            )
+    xs = np.array([a.positions for a in frames])
+    times = [a.info.get("time_ps") for a in frames]
+    t = None
+    if all(isinstance(x, int | float) for x in times):
+        t = np.array(times, dtype=float)
+    return t, _dihedral(xs, phi_idx), _dihedral(xs, psi_idx)
+
+
+def write_angles_tsv(
+    path: str | os.PathLike[str],
+    time_ps: np.ndarray,
+    phi: np.ndarray,
+    psi: np.ndarray,
+    comments: Sequence[str] = (),
+) -> None:
+    """Write a phi/psi series as a TSV that :func:`read_angles_tsv` reads: ``#`` comment lines,
+    the header :data:`ANGLES_TSV_COLUMNS`, then one row per sample (ps to 3 decimals, degrees to
+    2)."""
+    lines = [f"# {c}" for c in comments]
+    lines.append("\t".join(ANGLES_TSV_COLUMNS))
+    lines += [f"{t:.3f}\t{a:.2f}\t{b:.2f}" for t, a, b in zip(time_ps, phi, psi, strict=True)]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_angles_tsv(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times (ps), phi and psi (degrees) of a TSV written by :func:`write_angles_tsv`.
+
+    Raises
+    ------
+    MDCheckError
+        Naming the file and line: no header :data:`ANGLES_TSV_COLUMNS`, a row without three
+        numbers, an angle outside [-180, 180], times that do not increase, or fewer than two
+        rows.
+    """
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MDCheckError(f"{path}: cannot read ({_one_line(exc)})") from None
+    rows: list[tuple[float, float, float]] = []
+    header = False
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        cols = line.split()
+        if not header:
+            if tuple(cols) != ANGLES_TSV_COLUMNS:
+                raise MDCheckError(
+                    f"{path}: line {n}: expected the header {' '.join(ANGLES_TSV_COLUMNS)}"
+                )
+            header = True
+            continue
+        try:
+            t, a, b = (float(c) for c in cols)
+        except ValueError:
+            raise MDCheckError(f"{path}: line {n}: expected three numbers") from None
+        if not (math.isfinite(t) and -180.0 <= a <= 180.0 and -180.0 <= b <= 180.0):
+            raise MDCheckError(f"{path}: line {n}: angles must lie in [-180, 180] degrees")
+        if rows and t <= rows[-1][0]:
+            raise MDCheckError(f"{path}: line {n}: time_ps must increase")
+        rows.append((t, a, b))
+    if len(rows) < 2:
+        raise MDCheckError(f"{path}: fewer than two rows of angles")
+    arr = np.array(rows)
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def explicit_reference(reference: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The explicit-solvent phi/psi series the solvent check compares with.
+
+    Parameters
+    ----------
+    reference
+        ``None`` or ``"auto"``: the shipped :data:`LONG_REFERENCE_FILE` when it is there, else
+        the fit trajectory :data:`SOLVENT_FILE`; ``"fit-data"``: :data:`SOLVENT_FILE`; any other
+        value: a file, read by :func:`read_angles_tsv` when it ends in ``.tsv`` and by
+        :func:`trajectory_angles` otherwise.
+
+    Returns
+    -------
+    dict
+        ``kind`` (``long``, ``fit-data`` or ``file``), ``file``, ``samples``, ``length_ps`` and
+        ``sample_ps`` (``None`` without times; the length counts one sample spacing per
+        sample), ``phi`` and ``psi`` (arrays, degrees).
+    """
+    from mctsff.data import data_file
+    from mctsff.data.dataset import DATA_DIR
+
+    kind = "file"
+    if reference is None or str(reference) == "auto":
+        long = DATA_DIR / LONG_REFERENCE_FILE
+        kind = "long" if long.is_file() else "fit-data"
+        path = long if kind == "long" else data_file(SOLVENT_FILE)
+    elif str(reference) == "fit-data":
+        kind, path = "fit-data", data_file(SOLVENT_FILE)
+    else:
+        path = Path(reference)
+        if not path.is_file():
+            raise MDCheckError(f"--reference {reference}: no such file")
+    if path.suffix == ".tsv":
+        t, phi, psi = read_angles_tsv(path)
+    else:
+        t, phi, psi = trajectory_angles(path)
+    dt = float(np.median(np.diff(t))) if t is not None and len(t) > 1 else None
+    return {
+        "kind": kind,
+        "file": path.name if kind != "file" else str(path),
+        "samples": len(phi),
+        "length_ps": None if dt is None else round(float(t[-1] - t[0]) + dt, 3),
+        "sample_ps": None if dt is None else round(dt, 6),
+        "phi": phi,
+        "psi": psi,
+    }
 
 
 def solvent_check(
@@ -1423,15 +1579,20 @@ def solvent_check(
     protocol: SolventProtocol = SolventProtocol(),
     out: str | os.PathLike[str] | None = None,
     progress: bool | TextIO = True,
+    reference: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Does the member move vacuum alanine dipeptide towards explicit solvent?
 
     Runs plain vacuum and vacuum + member (:func:`run_solute`) and compares their phi, psi and
-    phi/psi histograms with the shipped explicit-solvent trajectory by the Jensen–Shannon
-    divergence (bits, ``js_divergence_to_explicit``).  How converged each histogram is:
+    phi/psi histograms with the explicit-solvent reference (:func:`explicit_reference` of
+    ``reference``: by default the shipped long series when present, else the fit trajectory)
+    by the Jensen–Shannon divergence (bits, ``js_divergence_to_explicit``).  ``reference`` in
+    the report says which series it is and how long.  How converged each histogram is:
     ``js_divergence_between_halves``, the divergence between the first and second half of
-    each run and of the reference (:func:`halves_js_divergence`).  Writes ``solvent.json``
-    and ``ramachandran.png`` to ``out`` (default ``RUN/md-check``).
+    each run and of the reference (:func:`halves_js_divergence`); when the reference is not
+    the fit trajectory, ``fit_data_js_to_reference`` compares the fit trajectory's histograms
+    with it.  Writes ``solvent.json`` and ``ramachandran.png`` to ``out`` (default
+    ``RUN/md-check``).
     """
     from mctsff.export import ExportError, load_front_point, wall_problem
 
@@ -1441,12 +1602,13 @@ def solvent_check(
         if stream is not None:
             print(msg, file=stream, flush=True)
 
+    ref = explicit_reference(reference)
+    phi_ref, psi_ref = ref["phi"], ref["psi"]
     try:
         point = load_front_point(run_dir, index)
     except ExportError as exc:
         raise MDCheckError(str(exc)) from None
     folder = Path(out) if out is not None else Path(run_dir) / "md-check"
-    phi_ref, psi_ref = reference_angles()
     runs = {
         "vacuum": run_solute(None, protocol, label="vacuum", log=log),
         f"vacuum + member {point.index}": run_solute(
@@ -1466,8 +1628,7 @@ def solvent_check(
         },
         "protocol": asdict(protocol),
         "reference": {
-            "file": SOLVENT_FILE,
-            "samples": len(phi_ref),
+            **{k: ref[k] for k in ("kind", "file", "samples", "length_ps", "sample_ps")},
             "phi": phi_ref.round(2).tolist(),
             "psi": psi_ref.round(2).tolist(),
         },
@@ -1477,6 +1638,11 @@ def solvent_check(
             "reference": halves_js_divergence(phi_ref, psi_ref, protocol.bins)
         },
     }
+    if ref["kind"] != "fit-data":
+        h_fit = _angle_histograms(*reference_angles(), protocol.bins)
+        report["fit_data_js_to_reference"] = {
+            k: round(js_divergence(h_fit[k], h_ref[k]), 4) for k in h_fit
+        }
     for name, res in runs.items():
         if res["samples"]:
             phi, psi = np.array(res["phi"]), np.array(res["psi"])
@@ -1506,7 +1672,9 @@ def plot_ramachandran(report: dict[str, Any], path: str | os.PathLike[str]) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sets = [("explicit solvent (reference)", report["reference"])]
+    ref = report["reference"]
+    length = f", {ref['length_ps']:g} ps" if ref.get("length_ps") else ""
+    sets = [(f"explicit solvent (reference{length})", ref)]
     sets += [(k, v) for k, v in report["runs"].items() if v.get("samples")]
     fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 4.2), squeeze=False)
     js = report.get("js_divergence_to_explicit", {})
@@ -1524,6 +1692,18 @@ def plot_ramachandran(report: dict[str, Any], path: str | os.PathLike[str]) -> N
 def solvent_summary(report: dict[str, Any]) -> str:
     """Divergences of the solvent check, one line per run."""
     lines = [f"member {report['member']['index']}: {report['member']['expression']}"]
+    ref = report.get("reference", {})
+    if "file" in ref:
+        length = f", {ref['length_ps']:g} ps" if ref.get("length_ps") else ""
+        lines.append(
+            f"explicit-solvent reference: {ref['file']} ({ref['samples']} samples{length})"
+        )
+    if "fit_data_js_to_reference" in report:
+        js = report["fit_data_js_to_reference"]
+        lines.append(
+            f"  the fit trajectory {SOLVENT_FILE} against it: JS phi / psi / phi-psi "
+            f"{js['phi']:.4f} / {js['psi']:.4f} / {js['phi-psi']:.4f}"
+        )
     lines.append("Jensen-Shannon divergence to explicit solvent (bits): phi / psi / phi-psi")
     for name, js in report["js_divergence_to_explicit"].items():
         lines.append(f"  {name:<24} {js['phi']:.4f} / {js['psi']:.4f} / {js['phi-psi']:.4f}")

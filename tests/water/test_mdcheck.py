@@ -220,6 +220,71 @@ def test_halves_divergence_tells_a_converged_histogram_from_a_drifting_one():
     assert sum(line in x for x in text.splitlines()) == 1
 
 
+def test_explicit_reference_from_tsv_extxyz_and_the_fit_data(tmp_path):
+    """md-check solvent compared with the 300 ps fit trajectory only; now the reference is
+    a series the user names (TSV or a solvent-forces extxyz) with its length, and the report's
+    summary says which one it used."""
+    import ase.io
+
+    from mctsff.data import data_file
+
+    fit = mc.explicit_reference("fit-data")
+    assert (fit["kind"], fit["samples"], fit["length_ps"], fit["sample_ps"]) == (
+        "fit-data", 300, 300.0, 1.0
+    )  # fmt: skip
+    phi, psi = mc.reference_angles()
+    np.testing.assert_array_equal(fit["phi"], phi)
+    tsv = tmp_path / "ref.tsv"
+    mc.write_angles_tsv(tsv, [0.5, 1.0, 1.5, 2.0], phi[:4], psi[:4], ["made by a test"])
+    got = mc.explicit_reference(tsv)
+    assert (got["kind"], got["samples"], got["length_ps"], got["sample_ps"]) == (
+        "file", 4, 2.0, 0.5
+    )  # fmt: skip
+    np.testing.assert_allclose(got["psi"], psi[:4], atol=0.005)
+    xyz = tmp_path / "three.extxyz"
+    ase.io.write(xyz, ase.io.read(data_file(mc.SOLVENT_FILE), ":3"), format="extxyz")
+    got = mc.explicit_reference(xyz)
+    assert (got["samples"], got["length_ps"]) == (3, 3.0)
+    np.testing.assert_allclose(got["phi"], phi[:3])
+    report = {
+        "member": {"index": 0, "expression": "c1/r"},
+        "reference": {"file": "ref.tsv", "samples": 4, "length_ps": 2.0},
+        "fit_data_js_to_reference": {"phi": 0.1, "psi": 0.2, "phi-psi": 0.3},
+        "js_divergence_to_explicit": {},
+        "runs": {},
+    }
+    text = mc.solvent_summary(report).splitlines()
+    assert "explicit-solvent reference: ref.tsv (4 samples, 2 ps)" in text
+    assert sum("against it: JS phi / psi / phi-psi 0.1000 / 0.2000 / 0.3000" in x for x in text)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("time_ps\tphi\tpsi\n1\t0\t0\n", "line 1: expected the header"),
+        ("time_ps\tphi_deg\tpsi_deg\n1\t0\t0\n2\t-181\t0\n", "line 3: angles must lie"),
+        ("time_ps\tphi_deg\tpsi_deg\n1\t0\t0\n1\t0\t0\n", "line 3: time_ps must increase"),
+        ("# c\ntime_ps\tphi_deg\tpsi_deg\n1\t0\tx\n", "line 3: expected three numbers"),
+        ("time_ps\tphi_deg\tpsi_deg\n1\t0\t0\n", "fewer than two rows"),
+    ],
+)
+def test_bad_reference_tsv_is_one_error_line(tmp_path, capsys, text, why):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(text)
+    assert main(["md-check", "solvent", str(tmp_path), "--reference", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"bad.tsv: {why}" in err
+
+
+def test_reference_extxyz_of_another_molecule_is_refused(tmp_path):
+    from mctsff.data import data_file
+
+    with pytest.raises(mc.MDCheckError, match="frame 0: the atoms are not"):
+        mc.explicit_reference(data_file("water_dimers_mp2_sample20.extxyz"))
+    with pytest.raises(mc.MDCheckError, match="no such file"):
+        mc.explicit_reference(tmp_path / "missing.extxyz")
+
+
 @pytest.mark.slow
 def test_solvent_check_runs_and_reports_divergences(tmp_path):
     sp = ["C", "H", "N", "O"]
