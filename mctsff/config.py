@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = [
+    "NEUTRAL",
     "OBJECTIVE_DEFAULTS",
     "SETTINGS",
     "ConfigError",
@@ -50,6 +51,13 @@ __all__ = [
 class ConfigError(ValueError):
     """A setting that does not exist or has a value it cannot take (message names it)."""
 
+
+#: Default of the neutrality option of a fit (``mctsff fit/search --neutral NAME``, and the
+#: :func:`~mctsff.fit.constraints.neutrality` constraint it builds): the per-type
+#: product-rule constant (``prod_q``) whose values must sum to zero over the atoms of every
+#: molecule of the data; ``None``, no such constraint (charges are free, and only flagged
+#: when a molecule is not neutral, :mod:`mctsff.fit.plausibility`).
+NEUTRAL: str | None = None
 
 #: Settings that follow the objective when left at ``None``: building-block reuse
 #: (transplantation, elite rollouts) on for regression and off for force matching; 3

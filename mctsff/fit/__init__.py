@@ -7,7 +7,7 @@ The package, in the order its modules import each other:
   nothing of mctsff.
 - :mod:`~mctsff.fit.scan`: physical grids of nonlinear constants for the scan of starts.
 - :mod:`~mctsff.fit.constraints`: :class:`Constraint` (force0, energy0, the repulsive wall,
-  user functions) and the cutoff scheme's shift.
+  neutral molecules, user functions) and the cutoff scheme's shift.
 - :mod:`~mctsff.fit.target`: the arrays of a dataset that the residual needs.
 - :mod:`~mctsff.fit.problem`: residuals and Jacobians of one expression, its scan of
   starts and its constrained solves.
@@ -25,6 +25,7 @@ from mctsff.fit.constraints import (
     FitConfigError,
     energy_zero_at,
     force_zero_at,
+    neutrality,
     parse_constraint,
     repulsive_core,
     repulsive_wall,
@@ -55,6 +56,7 @@ __all__ = [
     "energy_zero_at",
     "force_zero_at",
     "levenberg_marquardt",
+    "neutrality",
     "overfit_flags",
     "parse_constraint",
     "potfit_weights",

@@ -4,7 +4,8 @@ Built-in constraints are evaluated at points per type pair with analytic Jacobia
 (:func:`point_values`): ``force0`` (U'(rc) = 0), ``energy0`` (U(rc) = 0), the repulsive
 wall (U' ≤ −F from the wall radius to a fraction of each pair's shortest distance, U' ≤ 0
 from there to that distance)
-and a repulsive core;
+and a repulsive core; linear equalities on named parameters (neutral molecules,
+:func:`neutrality`) have exact Jacobians too;
 a user's :class:`Constraint` takes a function of a :class:`~mctsff.expr.params.Potential`,
 differentiated by central differences (:func:`constraint_values`).
 :func:`scheme_shift` gives the cutoff scheme's shift of every type pair's potential.
@@ -13,12 +14,12 @@ differentiated by central differences (:func:`constraint_values`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from mctsff.expr import kernels
+from mctsff.expr import kernels, ops
 from mctsff.expr.params import (
     SHIFTED_SCHEMES,
     Parameterization,
@@ -66,12 +67,20 @@ class Constraint:
     # a constant added to the value at each point (aligned with r_points; repeated for every
     # type pair like them): the wall's U' + F ≤ 0 at its innermost points
     offset: np.ndarray | None = None
+    # a linear constraint on named parameters: one row per value, each {parameter: weight};
+    # value = Σ weight·θ[parameter] (parameters the expression lacks count as absent)
+    linear: tuple[Mapping[str, float], ...] | None = None
 
     def __post_init__(self):
         if self.kind not in ("eq", "ineq"):
             raise FitConfigError(f"constraint {self.name!r}: kind must be 'eq' or 'ineq'")
-        if self.fun is None and self.r_points is None and self.pair_points is None:
-            raise FitConfigError(f"constraint {self.name!r}: needs fun or r_points")
+        if (
+            self.fun is None
+            and self.r_points is None
+            and self.pair_points is None
+            and self.linear is None
+        ):
+            raise FitConfigError(f"constraint {self.name!r}: needs fun, r_points or linear")
         if self.pair_points is not None and self.r_points is None:
             self.r_points = np.concatenate([np.asarray(p, float) for p in self.pair_points])
         if self.offset is not None:
@@ -179,6 +188,77 @@ def repulsive_core(r_core: float, n: int = 8) -> Constraint:
     )
 
 
+def neutrality(name: str, molecules) -> Constraint:
+    """Every molecule neutral: Σ over its atoms of ``name[type]`` = 0, one equality per
+    distinct molecule composition.
+
+    ``name`` is a per-type constant of the product rule (``prod_q``: the pair's prefactor
+    is ``prod_q[A]·prod_q[B]``, so ``prod_q[A]`` is type A's charge up to one common
+    scale and sign, which neutrality does not see).  The constraint is linear, with an
+    exact Jacobian; an expression without ``name`` gets one row of zeros (it is not
+    constrained), so a search may impose it on every candidate.  Named
+    ``"neutral:<name>"``.
+
+    Parameters
+    ----------
+    name
+        The per-type constant (``prod_q``, ``prod_c1``).
+    molecules
+        A :class:`~mctsff.data.Dataset` with molecule ids (its distinct compositions
+        over all frames, single atoms included), or compositions ``[{"H": 2, "O": 1}]``.
+
+    Raises
+    ------
+    FitConfigError
+        One line: ``name`` is not a product-rule constant, the data have no molecule
+        ids, or no assignment but all zeros makes every molecule neutral (one species
+        only; H2O and OH together).
+
+    Examples
+    --------
+    >>> c = neutrality("prod_q", [{"H": 2, "O": 1}])
+    >>> c.name, [dict(row) for row in c.linear]
+    ('neutral:prod_q', [{'prod_q[H]': 2.0, 'prod_q[O]': 1.0}])
+    >>> try:
+    ...     neutrality("prod_q", [{"Ar": 1}])
+    ... except FitConfigError as exc:
+    ...     print(exc)
+    neutral prod_q: no charges but zeros make every molecule neutral (molecules Ar)
+    """
+    name = str(name).strip()
+    if ops.constant_rule(name) != "product" or not name.isidentifier():
+        raise FitConfigError(
+            f"neutral {name}: not a per-type constant of the product rule (prod_q, prod_c1)"
+        )
+    if isinstance(molecules, Iterable) and not hasattr(molecules, "atom_type"):
+        comps = []
+        for c in molecules:  # distinct compositions, in order
+            if dict(c) not in comps:
+                comps.append(dict(c))
+    elif getattr(molecules, "mol", None) is None:
+        raise FitConfigError(
+            f"neutral {name}: the data have no molecule ids (a per-atom 'mol' array, or "
+            "molecules='bonds' / --molecules bonds)"
+        )
+    else:
+        from mctsff.fit.plausibility import molecule_compositions
+
+        comps = molecule_compositions(molecules, max_frames=None, singles=True)
+    if not comps:
+        raise FitConfigError(f"neutral {name}: the data have no molecules")
+    species = sorted({s for c in comps for s in c})
+    A = np.array([[float(c.get(s, 0)) for s in species] for c in comps])
+    if np.linalg.matrix_rank(A) >= len(species):
+        formulas = ", ".join("".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(c.items()))
+                             for c in comps[:6])  # fmt: skip
+        raise FitConfigError(
+            f"neutral {name}: no charges but zeros make every molecule neutral "
+            f"(molecules {formulas}{', ...' if len(comps) > 6 else ''})"
+        )
+    rows = tuple({f"{name}[{s}]": float(n) for s, n in sorted(c.items())} for c in comps)
+    return Constraint(f"neutral:{name}", "eq", linear=rows)
+
+
 def parse_constraint(spec: str | Constraint, cutoff: float) -> Constraint:
     """Constraint from a CLI-style spec.
 
@@ -242,6 +322,14 @@ def _point_values(c: Constraint, prog: Program, consts, T, r, group, jac: bool, 
 
 def constraint_values(c: Constraint, pot: Potential, par: Parameterization, theta):
     """Constraint values and Jacobian rows (n_values, n_params)."""
+    if c.linear is not None:
+        index = {n: m for m, n in enumerate(par.names)}
+        A = np.zeros((len(c.linear), np.size(theta)))
+        for i, row in enumerate(c.linear):
+            for p, w in row.items():
+                if p in index:
+                    A[i, index[p]] += float(w)
+        return A @ np.asarray(theta, dtype=np.float64), A
     if c.r_points is not None:
         r, group = c.points(len(par.type_pairs))
         consts, T = par.table(theta)

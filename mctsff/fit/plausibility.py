@@ -18,7 +18,6 @@ terms, each split into its ``r``-dependence and its constants) and reports
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
@@ -41,27 +40,50 @@ DECAY_TOL = 0.1
 MAX_EXPANDED_TERMS = 2000
 
 
-def molecule_compositions(dataset, max_frames: int = 5) -> list[dict[str, int]]:
+def molecule_compositions(
+    dataset, max_frames: int | None = 5, singles: bool = False
+) -> list[dict[str, int]]:
     """Distinct molecule compositions (``{"H": 2, "O": 1}``) in the first frames of a dataset.
 
     Empty when the dataset has no molecule ids.
+
+    Parameters
+    ----------
+    dataset
+        A :class:`~mctsff.data.Dataset`.
+    max_frames
+        Frames read from the start (``None``: all).
+    singles
+        Count molecules of one atom too (an ion, or an atom the molecule assignment left
+        alone).
     """
     mol = getattr(dataset, "mol", None)
     if mol is None:
         return []
     fo = np.asarray(dataset.frame_offsets)
-    seen: set[tuple] = set()
-    out = []
-    for f in range(min(int(dataset.n_frames), max_frames)):
-        a, b = int(fo[f]), int(fo[f + 1])
-        groups: dict[int, Counter] = {}
-        for m, t in zip(mol[a:b], dataset.atom_type[a:b], strict=True):
-            groups.setdefault(int(m), Counter())[dataset.species[int(t)]] += 1
-        for c in groups.values():
-            key = tuple(sorted(c.items()))
-            if key not in seen and sum(c.values()) > 1:
-                seen.add(key)
-                out.append(dict(key))
+    n_frames = (
+        int(dataset.n_frames) if max_frames is None else min(int(dataset.n_frames), max_frames)
+    )
+    end = int(fo[n_frames])
+    if end == 0:
+        return []
+    n_types = len(dataset.species)
+    frame = np.repeat(np.arange(n_frames), np.diff(fo[: n_frames + 1]))
+    key = np.stack([frame, np.asarray(mol[:end], dtype=np.int64)], axis=1)
+    _, group = np.unique(key, axis=0, return_inverse=True)
+    group = np.asarray(group).ravel()
+    counts = np.zeros((int(group.max()) + 1, n_types), dtype=np.int64)
+    np.add.at(counts, (group, np.asarray(dataset.atom_type[:end], dtype=np.int64)), 1)
+    first = np.full(counts.shape[0], end, dtype=np.int64)
+    np.minimum.at(first, group, np.arange(end))
+    out, seen = [], set()
+    for g in np.argsort(first, kind="stable"):  # in the order the molecules first appear
+        row = counts[g]
+        key_g = tuple(int(x) for x in row)
+        if key_g in seen or (row.sum() < 2 and not singles):
+            continue
+        seen.add(key_g)
+        out.append({dataset.species[t]: int(n) for t, n in enumerate(row) if n})
     return out
 
 
@@ -170,7 +192,7 @@ def _charge_flags(pot: Potential, name: str, compositions) -> list[str]:
         if total > 0 and abs(net) > NEUTRALITY_TOL * total:
             out.append(
                 f"charges {name} leave {_formula(comp)} with net charge {net / total:+.2f} of "
-                "its total |q| (not neutral; a neutrality constraint can impose it)"
+                f"its total |q| (not neutral; --neutral {name} imposes it)"
             )
     return out
 
