@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mctsff import __version__
-from mctsff.config import DEFAULTS
+from mctsff.config import DEFAULTS, NEUTRAL
 
 
 def _at_least(low: int, high: int | None = None):
@@ -199,6 +199,15 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "its shortest distance in the data, pushing with >= 1 eV/Å below half of it (0.5; 0 "
         "switches the wall off)",
     )
+    p.add_argument(
+        "--neutral",
+        default=NEUTRAL,
+        metavar="NAME",
+        help="keep every molecule of the data neutral: the per-type product-rule constant "
+        "NAME (prod_q, prod_c1) sums to 0 over each molecule's atoms (an equality "
+        "constraint, kept with --no-constraints; needs molecule ids; in a search, forms "
+        "without NAME are not constrained)",
+    )
     p.add_argument("--starts", type=_at_least(1), default=3, help="seeded starts per fit")
     p.add_argument(
         "--pair-start",
@@ -358,12 +367,40 @@ def _fit_options(args) -> dict:
     )
 
 
+def _with_neutrality(args, opts: dict, ds, constants: set[str], where: str) -> dict:
+    """``opts`` with the ``--neutral NAME`` constraint (molecules of all of ``ds``) added;
+    one error line when NAME is not a constant of ``where`` or the data cannot take it."""
+    if args.neutral is None:
+        return opts
+    from mctsff.fit import FitConfigError, neutrality
+
+    name = args.neutral.strip()
+    if getattr(args, "stream", False):
+        raise UsageError("--neutral needs the molecules in memory: drop --stream")
+    if name not in constants:
+        from mctsff.expr.ops import constant_rule
+
+        typed = sorted(c for c in constants if constant_rule(c) == "product")
+        shown = ", ".join(typed[:4]) + (", ..." if len(typed) > 4 else "")
+        raise UsageError(
+            f"--neutral {name}: not a constant of {where} (its product-rule constants: "
+            f"{shown or 'none'})"
+        )
+    try:
+        constraint = neutrality(name, ds)
+    except FitConfigError as exc:
+        raise UsageError(f"--{exc}") from None
+    return {**opts, "constraints": (*opts["constraints"], constraint)}
+
+
 def _fit_model(args, train, valid):
     """``fit --model NAME [--refit]``: a reference water model, published or refitted."""
     from mctsff.water.models import published_result, refit_model
 
     if args.expr:
         raise UsageError("give either --expr or --model, not both")
+    if args.neutral is not None:
+        raise UsageError("--neutral is for --expr: --model --refit keeps each water neutral")
     if args.stream:
         raise UsageError("--model needs the data in memory: drop --stream")
     try:
@@ -396,11 +433,12 @@ def cmd_fit(args) -> int:
     elif not args.expr:
         raise UsageError("fit needs --expr EXPRESSION or --model NAME")
     else:
-        fitter = Fitter(train, valid, **_fit_options(args))
-        if args.init or args.bound:
-            from mctsff.expr.program import Program
+        from mctsff.expr.program import Program
 
-            known = set(Program.from_string(args.expr).constants)
+        known = set(Program.from_string(args.expr).constants)
+        opts = _with_neutrality(args, _fit_options(args), ds, known, f"--expr {args.expr!r}")
+        fitter = Fitter(train, valid, **opts)
+        if args.init or args.bound:
             _check_names(args, known, train.species, f"--expr {args.expr!r}")
         res = fitter.fit(args.expr)
     score = holdout_scorer(fitter, test)
@@ -836,6 +874,8 @@ def cmd_search(args) -> int:
     from mctsff.fit import Fitter
 
     if args.objective == "regression":
+        if args.neutral is not None:
+            raise UsageError("--neutral is for force matching, not --objective regression")
         from mctsff.data import holdout_frames
         from mctsff.fit.regression import RegressionData, RegressionFitter
 
@@ -861,7 +901,10 @@ def cmd_search(args) -> int:
         f"validation, {n_test} test; split seed {args.split_seed}), "
         f"{ds.n_pairs} pairs within {ds.cutoff:g} Å, forces from '{ds.force_array}'"
     )
-    fitter = Fitter(train, valid, **_fit_options(args))
+    opts = _with_neutrality(
+        args, _fit_options(args), ds, _grammar_constants(args.grammar), "the grammar"
+    )
+    fitter = Fitter(train, valid, **opts)
     return _run_search(args, fitter, test)
 
 

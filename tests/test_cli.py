@@ -318,3 +318,41 @@ def test_export_points_beyond_a_million_is_one_line_naming_the_option(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--points" in err and "must be <= 1000000" in err
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["fit", DIMERS, "--expr", "prod_q/r", "--neutral", "prod_c1"], "--neutral prod_c1: not a "
+         "constant of --expr 'prod_q/r' (its product-rule constants: prod_q)"),
+        (["fit", DIMERS, "--expr", "pair_A/r", "--neutral", "pair_A"], "--neutral pair_A: not a "
+         "per-type constant of the product rule"),
+        (["fit", DIMERS, "--expr", "prod_q/r", "--neutral", "prod_q", "--stream",
+          "--projection", "0.1"], "--neutral needs the molecules in memory: drop --stream"),
+        (["search", DIMERS, "--neutral", "prod_q", *QUICK[:2]], "--neutral prod_q: not a "
+         "constant of the grammar"),
+    ],
+)  # fmt: skip
+def test_neutral_refusals_are_one_line(command, message, capsys, tmp_path):
+    code = main([*command, *(["--out", str(tmp_path / "run")] if command[0] == "search" else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_neutral_fit_and_search_keep_molecules_neutral(capsys, tmp_path):
+    """--neutral on a fit: the charges of each water sum to zero; a search records it in
+    run.json and its checkpoint (a resume without it is refused)."""
+    expr = "prod_q/r + A*exp(-r/b)"  # (prod_q/r alone cannot hold the wall when neutral)
+    assert main(["fit", DIMERS, "--expr", expr, "--neutral", "prod_q", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    q_h, q_o = out["params"]["prod_q[H]"], out["params"]["prod_q[O]"]
+    assert abs(q_h) > 0.1 and abs(q_o + 2 * q_h) < 1e-7
+    assert out["constraints"]["neutral:prod_q"] < 1e-7
+    run = tmp_path / "run"
+    quick = [*QUICK[2:], "--budget", "1"]
+    code = main(["search", DIMERS, "--out", str(run), *quick, "--neutral", "prod_c1"])
+    assert code == 0, capsys.readouterr().err
+    assert "neutral:prod_c1" in json.loads((run / "run.json").read_text())["constraints"]
+    # a resume without --neutral is refused: the fits would not be comparable
+    code = main(["search", DIMERS, "--out", str(run), *quick, "--resume", "--budget", "2"])
+    assert code == 2 and "neutral:prod_c1" in capsys.readouterr().err
