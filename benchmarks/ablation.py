@@ -18,6 +18,7 @@ Usage::
     python benchmarks/ablation.py       # all variants, seeds 100-109, budget 300 (~30 min, 2 cores)
     python benchmarks/ablation.py --variants default no-mast --seeds 4 --budget 150
     python benchmarks/ablation.py --json abl.json --png abl.png
+    python benchmarks/ablation.py --variants default terms --suite standard hard --seeds 3
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "spread-1-uncapped": (
         "each newly met simple term tried with the best front member, past the 30 % share",
         {"local_options": {"spread_share": 1.0, "spread_hosts": 1}},
+    ),
+    "terms": (
+        "term-library proposals: sums of the grammar's terms chosen by sparse selection, "
+        "at most 20 % of the fits after the first 8",
+        {"terms": True},
     ),
 }
 
@@ -148,7 +154,20 @@ def plot(rows: list[dict], variants: list[str], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--potentials", nargs="*", default=HARD, choices=list(cm.POTENTIALS))
+    ap.add_argument(
+        "--potentials",
+        nargs="*",
+        default=None,
+        choices=list(cm.ALL_POTENTIALS),
+        help="potentials to run (default: the four that separate the settings)",
+    )
+    ap.add_argument(
+        "--suite",
+        nargs="*",
+        default=None,
+        choices=list(cm.SUITES),
+        help="run the potentials of these suites of compare_methods.py instead",
+    )
     ap.add_argument("--seeds", type=int, default=10, help="seeds per potential (10)")
     ap.add_argument("--first-seed", type=int, default=100, help="first seed (100)")
     ap.add_argument("--budget", type=int, default=300, help="fitted expressions (300)")
@@ -157,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write every run's record here")
     args = ap.parse_args(argv)
     variants = list(dict.fromkeys(args.variants))
-    names = list(args.potentials)
+    names = list(args.potentials or [])
+    for suite in args.suite or []:
+        names += [n for n in cm.SUITES[suite] if n not in names]
+    names = names or list(HARD)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     warnings.simplefilter("ignore")
     cm.check_grammar(names)

@@ -370,6 +370,8 @@ def run_one(
         "screen": getattr(result.mcts, "screen", None),  # GP's draws per offspring
         # fits made by the search's local moves (term pruning/growing), if it has them
         "n_local": getattr(result, "n_local", getattr(result, "n_pruned", 0)),
+        # fits of term-library proposals (search(terms=True))
+        "n_terms": getattr(result, "n_terms", 0),
         "best_rmse_valid": best.rmse_valid if best is not None else math.inf,
         "best_rel_rmse": (best.rmse_valid / rms) if best is not None else math.inf,
         "best_expression": best.expression if best is not None else "",

@@ -592,6 +592,23 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         "drawn (default: on for forces)",
     )
     p.add_argument(
+        "--terms",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULTS.terms,
+        help="also fit sums of the grammar's terms proposed by sparse selection on the forces "
+        "(a term library, forward selection with refitted amplitudes; each proposal parsed "
+        "back with the grammar; mctsff.engines.terms); off where the grammar has no sum of "
+        "terms (default: off)",
+    )
+    p.add_argument(
+        "--terms-share",
+        type=_real(0, 1),
+        default=DEFAULTS.terms_share,
+        metavar="SHARE",
+        help="with --terms, the share of all fits the proposals may take after the first 8 "
+        f"({DEFAULTS.terms_share:g})",
+    )
+    p.add_argument(
         "--local-option",
         action="append",
         default=[],

@@ -252,6 +252,13 @@ class SearchConfig:
         Seconds between checkpoints.
     progress
         Show a progress bar on stderr.
+    terms, terms_share
+        Propose sums of the grammar's terms chosen by sparse selection on the forces
+        (:mod:`mctsff.engines.terms`: a term library, forward selection with refitted
+        amplitudes, every proposal parsed back with the grammar) and fit them among the
+        search's candidates, at most ``terms_share`` of all fits after the first
+        :data:`~mctsff.engines.terms.FIRST_PROPOSALS`.  Force matching with a grammar
+        that writes a sum of terms only; silently off elsewhere.
     md_rerank
         After the search (outside its time limit), run the liquid-water MD check on this
         many front members that pass the wall check, the knee-rule member first, then by
@@ -278,6 +285,8 @@ class SearchConfig:
     resolution: bool = True
     checkpoint_every: float = 30.0
     progress: bool = False
+    terms: bool = False
+    terms_share: float = 0.2
     md_rerank: int = 0
     md_options: Mapping[str, Any] | None = None
     mcts: MCTSSettings = field(default_factory=MCTSSettings)
@@ -305,6 +314,9 @@ class SearchConfig:
                 "md_options (--md-option) set the protocol of md_rerank (--md-rerank N), "
                 "which is 0: they would be ignored; give md_rerank or leave them out"
             )
+        ts = self.terms_share
+        if not (isinstance(ts, int | float) and not isinstance(ts, bool) and 0 <= ts <= 1):
+            raise ConfigError(f"terms_share must be a number in [0, 1], not {ts!r}")
         if not (isinstance(self.eta, int | float) and 0 < self.eta <= 1):
             raise ConfigError(f"eta must be in (0, 1], not {self.eta!r}")
         for name, kind in LocalMoveSettings.tunables().items():

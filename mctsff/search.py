@@ -45,6 +45,7 @@ from mctsff.engines.local import LOCAL_OPTIONS, LocalMoves, has_idle_terms, loca
 from mctsff.engines.mcts import MCTS
 from mctsff.engines.parallel import Evaluator
 from mctsff.engines.pareto import ParetoFront, math_label
+from mctsff.engines.terms import TermLibrary, TermProposals
 from mctsff.engines.reward import get_reward
 from mctsff.expr import ops
 from mctsff.expr.grammar import Grammar
@@ -322,6 +323,8 @@ class SearchResult:
     n_local: int = 0
     #: local moves dropped, unfitted, because the grammar cannot derive them
     n_underivable: int = 0
+    #: term-library proposals fitted (``terms=True``; :mod:`mctsff.engines.terms`)
+    n_terms: int = 0
     #: why some files of the run folder could not be written (disk full, read-only), if so
     write_error: str | None = None
 
@@ -637,6 +640,8 @@ class _Run:
     signature: dict[str, Any]
     local_settings: dict[str, Any]
     local: LocalMoves | None = None
+    #: the term library's proposals (``terms=True`` where the grammar has a sum of terms)
+    terms: TermProposals | None = None
     lock: Any = None
     bar: _Progress | None = None
     #: the water protocol of ``md_rerank`` (``None`` when off)
@@ -866,6 +871,10 @@ def _set_up(
         raise SearchError(
             f"{out_path / CHECKPOINT}: damaged checkpoint (local_pending: {exc})"
         ) from None
+    if cfg.terms and objective.kind == "forces":
+        library = TermLibrary(grammar, objective.fitter, max_length=cfg.max_length)
+        if library.applies:  # silently off for a grammar without a sum of terms
+            run.terms = TermProposals(library, engine, evaluator, cfg.terms_share)
     return run
 
 
@@ -944,6 +953,8 @@ def _main_loop(
             if should_stop is not None and should_stop():
                 break
             if not local.waiting:  # local moves cut short by the budget come first
+                if run.terms is not None:  # the term library's next proposals, if due
+                    run.terms.step(on_result)
                 engine.step(on_result)
             local.flush()  # the local moves of the whole batch, fitted as one batch
             if run.out is not None and time.perf_counter() - last_ckpt >= cfg.checkpoint_every:
@@ -1034,6 +1045,7 @@ def _format_result(run: _Run, files: dict[str, str], failed: str | None) -> Sear
         files=files,
         n_local=run.local.n_fits,
         n_underivable=run.local.n_underivable,
+        n_terms=0 if run.terms is None else run.terms.n_fits,
         write_error=failed,
     )
 

@@ -1,0 +1,849 @@
+"""Term library: sums of the grammar's own terms chosen by sparse selection on the forces.
+
+A pair potential is mostly a signed sum of a few terms, each an amplitude times a basis
+function with one or two nonlinear constants.  Where the grammar writes potentials that
+way, this module proposes which terms belong together, in the spirit of FFX and
+orthogonal matching pursuit:
+
+1. :func:`sum_structure` finds the sum in the grammar: a recursive nonterminal ``S`` with
+   a production ``S: S "+" T`` (or ``S "-" T``, or ``T "+" S``) whose ``T`` is a
+   :attr:`~mctsff.expr.grammar.Grammar.top_blocks` nonterminal, one with finitely many
+   complete sub-derivations (``potential`` and ``term`` in ``pair``).  A grammar without
+   one (``nguyen``: ``expr: expr "+" expr``) has no library and the proposals are off.
+2. :func:`single_terms` enumerates every complete sub-derivation of those ``T`` (273
+   terms in ``pair``); terms that differ only in how their amplitudes combine over atom
+   types (``c1/r``, ``prod_c1/r``, ``geom_c1/r``) are one *shape* with several *kinds*.
+3. :class:`TermLibrary` evaluates every shape's force columns on a subset of the
+   training frames, its nonlinear constants on grids (the fitter's scan axes,
+   :mod:`mctsff.fit.scan`) and one column per type pair for each amplitude that some
+   kind lets vary with the types; a beam of forward selections (orthogonal matching
+   pursuit with a joint least-squares refit of all amplitudes at every step) picks sets
+   of 1 to ``max_terms`` shapes; for each set the kinds are chosen by refitting the
+   amplitudes under each combining rule (global, product, geometric, arithmetic, per
+   pair), the simplest within a tolerance first.
+4. Each chosen set is written as one expression, its terms joined by the grammar's
+   ``+``/``-`` and its constants renumbered as the grammar numbers them.  **Every
+   proposal is parsed back with the grammar in use**
+   (:meth:`~mctsff.expr.grammar.Grammar.derivation_of`) and dropped if the grammar
+   cannot derive it or needs more than ``max_length`` productions for it; the dropped
+   ones are counted in :attr:`TermLibrary.n_underivable`.
+
+The search (:func:`mctsff.search.search` with ``terms=True``, ``--terms``) fits the
+proposals through its evaluator, as candidates that count against the budget, and records
+them in the engine's transposition table with their derivations (a state jump: MCTS's
+building-block reuse and the local moves take them up like the engine's own); at most
+``terms_share`` of all fits go to them.  The dictionary and the selection cost no fits
+(about a second for the ``pair`` grammar on the shipped water dimers).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mctsff.expr import ops
+from mctsff.expr.grammar import PLACEHOLDERS, Grammar
+from mctsff.expr.tree import Derivation
+
+__all__ = [
+    "SumStructure",
+    "TermLibrary",
+    "TermProposals",
+    "Proposal",
+    "compose",
+    "single_terms",
+    "sum_structure",
+]
+
+#: Most grid points of a shape with two or three scanned constants (8 × 8, 4 × 4 × 4).
+GRID_POINTS = 64
+
+#: First step (a factor) of the line search on a term's nonlinear constants.
+LINE_STEP = 1.1
+
+#: Most complete sub-derivations of the term nonterminals enumerated (``pair``: 273).
+MAX_SINGLE_TERMS = 5000
+
+_CONST_RE = re.compile(
+    r"\b("
+    + "|".join(sorted((re.escape(p) for p in PLACEHOLDERS.values()), key=len, reverse=True))
+    + r")(\d+)\b"
+)
+
+
+# ----------------------------------------------------------------------------- grammar side
+@dataclass(frozen=True)
+class SumStructure:
+    """Where a grammar writes a signed sum of terms.
+
+    Attributes
+    ----------
+    sum_nonterminal
+        The recursive nonterminal of the sum (``potential`` in ``pair``).
+    term_nonterminals
+        Nonterminals of its terms (``term``), in grammar order.
+    operators
+        Texts of the sum's operators the grammar has (``("+", "-")``).
+    """
+
+    sum_nonterminal: str
+    term_nonterminals: tuple[str, ...]
+    operators: tuple[str, ...]
+
+
+def sum_structure(grammar: Grammar) -> SumStructure | None:
+    """The grammar's sum of terms, or ``None`` where it has none.
+
+    A sum is a recursive nonterminal ``S`` with binary productions ``S: S op T`` or
+    ``S: T op S`` where ``op`` is the terminal ``"+"`` or ``"-"`` and ``T`` is one of the
+    grammar's top blocks (finitely many complete sub-derivations).  The first such ``S``
+    in grammar order is taken.
+    """
+    blocks = grammar.top_blocks
+    for nt in grammar.nonterminals:
+        if nt not in grammar.recursive:
+            continue
+        terms: list[str] = []
+        operators: list[str] = []
+        for p in grammar.productions_for(nt):
+            if len(p.rhs) != 3:
+                continue
+            a, op, b = p.rhs
+            text = grammar.terminal_text.get(op)
+            if text is None or text.strip() not in ("+", "-"):
+                continue
+            other = b if a == nt else a if b == nt else None
+            if other is None or other not in blocks:
+                continue
+            if other not in terms:
+                terms.append(other)
+            if text.strip() not in operators:
+                operators.append(text.strip())
+        if terms:
+            return SumStructure(nt, tuple(terms), tuple(operators))
+    return None
+
+
+def _expansions(grammar: Grammar, nt: str, limit: int, memo: dict) -> list[tuple[int, ...]]:
+    """Every complete leftmost sub-derivation of the non-recursive ``nt`` (at most ``limit``)."""
+    if nt in memo:
+        return memo[nt]
+    out: list[tuple[int, ...]] = []
+    for p in grammar.productions_for(nt):
+        if not math.isfinite(p.min_length):
+            continue
+        parts = [[()]]
+        for s in p.rhs:
+            if not grammar.is_terminal(s):
+                parts.append(_expansions(grammar, s, limit, memo))
+        for combo in itertools.product(*parts):
+            out.append((p.index, *itertools.chain.from_iterable(combo)))
+            if len(out) >= limit:
+                memo[nt] = out
+                return out
+    memo[nt] = out
+    return out
+
+
+def single_terms(grammar: Grammar, structure: SumStructure | None = None) -> list[str]:
+    """The expressions of every complete sub-derivation of the sum's term nonterminals.
+
+    In grammar order, at most :data:`MAX_SINGLE_TERMS`; empty without a sum structure.
+    Each is numbered as the grammar numbers it on its own (``c1*exp(-r/c2)``).
+    """
+    structure = structure if structure is not None else sum_structure(grammar)
+    if structure is None:
+        return []
+    ids = {nt: i for i, nt in enumerate(grammar.nonterminals)}
+    out: list[str] = []
+    memo: dict = {}
+    for nt in structure.term_nonterminals:
+        for actions in _expansions(grammar, nt, MAX_SINGLE_TERMS - len(out), memo):
+            d = Derivation.initial(grammar, ids[nt]).apply_all(actions)
+            if d.is_complete:
+                out.append(d.expression())
+        if len(out) >= MAX_SINGLE_TERMS:
+            break
+    return list(dict.fromkeys(out))
+
+
+def renumber(expression: str) -> str:
+    """Placeholder constants renumbered in order of appearance, one counter per kind (as
+    the grammar numbers them); each occurrence is a new constant."""
+    counters: dict[str, int] = {}
+
+    def sub(m: re.Match) -> str:
+        counters[m.group(1)] = counters.get(m.group(1), 0) + 1
+        return f"{m.group(1)}{counters[m.group(1)]}"
+
+    return _CONST_RE.sub(sub, expression)
+
+
+def compose(
+    terms: Sequence[tuple[str, str]], grammar: Grammar, max_length: int | None = None
+) -> str | None:
+    """One expression of ``terms`` (``(sign, term)`` pairs, sign ``"+"`` or ``"-"``), as the
+    grammar writes it, or ``None`` where the grammar cannot derive it (in at most
+    ``max_length`` productions).
+
+    The first term is written without its sign when that is ``"+"``; constants are
+    renumbered in order of appearance (:func:`renumber`).  The text is parsed back with
+    the grammar (:meth:`~mctsff.expr.grammar.Grammar.derivation_of`): nothing the
+    grammar does not derive is ever returned.
+    """
+    parts = []
+    for i, (sign, term) in enumerate(terms):
+        if i == 0:
+            parts.append(term if sign == "+" else f"-{term}")
+        else:
+            parts.append(f"{sign}{term}")
+    text = renumber("".join(parts))
+    actions = grammar.derivation_of(text)
+    if actions is None or (max_length is not None and len(actions) > max_length):
+        return None
+    return text
+
+
+# ----------------------------------------------------------------------------- data side
+def _fingerprint(X: np.ndarray) -> bytes:
+    """Columns rounded to 8 significant digits, scaled by their largest entry."""
+    scale = float(np.abs(X).max()) or 1.0
+    return np.round(X / scale, 8).tobytes()
+
+
+@dataclass
+class _Shape:
+    """Terms equal up to the combining rules of their amplitudes."""
+
+    key: str
+    kinds: dict[tuple[str, ...], str] = field(default_factory=dict)  # amplitude rules -> term
+    program: object = None  # the first kind's Program
+    slots: tuple[int, ...] = ()  # constant indices of the amplitudes
+    split: tuple[bool, ...] = ()  # per amplitude: one column per type pair
+    nonlinear: tuple[str, ...] = ()  # names of the scanned constants
+
+
+@dataclass
+class Proposal:
+    """One proposed sum: its expression and what the selection saw of it."""
+
+    expression: str
+    n_terms: int
+    rel_loss: float  # the dictionary's loss relative to U = 0
+
+
+class TermLibrary:
+    """Sparse selection of sums of the grammar's terms on force-matching data.
+
+    Parameters
+    ----------
+    grammar
+        The grammar in use; its sum structure (:func:`sum_structure`) gives the terms.
+    fitter
+        A :class:`~mctsff.fit.forces.Fitter` on a :class:`~mctsff.data.Dataset` (a
+        projection or a regression objective gives an empty library).
+    max_terms
+        Largest number of terms in a proposal.
+    beam
+        Sets kept per number of terms.
+    max_length
+        Largest derivation of a proposal (the search's ``max_length``).
+    max_pairs
+        Pairs of the training frames the dictionary is evaluated on (frames spread evenly).
+    points
+        Grid values per scanned constant (one constant), and the most grid points of a
+        shape with more (a product grid thinned alike).
+    kind_tol
+        Relative loss (to U = 0) within which a simpler combining rule of an amplitude
+        is preferred to a more flexible one.
+    """
+
+    def __init__(
+        self,
+        grammar: Grammar,
+        fitter,
+        *,
+        max_terms: int = 3,
+        beam: int = 3,
+        max_length: int | None = None,
+        max_pairs: int = 1024,
+        points: int = 32,
+        kind_tol: float = 1e-3,
+        candidates: int = 4,
+        refine_nfev: int = 20,
+    ) -> None:
+        self.grammar = grammar
+        self.fitter = fitter
+        self.max_terms = int(max_terms)
+        self.beam = int(beam)
+        self.max_length = max_length
+        self.max_pairs = int(max_pairs)
+        self.points = int(points)
+        self.kind_tol = float(kind_tol)
+        self.candidates = int(candidates)
+        self.refine_nfev = int(refine_nfev)
+        self.structure = sum_structure(grammar)
+        #: proposals the grammar could not derive (dropped, never fitted)
+        self.n_underivable = 0
+        self._proposals: list[Proposal] | None = None
+
+    @property
+    def applies(self) -> bool:
+        """Whether the grammar has a sum of terms and the fitter force-matching data."""
+        train = getattr(self.fitter, "train", None)
+        return (
+            self.structure is not None
+            and hasattr(self.fitter, "type_pairs")
+            and hasattr(train, "subset")
+            and hasattr(train, "pair_offsets")
+        )
+
+    def proposals(self) -> list[Proposal]:
+        """The proposed sums, most promising first (built on first use)."""
+        if self._proposals is None:
+            self._proposals = self._build() if self.applies else []
+        return self._proposals
+
+    # ------------------------------------------------------------------ dictionary
+    def _shapes(self) -> list[_Shape]:
+        from mctsff.expr.params import Parameterization
+        from mctsff.expr.program import ExpressionError
+
+        fitter = self.fitter
+        shapes: dict[str, _Shape] = {}
+        for term in single_terms(self.grammar, self.structure):
+            try:
+                prog = fitter.compile(term)
+            except (ExpressionError, ValueError, SyntaxError):
+                continue
+            par = Parameterization(prog, fitter.species, fitter.type_pairs)
+            lin_mask = par.linear_mask()
+            linear = {par.base_name(n) for n, m in zip(par.names, lin_mask, strict=True) if m}
+            linear |= {prog.constants[k] for k in par.typed_prefactors()}
+            if not linear:
+                continue  # no amplitude: nothing to select it with
+            slots = tuple(k for k, c in enumerate(prog.constants) if c in linear)
+            nonlinear = tuple(c for c in prog.constants if c not in linear)
+            if any(ops.constant_rule(c) != "global" for c in nonlinear):
+                continue  # per-type nonlinear constants: not on a grid here
+            rules = tuple(ops.constant_rule(prog.constants[k]) for k in slots)
+            key = _CONST_RE.sub(
+                lambda m, lin=linear: "\x00A" if m.group(0) in lin else "\x00N", term
+            )
+            shape = shapes.get(key)
+            if shape is None:
+                shape = shapes[key] = _Shape(key, program=prog, slots=slots, nonlinear=nonlinear)
+            shape.kinds.setdefault(rules, term)
+        for shape in shapes.values():
+            shape.split = tuple(
+                any(rules[i] != "global" for rules in shape.kinds) for i in range(len(shape.slots))
+            )
+        return list(shapes.values())
+
+    def _data(self):
+        """Target of the dictionary: frames spread evenly, at most ``max_pairs`` pairs;
+        weighted forces and the row weights."""
+        from mctsff.fit.target import Target, potfit_weights
+
+        train = self.fitter.train
+        po = np.asarray(train.pair_offsets)
+        n = train.n_frames
+        n_pairs = int(po[-1]) if po.size else 0
+        frames = np.arange(n)
+        if n_pairs > self.max_pairs:
+            k = max(1, min(n, int(round(n * self.max_pairs / n_pairs))))
+            frames = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+        sub = train.subset(frames) if frames.size < n else train
+        target = Target.from_dataset(sub)
+        weights = self.fitter.options.weights
+        if isinstance(weights, str):
+            w = np.sqrt(potfit_weights(target.forces))
+        elif weights is None or frames.size < n:
+            w = np.ones_like(target.forces)
+        else:
+            w = np.sqrt(np.asarray(weights, dtype=np.float64).ravel())
+        return target, w
+
+    def _columns(self, shape: _Shape, values: dict[str, float], target, w) -> np.ndarray | None:
+        """Weighted force columns of one shape at one grid point (``n_rows × m``)."""
+        from mctsff.fit.constraints import scheme_shift
+
+        prog = shape.program
+        P = len(self.fitter.type_pairs)
+        base = np.zeros((P, prog.n_constants))
+        for k, c in enumerate(prog.constants):
+            if c in values:
+                base[:, k] = values[c]
+        cols = []
+        with np.errstate(all="ignore"):
+            for slot, split in zip(shape.slots, shape.split, strict=True):
+                for p in range(P) if split else (None,):
+                    C = base.copy()
+                    if p is None:
+                        C[:, slot] = 1.0
+                    else:
+                        C[p, slot] = 1.0
+                    f, _ = target.predict(prog, C)
+                    shift = scheme_shift(prog, C, None, self.fitter.cutoff, self.fitter.scheme)
+                    f = target.shifted(shift, f)[0]
+                    cols.append(f * w)
+        X = np.stack(cols, axis=1)
+        if not np.all(np.isfinite(X)):
+            return None
+        return X
+
+    def _grid(self, shape: _Shape) -> list[dict[str, float]]:
+        from mctsff.expr.params import Parameterization
+        from mctsff.fit.scan import axes_for
+
+        if not shape.nonlinear:
+            return [{}]
+        prog = shape.program
+        par = Parameterization(prog, self.fitter.species, self.fitter.type_pairs)
+        mask = np.array([par.base_name(n) in shape.nonlinear for n in par.names])
+        axes = axes_for(par.names, par.base_name, mask, prog)
+        d = len(axes)
+        if d > 3:
+            return []
+        n = self.points if d == 1 else max(2, int(math.floor(GRID_POINTS ** (1.0 / d) + 1e-9)))
+        r_min = float(getattr(self.fitter, "r_min", 1.0))
+        values = [ax.values(n, self.fitter.cutoff, r_min) for ax in axes]
+        return [
+            {ax.name: float(v) for ax, v in zip(axes, combo, strict=True)}
+            for combo in itertools.product(*values)
+        ]
+
+    # ------------------------------------------------------------------ selection
+    def _build(self) -> list[Proposal]:
+        target, w = self._data()
+        y = target.forces * w
+        loss0 = float(y @ y)
+        if not (loss0 > 0 and math.isfinite(loss0)):
+            return []
+        self._target, self._w = target, w
+        self._cache: dict = {}
+        shapes = self._shapes()
+        atoms: list[tuple[int, dict[str, float]]] = []
+        blocks: list[np.ndarray] = []
+        seen_shapes: set[frozenset] = set()
+        for s, shape in enumerate(shapes):
+            mine, prints = [], set()
+            for values in self._grid(shape):
+                X = self._columns(shape, values, target, w)
+                if X is None or not np.any(X):
+                    continue
+                mine.append(((s, values), X))
+                prints.add(_fingerprint(X))
+            # one of the shapes with the same columns on the grid (erf*tanh, tanh*erf)
+            if not mine or frozenset(prints) in seen_shapes:
+                continue
+            seen_shapes.add(frozenset(prints))
+            for atom, X in mine:
+                atoms.append(atom)
+                blocks.append(X)
+        if not atoms:
+            return []
+        beams = self._beam(y, shapes, atoms, blocks)
+        n = y.size
+        floor = 1e-14 * loss0
+
+        def score(size: int, loss: float, chosen: list) -> float:
+            """Schwarz's criterion of a set: misfit against its constants."""
+            k = size + sum(len(v) for _, v in chosen)
+            return n * math.log((loss + floor) / n) + k * math.log(n)
+
+        ranked = sorted(
+            (
+                (score(size, loss, chosen), size, loss, chosen)
+                for size, states in beams.items()
+                for loss, chosen in states
+            ),
+            key=lambda t: (t[0], t[1]),
+        )
+        out: list[Proposal] = []
+        seen: set[str] = set()
+        for _, size, loss, chosen in ranked:
+            for expr in self._expressions(chosen, shapes, y, loss0):
+                if expr not in seen:
+                    seen.add(expr)
+                    out.append(Proposal(expr, size, loss / loss0))
+        return out
+
+    def _set_columns(self, shapes, chosen) -> np.ndarray | None:
+        """The columns of a set of terms side by side (each term's kept while the
+        selection runs, by its shape and constants)."""
+        cache = self._cache
+        blocks = []
+        for s, v in chosen:
+            key = (s, tuple(sorted(v.items())))
+            X = cache.get(key, False)
+            if X is False:
+                if len(cache) >= 20_000:
+                    cache.clear()
+                X = cache[key] = self._columns(shapes[s], v, self._target, self._w)
+            if X is None:
+                return None
+            blocks.append(X)
+        return np.concatenate(blocks, axis=1)
+
+    def _refine(self, y, shapes, chosen: list[tuple[int, dict[str, float]]]):
+        """The set's nonlinear constants refined from their grid values (variable
+        projection: the amplitudes solved by least squares at every step); its loss."""
+        from scipy.optimize import least_squares
+
+        names = [(i, c) for i, (_, v) in enumerate(chosen) for c in sorted(v)]
+
+        def loss_of(X):
+            if X is None:
+                return math.inf
+            a, *_ = np.linalg.lstsq(X, y, rcond=None)
+            r = y - X @ a
+            return float(r @ r)
+
+        if not names or self.refine_nfev <= 0:
+            return loss_of(self._set_columns(shapes, chosen)), chosen
+        x0 = np.array([chosen[i][1][c] for i, c in names])
+        sign = np.where(x0 < 0, -1.0, 1.0)
+        z0 = np.log(np.maximum(np.abs(x0), 1e-12))
+
+        def at(z):
+            vals = [dict(v) for _, v in chosen]
+            for (i, c), zi, si in zip(names, z, sign, strict=True):
+                vals[i][c] = float(si * math.exp(min(max(zi, -30.0), 30.0)))
+            return [(s, v) for (s, _), v in zip(chosen, vals, strict=True)]
+
+        def fun(z):
+            X = self._set_columns(shapes, at(z))
+            if X is None:
+                return np.full(y.size, 1e6)
+            a, *_ = np.linalg.lstsq(X, y, rcond=None)
+            return y - X @ a
+
+        try:
+            with np.errstate(all="ignore"):
+                sol = least_squares(
+                    fun, z0, method="trf", diff_step=1e-4, max_nfev=self.refine_nfev
+                )
+            best = at(sol.x)
+            loss = float(sol.fun @ sol.fun)
+        except (ValueError, np.linalg.LinAlgError):
+            best, loss = chosen, math.inf
+        start = loss_of(self._set_columns(shapes, chosen))
+        if not loss <= start:
+            return start, chosen
+        return loss, best
+
+    def _beam(self, y, shapes, atoms, blocks):
+        """Forward selection with a beam: for each number of terms the best sets of terms
+        (distinct shapes), by the loss of all their amplitudes solved together after their
+        nonlinear constants are refined; the candidates added to a set are the shapes whose
+        best grid point lowers its residual most (orthogonal matching pursuit)."""
+        sizes = [b.shape[1] for b in blocks]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        Xall = np.concatenate(blocks, axis=1)
+        shape_of = np.array([s for s, _ in atoms])
+        states: list[tuple[float, list]] = [(float(y @ y), [])]
+        out: dict[int, list[tuple[float, list]]] = {}
+        for size in range(1, self.max_terms + 1):
+            children: dict[frozenset, tuple[float, list]] = {}
+            for _, chosen in states:
+                if chosen:
+                    Xc = self._set_columns(shapes, chosen)
+                    Q, _ = np.linalg.qr(Xc)
+                    r = y - Q @ (Q.T @ y)
+                    Xp = Xall - Q @ (Q.T @ Xall)
+                else:
+                    r, Xp = y, Xall
+                gains = self._gains(Xp, r, offsets)
+                used = {s for s, _ in chosen}
+                cap = self.candidates * (2 if not chosen else 1)
+                # per level of nonlinear constants, twice ``cap`` shapes by their best grid
+                # point, then ``cap`` by their gain with the constants refined on a line
+                pool: dict[int, list[int]] = {}
+                seen: set[int] = set()
+                for a in np.argsort(-gains):
+                    s = int(shape_of[a])
+                    if not math.isfinite(gains[a]):
+                        break
+                    if s in used or s in seen:
+                        continue
+                    seen.add(s)
+                    level = pool.setdefault(len(shapes[s].nonlinear), [])
+                    if len(level) < 2 * cap:
+                        level.append(int(a))
+                Qr = Q if chosen else None
+                for level in pool.values():
+                    scored = []
+                    for a in level:
+                        g, values = self._line_refine(shapes, atoms[a], float(gains[a]), Qr, r)
+                        scored.append((g, atoms[a][0], values))
+                    scored.sort(key=lambda t: -t[0])
+                    for _, s, values in scored[:cap]:
+                        key = frozenset((*used, s))
+                        if key not in children:
+                            children[key] = self._refine(y, shapes, [*chosen, (s, values)])
+            states = self._pareto(children.values())
+            if not states:
+                break
+            out[size] = states
+        # backward elimination: each set without each of its terms, refitted
+        for size in range(max(out, default=0), 1, -1):
+            subsets: dict[frozenset, tuple[float, list]] = {
+                frozenset(s for s, _ in chosen): (loss, chosen) for loss, chosen in out[size - 1]
+            }
+            for _, chosen in out[size]:
+                for i in range(len(chosen)):
+                    rest = chosen[:i] + chosen[i + 1 :]
+                    key = frozenset(s for s, _ in rest)
+                    if key not in subsets:
+                        subsets[key] = self._refine(y, shapes, rest)
+            out[size - 1] = self._pareto(subsets.values())
+        return out
+
+    def _gain(self, shapes, atom, Q, r) -> float:
+        """Decrease of ``|r|²`` from adding one term (columns projected off ``Q``)."""
+        X = self._set_columns(shapes, [atom])
+        if X is None:
+            return -math.inf
+        if Q is not None:
+            X = X - Q @ (Q.T @ X)
+        b = X.T @ r
+        G = X.T @ X
+        G = G + 1e-10 * max(float(np.trace(G)), 1e-300) * np.eye(G.shape[0])
+        try:
+            g = float(b @ np.linalg.solve(G, b))
+        except np.linalg.LinAlgError:
+            return -math.inf
+        return g if math.isfinite(g) else -math.inf
+
+    def _line_refine(self, shapes, atom, gain, Q, r) -> tuple[float, dict[str, float]]:
+        """A term's gain with its nonlinear constants refined one at a time from the best
+        grid point (steps of a third of the grid's spacing in ``log|c|``, halved four
+        times)."""
+        s, values = atom
+        values = dict(values)
+        for name in sorted(values):
+            v0 = values[name]
+            if v0 == 0:
+                continue
+            step = math.log(LINE_STEP)
+            for _ in range(4):
+                for direction in (1.0, -1.0):
+                    trial = dict(values)
+                    trial[name] = values[name] * math.exp(direction * step)
+                    g = self._gain(shapes, (s, trial), Q, r)
+                    if g > gain:
+                        gain, values = g, trial
+                        break
+                step /= 2
+        return gain, values
+
+    def _pareto(self, sets) -> list[tuple[float, list]]:
+        """A Pareto beam: the ``beam`` lowest-loss sets for each number of nonlinear
+        constants."""
+        by_level: dict[int, list[tuple[float, list]]] = {}
+        for item in sorted(sets, key=lambda t: t[0]):
+            kept = by_level.setdefault(sum(len(v) for _, v in item[1]), [])
+            if len(kept) < self.beam:
+                kept.append(item)
+        return [c for level in sorted(by_level) for c in by_level[level]]
+
+    @staticmethod
+    def _gains(Xp: np.ndarray, r: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Decrease of ``|r|²`` from adding each atom's (projected) columns."""
+        n_atoms = offsets.size - 1
+        gains = np.full(n_atoms, -np.inf)
+        with np.errstate(all="ignore"):
+            TermLibrary._gains_into(gains, Xp, r, offsets)
+        return gains
+
+    @staticmethod
+    def _gains_into(gains: np.ndarray, Xp: np.ndarray, r: np.ndarray, offsets: np.ndarray):
+        b_all = Xp.T @ r
+        sizes = np.diff(offsets)
+        for m in np.unique(sizes):
+            idx = np.nonzero(sizes == m)[0]
+            cols = (offsets[idx][:, None] + np.arange(m)[None, :]).ravel()
+            Xm = Xp[:, cols].reshape(Xp.shape[0], idx.size, m)
+            G = np.einsum("nbi,nbj->bij", Xm, Xm)
+            b = b_all[cols].reshape(idx.size, m)
+            scale = np.maximum(np.einsum("bii->b", G), 1e-300)
+            G = G + (1e-10 * scale)[:, None, None] * np.eye(m)[None]
+            sol = np.linalg.solve(G, b[..., None])[..., 0]
+            g = np.einsum("bi,bi->b", b, sol)
+            gains[idx] = np.where(np.isfinite(g), g, -np.inf)
+
+    # ------------------------------------------------------------------ kinds and text
+    def _expressions(self, chosen, shapes, y, loss0) -> list[str]:
+        """The grammar's expressions of one selected set: each term's combining rule chosen
+        by refitting the amplitudes under it (the simplest within ``kind_tol`` first, then
+        the lowest loss); at most two, each parsed back with the grammar."""
+        P = len(self.fitter.type_pairs)
+        n_species = len(self.fitter.species)
+        pair_idx = [
+            (self.fitter.species.index(a), self.fitter.species.index(b))
+            for a, b in self.fitter.type_pairs
+        ]
+        # relaxed joint amplitudes, for the rank-one directions of product/geometric rules
+        blocks = [self._set_columns(shapes, [c]) for c in chosen]
+        if any(b is None for b in blocks):
+            return []
+        coef, *_ = np.linalg.lstsq(np.concatenate(blocks, axis=1), y, rcond=None)
+        options: list[list[tuple[tuple[str, ...], list[np.ndarray], int, list[int]]]] = []
+        pos = 0
+        for (s_idx, _), X in zip(chosen, blocks, strict=True):
+            shape = shapes[s_idx]
+            per_slot: list[list[tuple[str, np.ndarray, int, float]]] = []
+            col = 0
+            for split in shape.split:
+                m = P if split else 1
+                Xs, amp = X[:, col : col + m], coef[pos + col : pos + col + m]
+                col += m
+                rules: list[tuple[str, np.ndarray, int, float]] = []
+                if not split:
+                    rules.append(("global", Xs, 1, 0.0))
+                else:
+                    rules.append(("global", Xs.sum(axis=1, keepdims=True), 1, 0.0))
+                    A = np.zeros((n_species, n_species))
+                    for p, (i, j) in enumerate(pair_idx):
+                        A[i, j] = A[j, i] = amp[p]
+                    vals, vecs = np.linalg.eigh(A)
+                    v = vecs[:, int(np.argmax(np.abs(vals)))]
+                    d = np.array([v[i] * v[j] for i, j in pair_idx])
+                    rules.append(("product", (Xs @ d)[:, None], n_species, 1.0))
+                    da = np.abs(v)
+                    dg = np.array([da[i] * da[j] for i, j in pair_idx])
+                    rules.append(("geometric", (Xs @ dg)[:, None], n_species, 1.0))
+                    M = np.zeros((P, n_species))
+                    for p, (i, j) in enumerate(pair_idx):
+                        M[p, i] += 0.5
+                        M[p, j] += 0.5
+                    rules.append(("arithmetic", Xs @ M, n_species, 0.0))
+                    rules.append(("pair", Xs, P, 0.0))
+                per_slot.append(rules)
+            pos += X.shape[1]
+            term_opts = []
+            for combo in itertools.product(*per_slot):
+                kind = tuple(r[0] for r in combo)
+                if kind not in shape.kinds:
+                    continue
+                term_opts.append(
+                    (kind, [r[1] for r in combo], sum(r[2] for r in combo), [r[3] for r in combo])
+                )
+            if not term_opts:
+                return []
+            options.append(term_opts)
+        scored = []
+        for combo in itertools.product(*options):
+            X = np.concatenate([c for opt in combo for c in opt[1]], axis=1)
+            c, *_ = np.linalg.lstsq(X, y, rcond=None)
+            res = y - X @ c
+            loss = float(res @ res)
+            n_params = sum(opt[2] for opt in combo)
+            # the sign a rank-one rule needs: that of its fitted scale
+            signs, k = [], 0
+            for opt in combo:
+                sign = "+"
+                for block, needs in zip(opt[1], opt[3], strict=True):
+                    if needs and c[k] < 0:
+                        sign = "-"
+                    k += block.shape[1]
+                signs.append(sign)
+            scored.append((loss, n_params, combo, signs))
+        best = min(s[0] for s in scored)
+        tol = best + self.kind_tol * loss0
+        simplest = min(scored, key=lambda s: (s[0] > tol, s[1], s[0]))
+        lowest = min(scored, key=lambda s: (s[0], s[1]))
+        out = []
+        for _, _, combo, signs in (simplest, lowest):
+            terms = [
+                (sign, shapes[s_idx].kinds[opt[0]])
+                for (s_idx, _), opt, sign in zip(chosen, combo, signs, strict=True)
+            ]
+            # a term that must be subtracted goes after one that need not
+            terms.sort(key=lambda t: t[0] == "-")
+            text = compose(terms, self.grammar, self.max_length)
+            if text is None:
+                self.n_underivable += 1
+                continue
+            if text not in out:
+                out.append(text)
+        return out
+
+
+# ----------------------------------------------------------------------------- in the search
+#: Proposals that may be fitted before the share rule applies (the first ones are the
+#: selection's best sets, fitted while the tree has little to go on).
+FIRST_PROPOSALS = 8
+
+
+class TermProposals:
+    """Fits a :class:`TermLibrary`'s proposals inside a search, interleaved with its steps.
+
+    Each call of :meth:`step` fits the next proposals not fitted yet (one group per
+    worker, two groups at most) while the proposals' fits stay within
+    ``max(FIRST_PROPOSALS, share × all fits)``, the budget (:meth:`~mctsff.engines.engine.
+    SearchEngine.fits_left`) and the deadline allow.  Results carry
+    ``extra["term_library"] = True`` and are recorded in the engine's transposition table
+    (:meth:`~mctsff.engines.engine.SearchEngine.record`, with their derivations), so they
+    count as evaluations, are never fitted twice and reach the front, the local moves
+    and the callback like the engine's own (``on_result``).  On a resumed search the
+    library is rebuilt (the same proposals) and those already fitted are skipped.
+    """
+
+    def __init__(self, library: TermLibrary, engine, evaluator, share: float) -> None:
+        self.library = library
+        self.engine = engine
+        self.evaluator = evaluator
+        self.share = float(share)
+        #: proposals fitted (by this search and the runs it resumes)
+        self.n_fits = sum(1 for r in getattr(engine, "results", []) if r.extra.get("term_library"))
+        self._next = 0
+
+    @property
+    def n_underivable(self) -> int:
+        """Proposals dropped because the grammar cannot derive them."""
+        return self.library.n_underivable
+
+    def _allowed(self) -> float:
+        return max(FIRST_PROPOSALS, self.share * self.engine.n_evaluations) - self.n_fits
+
+    def step(self, on_result) -> int:
+        """Fit the next proposals the share, the budget and the deadline allow; return how
+        many were recorded."""
+        from mctsff.engines.engine import fit_in_time
+
+        engine = self.engine
+        if self.share <= 0 or self._allowed() < 1:
+            return 0
+        if getattr(engine, "_partial", False) or getattr(engine, "_unfitted", None):
+            return 0  # the engine's batch cut short by the budget is finished first
+        if engine.out_of_time():
+            return 0
+        props = self.library.proposals()
+        workers = max(1, int(getattr(self.evaluator, "workers", 1) or 1))
+        n = int(min(self._allowed(), 2 * workers, engine.fits_left()))
+        todo: list[str] = []
+        while len(todo) < n and self._next < len(props):
+            expr = props[self._next].expression
+            self._next += 1
+            if engine.lookup(expr) is None and expr not in todo:
+                todo.append(expr)
+        if not todo:
+            return 0
+        results = fit_in_time(
+            self.evaluator, todo, None if engine.deadline is None else engine.out_of_time
+        )
+        recorded = 0
+        for expr, res in zip(todo, results, strict=False):
+            res.extra["term_library"] = True
+            if engine.record(expr, res):
+                recorded += 1
+                self.n_fits += 1
+                on_result(res)
+        return recorded

@@ -1,0 +1,136 @@
+"""The term library (mctsff.engines.terms): the grammar's sum of terms, its single terms,
+proposals that the grammar in use derives, and a two-term sum found from synthetic forces."""
+
+import pytest
+
+from mctsff.engines.terms import (
+    TermLibrary,
+    compose,
+    renumber,
+    single_terms,
+    sum_structure,
+)
+from mctsff.expr.grammar import Grammar
+from mctsff.expr.params import Potential
+from mctsff.fit import Fitter
+
+#: a grammar unlike ``pair``: a right-recursive sum with "+" only, its own term forms,
+#: amplitudes global or per type (product rule) and no geometric rule
+SMALL = r"""
+// @variables r
+start: sum
+sum: term
+   | term "+" sum
+term: amp "/r**6"                   -> p6
+    | amp "/r**12"                  -> p12
+    | amp "*exp(-r/" CONST ")"      -> expo
+    | amp "*exp(-r/" CONST ")/r"    -> yukawa
+amp: CONST | PROD_CONST
+CONST: "C"
+PROD_CONST: "Q"
+"""
+
+
+@pytest.fixture(scope="module")
+def small() -> Grammar:
+    return Grammar.from_text(SMALL, name="small")
+
+
+def _fitter(dimers, expr, params):
+    truth = Potential(expr, params, dimers.species, dimers.type_pairs)
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    return Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, seed=0)
+
+
+def test_sum_structure_and_single_terms(small):
+    s = sum_structure(small)
+    assert s is not None and s.sum_nonterminal == "sum" and s.term_nonterminals == ("term",)
+    assert s.operators == ("+",)
+    terms = single_terms(small)
+    # 4 forms x 2 amplitude kinds, each numbered on its own
+    assert len(terms) == 8
+    assert {"c1/r**6", "prod_c1/r**12", "c1*exp(-r/c2)", "prod_c1*exp(-r/c1)/r"} <= set(terms)
+    pair = sum_structure(Grammar.load("pair"))
+    assert pair.sum_nonterminal == "potential" and set(pair.operators) == {"+", "-"}
+    assert len(single_terms(Grammar.load("pair"))) == 273
+    # no sum of finitely many terms: expr "+" expr
+    assert sum_structure(Grammar.load("nguyen")) is None
+
+
+def test_compose_parses_back_with_the_grammar(small):
+    assert renumber("c7*exp(-r/c9)+prod_c4/r+c1/r**6") == "c1*exp(-r/c2)+prod_c1/r+c3/r**6"
+    assert compose([("+", "c1*exp(-r/c2)"), ("+", "c1/r**6")], small) == "c1*exp(-r/c2)+c3/r**6"
+    # the small grammar has no "-" and no 1/r**8: never returned
+    assert compose([("+", "c1*exp(-r/c2)"), ("-", "c1/r**6")], small) is None
+    assert compose([("+", "c1/r**8")], small) is None
+    # a derivation longer than max_length is refused
+    text = [("+", "c1/r**6"), ("+", "c1/r**12"), ("+", "c1*exp(-r/c2)")]
+    assert compose(text, small) is not None
+    assert (
+        compose(text, small, max_length=len(small.derivation_of(compose(text, small))) - 1) is None
+    )
+
+
+def test_every_proposal_is_derivable_in_a_custom_grammar(dimers, small):
+    fitter = _fitter(
+        dimers,
+        "prod_c1*exp(-r/c1)/r+c2/r**12",
+        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5, "c2": 50.0},
+    )
+    lib = TermLibrary(small, fitter, max_length=12)
+    props = lib.proposals()
+    assert props
+    for p in props:
+        actions = small.derivation_of(p.expression)
+        assert actions is not None, p.expression
+        assert len(actions) <= 12
+        assert "-" not in p.expression.replace("exp(-r", "")  # the grammar has no minus
+    # the pair grammar's own forms never leak in: no terms this grammar lacks
+    assert not any("/r**8" in p.expression or "geom_" in p.expression for p in props)
+    # the true two-term sum is the best proposal of two terms
+    two = [p for p in props if p.n_terms == 2]
+    assert two[0].expression in ("prod_c1*exp(-r/c1)/r+c2/r**12", "c1/r**12+prod_c1*exp(-r/c2)/r")
+    assert two[0].rel_loss < 1e-12
+
+
+def test_silently_off_without_a_sum(dimers):
+    fitter = _fitter(dimers, "c1/r**12", {"c1": 5e3})
+    lib = TermLibrary(Grammar.load("nguyen"), fitter)
+    assert not lib.applies and lib.proposals() == []
+
+
+def test_setting_and_flag():
+    from mctsff.cli import build_parser, search_config
+    from mctsff.config import DEFAULTS, ConfigError
+    from mctsff.data import data_file
+
+    assert DEFAULTS.terms is False and DEFAULTS.terms_share == 0.2
+    assert DEFAULTS.updated(terms=True, terms_share=0.5).terms_share == 0.5
+    with pytest.raises(ConfigError, match="terms_share"):
+        DEFAULTS.updated(terms_share=1.5)
+    dimers = str(data_file("water_dimers_mp2_sample20.extxyz"))
+    args = build_parser().parse_args(["search", dimers, "--terms", "--terms-share", "0.1"])
+    cfg = search_config(args)
+    assert cfg.terms is True and cfg.terms_share == 0.1
+
+
+@pytest.mark.slow
+def test_search_with_terms_recovers_buckingham_coulomb(dimers):
+    """Buckingham + Coulomb (the hard suite's form MCTS never recovered at budget 300):
+    with the term library the true form is among the first fits of the search."""
+    from mctsff.search import search
+
+    truth = "prod_c1/r+c1*exp(-r/c2)-c3/r**6"
+    params = {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 500.0, "c2": 0.25, "c3": 5.0}
+    fitter = _fitter(dimers, truth, params)
+    rms = float((fitter.valid.forces**2).mean() ** 0.5)
+    cx = Grammar.load("pair").complexity(truth)
+    found = []
+
+    def callback(res):
+        if res.valid and res.complexity <= cx and res.rmse_valid < 1e-6 * rms:
+            found.append(res)
+
+    res = search(fitter, "pair", budget=12, seed=0, terms=True, progress=False, callback=callback)
+    assert res.n_terms >= 1
+    assert any(r.extra.get("term_library") for r in found)
