@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mctsff.expr.params import Parameterization, Potential
-from mctsff.fit import Constraint, FitConfigError, Fitter, levenberg_marquardt
+from mctsff.fit import Constraint, FitConfigError, Fitter
 from mctsff.fit.problem import Problem
 
 KNOWN = {
@@ -339,49 +339,6 @@ def test_parameters_without_constants_and_bad_options(dimers):
         Fitter(train, n_start=3)
     with pytest.raises(FitConfigError, match="unknown constraint"):
         Fitter(train, constraints=("sideways",))
-
-
-def test_levenberg_marquardt_rosenbrock_with_bounds():
-    def fun(x):
-        return np.array([10 * (x[1] - x[0] ** 2), 1 - x[0]])
-
-    def fun_jac(x):
-        return fun(x), np.array([[-20 * x[0], 10.0], [-1.0, 0.0]])
-
-    x, r, _ = levenberg_marquardt(
-        fun, fun_jac, np.array([-1.2, 1.0]), np.full(2, -np.inf), np.full(2, np.inf)
-    )
-    np.testing.assert_allclose(x, [1, 1], atol=1e-8)
-    x, r, _ = levenberg_marquardt(
-        fun, fun_jac, np.array([-1.2, 1.0]), np.array([-2, -2.0]), np.array([0.5, 2.0])
-    )
-    assert x[0] == pytest.approx(0.5)
-
-
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the point of the test
-def test_levenberg_marquardt_stops_when_the_normal_matrix_overflows():
-    # J and r finite, Jᵀr and JᵀJ overflow: every damped solve fails; stop, never spin
-    import signal
-
-    def fun(x):
-        return np.array([1e10, 1e10])
-
-    def fun_jac(x):
-        return fun(x), np.array([[1e300, 1.0], [1e300, 1.0]])
-
-    def alarm(*_):
-        raise TimeoutError("levenberg_marquardt did not return")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(10)
-    try:
-        x, res, nev = levenberg_marquardt(
-            fun, fun_jac, np.ones(2), np.full(2, -np.inf), np.full(2, np.inf)
-        )
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    assert nev >= 1 and np.all(np.isfinite(res))
 
 
 def test_shifted_force_keeps_the_charges_of_a_bare_coulomb_term(dimers):

@@ -5,7 +5,7 @@ import pytest
 
 from mctsff.expr.params import Parameterization, Potential
 from mctsff.expr.program import Program
-from mctsff.fit import Fitter, constrained_levenberg_marquardt, scan
+from mctsff.fit import Fitter, scan
 
 
 def _axes(expr, species=("H", "O")):
@@ -59,50 +59,6 @@ def test_local_minima_finds_a_needle_beside_a_lower_broad_basin():
 def test_local_minima_skips_non_finite():
     pts = [np.array([1.0]), np.array([2.0]), np.array([3.0])]
     assert scan.local_minima(pts, [np.inf, np.nan, np.inf], np.array([True])) == []
-
-
-def test_constrained_levenberg_marquardt_meets_an_equality():
-    """min (x-2)² + (y-1)² subject to x + y = 1: x = 1, y = 0."""
-
-    def fun(z):
-        return np.array([z[0] - 2.0, z[1] - 1.0])
-
-    def fun_jac(z):
-        return fun(z), np.eye(2)
-
-    def cons(z, jac):
-        return np.array([z[0] + z[1] - 1.0]), (np.array([[1.0, 1.0]]) if jac else None)
-
-    x, _, _ = constrained_levenberg_marquardt(
-        fun, fun_jac, cons, np.array([5.0, 5.0]), np.full(2, -np.inf), np.full(2, np.inf)
-    )
-    assert x == pytest.approx([1.0, 0.0], abs=1e-9)
-
-
-def test_constrained_levenberg_marquardt_inequalities_bind_only_when_crossed():
-    """min (x-2)² + (y-1)²: with x² ≤ 1 and y ≤ 5 the first binds (x = 1), the second
-    does not hold y back (y = 1); a start outside both ends inside them."""
-
-    def fun(z):
-        return np.array([z[0] - 2.0, z[1] - 1.0])
-
-    def fun_jac(z):
-        return fun(z), np.eye(2)
-
-    def cons(z, jac):
-        c = np.array([z[0] ** 2 - 1.0, z[1] - 5.0])
-        return c, (np.array([[2.0 * z[0], 0.0], [0.0, 1.0]]) if jac else None)
-
-    free = np.full(2, -np.inf), np.full(2, np.inf)
-    ineq = np.array([True, True])
-    for start in ([0.0, 0.0], [3.0, 8.0]):
-        x, _, _ = constrained_levenberg_marquardt(
-            fun, fun_jac, cons, np.array(start), *free, ineq=ineq, ctol=1e-12
-        )
-        assert x == pytest.approx([1.0, 1.0], abs=1e-8)
-    # the same rows as equalities pin y at 5
-    x, _, _ = constrained_levenberg_marquardt(fun, fun_jac, cons, np.array([0.5, 0.0]), *free)
-    assert x == pytest.approx([1.0, 5.0], abs=1e-8)
 
 
 FAMILIES = {
