@@ -41,7 +41,13 @@ import numpy as np
 from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS, ConfigError, SearchConfig
 from mctsff.engines.gp import GP
 from mctsff.engines.holdout import frame_errors_for, holdout_scorer, idle_terms_for
-from mctsff.engines.local import LOCAL_OPTIONS, LocalMoves, has_idle_terms, local_values
+from mctsff.engines.local import (
+    LOCAL_OPTIONS,
+    LocalMoves,
+    has_idle_terms,
+    local_values,
+    replaceable_by,
+)
 from mctsff.engines.mcts import MCTS
 from mctsff.engines.parallel import Evaluator
 from mctsff.engines.pareto import ParetoFront, math_label
@@ -678,12 +684,15 @@ def _reward(objective: Objective, cfg: SearchConfig) -> Callable[[FitResult], fl
     return get_reward(name, **opts)
 
 
-def _new_front(objective: Objective, cfg: SearchConfig, test: Any) -> ParetoFront:
+def _new_front(
+    objective: Objective, cfg: SearchConfig, test: Any, grammar: Grammar | None = None
+) -> ParetoFront:
     """An empty Pareto front with the objective's loss floor, resolution rule (force
     matching on frames in memory) and held-out test scorer."""
     frame_errors = frame_errors_for(objective.fitter)
-    # no-effect terms at a bound
-    idle = idle_terms_for(objective.fitter) if cfg.resolution else None
+    # no-effect terms at a bound; negligible ones where the prune moves fit the rest
+    replaceable = replaceable_by(grammar, objective.variables) if cfg.local.prune else None
+    idle = idle_terms_for(objective.fitter, replaceable) if cfg.resolution else None
     return ParetoFront(
         loss_floor=objective.loss_floor(),
         frame_errors=frame_errors if cfg.resolution else None,
@@ -817,7 +826,7 @@ def _set_up(
     variables = objective.variables
     key_fn = (lambda e: canonical_key(e, variables)) if cfg.canonical else None
     out_path = Path(out) if out is not None else None
-    front = _new_front(objective, cfg, test)
+    front = _new_front(objective, cfg, test, grammar)
     signature = objective.signature(grammar)
     local_settings = local_values(cfg.local, LOCAL_OPTIONS)
     local_pending = None

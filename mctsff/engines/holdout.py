@@ -1,8 +1,9 @@
 """Errors of fitted results on data frames: per-frame force errors, idle terms, test RMSEs.
 
 The search uses :class:`FrameErrors` on the validation frames for the front's resolution
-rule (:mod:`mctsff.engines.pareto`), :class:`IdleTerms` on the training frames to keep
-off the front a result with a term that has a parameter at a bound and no effect, and
+rule (:mod:`mctsff.engines.pareto`), :class:`IdleTerms` to keep off the front a result
+with a term that has a parameter at a bound and no effect (training frames) or an effect
+the validation frames do not resolve (its form without the term is fitted instead), and
 :func:`holdout_scorer` on the test frames, which only the report sees.  All evaluate a
 result with its fitted parameters through the fitter's
 :meth:`~mctsff.fit.Fitter.potential`, so they give the forces the fit's RMSEs measure.
@@ -109,7 +110,8 @@ def bound_parameters(flags: Iterable[str]) -> set[str]:
 
 
 class IdleTerms:
-    """Top-level terms of a fitted result that hold a parameter at a bound and do nothing.
+    """Top-level terms of a fitted result that do nothing: a parameter at a bound and no
+    effect, or (with ``negligible``) an effect the validation frames do not resolve.
 
     A term is *idle* when one of its constants ended at a bound (:func:`bound_parameters`)
     and removing the term, every other parameter kept, changes the force error on the
@@ -120,6 +122,20 @@ class IdleTerms:
     The search keeps such a result off the front and fits the expression without its idle
     terms in its place (``geom_c1/r`` with both amplitudes at their lower bound: no
     replacement, it is U = 0).
+
+    **Negligible terms** (with ``negligible``, the frames that rank the front): a term of
+    a signed sum of two or more terms, its constants anywhere inside their bounds, is
+    idle too when the result does not beat itself without the term (every other
+    parameter kept) by more than those frames resolve (:func:`~mctsff.engines.pareto.resolved`
+    in that one direction: the front's rule for a member against a simpler one), the
+    reduced form breaks none of the fit's constraints that the result meets, and
+    ``replaceable`` says the reduced form will be fitted in its place (the grammar derives
+    it and the local moves run): a ~1e-6 r⁻² term on a water potential.  Where several
+    terms are negligible one by one, they go together if the result does not beat the
+    form without all of them either, else only the one whose removal changes the
+    frames' total error least.  The refit of the rest (a local move) then enters the
+    front or not by the front's own rule.  Terms at a bound are judged first; a result
+    with such a term is not judged for negligible ones.
 
     Calling an instance returns the indices of the idle terms in
     :func:`~mctsff.expr.program.signed_terms` of ``result.expression`` and records them in
@@ -133,11 +149,26 @@ class IdleTerms:
         The frames to judge on (the training frames, which the fit saw).
     level
         Bootstrap level of :func:`~mctsff.engines.pareto.resolved`.
+    negligible
+        The frames that judge negligible terms (the validation frames, as
+        :func:`frame_errors_for` gives them), or ``None``: only terms at a bound are idle.
+    replaceable
+        ``(result, kept) -> bool``: whether the sum of the signed terms ``kept`` (indices)
+        of ``result`` will be fitted in its place; ``None``: never (no negligible terms).
     """
 
-    def __init__(self, fitter, dataset, level: float = RESOLUTION_LEVEL) -> None:
+    def __init__(
+        self,
+        fitter,
+        dataset,
+        level: float = RESOLUTION_LEVEL,
+        negligible: FrameErrors | None = None,
+        replaceable: Callable[[FitResult, list[int]], bool] | None = None,
+    ) -> None:
         self.errors = FrameErrors(fitter, dataset)
         self.level = float(level)
+        self.negligible = negligible if replaceable is not None else None
+        self.replaceable = replaceable
 
     def __call__(self, result: FitResult) -> list[int]:
         cached = result.extra.get("idle_terms")
@@ -150,7 +181,7 @@ class IdleTerms:
     def _idle(self, result: FitResult) -> list[int]:
         at_bound = bound_parameters(result.flags) if result.valid else set()
         if not at_bound:
-            return []
+            return self._negligible(result) if result.valid else []
         try:
             terms = signed_terms(result.expression)
         except (SyntaxError, ValueError):
@@ -173,6 +204,51 @@ class IdleTerms:
             if not (resolved(full, without, self.level) or resolved(without, full, self.level)):
                 idle.append(i)
         return idle
+
+    def _negligible(self, result: FitResult) -> list[int]:
+        """The negligible terms of ``result`` (class docstring); ``[]`` without
+        ``negligible`` frames or for a result of one term."""
+        judge = self.negligible
+        if judge is None:
+            return []
+        try:
+            terms = signed_terms(result.expression)
+        except (SyntaxError, ValueError):
+            return []
+        if len(terms) < 2:
+            return []
+        full = judge(result)
+        if full is None:
+            return []
+
+        def without(drop: list[int]) -> np.ndarray | None:
+            """Frame errors of ``result`` without the terms ``drop``, ``None`` when the
+            result beats that form, it breaks a constraint or cannot be fitted instead."""
+            kept = [i for i in range(len(terms)) if i not in drop]
+            reduced = FitResult(
+                _joined([terms[i] for i in kept]), params=dict(result.params), valid=True
+            )
+            err = judge(reduced)
+            if (
+                err is None
+                or resolved(full, err, self.level)
+                or self._breaks_constraints(reduced, result)
+                or not self.replaceable(result, kept)
+            ):
+                return None
+            return err
+
+        found = {}
+        for i in range(len(terms)):
+            err = without([i])
+            if err is not None:
+                found[i] = float(err.sum())
+        if len(found) > 1 and len(found) < len(terms) and without(sorted(found)) is not None:
+            return sorted(found)
+        if not found:
+            return []
+        total = float(full.sum())
+        return [min(found, key=lambda i: abs(found[i] - total))]
 
     def _breaks_constraints(self, reduced: FitResult, result: FitResult) -> bool:
         """Whether ``reduced`` violates a constraint of the fit that ``result`` meets (the
@@ -203,12 +279,16 @@ def _joined(terms: list[tuple[int, ast.AST]]) -> str:
     return " + ".join(("-" if s < 0 else "") + "(" + ast.unparse(n) + ")" for s, n in terms)
 
 
-def idle_terms_for(fitter) -> IdleTerms | None:
-    """:class:`IdleTerms` on the training frames; ``None`` for a regression objective or
-    training data held only as a projection."""
+def idle_terms_for(
+    fitter, replaceable: Callable[[FitResult, list[int]], bool] | None = None
+) -> IdleTerms | None:
+    """:class:`IdleTerms` on the training frames, judging negligible terms on the frames
+    that rank the front (:func:`frame_errors_for`) where ``replaceable`` is given; ``None``
+    for a regression objective or training data held only as a projection."""
     if not hasattr(fitter, "potential") or not _in_memory(getattr(fitter, "train", None)):
         return None
-    return IdleTerms(fitter, fitter.train)
+    judge = frame_errors_for(fitter) if replaceable is not None else None
+    return IdleTerms(fitter, fitter.train, negligible=judge, replaceable=replaceable)
 
 
 def _in_memory(data) -> bool:

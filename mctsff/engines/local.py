@@ -723,6 +723,25 @@ class LocalMoves:
         return len(results)
 
 
+def replaceable_by(
+    grammar: Grammar | None, variables: Sequence[str] = ("r",)
+) -> Callable[[FitResult, list[int]], bool]:
+    """``(result, kept) -> bool``: whether the local moves can fit the sum of the signed
+    terms ``kept`` (indices into :func:`signed_terms`) of ``result`` in its place, as the
+    ``"idle"`` move writes it: the grammar (if any) derives it.  What
+    :class:`~mctsff.engines.holdout.IdleTerms` asks before it calls a term negligible."""
+
+    def replaceable(res: FitResult, kept: list[int]) -> bool:
+        try:
+            terms = signed_terms(res.expression)
+            expr = normalise_names(_compose([terms[i] for i in kept], variables), variables)
+        except (SyntaxError, ValueError, IndexError):
+            return False
+        return grammar is None or grammar.derivation_of(expr) is not None
+
+    return replaceable
+
+
 def has_idle_terms(res: FitResult, term: int | None = None) -> bool:
     """Whether the front kept ``res`` off for idle terms
     (:class:`~mctsff.engines.holdout.IdleTerms`; with ``term``, whether that term of

@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from mctsff.data import dataset_path, load_dataset
-from mctsff.engines.holdout import IdleTerms, bound_parameters, idle_terms_for
+from mctsff.engines.holdout import (
+    IdleTerms,
+    bound_parameters,
+    frame_errors_for,
+    idle_terms_for,
+)
+from mctsff.engines.local import replaceable_by
 from mctsff.engines.pareto import ParetoFront
 from mctsff.expr.program import signed_terms
 from mctsff.fit import Fitter
@@ -28,6 +34,12 @@ def coulomb(fitter):
     res = fitter.fit("prod_q/r")
     assert res.valid and not bound_parameters(res.flags)
     return res
+
+
+@pytest.fixture(scope="module")
+def born(fitter):
+    """A fitted ``prod_q/r + A*exp(-r/b)``; its exponential holds the wall."""
+    return fitter.fit("prod_q/r + A*exp(-r/b)")
 
 
 def _result(expression: str, params: dict, flags: list[str], constraints=None) -> FitResult:
@@ -127,5 +139,51 @@ def test_a_search_front_holds_no_idle_member(dimers):
             assert len(signed_terms(r.expression)) < len(signed_terms(origin.expression))
             assert out.mcts.grammar.derivation_of(r.expression) is not None
     judge = idle_terms_for(fitter)
+    negligible = idle_terms_for(fitter, replaceable_by(out.mcts.grammar))
     for p in out.front.points:
         assert judge(dataclasses.replace(p, extra={})) == [], p.expression
+        assert negligible(dataclasses.replace(p, extra={})) == [], p.expression
+
+
+def _negligible(fitter, replaceable=lambda res, kept: True) -> IdleTerms:
+    """IdleTerms that judge negligible terms on the validation frames, as the search's."""
+    return IdleTerms(
+        fitter, fitter.train, negligible=frame_errors_for(fitter), replaceable=replaceable
+    )
+
+
+def test_a_negligible_term_inside_its_bounds_is_idle_where_its_rest_is_fitted(
+    fitter, coulomb, born
+):
+    """A ~1e-6 r**-2 term (the 'member 11' of docs/reproduction.md), no constant at a
+    bound: the rule at a bound leaves it, the negligible-term rule takes it off."""
+    tiny = {"prod_c2[H]": -7e-7, "prod_c2[O]": -6e-6}
+    res = _result("prod_q/r - prod_c2/r**2", {**coulomb.params, **tiny}, [])
+    assert IdleTerms(fitter, fitter.train)(dataclasses.replace(res, extra={})) == []
+    asked = []
+    judge = _negligible(fitter, lambda r, kept: asked.append(kept) or True)
+    assert judge(dataclasses.replace(res, extra={})) == [1] and [0] in asked
+    # not where the rest would not be fitted in its place (grammar, --no-local-moves)
+    assert _negligible(fitter, lambda r, kept: False)(dataclasses.replace(res, extra={})) == []
+    # a term that only harms goes too: the same r**-2 term made large, not refitted
+    harm = _result("prod_q/r - prod_c2/r**2", {**coulomb.params, "prod_c2[H]": 0.3,
+                                                "prod_c2[O]": -0.6}, [])  # fmt: skip
+    assert judge(harm) == [1]
+    # terms with an effect stay: a fitted Coulomb term and Born-Mayer repulsion
+    assert not bound_parameters(born.flags) and judge(dataclasses.replace(born, extra={})) == []
+
+
+def test_negligible_terms_go_together_only_when_their_sum_is_negligible(fitter, born):
+    tiny = {"prod_c2[H]": 1e-6, "prod_c2[O]": 2e-6, "c1": 1e-9}
+    expr = "prod_q/r + A*exp(-r/b) + prod_c2/r**2 + c1/r**6"
+    res = _result(expr, {**born.params, **tiny}, [], born.constraints)
+    assert _negligible(fitter)(res) == [2, 3]
+    # where the form without both cannot be fitted instead, the one whose removal changes
+    # the error least goes alone
+    alone = _negligible(fitter, lambda r, kept: kept != [0, 1])(dataclasses.replace(res, extra={}))
+    assert len(alone) == 1 and alone[0] in (2, 3)
+    # the front keeps the result off: its form without them enters instead
+    judge = _negligible(fitter)
+    front = ParetoFront(admit=lambda r: not judge(r))
+    res = dataclasses.replace(res, extra={}, complexity=20, rmse_train=born.rmse_train)
+    assert not front.update(res) and front.update(born)

@@ -9,6 +9,7 @@ from mctsff.engines.local import (
     LocalMoves,
     demoted_variants,
     pruned_variants,
+    replaceable_by,
     substituted_variants,
     wrapped_variants,
 )
@@ -252,3 +253,14 @@ def test_wrap_moves_fit_a_function_around_a_front_member_only_with_grow():
         local.flush()
         assert (table.lookup("exp(y*log(x))") is not None) is wanted
         assert (table.lookup("sin(x - y + y*log(x))") is not None) is wanted
+
+
+def test_replaceable_by_asks_the_grammar_for_the_form_without_the_dropped_terms():
+    """What the negligible-term rule asks before it drops a term (holdout.IdleTerms): the
+    'idle' move's form of the kept terms, derivable by the grammar."""
+    can = replaceable_by(Grammar.load("pair"))
+    res = FitResult("prod_c1/r**8 - prod_c2/r**2")
+    assert can(res, [0])  # prod_c1/r**8
+    assert not can(res, [1])  # -(prod_c2/r**2): no sign-absorbing constant, not derivable
+    assert not can(FitResult("c1*r + prod_c1/r"), [0])  # c1*r alone: not in the grammar
+    assert replaceable_by(None)(res, [1]) and not can(res, [5])
