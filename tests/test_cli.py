@@ -339,15 +339,20 @@ def test_neutral_refusals_are_one_line(command, message, capsys, tmp_path):
     assert code == 2 and message in err and err.count("\n") == 1, err
 
 
-def test_neutral_fit_and_search_keep_molecules_neutral(capsys, tmp_path):
-    """--neutral on a fit: the charges of each water sum to zero; a search records it in
-    run.json and its checkpoint (a resume without it is refused)."""
+def test_neutral_fit_keeps_molecules_neutral(capsys):
+    """--neutral on a fit: the charges of each water sum to zero."""
     expr = "prod_q/r + A*exp(-r/b)"  # (prod_q/r alone cannot hold the wall when neutral)
     assert main(["fit", DIMERS, "--expr", expr, "--neutral", "prod_q", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     q_h, q_o = out["params"]["prod_q[H]"], out["params"]["prod_q[O]"]
     assert abs(q_h) > 0.1 and abs(q_o + 2 * q_h) < 1e-7
     assert out["constraints"]["neutral:prod_q"] < 1e-7
+
+
+@pytest.mark.slow
+def test_neutral_search_is_recorded_and_resumed_only_with_it(capsys, tmp_path):
+    """A search records --neutral in run.json and its checkpoint (a resume without it is
+    refused)."""
     run = tmp_path / "run"
     quick = [*QUICK[2:], "--budget", "1"]
     code = main(["search", DIMERS, "--out", str(run), *quick, "--neutral", "prod_c1"])
