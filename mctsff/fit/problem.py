@@ -50,6 +50,11 @@ if TYPE_CHECKING:
 MU_MAX = 1e10
 
 
+#: The augmented Lagrangian gives up when the violation at a growth of μ is above this
+#: share of the violation two growths (a 100-fold μ) before.
+AL_STALL = 0.5
+
+
 #: Errors of the numerics that make a start (or a refinement) fail rather than the fit.
 NUMERIC_ERRORS = (ValueError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError)
 
@@ -537,6 +542,7 @@ class Problem:
         lam = {i: np.zeros_like(vals[i]) for i in al}
         mu = o.mu0
         prev_viol = math.inf
+        raised = []  # the violation at each growth of μ
         for _outer in range(max(1, o.max_outer) if al else 1):
 
             def fun(th, lam=lam, mu=mu):
@@ -576,6 +582,9 @@ class Problem:
             if viol > 0.25 * prev_viol:
                 if mu >= MU_MAX:
                     break  # the constraint cannot be met by this expression
+                if len(raised) >= 2 and viol > AL_STALL * raised[-2]:
+                    break  # nor from here: a 100-fold μ did not halve the violation
+                raised.append(viol)
                 mu *= 10.0
             prev_viol = viol
         res, J = self._rows(x, True)
