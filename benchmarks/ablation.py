@@ -19,6 +19,7 @@ Usage::
     python benchmarks/ablation.py --variants default no-mast --seeds 4 --budget 150
     python benchmarks/ablation.py --json abl.json --png abl.png
     python benchmarks/ablation.py --variants default terms --suite standard hard --seeds 3
+    python benchmarks/ablation.py --variants default terms --from-json a.json b.json  # saved runs
 """
 
 from __future__ import annotations
@@ -174,7 +175,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="parallel searches (2)")
     ap.add_argument("--png", default="ablation.png", help="figure path")
     ap.add_argument("--json", default=None, help="write every run's record here")
+    ap.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="run nothing: print the table of the runs saved in these files (by --json), "
+        "with --variants and the potentials they hold",
+    )
     args = ap.parse_args(argv)
+    if args.from_json:
+        rows = [r for f in args.from_json for r in json.loads(Path(f).read_text())["runs"]]
+        held = {r["variant"] for r in rows}
+        variants = [v for v in dict.fromkeys(args.variants) if v in held]
+        names = [n for n in cm.ALL_POTENTIALS if any(r["potential"] == n for r in rows)]
+        print(table(rows, variants, names))
+        for suite, members in cm.SUITES.items():
+            sub = [r for r in rows if r["potential"] in members]
+            if not sub:
+                continue
+            counts = ", ".join(
+                f"{v} {sum(r['recovered'] for r in sub if r['variant'] == v)}/"
+                f"{sum(r['variant'] == v for r in sub)}"
+                for v in variants
+            )
+            print(f"\n{suite} suite: {counts}")
+            for v in variants:
+                if v != "default" and "default" in variants:
+                    c = compare(sub, v)
+                    print(
+                        f"  {v} vs default: only {v} {c['only_variant']}, only default "
+                        f"{c['only_reference']}, McNemar p = {c['p_value']:.2g}"
+                    )
+        return 0
     variants = list(dict.fromkeys(args.variants))
     names = list(args.potentials or [])
     for suite in args.suite or []:

@@ -238,6 +238,23 @@ def test_ablation_main_runs_the_variants(ablation, tmp_path, capsys):
     assert {r["seed"] for r in runs} == {100, 101} and png.stat().st_size > 0
 
 
+def test_ablation_from_json_prints_saved_runs_by_suite(ablation, tmp_path, capsys):
+    rows = [
+        {"potential": p, "variant": v, "seed": s, "recovered": v == "terms" or s == 0,
+         "n_local": 0, "cpu_s": 1.0, "evals_to_recovery": 1}
+        for p in ("buckingham", "ewald_lj") for v in ("default", "terms") for s in (0, 1)
+    ]  # fmt: skip
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    paths[0].write_text(json.dumps({"runs": rows[:4]}))
+    paths[1].write_text(json.dumps({"runs": rows[4:]}))
+    argv = ["--variants", "default", "terms", "--from-json", *map(str, paths)]
+    assert ablation.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| terms | term-library proposals" in text and "| 4/4 (" in text
+    assert "standard suite: default 1/2, terms 2/2" in text
+    assert "hard suite: default 1/2, terms 2/2" in text and "only terms 1, only default 0" in text
+
+
 def test_ablation_variants_are_search_settings(ablation):
     """Every variant's settings are ones ``search`` takes (a typo would only show in a run)."""
     from mctsff.config import SETTINGS
