@@ -94,6 +94,11 @@ FINAL_POLISH = 2
 TIE = 1e-3
 
 
+#: A final solve that raises the loss of a start within 10x the constraint tolerance by
+#: more than this factor is discarded for the start itself.
+FINAL_WORSE = 2.0
+
+
 #: Length scales (Å) tried for length-like constants by successive starts.
 LENGTH_LADDER = (3.0, 0.3, 1.5, 6.0, 0.6, 2.2, 4.5, 0.15)
 
@@ -609,8 +614,14 @@ class Fitter:
             ):
                 continue
             final = run(sol[0], 1e-15 if self.constraints else 1e-12, n=None)
-            if final is None:
-                continue
+            # a polish never makes a start much worse: a final solve that more than doubles
+            # the loss of a start already within 10x the tolerance (an ill-conditioned
+            # constraint row and its huge multiplier) keeps the loose solution
+            if final is None or (
+                is_better(sol, final, tol)
+                and (not is_feasible(final, tol) or final[1] > sol[1] * FINAL_WORSE)
+            ):
+                final = sol
             if best is None or is_better(final, best, tol):
                 best = final
         if best is None:
@@ -695,6 +706,8 @@ class Fitter:
                     pot, cutoff=self.cutoff, r_min=self.r_min, compositions=self.compositions
                 )
         flags += overfit_flags(rmse_train, rmse_valid)
+        if self._train is not None:
+            flags += null_flags(rmse_train, rms(self._train.forces))
         valid = math.isfinite(rmse_train)
         return FitResult(
             expression=prog.expression,
@@ -805,6 +818,16 @@ def overfit_flags(rmse_train: float, rmse_valid: float) -> list[str]:
         and rmse_valid - rmse_train > 1e-6
     ):
         return [f"overfit: validation RMSE {rmse_valid:.3g} > 2x training RMSE {rmse_train:.3g}"]
+    return []
+
+
+def null_flags(rmse_train: float, rmse_zero: float) -> list[str]:
+    """Warning when the fit is no better than U = 0 (zero forces) on its training data."""
+    if math.isfinite(rmse_train) and rmse_train >= rmse_zero:
+        return [
+            f"no better than U = 0: training RMSE {rmse_train:.3g} >= {rmse_zero:.3g} of zero"
+            " forces (a poor basin or bounds that exclude the data's potential)"
+        ]
     return []
 
 
