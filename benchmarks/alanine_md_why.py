@@ -219,19 +219,24 @@ def basis_potential(s: Solute, lam: float = 1.0) -> tuple[Potential, dict]:
     return pot, fit
 
 
-def stability(paths: Sequence[str]) -> dict:
+def stability(paths: Sequence[str], blocks: int = 4, reference: str | None = None) -> dict:
     """Half-to-half divergences and basins of md-check solvent reports, against the reference
-    each report used (its ``reference`` phi/psi; the first report's is described)."""
+    each report used (its ``reference`` phi/psi; the first report's is described) or, given
+    ``reference``, against ``mc.explicit_reference(reference)`` for all, and against
+    ``blocks`` equal consecutive blocks of that reference (basins of each block, JS phi/psi
+    between the blocks and of each run to each block)."""
     hist = mc._angle_histograms
     out: dict = {}
     for path in paths:
         with open(path) as fh:
             rep = json.load(fh)
-        ref = rep["reference"]
+        ref = rep["reference"] if reference is None else mc.explicit_reference(reference)
         phr, psr = np.array(ref["phi"]), np.array(ref["psi"])
         h = len(phr) // 2
         href = hist(phr, psr, 36)
         h1, h2 = hist(phr[:h], psr[:h], 36), hist(phr[h:], psr[h:], 36)
+        cut = np.array_split(np.arange(len(phr)), blocks)
+        hb = [hist(phr[c], psr[c], 36)["phi-psi"] for c in cut]
         out.setdefault(
             "reference",
             {
@@ -241,6 +246,10 @@ def stability(paths: Sequence[str]) -> dict:
                 "halves_js_phi-psi": mc.halves_js_divergence(phr, psr, 36)["phi-psi"],
                 "basins": basins(phr, psr),
                 "basins_halves": [basins(phr[:h], psr[:h]), basins(phr[h:], psr[h:])],
+                "basins_blocks": [basins(phr[c], psr[c]) for c in cut],
+                "js_phi-psi_between_blocks": [
+                    [round(mc.js_divergence(a, b), 4) for b in hb] for a in hb
+                ],
             },
         )
         for name, r in rep["runs"].items():
@@ -258,6 +267,7 @@ def stability(paths: Sequence[str]) -> dict:
                     round(js(full["phi-psi"], h1["phi-psi"]), 4),
                     round(js(full["phi-psi"], h2["phi-psi"]), 4),
                 ],
+                "js_phi-psi_to_reference_blocks": [round(js(full["phi-psi"], b), 4) for b in hb],
                 "basins": basins(phi, psi),
             }
     return out
@@ -272,11 +282,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--vacuum", help="solvent.json whose vacuum run --basis-md compares with")
     ap.add_argument("--production", type=float, default=4000.0, help="ps, --basis-md")
     ap.add_argument("--stability", nargs="*", default=[], help="md-check solvent.json files")
+    ap.add_argument("--blocks", type=int, default=4, help="reference blocks, --stability")
+    ap.add_argument(
+        "--reference", help="--stability against this (auto, fit-data, FILE), not the reports'"
+    )
     ap.add_argument("--out", help="write the figures here as JSON")
     args = ap.parse_args(argv)
     out: dict = {}
     if args.stability:
-        out["stability"] = stability(args.stability)
+        out["stability"] = stability(args.stability, args.blocks, args.reference)
     if args.run or args.basis:
         s = Solute()
         out["data"] = data_figures(s)

@@ -258,6 +258,13 @@ def test_explicit_reference_from_tsv_extxyz_and_the_fit_data(tmp_path):
     assert sum("against it: JS phi / psi / phi-psi 0.1000 / 0.2000 / 0.3000" in x for x in text)
 
 
+def test_shipped_long_reference_is_the_default_and_longer_than_the_fit_data():
+    ref = mc.explicit_reference()
+    assert ref["kind"] == "long" and ref["file"] == mc.LONG_REFERENCE_FILE
+    assert ref["length_ps"] >= 1000.0 and ref["samples"] >= 1000
+    assert np.all(np.abs(ref["phi"]) <= 180.0) and np.mean(ref["phi"] < 0) > 0.8
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [
@@ -305,6 +312,8 @@ def test_solvent_check_runs_and_reports_divergences(tmp_path):
     saved = json.loads((tmp_path / "md-check" / "solvent.json").read_text())
     assert saved["js_divergence_between_halves"] == halves
     assert rep["runs"]["vacuum + member 0"]["member_pairs"] == 174
+    assert saved["reference"]["kind"] == "long" and saved["reference"]["length_ps"] >= 1000
+    assert set(saved["fit_data_js_to_reference"]) == {"phi", "psi", "phi-psi"}
     assert (tmp_path / "md-check" / "ramachandran.png").is_file()
 
 
