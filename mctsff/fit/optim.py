@@ -173,7 +173,10 @@ def _second_order(cons, x_new, c_new, step, C, binding, fi, d, outside, excess, 
         if not out.any():
             break
         rows = out | binding
-        y = np.linalg.lstsq(C[np.ix_(rows, fi)] / sd, -c_new[rows], rcond=1e-14)[0]
+        Cr = C[np.ix_(rows, fi)] / sd
+        if not (np.isfinite(Cr).all() and np.isfinite(c_new[rows]).all()):
+            break  # (LAPACK would print its complaint about a non-finite input)
+        y = np.linalg.lstsq(Cr, -c_new[rows], rcond=1e-14)[0]
         if not (np.isfinite(y).all() and math.sqrt(float(y @ y)) <= size):
             break
         x_try = x_new.copy()
@@ -350,7 +353,7 @@ def constrained_levenberg_marquardt(
     # clean-up: minimum-norm Newton steps on the rows outside the band, where free
     for _ in range(3):
         out = signed(c) > 0.1 * ctol
-        if not (np.isfinite(c).all() and out.any()) or excess(c) == 0.0:
+        if not (np.isfinite(c).all() and np.isfinite(C).all() and out.any()) or excess(c) == 0.0:
             break
         free = (x > lo) & (x < hi)
         if not free.any():

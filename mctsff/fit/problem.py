@@ -605,7 +605,7 @@ class Problem:
             with np.errstate(all="ignore"):
                 nu = (
                     np.linalg.lstsq(C.T, -(J.T @ res), rcond=1e-12)[0]
-                    if np.isfinite(C).all() and C.shape[0]
+                    if np.isfinite(C).all() and np.isfinite(J).all() and C.shape[0]
                     else np.full(C.shape[0], np.nan)
                 )
             start = 0
