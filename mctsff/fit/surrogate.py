@@ -352,8 +352,11 @@ def _rss(y: np.ndarray, A: np.ndarray, C: np.ndarray | None = None, tol: float =
     The unconstrained solution is kept when it satisfies the constraints to ``tol``
     (the fitter's absolute tolerance); otherwise the coefficients are solved in the
     null space of the constraint rows (``C a = 0``; each row scaled to unit norm,
-    rows that are all zero dropped).
+    rows that are all zero dropped).  Columns that are not finite (a term that overflows
+    on the data) give ``inf``, without LAPACK printing its complaint to the console.
     """
+    if not np.isfinite(A).all():
+        return math.inf
     a, *_ = np.linalg.lstsq(A, y, rcond=None)
     if C is not None and C.size and not np.max(np.abs(C @ a)) <= tol:
         norms = np.linalg.norm(C, axis=1)

@@ -185,3 +185,15 @@ def test_weights_follow_the_frames_kept(coulomb_lj):
     atoms = np.concatenate([np.arange(fo[f], fo[f + 1]) for f in idx])
     direct = ForceSurrogate(sub, weights=w[atoms])
     assert s("c1/r**12") == pytest.approx(direct("c1/r**12"), rel=1e-12)
+
+
+def test_rss_of_columns_that_overflow_is_inf_and_quiet(capfd):
+    """A term that overflows on the data gives an infinite residual, and LAPACK (which
+    prints 'On entry to DLASCL ...' for a non-finite matrix) is never called with it."""
+    from mctsff.fit.surrogate import _rss
+
+    A = np.ones((5, 2))
+    A[0, 0] = np.inf
+    assert _rss(np.ones(5), A) == math.inf
+    out, err = capfd.readouterr()
+    assert "DLASCL" not in out + err
