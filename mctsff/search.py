@@ -51,8 +51,8 @@ from mctsff.engines.local import (
 from mctsff.engines.mcts import MCTS
 from mctsff.engines.parallel import Evaluator
 from mctsff.engines.pareto import ParetoFront, math_label
-from mctsff.engines.terms import TermLibrary, TermProposals
 from mctsff.engines.reward import get_reward
+from mctsff.engines.terms import TermLibrary, TermProposals
 from mctsff.expr import ops
 from mctsff.expr.grammar import Grammar
 from mctsff.fit.objective import (
