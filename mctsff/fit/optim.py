@@ -205,8 +205,11 @@ def constrained_levenberg_marquardt(
     prefactor) therefore never forces its prefactor to zero.  A step is accepted when
     it lowers the merit ``‖r‖² + ρ Σ max(0, |c| − ctol)`` (``ρ`` twice the largest
     multiplier seen); the damping follows Nielsen's update on the merit's actual over
-    predicted decrease.  Stops on a relative decrease of ``‖r‖²`` below ``ftol`` inside
-    the band, a relative step below ``xtol``, or after ``max_iter`` evaluations; a last
+    predicted decrease.  A step rejected with an inequality row outside its band (the
+    constraint's curvature) gets one second-order correction (:func:`_second_order`) and
+    a second trial.  Stops on a relative decrease of ``‖r‖²`` (a decrease, not a rise
+    that bought feasibility) below ``ftol`` inside the band, a relative step below
+    ``xtol``, or after ``max_iter`` evaluations; a last
     minimum-norm Newton step on the rows still outside the band then cleans up, where
     it costs the fit nothing.
 
