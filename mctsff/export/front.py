@@ -400,8 +400,16 @@ def _checked_points(points: list, source: str | os.PathLike[str]) -> list[dict]:
             raise ExportError(f"{source}: point {k}: 'expression' is not a string")
         if "params" in p and not isinstance(p["params"], dict):
             raise ExportError(f"{source}: point {k}: 'params' is not an object")
+        flags = p.get("flags")
+        if flags is not None and not (
+            isinstance(flags, list) and all(isinstance(f, str) for f in flags)
+        ):
+            raise ExportError(f"{source}: point {k}: 'flags' is not a list of strings")
+        if p.get("constraints") is not None and not isinstance(p["constraints"], dict):
+            raise ExportError(f"{source}: point {k}: 'constraints' is not an object")
         numbers = [(f, p.get(f)) for f in ("complexity", "rmse_train", "rmse_valid", "rmse_test")]
         numbers += [(f"params[{n!r}]", v) for n, v in (p.get("params") or {}).items()]
+        numbers += [(f"constraints[{n!r}]", v) for n, v in (p.get("constraints") or {}).items()]
         for field_name, v in numbers:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
                 raise ExportError(f"{source}: point {k}: {field_name} is not a number ({v!r})")

@@ -637,6 +637,10 @@ def test_malformed_front_files_are_one_clear_error(tmp_path):
         ([{"expression": "A/r", "params": {"A": "x"}}], r"params\['A'\] is not a number"),
         ([{"expression": "A/r", "params": {}, "complexity": "3"}], "complexity is not a"),
         ([{"expression": "A/r", "params": {}, "rmse_valid": [0.1]}], "rmse_valid is not a"),
+        ([{"expression": "A/r", "params": {}, "flags": True}], "'flags' is not a list"),
+        ([{"expression": "A/r", "params": {}, "flags": [1]}], "'flags' is not a list"),
+        ([{"expression": "A/r", "params": {}, "constraints": [0]}], "'constraints' is not an"),
+        ([{"expression": "A/r", "params": {}, "constraints": {"wall": "0"}}], "constraints"),
     ]:
         (tmp_path / "pareto.json").write_text(json.dumps(content))
         with pytest.raises(ex.ExportError, match=message):

@@ -137,8 +137,13 @@ def test_alanine_example_runs(tmp_path):
     spec = importlib.util.spec_from_file_location("ala_example", EXAMPLES / "alanine_dipeptide.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    argv = ["--frames", "6", "--budget", "4", "--time", "20", "--workers", "1"]
+    argv = ["--frames", "6", "--budget", "4", "--time", "60", "--workers", "1"]
     summary = mod.main(argv + ["--out", str(tmp_path)])
     assert summary["n_frames"] == 6 and summary["exclude_bonds"] == 2
-    assert summary["front"] and isinstance(summary["non_trivial"], bool)
+    assert summary["n_evaluations"] == 4
+    # four fits on six frames may leave no member that beats U = 0 by more than the
+    # validation frames resolve: the front is then empty and the verdict says so
+    assert all(m["gain_vs_zero"] > 0 for m in summary["front"])
+    assert not summary["non_trivial"] or summary["front"]
+    assert summary["verdict"].startswith("no non-trivial") is not summary["non_trivial"]
     assert (tmp_path / "pareto.png").is_file() and (tmp_path / "summary.json").is_file()
