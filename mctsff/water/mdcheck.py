@@ -26,7 +26,11 @@ front member of a search run (``mctsff md-check water RUN``):
   straight line through the total energy; on a short segment the energy's fluctuations alone
   move the slope by that much, and a run that is blowing up exceeds it by orders; with fewer
   than :data:`MIN_DRIFT_SAMPLES` samples the drift is reported, not judged).  A density
-  outside 0.5–1.5 g/cm³ is reported as ``liquid: false``.
+  outside 0.5–1.5 g/cm³ is reported as ``liquid: false``, and so is a density that is still
+  moving: the straight line through the second half of the NPT segment changes by more than
+  :data:`DENSITY_SETTLE` over that half, beyond twice its standard error (``density_settled``;
+  a system without intermolecular forces expands to about 0.6 g/cm³ within 4 ps and would
+  otherwise count as a liquid).
 * **Structure.**  O–O, intermolecular O–H and intermolecular H–H RDFs (bin 0.02 Å, up to half
   the smallest box edge), first peak position and height, and their distance (RMS difference
   and integrated absolute difference ∫|g − g_ref| dr on the common r range) to experiment
@@ -118,6 +122,10 @@ PEAK_WINDOWS: dict[str, tuple[float, float]] = {
 }
 #: Physical density range (g/cm³) of a liquid at 298 K and 1 bar for this check.
 LIQUID_DENSITY: tuple[float, float] = (0.5, 1.5)
+#: Largest change (g/cm³) of the NPT density across the second half of the segment (the
+#: straight line through it, less twice its standard error) for the density to count as
+#: settled, and the run as a liquid.
+DENSITY_SETTLE: float = 0.03
 #: Bounds of an intact O–H bond (Å).
 BOND_RANGE: tuple[float, float] = (0.7, 1.5)
 #: Experimental partial RDFs shipped with mctsff (Soper 2013).
@@ -558,6 +566,8 @@ def run_water(
     -------
     dict
         ``stable``, ``failure`` (why not, or ``None``), ``liquid``, ``density`` (mean, stderr),
+        ``density_drift`` (slope in the second half of NPT, g/cm³/ps; stderr) and
+        ``density_settled``,
         ``min_distance``, ``max_bond``/``min_bond``, temperatures, ``nve_drift`` (kJ/mol/ps per
         molecule and kT/ps per molecule), ``rdf`` (``r`` and g per pair type), ``peaks``,
         ``n_molecules``, ``box`` and timings.
@@ -720,6 +730,7 @@ def run_water(
             }
             out["density"] = round(float(dens.mean()), 4)
             out["density_stderr"] = round(_block_stderr(dens), 4)
+            out.update(_density_drift(rows[len(rows) // 2 :], dens))
             integ = langevin()
             ctx = context(integ, barostat=False)
             transfer(ctx2, ctx)
@@ -768,7 +779,10 @@ def run_water(
     out["max_temperature"] = _finite_or_none(stats["max_temperature"] or math.nan, 1)
     dens = out.get("density")
     out["liquid"] = bool(
-        out["stable"] and dens is not None and LIQUID_DENSITY[0] <= dens <= LIQUID_DENSITY[1]
+        out["stable"]
+        and dens is not None
+        and LIQUID_DENSITY[0] <= dens <= LIQUID_DENSITY[1]
+        and out.get("density_settled") is not False
     )
     if rdf.frames:
         r, g = rdf.result()
@@ -777,6 +791,24 @@ def run_water(
         out["peaks"] = {k: first_peak(r, v, k) for k, v in g.items()}
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
+
+
+def _density_drift(rows: Sequence[dict], dens: np.ndarray) -> dict[str, Any]:
+    """Slope (g/cm³ per ps) of the NPT density over the samples it is averaged on, its
+    standard error, and whether the density has settled (:data:`DENSITY_SETTLE`; ``None``,
+    not judged, with fewer than :data:`MIN_DRIFT_SAMPLES` samples)."""
+    t = np.array([r["t_ps"] for r in rows])
+    if len(t) < MIN_DRIFT_SAMPLES:
+        return {"density_drift": None, "density_drift_stderr": None, "density_settled": None}
+    from scipy.stats import linregress
+
+    line = linregress(t, dens)
+    change = (abs(float(line.slope)) - 2.0 * float(line.stderr)) * float(t[-1] - t[0])
+    return {
+        "density_drift": round(float(line.slope), 5),
+        "density_drift_stderr": round(float(line.stderr), 5),
+        "density_settled": bool(change <= DENSITY_SETTLE),
+    }
 
 
 def _min_intermolecular(x: np.ndarray, box: np.ndarray, mol: np.ndarray, r_max: float) -> float:
@@ -1129,7 +1161,8 @@ def water_summary(report: dict[str, Any]) -> str:
             f"{name:<14} {str(res['stable']):<7} {_fmt(res.get('density')):>8} "
             f"{_fmt(peaks.get('r')):>6} {_fmt(peaks.get('g')):>6} {exp:>20} "
             f"{_fmt(dist.get('dft', {}).get('O-O', {}).get('rms')):>10} "
-            f"{_fmt(res.get('nve_drift_kT_ps_per_molecule')):>11}  {res.get('failure') or ''}"
+            f"{_fmt(res.get('nve_drift_kT_ps_per_molecule')):>11}  "
+            f"{res.get('failure') or _unsettled(res)}"
         )
     ref = report["references"]["experiment"]["peaks"]["O-O"]
     lines.append(f"experiment (Soper 2013): density 0.997, O-O peak {ref['r']} Å, g {ref['g']}")
@@ -1140,6 +1173,16 @@ def water_summary(report: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v:.4f}" for k, v in forces["rmse"].items())
         )
     return "\n".join(lines)
+
+
+def _unsettled(res: dict[str, Any]) -> str:
+    """Why a stable run is not a liquid because its density is still moving, or ``""``."""
+    if res.get("density_settled") is not False:
+        return ""
+    return (
+        f"not a liquid: NPT density still moving ({res['density_drift']:+.3f} "
+        f"± {res['density_drift_stderr']:.3f} g/cm³/ps)"
+    )
 
 
 def _fmt(x: Any) -> str:

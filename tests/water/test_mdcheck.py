@@ -73,6 +73,38 @@ def test_attractive_potential_without_wall_is_unstable():
     assert any(w in res["failure"] for w in ("apart", "bond", "non-finite", "OpenMM", "box"))
 
 
+def test_density_drift_judges_a_settled_and_a_moving_density():
+    rng = np.random.default_rng(0)
+    t = 2.0 + 0.05 * np.arange(40)  # the second half of a 4 ps NPT segment
+    rows = [{"t_ps": x} for x in t]
+    flat = 1.0 + 0.005 * rng.standard_normal(t.size)
+    falling = 0.70 - 0.07 * (t - 2.0) + 0.005 * rng.standard_normal(t.size)
+    settled = mc._density_drift(rows, flat)
+    assert settled["density_settled"] is True and abs(settled["density_drift"]) < 0.01
+    moving = mc._density_drift(rows, falling)
+    assert moving["density_settled"] is False
+    assert moving["density_drift"] == pytest.approx(-0.07, abs=0.01)
+    few = mc._density_drift(rows[: mc.MIN_DRIFT_SAMPLES - 1], falling[: mc.MIN_DRIFT_SAMPLES - 1])
+    assert few["density_settled"] is None
+
+
+@pytest.mark.slow
+def test_water_without_intermolecular_forces_is_not_a_liquid():
+    """A negligible potential (no cohesion): the barostat expands the box and the density
+    is still falling at the end of NPT. Its mean lies inside 0.5-1.5 g/cm³, yet it is not
+    a liquid; q-SPC/Fw under the same protocol is."""
+    from dataclasses import replace
+
+    proto = replace(SHORT, npt_ps=1.0, min_distance=1e-3)
+    gas = Potential("A/r**12", {"A": 1e-12}, ("H", "O"), cutoff=CUTOFF, scheme="shifted-force")
+    res = mc.run_water(gas, proto, cutoff=CUTOFF)
+    assert res["stable"], res["failure"]
+    assert res["density_drift"] < 0 and res["density_settled"] is False
+    assert not res["liquid"]
+    water = mc.run_water("q-spcfw", proto, cutoff=CUTOFF)
+    assert water["stable"] and water["density_settled"] is True and water["liquid"]
+
+
 def test_rdf_distance_and_peaks_on_the_experimental_reference():
     r, g = mc.experimental_rdf()
     assert mc.first_peak(r, g["O-O"], "O-O") == {"r": 2.79, "g": 2.4953}
