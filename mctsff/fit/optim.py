@@ -312,10 +312,11 @@ def constrained_levenberg_marquardt(
         step = x_new - x
         if math.sqrt(step @ step) <= xtol * (math.sqrt(x @ x) + xtol):
             break
+        e_old = excess(c)
         pred = -(2.0 * float(step @ g) + float(step @ A @ step)) + rho * (
-            excess(c) - excess(c + C @ step)
+            e_old - excess(c + C @ step)
         )
-        merit = f + rho * excess(c)
+        merit = f + rho * e_old
         c_new, _ = cons(x_new, False)
         r_new, f_new, e_new, ared, accepted = trial(x_new, c_new, merit, rho, pred)
         nev += 1
