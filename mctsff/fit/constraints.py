@@ -27,6 +27,7 @@ from mctsff.expr.params import (
     cutoff_shift,
 )
 from mctsff.expr.program import Program
+from mctsff.fit.plausibility import formula, molecule_compositions
 
 
 class FitConfigError(ValueError):
@@ -241,16 +242,13 @@ def neutrality(name: str, molecules) -> Constraint:
             "molecules='bonds' / --molecules bonds)"
         )
     else:
-        from mctsff.fit.plausibility import molecule_compositions
-
         comps = molecule_compositions(molecules, max_frames=None, singles=True)
     if not comps:
         raise FitConfigError(f"neutral {name}: the data have no molecules")
     species = sorted({s for c in comps for s in c})
     A = np.array([[float(c.get(s, 0)) for s in species] for c in comps])
     if np.linalg.matrix_rank(A) >= len(species):
-        formulas = ", ".join("".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(c.items()))
-                             for c in comps[:6])  # fmt: skip
+        formulas = ", ".join(formula(c) for c in comps[:6])
         raise FitConfigError(
             f"neutral {name}: no charges but zeros make every molecule neutral "
             f"(molecules {formulas}{', ...' if len(comps) > 6 else ''})"

@@ -87,7 +87,8 @@ def molecule_compositions(
     return out
 
 
-def _formula(comp: dict[str, int]) -> str:
+def formula(comp: dict[str, int]) -> str:
+    """Chemical formula of a composition: ``{"H": 2, "O": 1}`` → ``H2O``."""
     return "".join(f"{s}{n if n > 1 else ''}" for s, n in sorted(comp.items()))
 
 
@@ -191,7 +192,7 @@ def _charge_flags(pot: Potential, name: str, compositions) -> list[str]:
         total = sum(n * abs(q[s]) for s, n in comp.items())
         if total > 0 and abs(net) > NEUTRALITY_TOL * total:
             out.append(
-                f"charges {name} leave {_formula(comp)} with net charge {net / total:+.2f} of "
+                f"charges {name} leave {formula(comp)} with net charge {net / total:+.2f} of "
                 f"its total |q| (not neutral; --neutral {name} imposes it)"
             )
     return out
