@@ -35,6 +35,8 @@ from mctsff.export import load_front_point, resolve_potential, wall_problem
 from mctsff.expr.params import Potential
 from mctsff.water import mdcheck as mc
 from mctsff.water.md import exclude_bonded_pairs
+from mctsff.water.mdcheck.angles import _angle_histograms, _backbone, _dihedral
+from mctsff.water.mdcheck.solvent import _excluded_pairs
 
 #: (phi, psi) of the basins whose member energies are reported, degrees.
 BASINS = {
@@ -61,8 +63,8 @@ class Solute:
         for b in top.bonds():
             self.nbr[b[0].index].add(b[1].index)
             self.nbr[b[1].index].add(b[0].index)
-        self.dihedrals = dict(zip(("phi", "psi"), mc._backbone(top), strict=True))
-        excluded = set(mc._excluded_pairs(top, 2))
+        self.dihedrals = dict(zip(("phi", "psi"), _backbone(top), strict=True))
+        excluded = set(_excluded_pairs(top, 2))
         self.pairs = [
             (i, j) for i in range(self.n) for j in range(i + 1, self.n) if (i, j) not in excluded
         ]
@@ -98,7 +100,7 @@ class Solute:
         """``x`` with one backbone dihedral set to ``target`` degrees by rigid rotation."""
         idx = self.dihedrals[name]
         _, j, k, _ = idx
-        ang = np.radians(target - mc._dihedral(x[None], idx)[0])
+        ang = np.radians(target - _dihedral(x[None], idx)[0])
         u = (x[k] - x[j]) / np.linalg.norm(x[k] - x[j])
         moved = [a for a in self.side(j, k) if a != k]
         d = x[moved] - x[k]
@@ -160,8 +162,8 @@ def basins(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
 
 def data_figures(s: Solute) -> dict:
     """The data's own figures: RMS, mean torques with a block standard error, basins."""
-    phi = mc._dihedral(s.x, s.dihedrals["phi"])
-    psi = mc._dihedral(s.x, s.dihedrals["psi"])
+    phi = _dihedral(s.x, s.dihedrals["phi"])
+    psi = _dihedral(s.x, s.dihedrals["psi"])
     out = {"rms_force": float(np.sqrt(np.mean(s.f**2))), "basins_all": basins(phi, psi)}
     out["basins_frames_0-99"] = basins(phi[:100], psi[:100])
     for name in ("phi", "psi"):
@@ -225,7 +227,7 @@ def stability(paths: Sequence[str], blocks: int = 4, reference: str | None = Non
     ``reference``, against ``mc.explicit_reference(reference)`` for all, and against
     ``blocks`` equal consecutive blocks of that reference (basins of each block, JS phi/psi
     between the blocks and of each run to each block)."""
-    hist = mc._angle_histograms
+    hist = _angle_histograms
     out: dict = {}
     for path in paths:
         with open(path) as fh:
@@ -311,8 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
                 prot = mc.SolventProtocol(production_ps=args.production, threads=1)
                 run = mc.run_solute(pot, prot, label="vacuum + basis", log=print)
                 phr, psr = mc.reference_angles()
-                href = mc._angle_histograms(phr, psr, prot.bins)
-                h = mc._angle_histograms(np.array(run["phi"]), np.array(run["psi"]), prot.bins)
+                href = _angle_histograms(phr, psr, prot.bins)
+                h = _angle_histograms(np.array(run["phi"]), np.array(run["psi"]), prot.bins)
                 out["basis"]["md"] = {
                     "js_to_reference": {k: round(mc.js_divergence(h[k], href[k]), 4) for k in h},
                     "basins": basins(run["phi"], run["psi"]),

@@ -28,12 +28,12 @@ from mctsff.water.mdcheck import (
     RDF_PAIRS,
     MDCheckError,
     WaterProtocol,
-    _openmm,
     dft_rdf,
     experimental_rdf,
     rdf_distance,
     run_water,
 )
+from mctsff.water.mdcheck.base import _openmm
 
 __all__ = [
     "SCORE_KEYS",
