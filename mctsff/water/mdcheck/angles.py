@@ -215,7 +215,7 @@ def explicit_reference(reference: str | os.PathLike[str] | None = None) -> dict[
         sample), ``phi`` and ``psi`` (arrays, degrees).
     """
     from mctsff.data import data_file
-    from mctsff.data.dataset import DATA_DIR
+    from mctsff.data.files import DATA_DIR
 
     kind = "file"
     if reference is None or str(reference) == "auto":
