@@ -37,9 +37,12 @@ def to_sympy(
         Keep the constants as symbols, with per-type constants written through their rule
         (type as a superscript, as in q^A·q^B): ``prod_q`` → ``q^A*q^B`` (``q^H*q^O`` when
         ``pair`` is given), ``geom_e`` → ``sqrt(e^A*e^B)``, ``arith_s`` → ``(s^A + s^B)/2``,
-        ``pair_k`` → ``k^AB``.  A shifted potential gets its shift terms with the cutoff as
-        the symbol ``r_c``: ``u(r) − u(r_c) − (r − r_c)·u'(r_c)`` (shifted-force) or
-        ``u(r) − u(r_c)`` (shifted-energy), ``u`` the expression as written.
+        ``pair_k`` → ``k^AB``; where constants of several per-type rules share a stem, the
+        geometric and arithmetic ones are accented (``prod_c1``, ``geom_c1`` → ``c1^A*c1^B``,
+        ``sqrt(ctilde1^A*ctilde1^B)``), so distinct constants stay distinct.  A shifted
+        potential gets its shift terms with the cutoff as the symbol ``r_c``:
+        ``u(r) − u(r_c) − (r − r_c)·u'(r_c)`` (shifted-force) or ``u(r) − u(r_c)``
+        (shifted-energy), ``u`` the expression as written.
 
     Returns
     -------

@@ -22,6 +22,7 @@ kernels contract with ∂U/∂slot to get ∂U/∂θ.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -525,19 +526,56 @@ class Potential:
         return expr - sympy.Float(a) - (r - sympy.Float(self.cutoff)) * sympy.Float(b)
 
 
+#: Accent of a per-type constant's stem in :func:`sympy_expression` when constants of several
+#: per-type rules share that stem (``prod_c1``, ``geom_c1``): written as a suffix of the
+#: letters, which sympy's LaTeX printer turns into the accent (``ctilde1^A`` →
+#: ``\tilde{c}^{A}_{1}``).  The product rule keeps the plain letter.
+SHARED_STEM_ACCENTS: dict[str, str] = {"product": "", "geometric": "tilde", "arithmetic": "bar"}
+
+
+def _symbol_stems(names: Sequence[str]) -> dict[str, str]:
+    """Symbol stem of each per-type constant among ``names``: the name without its rule
+    prefix (``prod_q`` → ``q``), accented by :data:`SHARED_STEM_ACCENTS` where constants of
+    several per-type rules share a stem, so that distinct constants never get the same
+    symbol (``prod_c1`` → ``c1``, ``geom_c1`` → ``ctilde1``)."""
+    stems = {n: n.split("_", 1)[1] for n in names if ops.constant_rule(n) != "global"}
+    single = {n for n in stems if ops.constant_rule(n) in SHARED_STEM_ACCENTS}
+    taken = set(names) | set(stems.values())
+    out = dict(stems)
+    for name in single:
+        stem = stems[name]
+        if sum(stems[m] == stem for m in single) < 2:
+            continue
+        rule = ops.constant_rule(name)
+        accent = SHARED_STEM_ACCENTS[rule]
+        if not accent:
+            continue
+        letters, digits = re.fullmatch(r"(.*?)(\d*)", stem).groups()
+        for candidate in (f"{letters}{accent}{digits}", f"{stem}_{rule}"):
+            if candidate not in taken:
+                break
+        taken.add(candidate)
+        out[name] = candidate
+    return out
+
+
 def sympy_expression(program: Program, pair: tuple[str, str] | None = None) -> sympy.Expr:
     """The program as a sympy expression with per-type constants written through their
     combining rule (``prod_q`` → ``q^A·q^B`` for the type pair ``(A, B)``, symbolic types
-    without ``pair``)."""
+    without ``pair``).  Distinct constants get distinct symbols: where constants of several
+    per-type rules share a stem, the geometric and arithmetic ones are accented
+    (:func:`_symbol_stems`: ``prod_c1/r + geom_c1/r**12`` →
+    ``c1^A·c1^B/r + sqrt(ctilde1^A·ctilde1^B)/r**12``)."""
     import sympy
 
     a, b = pair if pair is not None else ("A", "B")
+    stems = _symbol_stems(list(program.constants))
     subs = {}
     for name in program.constants:
         rule = ops.constant_rule(name)
         if rule == "global":
             continue
-        stem = name.split("_", 1)[1]
+        stem = stems[name]
         sa = sympy.Symbol(f"{stem}^{a}", real=True)
         sb = sympy.Symbol(f"{stem}^{b}", real=True)
         if rule == "product":

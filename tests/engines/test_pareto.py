@@ -223,3 +223,20 @@ def test_a_searchs_pareto_json_reads_back_with_its_potentials(tmp_path, capsys):
         assert np.isfinite(pot.energy(np.array([3.0]), ("H", "O"))).all()
     with pytest.raises(ValueError, match="no atom types"):
         FitResult("c1*x", params={"c1": 1.0}).potential()
+
+
+def test_math_label_tells_apart_constants_of_two_rules_with_one_stem():
+    """``prod_c1`` and ``geom_c1`` are two constants: the label and the sympy form must not
+    write both as c1 (they did: ``c1^A c1^B/r + sqrt(c1^A c1^B)/r^12``, one symbol)."""
+    from mctsff.engines.pareto import math_label
+    from mctsff.expr.params import sympy_expression
+    from mctsff.expr.program import Program
+
+    label = math_label("geom_c1/r**12 + prod_c1/r")
+    assert r"c^{A}_{1} c^{B}_{1} / r" in label
+    assert r"\sqrt{\tilde{c}^{A}_{1} \tilde{c}^{B}_{1}}" in label
+    expr = sympy_expression(Program.from_string("geom_c1/r**12 + prod_c1/r + arith_c1*exp(-r/c1)"))
+    names = {s.name for s in expr.free_symbols}
+    assert names == {"r", "c1", "c1^A", "c1^B", "ctilde1^A", "ctilde1^B", "cbar1^A", "cbar1^B"}
+    # a stem no other rule shares keeps its plain letter
+    assert "q^{A} q^{B}" in math_label("prod_q/r + geom_e/r**12")

@@ -1208,3 +1208,25 @@ def test_openmm_xml_bond_cutoff_classes_and_cli(dimers, tmp_path, capsys):
         ex.to_openmm_xml(pot, CUTOFF, atom_classes={"O": "O W"})
     with pytest.raises(ex.ExportError, match="universal potential without atom types"):
         ex.to_openmm_xml(Potential(*UNIVERSAL, ("*",)), CUTOFF)
+
+
+def test_symbolic_sympy_keeps_constants_of_two_rules_with_one_stem_apart():
+    """``prod_c1`` and ``geom_c1`` share the stem c1: the symbolic form, with each symbol given
+    its fitted value, must be the potential (one shared symbol could not be)."""
+    pot = Potential(
+        "prod_c1/r + geom_c1/r**12",
+        {"prod_c1[H]": 0.6, "prod_c1[O]": -1.2, "geom_c1[H]": 20.0, "geom_c1[O]": 9000.0},
+        ("H", "O"),
+    )
+    r = np.linspace(1.5, 8.0, 9)
+    for a, b in pot.type_pairs:
+        sym = ex.to_sympy(pot, (a, b), symbolic=True)
+        values = {}
+        for s in sym.free_symbols:
+            stem, _, t = s.name.partition("^")
+            if t:
+                name = "prod_c1" if stem == "c1" else "geom_c1" if stem == "ctilde1" else None
+                assert name is not None, s.name
+                values[s] = pot.params[f"{name}[{t}]"]
+        u = sympy.lambdify(sympy.Symbol("r", real=True), sym.subs(values), "numpy")(r)
+        np.testing.assert_allclose(u, pot.energy(r, (a, b)), rtol=1e-12)
