@@ -1,5 +1,6 @@
 """Transferability: force RMSE of a potential (plus q-SPC/Fw's intramolecular terms) on the
-shipped bulk-water DFT frames (:func:`dft_force_rmse`)."""
+shipped bulk-water DFT frames (:func:`dft_force_rmse`), per atom and per molecule (net force
+and torque, in which intramolecular forces cancel)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 from mctsff.water.md import KJ_MOL_NM_TO_EV_ANG  # kJ/mol/nm → eV/Å, defined once there
 from mctsff.water.mdcheck.base import MDCheckError, _openmm
 from mctsff.water.mdcheck.rdf import DFT_FILE, _dft_frames, _nearest_o_molecules
-from mctsff.water.mdcheck.system import water_system
+from mctsff.water.mdcheck.system import MASSES, water_system
 
 
 def _dft_waters(atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -37,6 +38,25 @@ def _dft_waters(atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x += [pos[o], *(pos[o] + d)]
     forces = np.asarray(atoms.get_forces())[order]
     return np.array(x), forces, box
+
+
+def molecule_forces_torques(x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Net force (eV/Å) and torque about the centre of mass (eV) of each water.
+
+    ``x`` and ``f`` are ``(3 n, 3)``, whole molecules ordered O, H, H.  Forces that depend
+    only on a molecule's internal coordinates (bonds, angles) add nothing to either: both are
+    intermolecular quantities even when ``f`` holds total forces.
+    """
+    mass = np.array([MASSES["O"], MASSES["H"], MASSES["H"]])
+    xm = x.reshape(-1, 3, 3)
+    fm = f.reshape(-1, 3, 3)
+    com = np.einsum("a,mai->mi", mass, xm) / mass.sum()
+    torque = np.cross(xm - com[:, None, :], fm).sum(axis=1)
+    return fm.sum(axis=1), torque
+
+
+def _rms(a: np.ndarray) -> float:
+    return round(float(np.sqrt(np.mean(a * a))), 5)
 
 
 def dft_force_rmse(
@@ -67,7 +87,10 @@ def dft_force_rmse(
     Returns
     -------
     dict
-        ``{"frames", "supercell", "force_rms_dft", "rmse": {name: value}}``.
+        ``{"frames", "supercell", "force_rms_dft", "rmse": {name: value}}``, and per molecule
+        (:func:`molecule_forces_torques`) ``molecule_rms_dft`` and ``molecule_rmse``
+        (``{name: {"force": eV/Å, "torque": eV}}``, per component): the part of the DFT forces
+        that an intermolecular potential can explain, with no intramolecular residual in it.
     """
     openmm, unit = _openmm()
     images = _dft_frames()[:frames]
@@ -80,6 +103,9 @@ def dft_force_rmse(
     plat = openmm.Platform.getPlatformByName("CPU")
     props = {"Threads": str(threads)} if threads else {}
     ref = np.concatenate([w[1] for w in waters])
+    ref_mol = [molecule_forces_torques(x, f) for x, f, _ in waters]
+    ref_net = np.concatenate([m[0] for m in ref_mol])
+    ref_torque = np.concatenate([m[1] for m in ref_mol])
     out: dict[str, Any] = {
         "data": DFT_FILE,
         "frames": len(waters),
@@ -87,6 +113,8 @@ def dft_force_rmse(
         "cutoff": cutoff,
         "force_rms_dft": round(float(np.sqrt(np.mean(ref * ref))), 5),
         "rmse": {},
+        "molecule_rms_dft": {"force": _rms(ref_net), "torque": _rms(ref_torque)},
+        "molecule_rmse": {},
     }
     for name, pot in intermolecular:
         system = water_system(pot, n_mol, float(box0.max()) * k, cutoff=cutoff)
@@ -104,5 +132,10 @@ def dft_force_rmse(
             got.append(f[:n_atoms] * KJ_MOL_NM_TO_EV_ANG)
         d = np.concatenate(got) - ref
         out["rmse"][name] = round(float(np.sqrt(np.mean(d * d))), 5)
+        mol = [molecule_forces_torques(w[0], g) for w, g in zip(waters, got, strict=True)]
+        out["molecule_rmse"][name] = {
+            "force": _rms(np.concatenate([m[0] for m in mol]) - ref_net),
+            "torque": _rms(np.concatenate([m[1] for m in mol]) - ref_torque),
+        }
         del ctx
     return out

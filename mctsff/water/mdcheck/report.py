@@ -109,6 +109,16 @@ def water_summary(report: dict[str, Any]) -> str:
             "force RMSE on the DFT frames (eV/Å, + q-SPC/Fw intramolecular): "
             + ", ".join(f"{k} {v:.4f}" for k, v in forces["rmse"].items())
         )
+    if forces and forces.get("molecule_rmse"):
+        ref = forces["molecule_rms_dft"]
+        lines.append(
+            "per molecule, net force (eV/Å) / torque (eV) RMSE; intramolecular terms cancel: "
+            + f"DFT RMS {ref['force']:.4f}/{ref['torque']:.4f}, "
+            + ", ".join(
+                f"{k} {v['force']:.4f}/{v['torque']:.4f}"
+                for k, v in forces["molecule_rmse"].items()
+            )
+        )
     return "\n".join(lines)
 
 
