@@ -20,6 +20,7 @@ Usage::
     python benchmarks/ablation.py --json abl.json --png abl.png
     python benchmarks/ablation.py --variants default terms --suite standard hard --seeds 3
     python benchmarks/ablation.py --variants default terms --from-json a.json b.json  # saved runs
+    python benchmarks/ablation.py --variants terms no-terms --suite hard --seeds 2 --time 60
 """
 
 from __future__ import annotations
@@ -68,16 +69,53 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "at most 20 % of the fits after the first 8",
         {"terms": True},
     ),
+    "no-terms": ("no term-library proposals", {"terms": False}),
 }
 
 HARD = ["coulomb_lj", "buckingham", "screened_coulomb", "damped_dispersion"]
 
 
-def run_variant(name: str, variant: str, seed: int, budget: int) -> dict:
-    """One MCTS search of ``variant`` on potential ``name``; the row of ``cm.run_one``."""
-    row = cm.run_one(name, "mcts", seed, budget, options=VARIANTS[variant][1])
+def run_variant(
+    name: str,
+    variant: str,
+    seed: int,
+    budget: int,
+    time_limit: float | None = None,
+    search_workers: int = 1,
+) -> dict:
+    """One MCTS search of ``variant`` on potential ``name``; the row of ``cm.run_one``
+    (with ``time_limit``: on the wall clock, with ``search_workers`` fitting processes)."""
+    row = cm.run_one(
+        name,
+        "mcts",
+        seed,
+        budget,
+        options=VARIANTS[variant][1],
+        time_limit=time_limit,
+        search_workers=search_workers,
+    )
     row["variant"] = variant
     return row
+
+
+def time_table(rows: list[dict], variants: list[str], limits: list[float]) -> str:
+    """Markdown: each variant's recoveries within each wall-clock limit and its median time
+    to a recovery (of the runs that recovered)."""
+    lines = [
+        "| variant | "
+        + " | ".join(f"within {t:g} s" for t in limits)
+        + " | median s to a recovery |",
+        "|---|" + "---|" * (len(limits) + 1),
+    ]
+    for v in variants:
+        mine = [r for r in rows if r["variant"] == v]
+        cells = [
+            f"{sum(r['recovered'] for r in cm.within_time(mine, t))}/{len(mine)}" for t in limits
+        ]
+        ts = [r["time_to_recovery"] for r in mine if r["recovered"]]
+        med = f"{float(np.median(ts)):.1f}" if ts else "–"
+        lines.append(f"| {v} | " + " | ".join(cells) + f" | {med} |")
+    return "\n".join(lines)
 
 
 def compare(rows: list[dict], variant: str, reference: str = "default") -> dict:
@@ -173,6 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=100, help="first seed (100)")
     ap.add_argument("--budget", type=int, default=300, help="fitted expressions (300)")
     ap.add_argument("--workers", type=int, default=2, help="parallel searches (2)")
+    ap.add_argument(
+        "--time",
+        type=float,
+        default=None,
+        metavar="T",
+        help="equal wall clock instead of equal budgets: every search runs T seconds with "
+        "--search-workers fitting processes, one search at a time, the variants interleaved "
+        "per (potential, seed); recoveries are reported against time",
+    )
+    ap.add_argument(
+        "--search-workers", type=int, default=2, help="--time: fitting processes per search (2)"
+    )
     ap.add_argument("--png", default="ablation.png", help="figure path")
     ap.add_argument("--json", default=None, help="write every run's record here")
     ap.add_argument(
@@ -217,18 +267,34 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     cm.check_grammar(names)
     machine = platform.processor() or platform.machine()
+    timed = args.time is not None
+    if timed and not (args.time > 0 and args.search_workers >= 1):
+        raise SystemExit("--time must be a positive number of seconds, --search-workers >= 1")
     print(
         f"# MCTS ablations, synthetic pair potentials on 20 water dimers — "
-        f"{datetime.date.today()}, {machine}, {os.cpu_count()} cores, {args.workers} worker "
-        f"processes, seeds {seeds.start}–{seeds.stop - 1}, budget {args.budget} fitted "
-        f"expressions, grammar '{cm.GRAMMAR}', max_length {cm.MAX_LENGTH}"
+        f"{datetime.date.today()}, {machine}, {os.cpu_count()} cores, "
+        + (
+            f"equal wall clock {args.time:g} s per search, {args.search_workers} fitting "
+            f"processes each, one search at a time (load average at start "
+            f"{os.getloadavg()[0]:.1f})"
+            if timed
+            else f"{args.workers} worker processes, budget {args.budget} fitted expressions"
+        )
+        + f", seeds {seeds.start}–{seeds.stop - 1}, grammar '{cm.GRAMMAR}', "
+        f"max_length {cm.MAX_LENGTH}"
     )
     print()
-    jobs = [(n, v, s, args.budget) for s in seeds for n in names for v in variants]
+    extra = (args.time, args.search_workers) if timed else ()
+    budget = 10**9 if timed else args.budget  # with --time the clock stops every run
+    jobs = [(n, v, s, budget, *extra) for s in seeds for n in names for v in variants]
     w0 = time.perf_counter()
-    rows = cm.run_jobs(run_variant, jobs, args.workers)
+    rows = cm.run_jobs(run_variant, jobs, 1 if timed else args.workers)
     print(table(rows, variants, names))
     print()
+    if timed:
+        limits = [t for t in cm.TIME_POINTS if t < args.time] + [args.time]
+        print(time_table(rows, variants, limits))
+        print()
     print(f"total: {len(rows)} runs, {time.perf_counter() - w0:.0f} s wall")
     plot(rows, variants, Path(args.png))
     if args.json:

@@ -255,6 +255,18 @@ def test_ablation_from_json_prints_saved_runs_by_suite(ablation, tmp_path, capsy
     assert "hard suite: default 1/2, terms 2/2" in text and "only terms 1, only default 0" in text
 
 
+def test_ablation_time_table_counts_recoveries_within_each_limit(ablation):
+    rows = [
+        {"variant": "terms", "recovered": True, "time_to_recovery": 5.0},
+        {"variant": "terms", "recovered": True, "time_to_recovery": 50.0},
+        {"variant": "no-terms", "recovered": False, "time_to_recovery": float("nan")},
+        {"variant": "no-terms", "recovered": True, "time_to_recovery": 40.0},
+    ]
+    text = ablation.time_table(rows, ["terms", "no-terms"], [30.0, 60.0])
+    assert "| terms | 1/2 | 2/2 | 27.5 |" in text
+    assert "| no-terms | 0/2 | 1/2 | 40.0 |" in text
+
+
 def test_ablation_variants_are_search_settings(ablation):
     """Every variant's settings are ones ``search`` takes (a typo would only show in a run)."""
     from mctsff.config import SETTINGS

@@ -19,8 +19,10 @@ orthogonal matching pursuit:
    kind lets vary with the types.  A beam of forward selections (orthogonal matching
    pursuit) grows sets of 1 to ``max_terms`` shapes: the candidates added to a set are
    the shapes whose best grid point lowers its residual most, their constants refined on
-   a line; every new set has its nonlinear constants refined with all amplitudes solved
-   by least squares at each step (variable projection); the beam keeps the best sets for
+   a line; the new sets with the lowest loss at those constants (``refine_per_level`` per
+   number of nonlinear constants) have their nonlinear constants refined with all
+   amplitudes solved by least squares at each step (variable projection); the beam keeps
+   the best sets for
    each number of nonlinear constants (a Pareto beam, so simple sets are not crowded out
    by flexible ones), and each final set is also tried without each of its terms
    (backward elimination).  Sets are ranked by Schwarz's criterion (misfit against
@@ -39,12 +41,14 @@ proposals through its evaluator, as candidates that count against the budget, an
 them in the engine's transposition table with their derivations (a state jump: MCTS's
 building-block reuse and the local moves take them up like the engine's own); at most
 ``terms_share`` of all fits go to them.  The dictionary and the selection cost no fits,
-but CPU time before the first proposal: for the ``pair`` grammar (273 terms, 91 shapes) on
-16 frames of the shipped water dimers, 3-8 CPU seconds.
+but CPU time before the first proposal, which grows with the grammar's terms and the
+selection's pairs (``max_pairs``); a selection is kept per process by its grammar, data
+and settings (:data:`CACHE_SIZE` of them), so searches on the same data select once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import re
@@ -56,6 +60,7 @@ import numpy as np
 from mctsff.expr import ops
 from mctsff.expr.grammar import PLACEHOLDERS, Grammar
 from mctsff.expr.tree import Derivation
+from mctsff.fit.forces import SCAN_PAIRS
 
 __all__ = [
     "SumStructure",
@@ -75,6 +80,12 @@ LINE_STEP = 1.1
 
 #: Most complete sub-derivations of the term nonterminals enumerated (``pair``: 273).
 MAX_SINGLE_TERMS = 5000
+
+#: Selections kept per process (:meth:`TermLibrary.proposals`).
+CACHE_SIZE = 8
+
+#: digest of a selection's inputs -> (its proposals, proposals the grammar could not derive)
+_SELECTIONS: dict[bytes, tuple[tuple[Proposal, ...], int]] = {}
 
 _CONST_RE = re.compile(
     r"\b("
@@ -261,7 +272,8 @@ class TermLibrary:
     max_length
         Largest derivation of a proposal (the search's ``max_length``).
     max_pairs
-        Pairs of the training frames the dictionary is evaluated on (frames spread evenly).
+        Pairs of the training frames the dictionary is evaluated on (frames spread evenly;
+        as many as the fitter's scan uses, :data:`~mctsff.fit.forces.SCAN_PAIRS`).
     points
         Grid values of a shape with one scanned constant (with two or three, at most
         :data:`GRID_POINTS` points in all).
@@ -270,6 +282,9 @@ class TermLibrary:
         empty set).
     refine_nfev
         Residual evaluations of each set's refinement (0: grid values only).
+    refine_per_level
+        New sets refined per number of terms and number of nonlinear constants (the
+        lowest-loss ones at their line-refined constants); the others keep that loss.
     kind_tol
         Relative loss (to U = 0) within which a simpler combining rule of an amplitude
         is preferred to a more flexible one.
@@ -283,11 +298,12 @@ class TermLibrary:
         max_terms: int = 3,
         beam: int = 3,
         max_length: int | None = None,
-        max_pairs: int = 1024,
+        max_pairs: int = SCAN_PAIRS,
         points: int = 32,
         kind_tol: float = 1e-3,
         candidates: int = 4,
         refine_nfev: int = 20,
+        refine_per_level: int = 12,
     ) -> None:
         self.grammar = grammar
         self.fitter = fitter
@@ -299,6 +315,7 @@ class TermLibrary:
         self.kind_tol = float(kind_tol)
         self.candidates = int(candidates)
         self.refine_nfev = int(refine_nfev)
+        self.refine_per_level = int(refine_per_level)
         self.structure = sum_structure(grammar)
         #: proposals the grammar could not derive (dropped, never fitted)
         self.n_underivable = 0
@@ -316,10 +333,66 @@ class TermLibrary:
         )
 
     def proposals(self) -> list[Proposal]:
-        """The proposed sums, most promising first (built on first use)."""
+        """The proposed sums, most promising first (built on first use).
+
+        The last :data:`CACHE_SIZE` selections of the process are kept by everything they
+        depend on (the grammar's text, the settings, the fitter's types, cutoff, shift
+        scheme, variables and complexity weights, the selection's data and row weights),
+        so searches on the same data and grammar select once."""
         if self._proposals is None:
-            self._proposals = self._build() if self.applies else []
+            if not self.applies:
+                self._proposals = []
+                return self._proposals
+            target, w = self._data()
+            key = self._key(target, w)
+            hit = _SELECTIONS.pop(key, None)
+            if hit is None:
+                hit = (tuple(self._build(target, w)), self.n_underivable)
+            _SELECTIONS[key] = hit  # the most recent last
+            while len(_SELECTIONS) > CACHE_SIZE:
+                del _SELECTIONS[next(iter(_SELECTIONS))]
+            self._proposals, self.n_underivable = list(hit[0]), hit[1]
         return self._proposals
+
+    def _key(self, target, w) -> bytes:
+        """Digest of everything the selection depends on."""
+        f = self.fitter
+        o = f.options
+        settings = (
+            self.grammar.text,
+            self.max_terms,
+            self.beam,
+            self.max_length,
+            self.max_pairs,
+            self.points,
+            self.kind_tol,
+            self.candidates,
+            self.refine_nfev,
+            self.refine_per_level,
+            tuple(f.species),
+            tuple(f.type_pairs),
+            float(f.cutoff),
+            str(f.scheme),
+            float(getattr(f, "r_min", 1.0)),
+            repr(o.variables),
+            repr(o.complexity_weights),
+            int(target.n_atoms),
+        )
+        h = hashlib.blake2b(repr(settings).encode(), digest_size=20)
+        for a in (
+            target.r,
+            target.u,
+            target.pair_i,
+            target.pair_j,
+            target.pair_type,
+            target.pair_frame,
+            target.forces,
+            w,
+        ):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        return h.digest()
 
     # ------------------------------------------------------------------ dictionary
     def _shapes(self) -> list[_Shape]:
@@ -432,8 +505,7 @@ class TermLibrary:
         ]
 
     # ------------------------------------------------------------------ selection
-    def _build(self) -> list[Proposal]:
-        target, w = self._data()
+    def _build(self, target, w) -> list[Proposal]:
         y = target.forces * w
         loss0 = float(y @ y)
         if not (loss0 > 0 and math.isfinite(loss0)):
@@ -510,19 +582,13 @@ class TermLibrary:
         from scipy.optimize import least_squares
 
         names = [(i, c) for i, (_, v) in enumerate(chosen) for c in sorted(v)]
-
-        def loss_of(X):
-            if X is None:
-                return math.inf
-            a, *_ = np.linalg.lstsq(X, y, rcond=None)
-            r = y - X @ a
-            return float(r @ r)
-
         if not names or self.refine_nfev <= 0:
-            return loss_of(self._set_columns(shapes, chosen)), chosen
+            return self._loss(y, self._set_columns(shapes, chosen)), chosen
         x0 = np.array([chosen[i][1][c] for i, c in names])
         sign = np.where(x0 < 0, -1.0, 1.0)
         z0 = np.log(np.maximum(np.abs(x0), 1e-12))
+        # each term's columns at its last few constants (a difference step moves one term)
+        memo: list[dict] = [{} for _ in chosen]
 
         def at(z):
             vals = [dict(v) for _, v in chosen]
@@ -531,22 +597,40 @@ class TermLibrary:
             return [(s, v) for (s, _), v in zip(chosen, vals, strict=True)]
 
         def fun(z):
-            X = self._set_columns(shapes, at(z))
-            if X is None:
-                return np.full(y.size, 1e6)
+            blocks = []
+            for i, (s, v) in enumerate(at(z)):
+                key = tuple(sorted(v.items()))
+                X = memo[i].get(key, False)
+                if X is False:
+                    if len(memo[i]) >= 8:
+                        memo[i].clear()
+                    X = memo[i][key] = self._columns(shapes[s], v, self._target, self._w)
+                if X is None:
+                    return np.full(y.size, 1e6)
+                blocks.append(X)
+            X = np.concatenate(blocks, axis=1)
             a, *_ = np.linalg.lstsq(X, y, rcond=None)
             return y - X @ a
 
         try:
             with np.errstate(all="ignore"):
-                sol = least_squares(
-                    fun, z0, method="trf", diff_step=1e-4, max_nfev=self.refine_nfev
-                )
+                if getattr(self, "_method", "trf") == "lm":
+                    sol = least_squares(
+                        fun,
+                        z0,
+                        method="lm",
+                        diff_step=1e-4,
+                        max_nfev=self.refine_nfev * (len(names) + 1),
+                    )
+                else:
+                    sol = least_squares(
+                        fun, z0, method="trf", diff_step=1e-4, max_nfev=self.refine_nfev
+                    )
             best = at(sol.x)
             loss = float(sol.fun @ sol.fun)
         except (ValueError, np.linalg.LinAlgError):
             best, loss = chosen, math.inf
-        start = loss_of(self._set_columns(shapes, chosen))
+        start = self._loss(y, self._set_columns(shapes, chosen))
         if not loss <= start:
             return start, chosen
         return loss, best
@@ -555,10 +639,20 @@ class TermLibrary:
         """Forward selection with a beam: for each number of terms the best sets of terms
         (distinct shapes), by the loss of all their amplitudes solved together after their
         nonlinear constants are refined; the candidates added to a set are the shapes whose
-        best grid point lowers its residual most (orthogonal matching pursuit)."""
+        best grid point lowers its residual most (orthogonal matching pursuit).  Of the new
+        sets, only the ``refine_per_level`` lowest-loss ones per number of nonlinear
+        constants (at the line-refined constants) are refined."""
         sizes = [b.shape[1] for b in blocks]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
-        Xall = np.concatenate(blocks, axis=1)
+        # the dictionary with one row per column (projections and Gram blocks read rows),
+        # each atom scaled to a largest entry of 1 (its gains do not change) and entries
+        # below 1e-100 of that set to 0: subnormal numbers slow every product down
+        XallT = np.concatenate(blocks, axis=1).T.copy()
+        amax = np.maximum.reduceat(np.abs(XallT).max(axis=1), offsets[:-1])
+        overflow = ~(amax < 1e150)  # its Gram matrix would overflow: no candidate
+        amax[overflow | (amax == 0)] = 1.0
+        XallT /= np.repeat(amax, sizes)[:, None]
+        XallT[np.abs(XallT) < 1e-100] = 0.0
         shape_of = np.array([s for s, _ in atoms])
         states: list[tuple[float, list]] = [(float(y @ y), [])]
         out: dict[int, list[tuple[float, list]]] = {}
@@ -569,54 +663,81 @@ class TermLibrary:
                     Xc = self._set_columns(shapes, chosen)
                     Q, _ = np.linalg.qr(Xc)
                     r = y - Q @ (Q.T @ y)
-                    Xp = Xall - Q @ (Q.T @ Xall)
+                    XpT = (XallT @ Q) @ Q.T
+                    np.subtract(XallT, XpT, out=XpT)
                 else:
-                    r, Xp = y, Xall
-                gains = self._gains(Xp, r, offsets)
+                    Q, r, XpT = None, y, XallT
+                gains = self._gains(XpT, r, offsets)
+                gains[overflow] = -np.inf
+                rr = float(r @ r)
                 used = {s for s, _ in chosen}
                 cap = self.candidates * (2 if not chosen else 1)
                 # per level of nonlinear constants, twice ``cap`` shapes by their best grid
                 # point, then ``cap`` by their gain with the constants refined on a line
                 pool: dict[int, list[int]] = {}
-                seen: set[int] = set()
-                for a in np.argsort(-gains):
+                order = np.argsort(-gains, kind="stable")
+                order = order[np.isfinite(gains[order])]
+                _, first = np.unique(shape_of[order], return_index=True)
+                for a in order[np.sort(first)]:  # each shape's best grid point, best first
                     s = int(shape_of[a])
-                    if not math.isfinite(gains[a]):
-                        break
-                    if s in used or s in seen:
+                    if s in used:
                         continue
-                    seen.add(s)
                     level = pool.setdefault(len(shapes[s].nonlinear), [])
                     if len(level) < 2 * cap:
                         level.append(int(a))
-                Qr = Q if chosen else None
                 for level in pool.values():
                     scored = []
                     for a in level:
-                        g, values = self._line_refine(shapes, atoms[a], float(gains[a]), Qr, r)
+                        g, values = self._line_refine(shapes, atoms[a], float(gains[a]), Q, r)
                         scored.append((g, atoms[a][0], values))
                     scored.sort(key=lambda t: -t[0])
-                    for _, s, values in scored[:cap]:
+                    for g, s, values in scored[:cap]:
+                        # the set's loss with all amplitudes solved: the residual less the gain
                         key = frozenset((*used, s))
-                        if key not in children:
-                            children[key] = self._refine(y, shapes, [*chosen, (s, values)])
-            states = self._pareto(children.values())
+                        loss = max(rr - g, 0.0)
+                        if key not in children or loss < children[key][0]:
+                            children[key] = (loss, [*chosen, (s, values)])
+            states = self._pareto(self._refine_best(y, shapes, children.values()))
             if not states:
                 break
             out[size] = states
         # backward elimination: each set without each of its terms, refitted
         for size in range(max(out, default=0), 1, -1):
-            subsets: dict[frozenset, tuple[float, list]] = {
-                frozenset(s for s, _ in chosen): (loss, chosen) for loss, chosen in out[size - 1]
-            }
+            kept = {frozenset(s for s, _ in chosen) for _, chosen in out[size - 1]}
+            subsets: dict[frozenset, tuple[float, list]] = {}
             for _, chosen in out[size]:
                 for i in range(len(chosen)):
                     rest = chosen[:i] + chosen[i + 1 :]
                     key = frozenset(s for s, _ in rest)
-                    if key not in subsets:
-                        subsets[key] = self._refine(y, shapes, rest)
-            out[size - 1] = self._pareto(subsets.values())
+                    if key not in kept and key not in subsets:
+                        subsets[key] = (self._loss(y, self._set_columns(shapes, rest)), rest)
+            refined = self._refine_best(y, shapes, subsets.values())
+            out[size - 1] = self._pareto([*out[size - 1], *refined])
         return out
+
+    def _refine_best(self, y, shapes, sets) -> list[tuple[float, list]]:
+        """The sets, the ``refine_per_level`` lowest-loss ones per number of nonlinear
+        constants refined (:meth:`_refine`), the others at their loss as given."""
+        by_level: dict[int, list[tuple[float, list]]] = {}
+        for item in sorted(sets, key=lambda t: t[0]):
+            by_level.setdefault(sum(len(v) for _, v in item[1]), []).append(item)
+        out = []
+        for items in by_level.values():
+            for i, (loss, chosen) in enumerate(items):
+                if i < self.refine_per_level:
+                    out.append(self._refine(y, shapes, chosen))
+                else:
+                    out.append((loss, chosen))
+        return out
+
+    @staticmethod
+    def _loss(y, X) -> float:
+        """Least-squares loss of ``y`` on the columns ``X`` (``inf`` for ``None``)."""
+        if X is None:
+            return math.inf
+        a, *_ = np.linalg.lstsq(X, y, rcond=None)
+        r = y - X @ a
+        return float(r @ r)
 
     def _gain(self, shapes, atom, Q, r) -> float:
         """Decrease of ``|r|²`` from adding one term (columns projected off ``Q``)."""
@@ -667,29 +788,29 @@ class TermLibrary:
         return [c for level in sorted(by_level) for c in by_level[level]]
 
     @staticmethod
-    def _gains(Xp: np.ndarray, r: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Decrease of ``|r|²`` from adding each atom's (projected) columns."""
+    def _gains(XpT: np.ndarray, r: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Decrease of ``|r|²`` from adding each atom's (projected) columns, the rows of
+        ``XpT`` (atom ``a``'s are ``offsets[a]:offsets[a + 1]``)."""
         n_atoms = offsets.size - 1
         gains = np.full(n_atoms, -np.inf)
         with np.errstate(all="ignore"):
-            TermLibrary._gains_into(gains, Xp, r, offsets)
+            b_all = XpT @ r
+            sizes = np.diff(offsets)
+            for m in np.unique(sizes):
+                idx = np.nonzero(sizes == m)[0]
+                if idx.size == n_atoms:  # one size: every row, in order
+                    Xm, b = XpT.reshape(idx.size, m, -1), b_all.reshape(idx.size, m)
+                else:
+                    rows = (offsets[idx][:, None] + np.arange(m)[None, :]).ravel()
+                    Xm = XpT[rows].reshape(idx.size, m, -1)
+                    b = b_all[rows].reshape(idx.size, m)
+                G = np.einsum("bin,bjn->bij", Xm, Xm)
+                scale = np.maximum(np.einsum("bii->b", G), 1e-300)
+                G = G + (1e-10 * scale)[:, None, None] * np.eye(m)[None]
+                sol = np.linalg.solve(G, b[..., None])[..., 0]
+                g = np.einsum("bi,bi->b", b, sol)
+                gains[idx] = np.where(np.isfinite(g), g, -np.inf)
         return gains
-
-    @staticmethod
-    def _gains_into(gains: np.ndarray, Xp: np.ndarray, r: np.ndarray, offsets: np.ndarray):
-        b_all = Xp.T @ r
-        sizes = np.diff(offsets)
-        for m in np.unique(sizes):
-            idx = np.nonzero(sizes == m)[0]
-            cols = (offsets[idx][:, None] + np.arange(m)[None, :]).ravel()
-            Xm = Xp[:, cols].reshape(Xp.shape[0], idx.size, m)
-            G = np.einsum("nbi,nbj->bij", Xm, Xm)
-            b = b_all[cols].reshape(idx.size, m)
-            scale = np.maximum(np.einsum("bii->b", G), 1e-300)
-            G = G + (1e-10 * scale)[:, None, None] * np.eye(m)[None]
-            sol = np.linalg.solve(G, b[..., None])[..., 0]
-            g = np.einsum("bi,bi->b", b, sol)
-            gains[idx] = np.where(np.isfinite(g), g, -np.inf)
 
     # ------------------------------------------------------------------ kinds and text
     def _expressions(self, chosen, shapes, y, loss0) -> list[str]:

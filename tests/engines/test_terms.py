@@ -93,6 +93,24 @@ def test_every_proposal_is_derivable_in_a_custom_grammar(dimers, small):
     assert two[0].rel_loss < 1e-12
 
 
+def test_a_selection_is_kept_per_grammar_and_data(dimers, small):
+    fitter = _fitter(dimers, "c1/r**6+c2/r**12", {"c1": -5.0, "c2": 5e3})
+    first = TermLibrary(small, fitter, max_length=12)
+    props = first.proposals()
+    assert props and hasattr(first, "_target")  # selected
+    again = TermLibrary(small, fitter, max_length=12)
+    assert again.proposals() == props and not hasattr(again, "_target")  # kept, not redone
+    assert again.n_underivable == first.n_underivable
+    # other settings, other forces or another grammar select anew
+    other = TermLibrary(small, fitter, max_length=12, beam=2)
+    other.proposals()
+    assert hasattr(other, "_target")
+    moved = _fitter(dimers, "c1/r**6+c2/r**12", {"c1": -5.0, "c2": 6e3})
+    lib = TermLibrary(small, moved, max_length=12)
+    lib.proposals()
+    assert hasattr(lib, "_target")
+
+
 def test_silently_off_without_a_sum(dimers):
     fitter = _fitter(dimers, "c1/r**12", {"c1": 5e3})
     lib = TermLibrary(Grammar.load("nguyen"), fitter)
