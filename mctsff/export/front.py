@@ -25,7 +25,7 @@ from mctsff.expr import ops
 from mctsff.expr.params import CUTOFF_SCHEMES, SHIFTED_SCHEMES, Potential
 from mctsff.expr.program import Program
 from mctsff.fit.constraints import repulsive_wall
-from mctsff.fit.forces import WALL_FORCE, WALL_REACH
+from mctsff.fit.forces import WALL_CHECK, WALL_FORCE, WALL_REACH
 from mctsff.runfolder import (
     CHECKPOINT,
     PARETO_JSON,
@@ -585,7 +585,8 @@ def wall_problem(obj: Potential | FrontPoint | Any, rlo: float | None = None) ->
     - A front point or fit result whose fit imposed the wall (``constraints["wall"]`` or a
       ``constraint wall not satisfied`` flag, :func:`mctsff.engines.pareto.wall_failed`) is
       judged by that record (a failed record fails) and checked from the run's wall radius
-      (``wall``; else ``rlo``, else :data:`DEFAULT_RLO`) at the fit's own wall points where
+      (``wall``; else ``rlo``, else :data:`DEFAULT_RLO`) at the fit's dense check
+      (:data:`~mctsff.fit.forces.WALL_CHECK` points per pair) where
       the run recorded its shortest distances (``run.json``'s ``wall_shortest``; a fit
       result's ``extra["wall_shortest"]``), so that a member its fit calls wall-held
       passes; without them (a record of an older fit, whose wall was strict at its radius
@@ -624,8 +625,8 @@ def _wall_reason(point: FrontPoint | None, pot: Potential, rlo: float | None) ->
                     else f"its fit's wall residual is {point.constraints.get('wall')!r}"
                 )
             r_wall = point.wall if point.wall is not None else r_in
-            if point.wall_shortest is not None:  # the fit's own points
-                return _slope_problem(pot, r_wall, point.wall_shortest, 12)
+            if point.wall_shortest is not None:  # the fit's own rule and dense check
+                return _slope_problem(pot, r_wall, point.wall_shortest, WALL_CHECK)
             return _slope_problem(pot, r_wall, {}, 100, strict_only=True)
     return _slope_problem(pot, r_in, {}, 100)
 

@@ -31,6 +31,7 @@ from mctsff.fit.constraints import (
     repulsive_wall,
 )
 from mctsff.fit.forces import (
+    WALL_CHECK,
     WALL_FORCE,
     WALL_RADIUS,
     WALL_REACH,
@@ -43,6 +44,7 @@ from mctsff.fit.optim import constrained_levenberg_marquardt, levenberg_marquard
 from mctsff.fit.target import potfit_weights
 
 __all__ = [
+    "WALL_CHECK",
     "WALL_FORCE",
     "WALL_RADIUS",
     "WALL_REACH",

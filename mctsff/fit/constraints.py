@@ -128,7 +128,12 @@ class Constraint:
 
 
 def repulsive_wall(
-    r_wall: float, r_shortest: Sequence[float], force: float, reach: float, n: int = 12
+    r_wall: float,
+    r_shortest: Sequence[float],
+    force: float,
+    reach: float,
+    n: int = 12,
+    extra: Sequence[Sequence[float]] | None = None,
 ) -> Constraint:
     """A strictly repulsive wall: U' ≤ −``force`` from ``r_wall`` up to ``reach`` times each
     type pair's shortest distance in the data, and U' ≤ 0 from there to that distance.
@@ -145,6 +150,8 @@ def repulsive_wall(
     or below it, ``r_wall`` always); none for a pair whose shortest distance is at or below
     ``r_wall`` or unknown (not finite).  The constraint's value at each point is U' + offset
     (the offset is ``force`` at the strict points, 0 elsewhere), ≤ 0 where it holds.
+    ``extra`` adds points per type pair (those within ``[r_wall, r_shortest]`` count): where
+    a dense check found a fit breaking the wall between the ``n`` points.
 
     Examples
     --------
@@ -160,12 +167,15 @@ def repulsive_wall(
     if not (math.isfinite(reach) and 0 <= reach <= 1):
         raise FitConfigError(f"wall reach must be a fraction in [0, 1], not {reach!r}")
     pts, offsets = [], []
-    for rs in map(float, r_shortest):
+    for k, rs in enumerate(map(float, r_shortest)):
         if not (math.isfinite(rs) and rs > r_wall):
             pts.append(np.zeros(0))
             continue
         edge = max(r_wall, reach * rs)
         p = np.unique(np.append(np.geomspace(r_wall, rs, n), edge))
+        if extra is not None and len(extra[k]):
+            more = np.asarray(extra[k], dtype=np.float64)
+            p = np.unique(np.append(p, more[(more >= r_wall) & (more <= rs)]))
         pts.append(p)
         offsets.append(np.where(p <= edge, float(force), 0.0))
     offset = np.concatenate(offsets) if offsets else np.zeros(0)

@@ -29,6 +29,7 @@ from mctsff.fit.constraints import (
     FitConfigError,
     constraint_values,
     parse_constraint,
+    point_values,
     repulsive_wall,
     scheme_shift,
 )
@@ -59,6 +60,14 @@ WALL_RADIUS = 0.5
 #: (:func:`mctsff.export.wall_problem`) applies the same bound.
 WALL_FORCE = 1.0
 
+#: Points per type pair at which a fit's wall is checked (the fit imposes it at 12; a
+#: narrow well between two of them, e.g. -c*exp(-a*r**2) at large a, is found here and
+#: its points are added to the fit's, :meth:`Fitter._wall_exchange`).
+WALL_CHECK = 400
+#: Rounds of that exchange of points per fit.
+WALL_ROUNDS = 8
+#: Points added per type pair and round (the largest local maxima of the violation).
+WALL_ADD = 4
 #: Fraction of each type pair's shortest distance in the data up to which the wall is
 #: strict: U' ≤ −WALL_FORCE from the wall radius to WALL_REACH × r_shortest, U' ≤ 0 from
 #: there to r_shortest, so every pair has a barrier of at least
@@ -259,6 +268,7 @@ class Fitter:
         self.compositions = molecule_compositions(train) if hasattr(train, "mol") else []
         self.variables_are_distances = tuple(o.variables) == ("r",)
         self.wall_shortest: list[float | None] | None = None  # per type pair, with a wall
+        self._wall_check: Constraint | None = None  # the fitter's own wall, densely
         if o.wall is not None:
             if not (isinstance(o.wall, int | float) and math.isfinite(o.wall) and o.wall > 0):
                 raise FitConfigError(f"wall must be a radius > 0 in Å or None, not {o.wall!r}")
@@ -267,6 +277,9 @@ class Fitter:
             wall = repulsive_wall(float(o.wall), shortest, WALL_FORCE, WALL_REACH)
             if wall.r_points.size and not any(c.name == "wall" for c in self.constraints):
                 self.constraints.append(wall)
+                self._wall_check = repulsive_wall(
+                    float(o.wall), shortest, WALL_FORCE, WALL_REACH, n=WALL_CHECK
+                )
         self._valid = as_target(valid)
         if isinstance(train, ForceProjection):
             self._init_projected(train)
@@ -508,7 +521,7 @@ class Fitter:
             return FitResult.invalid(
                 text, "evaluation not finite from every start", prog.complexity
             )
-        theta, loss, viol, mults = best
+        theta, loss, viol, mults = self._wall_exchange(problem, best, lo, hi)
         nfev = problem.nfev + problem.relaxed_nfev
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
 
@@ -628,9 +641,68 @@ class Fitter:
             return FitResult.invalid(
                 text, "evaluation not finite from every start", prog.complexity
             )
-        theta, loss, viol, mults = best
+        theta, loss, viol, mults = self._wall_exchange(problem, best, lo, hi)
         nfev = problem.nfev + problem.relaxed_nfev
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
+
+    def _wall_violations(self, problem: Problem, theta) -> list[np.ndarray]:
+        """Per type pair, the radii of the largest local maxima of the wall's violation
+        above ``constraint_tol`` on the dense check (:data:`WALL_CHECK` points), at most
+        :data:`WALL_ADD` each; empty lists where the wall holds (or no wall is checked)."""
+        c = self._wall_check
+        n_pairs = len(self.type_pairs)
+        if c is None:
+            return [np.zeros(0)] * n_pairs
+        r, group = c.points(n_pairs)
+        consts, T = problem.table(theta)
+        with np.errstate(all="ignore"):
+            v, _ = point_values(c, problem.prog, consts, T, r, group, jac=False,
+                                shift=problem.shift(theta, False))  # fmt: skip
+        v = np.where(np.isfinite(v), v, np.inf)
+        out = []
+        for k in range(n_pairs):
+            rk, vk = r[group == k], v[group == k]
+            left = np.concatenate([[-np.inf], vk[:-1]])
+            right = np.concatenate([vk[1:], [-np.inf]])
+            peak = np.flatnonzero((vk > self.options.constraint_tol) & (vk >= left) & (vk >= right))
+            out.append(rk[peak[np.argsort(-vk[peak])][:WALL_ADD]])
+        return out
+
+    def _wall_exchange(self, problem: Problem, best, lo, hi):
+        """``best`` (θ, loss, violation, multipliers) once the wall also holds between its
+        points: where the dense check (:data:`WALL_CHECK` points per type pair) finds the
+        wall broken (a narrow well between two of the fit's 12 points), those radii join
+        the fit's points and the fit is solved again from ``best``, for at most
+        :data:`WALL_ROUNDS` rounds (an exchange method for the semi-infinite constraint).
+        A round that does not end feasible keeps the previous solution; the result's wall
+        residual is then the dense check's (:meth:`_result`), flagged when it fails."""
+        index = next((i for i, c in enumerate(problem.constraints) if c.name == "wall"), None)
+        if self._wall_check is None or index is None:
+            return best
+        tol = self.options.constraint_tol
+        extra = [np.zeros(0) for _ in self.type_pairs]
+        for _ in range(WALL_ROUNDS):
+            found = self._wall_violations(problem, best[0])
+            if not any(f.size for f in found):
+                break
+            extra = [np.concatenate([e, f]) for e, f in zip(extra, found, strict=True)]
+            problem.replace_constraint(
+                index,
+                repulsive_wall(
+                    float(self.options.wall), [x if x is not None else math.nan
+                                               for x in self.wall_shortest],
+                    WALL_FORCE, WALL_REACH, extra=extra,
+                ),
+            )  # fmt: skip
+            try:
+                with np.errstate(all="ignore"):
+                    sol = problem.solve(best[0], lo, hi)
+            except NUMERIC_ERRORS:
+                sol = None
+            if sol is None or not is_feasible(sol, tol):
+                break
+            best = sol
+        return best
 
     def _evaluate_fixed(self, prog, par, t0) -> FitResult:
         theta = np.zeros(0)
@@ -678,6 +750,8 @@ class Fitter:
         cons = {}
         flags = []
         for c in self.constraints:
+            if c.name == "wall" and self._wall_check is not None:
+                c = self._wall_check  # checked between the fit's points too
             val = constraint_values(c, pot, par, theta)[0]
             resid = (
                 float(np.max(np.abs(val)))

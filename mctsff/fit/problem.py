@@ -83,8 +83,15 @@ LOOSE_FTOL = 1e-6
 PENALTY_SHARE = 1e-4
 
 
+#: A solution is feasible when its constraint residual is at most this multiple of
+#: ``constraint_tol``.
+FEASIBLE = 10.0
+#: Band of the constrained LM's linearised rows, as a multiple of ``constraint_tol``.
+BAND = 0.1
+
+
 def is_feasible(sol, tol) -> bool:
-    return sol[2] <= tol * 10
+    return sol[2] <= tol * FEASIBLE
 
 
 def rank_key(sol, tol) -> tuple[int, float]:
@@ -155,8 +162,17 @@ class Problem:
         self._table = None
         self._shift_cache = None
         # built-in constraints: evaluation points of every type pair, fixed per expression
-        P = len(par.type_pairs)
-        self._points = [None if c.r_points is None else c.points(P) for c in fitter.constraints]
+        self.constraints = list(fitter.constraints)
+        self._points = [self._points_of(c) for c in self.constraints]
+
+    def _points_of(self, c):
+        return None if c.r_points is None else c.points(len(self.par.type_pairs))
+
+    def replace_constraint(self, index: int, c) -> None:
+        """Impose ``c`` instead of this problem's constraint ``index`` (the wall's exchange
+        of points, :meth:`~mctsff.fit.forces.Fitter._wall_exchange`)."""
+        self.constraints[index] = c
+        self._points[index] = self._points_of(c)
 
     def shift(self, theta, jac: bool = True):
         """The cutoff scheme's shift at θ (:func:`scheme_shift`), or ``None``; cached for the
@@ -216,7 +232,7 @@ class Problem:
         """Constraint values and (with ``jac``, else ``None``) Jacobians at θ."""
         pot = None
         vals, jacs = [], []
-        for c, pts in zip(self.f.constraints, self._points, strict=True):
+        for c, pts in zip(self.constraints, self._points, strict=True):
             if pts is not None:
                 consts, T = self.table(theta)
                 shift = self.shift(theta, jac)
@@ -324,7 +340,7 @@ class Problem:
             return x, float(res0 @ res0)
         A = J0[:, lin]
         rows, offs = [], []
-        for c, pts in zip(self.f.constraints, self._points, strict=True):
+        for c, pts in zip(self.constraints, self._points, strict=True):
             if pts is not None and c.kind == "eq":
                 consts, T = self.table(x0)
                 v, Jc = point_values(c, self.prog, consts, T, *pts, shift=self.shift(x0))
@@ -423,7 +439,7 @@ class Problem:
         if relaxed is not self:
             relaxed_nfev = relaxed.nfev
         # a user's function constraint names per-type parameters the relaxed problem lacks
-        cons = self.f.constraints
+        cons = self.constraints
         pointwise = bool(cons) and all(c.r_points is not None for c in cons)
         starts = []
         for i in picks:
@@ -461,7 +477,7 @@ class Problem:
         if x is None:
             return None
         if tol is None:
-            tol = 1e-12 if not self.f.constraints else 1e-7
+            tol = 1e-12 if not self.constraints else 1e-7
         x, res, _ = levenberg_marquardt(
             lambda th: self._rows(th, False)[0],
             lambda th: self._rows(th, True),
@@ -482,7 +498,7 @@ class Problem:
         Where that leaves a constraint unmet (an ill-conditioned one), the
         augmented-Lagrangian outer loop takes them all, from where the first pass ended.
         """
-        cons = self.f.constraints
+        cons = self.constraints
         if not cons:
             x = x0.copy()
             res, _ = self._rows(x, False)
@@ -491,7 +507,7 @@ class Problem:
         if sol is not None and sol[2] > self.f.options.constraint_tol:
             again = self._solve(sol[0], lo, hi, [], ftol, max_iter)
             # feasible here means within constraint_tol itself (not the 10x reported as met)
-            if again is not None and is_better(again, sol, 0.1 * self.f.options.constraint_tol):
+            if again is not None and is_better(again, sol, BAND * self.f.options.constraint_tol):
                 sol = again
         return sol
 
@@ -500,7 +516,7 @@ class Problem:
         solver, the others by the augmented Lagrangian."""
         o = self.f.options
         x = x0.copy()
-        cons = self.f.constraints
+        cons = self.constraints
         kinds = [c.kind for c in cons]
         al = [i for i in range(len(cons)) if i not in inner]
         vals, jacs = self._cons(x)
@@ -533,7 +549,7 @@ class Problem:
                     hi,
                     max_iter=o.max_nfev if max_iter is None else max_iter,
                     ftol=ftol,
-                    ctol=0.1 * o.constraint_tol,
+                    ctol=BAND * o.constraint_tol,
                     ineq=ineq_rows,
                 )
             n = o.max_nfev if max_iter is None else max_iter

@@ -264,7 +264,7 @@ def test_analytic_jacobian_matches_finite_differences(dimers, energy_weight, sch
     np.testing.assert_allclose(J, fd, rtol=1e-6, atol=1e-9 * np.abs(J).max())
     # constraint Jacobians too
     cons = Fitter(train, constraints=("force0", "energy0")).constraints
-    prob.f.constraints = cons
+    prob.constraints = list(cons)
     prob._points = [
         (np.tile(c.r_points, 3), np.repeat(np.arange(3), len(c.r_points))) for c in cons
     ]
@@ -493,3 +493,43 @@ def test_a_final_solve_that_wrecks_a_nearly_feasible_start_is_discarded():
     assert res.valid and max(res.constraints.values()) <= 1e-7
     assert res.rmse_train < 0.08  # U = 0: 0.089 eV/Å on these frames; the wreck 0.58
     assert not any(f.startswith("no better than U = 0") for f in res.flags)
+
+
+def test_wall_holds_between_its_points(dimers):
+    """A narrow well between two of the wall's 12 points per pair (``-c1*exp(-c2*(r-c3)**2)``
+    at large c2) meets the imposed rows; the fit's dense check finds it, and the exchange
+    of points solves the fit again until the wall holds everywhere (or flags it)."""
+    from mctsff.expr.params import Parameterization
+    from mctsff.fit import WALL_CHECK
+    from mctsff.fit.constraints import point_values
+
+    truth = Potential(
+        "prod_c1/r", {"prod_c1[O]": 0.8, "prod_c1[H]": 0.4}, dimers.species, dimers.type_pairs,
+        **SHIFTED,
+    )  # fmt: skip
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    fitter = Fitter(train, valid)
+    expr = "prod_c1/r + c4/r**12 - c1*exp(-c2*(r - c3)**2)"
+    prog = fitter.compile(expr)
+    par = Parameterization(prog, fitter.species, fitter.type_pairs)
+    problem = Problem(fitter, prog, par)
+    lo, hi = fitter._bounds(par)
+    wall = next(c for c in problem.constraints if c.name == "wall")
+    oo = fitter.type_pairs.index(("O", "O"))
+    r_oo = wall.pair_points[oo]
+    mid = 0.5 * (r_oo[-3] + r_oo[-2])  # between two points, beyond the strict reach
+    values = {"prod_c1[O]": 0.8, "prod_c1[H]": 0.4, "c4": 5.0, "c1": 0.5, "c2": 4e4, "c3": mid}
+    theta = np.array([values[n] for n in par.names])
+    vals, _ = problem._cons(theta, jac=False)
+    assert np.max(vals[problem.constraints.index(wall)]) <= 0  # the 12 points hold
+    found = fitter._wall_violations(problem, theta)
+    assert found[oo].size and abs(found[oo][0] - mid) < 0.01  # the dense check sees the well
+    res, _ = problem._rows(theta, False)
+    out = fitter._wall_exchange(problem, (theta, float(res @ res), 0.0, {}), lo, hi)
+    assert not any(f.size for f in fitter._wall_violations(problem, out[0]))
+    consts, T = par.table(out[0])
+    dense = fitter._wall_check
+    r, g = dense.points(len(fitter.type_pairs))
+    v, _ = point_values(dense, prog, consts, T, r, g, jac=False, shift=problem.shift(out[0], False))
+    assert r.size >= 3 * WALL_CHECK
+    assert np.max(v) <= fitter.options.constraint_tol
