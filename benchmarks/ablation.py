@@ -70,6 +70,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         {"terms": True},
     ),
     "no-terms": ("no term-library proposals", {"terms": False}),
+    "terms-credit": (
+        "term-library proposals, their rewards backed up the tree and into MAST",
+        {"terms": True, "mcts_options": {"credit": True}},
+    ),
 }
 
 HARD = ["coulomb_lj", "buckingham", "screened_coulomb", "damped_dispersion"]

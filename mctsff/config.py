@@ -93,6 +93,9 @@ class MCTSSettings:
         Rescale mean rewards to [0, 1] for UCT.
     elite_top, transplant_every, transplant_top, transplant_max_length, max_macros
         Schedules of the elite rollouts and of transplantation.
+    credit
+        Back the rewards of term-library proposals (``terms``) up the tree's nodes along
+        their derivations and into the rollouts' production statistics.
     """
 
     exploration: float = 1.0 / math.sqrt(2.0)
@@ -111,6 +114,7 @@ class MCTSSettings:
     transplant_top: int = 5
     transplant_max_length: int = 8
     max_macros: int = 32
+    credit: bool = False
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,9 @@ class MCTS(SearchEngine):
         With ``novelty > 1``, draw each top block of a rollout (a term of a sum)
         among those never proposed in the rollout's context (default True; see
         the module docstring).
+    credit
+        Whether results fitted outside the tree that its caller hands to :meth:`credit`
+        (the term library's proposals) are backed up the tree (default False).
     elite, elite_top
         Building-block reuse in the rollouts (default ``elite=0``: off).  At each
         nonterminal a rollout copies, with probability ``elite``, a complete
@@ -319,6 +322,7 @@ class MCTS(SearchEngine):
         novelty: int = _M.novelty,
         cover: bool = _M.cover,
         surrogate: Callable[[str], float] | None = None,
+        credit: bool = _M.credit,
     ) -> None:
         self.grammar = Grammar.load(grammar)
         self.evaluate = evaluate
@@ -365,6 +369,7 @@ class MCTS(SearchEngine):
         self._block_nts = self._nonterminal_ids(self.grammar.block_nonterminals)
         self._top_nts = self._nonterminal_ids(self.grammar.top_blocks)
         self.cover = bool(cover)
+        self.credit_results = bool(credit)
         self.surrogate = surrogate
         self.use_surrogate = surrogate is not None  # saved: a resumed run rebuilds it
         # context (top blocks complete in the expanded node) -> top blocks proposed in it
@@ -529,6 +534,37 @@ class MCTS(SearchEngine):
         for a in set(state.actions):
             self._prod_n[a] += 1
             self._prod_w[a] += r
+        return True
+
+    def credit(self, expression: str) -> bool:
+        """Back the reward of a result recorded from outside the tree (:meth:`record`) up
+        the nodes of its derivation that the tree has (from the root, until the first
+        production the tree has not expanded) and into the rollouts' production statistics
+        (MAST), as if a rollout had reached it.  Does nothing (returns False) unless the
+        engine was made with ``credit=True`` and the result is recorded with a derivation.
+        """
+        if not getattr(self, "credit_results", False):
+            return False
+        key = self._key(expression)
+        actions = self._actions.get(key)
+        if not actions or key not in self._rewards:
+            return False
+        r = self._rewards[key]
+        for a in set(actions):
+            self._prod_n[a] += 1
+            self._prod_w[a] += r
+        node = self.root
+        path = [node]
+        for a in actions:
+            node = node.children.get(a)
+            if node is None:
+                break
+            path.append(node)
+        for node in path:
+            node.n += 1
+            node.w += r
+        self._rmin = min(self._rmin, r)
+        self._rmax = max(self._rmax, r)
         return True
 
     def _rollout_weights(self) -> list[float] | None:

@@ -979,5 +979,7 @@ class TermProposals:
             if engine.record(expr, res):
                 recorded += 1
                 self.n_fits += 1
+                if hasattr(engine, "credit"):  # MCTS made with credit=True: up the tree
+                    engine.credit(expr)
                 on_result(res)
         return recorded

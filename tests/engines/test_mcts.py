@@ -674,3 +674,28 @@ def test_surrogate_is_not_saved_and_a_resumed_search_takes_it_again():
     resumed = MCTS.from_state(state, evaluate_by_length, surrogate=prefers_r12)
     resumed.run(budget=150)
     assert resumed.evaluated == full.evaluated
+
+
+@pytest.mark.parametrize("credit", [False, True])
+def test_credit_backs_an_outside_result_up_its_derivation(credit):
+    search = MCTS(PAIR, evaluate_by_length, max_length=16, seed=3, credit=credit)
+    search.run(budget=30)
+    expr = "c1/r**12-c2/r**6+prod_c1/r"  # fitted outside the tree, like a proposal
+    assert search.lookup(expr) is None
+    assert search.record(expr, FitResult(expr, complexity=0, rmse_train=0.0))
+    actions = search._actions[search._key(expr)]
+    path = [search.root]
+    for a in actions:
+        if a not in path[-1].children:
+            break
+        path.append(path[-1].children[a])
+    assert len(path) >= 2  # the tree has expanded at least its first production
+    before = [(node.n, node.w) for node in path]
+    prod = (search._prod_n[actions[0]], search._prod_w[actions[0]])
+    assert search.credit(expr) is credit
+    r = search._rewards[search._key(expr)]
+    for node, (n, w) in zip(path, before, strict=True):
+        assert (node.n, node.w) == ((n + 1, w + r) if credit else (n, w))
+    grown = (prod[0] + 1, prod[1] + r) if credit else prod
+    assert (search._prod_n[actions[0]], search._prod_w[actions[0]]) == grown
+    assert search.credit("c1/r**4") is False  # not recorded: nothing to back up
