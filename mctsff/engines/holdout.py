@@ -20,7 +20,7 @@ import numpy as np
 
 from mctsff.engines.pareto import RESOLUTION_LEVEL, resolved
 from mctsff.expr.program import signed_terms
-from mctsff.fit.constraints import constraint_values
+from mctsff.fit.constraints import CONSTRAINT_TOL, MET, constraint_values
 from mctsff.fit.result import FitResult
 
 __all__ = [
@@ -257,7 +257,9 @@ class IdleTerms:
         constraints = getattr(fitter, "constraints", ())
         if not constraints:
             return False
-        tol = 10 * float(getattr(getattr(fitter, "options", None), "constraint_tol", 1e-8))
+        tol = MET * float(
+            getattr(getattr(fitter, "options", None), "constraint_tol", CONSTRAINT_TOL)
+        )
         try:
             pot = fitter.potential(reduced.expression, reduced.params)
         except (KeyError, ValueError, TypeError, SyntaxError):

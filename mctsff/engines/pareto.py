@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mctsff.fit.constraints import CONSTRAINT_TOL, MET
 from mctsff.fit.result import FitResult
 from mctsff.runfolder import read_front_points, read_null_rmse
 
@@ -183,8 +184,8 @@ def knee_index(
 
 #: Start of the flag a fit gives a member whose repulsive wall failed (mctsff.fit).
 WALL_FLAG = "constraint wall not satisfied"
-#: A wall residual above this fails (the fit's flag threshold, 10 × ``constraint_tol``).
-WALL_TOL = 1e-7
+#: A wall residual above this fails (the fit's flag threshold at the default tolerance).
+WALL_TOL = MET * CONSTRAINT_TOL
 
 
 def wall_failed(flags: Iterable[str], constraints: dict[str, float] | None = None) -> bool:

@@ -34,6 +34,13 @@ class FitConfigError(ValueError):
     """Invalid fitting option (the message names the option)."""
 
 
+#: Default largest acceptable constraint residual (``FitOptions.constraint_tol``).
+CONSTRAINT_TOL = 1e-8
+#: A constraint counts as met up to this multiple of the tolerance: the level at which a fit
+#: flags it, ranks its solutions as feasible, and a front member's wall fails.
+MET = 10.0
+
+
 @dataclass
 class Constraint:
     """A constraint on the fitted potential.

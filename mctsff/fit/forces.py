@@ -25,6 +25,8 @@ from mctsff.expr.params import (
 )
 from mctsff.expr.program import Program
 from mctsff.fit.constraints import (
+    CONSTRAINT_TOL,
+    MET,
     Constraint,
     FitConfigError,
     constraint_values,
@@ -126,7 +128,7 @@ class FitOptions:
     energy_offset: bool = True
     bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     initial: Mapping[str, float] = field(default_factory=dict)
-    constraint_tol: float = 1e-8
+    constraint_tol: float = CONSTRAINT_TOL
     max_outer: int = 30
     max_nfev: int = 200
     max_fit_nfev: int = 3000
@@ -759,7 +761,7 @@ class Fitter:
                 else float(np.max(np.maximum(val, 0.0)))
             )
             cons[c.name] = resid
-            if not resid <= self.options.constraint_tol * 10:
+            if not resid <= self.options.constraint_tol * MET:
                 flags.append(f"constraint {c.name} not satisfied (residual {resid:.2e})")
         consts, _ = par.table(theta)
         d_train = None  # exact force errors, computed once for the RMSE and the projection check

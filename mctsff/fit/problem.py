@@ -28,6 +28,7 @@ from mctsff.expr.params import (
 from mctsff.expr.program import Program
 from mctsff.fit import scan
 from mctsff.fit.constraints import (
+    MET,
     constraint_values,
     point_values,
     potential_at,
@@ -85,7 +86,7 @@ PENALTY_SHARE = 1e-4
 
 #: A solution is feasible when its constraint residual is at most this multiple of
 #: ``constraint_tol``.
-FEASIBLE = 10.0
+FEASIBLE = MET
 #: Band of the constrained LM's linearised rows, as a multiple of ``constraint_tol``.
 BAND = 0.1
 

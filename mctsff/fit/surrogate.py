@@ -23,11 +23,12 @@ matches energies too, the frame energies times the energy weight (less their mea
 with ``energy_offset``, as in the fit).  The fitter's equality constraints given as
 points (``force0``: U'(rc) = 0, ``energy0``: U(rc) = 0, for every type pair) hold:
 when the least-squares amplitudes violate one by more than the fitter's
-acceptance (10 × ``constraint_tol``), the amplitudes are solved in the null space
-of the constraint rows instead, so a lone ``prod_c1/r`` under ``force0`` scores 1
-(its only feasible amplitude is 0), as its constrained fit would, while a term that
-has died out by the cutoff at a grid point is left free there.  Inequality constraints
-(``repulsive:R``) and constraints given as functions are not imposed.
+acceptance (:data:`~mctsff.fit.constraints.MET` × ``constraint_tol``), the amplitudes
+are solved in the null space of the constraint rows instead, so a lone ``prod_c1/r``
+under ``force0`` scores 1 (its only feasible amplitude is 0), as its constrained fit
+would, while a term that has died out by the cutoff at a grid point is left free there.
+Inequality constraints (``repulsive:R``) and constraints given as functions are not
+imposed.
 
 So a sum of inverse powers is scored exactly (``c1/r**12 - c2/r**6 +
 prod_c1/r`` scores round-off on Coulomb + LJ forces), and a term with range
@@ -56,7 +57,7 @@ import numpy as np
 from mctsff.expr import ops
 from mctsff.expr.params import _linear_constants
 from mctsff.expr.program import Program, signed_terms
-from mctsff.fit.constraints import Constraint, point_values, scheme_shift
+from mctsff.fit.constraints import CONSTRAINT_TOL, MET, Constraint, point_values, scheme_shift
 from mctsff.fit.target import Target, potfit_weights
 
 __all__ = ["ForceSurrogate"]
@@ -131,7 +132,7 @@ class ForceSurrogate:
         energy_weight: float = 0.0,
         energy_offset: bool = True,
         constraints: Sequence[Constraint] = (),
-        constraint_tol: float = 1e-7,
+        constraint_tol: float = MET * CONSTRAINT_TOL,
         cutoff_scheme: str = "none",
     ) -> None:
         w = _component_weights(train, weights)
@@ -201,8 +202,8 @@ class ForceSurrogate:
             fit["energy_weight"] = float(options.energy_weight)
             fit["energy_offset"] = bool(options.energy_offset)
         fit["constraints"] = tuple(getattr(fitter, "constraints", ()))
-        # the fitter accepts a constraint residual up to 10 × its tolerance
-        fit["constraint_tol"] = 10 * float(getattr(options, "constraint_tol", 1e-8))
+        # the fitter accepts a constraint residual up to MET × its tolerance
+        fit["constraint_tol"] = MET * float(getattr(options, "constraint_tol", CONSTRAINT_TOL))
         fit["cutoff_scheme"] = getattr(fitter, "scheme", "none")
         try:
             return cls(train, variables, **{**fit, **kwargs})
