@@ -20,6 +20,8 @@ From the shipped ``bulk_water_dft_80x192.extxyz`` (80 frames, 64 waters, total D
   the O-O B; ``--dimers W`` adds the MP2 dimers' per-atom intermolecular forces (first 60 %
   of the frames) with weight W. Writes a run folder (``pareto.json``, ``run.json``) that
   ``mctsff md-check water OUT --index 0`` runs.
+  ``--cutoff C --openmm`` evaluates the model's forces with OpenMM on a supercell of each
+  frame instead (as md-check's force check does), so the cutoff may exceed half the box.
 * ``scan``: the held-out rigid-body RMSE of the ``spc`` form with the O-O B fixed at a list
   of values (how well forces determine the dispersion term).
 * ``score RUN ...``: each run's member 0 on all 80 frames: the rigid-body RMSE (eV/Å per
@@ -204,12 +206,70 @@ class RigidData:
             off += n
         return np.concatenate(out).ravel()
 
+    def design(self, cols) -> np.ndarray:
+        """Projected force columns, one per linear parameter (mctsff's pair kernels)."""
+        return np.stack(
+            [self.project(potential(p).forces(self.ds)[0].ravel()) for p in cols.values()],
+            axis=1,
+        )
 
-def potential(params: dict[str, float]) -> Potential:
+
+class OpenMMRigidData(RigidData):
+    """The same target, with the columns evaluated by OpenMM on a supercell of each frame
+    (as md-check's force check does), so that the cutoff may exceed half the 12.445 Å box.
+    Atoms are reordered O, H, H per molecule; the bonds and angles md-check adds to every
+    system have no rigid-body component and drop out of the projection."""
+
+    def __init__(self, cutoff: float) -> None:
+        from mctsff.water.mdcheck.dft_forces import _dft_waters
+
+        self.cutoff = cutoff
+        self.waters = [_dft_waters(a) for a in frames()]
+        n = len(self.waters[0][0])
+        self.sizes = [n] * len(self.waters)
+        mol = np.repeat(np.arange(n // 3), 3)
+        self.projectors = []
+        for x, _, box in self.waters:
+            at = ase.Atoms("OHH" * (n // 3), positions=x, cell=np.diag(box), pbc=True)
+            self.projectors.append(rigid_projector(at, mol))
+        self.rows_frame = np.repeat(np.arange(len(self.waters)), 3 * n)
+        self.target = self.project(np.concatenate([w[1] for w in self.waters]).ravel())
+
+    def design(self, cols) -> np.ndarray:
+        import openmm
+        from openmm import unit
+
+        from mctsff.water.md import KJ_MOL_NM_TO_EV_ANG
+        from mctsff.water.mdcheck.system import water_system
+
+        box0 = self.waters[0][2]
+        k = max(1, math.ceil(2.0 * self.cutoff * 1.0001 / float(box0.min())))
+        shifts = np.array([(a, b, c) for a in range(k) for b in range(k) for c in range(k)])
+        n = self.sizes[0]
+        plat = openmm.Platform.getPlatformByName("CPU")
+        out = []
+        for params in cols.values():
+            pot = potential(params, self.cutoff)
+            system = water_system(pot, n // 3 * len(shifts), float(box0.max()) * k)
+            ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), plat, {"Threads": "1"})
+            got = []
+            for x, _, box in self.waters:
+                e = box * k / 10.0
+                ctx.setPeriodicBoxVectors(*(openmm.Vec3(*(e[i] * np.eye(3)[i])) for i in range(3)))
+                ctx.setPositions((x[None] + (shifts * box)[:, None]).reshape(-1, 3) / 10.0)
+                f = ctx.getState(getForces=True).getForces(asNumpy=True)
+                f = np.asarray(f.value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+                got.append(f[:n] * KJ_MOL_NM_TO_EV_ANG)
+            out.append(self.project(np.concatenate(got).ravel()))
+            del ctx
+        return np.stack(out, axis=1)
+
+
+def potential(params: dict[str, float], cutoff: float = RC) -> Potential:
     full = {"prod_q[H]": 0.0, "prod_q[O]": 0.0}
     full |= {f"pair_{c}[{a}-{b}]": 0.0 for a, b in PAIRS for c in "AB"}
     full |= params
-    return Potential(compile_expression(EXPR), full, SPECIES, PAIRS, cutoff=RC,
+    return Potential(compile_expression(EXPR), full, SPECIES, PAIRS, cutoff=cutoff,
                      scheme="shifted-force")  # fmt: skip
 
 
@@ -219,13 +279,6 @@ def columns(form: str) -> dict[str, dict[str, float]]:
         for c in "AB":
             cols[f"pair_{c}[{a}-{b}]"] = {f"pair_{c}[{a}-{b}]": 1.0}
     return cols
-
-
-def design(data: RigidData, cols) -> np.ndarray:
-    """Projected force columns, one per linear parameter."""
-    return np.stack(
-        [data.project(potential(p).forces(data.ds)[0].ravel()) for p in cols.values()], axis=1
-    )
 
 
 def solve(names, a, y, fixed: dict[str, float] | None = None) -> np.ndarray:
@@ -244,31 +297,41 @@ def params_of(names, c) -> dict[str, float]:
     return out
 
 
-def write_run(folder: Path, params, rmse_train, rmse_valid, target: str) -> None:
+def write_run(folder: Path, params, rmse_train, rmse_valid, target: str, cutoff: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     point = {
         "expression": EXPR, "complexity": 13, "valid": True, "params": params,
         "rmse_train": rmse_train, "rmse_valid": rmse_valid, "flags": [], "constraints": {},
-        "extra": {"cutoff": RC, "cutoff_scheme": "shifted-force", "target": target},
+        "extra": {"cutoff": cutoff, "cutoff_scheme": "shifted-force", "target": target},
     }  # fmt: skip
     run = {
-        "species": list(SPECIES), "type_pairs": [list(p) for p in PAIRS], "cutoff": RC,
+        "species": list(SPECIES), "type_pairs": [list(p) for p in PAIRS], "cutoff": cutoff,
         "cutoff_scheme": "shifted-force", "wall": 0.5, "variables": ["r"],
     }  # fmt: skip
     (folder / "pareto.json").write_text(json.dumps([point], indent=1))
     (folder / "run.json").write_text(json.dumps(run, indent=1))
 
 
-def cmd_rigid(out: Path, form: str, fix_b: float | None, dimers: float) -> None:
-    data = RigidData(out / "work")
+def rigid_data(work: Path, cutoff: float, use_openmm: bool) -> RigidData:
+    """The numpy route up to half the box (6.22 Å), OpenMM beyond it or when asked."""
+    if use_openmm or cutoff > RC:
+        return OpenMMRigidData(cutoff)
+    if cutoff != RC:
+        raise SystemExit(f"--cutoff {cutoff}: the numpy route fits at {RC} Å only; add --openmm")
+    return RigidData(work)
+
+
+def cmd_rigid(out: Path, form: str, fix_b: float | None, dimers: float, cutoff: float,
+              use_openmm: bool) -> None:  # fmt: skip
+    data = rigid_data(out / "work", cutoff, use_openmm)
     cols = columns(form)
     names = list(cols)
-    x = design(data, cols)
+    x = data.design(cols)
     train = data.rows_frame < N_TRAIN
     a, y = x[train], data.target[train]
     if dimers > 0:
-        dd = load_dataset(data_file("water_dimers_mp2_200.extxyz"), RC, energy=None)
-        xd = np.stack([potential(p).forces(dd)[0].ravel() for p in cols.values()], axis=1)
+        dd = load_dataset(data_file("water_dimers_mp2_200.extxyz"), cutoff, energy=None)
+        xd = np.stack([potential(p, cutoff).forces(dd)[0].ravel() for p in cols.values()], 1)
         keep = np.repeat(np.arange(dd.n_frames), 18) < int(0.6 * dd.n_frames)
         a = np.vstack([a, dimers * xd[keep]])
         y = np.concatenate([y, dimers * dd.forces.ravel()[keep]])
@@ -278,17 +341,17 @@ def cmd_rigid(out: Path, form: str, fix_b: float | None, dimers: float) -> None:
     rmse = [float(np.sqrt(np.mean(res[m] ** 2))) for m in (train, ~train)]
     params = params_of(names, c)
     target = f"rigid-body forces, form {form}, fixed B_OO {fix_b}, dimers weight {dimers}"
-    write_run(out, params, rmse[0], rmse[1], target)
+    write_run(out, params, rmse[0], rmse[1], target, cutoff)
     print(json.dumps({"rigid_rmse_train": rmse[0], "rigid_rmse_heldout": rmse[1],
                       "rigid_rms_dft": float(np.sqrt(np.mean(data.target**2))),
                       "params": {k: v for k, v in params.items() if v}}, indent=1))  # fmt: skip
 
 
-def cmd_scan(work: Path, values) -> None:
-    data = RigidData(work)
+def cmd_scan(work: Path, values, cutoff: float, use_openmm: bool) -> None:
+    data = rigid_data(work, cutoff, use_openmm)
     cols = columns("spc")
     names = list(cols)
-    x = design(data, cols)
+    x = data.design(cols)
     train = data.rows_frame < N_TRAIN
     for b in values:
         c = solve(names, x[train], data.target[train], {"pair_B[O-O]": b})
@@ -325,7 +388,9 @@ def main() -> None:
     r.add_argument("--form", choices=("spc", "lj"), default="spc")
     r.add_argument("--fix-b", type=float, default=None)
     r.add_argument("--dimers", type=float, default=0.0)
-    s = sub.add_parser("scan")
+    for q in (r, s := sub.add_parser("scan")):
+        q.add_argument("--cutoff", type=float, default=RC)
+        q.add_argument("--openmm", action="store_true")
     s.add_argument("--work", type=Path, default=Path("/tmp/condensed_phase"))
     s.add_argument("--values", type=float, nargs="+",
                    default=[-20, -8.3, 0, 10, 20, 27.124, 40, 60])  # fmt: skip
@@ -336,9 +401,9 @@ def main() -> None:
     if args.cmd == "variants":
         cmd_variants(args.out)
     elif args.cmd == "rigid":
-        cmd_rigid(args.out, args.form, args.fix_b, args.dimers)
+        cmd_rigid(args.out, args.form, args.fix_b, args.dimers, args.cutoff, args.openmm)
     elif args.cmd == "scan":
-        cmd_scan(args.work, args.values)
+        cmd_scan(args.work, args.values, args.cutoff, args.openmm)
     else:
         cmd_score(args.runs, args.work)
 
