@@ -57,9 +57,12 @@ from _baseline import DEFAULT_REV, as_before  # noqa: E402
 REFERENCES = BENCH / "results" / "fit_reliability_references.json"
 #: Relative accuracy of the exact-optimum criterion (× RMS force).
 RTOL = 1e-6
-#: Largest constraint residual of a successful constrained fit (the fitter's own flag level,
-#: 10 × its default ``constraint_tol``).
-CONSTRAINT_TOL = 1e-7
+#: Largest constraint residual of a successful constrained fit and of a reference: the
+#: fitter's default ``constraint_tol`` ("largest acceptable constraint residual"; issue 31:
+#: "residuals <= 1e-8").  Fits and references are held to the same level: on a constrained
+#: optimum pinned against a bound (LJ under force0 with epsilon at its lower bound) a
+#: reference allowed 1e-7 reached 30x lower losses than any point within 1e-9.
+CONSTRAINT_TOL = 1e-8
 #: Smallest force RMS of a term relative to the total's for a case to count as well posed.
 MIN_SHARE = 0.05
 #: Largest term/total force RMS ratio (terms that cancel each other are rejected).
@@ -447,7 +450,9 @@ def load_references(path: Path) -> dict:
         raise SystemExit(f"{path}: not a reference cache of fit_reliability.py ({exc})") from None
     if not isinstance(refs, dict):
         raise SystemExit(f"{path}: 'references' must be an object")
-    return refs
+    # a reference cached under a looser residual level is not a feasible point now: it is
+    # dropped, and found again (multistart, start at the true constants)
+    return {k: v for k, v in refs.items() if feasible({"valid": True, **v})}
 
 
 def save_references(path: Path, refs: dict) -> None:
