@@ -192,6 +192,15 @@ def _fit_args(p: argparse.ArgumentParser) -> None:
         "constraint (U'(rc) = 0 imposed on the form), none (as written)",
     )
     p.add_argument(
+        "--match",
+        choices=["atoms", "rigid"],
+        default="atoms",
+        help="what is fitted: every atom's force (atoms, default) or each molecule's net "
+        "force and torque (rigid: intramolecular forces have none, so total forces of a "
+        "condensed phase are a target as they are; needs molecule ids, e.g. --molecules "
+        "nearest-O)",
+    )
+    p.add_argument(
         "--wall",
         type=_real(0),
         default=None,
@@ -355,6 +364,7 @@ def _fit_options(args) -> dict:
     return dict(
         constraints=constraints,
         cutoff_scheme=args.cutoff_scheme or "shifted-force",
+        match=args.match,
         wall=(WALL_RADIUS if args.wall is None else args.wall) or None,
         n_starts=args.starts,
         pair_start=args.pair_start,
@@ -454,6 +464,7 @@ def cmd_fit(args) -> int:
         force_array=ds.force_array,
         cutoff=ds.cutoff,
         species=list(ds.species),
+        match=getattr(args, "match", "atoms"),
     )
     if args.json:
         print(json.dumps(out, indent=2))
@@ -463,6 +474,9 @@ def cmd_fit(args) -> int:
             f"data         {args.data}: {ds.n_frames} frames, {ds.n_pairs} pairs, "
             f"forces from '{ds.force_array}'"
         )
+        if out["match"] == "rigid":
+            print("match        rigid: each molecule's net force and torque (the RMSEs are of")
+            print("             the rigid-body part of the force errors, per component)")
         if not res.valid:
             print(f"INVALID      {res.reason}")
         print(f"rmse_train   {res.rmse_train:.6g} eV/Å")

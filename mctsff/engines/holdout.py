@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from mctsff.data.rigid import rigid_basis
 from mctsff.engines.pareto import RESOLUTION_LEVEL, resolved
 from mctsff.expr.program import signed_terms
 from mctsff.fit.constraints import CONSTRAINT_TOL, MET, constraint_values
@@ -55,19 +56,29 @@ class FrameErrors:
         Per-frame error sums of U = 0 (the squared reference forces).
     null_rmse
         Force RMSE per component of U = 0.
+
+    With the fitter's ``match="rigid"`` the errors are those of the molecules' net forces
+    and torques, as the fit compares them (:mod:`mctsff.data.rigid`).
     """
 
     def __init__(self, fitter, dataset) -> None:
         self.fitter = fitter
         self.dataset = dataset
+        match = getattr(getattr(fitter, "options", None), "match", "atoms")
+        self._rigid = rigid_basis(dataset) if match == "rigid" else None
         self._frame = np.asarray(dataset.atom_frame, dtype=np.int64)
         self._forces = np.asarray(dataset.forces, dtype=np.float64)
         self.n_frames = int(dataset.n_frames)
         self.n_components = 3 * int(dataset.n_atoms)
-        self.null = self._per_frame(np.sum(self._forces**2, axis=1))
+        self.null = self._per_frame(self._forces)
         self.null_rmse = math.sqrt(float(self.null.sum()) / max(self.n_components, 1))
 
-    def _per_frame(self, per_atom: np.ndarray) -> np.ndarray:
+    def _per_frame(self, d: np.ndarray) -> np.ndarray:
+        """Per-frame sums of squares of force errors ``d`` (n_atoms, 3), as compared."""
+        if self._rigid is not None:
+            c = self._rigid(np.ravel(d))
+            return np.bincount(self._rigid.row_frame, weights=c * c, minlength=self.n_frames)
+        per_atom = np.sum(d * d, axis=1)
         return np.bincount(self._frame, weights=per_atom, minlength=self.n_frames)
 
     def __call__(self, result: FitResult) -> np.ndarray | None:
@@ -80,7 +91,7 @@ class FrameErrors:
         except (KeyError, ValueError, TypeError, SyntaxError):
             return None
         with np.errstate(all="ignore"):
-            err = self._per_frame(np.sum((np.asarray(forces) - self._forces) ** 2, axis=1))
+            err = self._per_frame(np.asarray(forces) - self._forces)
         return err if np.all(np.isfinite(err)) else None
 
     def rmse(self, result: FitResult) -> float:

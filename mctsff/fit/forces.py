@@ -46,7 +46,7 @@ from mctsff.fit.problem import (
     rank_key,
 )
 from mctsff.fit.result import FitResult
-from mctsff.fit.target import Target, as_target, potfit_weights, rms
+from mctsff.fit.target import Target, as_target, potfit_weights
 
 #: Default radius (Å) down to which every type pair's potential must be repulsive.
 WALL_RADIUS = 0.5
@@ -62,6 +62,11 @@ WALL_RADIUS = 0.5
 #: (:func:`mctsff.export.wall_problem`) applies the same bound.
 WALL_FORCE = 1.0
 
+#: What a fit compares: every atom's force (``"atoms"``), or each molecule's net force and
+#: torque (``"rigid"``: the rigid-body part of the force errors, in which intramolecular
+#: forces have no share, so total forces of a condensed phase are a target as they are;
+#: :mod:`mctsff.data.rigid`).
+MATCHES = ("atoms", "rigid")
 #: Points per type pair at which a fit's wall is checked (the fit imposes it at 12; a
 #: narrow well between two of them, e.g. -c*exp(-a*r**2) at large a, is found here and
 #: its points are added to the fit's, :meth:`Fitter._wall_exchange`).
@@ -119,6 +124,7 @@ class FitOptions:
     """Options of :class:`Fitter` (see there)."""
 
     constraints: Sequence[str | Constraint] = ()
+    match: str = "atoms"
     cutoff_scheme: str = "shifted-force"
     wall: float | None = WALL_RADIUS
     n_starts: int = 3
@@ -160,6 +166,13 @@ class Fitter:
         Constraint specs (``"force0"``, ``"energy0"``, ``"repulsive:R"``) or
         :class:`Constraint` objects (none by default). ``force0``/``energy0`` act at the
         dataset cutoff, on the potential as the cutoff scheme shifts it.
+    match
+        What the fit compares (:data:`MATCHES`): ``"atoms"`` (default), every atom's force;
+        ``"rigid"``, each molecule's net force and torque (the rigid-body part of the force
+        errors; needs molecule ids, no ``weights`` or ``projection``): a molecule's
+        intramolecular forces have no net force or torque, so the total forces of a
+        condensed phase (bulk DFT) are a target as they are; RMSEs are then of the
+        rigid-body part, per force component.
     cutoff_scheme
         How the potential ends at the cutoff, as MD engines do it (one of
         :data:`~mctsff.expr.params.CUTOFF_SCHEMES`): ``"shifted-force"`` (default) fits, reports
@@ -282,11 +295,28 @@ class Fitter:
                 self._wall_check = repulsive_wall(
                     float(o.wall), shortest, WALL_FORCE, WALL_REACH, n=WALL_CHECK
                 )
-        self._valid = as_target(valid)
+        if o.match not in MATCHES:
+            raise FitConfigError(f"match must be one of {', '.join(MATCHES)}, not {o.match!r}")
+        if o.match == "rigid":
+            for bad, why in (
+                (isinstance(train, ForceProjection), "a projection"),
+                (o.projection is not None, "projection"),
+                (o.weights is not None, "weights"),
+            ):
+                if bad:
+                    raise FitConfigError(
+                        f"match='rigid' compares molecules' net forces and torques; it does "
+                        f"not combine with {why}"
+                    )
+        try:
+            self._valid = as_target(valid, o.match)
+            if not isinstance(train, ForceProjection):
+                self._train = Target.from_dataset(train, o.match)
+        except ValueError as exc:
+            raise FitConfigError(str(exc)) from None
         if isinstance(train, ForceProjection):
             self._init_projected(train)
             return
-        self._train = Target.from_dataset(train)
         if self._train.r.size == 0:
             raise FitConfigError("the training set has no pairs within the cutoff")
         n_rows = self._train.forces.size
@@ -312,7 +342,7 @@ class Fitter:
         self._proj = self._projection(o.projection, w)
         self._seed_seq = np.random.SeedSequence(o.seed)
         self.r_min = float(self._train.r.min())
-        self.loss_zero = float(np.sum((self._w * self._train.forces) ** 2))
+        self.loss_zero = float(np.sum(self._train.compared(self._w * self._train.forces) ** 2))
         self._data = (self._train, self._w, self._ew, self._proj)
         self._scan_data = self._subset_data(train, w) if self._proj is None else self._data
         kernels.warmup()
@@ -353,7 +383,7 @@ class Fitter:
         fo = np.asarray(train.frame_offsets)
         atoms = np.concatenate([np.arange(fo[f], fo[f + 1]) for f in frames])
         ws = w.reshape(-1, 3)[atoms].ravel()
-        target = Target.from_dataset(sub)
+        target = Target.from_dataset(sub, self.options.match)
         ew = math.sqrt(self.options.energy_weight / max(target.n_frames, 1))
         return (target, ws / math.sqrt(ws.size), ew, None)
 
@@ -736,7 +766,7 @@ class Fitter:
                 res, _ = projected_rows(target, prog, consts, None, shift)
                 val = math.sqrt(max(float(res @ res) + target.c_perp, 0.0))
             return val if math.isfinite(val) else math.inf
-        return rms(self._force_error(prog, consts, target))
+        return target.rmse_of(self._force_error(prog, consts, target))
 
     def _force_error(self, prog: Program, consts: np.ndarray, target: Target) -> np.ndarray:
         """Predicted minus reference forces on an exact target (flat)."""
@@ -767,7 +797,7 @@ class Fitter:
         d_train = None  # exact force errors, computed once for the RMSE and the projection check
         if self._train is not None:
             d_train = self._force_error(prog, consts, self._train)
-            rmse_train = rms(d_train)
+            rmse_train = self._train.rmse_of(d_train)
         else:
             rmse_train = self.rmse(prog, par, theta, self._proj)
         rmse_valid = self.rmse(prog, par, theta, self._valid) if self._valid else math.nan
@@ -783,7 +813,7 @@ class Fitter:
                 )
         flags += overfit_flags(rmse_train, rmse_valid)
         if self._train is not None:
-            flags += null_flags(rmse_train, rms(self._train.forces))
+            flags += null_flags(rmse_train, self._train.rmse_of(self._train.forces))
         valid = math.isfinite(rmse_train)
         return FitResult(
             expression=prog.expression,

@@ -200,6 +200,7 @@ class ForceObjective(_FitterObjective):
             "type_pairs": [list(p) for p in f.type_pairs],
             "cutoff": float(f.cutoff),
             "cutoff_scheme": getattr(f, "scheme", "none"),
+            "match": getattr(f.options, "match", "atoms"),
             "wall": getattr(f.options, "wall", None),
             "wall_shortest": getattr(f, "wall_shortest", None),
             "force_array": getattr(self.train, "force_array", None),
@@ -274,6 +275,8 @@ def fit_options(opts: Any) -> dict[str, str]:
         items = dict(vars(opts))
     for own in ("variables", "linear_scaling"):  # signature entries of their own
         items.pop(own, None)
+    if items.get("match") == "atoms":  # the default, absent: runs from before it resume
+        items.pop("match")
 
     def text(v: Any) -> str:
         if isinstance(v, np.ndarray):

@@ -214,6 +214,9 @@ class Problem:
         res = w * (F - t.forces)
         if jac:
             J = w[:, None] * J
+        if t.rigid is not None:  # match="rigid": the molecules' net forces and torques
+            res = t.rigid(res)
+            J = t.rigid(J) if jac else None
         if f._use_energy:
             dE = E - t.energies
             if f.options.energy_offset:

@@ -105,6 +105,9 @@ class ForceSurrogate:
         The fit's cutoff scheme (:data:`~mctsff.expr.params.CUTOFF_SCHEMES`; default
         ``"none"``): each term's force and energy columns and its constraint values are
         those of its shifted potential.
+    match
+        What the fit compares (:class:`~mctsff.fit.FitOptions`): ``"rigid"`` scores the
+        molecules' net forces and torques, as the fit does.
 
     Examples
     --------
@@ -134,7 +137,10 @@ class ForceSurrogate:
         constraints: Sequence[Constraint] = (),
         constraint_tol: float = MET * CONSTRAINT_TOL,
         cutoff_scheme: str = "none",
+        match: str = "atoms",
     ) -> None:
+        if match == "rigid" and weights is not None:
+            raise ValueError("match='rigid' takes no weights")
         w = _component_weights(train, weights)
         n = min(max_frames, train.n_frames)
         idx = np.unique(np.linspace(0, train.n_frames - 1, n).round().astype(int))
@@ -148,8 +154,9 @@ class ForceSurrogate:
             train = train.subset(idx[:keep])
         if energy_weight > 0 and train.energies is None:
             raise ValueError("energy_weight > 0 but the dataset has no energies")
-        self._target = Target.from_dataset(train)
-        n_rows = self._target.forces.size
+        self._target = Target.from_dataset(train, match)
+        y = self._target.compared(self._target.forces)  # match="rigid": net forces, torques
+        n_rows = y.size
         self._rows = None
         if n_rows > max_rows:
             rng = np.random.default_rng(0)
@@ -168,7 +175,6 @@ class ForceSurrogate:
             self._wf = w / math.sqrt(w.size)
         self._energy_offset = bool(energy_offset)
         self._ew = math.sqrt(energy_weight / self._target.n_frames) if energy_weight > 0 else 0.0
-        y = self._target.forces
         self._y = self._rows_of(y if self._rows is None else y[self._rows], self._target.energies)
         self._yy = float(self._y @ self._y)
         self.constraint_tol = float(constraint_tol)
@@ -205,6 +211,7 @@ class ForceSurrogate:
         # the fitter accepts a constraint residual up to MET × its tolerance
         fit["constraint_tol"] = MET * float(getattr(options, "constraint_tol", CONSTRAINT_TOL))
         fit["cutoff_scheme"] = getattr(fitter, "scheme", "none")
+        fit["match"] = getattr(options, "match", "atoms")
         try:
             return cls(train, variables, **{**fit, **kwargs})
         except (ValueError, TypeError, AttributeError):
@@ -319,6 +326,7 @@ class ForceSurrogate:
             f, e = t.predict(prog, consts, energies=bool(self._ew))
             shift = scheme_shift(prog, consts, None, t.cutoff, self.cutoff_scheme)
             f, _, e, _ = t.shifted(shift, f, None, e)
+            f = t.compared(f)
             cols.append(self._rows_of(f if self._rows is None else f[self._rows], e))
             vals = [
                 np.asarray(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mctsff.data.projection import ForceProjection
+from mctsff.data.rigid import RigidBasis, rigid_basis
 from mctsff.expr import kernels
 from mctsff.expr.params import (
     shift_maps,
@@ -31,9 +32,14 @@ class Target:
     n_frames: int
     energies: np.ndarray | None
     cutoff: float
+    #: with ``match="rigid"``: the molecules' rigid-body patterns; force errors are compared
+    #: by their rigid-body coordinates (:mod:`mctsff.data.rigid`)
+    rigid: RigidBasis | None = None
 
     @classmethod
-    def from_dataset(cls, ds) -> Target:
+    def from_dataset(cls, ds, match: str = "atoms") -> Target:
+        """The target of ``ds``; ``match="rigid"`` compares the molecules' net forces and
+        torques (:func:`~mctsff.data.rigid.rigid_basis`, which needs molecule ids)."""
         return cls(
             r=np.ascontiguousarray(ds.r, dtype=np.float64),
             u=np.ascontiguousarray(ds.u, dtype=np.float64),
@@ -46,7 +52,23 @@ class Target:
             n_frames=int(ds.n_frames),
             energies=None if ds.energies is None else np.asarray(ds.energies, dtype=np.float64),
             cutoff=float(ds.cutoff),
+            rigid=rigid_basis(ds) if match == "rigid" else None,
         )
+
+    def compared(self, d: np.ndarray) -> np.ndarray:
+        """What a fit compares of force errors ``d`` (flat per component, or a Jacobian's
+        rows): ``d`` itself, or its rigid-body coordinates with ``match="rigid"``."""
+        return d if self.rigid is None else self.rigid(d)
+
+    def rmse_of(self, d: np.ndarray) -> float:
+        """RMSE per force component of the force errors ``d`` as compared (with
+        ``match="rigid"``: of their rigid-body projection)."""
+        if self.rigid is None:
+            return rms(d)
+        with np.errstate(all="ignore"):
+            c = self.rigid(d)
+            val = math.sqrt(float(c @ c) / max(self.rigid.n_components, 1))
+        return val if math.isfinite(val) else math.inf
 
     def shift_maps(self, n_type_pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:func:`~mctsff.expr.params.shift_maps` of this target (built once)."""
@@ -114,11 +136,11 @@ def rms(d: np.ndarray) -> float:
     return val if math.isfinite(val) else math.inf
 
 
-def as_target(data):
+def as_target(data, match: str = "atoms"):
     """Validation data as an exact target, a projection, or None."""
     if data is None or isinstance(data, ForceProjection):
         return data
-    return Target.from_dataset(data) if data.n_pairs else None
+    return Target.from_dataset(data, match) if data.n_pairs else None
 
 
 def potfit_weights(forces: np.ndarray, eps: float = 0.1) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Force matching: recovery of known potentials, the AL constraints, Jacobians, flags."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -533,3 +534,53 @@ def test_wall_holds_between_its_points(dimers):
     v, _ = point_values(dense, prog, consts, T, r, g, jac=False, shift=problem.shift(out[0], False))
     assert r.size >= 3 * WALL_CHECK
     assert np.max(v) <= fitter.options.constraint_tol
+
+
+def test_rigid_match_fits_total_forces_that_atom_match_cannot(dimers):
+    """Coulomb + r**-12 forces between molecules plus forces each molecule exerts on itself
+    (equal and opposite along its bonds and H-H, as total DFT forces hold): matching every
+    atom's force spreads the intramolecular part over the charges; matching the molecules'
+    net forces and torques (``match="rigid"``) recovers the constants exactly."""
+    from mctsff.data.rigid import rigid_basis
+
+    expr = "prod_c1/r + geom_c1/r**12"
+    params = {"prod_c1[O]": -0.8, "prod_c1[H]": 0.4, "geom_c1[O]": 3e4, "geom_c1[H]": 1.0}
+    truth = Potential(expr, params, dimers.species, dimers.type_pairs, **SHIFTED)
+    inter, _ = truth.forces(dimers)
+    rng = np.random.default_rng(1)
+    intra = np.zeros_like(inter)
+    for frame in range(dimers.n_frames):
+        atoms = np.flatnonzero(dimers.atom_frame == frame)
+        for m in np.unique(dimers.mol[atoms]):
+            idx = atoms[dimers.mol[atoms] == m]
+            for a, i in enumerate(idx):
+                for j in idx[a + 1 :]:
+                    u = dimers.positions[j] - dimers.positions[i]
+                    s = rng.normal(0.0, 2.0)
+                    intra[i] += s * u
+                    intra[j] -= s * u
+    total = dimers.with_forces(inter + intra, None)
+    assert np.abs(rigid_basis(total)((inter + intra - inter).ravel())).max() < 1e-9
+    train, valid = total.split(0.25, seed=0)
+    atoms = Fitter(train, valid, **NO_WALL).fit(expr)
+    rigid_fitter = Fitter(train, valid, match="rigid", **NO_WALL)
+    rigid = rigid_fitter.fit(expr)
+    assert rigid.rmse_train < 1e-8 and rigid.rmse_valid < 1e-8
+    for k, v in params.items():  # (the product rule's common sign is free)
+        got = rigid.params[k] if k.startswith("geom") else abs(rigid.params[k])
+        assert got == pytest.approx(abs(v), rel=1e-5), k
+    assert atoms.rmse_train > 0.1  # the intramolecular forces stay unexplained
+    # the search's per-frame errors (validation, test) compare what the fit compares
+    from mctsff.engines.holdout import FrameErrors
+
+    pred, _ = Potential(expr, atoms.params, dimers.species, dimers.type_pairs, **SHIFTED).forces(
+        valid
+    )
+    c = rigid_basis(valid)((pred - valid.forces).ravel())
+    errors = FrameErrors(rigid_fitter, valid)
+    assert errors.rmse(atoms) == pytest.approx(math.sqrt(c @ c / (3 * valid.n_atoms)))
+    assert errors.rmse(rigid) < 1e-8
+    with pytest.raises(FitConfigError, match="molecule ids"):
+        Fitter(dataclasses.replace(train, mol=None), match="rigid")
+    with pytest.raises(FitConfigError, match="match"):
+        Fitter(train, match="molecules")
