@@ -214,6 +214,14 @@ def compose(
     the grammar (:meth:`~mctsff.expr.grammar.Grammar.derivation_of`): nothing the
     grammar does not derive is ever returned.
     """
+    found = _composed(terms, grammar)
+    if found is None or (max_length is not None and found[1] > max_length):
+        return None
+    return found[0]
+
+
+def _composed(terms: Sequence[tuple[str, str]], grammar: Grammar) -> tuple[str, int] | None:
+    """:func:`compose` without a length limit: the text and its number of productions."""
     parts = []
     for i, (sign, term) in enumerate(terms):
         if i == 0:
@@ -222,9 +230,7 @@ def compose(
             parts.append(f"{sign}{term}")
     text = renumber("".join(parts))
     actions = grammar.derivation_of(text)
-    if actions is None or (max_length is not None and len(actions) > max_length):
-        return None
-    return text
+    return None if actions is None else (text, len(actions))
 
 
 # ----------------------------------------------------------------------------- data side
@@ -253,6 +259,7 @@ class Proposal:
     expression: str
     n_terms: int
     rel_loss: float  # the dictionary's loss relative to U = 0
+    length: int = 0  # productions of its derivation in the grammar
 
 
 class TermLibrary:
@@ -338,7 +345,8 @@ class TermLibrary:
         The last :data:`CACHE_SIZE` selections of the process are kept by everything they
         depend on (the grammar's text, the settings, the fitter's types, cutoff, shift
         scheme, variables and complexity weights, the selection's data and row weights),
-        so searches on the same data and grammar select once."""
+        so searches on the same data and grammar select once (with any ``max_length``:
+        the proposals with longer derivations are dropped afterwards)."""
         if self._proposals is None:
             if not self.applies:
                 self._proposals = []
@@ -351,7 +359,10 @@ class TermLibrary:
             _SELECTIONS[key] = hit  # the most recent last
             while len(_SELECTIONS) > CACHE_SIZE:
                 del _SELECTIONS[next(iter(_SELECTIONS))]
-            self._proposals, self.n_underivable = list(hit[0]), hit[1]
+            props, n_none = hit
+            limit = self.max_length
+            self._proposals = [p for p in props if limit is None or p.length <= limit]
+            self.n_underivable = n_none + len(props) - len(self._proposals)
         return self._proposals
 
     def _key(self, target, w) -> bytes:
@@ -362,7 +373,6 @@ class TermLibrary:
             self.grammar.text,
             self.max_terms,
             self.beam,
-            self.max_length,
             self.max_pairs,
             self.points,
             self.kind_tol,
@@ -553,10 +563,10 @@ class TermLibrary:
         out: list[Proposal] = []
         seen: set[str] = set()
         for _, size, loss, chosen in ranked:
-            for expr in self._expressions(chosen, shapes, y, loss0):
+            for expr, length in self._expressions(chosen, shapes, y, loss0):
                 if expr not in seen:
                     seen.add(expr)
-                    out.append(Proposal(expr, size, loss / loss0))
+                    out.append(Proposal(expr, size, loss / loss0, length))
         return out
 
     def _set_columns(self, shapes, chosen) -> np.ndarray | None:
@@ -901,12 +911,11 @@ class TermLibrary:
             ]
             # a term that must be subtracted goes after one that need not
             terms.sort(key=lambda t: t[0] == "-")
-            text = compose(terms, self.grammar, self.max_length)
-            if text is None:
+            found = _composed(terms, self.grammar)
+            if found is None:
                 self.n_underivable += 1
-                continue
-            if text not in out:
-                out.append(text)
+            elif found not in out:
+                out.append(found)
         return out
 
 

@@ -101,6 +101,13 @@ def test_a_selection_is_kept_per_grammar_and_data(dimers, small):
     again = TermLibrary(small, fitter, max_length=12)
     assert again.proposals() == props and not hasattr(again, "_target")  # kept, not redone
     assert again.n_underivable == first.n_underivable
+    # a shorter max_length takes the kept selection less the proposals longer than it
+    short = TermLibrary(small, fitter, max_length=7)
+    kept = short.proposals()
+    assert not hasattr(short, "_target")
+    assert kept == [p for p in props if len(small.derivation_of(p.expression)) <= 7]
+    assert 0 < len(kept) < len(props)
+    assert short.n_underivable == first.n_underivable + len(props) - len(kept)
     # other settings, other forces or another grammar select anew
     other = TermLibrary(small, fitter, max_length=12, beam=2)
     other.proposals()
@@ -130,6 +137,8 @@ def test_setting_and_flag():
     args = build_parser().parse_args(["search", dimers, "--terms", "--terms-share", "0.1"])
     cfg = search_config(args)
     assert cfg.terms is True and cfg.terms_share == 0.1
+    assert search_config(build_parser().parse_args(["search", dimers])).terms is False
+    assert search_config(build_parser().parse_args(["search", dimers, "--no-terms"])).terms is False
 
 
 @pytest.mark.slow
