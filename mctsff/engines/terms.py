@@ -52,7 +52,7 @@ import hashlib
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -240,6 +240,10 @@ def _fingerprint(X: np.ndarray) -> bytes:
     return np.round(X / scale, 8).tobytes()
 
 
+class _Stopped(Exception):
+    """The selection was ended by its ``stop`` callable."""
+
+
 @dataclass
 class _Shape:
     """Terms equal up to the combining rules of their amplitudes."""
@@ -326,6 +330,9 @@ class TermLibrary:
         self.structure = sum_structure(grammar)
         #: proposals the grammar could not derive (dropped, never fitted)
         self.n_underivable = 0
+        #: whether the selection was ended by ``stop`` (:meth:`proposals`)
+        self.stopped = False
+        self._stop: Callable[[], bool] | None = None
         self._proposals: list[Proposal] | None = None
 
     @property
@@ -339,14 +346,16 @@ class TermLibrary:
             and hasattr(train, "pair_offsets")
         )
 
-    def proposals(self) -> list[Proposal]:
+    def proposals(self, stop: Callable[[], bool] | None = None) -> list[Proposal]:
         """The proposed sums, most promising first (built on first use).
 
         The last :data:`CACHE_SIZE` selections of the process are kept by everything they
         depend on (the grammar's text, the settings, the fitter's types, cutoff, shift
         scheme, variables and complexity weights, the selection's data and row weights),
         so searches on the same data and grammar select once (with any ``max_length``:
-        the proposals with longer derivations are dropped afterwards)."""
+        the proposals with longer derivations are dropped afterwards).  A selection that
+        ``stop()`` ends (checked between its steps: a search's time limit) gives no
+        proposals, is not kept, and sets :attr:`stopped`."""
         if self._proposals is None:
             if not self.applies:
                 self._proposals = []
@@ -355,7 +364,15 @@ class TermLibrary:
             key = self._key(target, w)
             hit = _SELECTIONS.pop(key, None)
             if hit is None:
-                hit = (tuple(self._build(target, w)), self.n_underivable)
+                self._stop = stop
+                try:
+                    hit = (tuple(self._build(target, w)), self.n_underivable)
+                except _Stopped:
+                    self.stopped = True
+                    self._proposals = []
+                    return self._proposals
+                finally:
+                    self._stop = None
             _SELECTIONS[key] = hit  # the most recent last
             while len(_SELECTIONS) > CACHE_SIZE:
                 del _SELECTIONS[next(iter(_SELECTIONS))]
@@ -403,6 +420,10 @@ class TermLibrary:
             h.update(f"{a.dtype}{a.shape}".encode())
             h.update(a.tobytes())
         return h.digest()
+
+    def _check(self) -> None:
+        if self._stop is not None and self._stop():
+            raise _Stopped
 
     # ------------------------------------------------------------------ dictionary
     def _shapes(self) -> list[_Shape]:
@@ -527,6 +548,7 @@ class TermLibrary:
         blocks: list[np.ndarray] = []
         seen_shapes: set[frozenset] = set()
         for s, shape in enumerate(shapes):
+            self._check()
             mine, prints = [], set()
             for values in self._grid(shape):
                 X = self._columns(shape, values, target, w)
@@ -669,6 +691,7 @@ class TermLibrary:
         for size in range(1, self.max_terms + 1):
             children: dict[frozenset, tuple[float, list]] = {}
             for _, chosen in states:
+                self._check()
                 if chosen:
                     Xc = self._set_columns(shapes, chosen)
                     Q, _ = np.linalg.qr(Xc)
@@ -734,6 +757,7 @@ class TermLibrary:
         out = []
         for items in by_level.values():
             for i, (loss, chosen) in enumerate(items):
+                self._check()
                 if i < self.refine_per_level:
                     out.append(self._refine(y, shapes, chosen))
                 else:
@@ -968,7 +992,7 @@ class TermProposals:
             return 0  # the engine's batch cut short by the budget is finished first
         if engine.out_of_time():
             return 0
-        props = self.library.proposals()
+        props = self.library.proposals(None if engine.deadline is None else engine.out_of_time)
         workers = max(1, int(getattr(self.evaluator, "workers", 1) or 1))
         n = int(min(self._allowed(), 2 * workers, engine.fits_left()))
         todo: list[str] = []

@@ -118,6 +118,36 @@ def test_a_selection_is_kept_per_grammar_and_data(dimers, small):
     assert hasattr(lib, "_target")
 
 
+def test_a_stopped_selection_proposes_nothing_and_is_not_kept(dimers, small):
+    fitter = _fitter(dimers, "c1/r**6+c2/r**12", {"c1": -7.0, "c2": 4e3})
+    calls = []
+    lib = TermLibrary(small, fitter, max_length=12)
+    assert lib.proposals(stop=lambda: calls.append(1) or len(calls) > 3) == []
+    assert lib.stopped and len(calls) == 4  # checked between steps, ended at the 4th
+    assert lib.proposals() == []  # not tried again by this library
+    again = TermLibrary(small, fitter, max_length=12)
+    assert again.proposals() and not again.stopped  # nothing was kept: selected in full
+
+
+@pytest.mark.slow
+def test_a_search_time_limit_ends_the_selection(dimers):
+    import time
+
+    from mctsff.search import search
+
+    fitter = _fitter(dimers, "c1/r**6+c2/r**12", {"c1": -9.0, "c2": 3e3})  # not selected yet
+    lib = TermLibrary(Grammar.load("pair"), fitter, max_length=16)
+    t0 = time.perf_counter()
+    lib.proposals()
+    full = time.perf_counter() - t0
+    fitter = _fitter(dimers, "c1/r**6+c2/r**12", {"c1": -9.0, "c2": 3.1e3})
+    t0 = time.perf_counter()
+    result = search(fitter, "pair", budget=None, time_limit=0.2, seed=0, terms=True)
+    took = time.perf_counter() - t0
+    assert took < 0.2 + 0.5 * full, (took, full)  # the selection ended, not finished
+    assert result.n_terms == 0
+
+
 def test_silently_off_without_a_sum(dimers):
     fitter = _fitter(dimers, "c1/r**12", {"c1": 5e3})
     lib = TermLibrary(Grammar.load("nguyen"), fitter)
