@@ -15,6 +15,24 @@ from mctsff.water.mdcheck.base import MDCheckError
 from mctsff.water.mdcheck.rdf import RDF_PAIRS
 
 
+def member_record(point) -> dict[str, Any]:
+    """The checked front member as the water and solvent reports record it."""
+    from mctsff.export import wall_problem
+
+    return {
+        "index": point.index,
+        "expression": point.expression,
+        "params": point.params,
+        "cutoff": point.cutoff,
+        "cutoff_scheme": point.cutoff_scheme,
+        "complexity": point.complexity,
+        "rmse_valid": point.rmse_valid,
+        "rmse_test": point.rmse_test,
+        "wall_problem": wall_problem(point),
+        "source": point.source,
+    }
+
+
 def _write_report(folder: Path, name: str, report: dict[str, Any]) -> None:
     from mctsff.runio import atomic_write, write_error
 

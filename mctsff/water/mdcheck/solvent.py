@@ -25,7 +25,7 @@ from mctsff.water.mdcheck.angles import (
     reference_angles,
 )
 from mctsff.water.mdcheck.base import MDCheckError, _one_line, _openmm, _Unstable
-from mctsff.water.mdcheck.report import _write_report, plot_ramachandran
+from mctsff.water.mdcheck.report import _write_report, member_record, plot_ramachandran
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def solvent_check(
     with it.  Writes ``solvent.json`` and ``ramachandran.png`` to ``out`` (default
     ``RUN/md-check``).
     """
-    from mctsff.export import ExportError, load_front_point, wall_problem
+    from mctsff.export import ExportError, load_front_point
 
     stream = sys.stderr if progress is True else (progress or None)
 
@@ -261,15 +261,7 @@ def solvent_check(
     }
     h_ref = _angle_histograms(phi_ref, psi_ref, protocol.bins)
     report: dict[str, Any] = {
-        "member": {
-            "index": point.index,
-            "expression": point.expression,
-            "params": point.params,
-            "cutoff": point.cutoff,
-            "cutoff_scheme": point.cutoff_scheme,
-            "wall_problem": wall_problem(point),
-            "source": point.source,
-        },
+        "member": member_record(point),
         "protocol": asdict(protocol),
         "reference": {
             **{k: ref[k] for k in ("kind", "file", "samples", "length_ps", "sample_ps")},

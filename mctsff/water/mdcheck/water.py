@@ -24,7 +24,7 @@ from mctsff.water.mdcheck.rdf import (
     first_peak,
     rdf_distance,
 )
-from mctsff.water.mdcheck.report import _write_report, plot_rdfs
+from mctsff.water.mdcheck.report import _write_report, member_record, plot_rdfs
 from mctsff.water.mdcheck.run import run_water
 from mctsff.water.mdcheck.system import BOX_CUTOFF_RATIO, WaterProtocol, _box_edge
 
@@ -65,7 +65,7 @@ def water_check(
         run (:func:`run_water`) with ``distance`` to experiment and DFT, the references'
         peaks, and ``dft_forces``.
     """
-    from mctsff.export import ExportError, load_front_point, wall_problem
+    from mctsff.export import ExportError, load_front_point
 
     stream = sys.stderr if progress is True else (progress or None)
 
@@ -87,18 +87,7 @@ def water_check(
     r_exp, g_exp = experimental_rdf()
     r_dft, g_dft = dft_rdf(protocol.rdf_bin)
     report: dict[str, Any] = {
-        "member": {
-            "index": point.index,
-            "expression": point.expression,
-            "params": point.params,
-            "cutoff": point.cutoff,
-            "cutoff_scheme": point.cutoff_scheme,
-            "complexity": point.complexity,
-            "rmse_valid": point.rmse_valid,
-            "rmse_test": point.rmse_test,
-            "wall_problem": wall_problem(point),
-            "source": point.source,
-        },
+        "member": member_record(point),
         "protocol": asdict(protocol),
         "references": {
             "experiment": {
