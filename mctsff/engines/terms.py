@@ -401,6 +401,7 @@ class TermLibrary:
             tuple(f.type_pairs),
             float(f.cutoff),
             str(f.scheme),
+            str(getattr(f.options, "match", "atoms")),
             float(getattr(f, "r_min", 1.0)),
             repr(o.variables),
             repr(o.complexity_weights),
@@ -476,7 +477,9 @@ class TermLibrary:
             k = max(1, min(n, int(round(n * self.max_pairs / n_pairs))))
             frames = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
         sub = train.subset(frames) if frames.size < n else train
-        target = Target.from_dataset(sub)
+        # (with the fit's match="rigid", what is compared is each molecule's net force and
+        # torque: Target.compared of the forces and of every column)
+        target = Target.from_dataset(sub, getattr(self.fitter.options, "match", "atoms"))
         # the fitter's row weights multiply the residual (its loss is |w (F - F0)|²)
         weights = self.fitter.options.weights
         if isinstance(weights, str):
@@ -509,7 +512,7 @@ class TermLibrary:
                     f, _ = target.predict(prog, C)
                     shift = scheme_shift(prog, C, None, self.fitter.cutoff, self.fitter.scheme)
                     f = target.shifted(shift, f)[0]
-                    cols.append(f * w)
+                    cols.append(target.compared(f * w))
         X = np.stack(cols, axis=1)
         if not np.all(np.isfinite(X)):
             return None
@@ -538,7 +541,7 @@ class TermLibrary:
 
     # ------------------------------------------------------------------ selection
     def _build(self, target, w) -> list[Proposal]:
-        y = target.forces * w
+        y = target.compared(target.forces * w)
         loss0 = float(y @ y)
         if not (loss0 > 0 and math.isfinite(loss0)):
             return []
