@@ -951,6 +951,9 @@ class TermLibrary:
 #: Proposals that may be fitted before the share rule applies (the first ones are the
 #: selection's best sets, fitted while the tree has little to go on).
 FIRST_PROPOSALS = 8
+#: Proposals fitted per step, whatever the number of workers, so a seeded search fits the
+#: same expressions in the same order with 1 or 2 workers (4: both of 2 workers busy).
+PROPOSAL_BATCH = 4
 
 
 class TermProposals:
@@ -997,8 +1000,7 @@ class TermProposals:
         if engine.out_of_time():
             return 0
         props = self.library.proposals(None if engine.deadline is None else engine.out_of_time)
-        workers = max(1, int(getattr(self.evaluator, "workers", 1) or 1))
-        n = int(min(self._allowed(), 2 * workers, engine.fits_left()))
+        n = int(min(self._allowed(), PROPOSAL_BATCH, engine.fits_left()))
         todo: list[str] = []
         while len(todo) < n and self._next < len(props):
             expr = props[self._next].expression
