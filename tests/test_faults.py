@@ -182,7 +182,14 @@ def test_disk_full_at_periodic_checkpoints_keeps_the_last_one_and_searches_on(
     def run(out: Path):
         fitter = Fitter(train, valid, constraints=(), n_starts=1)
         return search(
-            fitter, "pair", budget=budget, seed=2, out=out, checkpoint_every=0.0, n_rollouts=1
+            fitter,
+            "pair",
+            budget=budget,
+            seed=2,
+            out=out,
+            checkpoint_every=0.0,
+            n_rollouts=1,
+            terms=False,  # a checkpoint per tree step (proposals come in fewer, larger steps)
         )
 
     out = tmp_path / "full"

@@ -204,6 +204,7 @@ def test_ctrl_c_writes_the_front(tmp_path):
             "--out",
             str(out),
             "--no-progress",
+            "--no-terms",  # fits from the start (the term selection takes seconds first)
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
