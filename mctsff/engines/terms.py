@@ -36,15 +36,14 @@ orthogonal matching pursuit:
    cannot derive it or needs more than ``max_length`` productions for it; the dropped
    ones are counted in :attr:`TermLibrary.n_underivable`.
 
-The search (:func:`mctsff.search.search` with ``terms=True``, the default; ``terms=False``
-and ``--no-terms`` turn it off) fits the proposals through its evaluator, as candidates
-that count against the budget, and records them in the engine's transposition table with
-their derivations (a state jump: MCTS's building-block reuse and the local moves take them
-up like the engine's own); at most ``terms_share`` of all fits go to them.  The dictionary
-and the selection cost no fits, but CPU time before the first proposal, which grows with
-the grammar's terms and the selection's pairs (``max_pairs``); a selection is kept per
-process by its grammar, data and settings (:data:`CACHE_SIZE` of them), so searches on the
-same data select once, and a search's time limit ends it.
+The search (:func:`mctsff.search.search` with ``terms=True``, ``--terms``) fits the
+proposals through its evaluator, as candidates that count against the budget, and records
+them in the engine's transposition table with their derivations (a state jump: MCTS's
+building-block reuse and the local moves take them up like the engine's own); at most
+``terms_share`` of all fits go to them.  The dictionary and the selection cost no fits,
+but CPU time before the first proposal, which grows with the grammar's terms and the
+selection's pairs (``max_pairs``); a selection is kept per process by its grammar, data
+and settings (:data:`CACHE_SIZE` of them), so searches on the same data select once.
 """
 
 from __future__ import annotations
