@@ -155,7 +155,7 @@ def _negligible(fitter, replaceable=lambda res, kept: True) -> IdleTerms:
 def test_a_negligible_term_inside_its_bounds_is_idle_where_its_rest_is_fitted(
     fitter, coulomb, born
 ):
-    """A ~1e-6 r**-2 term (the 'member 11' of docs/reproduction.md), no constant at a
+    """A ~1e-6 r**-2 term (member 11 of an earlier demo run), no constant at a
     bound: the rule at a bound leaves it, the negligible-term rule takes it off."""
     tiny = {"prod_c2[H]": -7e-7, "prod_c2[O]": -6e-6}
     res = _result("prod_q/r - prod_c2/r**2", {**coulomb.params, **tiny}, [])
