@@ -84,15 +84,12 @@ LOOSE_FTOL = 1e-6
 PENALTY_SHARE = 1e-4
 
 
-#: A solution is feasible when its constraint residual is at most this multiple of
-#: ``constraint_tol``.
-FEASIBLE = MET
 #: Band of the constrained LM's linearised rows, as a multiple of ``constraint_tol``.
 BAND = 0.1
 
 
 def is_feasible(sol, tol) -> bool:
-    return sol[2] <= tol * FEASIBLE
+    return sol[2] <= tol * MET  # the level at which a fit flags a constraint
 
 
 def rank_key(sol, tol) -> tuple[int, float]:
