@@ -40,7 +40,8 @@ file               contents
                    unpickler): ``version`` (:data:`CHECKPOINT_VERSION`), ``signature``
                    (what a resume must share), ``method``, ``local_options``, ``mcts``
                    (the engine's state), ``front`` (the archive as result dicts),
-                   ``local_pending``
+                   ``local_pending``, ``terms_pending`` (the term-library proposals
+                   of a batch the budget or the time limit cut short)
 ``pareto.png``,    plots (complexity vs validation RMSE; U(r) of the best members per
 ``potentials.png`` type pair)
 =================  ======================================================================

@@ -741,10 +741,11 @@ def _resumed(
     evaluator,
     reward_fn,
     key_fn,
-) -> tuple[MCTS | GP, Any, dict[str, Any]]:
+) -> tuple[MCTS | GP, Any, dict[str, Any], Any]:
     """The engine saved in the checkpoint ``path`` (its archive restored into ``front``),
-    the local moves it left pending and its local-move settings; a :class:`SearchError`
-    when it cannot continue with this objective, grammar and method."""
+    the local moves it left pending, its local-move settings and the term-library
+    proposals it left pending; a :class:`SearchError` when it cannot continue with this
+    objective, grammar and method."""
     if not path.exists():
         raise SearchError(f"nothing to resume: {path} does not exist")
     saved = read_checkpoint(path)
@@ -795,7 +796,7 @@ def _resumed(
             f"started with ({saved_local}), not {local_settings}",
             stacklevel=4,
         )
-    return engine, saved.get("local_pending"), saved_local
+    return engine, saved.get("local_pending"), saved_local, saved.get("terms_pending")
 
 
 def _set_up(
@@ -829,7 +830,7 @@ def _set_up(
     front = _new_front(objective, cfg, test, grammar)
     signature = objective.signature(grammar)
     local_settings = local_values(cfg.local, LOCAL_OPTIONS)
-    local_pending = None
+    local_pending = terms_pending = None
     if resume and (out_path is None or not (out_path / CHECKPOINT).exists()):
         evaluator.evaluator.close()
         raise SearchError(f"nothing to resume: {out_path}/{CHECKPOINT} does not exist")
@@ -839,7 +840,7 @@ def _set_up(
             # locked before its checkpoint is read: a search running in the folder is
             # refused as such, whatever else differs
             lock = open_run_folder(out_path, resume=True)
-            engine, local_pending, local_settings = _resumed(
+            engine, local_pending, local_settings, terms_pending = _resumed(
                 out_path / CHECKPOINT, objective, cfg, signature, front, evaluator, reward_fn,
                 key_fn,
             )  # fmt: skip
@@ -884,6 +885,15 @@ def _set_up(
         library = TermLibrary(grammar, objective.fitter, max_length=cfg.max_length)
         if library.applies:  # silently off for a grammar without a sum of terms
             run.terms = TermProposals(library, engine, evaluator, cfg.terms_share)
+            try:
+                run.terms.restore_pending(terms_pending)
+            except DAMAGED_CHECKPOINT as exc:
+                if run.lock is not None:
+                    run.lock.release()
+                evaluator.evaluator.close()
+                raise SearchError(
+                    f"{out_path / CHECKPOINT}: damaged checkpoint (terms_pending: {exc})"
+                ) from None
     return run
 
 
@@ -892,8 +902,9 @@ def _checkpoint_now(run: _Run) -> None:
     is a warning, the last checkpoint is kept."""
     try:
         _save_checkpoint(
-            run.out, run.engine, run.front, run.signature, run.local_settings, run.local
-        )
+            run.out, run.engine, run.front, run.signature, run.local_settings, run.local,
+            run.terms,
+        )  # fmt: skip
         _write_front(run.out, run.front)
     except OSError as exc:  # disk full: go on, the last checkpoint is kept
         warnings.warn(f"{write_error(exc, run.out)}; searching on", stacklevel=4)
@@ -951,7 +962,8 @@ def _main_loop(
     engine.fit_limit = budget
     engine.deadline = None if time_limit is None else t0 + time_limit
     try:
-        while not engine.exhausted or local.waiting:
+        terms = run.terms
+        while not engine.exhausted or local.waiting or (terms is not None and terms.waiting):
             if budget is not None and engine.n_evaluations >= budget:
                 break
             if time_limit is not None and time.perf_counter() - t0 >= time_limit:
@@ -962,10 +974,12 @@ def _main_loop(
             if should_stop is not None and should_stop():
                 break
             if not local.waiting:  # local moves cut short by the budget come first
-                if run.terms is not None:  # the term library's next proposals, if due
-                    run.terms.step(on_result)
-                engine.step(on_result)
-            local.flush()  # the local moves of the whole batch, fitted as one batch
+                if terms is not None:  # the term library's next proposals, if due
+                    terms.step(on_result)
+                if terms is None or not terms.waiting:  # a cut batch of them comes first
+                    engine.step(on_result)
+            if terms is None or not terms.waiting:
+                local.flush()  # the local moves of the whole batch, fitted as one batch
             if run.out is not None and time.perf_counter() - last_ckpt >= cfg.checkpoint_every:
                 _checkpoint_now(run)
                 last_ckpt = time.perf_counter()
@@ -1021,7 +1035,9 @@ def _tear_down(
         out = run.out
         saved_now = False
         try:
-            _save_checkpoint(out, engine, front, run.signature, run.local_settings, run.local)
+            _save_checkpoint(
+                out, engine, front, run.signature, run.local_settings, run.local, run.terms
+            )
             saved_now = True
             files = write_outputs(out, front, run.objective, reference_lines, reference_potentials)
             files["checkpoint"] = str(out / CHECKPOINT)
@@ -1212,6 +1228,7 @@ def _save_checkpoint(
     signature,
     local_options: Mapping[str, Any],
     local: LocalMoves | None = None,
+    terms: TermProposals | None = None,
 ) -> None:
     state = {
         "signature": signature,
@@ -1225,6 +1242,8 @@ def _save_checkpoint(
         "front": [p.to_dict() for p in front.archive],
         # local moves queued or cut short by the budget (finished first on resume)
         "local_pending": None if local is None else local.pending_state(),
+        # term-library proposals of a batch cut short by the budget (fitted first on resume)
+        "terms_pending": None if terms is None else terms.pending_state(),
     }
     write_checkpoint(out, state)
 

@@ -52,8 +52,9 @@ import hashlib
 import itertools
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -965,8 +966,15 @@ class TermProposals:
     ``extra["term_library"] = True`` and are recorded in the engine's transposition table
     (:meth:`~mctsff.engines.engine.SearchEngine.record`, with their derivations), so they
     count as evaluations, are never fitted twice and reach the front, the local moves
-    and the callback like the engine's own (``on_result``).  On a resumed search the
-    library is rebuilt (the same proposals) and those already fitted are skipped.
+    and the callback like the engine's own (``on_result``).
+
+    A batch is chosen whole (``PROPOSAL_BATCH`` proposals, fewer only by the share); the
+    budget or the deadline may cut it, and the rest waits (:attr:`waiting`): the search
+    then neither steps its engine nor fits local moves until the next :meth:`step` has
+    finished the batch, as an uninterrupted search does.  On a resumed search the
+    library is rebuilt (the same proposals), those already fitted are skipped (so walking
+    them from the first again takes the same ones), and the rest of a cut batch comes
+    back from the checkpoint (:meth:`pending_state`, :meth:`restore_pending`).
     """
 
     def __init__(self, library: TermLibrary, engine, evaluator, share: float) -> None:
@@ -977,6 +985,8 @@ class TermProposals:
         #: proposals fitted (by this search and the runs it resumes)
         self.n_fits = sum(1 for r in getattr(engine, "results", []) if r.extra.get("term_library"))
         self._next = 0
+        #: the rest of a batch the budget or the deadline cut short (fitted first)
+        self._cut: list[str] = []
 
     @property
     def n_underivable(self) -> int:
@@ -986,31 +996,70 @@ class TermProposals:
     def _allowed(self) -> float:
         return max(FIRST_PROPOSALS, self.share * self.engine.n_evaluations) - self.n_fits
 
-    def step(self, on_result) -> int:
-        """Fit the next proposals the share, the budget and the deadline allow; return how
-        many were recorded."""
-        from mctsff.engines.engine import fit_in_time
+    @property
+    def waiting(self) -> bool:
+        """The rest of a batch cut short by the budget or the deadline waits to be fitted
+        (while the engine has no fits in flight: a pipelined engine's batch, whose results
+        free the budget, is collected first)."""
+        return bool(self._cut) and not self.engine._pending_fits()
 
+    def pending_state(self) -> dict[str, list[str]]:
+        """The rest of a batch cut short, as plain data (expressions), for a checkpoint."""
+        return {"cut": list(self._cut)}
+
+    def restore_pending(self, state: Mapping[str, Any] | None) -> None:
+        """Take back :meth:`pending_state`; ``ValueError`` for a state that is not one (a
+        damaged checkpoint)."""
+        if not state:
+            return
+        if not isinstance(state, Mapping):
+            raise ValueError(f"expected a mapping, not {state!r:.60}")
+        cut = state.get("cut", [])
+        if not isinstance(cut, list | tuple) or not all(isinstance(e, str) for e in cut):
+            raise ValueError(f"expected a list of expressions, not {cut!r:.60}")
+        self._cut = list(cut)
+
+    def _choose(self) -> list[str]:
+        """The next batch: proposals not fitted yet (none sharing a transposition key),
+        at most :data:`PROPOSAL_BATCH` and what the share allows."""
         engine = self.engine
-        if self.share <= 0 or self._allowed() < 1:
-            return 0
-        if getattr(engine, "_partial", False) or getattr(engine, "_unfitted", None):
-            return 0  # the engine's batch cut short by the budget is finished first
-        if engine.out_of_time():
-            return 0
         props = self.library.proposals(None if engine.deadline is None else engine.out_of_time)
-        n = int(min(self._allowed(), PROPOSAL_BATCH, engine.fits_left()))
+        n = int(min(self._allowed(), PROPOSAL_BATCH))
         todo: list[str] = []
+        keys: set = set()
         while len(todo) < n and self._next < len(props):
             expr = props[self._next].expression
             self._next += 1
-            if engine.lookup(expr) is None and expr not in todo:
+            key = engine._key(expr)
+            if key not in keys and engine.lookup(expr) is None:
                 todo.append(expr)
-        if not todo:
+                keys.add(key)
+        return todo
+
+    def step(self, on_result) -> int:
+        """Fit the rest of a cut batch, or else the next proposals the share allows, as
+        far as the budget and the deadline allow; return how many were recorded."""
+        from mctsff.engines.engine import fit_in_time
+
+        engine = self.engine
+        if self._cut:
+            todo = [e for e in self._cut if engine.lookup(e) is None]
+        else:
+            if self.share <= 0 or self._allowed() < 1 or engine.fits_left() < 1:
+                return 0
+            if getattr(engine, "_partial", False) or getattr(engine, "_unfitted", None):
+                return 0  # the engine's batch cut short by the budget is finished first
+            if engine.out_of_time():
+                return 0
+            todo = self._choose()
+        self._cut = todo
+        if not todo or engine.out_of_time():
             return 0
+        k = int(min(len(todo), engine.fits_left()))
         results = fit_in_time(
-            self.evaluator, todo, None if engine.deadline is None else engine.out_of_time
+            self.evaluator, todo[:k], None if engine.deadline is None else engine.out_of_time
         )
+        self._cut = todo[len(results) :]
         recorded = 0
         for expr, res in zip(todo, results, strict=False):
             res.extra["term_library"] = True

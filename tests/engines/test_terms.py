@@ -191,3 +191,35 @@ def test_search_with_terms_recovers_buckingham_coulomb(dimers):
     res = search(fitter, "pair", budget=12, seed=0, terms=True, progress=False, callback=callback)
     assert res.n_terms >= 1
     assert any(r.extra.get("term_library") for r in found)
+
+
+def test_a_search_cut_inside_a_batch_of_proposals_resumes_as_if_uninterrupted(
+    dimers, small, tmp_path
+):
+    """The budget cuts the first batch of proposals after 2 of its 4: the other 2 wait in
+    the checkpoint and are fitted before the tree's first step, as without the cut (the
+    tree drew its first batch at once instead, and the rest of the proposals came later
+    or never)."""
+    from mctsff.engines.terms import PROPOSAL_BATCH
+    from mctsff.search import search
+
+    truth = Potential(
+        "prod_c1*exp(-r/c1)/r+c2/r**12",
+        {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5, "c2": 50.0},
+        dimers.species,
+        dimers.type_pairs,
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+
+    def run(budget, **kw):
+        fitter = Fitter(train, valid, constraints=(), n_starts=1)
+        return search(fitter, small, budget=budget, seed=2, terms=True, **kw)
+
+    full = run(PROPOSAL_BATCH + 3)
+    flags = [full.mcts.lookup(e).extra.get("term_library", False) for e in full.mcts.evaluated]
+    assert flags == [True] * PROPOSAL_BATCH + [False] * 3  # a whole batch, then the tree
+    part = run(2, out=tmp_path / "cut")
+    assert part.n_evaluations == part.n_terms == 2
+    resumed = run(PROPOSAL_BATCH + 3, out=tmp_path / "cut", resume=True)
+    assert resumed.mcts.evaluated == full.mcts.evaluated
+    assert [p.expression for p in resumed.front.points] == [p.expression for p in full.front.points]
