@@ -3,8 +3,8 @@
 The package, in the order its modules import each other:
 
 - :mod:`~mctsff.fit.optim`: the numerical core, bound-constrained Levenberg–Marquardt
-  (plain, and with constraints linearised in each step) and the augmented-Lagrangian rows;
-  nothing of mctsff.
+  (plain, and with constraints linearised in each step: a small convex QP per step, solved
+  by DAQP) and the augmented-Lagrangian rows; nothing of mctsff.
 - :mod:`~mctsff.fit.scan`: physical grids of nonlinear constants for the scan of starts.
 - :mod:`~mctsff.fit.constraints`: :class:`Constraint` (force0, energy0, the repulsive wall,
   neutral molecules, user functions) and the cutoff scheme's shift.

@@ -2,16 +2,18 @@
 
 :func:`levenberg_marquardt` (Marquardt scaling, Nielsen's damping, projected steps) and
 :func:`constrained_levenberg_marquardt` (equality and inequality constraints linearised in
-every step, an active set recomputed per step); :func:`lstsq` (scaled normal equations,
-cheaper than ``np.linalg.lstsq`` on a loaded machine); the rows of the augmented
-Lagrangian (:func:`al_rows`, :func:`al_jac`) that :mod:`mctsff.fit.problem` adds for the
-constraints it does not linearise.  Plain numpy/LAPACK: nothing of mctsff.
+every step: each step solves the damped model's convex QP, :func:`qp_step`, with DAQP's dual
+active-set solver); :func:`lstsq` (scaled normal equations, cheaper than
+``np.linalg.lstsq`` on a loaded machine); the rows of the augmented Lagrangian
+(:func:`al_rows`, :func:`al_jac`) that :mod:`mctsff.fit.problem` adds for the constraints
+it does not linearise.  Plain numpy/LAPACK/DAQP: nothing of mctsff.
 """
 
 from __future__ import annotations
 
 import math
 
+import daqp
 import numpy as np
 from scipy.linalg.lapack import dgesv as _dgesv
 
@@ -189,29 +191,124 @@ def _second_order(cons, x_new, c_new, step, C, binding, fi, d, outside, excess, 
     return x_new, c_new
 
 
+#: What DAQP takes for an infinite bound.
+_DAQP_INF = 1e30
+
+
+def qp_step(H, g, C, c, eq, room_lo, room_hi, d, ctol):
+    """The damped Gauss–Newton step under the linearised constraints and the box.
+
+    Solves the convex QP ``min ½sᵀHs + gᵀs`` subject to the linearised rows and
+    ``−room_lo ≤ s ≤ room_hi`` (DAQP's dual active-set method, in the variables scaled by
+    ``√d``), so a row binds exactly when the model's minimiser would cross its bound and is
+    released when its multiplier changes sign, and the step shrinks with the damping in
+    ``H`` whatever rows bind.  The rows:
+
+    * an inequality row ``c ≤ 0`` is kept at ``c + Cs ≤ 0``, or, already inside its band
+      (``0 < c ≤ ctol``), at most where it is (no step is spent on pulling it further in:
+      near a constrained optimum such steps raise the loss, are rejected and stall);
+    * an equality row inside its band may move within it; one the step would take out of
+      the band, or one already outside, is put on the constraint, ``c + Cs = 0`` (a second
+      QP): the iterates reach the surface in one step and keep the band's width as margin
+      for the constraint's curvature, so a constraint that pins a nonlinear constant (force0
+      on LJ's σ) pins it, and the other constants move freely along it.
+
+    Returns
+    -------
+    (step followed by the multipliers of the binding rows, binding-row mask), or
+    ``None`` where the linearised constraints are inconsistent (or not finite).
+    """
+    sd = np.sqrt(d)
+    n = g.size
+    if not (np.isfinite(H).all() and np.isfinite(C).all() and np.isfinite(c).all()):
+        return None
+    Hs = np.ascontiguousarray(H / np.outer(sd, sd))
+    # rows scaled to unit norm (DAQP's tolerances are absolute; a force0 row of LJ at a
+    # tiny ε has coefficients of 1e-10 that it would take for zero)
+    A = C / sd
+    norm = np.sqrt(np.einsum("ij,ij->i", A, A))
+    norm = np.where(norm > 0.0, norm, 1.0)
+    A = np.ascontiguousarray(A / norm[:, None])
+    c = c / norm
+    ctol = ctol / norm
+    f = g / sd
+    inside = np.where(eq, np.abs(c), c) <= ctol
+    top = np.where(eq, np.where(inside, ctol, 0.0), np.where(inside, np.maximum(c, 0.0), 0.0))
+    bottom = np.where(eq, np.where(inside, -ctol, 0.0), -_DAQP_INF)
+    with np.errstate(invalid="ignore", over="ignore"):
+        upper = np.concatenate([np.minimum(room_hi * sd, _DAQP_INF), top - c])
+        lower = np.concatenate([np.maximum(-room_lo * sd, -_DAQP_INF), bottom - c])
+    lower[n:] = np.maximum(lower[n:], -_DAQP_INF)
+    sense = np.zeros(upper.size, dtype=np.int32)
+    y, _, flag, info = daqp.solve(Hs, f, A, upper, lower, sense, primal_tol=1e-12)
+    if flag < 1 or not np.isfinite(y).all():
+        return None
+    mult = np.asarray(info["lam"][n:], dtype=float)
+    pin = eq & inside & (mult != 0.0)
+    if pin.any():  # equality rows the step would take out of the band: onto the constraint
+        upper[n:][pin] = lower[n:][pin] = -c[pin]
+        y2, _, flag, info = daqp.solve(Hs, f, A, upper, lower, sense, primal_tol=1e-12)
+        if flag >= 1 and np.isfinite(y2).all():
+            y = y2
+            mult = np.asarray(info["lam"][n:], dtype=float)
+    binding = (mult != 0.0) | (eq & ~inside)
+    return np.concatenate([y / sd, (mult / norm)[binding]]), binding
+
+
+def _binding_step(H, g, Cf, c, signed, ctol):
+    """Where the linearised constraints are inconsistent: the KKT step with the rows
+    outside their band as equalities ``C s = −c`` (at most as many as free variables,
+    those furthest out first, then those the step would push out); ``(step followed by
+    multipliers, binding-row mask)``, or ``(None, mask)`` where singular."""
+    nf = g.size
+    active = signed(c) > ctol
+    sol = None
+    for _ in range(3):
+        k = int(active.sum())
+        if k > nf:
+            worst = np.argsort(-signed(c) * active)[:nf]
+            active = np.zeros_like(active)
+            active[worst] = True
+            k = nf
+        kkt = np.zeros((nf + k, nf + k))
+        kkt[:nf, :nf] = H
+        kkt[:nf, nf:] = Cf[active].T
+        kkt[nf:, :nf] = Cf[active]
+        rhs = np.concatenate([-g, -c[active]])
+        _, _, sol, info = _dgesv(kkt, rhs, overwrite_a=1, overwrite_b=0)
+        if info != 0 or not np.isfinite(sol).all():
+            return None, active
+        more = (signed(c + Cf @ sol[:nf]) > ctol) & ~active
+        if not more.any() or k == nf:
+            break
+        active = active | more
+    return sol, active
+
+
 def constrained_levenberg_marquardt(
     fun, fun_jac, cons, x0, lo, hi, *, max_iter=200, ftol=1e-15, xtol=1e-14, ctol=1e-9, ineq=None
 ):
     """Levenberg–Marquardt with constraints ``|c(x)| ≤ ctol`` (``c(x) ≤ ctol`` on the rows
     of ``ineq``) linearised at every step.
 
-    An equality constraint is met when ``|c| ≤ ctol`` (the band the fit reports against),
-    so a constraint row binds only where the step would leave the band: each step first
-    solves the damped Gauss–Newton model ``‖J s + r‖² + λ sᵀDs`` alone, then, for the
-    rows outside the band (now or after the step), the KKT system with ``C s = −c`` on
-    those rows (on the variables not held at a bound), so the iterates move onto the
-    constraint surface in one or two steps: no penalty parameter and no outer loop.  A
-    term that has died out before the constraint's point (``c ~ 1e-100`` per unit of its
-    prefactor) therefore never forces its prefactor to zero.  A step is accepted when
-    it lowers the merit ``‖r‖² + ρ Σ max(0, |c| − ctol)`` (``ρ`` twice the largest
-    multiplier seen); the damping follows Nielsen's update on the merit's actual over
-    predicted decrease.  A step rejected with an inequality row outside its band (the
-    constraint's curvature) gets one second-order correction (:func:`_second_order`) and
-    a second trial.  Stops on a relative decrease of ``‖r‖²`` (a decrease, not a rise
-    that bought feasibility) below ``ftol`` inside the band, a relative step below
-    ``xtol``, or after ``max_iter`` evaluations; a last
-    minimum-norm Newton step on the rows still outside the band then cleans up, where
-    it costs the fit nothing.
+    An equality constraint is met when ``|c| ≤ ctol`` (the band the fit reports against).
+    Each step minimises the damped Gauss–Newton model ``‖J s + r‖² + λ sᵀDs`` under the
+    linearised constraints and the box ``[lo, hi]``, a small convex QP (:func:`qp_step`):
+    the iterates move onto the constraint surface in one or two steps with no penalty
+    parameter and no outer loop, a row binds only where the model's minimiser would
+    leave its band (a term that has died out before the constraint's point, ``c ~ 1e-100``
+    per unit of its prefactor, never forces its prefactor to zero), and a row whose
+    multiplier changes sign is released.  Where the linearised
+    constraints are inconsistent, the rows furthest outside bind as equalities instead
+    (:func:`_binding_step`).  A step is accepted when it lowers the merit
+    ``‖r‖² + ρ Σ max(0, |c| − ctol)`` (``ρ`` twice the largest multiplier seen); the
+    damping follows Nielsen's update on the merit's actual over predicted decrease.  A
+    step rejected with an inequality row outside its band (the constraint's curvature)
+    gets a second-order correction (:func:`_second_order`) and a second trial.  Stops on a
+    relative decrease of ``‖r‖²`` (a decrease, not a rise that bought feasibility) below
+    ``ftol`` inside the band, a relative step below ``xtol``, or after ``max_iter``
+    evaluations; a last minimum-norm Newton step on the rows still outside the band then
+    cleans up, where it costs the fit nothing.
 
     Parameters
     ----------
@@ -222,9 +319,7 @@ def constrained_levenberg_marquardt(
         Jacobian ``(n_c, n)`` (else ``None``).
     ineq
         Boolean mask ``(n_c,)`` of the inequality rows ``c ≤ 0`` (``None``: all are
-        equalities).  An inequality row binds (as ``C s = −c``) only in a step that would
-        leave its band, so one inside its bound never holds the step back: an active set
-        recomputed in every step.
+        equalities).
 
     Returns
     -------
@@ -276,29 +371,11 @@ def constrained_levenberg_marquardt(
         H = Af.copy()
         H[np.arange(fi.size), np.arange(fi.size)] += damp * d
         Cf = C[:, fi]
-        active = signed(c) > ctol
-        sol = None
-        for _ in range(3):  # grow the set of binding rows until the step stays in the band
-            k = int(active.sum())
-            if k > fi.size:  # more binding rows than free variables: keep the worst
-                worst = np.argsort(-signed(c) * active)[: fi.size]
-                active = np.zeros_like(active)
-                active[worst] = True
-                k = fi.size
-            kkt = np.zeros((fi.size + k, fi.size + k))
-            kkt[: fi.size, : fi.size] = H
-            kkt[: fi.size, fi.size :] = Cf[active].T
-            kkt[fi.size :, : fi.size] = Cf[active]
-            rhs = np.concatenate([-g[fi], -c[active]])
-            _, _, sol, info = _dgesv(kkt, rhs, overwrite_a=1, overwrite_b=0)
-            if info != 0 or not np.isfinite(sol).all():
-                sol = None
-                break
-            pred_c = c + Cf @ sol[: fi.size]
-            more = (signed(pred_c) > ctol) & ~active
-            if not more.any() or k == fi.size:
-                break
-            active |= more
+        qp = qp_step(H, g[fi], Cf, c, eq, x[fi] - lo[fi], hi[fi] - x[fi], d, ctol)
+        if qp is not None:
+            sol, active = qp
+        else:  # the linearised constraints are inconsistent: bind the rows furthest out
+            sol, active = _binding_step(H, g[fi], Cf, c, signed, ctol)
         if sol is None:
             damp, nu = _damp_more(damp, nu)
             if not damp <= 1e30:

@@ -137,3 +137,49 @@ def test_second_order_correction_pulls_a_tangent_step_back_into_the_band():
     x_far = np.array([0.3, 1.0])
     x_same, c_same = _second_order(cons, x_far, cons(x_far, False)[0], tiny, *args)
     assert x_same is x_far and c_same[0] == pytest.approx(0.09)
+
+
+def _polygon_problem():
+    """Nonlinear residuals under 16 curved inequality rows (a rounded polygon about the
+    origin); the target (2, 1) lies outside, so several rows bind near the optimum."""
+    th = np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)
+    D = np.stack([np.cos(th), np.sin(th)], axis=1)
+
+    def fun(x):
+        return np.array([x[0] - 2.0, x[1] - 1.0, 0.3 * (x[0] * x[1] - 2.0)])
+
+    def fun_jac(x):
+        return fun(x), np.array([[1.0, 0.0], [0.0, 1.0], [0.3 * x[1], 0.3 * x[0]]])
+
+    def cons(x, jac=True):
+        return D @ x - 1.0 + 0.05 * (x @ x), (D + 0.1 * x[None, :]) if jac else None
+
+    return fun, fun_jac, cons
+
+
+@pytest.mark.parametrize("x0", [(0.0, 0.0), (3.0, 3.0), (-3.0, 0.5)])
+def test_constrained_levenberg_marquardt_finds_the_constrained_optimum_in_few_steps(x0):
+    # reference: SLSQP to machine precision; from (-3, 0.5) an active set of "the rows
+    # furthest out, as equalities" ends on the polygon's far side (loss 8.6), and from
+    # (3, 3), where more rows are violated than there are variables, it needs 77
+    # evaluations: each step's QP must release rows and shrink with the damping
+    from scipy.optimize import minimize
+
+    fun, fun_jac, cons = _polygon_problem()
+    ref = minimize(
+        lambda x: fun(x) @ fun(x),
+        np.zeros(2),
+        jac=lambda x: 2.0 * fun_jac(x)[1].T @ fun(x),
+        constraints=[
+            {"type": "ineq", "fun": lambda x: -cons(x, False)[0], "jac": lambda x: -cons(x)[1]}
+        ],  # fmt: skip
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 500},
+    )
+    x, r, nev = constrained_levenberg_marquardt(
+        fun, fun_jac, cons, np.array(x0), *FREE, ineq=np.ones(16, bool), ctol=1e-9
+    )
+    np.testing.assert_allclose(x, ref.x, atol=1e-7)
+    assert r @ r == pytest.approx(ref.fun, rel=1e-8)
+    assert cons(x, False)[0].max() <= 1e-9
+    assert nev <= 40
