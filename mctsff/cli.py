@@ -612,7 +612,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         help="also fit sums of the grammar's terms proposed by sparse selection on the forces "
         "(a term library, forward selection with refitted amplitudes; each proposal parsed "
         "back with the grammar; mctsff.engines.terms); off where the grammar has no sum of "
-        "terms (default: off)",
+        "terms (default: on; --no-terms turns it off)",
     )
     p.add_argument(
         "--terms-share",

@@ -261,8 +261,8 @@ class SearchConfig:
         (:mod:`mctsff.engines.terms`: a term library, forward selection with refitted
         amplitudes, every proposal parsed back with the grammar) and fit them among the
         search's candidates, at most ``terms_share`` of all fits after the first
-        :data:`~mctsff.engines.terms.FIRST_PROPOSALS`.  Force matching with a grammar
-        that writes a sum of terms only; silently off elsewhere.
+        :data:`~mctsff.engines.terms.FIRST_PROPOSALS`.  On by default; force matching
+        with a grammar that writes a sum of terms only, silently off elsewhere.
     md_rerank
         After the search (outside its time limit), run the liquid-water MD check on this
         many front members that pass the wall check, the knee-rule member first, then by
@@ -289,7 +289,7 @@ class SearchConfig:
     resolution: bool = True
     checkpoint_every: float = 30.0
     progress: bool = False
-    terms: bool = False
+    terms: bool = True
     terms_share: float = 0.2
     md_rerank: int = 0
     md_options: Mapping[str, Any] | None = None

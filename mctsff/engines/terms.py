@@ -36,14 +36,17 @@ orthogonal matching pursuit:
    cannot derive it or needs more than ``max_length`` productions for it; the dropped
    ones are counted in :attr:`TermLibrary.n_underivable`.
 
-The search (:func:`mctsff.search.search` with ``terms=True``, ``--terms``) fits the
-proposals through its evaluator, as candidates that count against the budget, and records
-them in the engine's transposition table with their derivations (a state jump: MCTS's
-building-block reuse and the local moves take them up like the engine's own); at most
-``terms_share`` of all fits go to them.  The dictionary and the selection cost no fits,
-but CPU time before the first proposal, which grows with the grammar's terms and the
-selection's pairs (``max_pairs``); a selection is kept per process by its grammar, data
-and settings (:data:`CACHE_SIZE` of them), so searches on the same data select once.
+The search (:func:`mctsff.search.search` with ``terms=True``, the default; ``terms=False``
+and ``--no-terms`` turn it off) fits the proposals through its evaluator, as candidates
+that count against the budget, and records them in the engine's transposition table with
+their derivations (a state jump: MCTS's building-block reuse and the local moves take them
+up like the engine's own); at most ``terms_share`` of all fits go to them.  A batch of
+them cut short by the budget or the time limit is finished first on resume, so a resumed
+search fits what an uninterrupted one does.  The dictionary and the selection cost no
+fits, but CPU time before the first proposal, which grows with the grammar's terms and
+the selection's pairs (``max_pairs``); a selection is kept per process by its grammar,
+data and settings (:data:`CACHE_SIZE` of them), so searches on the same data select once,
+and a search's time limit ends it.
 """
 
 from __future__ import annotations
@@ -959,8 +962,8 @@ PROPOSAL_BATCH = 4
 class TermProposals:
     """Fits a :class:`TermLibrary`'s proposals inside a search, interleaved with its steps.
 
-    Each call of :meth:`step` fits the next proposals not fitted yet (one group per
-    worker, two groups at most) while the proposals' fits stay within
+    Each call of :meth:`step` fits the next :data:`PROPOSAL_BATCH` proposals not fitted
+    yet while the proposals' fits stay within
     ``max(FIRST_PROPOSALS, share × all fits)``, the budget (:meth:`~mctsff.engines.engine.
     SearchEngine.fits_left`) and the deadline allow.  Results carry
     ``extra["term_library"] = True`` and are recorded in the engine's transposition table

@@ -159,7 +159,7 @@ def test_setting_and_flag():
     from mctsff.config import DEFAULTS, ConfigError
     from mctsff.data import data_file
 
-    assert DEFAULTS.terms is False and DEFAULTS.terms_share == 0.2
+    assert DEFAULTS.terms is True and DEFAULTS.terms_share == 0.2
     assert DEFAULTS.updated(terms=True, terms_share=0.5).terms_share == 0.5
     with pytest.raises(ConfigError, match="terms_share"):
         DEFAULTS.updated(terms_share=1.5)
@@ -167,7 +167,7 @@ def test_setting_and_flag():
     args = build_parser().parse_args(["search", dimers, "--terms", "--terms-share", "0.1"])
     cfg = search_config(args)
     assert cfg.terms is True and cfg.terms_share == 0.1
-    assert search_config(build_parser().parse_args(["search", dimers])).terms is False
+    assert search_config(build_parser().parse_args(["search", dimers])).terms is True
     assert search_config(build_parser().parse_args(["search", dimers, "--no-terms"])).terms is False
 
 
