@@ -564,9 +564,10 @@ class Fitter:
         Every start of :meth:`Problem.scan_starts` and of the seeded ladder of
         :meth:`_starts` (``n_starts`` of each) is solved to a relative decrease of
         :data:`LOOSE_FTOL` in at most :data:`LOOSE_NFEV` evaluations under the constraints
-        (the scan's starts linearised, after an unconstrained descent where one is an
-        inequality; the ladder's and the best scan start by the augmented Lagrangian's
-        continuation from their unconstrained optimum); the
+        (linearised in every step: the scan's starts directly where all constraints are
+        equalities, else from their unconstrained optimum, the ladder's from their
+        unconstrained optimum; the best scan start also by the augmented Lagrangian's
+        continuation from its unconstrained optimum); the
         :data:`FINAL_POLISH` best of them (feasible first, then lowest loss), the lowest
         loss of all and any other within :data:`TIE` of the best's loss are then solved
         to convergence.
@@ -599,12 +600,10 @@ class Fitter:
 
         def constrained(free, linearised: bool):
             """The constraints from an unconstrained optimum ``free``: linearised in each
-            step (a scan start under an inequality, the wall: one that meets the wall
-            first would stop on it short of the basin its unconstrained descent reaches)
-            or by the augmented Lagrangian's continuation (the ladder's and the best scan
-            start: it slides along a constraint that pins a nonlinear constant, as force0
-            pins LJ's sigma, where linearised steps would zero the prefactors instead; a
-            wall's active set found so is often a better basin)."""
+            step (a start that meets the wall first would stop on it short of the basin its
+            unconstrained descent reaches) or by the augmented Lagrangian's continuation
+            (the best scan start's second solve: a wall's active set found so is sometimes
+            a better basin)."""
             try:
                 with np.errstate(all="ignore"):
                     if linearised:
@@ -630,7 +629,7 @@ class Fitter:
             # of its continuations
             every = starts + ladder
             todo = [(i, True) for i in range(len(starts))] if inequality else []
-            todo += [(len(starts) + i, False) for i in range(len(ladder))]
+            todo += [(len(starts) + i, True) for i in range(len(ladder))]
             todo += [(0, False)] if starts else []
             frees = {}
             for i, lin in todo:
