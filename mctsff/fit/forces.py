@@ -474,26 +474,68 @@ class Fitter:
                     if rng.random() < 0.3:
                         x[m] = -x[m]
             starts.append(x)
+        return self._clipped(starts, lo, hi)
+
+    @staticmethod
+    def _clipped(starts, lo, hi) -> list[np.ndarray]:
+        """The starts (``None`` skipped) moved just inside the bounds."""
         out = []
         for x in starts:
+            if x is None:
+                continue
             with np.errstate(invalid="ignore"):
                 x = np.where(np.isfinite(lo), np.maximum(x, lo + 1e-9 * (1 + np.abs(lo))), x)
                 x = np.where(np.isfinite(hi), np.minimum(x, hi - 1e-9 * (1 + np.abs(hi))), x)
             out.append(x)
         return out
 
+    @staticmethod
+    def _start_vector(par: Parameterization, start: Mapping[str, float] | None):
+        """θ of a :meth:`fit` ``start`` (1 where none is given), ``None`` without one."""
+        if not start:
+            return None
+        names = set(par.names) | {par.base_name(n) for n in par.names}
+        unknown = sorted(set(start) - names)
+        if unknown:
+            raise FitConfigError(
+                f"start: {', '.join(unknown)} is not a constant of {par.program.expression!r}"
+            )
+        x = np.ones(par.n_params)
+        for m, name in enumerate(par.names):
+            for key in (name, par.base_name(name)):
+                if key in start:
+                    value = start[key]
+                    if not (isinstance(value, int | float) and math.isfinite(value)):
+                        raise FitConfigError(f"start: {key} must be a finite number, not {value!r}")
+                    x[m] = float(value)
+                    break
+        return x
+
     # ------------------------------------------------------------------ the fit
-    def fit(self, expression: str | Program) -> FitResult:
+    def fit(self, expression: str | Program, start: Mapping[str, float] | None = None) -> FitResult:
         """Fit one expression; never raises for a bad candidate (returns ``valid=False``).
+
+        Parameters
+        ----------
+        start
+            Values of some constants to start one more solve from, by parameter name
+            (``prod_c1[H]``) or constant name (``c1``, all its parameters), e.g. the
+            constants a term selection found for the candidate; the others start at 1 (the
+            linear prefactors are solved exactly anyway).  It is solved like every other
+            start, so the fit is at least as good as a loose solve from there.
 
         Raises
         ------
         ExpressionError
             Only when the expression text itself cannot be compiled.
+        FitConfigError
+            When ``start`` names a constant the expression does not have, or a value that
+            is not finite.
         """
         t0 = time.perf_counter()
         prog = self.compile(expression)
         par = Parameterization(prog, self.species, self.type_pairs)
+        x_start = self._start_vector(par, start)
         text = prog.expression
         if not self._use_energy:
             constant = r_independent_terms(prog)
@@ -525,8 +567,8 @@ class Fitter:
                 candidates.append(sol)
 
         if self.options.scan:
-            return self._fit_scanned(prog, par, problem, lo, hi, t0)
-        for x0 in self._starts(par, lo, hi, text):
+            return self._fit_scanned(prog, par, problem, lo, hi, t0, x_start)
+        for x0 in self._starts(par, lo, hi, text) + self._clipped([x_start], lo, hi):
             explore(lambda x0=x0: x0)
         if problem._typed and candidates:
             # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
@@ -557,7 +599,7 @@ class Fitter:
         nfev = problem.nfev + problem.relaxed_nfev
         return self._result(prog, par, theta, loss, lo, hi, nfev, t0, losses, mults)
 
-    def _fit_scanned(self, prog, par, problem, lo, hi, t0) -> FitResult:
+    def _fit_scanned(self, prog, par, problem, lo, hi, t0, x_start=None) -> FitResult:
         """The default fit: starts from the scan and the ladder, polished loosely, the best
         to the end.
 
@@ -570,7 +612,7 @@ class Fitter:
         continuation from its unconstrained optimum); the
         :data:`FINAL_POLISH` best of them (feasible first, then lowest loss), the lowest
         loss of all and any other within :data:`TIE` of the best's loss are then solved
-        to convergence.
+        to convergence.  ``x_start`` (see :meth:`fit`) is one more start, solved first.
         """
         o = self.options
         text = prog.expression
@@ -579,6 +621,8 @@ class Fitter:
         given = {par.base_name(n) for n in par.names} | set(par.names)
         if ladder and given & set(o.initial):  # the user's own start is always one of them
             starts.insert(0, ladder[0])
+        extra = self._clipped([x_start], lo, hi)
+        starts[:0] = extra
 
         def run(x0, ftol, n=LOOSE_NFEV):
             try:
@@ -630,7 +674,7 @@ class Fitter:
             every = starts + ladder
             todo = [(i, True) for i in range(len(starts))] if inequality else []
             todo += [(len(starts) + i, True) for i in range(len(ladder))]
-            todo += [(0, False)] if starts else []
+            todo += [(len(extra), False)] if len(starts) > len(extra) else []
             frees = {}
             for i, lin in todo:
                 if i not in frees:

@@ -584,3 +584,20 @@ def test_rigid_match_fits_total_forces_that_atom_match_cannot(dimers):
         Fitter(dataclasses.replace(train, mol=None), match="rigid")
     with pytest.raises(FitConfigError, match="match"):
         Fitter(train, match="molecules")
+
+
+def test_a_given_start_is_solved_too(dimers):
+    # a well 0.06 Å wide at 3.4 Å: the scan's grid and the ladder miss it, a start near it
+    # (e.g. from a term selection) reaches it exactly, with the scan and without
+    expr, params = "c1*exp(-c2*(r-c3)**2)", {"c1": -0.05, "c2": 300.0, "c3": 3.4}
+    truth = Potential(expr, params, dimers.species, dimers.type_pairs, **SHIFTED)
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    for options in ({}, {"scan": False, "n_starts": 1}):
+        fitter = Fitter(train, valid, **NO_WALL, **options)
+        res = fitter.fit(expr, start={"c2": 250.0, "c3": 3.38})
+        assert res.rmse_train < 1e-9, (options, res.params)
+    assert fitter.fit(expr).rmse_train > 0.1  # one start at 1 alone does not
+    with pytest.raises(FitConfigError, match="zz is not a constant"):
+        fitter.fit(expr, start={"zz": 1.0})
+    with pytest.raises(FitConfigError, match="c1 must be a finite number"):
+        fitter.fit(expr, start={"c1": math.nan})
