@@ -474,20 +474,7 @@ class Fitter:
                     if rng.random() < 0.3:
                         x[m] = -x[m]
             starts.append(x)
-        return self._clipped(starts, lo, hi)
-
-    @staticmethod
-    def _clipped(starts, lo, hi) -> list[np.ndarray]:
-        """The starts (``None`` skipped) moved just inside the bounds."""
-        out = []
-        for x in starts:
-            if x is None:
-                continue
-            with np.errstate(invalid="ignore"):
-                x = np.where(np.isfinite(lo), np.maximum(x, lo + 1e-9 * (1 + np.abs(lo))), x)
-                x = np.where(np.isfinite(hi), np.minimum(x, hi - 1e-9 * (1 + np.abs(hi))), x)
-            out.append(x)
-        return out
+        return _inside_bounds(starts, lo, hi)
 
     @staticmethod
     def _start_vector(par: Parameterization, start: Mapping[str, float] | None):
@@ -568,7 +555,7 @@ class Fitter:
 
         if self.options.scan:
             return self._fit_scanned(prog, par, problem, lo, hi, t0, x_start)
-        for x0 in self._starts(par, lo, hi, text) + self._clipped([x_start], lo, hi):
+        for x0 in self._starts(par, lo, hi, text) + _inside_bounds([x_start], lo, hi):
             explore(lambda x0=x0: x0)
         if problem._typed and candidates:
             # one more start: per-type prefactors factored from per-pair ones (see _typed_start)
@@ -621,7 +608,7 @@ class Fitter:
         given = {par.base_name(n) for n in par.names} | set(par.names)
         if ladder and given & set(o.initial):  # the user's own start is always one of them
             starts.insert(0, ladder[0])
-        extra = self._clipped([x_start], lo, hi)
+        extra = _inside_bounds([x_start], lo, hi)
         starts[:0] = extra
 
         def run(x0, ftol, n=LOOSE_NFEV):
@@ -906,6 +893,19 @@ class Fitter:
             "loss_rel_bound": bound["loss_rel_bound"],
         }
         return info, exact if exact is not None and math.isfinite(exact) else projected
+
+
+def _inside_bounds(starts, lo, hi) -> list[np.ndarray]:
+    """The starts (``None`` skipped) moved just inside the bounds."""
+    out = []
+    for x in starts:
+        if x is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            x = np.where(np.isfinite(lo), np.maximum(x, lo + 1e-9 * (1 + np.abs(lo))), x)
+            x = np.where(np.isfinite(hi), np.minimum(x, hi - 1e-9 * (1 + np.abs(hi))), x)
+        out.append(x)
+    return out
 
 
 def _shortest_distances(train, n_type_pairs: int) -> list[float]:
