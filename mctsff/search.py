@@ -872,28 +872,26 @@ def _set_up(
         grammar=grammar,
         searched=objective.searched,
     )
-    try:
-        run.local.restore_pending(local_pending)
-    except DAMAGED_CHECKPOINT as exc:
-        if run.lock is not None:
-            run.lock.release()
-        evaluator.evaluator.close()
-        raise SearchError(
-            f"{out_path / CHECKPOINT}: damaged checkpoint (local_pending: {exc})"
-        ) from None
+
+    def restore(key: str, restore_pending, state) -> None:
+        """``restore_pending(state)``; a damaged checkpoint value ends the run with one
+        error naming the file and key (the lock and the workers released first)."""
+        try:
+            restore_pending(state)
+        except DAMAGED_CHECKPOINT as exc:
+            if run.lock is not None:
+                run.lock.release()
+            evaluator.evaluator.close()
+            raise SearchError(
+                f"{out_path / CHECKPOINT}: damaged checkpoint ({key}: {exc})"
+            ) from None
+
+    restore("local_pending", run.local.restore_pending, local_pending)
     if cfg.terms and objective.kind == "forces":
         library = TermLibrary(grammar, objective.fitter, max_length=cfg.max_length)
         if library.applies:  # silently off for a grammar without a sum of terms
             run.terms = TermProposals(library, engine, evaluator, cfg.terms_share)
-            try:
-                run.terms.restore_pending(terms_pending)
-            except DAMAGED_CHECKPOINT as exc:
-                if run.lock is not None:
-                    run.lock.release()
-                evaluator.evaluator.close()
-                raise SearchError(
-                    f"{out_path / CHECKPOINT}: damaged checkpoint (terms_pending: {exc})"
-                ) from None
+            restore("terms_pending", run.terms.restore_pending, terms_pending)
     return run
 
 
