@@ -183,3 +183,24 @@ def test_constrained_levenberg_marquardt_finds_the_constrained_optimum_in_few_st
     assert r @ r == pytest.approx(ref.fun, rel=1e-8)
     assert cons(x, False)[0].max() <= 1e-9
     assert nev <= 40
+
+
+def test_constrained_levenberg_marquardt_with_inconsistent_rows_stops_finite():
+    # x ≤ -1 and x ≥ 1 cannot both hold: the QP is infeasible in every step and the
+    # fallback (the rows furthest out as equalities) is singular; the solver stops with
+    # finite values between the two instead of raising or spinning
+    def fun(x):
+        return np.array([x[0] - 3.0, x[1]])
+
+    def fun_jac(x):
+        return fun(x), np.eye(2)
+
+    def cons(x, jac=True):
+        C = np.array([[1.0, 0.0], [-1.0, 0.0]])
+        return C @ x + 1.0, C if jac else None
+
+    x, r, nev = constrained_levenberg_marquardt(
+        fun, fun_jac, cons, np.zeros(2), *FREE, ineq=np.ones(2, bool), ctol=1e-9, max_iter=50
+    )
+    assert np.isfinite(x).all() and np.isfinite(r).all() and nev <= 50
+    assert -1.0 - 1e-6 <= x[0] <= 1.0 + 1e-6
