@@ -276,12 +276,13 @@ class _GrammarComplexity:
         """The evaluator's workers (how many fits a group under a deadline holds)."""
         return int(getattr(self.evaluator, "workers", 1))
 
-    def __call__(self, expressions: list[str]) -> list[FitResult]:
-        return self._complexity(self.evaluator(expressions))
+    def __call__(self, expressions: list[str], starts=None) -> list[FitResult]:
+        return self._complexity(self.evaluator(expressions, starts))
 
-    def submit(self, expressions: list[str]):
-        """Start a batch (:meth:`Evaluator.submit`); ``result()`` sets the grammar complexity."""
-        batch = self.evaluator.submit(expressions)
+    def submit(self, expressions: list[str], starts=None):
+        """Start a batch (:meth:`Evaluator.submit`, ``starts`` too); ``result()`` sets the
+        grammar complexity."""
+        batch = self.evaluator.submit(expressions, starts)
         wrapper = self
 
         class _Batch:

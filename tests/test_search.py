@@ -979,6 +979,7 @@ _DAMAGES = [  # (where, value, words of the message)
     (("local_options",), 5, "TypeError"),
     (("mcts", "_cache"), 5, "local_pending"),
     (("terms_pending",), {"cut": [1]}, "terms_pending"),  # a batch of proposals cut short
+    (("terms_pending",), {"cut": ["c1/r"], "starts": {"c1/r": {"c1": "x"}}}, "terms_pending"),
     # a planted member (was dropped without a word): the expression of no fit
     (("front",), [{"expression": 'A/r #"""\n', "params": {"A": 1.0}}], "ExpressionError"),
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ def fit_in_time(
     evaluate: Callable[[list[str]], Any],
     expressions: Sequence[str],
     out_of_time: Callable[[], bool] | None = None,
+    starts: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[FitResult]:
     """Fit ``expressions`` with ``evaluate``: in one call, or, given ``out_of_time`` (whether
     a deadline has passed), in groups of one per worker (``evaluate.workers``; 1 for a
@@ -62,16 +63,23 @@ def fit_in_time(
     fitted, in order: all of them without ``out_of_time``, none when the deadline has passed
     already; a group started before it ends is waited for, so a batch overruns the deadline
     by at most one fit per worker.  The engines' steps (:meth:`SearchEngine._fit_in_time`)
-    and the local moves (:class:`~mctsff.engines.local.LocalMoves`) fit through it."""
+    and the local moves (:class:`~mctsff.engines.local.LocalMoves`) fit through it.
+    ``starts`` (constants to start from, by expression) go to ``evaluate`` with each group
+    that has some (``evaluate(group, starts=...)``, as :class:`~mctsff.engines.parallel.
+    Evaluator` takes them); without any, ``evaluate(group)``."""
+
+    def fit(group: list[str]) -> list[FitResult]:
+        mine = {e: starts[e] for e in group if e in starts} if starts else None
+        return checked_results(evaluate(group, starts=mine) if mine else evaluate(group), group)
+
     if out_of_time is None:
-        return checked_results(evaluate(list(expressions)), expressions)
+        return fit(list(expressions))
     size = max(1, int(getattr(evaluate, "workers", 1) or 1))
     out: list[FitResult] = []
     for i in range(0, len(expressions), size):
         if out_of_time():
             break
-        group = list(expressions[i : i + size])
-        out += checked_results(evaluate(group), group)
+        out += fit(list(expressions[i : i + size]))
     return out
 
 

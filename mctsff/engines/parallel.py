@@ -24,6 +24,10 @@ deterministic: its starts are seeded from the fitter's seed and the expression).
   scattered to every Dask worker once (``broadcast=True``) and chunks are
   submitted as tasks (``dask`` extra).
 
+A batch may carry starts: ``starts={expression: {constant: value}}`` (e.g. the constants a
+term selection found, :mod:`mctsff.engines.terms`) go with their expressions to whichever
+process fits them, as :meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``.
+
 Robustness: a candidate that raises comes back ``valid=False`` with the error;
 a batch that exceeds ``timeout`` seconds, or a worker process that dies, costs
 the candidates concerned (retried once one by one in a fresh pool), never the run.
@@ -38,7 +42,7 @@ import os
 import pickle
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, ProcessPoolExecutor, TimeoutError
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -77,9 +81,16 @@ def _init_worker(payload: bytes) -> None:
     _WORKER_FITTER = pickle.loads(payload)
 
 
-def fit_one(fitter, expression: str) -> FitResult:
-    """Fit one expression; any exception becomes an invalid result."""
+#: Constants to start an expression's fit from, by expression (:meth:`Evaluator.submit`).
+Starts = Mapping[str, Mapping[str, float]]
+
+
+def fit_one(fitter, expression: str, start: Mapping[str, float] | None = None) -> FitResult:
+    """Fit one expression (from ``start`` too, where given: ``fitter.fit(expression,
+    start=start)``); any exception becomes an invalid result."""
     try:
+        if start:
+            return fitter.fit(expression, start=start)
         return fitter.fit(expression)
     except Exception as exc:  # a candidate must never end the run
         res = FitResult.invalid(expression, f"{type(exc).__name__}: {exc}")
@@ -91,14 +102,26 @@ def _ready() -> bool:
     return _WORKER_FITTER is not None
 
 
-def _fit_chunk(expressions: Sequence[str]) -> list[dict[str, Any]]:
-    return [fit_one(_WORKER_FITTER, e).to_dict() for e in expressions]
+def _fit_chunk(expressions: Sequence[str], starts: Starts | None = None) -> list[dict[str, Any]]:
+    starts = starts or {}
+    return [fit_one(_WORKER_FITTER, e, starts.get(e)).to_dict() for e in expressions]
 
 
-def _fit_chunk_with(fitter, expressions: Sequence[str]) -> list[dict[str, Any]]:
+def _fit_chunk_with(
+    fitter, expressions: Sequence[str], starts: Starts | None = None
+) -> list[dict[str, Any]]:
     """Dask task: prepared as a local worker is (one BLAS thread, kernels loaded)."""
     _prepare_worker()
-    return [fit_one(fitter, e).to_dict() for e in expressions]
+    starts = starts or {}
+    return [fit_one(fitter, e, starts.get(e)).to_dict() for e in expressions]
+
+
+def _starts_of(chunk: Sequence[str], starts: Starts | None) -> dict[str, Any] | None:
+    """The starts of a chunk's expressions (``None`` without any), sent with it."""
+    if not starts:
+        return None
+    mine = {e: dict(starts[e]) for e in chunk if e in starts}
+    return mine or None
 
 
 def _chunks(items: list[str], n: int, size: int | None = None) -> list[list[str]]:
@@ -261,35 +284,37 @@ class Evaluator:
         self.close()
 
     # ------------------------------------------------------------------ evaluate
-    def __call__(self, expressions: list[str]) -> list[FitResult]:
-        return self.submit(expressions).result()
+    def __call__(self, expressions: list[str], starts: Starts | None = None) -> list[FitResult]:
+        return self.submit(expressions, starts).result()
 
-    def submit(self, expressions: Sequence[str]) -> Batch:
+    def submit(self, expressions: Sequence[str], starts: Starts | None = None) -> Batch:
         """Start fitting a batch; :meth:`Batch.result` collects it (results in order).
 
         Workers keep fitting while the caller prepares the next batch, so a search can
         keep them busy across iterations.  In process (one worker), the batch is fitted
-        here, now.
+        here, now.  ``starts`` gives some expressions constants to start from
+        (:meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``), by expression.
         """
         t0 = time.perf_counter()
         exprs = list(expressions)
         if not exprs:
             return Batch(self, exprs, list, t0)
         if self._client is not None:
-            return Batch(self, exprs, self._dask(exprs), t0)
+            return Batch(self, exprs, self._dask(exprs, starts), t0)
         first: list[FitResult] = []
         rest = exprs
         if self._use_pool and (self.timeout is not None or len(exprs) > 1):
             self.start(wait=self.timeout is not None)
             while len(first) < len(exprs) and not self.ready:
                 # workers still starting: fit here meanwhile (no time limit is set)
-                first.append(fit_one(self.fitter, exprs[len(first)]))
+                e = exprs[len(first)]
+                first.append(fit_one(self.fitter, e, (starts or {}).get(e)))
                 self.n_in_process += 1
             rest = exprs[len(first) :]
             if len(rest) > 1 or (rest and self.timeout is not None):
-                collect = self._local(rest)
+                collect = self._local(rest, starts)
                 return Batch(self, exprs, lambda: first + collect(), t0)
-        out = first + [fit_one(self.fitter, e) for e in rest]
+        out = first + [fit_one(self.fitter, e, (starts or {}).get(e)) for e in rest]
         return Batch(self, exprs, lambda: out, t0)
 
     def _account(self, exprs: list[str], out: list[FitResult], t0: float) -> None:
@@ -304,10 +329,18 @@ class Evaluator:
             size = math.ceil(TASK_SECONDS / (self.fit_seconds / self.n_fits))
         return _chunks(exprs, self.workers, size)
 
-    def _dask(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
+    def _dask(
+        self, exprs: list[str], starts: Starts | None = None
+    ) -> Callable[[], list[FitResult]]:
         chunks = self._split(exprs)
         futures = [
-            self._client.submit(_fit_chunk_with, self._remote_fitter, chunk, pure=False)
+            self._client.submit(
+                _fit_chunk_with,
+                self._remote_fitter,
+                chunk,
+                _starts_of(chunk, starts),
+                pure=False,
+            )
             for chunk in chunks
         ]
 
@@ -334,11 +367,13 @@ class Evaluator:
         except Exception:  # an expression that does not compile fails fast in the worker
             return 0
 
-    def _local(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
+    def _local(
+        self, exprs: list[str], starts: Starts | None = None
+    ) -> Callable[[], list[FitResult]]:
         # longest fits first (fit time grows with the number of constants), so the
         # batch does not end with one worker busy on a long fit and the others idle
         order = sorted(range(len(exprs)), key=lambda i: -self._n_constants(exprs[i]))
-        collect = self._local_ordered([exprs[i] for i in order])
+        collect = self._local_ordered([exprs[i] for i in order], starts)
 
         def unsort() -> list[FitResult]:
             out: list[FitResult] = [None] * len(exprs)  # type: ignore[list-item]
@@ -348,11 +383,13 @@ class Evaluator:
 
         return unsort
 
-    def _local_ordered(self, exprs: list[str]) -> Callable[[], list[FitResult]]:
+    def _local_ordered(
+        self, exprs: list[str], starts: Starts | None = None
+    ) -> Callable[[], list[FitResult]]:
         chunks = self._split(exprs)
         try:
             pool = self._pool_get()
-            futures = [pool.submit(_fit_chunk, c) for c in chunks]
+            futures = [pool.submit(_fit_chunk, c, _starts_of(c, starts)) for c in chunks]
         except BrokenProcessPool:
             futures = None
 
@@ -376,13 +413,14 @@ class Evaluator:
                 # a worker died or a candidate hung (or another batch's failure reset the
                 # pool under this one): retry one by one in a fresh pool
                 self._pool_reset()
-                return [self._isolated(e) for e in exprs]
+                return [self._isolated(e, (starts or {}).get(e)) for e in exprs]
 
         return collect
 
-    def _isolated(self, expr: str) -> FitResult:
+    def _isolated(self, expr: str, start: Mapping[str, float] | None = None) -> FitResult:
         try:
-            fut = self._pool_get().submit(_fit_chunk, [expr])
+            mine = {expr: dict(start)} if start else None
+            fut = self._pool_get().submit(_fit_chunk, [expr], mine)
             return FitResult.from_dict(fut.result(timeout=self.timeout)[0])
         except TimeoutError:
             self._pool_reset()

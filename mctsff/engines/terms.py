@@ -30,7 +30,8 @@ orthogonal matching pursuit:
    combining rule (global, product, geometric, arithmetic, per pair), the simplest
    within ``kind_tol`` first, then the lowest loss.
 4. Each chosen set is written as one expression, its terms joined by the grammar's
-   ``+``/``-`` and its constants renumbered as the grammar numbers them.  **Every
+   ``+``/``-`` and its constants renumbered as the grammar numbers them; the selection's
+   constants go with it under those names (:attr:`Proposal.start`).  **Every
    proposal is parsed back with the grammar in use**
    (:meth:`~mctsff.expr.grammar.Grammar.derivation_of`) and dropped if the grammar
    cannot derive it or needs more than ``max_length`` productions for it; the dropped
@@ -40,7 +41,9 @@ The search (:func:`mctsff.search.search` with ``terms=True``, the default; ``ter
 and ``--no-terms`` turn it off) fits the proposals through its evaluator, as candidates
 that count against the budget, and records them in the engine's transposition table with
 their derivations (a state jump: MCTS's building-block reuse and the local moves take them
-up like the engine's own); at most ``terms_share`` of all fits go to them.  A batch of
+up like the engine's own); at most ``terms_share`` of all fits go to them.  Each is fitted
+from the selection's constants too (the fitter's ``start``), so its fit does not have to
+find again the optimum the selection found.  A batch of
 them cut short by the budget or the time limit is finished first on resume, so a resumed
 search fits what an uninterrupted one does.  The dictionary and the selection cost no
 fits, but CPU time before the first proposal, which grows with the grammar's terms and
@@ -244,6 +247,17 @@ def _fingerprint(X: np.ndarray) -> bytes:
     return np.round(X / scale, 8).tobytes()
 
 
+def _lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least-squares coefficients of ``y`` on the columns ``X``, each column scaled to unit
+    norm for the solve: a term's columns can be many orders of magnitude apart from
+    another's (``exp(c*r**2)`` near the cutoff), and unscaled the small ones fall under
+    the solver's rank cut and get no amplitude."""
+    norms = np.linalg.norm(X, axis=0)
+    norms[~(norms > 0) | ~np.isfinite(norms)] = 1.0
+    a, *_ = np.linalg.lstsq(X / norms, y, rcond=None)
+    return a / norms
+
+
 class _Stopped(Exception):
     """The selection was ended by its ``stop`` callable."""
 
@@ -255,6 +269,7 @@ class _Shape:
     key: str
     kinds: dict[tuple[str, ...], str] = field(default_factory=dict)  # amplitude rules -> term
     program: object = None  # the first kind's Program
+    text: str = ""  # the first kind's term (the program's text)
     slots: tuple[int, ...] = ()  # constant indices of the amplitudes
     split: tuple[bool, ...] = ()  # per amplitude: one column per type pair
     nonlinear: tuple[str, ...] = ()  # names of the scanned constants
@@ -262,12 +277,19 @@ class _Shape:
 
 @dataclass
 class Proposal:
-    """One proposed sum: its expression and what the selection saw of it."""
+    """One proposed sum: its expression and what the selection saw of it.
+
+    ``start`` holds the selection's constants by the expression's parameter names
+    (:meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``): the refined nonlinear constants,
+    and the amplitudes solved with them (per type for a product or geometric rule, from
+    the rank-one factor of the per-pair amplitudes).
+    """
 
     expression: str
     n_terms: int
     rel_loss: float  # the dictionary's loss relative to U = 0
     length: int = 0  # productions of its derivation in the grammar
+    start: dict[str, float] = field(default_factory=dict)
 
 
 class TermLibrary:
@@ -458,7 +480,9 @@ class TermLibrary:
             )
             shape = shapes.get(key)
             if shape is None:
-                shape = shapes[key] = _Shape(key, program=prog, slots=slots, nonlinear=nonlinear)
+                shape = shapes[key] = _Shape(
+                    key, program=prog, text=term, slots=slots, nonlinear=nonlinear
+                )
             shape.kinds.setdefault(rules, term)
         for shape in shapes.values():
             shape.split = tuple(
@@ -592,10 +616,10 @@ class TermLibrary:
         out: list[Proposal] = []
         seen: set[str] = set()
         for _, size, loss, chosen in ranked:
-            for expr, length in self._expressions(chosen, shapes, y, loss0):
+            for expr, length, start in self._expressions(chosen, shapes, y, loss0):
                 if expr not in seen:
                     seen.add(expr)
-                    out.append(Proposal(expr, size, loss / loss0, length))
+                    out.append(Proposal(expr, size, loss / loss0, length, start))
         return out
 
     def _set_columns(self, shapes, chosen) -> np.ndarray | None:
@@ -648,7 +672,7 @@ class TermLibrary:
                     return np.full(y.size, 1e6)
                 blocks.append(X)
             X = np.concatenate(blocks, axis=1)
-            a, *_ = np.linalg.lstsq(X, y, rcond=None)
+            a = _lstsq(X, y)
             return y - X @ a
 
         try:
@@ -776,7 +800,7 @@ class TermLibrary:
         """Least-squares loss of ``y`` on the columns ``X`` (``inf`` for ``None``)."""
         if X is None:
             return math.inf
-        a, *_ = np.linalg.lstsq(X, y, rcond=None)
+        a = _lstsq(X, y)
         r = y - X @ a
         return float(r @ r)
 
@@ -854,10 +878,11 @@ class TermLibrary:
         return gains
 
     # ------------------------------------------------------------------ kinds and text
-    def _expressions(self, chosen, shapes, y, loss0) -> list[str]:
+    def _expressions(self, chosen, shapes, y, loss0) -> list[tuple[str, int, dict[str, float]]]:
         """The grammar's expressions of one selected set: each term's combining rule chosen
         by refitting the amplitudes under it (the simplest within ``kind_tol`` first, then
-        the lowest loss); at most two, each parsed back with the grammar."""
+        the lowest loss); at most two, each parsed back with the grammar.  Each comes with
+        its number of productions and its constants (:attr:`Proposal.start`)."""
         P = len(self.fitter.type_pairs)
         n_species = len(self.fitter.species)
         pair_idx = [
@@ -868,38 +893,39 @@ class TermLibrary:
         blocks = [self._set_columns(shapes, [c]) for c in chosen]
         if any(b is None for b in blocks):
             return []
-        coef, *_ = np.linalg.lstsq(np.concatenate(blocks, axis=1), y, rcond=None)
-        options: list[list[tuple[tuple[str, ...], list[np.ndarray], int, list[int]]]] = []
+        coef = _lstsq(np.concatenate(blocks, axis=1), y)
+        # per rule: (name, columns, parameters, needs a sign, rank-one direction or None)
+        options: list[list[tuple[tuple[str, ...], list[np.ndarray], int, list, list]]] = []
         pos = 0
         for (s_idx, _), X in zip(chosen, blocks, strict=True):
             shape = shapes[s_idx]
-            per_slot: list[list[tuple[str, np.ndarray, int, float]]] = []
+            per_slot: list[list[tuple[str, np.ndarray, int, float, Any]]] = []
             col = 0
             for split in shape.split:
                 m = P if split else 1
                 Xs, amp = X[:, col : col + m], coef[pos + col : pos + col + m]
                 col += m
-                rules: list[tuple[str, np.ndarray, int, float]] = []
+                rules: list[tuple[str, np.ndarray, int, float, Any]] = []
                 if not split:
-                    rules.append(("global", Xs, 1, 0.0))
+                    rules.append(("global", Xs, 1, 0.0, None))
                 else:
-                    rules.append(("global", Xs.sum(axis=1, keepdims=True), 1, 0.0))
+                    rules.append(("global", Xs.sum(axis=1, keepdims=True), 1, 0.0, None))
                     A = np.zeros((n_species, n_species))
                     for p, (i, j) in enumerate(pair_idx):
                         A[i, j] = A[j, i] = amp[p]
                     vals, vecs = np.linalg.eigh(A)
                     v = vecs[:, int(np.argmax(np.abs(vals)))]
                     d = np.array([v[i] * v[j] for i, j in pair_idx])
-                    rules.append(("product", (Xs @ d)[:, None], n_species, 1.0))
+                    rules.append(("product", (Xs @ d)[:, None], n_species, 1.0, v))
                     da = np.abs(v)
                     dg = np.array([da[i] * da[j] for i, j in pair_idx])
-                    rules.append(("geometric", (Xs @ dg)[:, None], n_species, 1.0))
+                    rules.append(("geometric", (Xs @ dg)[:, None], n_species, 1.0, v))
                     M = np.zeros((P, n_species))
                     for p, (i, j) in enumerate(pair_idx):
                         M[p, i] += 0.5
                         M[p, j] += 0.5
-                    rules.append(("arithmetic", Xs @ M, n_species, 0.0))
-                    rules.append(("pair", Xs, P, 0.0))
+                    rules.append(("arithmetic", Xs @ M, n_species, 0.0, None))
+                    rules.append(("pair", Xs, P, 0.0, None))
                 per_slot.append(rules)
             pos += X.shape[1]
             term_opts = []
@@ -908,7 +934,13 @@ class TermLibrary:
                 if kind not in shape.kinds:
                     continue
                 term_opts.append(
-                    (kind, [r[1] for r in combo], sum(r[2] for r in combo), [r[3] for r in combo])
+                    (
+                        kind,
+                        [r[1] for r in combo],
+                        sum(r[2] for r in combo),
+                        [r[3] for r in combo],
+                        [r[4] for r in combo],
+                    )
                 )
             if not term_opts:
                 return []
@@ -916,7 +948,7 @@ class TermLibrary:
         scored = []
         for combo in itertools.product(*options):
             X = np.concatenate([c for opt in combo for c in opt[1]], axis=1)
-            c, *_ = np.linalg.lstsq(X, y, rcond=None)
+            c = _lstsq(X, y)
             res = y - X @ c
             loss = float(res @ res)
             n_params = sum(opt[2] for opt in combo)
@@ -929,25 +961,77 @@ class TermLibrary:
                         sign = "-"
                     k += block.shape[1]
                 signs.append(sign)
-            scored.append((loss, n_params, combo, signs))
+            scored.append((loss, n_params, combo, signs, c))
         best = min(s[0] for s in scored)
         tol = best + self.kind_tol * loss0
         simplest = min(scored, key=lambda s: (s[0] > tol, s[1], s[0]))
         lowest = min(scored, key=lambda s: (s[0], s[1]))
-        out = []
-        for _, _, combo, signs in (simplest, lowest):
-            terms = [
-                (sign, shapes[s_idx].kinds[opt[0]])
-                for (s_idx, _), opt, sign in zip(chosen, combo, signs, strict=True)
-            ]
+        out: list[tuple[str, int, dict[str, float]]] = []
+        for _, _, combo, signs, c in (simplest, lowest):
+            terms = []
+            k = 0
+            for (s_idx, values), opt, sign in zip(chosen, combo, signs, strict=True):
+                text = shapes[s_idx].kinds[opt[0]]
+                start, k = self._term_start(shapes[s_idx], text, values, opt, sign, c, k)
+                terms.append((sign, text, start))
             # a term that must be subtracted goes after one that need not
             terms.sort(key=lambda t: t[0] == "-")
-            found = _composed(terms, self.grammar)
+            found = _composed([(sign, text) for sign, text, _ in terms], self.grammar)
             if found is None:
                 self.n_underivable += 1
-            elif found not in out:
-                out.append(found)
+            elif all(found[0] != o[0] for o in out):
+                out.append((*found, _renumbered_start(terms)))
         return out
+
+    def _term_start(self, shape: _Shape, text: str, values, opt, sign: str, c, k: int):
+        """One term's constants by the names ``text`` (its kind) gives them, from the
+        nonlinear ``values`` and the amplitudes ``c[k:]`` solved under the rules of ``opt``;
+        and the index of the next term's amplitudes."""
+        # the kind's names of the first kind's constants (the same places in the text)
+        local: dict[str, str] = {}
+        for a, b in zip(_CONST_RE.finditer(shape.text), _CONST_RE.finditer(text), strict=True):
+            local.setdefault(a.group(0), b.group(0))
+        start = {local[name]: float(v) for name, v in values.items() if name in local}
+        flip = -1.0 if sign == "-" else 1.0
+        species, pairs = self.fitter.species, self.fitter.type_pairs
+        for slot, rule, block, v in zip(shape.slots, opt[0], opt[1], opt[4], strict=True):
+            name = local.get(shape.program.constants[slot])
+            width = block.shape[1]
+            amp = np.asarray(c[k : k + width], dtype=float)
+            k += width
+            if name is None:
+                continue
+            if rule == "global":
+                start[name] = flip * float(amp[0])
+            elif rule in ("product", "geometric"):
+                scale = abs(float(amp[0]))
+                per_type = np.sqrt(scale) * v if rule == "product" else scale * v**2
+                named = zip(species, per_type, strict=True)
+                start.update({f"{name}[{s}]": float(x) for s, x in named})
+            elif rule == "arithmetic":
+                named = zip(species, amp, strict=True)
+                start.update({f"{name}[{s}]": flip * float(x) for s, x in named})
+            else:  # per pair
+                named = zip(pairs, amp, strict=True)
+                start.update({f"{name}[{a}-{b}]": flip * float(x) for (a, b), x in named})
+        return {n: x for n, x in start.items() if math.isfinite(x)}, k
+
+
+def _renumbered_start(terms: Sequence[tuple[str, str, Mapping[str, float]]]) -> dict[str, float]:
+    """The constants of ``(sign, term, constants)`` by the names of the terms' sum
+    (:func:`renumber`: every occurrence of a constant is a new one, and takes its value)."""
+    counters: dict[str, int] = {}
+    out: dict[str, float] = {}
+    for _, text, start in terms:
+        new: dict[str, list[str]] = {}
+        for m in _CONST_RE.finditer(text):
+            counters[m.group(1)] = counters.get(m.group(1), 0) + 1
+            new.setdefault(m.group(0), []).append(f"{m.group(1)}{counters[m.group(1)]}")
+        for name, value in start.items():
+            base, bracket, rest = name.partition("[")
+            for renamed in new.get(base, ()):
+                out[f"{renamed}{bracket}{rest}"] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- in the search
@@ -971,13 +1055,18 @@ class TermProposals:
     count as evaluations, are never fitted twice and reach the front, the local moves
     and the callback like the engine's own (``on_result``).
 
+    Each proposal is fitted from the selection's constants too (:attr:`Proposal.start`, the
+    fitter's ``start``: one more start, so the fit is at least as good as a loose solve
+    from there).
+
     A batch is chosen whole (``PROPOSAL_BATCH`` proposals, fewer only by the share); the
     budget or the deadline may cut it, and the rest waits (:attr:`waiting`): the search
     then neither steps its engine nor fits local moves until the next :meth:`step` has
     finished the batch, as an uninterrupted search does.  On a resumed search the
     library is rebuilt (the same proposals), those already fitted are skipped (so walking
     them from the first again takes the same ones), and the rest of a cut batch comes
-    back from the checkpoint (:meth:`pending_state`, :meth:`restore_pending`).
+    back from the checkpoint with their starts (:meth:`pending_state`,
+    :meth:`restore_pending`).
     """
 
     def __init__(self, library: TermLibrary, engine, evaluator, share: float) -> None:
@@ -990,6 +1079,8 @@ class TermProposals:
         self._next = 0
         #: the rest of a batch the budget or the deadline cut short (fitted first)
         self._cut: list[str] = []
+        #: the selection's constants of the proposals chosen, by expression
+        self._starts: dict[str, dict[str, float]] = {}
 
     @property
     def n_underivable(self) -> int:
@@ -1006,9 +1097,11 @@ class TermProposals:
         free the budget, is collected first)."""
         return bool(self._cut) and not self.engine._pending_fits()
 
-    def pending_state(self) -> dict[str, list[str]]:
-        """The rest of a batch cut short, as plain data (expressions), for a checkpoint."""
-        return {"cut": list(self._cut)}
+    def pending_state(self) -> dict[str, Any]:
+        """The rest of a batch cut short, as plain data (expressions and their starts), for
+        a checkpoint."""
+        starts = {e: dict(self._starts[e]) for e in self._cut if e in self._starts}
+        return {"cut": list(self._cut), "starts": starts}
 
     def restore_pending(self, state: Mapping[str, Any] | None) -> None:
         """Take back :meth:`pending_state`; ``ValueError`` for a state that is not one (a
@@ -1020,7 +1113,19 @@ class TermProposals:
         cut = state.get("cut", [])
         if not isinstance(cut, list | tuple) or not all(isinstance(e, str) for e in cut):
             raise ValueError(f"expected a list of expressions, not {cut!r:.60}")
+        starts = state.get("starts") or {}  # none in checkpoints written before them
+        if not isinstance(starts, Mapping) or not all(
+            isinstance(e, str)
+            and isinstance(v, Mapping)
+            and all(
+                isinstance(n, str) and isinstance(x, float) and math.isfinite(x)
+                for n, x in v.items()
+            )
+            for e, v in starts.items()
+        ):
+            raise ValueError(f"expected starts by expression, not {starts!r:.60}")
         self._cut = list(cut)
+        self._starts = {e: dict(v) for e, v in starts.items()}
 
     def _choose(self) -> list[str]:
         """The next batch: proposals not fitted yet (none sharing a transposition key),
@@ -1032,11 +1137,14 @@ class TermProposals:
         keys: set = set()
         while len(todo) < n and self._next < len(props):
             expr = props[self._next].expression
+            start = props[self._next].start
             self._next += 1
             key = engine._key(expr)
             if key not in keys and engine.lookup(expr) is None:
                 todo.append(expr)
                 keys.add(key)
+                if start:
+                    self._starts[expr] = dict(start)
         return todo
 
     def step(self, on_result) -> int:
@@ -1060,9 +1168,14 @@ class TermProposals:
             return 0
         k = int(min(len(todo), engine.fits_left()))
         results = fit_in_time(
-            self.evaluator, todo[:k], None if engine.deadline is None else engine.out_of_time
+            self.evaluator,
+            todo[:k],
+            None if engine.deadline is None else engine.out_of_time,
+            starts={e: self._starts[e] for e in todo[:k] if e in self._starts},
         )
         self._cut = todo[len(results) :]
+        for e in todo[: len(results)]:
+            self._starts.pop(e, None)
         recorded = 0
         for expr, res in zip(todo, results, strict=False):
             res.extra["term_library"] = True

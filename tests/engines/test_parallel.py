@@ -28,17 +28,26 @@ def split(dimers):
     return dimers.split(0.2, seed=0)
 
 
+#: starts for some of EXPRS (Fitter.fit's start): one to solve from, one it refuses
+STARTS = {"c1*exp(-r/c2)": {"c2": 0.3, "c1": -40.0}, "c1/r": {"zz": 1.0}}
+
+
 def test_two_workers_equal_serial(split):
+    """With starts too: they travel with their expressions to the workers."""
     train, valid = split
     serial = Evaluator(Fitter(train, valid))(EXPRS)
+    started = Evaluator(Fitter(train, valid))(EXPRS, starts=STARTS)
+    assert not started[0].valid and "zz" in started[0].reason  # the start was used
     with Evaluator(Fitter(train, valid), workers=2) as ev:
         ev.start()
         assert ev.ready
         parallel = ev(EXPRS)
+        parallel_started = ev(EXPRS, starts=STARTS)
         assert ev.n_in_process == 0
     assert [r.expression for r in parallel] == EXPRS
-    for a, b in zip(serial, parallel, strict=True):
-        assert a.params == b.params and a.rmse_valid == b.rmse_valid
+    for a, b in zip(serial + started, parallel + parallel_started, strict=True):
+        assert a.valid == b.valid and a.reason == b.reason and a.params == b.params
+        assert not a.valid or a.rmse_valid == b.rmse_valid
 
 
 def test_batches_are_fitted_in_process_while_workers_start(split):
@@ -114,9 +123,14 @@ def test_dask_local_cluster(split):
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        out = Evaluator(Fitter(train, valid), scheduler=client)(EXPRS)
+        ev = Evaluator(Fitter(train, valid), scheduler=client)
+        out = ev(EXPRS)
+        started = ev(EXPRS, starts=STARTS)
     serial = Evaluator(Fitter(train, valid))(EXPRS)
     assert [r.params for r in out] == [r.params for r in serial]
+    serial_started = Evaluator(Fitter(train, valid))(EXPRS, starts=STARTS)
+    assert [r.params for r in started] == [r.params for r in serial_started]
+    assert [r.reason for r in started] == [r.reason for r in serial_started]
 
 
 def test_unpicklable_fitter_is_refused_clearly(split):
@@ -135,7 +149,7 @@ def test_longest_fits_are_sent_first_and_results_come_back_in_order(split):
     ev = Evaluator(Fitter(train, valid), workers=2)
     sent: list[list[str]] = []
 
-    def fake(exprs):  # stands in for the pool: records the order candidates are sent in
+    def fake(exprs, starts=None):  # stands in for the pool: records the order sent in
         sent.append(list(exprs))
         return lambda: [FitResult(e, 1.0, rmse_train=float(len(e))) for e in exprs]
 

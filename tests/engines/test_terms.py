@@ -148,6 +148,67 @@ def test_a_search_time_limit_ends_the_selection(dimers):
     assert result.n_terms == 0
 
 
+def test_proposals_carry_the_selections_constants(dimers, small):
+    """Each proposal's start names its expression's parameters (renumbered as the sum
+    numbers them, per type for a product rule) and holds the selection's values: the true
+    sum's at the truth.  The amplitudes are solved with each column scaled: next to a
+    term whose columns are 1e130 times larger (a Gaussian growing to the cutoff), the
+    others once got none (the three-term sums of the screened fixture)."""
+    import numpy as np
+
+    from mctsff.engines.terms import _lstsq
+    from mctsff.expr.params import Parameterization
+
+    params = {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 2.5, "c2": 50.0}
+    fitter = _fitter(dimers, "prod_c1*exp(-r/c1)/r+c2/r**12", params)
+    props = TermLibrary(small, fitter, max_length=12).proposals()
+    for p in props:
+        par = Parameterization(fitter.compile(p.expression), fitter.species, fitter.type_pairs)
+        assert set(p.start) <= set(par.names), (p.expression, p.start)
+    best = next(p for p in props if p.n_terms == 2)
+    got = dict(best.start)
+    if got["prod_c1[O]"] > 0:  # q[A]·q[B] is the same for -q
+        got["prod_c1[O]"], got["prod_c1[H]"] = -got["prod_c1[O]"], -got["prod_c1[H]"]
+    amplitude = "c2" if best.expression.startswith("prod_c1") else "c1"
+    assert got[amplitude] == pytest.approx(50.0, rel=1e-6)
+    for name in ("prod_c1[O]", "prod_c1[H]"):
+        assert got[name] == pytest.approx(params[name], rel=1e-6)
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.normal(size=50), 1e130 * rng.normal(size=50)])
+    y = X @ np.array([2.0, 3e-130])
+    assert _lstsq(X, y) == pytest.approx([2.0, 3e-130], rel=1e-9)
+
+
+def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_path):
+    """Dispersion, a screened charge product and a second exponential: the selection
+    proposes the true sum second, with its constants, and the search's fit of it, started
+    from them too, is exact (from scratch, with one start, it stopped at 3e-2 of the
+    forces' RMS).  Cut by the budget after the first proposal, the other three wait in the
+    checkpoint with their constants: the resumed search fits the same."""
+    from mctsff.engines.terms import PROPOSAL_BATCH
+    from mctsff.search import search
+
+    truth = "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)"
+    params = {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15}
+    pot = Potential(truth, params, dimers.species, dimers.type_pairs)
+    train, valid = pot.synthetic(dimers).split(0.2, seed=0)
+    rms = float((valid.forces**2).mean() ** 0.5)
+
+    def run(budget, **kw):
+        fitter = Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, n_starts=1)
+        return search(fitter, small, budget=budget, seed=0, terms=True, progress=False, **kw)
+
+    full = run(PROPOSAL_BATCH)
+    assert full.mcts.evaluated[1] == truth
+    fitted = full.mcts.lookup(truth)
+    assert fitted.extra.get("term_library") and fitted.rmse_valid < 1e-9 * rms
+    part = run(1, out=tmp_path / "cut")
+    assert part.mcts.evaluated == full.mcts.evaluated[:1]
+    resumed = run(PROPOSAL_BATCH, out=tmp_path / "cut", resume=True)
+    assert resumed.mcts.evaluated == full.mcts.evaluated
+    assert resumed.mcts.lookup(truth).params == fitted.params
+
+
 def test_silently_off_without_a_sum(dimers):
     fitter = _fitter(dimers, "c1/r**12", {"c1": 5e3})
     lib = TermLibrary(Grammar.load("nguyen"), fitter)
