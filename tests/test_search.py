@@ -977,7 +977,7 @@ _DAMAGES = [  # (where, value, words of the message)
     (("front",), [5], "TypeError"),
     (("front",), [{"zzz": 1}], "unexpected keyword argument 'zzz'"),
     (("local_options",), 5, "TypeError"),
-    (("mcts", "_cache"), 5, "local_pending"),
+    (("mcts", "_cache"), 5, "_cache is not a dict"),
     (("terms_pending",), {"cut": [1]}, "terms_pending"),  # a batch of proposals cut short
     (("terms_pending",), {"cut": ["c1/r"], "starts": {"c1/r": {"c1": "x"}}}, "terms_pending"),
     # a planted member (was dropped without a word): the expression of no fit

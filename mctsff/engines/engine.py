@@ -305,8 +305,15 @@ class SearchEngine:
         """Rebuild what :meth:`state_dict` leaves out (the transient attributes).
 
         Subclasses extend it (calling ``super()._restore()``).  A state of an earlier
-        :data:`STATE_VERSION` is refused by :meth:`from_state`, not patched here.
+        :data:`STATE_VERSION` is refused by :meth:`from_state`, not patched here.  The
+        transposition table's parts of the wrong type (a damaged state) are a
+        ``TypeError`` naming the part, before anything reads them.
         """
+        for name, kind in (("_cache", dict), ("_rewards", dict), ("_actions", dict)):
+            if not isinstance(getattr(self, name, None), kind):
+                raise TypeError(f"{name} is not a {kind.__name__}")
+        if not isinstance(getattr(self, "evaluated", None), list):
+            raise TypeError("evaluated is not a list")
         self._key_memo = {}
         self.surrogate = None  # not saved: from_state(surrogate=) gives it back
 

@@ -279,10 +279,13 @@ class _Shape:
 class Proposal:
     """One proposed sum: its expression and what the selection saw of it.
 
-    ``start`` holds the selection's constants by the expression's parameter names
-    (:meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``): the refined nonlinear constants,
-    and the amplitudes solved with them (per type for a product or geometric rule, from
-    the rank-one factor of the per-pair amplitudes).
+    ``rel_loss`` is the selected set's loss, its amplitudes free per type pair;
+    ``written_loss`` that of the expression with the combining rules it is written with
+    (up to ``kind_tol`` more, or the set's own where a rule is simplified), both relative
+    to U = 0.  ``start`` holds the selection's constants by the expression's parameter
+    names (:meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``): the refined nonlinear
+    constants, and the amplitudes solved with them (per type for a product or geometric
+    rule, from the rank-one factor of the per-pair amplitudes).
     """
 
     expression: str
@@ -290,6 +293,7 @@ class Proposal:
     rel_loss: float  # the dictionary's loss relative to U = 0
     length: int = 0  # productions of its derivation in the grammar
     start: dict[str, float] = field(default_factory=dict)
+    written_loss: float = math.nan
 
 
 class TermLibrary:
@@ -574,6 +578,8 @@ class TermLibrary:
             return []
         self._target, self._w = target, w
         self._cache: dict = {}
+        # losses below this are rounding: equal for the beam (the first found kept first)
+        self._floor = 1e-14 * loss0
         shapes = self._shapes()
         atoms: list[tuple[int, dict[str, float]]] = []
         blocks: list[np.ndarray] = []
@@ -613,14 +619,18 @@ class TermLibrary:
             ),
             key=lambda t: (t[0], t[1]),
         )
-        out: list[Proposal] = []
+        # each set's expressions, ranked by the criterion of the loss they are written with
+        # (a set whose amplitudes only fit per type pair is no better than its rules allow)
+        found: list[tuple[float, int, Proposal]] = []
         seen: set[str] = set()
         for _, size, loss, chosen in ranked:
-            for expr, length, start in self._expressions(chosen, shapes, y, loss0):
+            for expr, length, start, written in self._expressions(chosen, shapes, y, loss0):
                 if expr not in seen:
                     seen.add(expr)
-                    out.append(Proposal(expr, size, loss / loss0, length, start))
-        return out
+                    proposal = Proposal(expr, size, loss / loss0, length, start, written / loss0)
+                    found.append((score(size, written, chosen), size, proposal))
+        found.sort(key=lambda t: (t[0], t[1]))  # stable: ties keep the sets' order
+        return [p for _, _, p in found]
 
     def _set_columns(self, shapes, chosen) -> np.ndarray | None:
         """The columns of a set of terms side by side (each term's kept while the
@@ -783,7 +793,7 @@ class TermLibrary:
         """The sets, the ``refine_per_level`` lowest-loss ones per number of nonlinear
         constants refined (:meth:`_refine`), the others at their loss as given."""
         by_level: dict[int, list[tuple[float, list]]] = {}
-        for item in sorted(sets, key=lambda t: t[0]):
+        for item in sorted(sets, key=self._rank):
             by_level.setdefault(sum(len(v) for _, v in item[1]), []).append(item)
         out = []
         for items in by_level.values():
@@ -842,11 +852,16 @@ class TermLibrary:
                 step /= 2
         return gain, values
 
+    def _rank(self, item: tuple[float, list]) -> float:
+        """Sort key of a set: its loss, those below the rounding floor all equal (a stable
+        sort keeps them in the order they were found)."""
+        return max(item[0], getattr(self, "_floor", 0.0))
+
     def _pareto(self, sets) -> list[tuple[float, list]]:
         """A Pareto beam: the ``beam`` lowest-loss sets for each number of nonlinear
         constants."""
         by_level: dict[int, list[tuple[float, list]]] = {}
-        for item in sorted(sets, key=lambda t: t[0]):
+        for item in sorted(sets, key=self._rank):
             kept = by_level.setdefault(sum(len(v) for _, v in item[1]), [])
             if len(kept) < self.beam:
                 kept.append(item)
@@ -878,11 +893,13 @@ class TermLibrary:
         return gains
 
     # ------------------------------------------------------------------ kinds and text
-    def _expressions(self, chosen, shapes, y, loss0) -> list[tuple[str, int, dict[str, float]]]:
+    def _expressions(
+        self, chosen, shapes, y, loss0
+    ) -> list[tuple[str, int, dict[str, float], float]]:
         """The grammar's expressions of one selected set: each term's combining rule chosen
         by refitting the amplitudes under it (the simplest within ``kind_tol`` first, then
         the lowest loss); at most two, each parsed back with the grammar.  Each comes with
-        its number of productions and its constants (:attr:`Proposal.start`)."""
+        its number of productions, its constants (:attr:`Proposal.start`) and its loss."""
         P = len(self.fitter.type_pairs)
         n_species = len(self.fitter.species)
         pair_idx = [
@@ -966,8 +983,8 @@ class TermLibrary:
         tol = best + self.kind_tol * loss0
         simplest = min(scored, key=lambda s: (s[0] > tol, s[1], s[0]))
         lowest = min(scored, key=lambda s: (s[0], s[1]))
-        out: list[tuple[str, int, dict[str, float]]] = []
-        for _, _, combo, signs, c in (simplest, lowest):
+        out: list[tuple[str, int, dict[str, float], float]] = []
+        for written, _, combo, signs, c in (simplest, lowest):
             terms = []
             k = 0
             for (s_idx, values), opt, sign in zip(chosen, combo, signs, strict=True):
@@ -980,7 +997,7 @@ class TermLibrary:
             if found is None:
                 self.n_underivable += 1
             elif all(found[0] != o[0] for o in out):
-                out.append((*found, _renumbered_start(terms)))
+                out.append((*found, _renumbered_start(terms), written))
         return out
 
     def _term_start(self, shape: _Shape, text: str, values, opt, sign: str, c, k: int):
@@ -991,16 +1008,16 @@ class TermLibrary:
         local: dict[str, str] = {}
         for a, b in zip(_CONST_RE.finditer(shape.text), _CONST_RE.finditer(text), strict=True):
             local.setdefault(a.group(0), b.group(0))
-        start = {local[name]: float(v) for name, v in values.items() if name in local}
+        # (a named constant, ``a_morse``, keeps its name: the grammar does not number it)
+        start = {local.get(name, name): float(v) for name, v in values.items()}
         flip = -1.0 if sign == "-" else 1.0
         species, pairs = self.fitter.species, self.fitter.type_pairs
         for slot, rule, block, v in zip(shape.slots, opt[0], opt[1], opt[4], strict=True):
-            name = local.get(shape.program.constants[slot])
+            name = shape.program.constants[slot]
+            name = local.get(name, name)
             width = block.shape[1]
             amp = np.asarray(c[k : k + width], dtype=float)
             k += width
-            if name is None:
-                continue
             if rule == "global":
                 start[name] = flip * float(amp[0])
             elif rule in ("product", "geometric"):
@@ -1029,7 +1046,7 @@ def _renumbered_start(terms: Sequence[tuple[str, str, Mapping[str, float]]]) -> 
             new.setdefault(m.group(0), []).append(f"{m.group(1)}{counters[m.group(1)]}")
         for name, value in start.items():
             base, bracket, rest = name.partition("[")
-            for renamed in new.get(base, ()):
+            for renamed in new.get(base, (base,)):  # a named constant keeps its name
                 out[f"{renamed}{bracket}{rest}"] = value
     return out
 

@@ -179,12 +179,46 @@ def test_proposals_carry_the_selections_constants(dimers, small):
     assert _lstsq(X, y) == pytest.approx([2.0, 3e-130], rel=1e-9)
 
 
+def test_proposals_are_ranked_by_the_loss_they_are_written_with(dimers, small):
+    """A charge-product r^-6 with r^-12: the set {r^-6, r^-12} fits exactly with its
+    amplitudes free per type pair, but written with a global r^-6 amplitude (the simplest
+    rule within kind_tol) it does not; the product-rule expression comes first."""
+    params = {"prod_c1[O]": -3.2, "prod_c1[H]": 1.6, "c1": 5e3}
+    fitter = _fitter(dimers, "prod_c1/r**6+c1/r**12", params)
+    props = TermLibrary(small, fitter, max_length=12).proposals()
+    assert props[0].expression == "c1/r**12+prod_c1/r**6"
+    assert props[0].written_loss < 1e-20
+    glob = next(p for p in props if p.expression == "c1/r**12+c2/r**6")
+    assert glob.rel_loss < 1e-20 < 1e-9 < glob.written_loss  # the set's loss is not its own
+
+
+def test_a_named_constant_keeps_its_name_in_the_start(dimers):
+    """``a_morse`` is not numbered by the grammar: its selected value goes into the start
+    under its own name (it was dropped)."""
+    grammar = Grammar.from_text(
+        r"""
+// @variables r
+start: sum
+sum: term | term "+" sum
+term: CONST "*exp(-a_morse*r)" -> wall
+    | CONST "/r**6"             -> disp
+CONST: "C"
+""",
+        name="named",
+    )
+    fitter = _fitter(dimers, "c1*exp(-a_morse*r)+c2/r**6", {"c1": 800.0, "a_morse": 3.0, "c2": -8})
+    best = TermLibrary(grammar, fitter, max_length=12).proposals()[0]
+    assert set(best.start) == {"c1", "c2", "a_morse"}, best
+    assert best.start["a_morse"] == pytest.approx(3.0, rel=1e-6)
+
+
 def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_path):
     """Dispersion, a screened charge product and a second exponential: the selection
-    proposes the true sum second, with its constants, and the search's fit of it, started
+    proposes the true sum first, with its constants, and the search's fit of it, started
     from them too, is exact (from scratch, with one start, it stopped at 3e-2 of the
     forces' RMS).  Cut by the budget after the first proposal, the other three wait in the
-    checkpoint with their constants: the resumed search fits the same."""
+    checkpoint with their constants: the resumed search fits the same, to the same
+    constants (the fourth's differ when fitted without its start)."""
     from mctsff.engines.terms import PROPOSAL_BATCH
     from mctsff.search import search
 
@@ -199,14 +233,15 @@ def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_p
         return search(fitter, small, budget=budget, seed=0, terms=True, progress=False, **kw)
 
     full = run(PROPOSAL_BATCH)
-    assert full.mcts.evaluated[1] == truth
+    assert full.mcts.evaluated[0] == truth
     fitted = full.mcts.lookup(truth)
     assert fitted.extra.get("term_library") and fitted.rmse_valid < 1e-9 * rms
     part = run(1, out=tmp_path / "cut")
     assert part.mcts.evaluated == full.mcts.evaluated[:1]
     resumed = run(PROPOSAL_BATCH, out=tmp_path / "cut", resume=True)
     assert resumed.mcts.evaluated == full.mcts.evaluated
-    assert resumed.mcts.lookup(truth).params == fitted.params
+    for e in full.mcts.evaluated:
+        assert resumed.mcts.lookup(e).params == full.mcts.lookup(e).params, e
 
 
 def test_silently_off_without_a_sum(dimers):
