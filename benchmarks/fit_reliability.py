@@ -31,6 +31,7 @@ Usage::
 
     python benchmarks/fit_reliability.py [--cases 300] [--seed 0] [--out r.json]
     python benchmarks/fit_reliability.py --quick --no-baseline      # a handful of cases
+    python benchmarks/fit_reliability.py --no-baseline --constraint none --family wolf_coulomb
 """
 
 from __future__ import annotations
@@ -583,6 +584,26 @@ def main(argv: list[str] | None = None) -> int:
         default=str(REFERENCES),
         help="cache of force0 references (benchmarks/results/fit_reliability_references.json)",
     )
+    ap.add_argument(
+        "--constraint",
+        choices=("all", "none", "force0"),
+        default="all",
+        help="which cases to fit: all (default), those without constraints, or with force0",
+    )
+    ap.add_argument(
+        "--family",
+        action="append",
+        choices=sorted(FAMILIES),
+        default=None,
+        metavar="NAME",
+        help="fit only this family's cases (repeatable; all)",
+    )
+    ap.add_argument(
+        "--geometry",
+        choices=sorted(GEOMETRIES),
+        default=None,
+        help="fit only this geometry's cases",
+    )
     ap.add_argument("--out", default=None, help="write cases, fits and summary as JSON here")
     args = ap.parse_args(argv)
     n = args.cases if args.cases is not None else (8 if args.quick else 300)
@@ -593,7 +614,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_baseline and args.reference_fitter != "current":
         ap.error(f"--reference-fitter {args.reference_fitter} needs the baseline")
     t_all = time.perf_counter()
-    cases = make_cases(n, args.seed, quick=args.quick)
+    # the filters select among the first n cases (ids and draws as in the full run)
+    cases = [
+        c
+        for c in make_cases(n, args.seed, quick=args.quick)
+        if (args.constraint == "all" or ("+".join(c["constraints"]) or "none") == args.constraint)
+        and (args.family is None or c["family"] in args.family)
+        and (args.geometry is None or c["geometry"] == args.geometry)
+    ]
+    if not cases:
+        ap.error("no case of the first --cases passes --constraint/--family/--geometry")
     ref_path = Path(args.references)
     refs = load_references(ref_path)
     missing = [c for c in cases if c["constraints"] and case_key(c) not in refs]
@@ -649,7 +679,11 @@ def main(argv: list[str] | None = None) -> int:
     truth_ok = sum(success(r, c, None) for c, r in zip(uncon, truth_rows, strict=True))
     no_ref = sum(1 for c in cases if c["constraints"] and case_key(c) not in refs)
 
-    print(f"# fit reliability: {n} cases{' (--quick)' if args.quick else ''}, seed {args.seed}")
+    sel = "" if len(cases) == n else f" (of the first {n})"
+    print(
+        f"# fit reliability: {len(cases)} cases{sel}{' (--quick)' if args.quick else ''}, "
+        f"seed {args.seed}"
+    )
     print()
     print(
         f"Default fits `Fitter(train, constraints=...)`; success = rmse_train ≤ {RTOL:g} × RMS(F) "
