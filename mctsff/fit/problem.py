@@ -372,8 +372,10 @@ class Problem:
         which U is linear; the nonlinear constants are laid on physical grids
         (:func:`mctsff.fit.scan.grid`), on the scan's frames
         (:data:`~mctsff.fit.forces.SCAN_PAIRS`); at each grid point the prefactors are solved
-        exactly (:meth:`solve_linear`); up to
-        :data:`SCAN_POLISH` local minima of that reduced loss are polished briefly there
+        exactly (:meth:`solve_linear`); the local minima of that reduced loss, and the
+        points of basins narrower than the grid's step found between grid points
+        (:func:`mctsff.fit.scan.needles`), are ranked by it; up to
+        :data:`SCAN_POLISH` of them are polished briefly there
         and ranked (on a small training set, where the scan uses all of it, the picks are
         refined by the relaxed problem's local solver instead); the per-pair prefactors of
         the best are factored back into per-type values
@@ -399,15 +401,30 @@ class Problem:
         scanner = relaxed
         if self.f._scan_data is not self.f._data and len(points) > 1:
             scanner = Problem(self.f, relaxed.prog, relaxed.par, data=self.f._scan_data)
-        for p in points:
+
+        def reduced(p):
+            """``p`` with exact prefactors, and the reduced loss there (inf: not finite)."""
             try:
                 with np.errstate(all="ignore"):
                     sol = scanner.solve_linear(p, rlo, rhi)
             except NUMERIC_ERRORS:
                 sol = None
-            solved.append(p if sol is None else sol[0])
-            losses.append(math.inf if sol is None else sol[1])
+            return (p, math.inf) if sol is None else sol
+
+        for p in points:
+            x, loss = reduced(p)
+            solved.append(x)
+            losses.append(loss)
         picks = scan.local_minima(points, losses, mask)
+        # basins narrower than the grid's step, found between its points beside the
+        # lowest line minima, join the local minima (by their loss)
+        needles = []
+        for _, x, loss in scan.needles(points, losses, axes, reduced, rlo, rhi):
+            needles.append(len(solved))
+            solved.append(x)
+            losses.append(loss)
+        if needles:
+            picks = sorted(picks + needles, key=losses.__getitem__)
         polished = scanner is not relaxed and mask.any()
         if polished:
             # a short polish on the scan's frames ranks the local minima (a narrow basin's

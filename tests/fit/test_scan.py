@@ -1,5 +1,7 @@
 """The scan of nonlinear constants: axes, grids, local minima; exact recovery from defaults."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,83 @@ def test_default_fit_recovers_each_family_exactly(dimers, name):
     fitted = Potential(expr, res.params, dimers.species, dimers.type_pairs, **shifted)
     got_u = fitted.energy(np.linspace(2.0, 8.0, 7), ("O", "O"))
     assert got_u == pytest.approx(truth_u, rel=1e-5, abs=1e-9)
+
+
+def test_line_minima_are_per_line_with_their_neighbours():
+    axes = [scan.Axis("a", (0,), "length"), scan.Axis("b", (1,), "length")]
+    a, b = [0.1, 0.3, 1.0], [1.0, 2.0]
+    pts = [np.array([u, v]) for u in a for v in b]  # rows of a, b varying fastest
+    loss = [3.0, 1.0, 2.0, 5.0, 4.0, 0.5]  # along a: b=1 -> (3, 2, 4), b=2 -> (1, 5, 0.5)
+    got = scan.line_minima(pts, loss, axes)
+    assert [g[0] for g in got] == sorted((g[0] for g in got), key=lambda i: loss[i])
+    along_a = {(i, left, right) for i, k, left, right in got if k == 0}
+    assert along_a == {(2, 0, 4), (1, None, 3), (5, 3, None)}
+    along_b = {(i, left, right) for i, k, left, right in got if k == 1}
+    assert along_b == {(1, 0, None), (2, None, 3), (5, 4, None)}
+
+
+def _funnel_loss(centre: float):
+    """A reduced loss over two lengths: a broad basin about (3, 3), lowest on the grid, and
+    an exact-fit funnel in the first length at ``centre`` (ρ ∝ δ² near it, on the floor of
+    1e-2 a factor 1.5 away), which the grid's points straddle."""
+
+    def loss(x):
+        d = math.log(x[0] / centre)
+        funnel = 1e-2 * min(1.0, (d / 0.4) ** 2) * (1.0 + 0.1 * math.log(x[1]) ** 2) + 1e-14
+        wide = 1e-4 * (1.0 + 10.0 * math.log(x[0] / 3.0) ** 2 + math.log(x[1] / 3.0) ** 2)
+        return min(funnel, wide)
+
+    return loss
+
+
+def test_needles_finds_a_funnel_between_grid_points():
+    """A funnel that no grid point sees (its grid neighbours lie above a broad basin
+    elsewhere) is found between them, followed down, and traced along its valley."""
+    axes = [scan.Axis("b1", (0,), "length"), scan.Axis("b2", (1,), "length")]
+    lo, hi = np.full(2, 1e-3), np.full(2, np.inf)
+    pts = scan.grid(axes, np.array([1.0, 1.0]), lo, hi, 9.0, 1.0)
+    step = np.unique([p[0] for p in pts[1:]])
+    centre = math.sqrt(step[4] * step[5]) * 1.15  # between grid values, off the midpoint
+    loss = _funnel_loss(centre)
+    losses = [loss(p) for p in pts]
+    picks = scan.local_minima(pts, losses, np.array([True, True]))
+    assert all(abs(math.log(pts[i][0] / centre)) > 0.1 for i in picks)  # the grid misses it
+    assert pts[picks[0]][0] == pytest.approx(3.0, rel=0.5)
+    calls = []
+
+    def reduced(x):
+        calls.append(x)
+        return x, loss(x)
+
+    found = scan.needles(pts, losses, axes, reduced, lo, hi)
+    assert len(calls) <= 2 * scan.REFINE_POINTS  # looking, then tracing the valley
+    assert found, "no needle found"
+    best = min(found, key=lambda f: f[2])
+    assert abs(math.log(best[1][0] / centre)) < 0.05
+    assert best[2] < 0.1 * min(losses)  # far below anything on the grid
+    # the valley is traced across the grid: a needle on every line of the first length
+    assert len({f[1][1] for f in found}) == len(np.unique([p[1] for p in pts[1:]]))
+    assert all(abs(math.log(f[1][0] / centre)) < 0.1 for f in found)
+    assert scan.needles(pts, losses, axes, reduced, lo, hi, limit=0) == []
+
+
+#: A Wolf-type form whose exponential range lies between the scan's grid values (its
+#: funnel is narrower than the grid's step); three default starts missed it before
+#: the scan looked between grid points.
+_Q = {"prod_q[O]": -0.8, "prod_q[H]": 0.4}
+BETWEEN_GRID = {
+    "c2_0.35": {**_Q, "c1": 0.17, "prod_c1[O]": 65.0, "prod_c1[H]": 10.0, "c2": 0.35, "c3": 33.0},
+    "c2_0.33": {**_Q, "c1": 0.25, "prod_c1[O]": 60.0, "prod_c1[H]": 5.0, "c2": 0.33, "c3": 20.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BETWEEN_GRID))
+def test_default_fit_finds_a_basin_between_grid_points(dimers, name):
+    expr = "14.399645*prod_q*erfc(c1*r)/r + prod_c1*exp(-r/c2) - c3/r**6"
+    shifted = {"cutoff": dimers.cutoff, "scheme": "shifted-force"}
+    truth = Potential(expr, BETWEEN_GRID[name], dimers.species, dimers.type_pairs, **shifted)
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    rms = float(np.sqrt(np.mean(train.forces**2)))
+    res = Fitter(train, valid, wall=None).fit(expr)
+    assert res.valid and res.rmse_train <= 1e-6 * rms, (res.rmse_train / rms, res.params)
+    assert res.params["c2"] == pytest.approx(BETWEEN_GRID[name]["c2"], rel=1e-6)
