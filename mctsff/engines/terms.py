@@ -819,15 +819,19 @@ class TermLibrary:
         X = self._set_columns(shapes, [atom])
         if X is None:
             return -math.inf
-        if Q is not None:
-            X = X - Q @ (Q.T @ X)
-        b = X.T @ r
-        G = X.T @ X
-        G = G + 1e-10 * max(float(np.trace(G)), 1e-300) * np.eye(G.shape[0])
-        try:
-            g = float(b @ np.linalg.solve(G, b))
-        except np.linalg.LinAlgError:
-            return -math.inf
+        # (a column that overflows gives a non-finite gain: the term is not taken)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if Q is not None:
+                X = X - Q @ (Q.T @ X)
+            b = X.T @ r
+            G = X.T @ X
+            G = G + 1e-10 * max(float(np.trace(G)), 1e-300) * np.eye(G.shape[0])
+            if not (np.isfinite(G).all() and np.isfinite(b).all()):
+                return -math.inf
+            try:
+                g = float(b @ np.linalg.solve(G, b))
+            except np.linalg.LinAlgError:
+                return -math.inf
         return g if math.isfinite(g) else -math.inf
 
     def _line_refine(self, shapes, atom, gain, Q, r) -> tuple[float, dict[str, float]]:
