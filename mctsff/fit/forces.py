@@ -440,16 +440,10 @@ class Fitter:
         seed = int.from_bytes(expr.encode()[-16:].ljust(16, b"\0"), "little") % (2**32)
         rng = np.random.default_rng([o.seed, seed])
         prog = par.program
-        base = np.ones(par.n_params)
-        given = np.zeros(par.n_params, dtype=bool)
+        base, given = _by_name(par, o.initial)
         kind = []
-        for m, name in enumerate(par.names):
+        for name in par.names:
             b = par.base_name(name)
-            for key in (name, b):
-                if key in o.initial:
-                    base[m] = o.initial[key]
-                    given[m] = True
-                    break
             kind.append(
                 "length"
                 if b in prog.length_constants
@@ -487,16 +481,10 @@ class Fitter:
             raise FitConfigError(
                 f"start: {', '.join(unknown)} is not a constant of {par.program.expression!r}"
             )
-        x = np.ones(par.n_params)
-        for m, name in enumerate(par.names):
-            for key in (name, par.base_name(name)):
-                if key in start:
-                    value = start[key]
-                    if not (isinstance(value, int | float) and math.isfinite(value)):
-                        raise FitConfigError(f"start: {key} must be a finite number, not {value!r}")
-                    x[m] = float(value)
-                    break
-        return x
+        for key, value in start.items():
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise FitConfigError(f"start: {key} must be a finite number, not {value!r}")
+        return _by_name(par, start)[0]
 
     # ------------------------------------------------------------------ the fit
     def fit(self, expression: str | Program, start: Mapping[str, float] | None = None) -> FitResult:
@@ -893,6 +881,21 @@ class Fitter:
             "loss_rel_bound": bound["loss_rel_bound"],
         }
         return info, exact if exact is not None and math.isfinite(exact) else projected
+
+
+def _by_name(par: Parameterization, values: Mapping[str, float]):
+    """θ with the ``values`` given by parameter name (``prod_c1[H]``) or constant name
+    (``c1``: all its parameters; a parameter's own name wins), 1 elsewhere, and the mask
+    of the parameters given."""
+    x = np.ones(par.n_params)
+    given = np.zeros(par.n_params, dtype=bool)
+    for m, name in enumerate(par.names):
+        for key in (name, par.base_name(name)):
+            if key in values:
+                x[m] = values[key]
+                given[m] = True
+                break
+    return x, given
 
 
 def _inside_bounds(starts, lo, hi) -> list[np.ndarray]:
