@@ -234,11 +234,10 @@ def qp_step(H, g, C, c, eq, room_lo, room_hi, d, ctol):
     f = g / sd
     inside = np.where(eq, np.abs(c), c) <= ctol
     top = np.where(eq, np.where(inside, ctol, 0.0), np.where(inside, np.maximum(c, 0.0), 0.0))
-    bottom = np.where(eq, np.where(inside, -ctol, 0.0), -_DAQP_INF)
+    bottom = np.where(eq, np.where(inside, -ctol, 0.0) - c, -_DAQP_INF)
     with np.errstate(invalid="ignore", over="ignore"):
         upper = np.concatenate([np.minimum(room_hi * sd, _DAQP_INF), top - c])
-        lower = np.concatenate([np.maximum(-room_lo * sd, -_DAQP_INF), bottom - c])
-    lower[n:] = np.maximum(lower[n:], -_DAQP_INF)
+        lower = np.concatenate([np.maximum(-room_lo * sd, -_DAQP_INF), bottom])
     sense = np.zeros(upper.size, dtype=np.int32)
     y, _, flag, info = daqp.solve(Hs, f, A, upper, lower, sense, primal_tol=1e-12)
     if flag < 1 or not np.isfinite(y).all():
