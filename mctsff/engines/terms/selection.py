@@ -1,0 +1,300 @@
+"""Sparse selection of sets of terms from the dictionary: a beam of forward selections
+(orthogonal matching pursuit) with line-refined candidates, variable-projection refinement
+of the best sets' nonlinear constants, a Pareto beam per number of nonlinear constants and
+backward elimination."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from .columns import Atom, Dictionary, lstsq
+
+__all__ = ["LINE_STEP", "Selection"]
+
+#: First step (a factor) of the line search on a term's nonlinear constants.
+LINE_STEP = 1.1
+
+#: A set of terms with its loss.
+Scored = tuple[float, list[Atom]]
+
+
+class Selection:
+    """One run of the selection on a :class:`~.columns.Dictionary`.
+
+    Parameters
+    ----------
+    dictionary
+        The shapes' columns and the forces they are fitted to.
+    max_terms
+        Largest number of terms in a set.
+    beam
+        Sets kept per number of terms and number of nonlinear constants.
+    candidates
+        Shapes added to each set per number of nonlinear constants (twice as many to the
+        empty set).
+    refine_nfev
+        Residual evaluations of each set's refinement (0: grid values only).
+    refine_per_level
+        New sets refined per number of terms and number of nonlinear constants (the
+        lowest-loss ones at their line-refined constants); the others keep that loss.
+    check
+        Called between steps (it may raise to end the selection).
+    """
+
+    def __init__(
+        self,
+        dictionary: Dictionary,
+        *,
+        max_terms: int,
+        beam: int,
+        candidates: int,
+        refine_nfev: int,
+        refine_per_level: int,
+        check: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.dictionary = dictionary
+        self.max_terms = int(max_terms)
+        self.beam = int(beam)
+        self.candidates = int(candidates)
+        self.refine_nfev = int(refine_nfev)
+        self.refine_per_level = int(refine_per_level)
+        self.check = check
+        y = dictionary.y
+        #: losses below this are rounding: equal for the beam (the first found kept first)
+        self.floor = 1e-14 * float(y @ y)
+
+    def run(self, atoms: list[Atom], blocks: list[np.ndarray]) -> dict[int, list[Scored]]:
+        """Forward selection with a beam: for each number of terms the best sets of terms
+        (distinct shapes), by the loss of all their amplitudes solved together after their
+        nonlinear constants are refined; the candidates added to a set are the shapes whose
+        best grid point lowers its residual most (orthogonal matching pursuit).  Of the new
+        sets, only the ``refine_per_level`` lowest-loss ones per number of nonlinear
+        constants (at the line-refined constants) are refined."""
+        d = self.dictionary
+        y, shapes = d.y, d.shapes
+        sizes = [b.shape[1] for b in blocks]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        # the dictionary with one row per column (projections and Gram blocks read rows),
+        # each atom scaled to a largest entry of 1 (its gains do not change) and entries
+        # below 1e-100 of that set to 0: subnormal numbers slow every product down
+        XallT = np.concatenate(blocks, axis=1).T.copy()
+        amax = np.maximum.reduceat(np.abs(XallT).max(axis=1), offsets[:-1])
+        overflow = ~(amax < 1e150)  # its Gram matrix would overflow: no candidate
+        amax[overflow | (amax == 0)] = 1.0
+        XallT /= np.repeat(amax, sizes)[:, None]
+        XallT[np.abs(XallT) < 1e-100] = 0.0
+        shape_of = np.array([s for s, _ in atoms])
+        states: list[Scored] = [(float(y @ y), [])]
+        out: dict[int, list[Scored]] = {}
+        for size in range(1, self.max_terms + 1):
+            children: dict[frozenset, Scored] = {}
+            for _, chosen in states:
+                self.check()
+                if chosen:
+                    Xc = d.set_columns(chosen)
+                    Q, _ = np.linalg.qr(Xc)
+                    r = y - Q @ (Q.T @ y)
+                    XpT = (XallT @ Q) @ Q.T
+                    np.subtract(XallT, XpT, out=XpT)
+                else:
+                    Q, r, XpT = None, y, XallT
+                gains = self._gains(XpT, r, offsets)
+                gains[overflow] = -np.inf
+                rr = float(r @ r)
+                used = {s for s, _ in chosen}
+                cap = self.candidates * (2 if not chosen else 1)
+                # per level of nonlinear constants, twice ``cap`` shapes by their best grid
+                # point, then ``cap`` by their gain with the constants refined on a line
+                pool: dict[int, list[int]] = {}
+                order = np.argsort(-gains, kind="stable")
+                order = order[np.isfinite(gains[order])]
+                _, first = np.unique(shape_of[order], return_index=True)
+                for a in order[np.sort(first)]:  # each shape's best grid point, best first
+                    s = int(shape_of[a])
+                    if s in used:
+                        continue
+                    level = pool.setdefault(len(shapes[s].nonlinear), [])
+                    if len(level) < 2 * cap:
+                        level.append(int(a))
+                for level in pool.values():
+                    scored = []
+                    for a in level:
+                        g, values = self._line_refine(atoms[a], float(gains[a]), Q, r)
+                        scored.append((g, atoms[a][0], values))
+                    scored.sort(key=lambda t: -t[0])
+                    for g, s, values in scored[:cap]:
+                        # the set's loss with all amplitudes solved: the residual less the gain
+                        key = frozenset((*used, s))
+                        loss = max(rr - g, 0.0)
+                        if key not in children or loss < children[key][0]:
+                            children[key] = (loss, [*chosen, (s, values)])
+            states = self._pareto(self._refine_best(children.values()))
+            if not states:
+                break
+            out[size] = states
+        # backward elimination: each set without each of its terms, refitted
+        for size in range(max(out, default=0), 1, -1):
+            kept = {frozenset(s for s, _ in chosen) for _, chosen in out[size - 1]}
+            subsets: dict[frozenset, Scored] = {}
+            for _, chosen in out[size]:
+                for i in range(len(chosen)):
+                    rest = chosen[:i] + chosen[i + 1 :]
+                    key = frozenset(s for s, _ in rest)
+                    if key not in kept and key not in subsets:
+                        subsets[key] = (d.loss(rest), rest)
+            refined = self._refine_best(subsets.values())
+            out[size - 1] = self._pareto([*out[size - 1], *refined])
+        return out
+
+    def refine(self, chosen: list[Atom]) -> Scored:
+        """The set's nonlinear constants refined from their grid values (variable
+        projection: the amplitudes solved by least squares at every step); its loss."""
+        from scipy.optimize import least_squares
+
+        d = self.dictionary
+        y, shapes = d.y, d.shapes
+        names = [(i, c) for i, (_, v) in enumerate(chosen) for c in sorted(v)]
+        if not names or self.refine_nfev <= 0:
+            return d.loss(chosen), chosen
+        x0 = np.array([chosen[i][1][c] for i, c in names])
+        sign = np.where(x0 < 0, -1.0, 1.0)
+        z0 = np.log(np.maximum(np.abs(x0), 1e-12))
+        # each term's columns at its last few constants (a difference step moves one term)
+        memo: list[dict] = [{} for _ in chosen]
+
+        def at(z):
+            vals = [dict(v) for _, v in chosen]
+            for (i, c), zi, si in zip(names, z, sign, strict=True):
+                vals[i][c] = float(si * math.exp(min(max(zi, -30.0), 30.0)))
+            return [(s, v) for (s, _), v in zip(chosen, vals, strict=True)]
+
+        def fun(z):
+            blocks = []
+            for i, (s, v) in enumerate(at(z)):
+                key = tuple(sorted(v.items()))
+                X = memo[i].get(key, False)
+                if X is False:
+                    if len(memo[i]) >= 8:
+                        memo[i].clear()
+                    X = memo[i][key] = d.columns(shapes[s], v)
+                if X is None:
+                    return np.full(y.size, 1e6)
+                blocks.append(X)
+            X = np.concatenate(blocks, axis=1)
+            a = lstsq(X, y)
+            return y - X @ a
+
+        try:
+            with np.errstate(all="ignore"):
+                sol = least_squares(
+                    fun, z0, method="trf", diff_step=1e-4, max_nfev=self.refine_nfev
+                )
+            best = at(sol.x)
+            loss = float(sol.fun @ sol.fun)
+        except (ValueError, np.linalg.LinAlgError):
+            best, loss = chosen, math.inf
+        start = d.loss(chosen)
+        if not loss <= start:
+            return start, chosen
+        return loss, best
+
+    def _refine_best(self, sets: Iterable[Scored]) -> list[Scored]:
+        """The sets, the ``refine_per_level`` lowest-loss ones per number of nonlinear
+        constants refined (:meth:`refine`), the others at their loss as given."""
+        by_level: dict[int, list[Scored]] = {}
+        for item in sorted(sets, key=self._rank):
+            by_level.setdefault(sum(len(v) for _, v in item[1]), []).append(item)
+        out = []
+        for items in by_level.values():
+            for i, (loss, chosen) in enumerate(items):
+                self.check()
+                if i < self.refine_per_level:
+                    out.append(self.refine(chosen))
+                else:
+                    out.append((loss, chosen))
+        return out
+
+    def _gain(self, atom: Atom, Q, r) -> float:
+        """Decrease of ``|r|²`` from adding one term (columns projected off ``Q``)."""
+        X = self.dictionary.set_columns([atom])
+        if X is None:
+            return -math.inf
+        # (a column that overflows gives a non-finite gain: the term is not taken)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if Q is not None:
+                X = X - Q @ (Q.T @ X)
+            b = X.T @ r
+            G = X.T @ X
+            G = G + 1e-10 * max(float(np.trace(G)), 1e-300) * np.eye(G.shape[0])
+            if not (np.isfinite(G).all() and np.isfinite(b).all()):
+                return -math.inf
+            try:
+                g = float(b @ np.linalg.solve(G, b))
+            except np.linalg.LinAlgError:
+                return -math.inf
+        return g if math.isfinite(g) else -math.inf
+
+    def _line_refine(self, atom: Atom, gain: float, Q, r) -> tuple[float, dict[str, float]]:
+        """A term's gain with its nonlinear constants refined one at a time from the best
+        grid point (steps of a third of the grid's spacing in ``log|c|``, halved four
+        times)."""
+        s, values = atom
+        values = dict(values)
+        for name in sorted(values):
+            v0 = values[name]
+            if v0 == 0:
+                continue
+            step = math.log(LINE_STEP)
+            for _ in range(4):
+                for direction in (1.0, -1.0):
+                    trial = dict(values)
+                    trial[name] = values[name] * math.exp(direction * step)
+                    g = self._gain((s, trial), Q, r)
+                    if g > gain:
+                        gain, values = g, trial
+                        break
+                step /= 2
+        return gain, values
+
+    def _rank(self, item: Scored) -> float:
+        """Sort key of a set: its loss, those below the rounding floor all equal (a stable
+        sort keeps them in the order they were found)."""
+        return max(item[0], self.floor)
+
+    def _pareto(self, sets: Iterable[Scored]) -> list[Scored]:
+        """A Pareto beam: the ``beam`` lowest-loss sets for each number of nonlinear
+        constants."""
+        by_level: dict[int, list[Scored]] = {}
+        for item in sorted(sets, key=self._rank):
+            kept = by_level.setdefault(sum(len(v) for _, v in item[1]), [])
+            if len(kept) < self.beam:
+                kept.append(item)
+        return [c for level in sorted(by_level) for c in by_level[level]]
+
+    @staticmethod
+    def _gains(XpT: np.ndarray, r: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Decrease of ``|r|²`` from adding each atom's (projected) columns, the rows of
+        ``XpT`` (atom ``a``'s are ``offsets[a]:offsets[a + 1]``)."""
+        n_atoms = offsets.size - 1
+        gains = np.full(n_atoms, -np.inf)
+        with np.errstate(all="ignore"):
+            b_all = XpT @ r
+            sizes = np.diff(offsets)
+            for m in np.unique(sizes):
+                idx = np.nonzero(sizes == m)[0]
+                if idx.size == n_atoms:  # one size: every row, in order
+                    Xm, b = XpT.reshape(idx.size, m, -1), b_all.reshape(idx.size, m)
+                else:
+                    rows = (offsets[idx][:, None] + np.arange(m)[None, :]).ravel()
+                    Xm = XpT[rows].reshape(idx.size, m, -1)
+                    b = b_all[rows].reshape(idx.size, m)
+                G = np.einsum("bin,bjn->bij", Xm, Xm)
+                scale = np.maximum(np.einsum("bii->b", G), 1e-300)
+                G = G + (1e-10 * scale)[:, None, None] * np.eye(m)[None]
+                sol = np.linalg.solve(G, b[..., None])[..., 0]
+                g = np.einsum("bi,bi->b", b, sol)
+                gains[idx] = np.where(np.isfinite(g), g, -np.inf)
+        return gains
