@@ -26,9 +26,14 @@ orthogonal matching pursuit:
    each number of nonlinear constants (a Pareto beam, so simple sets are not crowded out
    by flexible ones), and each final set is also tried without each of its terms
    (backward elimination).  Sets are ranked by Schwarz's criterion (misfit against
-   constants).  For each set the kinds are chosen by refitting the amplitudes under each
-   combining rule (global, product, geometric, arithmetic, per pair), the simplest
-   within ``kind_tol`` first, then the lowest loss.
+   constants); the best ``exchanges`` sets of each size have one term at a time
+   exchanged for another with at most as many nonlinear constants (those with fewer
+   drawn from every shape, each from its best local optima on the grid) while that
+   lowers the criterion, so an exact sum whose flexible term stands in for a simpler
+   one (a Morse term for an exponential) gives way to the simpler sum.  For each set
+   the kinds are chosen by refitting the amplitudes under each combining rule
+   (global, product, geometric, arithmetic, per pair), the simplest within
+   ``kind_tol`` first, then the lowest loss.
 4. Each chosen set is written as one expression, its terms joined by the grammar's
    ``+``/``-`` and its constants renumbered as the grammar numbers them; the selection's
    constants go with it under those names (:attr:`Proposal.start`).  **Every

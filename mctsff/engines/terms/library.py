@@ -85,6 +85,9 @@ class TermLibrary:
     kind_tol
         Relative loss (to U = 0) within which a simpler combining rule of an amplitude
         is preferred to a more flexible one.
+    exchanges
+        Best sets per number of terms improved by exchanging one term at a time
+        (:meth:`~.selection.Selection.exchange`; 0: none).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class TermLibrary:
         candidates: int = 4,
         refine_nfev: int = 20,
         refine_per_level: int = 12,
+        exchanges: int = 2,
     ) -> None:
         self.grammar = grammar
         self.fitter = fitter
@@ -113,6 +117,7 @@ class TermLibrary:
         self.candidates = int(candidates)
         self.refine_nfev = int(refine_nfev)
         self.refine_per_level = int(refine_per_level)
+        self.exchanges = int(exchanges)
         self.structure = sum_structure(grammar)
         #: proposals the grammar could not derive (dropped, never fitted)
         self.n_underivable = 0
@@ -184,6 +189,7 @@ class TermLibrary:
             self.candidates,
             self.refine_nfev,
             self.refine_per_level,
+            self.exchanges,
             tuple(f.species),
             tuple(f.type_pairs),
             float(f.cutoff),
@@ -232,16 +238,14 @@ class TermLibrary:
             candidates=self.candidates,
             refine_nfev=self.refine_nfev,
             refine_per_level=self.refine_per_level,
+            exchanges=self.exchanges,
             check=self._check,
         )
         beams = selection.run(atoms, blocks)
-        n = y.size
-        floor = 1e-14 * loss0
 
         def score(size: int, loss: float, chosen: list) -> float:
             """Schwarz's criterion of a set: misfit against its constants."""
-            k = size + sum(len(v) for _, v in chosen)
-            return n * math.log((loss + floor) / n) + k * math.log(n)
+            return selection.criterion((loss, chosen))
 
         ranked = sorted(
             (

@@ -12,10 +12,13 @@ import numpy as np
 
 from .columns import Atom, Dictionary, lstsq
 
-__all__ = ["LINE_STEP", "Selection"]
+__all__ = ["EXCHANGE_TRIALS", "LINE_STEP", "Selection"]
 
 #: First step (a factor) of the line search on a term's nonlinear constants.
 LINE_STEP = 1.1
+
+#: Replacements refined per number of nonlinear constants when a term is exchanged.
+EXCHANGE_TRIALS = 2
 
 #: A set of terms with its loss.
 Scored = tuple[float, list[Atom]]
@@ -40,6 +43,11 @@ class Selection:
     refine_per_level
         New sets refined per number of terms and number of nonlinear constants (the
         lowest-loss ones at their line-refined constants); the others keep that loss.
+    exchanges
+        Best sets per number of terms (by :meth:`criterion`) improved by exchanging their
+        terms (:meth:`exchange`; 0: none).
+    basins
+        Local optima of a shape's gain over its grid refined as candidates in an exchange.
     check
         Called between steps (it may raise to end the selection).
     """
@@ -53,6 +61,8 @@ class Selection:
         candidates: int,
         refine_nfev: int,
         refine_per_level: int,
+        exchanges: int = 0,
+        basins: int = 2,
         check: Callable[[], None] = lambda: None,
     ) -> None:
         self.dictionary = dictionary
@@ -61,6 +71,9 @@ class Selection:
         self.candidates = int(candidates)
         self.refine_nfev = int(refine_nfev)
         self.refine_per_level = int(refine_per_level)
+        self.exchanges = int(exchanges)
+        self.basins = int(basins)
+        #: replacements refined per number of nonlinear constants in an exchange
         self.check = check
         y = dictionary.y
         #: losses below this are rounding: equal for the beam (the first found kept first)
@@ -72,9 +85,11 @@ class Selection:
         nonlinear constants are refined; the candidates added to a set are the shapes whose
         best grid point lowers its residual most (orthogonal matching pursuit).  Of the new
         sets, only the ``refine_per_level`` lowest-loss ones per number of nonlinear
-        constants (at the line-refined constants) are refined."""
+        constants (at the line-refined constants) are refined.  Then each set of the
+        beam without each of its terms (backward elimination), and the best sets with
+        each term exchanged (:meth:`exchange`)."""
         d = self.dictionary
-        y, shapes = d.y, d.shapes
+        y = d.y
         sizes = [b.shape[1] for b in blocks]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         # the dictionary with one row per column (projections and Gram blocks read rows),
@@ -86,46 +101,21 @@ class Selection:
         amax[overflow | (amax == 0)] = 1.0
         XallT /= np.repeat(amax, sizes)[:, None]
         XallT[np.abs(XallT) < 1e-100] = 0.0
-        shape_of = np.array([s for s, _ in atoms])
+        self._atoms, self._XallT, self._offsets, self._overflow = atoms, XallT, offsets, overflow
+        self._shape_of = np.array([s for s, _ in atoms])
+        self._neighbours = _grid_neighbours(atoms)
         states: list[Scored] = [(float(y @ y), [])]
         out: dict[int, list[Scored]] = {}
         for size in range(1, self.max_terms + 1):
             children: dict[frozenset, Scored] = {}
             for _, chosen in states:
                 self.check()
-                if chosen:
-                    Xc = d.set_columns(chosen)
-                    Q, _ = np.linalg.qr(Xc)
-                    r = y - Q @ (Q.T @ y)
-                    XpT = (XallT @ Q) @ Q.T
-                    np.subtract(XallT, XpT, out=XpT)
-                else:
-                    Q, r, XpT = None, y, XallT
-                gains = self._gains(XpT, r, offsets)
-                gains[overflow] = -np.inf
+                Q, r, gains = self._project(chosen)
                 rr = float(r @ r)
                 used = {s for s, _ in chosen}
                 cap = self.candidates * (2 if not chosen else 1)
-                # per level of nonlinear constants, twice ``cap`` shapes by their best grid
-                # point, then ``cap`` by their gain with the constants refined on a line
-                pool: dict[int, list[int]] = {}
-                order = np.argsort(-gains, kind="stable")
-                order = order[np.isfinite(gains[order])]
-                _, first = np.unique(shape_of[order], return_index=True)
-                for a in order[np.sort(first)]:  # each shape's best grid point, best first
-                    s = int(shape_of[a])
-                    if s in used:
-                        continue
-                    level = pool.setdefault(len(shapes[s].nonlinear), [])
-                    if len(level) < 2 * cap:
-                        level.append(int(a))
-                for level in pool.values():
-                    scored = []
-                    for a in level:
-                        g, values = self._line_refine(atoms[a], float(gains[a]), Q, r)
-                        scored.append((g, atoms[a][0], values))
-                    scored.sort(key=lambda t: -t[0])
-                    for g, s, values in scored[:cap]:
+                for level in self._candidates(gains, Q, r, used, cap).values():
+                    for g, s, values in level:
                         # the set's loss with all amplitudes solved: the residual less the gain
                         key = frozenset((*used, s))
                         loss = max(rr - g, 0.0)
@@ -147,7 +137,168 @@ class Selection:
                         subsets[key] = (d.loss(rest), rest)
             refined = self._refine_best(subsets.values())
             out[size - 1] = self._pareto([*out[size - 1], *refined])
+        if self.exchanges > 0:
+            self._replacement_memo: dict = {}
+            for size in sorted(out):
+                if size < 2:
+                    continue  # the forward step's candidates are the best single terms
+                best = sorted(out[size], key=self.criterion)[: self.exchanges]
+                found = [self.exchange(item) for item in best]
+                new = [item for item, old in zip(found, best, strict=True) if item is not old]
+                if new:
+                    out[size] = self._pareto([*out[size], *new])
         return out
+
+    def criterion(self, item: Scored) -> float:
+        """Schwarz's criterion of a set (misfit against its amplitudes and nonlinear
+        constants, one per term and one per constant): the sets' ranking."""
+        loss, chosen = item
+        n = self.dictionary.y.size
+        k = len(chosen) + sum(len(v) for _, v in chosen)
+        return n * math.log((loss + self.floor) / n) + k * math.log(n)
+
+    def exchange(self, item: Scored) -> Scored:
+        """A set improved by exchanging one term at a time (the set returned as given
+        where no exchange improves it).
+
+        Each term in turn (those with the most nonlinear constants first) is taken out and
+        shapes with at most as many nonlinear constants are tried in its place
+        (:meth:`_replacements`): per number of nonlinear constants the
+        :data:`EXCHANGE_TRIALS` that lower the rest's residual most at their line-refined
+        constants, each refined with the rest (:meth:`refine`).  The exchange that lowers
+        the :meth:`criterion` most is kept, and the passes repeat (at most one per term)
+        while one does.  So a sum as exact with fewer constants replaces one a flexible
+        term made exact (a Morse term with its minimum beyond the data standing in for an
+        exponential), and a term the forward selection added at a wrong constant or in
+        place of another is exchanged."""
+        best, score = item, self.criterion(item)
+        for _ in range(len(item[1])):
+            cur = best
+            _, chosen = cur
+            order = sorted(range(len(chosen)), key=lambda i: -len(chosen[i][1]))
+            for i in order:
+                self.check()
+                removed = chosen[i]
+                rest = chosen[:i] + chosen[i + 1 :]
+                tried: dict[int, int] = {}
+                for s, values in self._replacements(rest, len(removed[1])):
+                    if s == removed[0] and values == removed[1]:
+                        continue
+                    tried[len(values)] = tried.get(len(values), 0) + 1
+                    if tried[len(values)] > EXCHANGE_TRIALS:
+                        continue
+                    refined = self.refine([*rest[:i], (s, values), *rest[i:]])
+                    refined_score = self.criterion(refined)
+                    if refined_score < score:
+                        best, score = refined, refined_score
+            if best is cur:
+                break
+        return best
+
+    def _replacements(self, rest: list[Atom], max_level: int) -> list[Atom]:
+        """Terms to join ``rest`` with at most ``max_level`` nonlinear constants, per number
+        of nonlinear constants the ``candidates`` that lower its residual most, largest
+        gain first (kept per ``rest``).
+
+        With ``max_level`` constants the candidates are drawn from the ``candidates`` shapes
+        whose best grid point lowers the residual most (as in the forward step); with fewer,
+        from every shape: a narrow optimum between two grid points (an exponential's short
+        decay length) can rank a shape far down at its grid points and first once its
+        constants are refined.  Each is refined on a line from its best ``basins`` local
+        optima on the grid (:meth:`_candidates`)."""
+        key = (tuple((s, tuple(sorted(v.items()))) for s, v in rest), max_level)
+        memo = self._replacement_memo
+        if key not in memo:
+            Q, r, gains = self._project(rest)
+            n = self.candidates
+            pools = {
+                k: (len(self.dictionary.shapes) if k < max_level else n)
+                for k in range(max_level + 1)
+            }
+            levels = self._candidates(
+                gains, Q, r, {s for s, _ in rest}, n, pool=pools, basins=self.basins
+            )
+            memo[key] = [(s, values) for level in levels.values() for _, s, values in level]
+        return memo[key]
+
+    def _project(self, chosen: list[Atom]):
+        """``(Q, r, gains)``: an orthonormal basis of the set's columns (``None`` for the
+        empty set), the residual of the forces off it, and every atom's gain on it."""
+        y = self.dictionary.y
+        XallT = self._XallT
+        if chosen:
+            Xc = self.dictionary.set_columns(chosen)
+            Q, _ = np.linalg.qr(Xc)
+            r = y - Q @ (Q.T @ y)
+            XpT = (XallT @ Q) @ Q.T
+            np.subtract(XallT, XpT, out=XpT)
+        else:
+            Q, r, XpT = None, y, XallT
+        gains = self._gains(XpT, r, self._offsets)
+        gains[self._overflow] = -np.inf
+        return Q, r, gains
+
+    def _candidates(
+        self,
+        gains: np.ndarray,
+        Q,
+        r: np.ndarray,
+        used: set[int],
+        cap: int,
+        *,
+        pool: int | dict[int, int] | None = None,
+        basins: int = 1,
+    ) -> dict[int, list[tuple[float, int, dict[str, float]]]]:
+        """Per number of nonlinear constants, the ``cap`` shapes not in ``used`` that lower
+        the residual ``r`` most: ``pool`` (twice ``cap``; a mapping: per number of
+        nonlinear constants, none where it has none) shapes by their best grid point,
+        then ``cap`` by their gain with the constants refined on a line
+        (from each shape's best ``basins`` local optima on its grid, the best kept), as
+        ``(gain, shape, constants)``, the largest gain first."""
+        shapes = self.dictionary.shapes
+        atoms, shape_of = self._atoms, self._shape_of
+        n_pool = 2 * cap if pool is None else pool
+        if not isinstance(n_pool, dict):
+            n_pool = dict.fromkeys(range(max(len(x.nonlinear) for x in shapes) + 1), n_pool)
+        by_level: dict[int, list[int]] = {}
+        order = np.argsort(-gains, kind="stable")
+        order = order[np.isfinite(gains[order])]
+        _, first = np.unique(shape_of[order], return_index=True)
+        for a in order[np.sort(first)]:  # each shape's best grid point, best first
+            s = int(shape_of[a])
+            if s in used:
+                continue
+            n_nonlinear = len(shapes[s].nonlinear)
+            if len(by_level.get(n_nonlinear, ())) < n_pool.get(n_nonlinear, 0):
+                by_level.setdefault(n_nonlinear, []).append(int(a))
+        out = {}
+        for n_nonlinear, level in by_level.items():
+            scored = []
+            for a in level:
+                starts = [a] if basins <= 1 else self._basins(a, gains, basins)
+                g, values = max(
+                    (self._line_refine(atoms[b], float(gains[b]), Q, r) for b in starts),
+                    key=lambda t: t[0],
+                )
+                scored.append((g, atoms[a][0], values))
+            scored.sort(key=lambda t: -t[0])
+            out[n_nonlinear] = scored[:cap]
+        return out
+
+    def _basins(self, a: int, gains: np.ndarray, k: int) -> list[int]:
+        """The best ``k`` local optima of the gain over the grid of atom ``a``'s shape
+        (``a``, its best grid point, first): grid points none of whose neighbours (one
+        step along one constant) has a larger gain."""
+        s = int(self._shape_of[a])
+        mine = np.nonzero(self._shape_of == s)[0]
+        optima = [
+            int(b)
+            for b in mine
+            if np.isfinite(gains[b])
+            and all(not gains[c] > gains[b] for c in self._neighbours.get(int(b), ()))
+        ]
+        optima.sort(key=lambda b: -gains[b])
+        return [a, *[b for b in optima if b != a]][:k]
 
     def refine(self, chosen: list[Atom]) -> Scored:
         """The set's nonlinear constants refined from their grid values (variable
@@ -298,3 +449,30 @@ class Selection:
                 g = np.einsum("bi,bi->b", b, sol)
                 gains[idx] = np.where(np.isfinite(g), g, -np.inf)
         return gains
+
+
+def _grid_neighbours(atoms: list[Atom]) -> dict[int, list[int]]:
+    """For each atom, the atoms of its shape one grid step away along one constant (the
+    grid's values of each constant in order; atoms left out of the grid have none)."""
+    by_shape: dict[int, list[int]] = {}
+    for a, (s, _) in enumerate(atoms):
+        by_shape.setdefault(s, []).append(a)
+    out: dict[int, list[int]] = {}
+    for members in by_shape.values():
+        names = sorted(atoms[members[0]][1])
+        if not names:
+            continue
+        axes = [sorted({atoms[a][1][n] for a in members}) for n in names]
+        index = {
+            tuple(ax.index(atoms[a][1][n]) for ax, n in zip(axes, names, strict=True)): a
+            for a in members
+        }
+        for pos, a in index.items():
+            near = []
+            for k in range(len(names)):
+                for step in (-1, 1):
+                    other = (*pos[:k], pos[k] + step, *pos[k + 1 :])
+                    if other in index:
+                        near.append(index[other])
+            out[a] = near
+    return out
