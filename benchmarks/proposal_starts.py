@@ -12,7 +12,9 @@ Exploratory.  Two parts:
   complexity no larger than the true form's).
 * ``--search``: short MCTS searches with the proposals on (the default), the proposals fitted
   with their constants (``start``) and without (``nostart``: each proposal's constants
-  dropped, everything else the same), the same seeds and budget; prints whether the true
+  dropped, everything else the same) and, with ``--variants``, the selection without
+  exchanging the terms of its best sets (``noexchange``: ``TermLibrary(exchanges=0)``),
+  the same seeds and budget; prints whether the true
   form was recovered, after how many fits, whether a true form (its transposition key, or
   the recovery criterion) was fitted and is on the front, and the proposals' best
   validation RMSE.
@@ -88,6 +90,16 @@ def _drop_starts(on: bool) -> None:
     terms.TermLibrary._starts_switch = True
 
 
+def _exchanges(on: bool) -> None:
+    """Term libraries made from now on in this process exchange the terms of their best
+    sets (``on``, the default) or not (``exchanges=0``: the ``noexchange`` variant)."""
+    from mctsff.engines.terms import library
+
+    defaults = library.TermLibrary.__init__.__kwdefaults__
+    _DROP.setdefault("exchanges", defaults["exchanges"])
+    defaults["exchanges"] = _DROP["exchanges"] if on else 0
+
+
 def proposals_table(name: str, top: int) -> dict:
     """The first ``top`` proposals fitted both ways."""
     warnings.simplefilter("ignore")
@@ -123,12 +135,14 @@ def proposals_table(name: str, top: int) -> dict:
 
 
 def run_search(name: str, variant: str, seed: int, budget: int) -> dict:
-    """One MCTS search with the proposals on, their constants kept or dropped."""
+    """One MCTS search with the proposals on, their constants kept or dropped
+    (``nostart``), or the selection without its exchanges (``noexchange``)."""
     warnings.simplefilter("ignore")
     from mctsff.expr.grammar import Grammar
     from mctsff.search import search
 
     _drop_starts(variant == "nostart")
+    _exchanges(variant != "noexchange")
     fitter, expr, rms, threshold = _setup(name)
     cx = Grammar.load(cm.GRAMMAR).complexity(expr)
     hit: dict = {}
@@ -196,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="--search seeds")
     ap.add_argument("--budget", type=int, default=200, help="--search: fitted expressions")
     ap.add_argument("--workers", type=int, default=2, help="searches at a time (one process each)")
+    ap.add_argument(
+        "--variants",
+        nargs="*",
+        default=["start", "nostart"],
+        choices=["start", "nostart", "noexchange"],
+        help="--search variants (noexchange: the selection without exchanging terms)",
+    )
     args = ap.parse_args(argv)
     if not (args.proposals or args.search):
         ap.error("give --proposals and/or --search")
@@ -222,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if args.search:
         names = args.potentials or [FIXTURE, "born_mayer_huggins", "ewald_lj"]
-        jobs = [
-            (n, v, s, args.budget) for n in names for s in args.seeds for v in ("start", "nostart")
-        ]
+        jobs = [(n, v, s, args.budget) for n in names for s in args.seeds for v in args.variants]
         keys = (
             "recovered fits_to_recovery true_on_front true_rel n_terms proposals_best_rel "
             "proposals_below_1e-6 best_rel best wall_s cpu_s"
