@@ -26,11 +26,12 @@ orthogonal matching pursuit:
    each number of nonlinear constants (a Pareto beam, so simple sets are not crowded out
    by flexible ones), and each final set is also tried without each of its terms
    (backward elimination).  Sets are ranked by Schwarz's criterion (misfit against
-   constants); the best ``exchanges`` sets of each size have one term at a time
-   exchanged for another with at most as many nonlinear constants (those with fewer
-   drawn from every shape, each from its best local optima on the grid) while that
-   lowers the criterion, so an exact sum whose flexible term stands in for a simpler
-   one (a Morse term for an exponential) gives way to the simpler sum.  For each set
+   constants); the best ``exchanges`` sets of each size, and the lowest-loss ones with
+   no and with one nonlinear constant, have one term at a time exchanged for another
+   with at most as many nonlinear constants (those with fewer drawn from every shape,
+   each from its best local optima on the grid) while that lowers the criterion, so an
+   exact sum whose flexible term stands in for a simpler one (a Morse term for an
+   exponential) gives way to the simpler sum.  For each set
    the kinds are chosen by refitting the amplitudes under each combining rule
    (global, product, geometric, arithmetic, per pair), the simplest within
    ``kind_tol`` first, then the lowest loss.

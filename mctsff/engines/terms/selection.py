@@ -12,13 +12,18 @@ import numpy as np
 
 from .columns import Atom, Dictionary, lstsq
 
-__all__ = ["EXCHANGE_TRIALS", "LINE_STEP", "Selection"]
+__all__ = ["EXCHANGE_LEVELS", "EXCHANGE_TRIALS", "LINE_STEP", "Selection"]
 
 #: First step (a factor) of the line search on a term's nonlinear constants.
 LINE_STEP = 1.1
 
 #: Replacements refined per number of nonlinear constants when a term is exchanged.
 EXCHANGE_TRIALS = 2
+
+#: Besides the sets best by the criterion, the lowest-loss set with each number of
+#: nonlinear constants up to this one has its terms exchanged (the criterion's best sets are
+#: the most flexible; a sparse set one exchange from the true one is often among these).
+EXCHANGE_LEVELS = 1
 
 #: A set of terms with its loss.
 Scored = tuple[float, list[Atom]]
@@ -45,7 +50,8 @@ class Selection:
         lowest-loss ones at their line-refined constants); the others keep that loss.
     exchanges
         Best sets per number of terms (by :meth:`criterion`) improved by exchanging their
-        terms (:meth:`exchange`; 0: none).
+        terms (:meth:`exchange`), with the lowest-loss set of each number of nonlinear
+        constants up to :data:`EXCHANGE_LEVELS` (0: none).
     basins
         Local optima of a shape's gain over its grid refined as candidates in an exchange.
     check
@@ -143,6 +149,16 @@ class Selection:
                 if size < 2:
                     continue  # the forward step's candidates are the best single terms
                 best = sorted(out[size], key=self.criterion)[: self.exchanges]
+                # and the lowest-loss set with each number of nonlinear constants up to
+                # EXCHANGE_LEVELS (the beam is sorted by loss within a number)
+                firsts: dict[int, Scored] = {}
+                for item in out[size]:
+                    firsts.setdefault(sum(len(v) for _, v in item[1]), item)
+                best += [
+                    item
+                    for level, item in sorted(firsts.items())
+                    if level <= EXCHANGE_LEVELS and all(item is not b for b in best)
+                ]
                 found = [self.exchange(item) for item in best]
                 new = [item for item, old in zip(found, best, strict=True) if item is not old]
                 if new:

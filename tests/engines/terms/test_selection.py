@@ -75,3 +75,15 @@ def test_the_pair_grammar_proposes_the_true_hard_sums_first(dimers):
     assert ewald.expression == "c1/r**12+c2/r**6+prod_c1*erfc(c3*r)/r"
     assert ewald.written_loss < 1e-15
     assert ewald.start["c3"] == pytest.approx(0.2, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_sparse_set_one_exchange_from_the_true_one_is_exchanged(dimers):
+    """Ewald + LJ on the reduced grammar: the sets best by the criterion are flexible ones
+    two exchanges from the true set (a Morse term, a damped 1/r**4, erfc/r); the lowest-loss
+    set with one nonlinear constant, {1/r**12, 1/r**6, (1-exp(-c*r))**6/r**2}, is one
+    exchange from it, and exchanging it too makes the true sum the first proposal."""
+    best = _first(Grammar.from_text(REDUCED, name="reduced"), dimers, EWALD_LJ)
+    assert best.expression == "c1/r**12+prod_c1*erfc(c2*r)/r+c3/r**6", best
+    assert best.written_loss < 1e-15
+    assert best.start["c2"] == pytest.approx(0.2, rel=1e-6)
