@@ -891,7 +891,9 @@ def _set_up(
     if cfg.terms and objective.kind == "forces":
         library = TermLibrary(grammar, objective.fitter, max_length=cfg.max_length)
         if library.applies:  # silently off for a grammar without a sum of terms
-            run.terms = TermProposals(library, engine, evaluator, cfg.terms_share)
+            run.terms = TermProposals(
+                library, engine, evaluator, cfg.terms_share, after=cfg.terms_after
+            )
             restore("terms_pending", run.terms.restore_pending, terms_pending)
     return run
 

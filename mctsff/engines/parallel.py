@@ -24,6 +24,11 @@ deterministic: its starts are seeded from the fitter's seed and the expression).
   scattered to every Dask worker once (``broadcast=True``) and chunks are
   submitted as tasks (``dask`` extra).
 
+Work besides the fits (:meth:`Evaluator.background`: a term library's selection, which
+takes seconds to minutes) runs in a process of its own beside a local pool's workers, or
+as a Dask task, while the workers fit; in process (one worker, no time limit) it has no
+place to go and runs where its caller needs it.
+
 A batch may carry starts: ``starts={expression: {constant: value}}`` (e.g. the constants a
 term selection found, :mod:`mctsff.engines.terms`) go with their expressions to whichever
 process fits them, as :meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``.
@@ -96,6 +101,17 @@ def fit_one(fitter, expression: str, start: Mapping[str, float] | None = None) -
         res = FitResult.invalid(expression, f"{type(exc).__name__}: {exc}")
         res.extra["traceback"] = traceback.format_exc(limit=3)
         return res
+
+
+def _call_with_fitter(fn: Callable[..., Any], *args: Any) -> Any:
+    """Task of the background process: ``fn(fitter, *args)`` with this worker's fitter."""
+    return fn(_WORKER_FITTER, *args)
+
+
+def _call_with(fn: Callable[..., Any], fitter, *args: Any) -> Any:
+    """Dask task of :meth:`Evaluator.background`: prepared as a local worker is."""
+    _prepare_worker()
+    return fn(fitter, *args)
 
 
 def _ready() -> bool:
@@ -196,6 +212,8 @@ class Evaluator:
         self.n_failures = 0
         self.n_in_process = 0
         self._pool: ProcessPoolExecutor | None = None
+        self._spare: ProcessPoolExecutor | None = None  # background work (not the fits)
+        self._background: list = []
         self._starting: list = []
         self._client = None
         self._remote_fitter = None
@@ -273,9 +291,46 @@ class Evaluator:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    def background(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Start ``fn(fitter, *args)`` away from the fits and return its future (``done()``,
+        ``result()``, ``cancel()``), or ``None`` for an evaluator that fits in this process
+        (the caller then runs it itself, when it needs it).
+
+        Local pools run it in one more process, beside the workers, made as they are (the
+        fitter shipped once, one BLAS thread), so a worker's time limit or its replacement
+        never touches it; a Dask cluster runs it as a task.  ``fn`` must be a module-level
+        function.  :meth:`close` ends what is still running."""
+        if self._client is not None:
+            fut = self._client.submit(_call_with, fn, self._remote_fitter, *args, pure=False)
+        elif self._use_pool:
+            if self._spare is None:
+                from mctsff.expr import kernels
+
+                kernels.warmup()  # compiled into the on-disk cache here, only loaded there
+                self._spare = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context(self.mp_context),
+                    initializer=_init_worker,
+                    initargs=(self._payload,),
+                )
+            fut = self._spare.submit(_call_with_fitter, fn, *args)
+        else:
+            return None
+        self._background.append(fut)
+        return fut
+
     def close(self) -> None:
-        """Stop worker processes (Dask clients given by the caller stay open)."""
+        """Stop worker processes and background work (Dask clients given by the caller
+        stay open)."""
         self._pool_reset()
+        for fut in self._background:
+            fut.cancel()
+        self._background = []
+        if self._spare is not None:
+            for p in list(getattr(self._spare, "_processes", {}).values()):
+                p.terminate()
+            self._spare.shutdown(wait=False, cancel_futures=True)
+            self._spare = None
 
     def __enter__(self):
         return self

@@ -3,10 +3,13 @@ data, kept per process, written as the grammar's expressions with their constant
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +21,7 @@ from .selection import Selection
 from .sums import sum_structure
 from .written import written_expressions
 
-__all__ = ["CACHE_SIZE", "Proposal", "TermLibrary"]
+__all__ = ["CACHE_SIZE", "Proposal", "TermLibrary", "select_in_worker"]
 
 #: Selections kept per process (:meth:`TermLibrary.proposals`).
 CACHE_SIZE = 8
@@ -127,6 +130,66 @@ class TermLibrary:
         self._proposals: list[Proposal] | None = None
         #: whether this library ran the selection (not taken from the process's kept ones)
         self.selected = False
+        #: the selection running on a worker (:meth:`start`): its key and future
+        self._running: tuple[bytes, Any] | None = None
+        #: whether the proposals came from a selection run on a worker (:meth:`start`)
+        self.selected_on_worker = False
+
+    def settings(self) -> dict[str, Any]:
+        """The selection's settings as keywords of this class (``max_length`` aside: a
+        selection is made for every length, :meth:`proposals` drops the longer ones)."""
+        return {
+            "max_terms": self.max_terms,
+            "beam": self.beam,
+            "max_pairs": self.max_pairs,
+            "points": self.points,
+            "kind_tol": self.kind_tol,
+            "candidates": self.candidates,
+            "refine_nfev": self.refine_nfev,
+            "refine_per_level": self.refine_per_level,
+            "exchanges": self.exchanges,
+        }
+
+    def start(self, evaluator) -> bool:
+        """Start the selection on the evaluator's workers (``evaluator.background``:
+        a process of its own beside a local pool's, or a Dask task), so the search fits
+        its candidates meanwhile; :meth:`proposals` then waits for it.  Nothing is started
+        (False) where the library does not apply, the process keeps the selection
+        already, or the evaluator fits in this process (``background`` gives ``None``:
+        :meth:`proposals` selects here when called).  The proposals are the same either
+        way: the selection depends only on its inputs."""
+        if self._proposals is not None or self._running is not None or not self.applies:
+            return False
+        background = getattr(evaluator, "background", None)
+        if background is None:
+            return False
+        target, w = selection_data(self.fitter, self.max_pairs)
+        key = self._key(target, w)
+        if key in _SELECTIONS:
+            return False
+        future = background(select_in_worker, self.grammar.text, self.settings())
+        if future is None:
+            return False
+        self._running = (key, future)
+        return True
+
+    def _join(self, stop: Callable[[], bool] | None) -> tuple[tuple[Proposal, ...], int] | None:
+        """Wait for the selection :meth:`start` began; ``None`` if ``stop()`` came first
+        (it is then abandoned) or the worker failed (then selected here instead)."""
+        key, future = self._running
+        self._running = None
+        while not future.done():
+            if stop is not None and stop():
+                future.cancel()
+                self.stopped = True
+                return None
+            time.sleep(0.02)
+        try:
+            found, n_none = future.result()
+        except Exception:  # a worker that died: select in this process instead
+            return None
+        self.selected_on_worker = True
+        return tuple(Proposal(**p) for p in found), int(n_none)
 
     @property
     def applies(self) -> bool:
@@ -148,7 +211,8 @@ class TermLibrary:
         so searches on the same data and grammar select once (with any ``max_length``:
         the proposals with longer derivations are dropped afterwards).  A selection that
         ``stop()`` ends (checked between its steps: a search's time limit) gives no
-        proposals, is not kept, and sets :attr:`stopped`."""
+        proposals, is not kept, and sets :attr:`stopped`; so does one started on a worker
+        (:meth:`start`) that ``stop()`` ends while this waits for it."""
         if self._proposals is None:
             if not self.applies:
                 self._proposals = []
@@ -156,6 +220,11 @@ class TermLibrary:
             target, w = selection_data(self.fitter, self.max_pairs)
             key = self._key(target, w)
             hit = _SELECTIONS.pop(key, None)
+            if hit is None and self._running is not None:
+                hit = self._join(stop)
+                if hit is None and self.stopped:
+                    self._proposals = []
+                    return self._proposals
             if hit is None:
                 self._stop = stop
                 try:
@@ -274,3 +343,12 @@ class TermLibrary:
         out, n_none = written_expressions(d, self.grammar, chosen, self.kind_tol, loss0)
         self.n_underivable += n_none
         return out
+
+
+def select_in_worker(fitter, grammar_text: str, settings: dict[str, Any]) -> tuple[list, int]:
+    """A worker's task (:meth:`TermLibrary.start`): the selection of the grammar written
+    ``grammar_text`` with ``settings`` on ``fitter``'s data, as plain data (each proposal's
+    fields, and the number the grammar could not derive)."""
+    library = TermLibrary(Grammar.from_text(grammar_text), fitter, **settings)
+    found = library.proposals()
+    return [dataclasses.asdict(p) for p in found], library.n_underivable

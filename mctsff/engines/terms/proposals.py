@@ -44,13 +44,25 @@ class TermProposals:
     them from the first again takes the same ones), and the rest of a cut batch comes
     back from the checkpoint with their starts (:meth:`pending_state`,
     :meth:`restore_pending`).
+
+    The first :meth:`step` starts the selection on the evaluator's workers
+    (:meth:`~.library.TermLibrary.start`; in process it is made when first needed), and
+    no proposal is fitted before the search has made ``after`` fits (the search's
+    ``terms_after``): the search's own
+    candidates are fitted while the selection runs, and the proposals join at that fixed
+    point (waiting there for a selection not finished yet), so the fits are the same, in
+    the same order, whatever the evaluator and however long the selection takes.
     """
 
-    def __init__(self, library: TermLibrary, engine, evaluator, share: float) -> None:
+    def __init__(
+        self, library: TermLibrary, engine, evaluator, share: float, after: int = 0
+    ) -> None:
         self.library = library
         self.engine = engine
         self.evaluator = evaluator
         self.share = float(share)
+        self.after = int(after)
+        self._started = False
         #: proposals fitted (by this search and the runs it resumes)
         self.n_fits = sum(1 for r in getattr(engine, "results", []) if r.extra.get("term_library"))
         self._next = 0
@@ -130,9 +142,15 @@ class TermProposals:
         from mctsff.engines.engine import fit_in_time
 
         engine = self.engine
+        if not self._started:
+            self._started = True
+            if self.share > 0:  # the selection starts on a worker, if there is one
+                self.library.start(getattr(self.evaluator, "evaluator", self.evaluator))
         if self._cut:
             todo = [e for e in self._cut if engine.lookup(e) is None]
         else:
+            if engine.n_evaluations < self.after:
+                return 0  # the selection runs on meanwhile
             if self.share <= 0 or self._allowed() < 1 or engine.fits_left() < 1:
                 return 0
             if getattr(engine, "_partial", False) or getattr(engine, "_unfitted", None):

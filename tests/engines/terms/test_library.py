@@ -148,3 +148,28 @@ def test_silently_off_without_a_sum(dimers):
     fitter = _fitter(dimers, "c1/r**12", {"c1": 5e3})
     lib = TermLibrary(Grammar.load("nguyen"), fitter)
     assert not lib.applies and lib.proposals() == []
+
+
+def test_a_selection_started_on_a_worker_proposes_what_this_process_would(dimers, small):
+    """Started on an evaluator's background process (:meth:`TermLibrary.start`), the
+    selection is made there, not here, and gives the proposals, field for field, and the
+    count of underivable ones that this process's own selection gives; in process (one
+    worker) nothing starts and :meth:`proposals` selects here."""
+    from mctsff.engines.parallel import Evaluator
+
+    fitter = _fitter(dimers, "c1/r**6+c2/r**12", {"c1": -6.0, "c2": 4.5e3})  # not kept yet
+    with Evaluator(fitter, workers=1) as inline:
+        assert not TermLibrary(small, fitter, max_length=7).start(inline)
+    with Evaluator(fitter, workers=2) as ev:
+        remote = TermLibrary(small, fitter, max_length=7)
+        assert remote.start(ev)
+        props = remote.proposals()
+    assert props and remote.selected_on_worker and not remote.selected
+    assert not TermLibrary(small, fitter, max_length=7).start(ev)  # kept here now
+    # selected here from scratch
+    from mctsff.engines.terms import library
+
+    library._SELECTIONS.clear()
+    here = TermLibrary(small, fitter, max_length=7)
+    assert here.proposals() == props and here.selected
+    assert here.n_underivable == remote.n_underivable

@@ -29,7 +29,9 @@ def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_p
 
     def run(budget, **kw):
         fitter = Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, n_starts=1)
-        return search(fitter, small, budget=budget, seed=0, terms=True, progress=False, **kw)
+        return search(
+            fitter, small, budget=budget, seed=0, terms=True, terms_after=0, progress=False, **kw
+        )
 
     full = run(PROPOSAL_BATCH)
     assert full.mcts.evaluated[0] == truth
@@ -77,7 +79,10 @@ def test_search_with_terms_recovers_buckingham_coulomb(dimers):
         if res.valid and res.complexity <= cx and res.rmse_valid < 1e-6 * rms:
             found.append(res)
 
-    res = search(fitter, "pair", budget=12, seed=0, terms=True, progress=False, callback=callback)
+    res = search(
+        fitter, "pair", budget=12, seed=0, terms=True, terms_after=0, progress=False,
+        callback=callback,
+    )  # fmt: skip
     assert res.n_terms >= 1
     assert any(r.extra.get("term_library") for r in found)
 
@@ -101,7 +106,7 @@ def test_a_search_cut_inside_a_batch_of_proposals_resumes_as_if_uninterrupted(
 
     def run(budget, **kw):
         fitter = Fitter(train, valid, constraints=(), n_starts=1)
-        return search(fitter, small, budget=budget, seed=2, terms=True, **kw)
+        return search(fitter, small, budget=budget, seed=2, terms=True, terms_after=0, **kw)
 
     full = run(PROPOSAL_BATCH + 3)
     flags = [full.mcts.lookup(e).extra.get("term_library", False) for e in full.mcts.evaluated]
@@ -111,3 +116,38 @@ def test_a_search_cut_inside_a_batch_of_proposals_resumes_as_if_uninterrupted(
     resumed = run(PROPOSAL_BATCH + 3, out=tmp_path / "cut", resume=True)
     assert resumed.mcts.evaluated == full.mcts.evaluated
     assert [p.expression for p in resumed.front.points] == [p.expression for p in full.front.points]
+
+
+@pytest.mark.slow
+def test_proposals_join_after_the_searchs_first_fits_with_any_evaluator(dimers, small, tmp_path):
+    """With ``terms_after=6`` the selection runs on a background process beside the 2
+    workers while the tree fits its first candidates; the proposals join after 6 fits
+    whenever the selection ends, so the search fits the same sequence as in process, and
+    one cut before the join and resumed fits it too (~12 s)."""
+    from mctsff.search import search
+
+    truth = Potential(
+        "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)",
+        {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15},
+        dimers.species,
+        dimers.type_pairs,
+    )
+    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+
+    def run(budget, **kw):
+        fitter = Fitter(train, valid, constraints=(), n_starts=1)
+        return search(fitter, small, budget=budget, seed=1, terms=True, terms_after=6, **kw)
+
+    one = run(18)
+    flags = [one.mcts.lookup(e).extra.get("term_library", False) for e in one.mcts.evaluated]
+    first = flags.index(True)
+    assert first >= 6 and not any(flags[:first]) and one.n_terms >= 1
+    from mctsff.engines.terms import library
+
+    library._SELECTIONS.clear()  # not kept from the run in process: selected by the workers
+    two = run(18, workers=2)
+    assert two.mcts.evaluated == one.mcts.evaluated
+    part = run(4, out=tmp_path / "cut")
+    assert part.n_terms == 0
+    resumed = run(18, out=tmp_path / "cut", resume=True)
+    assert resumed.mcts.evaluated == one.mcts.evaluated
