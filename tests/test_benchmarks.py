@@ -460,3 +460,14 @@ def test_throughput_replay_comparison(throughput):
     assert "**10.00×**" in lines and "**3/4 (75.0%)**" in lines
     with pytest.raises(ValueError, match="different expressions"):
         throughput.compare_replay(new, run([1.0], 1.0))
+
+
+@pytest.mark.slow
+def test_a_search_stopped_at_its_recovery_recovers_when_the_full_run_does(cm):
+    full = cm.run_one("soft_sphere", "mcts", 0, 30)
+    stopped = cm.run_one("soft_sphere", "mcts", 0, 30, stop_at_recovery=True)
+    assert full["recovered"] and not full["stopped_at_recovery"]
+    assert stopped["recovered"] and stopped["stopped_at_recovery"]
+    assert stopped["evals_to_recovery"] == full["evals_to_recovery"]
+    assert stopped["found"] == full["found"]
+    assert stopped["n_evaluations"] < full["n_evaluations"]
