@@ -92,11 +92,22 @@ def search_throughput(
             kw["leaves"] = leaves
         cluster = client = None
         if cfg.get("dask"):
-            cluster = LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            )
+            import dask
+
+            # the workers' statistical profiler (a thread sampling every 10 ms) takes the
+            # interpreter lock from Python-heavy fits: off, as on a production cluster
+            with dask.config.set({"distributed.worker.profile.enabled": False}):
+                cluster = LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                )
             client = Client(cluster)
+            client.run(lambda: None)  # the workers up before the clock starts
             kw["scheduler"] = client
+        # each search selects its term library anew, as a search in a fresh process does
+        # (the process keeps selections: the runs after the first would skip theirs)
+        from mctsff.engines.terms import library
+
+        library._SELECTIONS.clear()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
