@@ -12,7 +12,7 @@ import numpy as np
 
 from .columns import Atom, Dictionary, lstsq
 
-__all__ = ["EXCHANGE_LEVELS", "EXCHANGE_TRIALS", "LINE_STEP", "Selection"]
+__all__ = ["EXCHANGE_LEVELS", "EXCHANGE_TRIALS", "LINE_STEP", "PROJECTION_CANCEL", "Selection"]
 
 #: First step (a factor) of the line search on a term's nonlinear constants.
 LINE_STEP = 1.1
@@ -24,6 +24,11 @@ EXCHANGE_TRIALS = 2
 #: nonlinear constants up to this one has its terms exchanged (the criterion's best sets are
 #: the most flexible; a sparse set one exchange from the true one is often among these).
 EXCHANGE_LEVELS = 1
+
+#: An atom whose columns lose more than this share of some column's squared norm to the
+#: set they are projected off has its projected Gram matrix computed from the projected
+#: columns (:meth:`Selection._gains`), not as the difference of two Gram matrices.
+PROJECTION_CANCEL = 1e-4
 
 #: A set of terms with its loss.
 Scored = tuple[float, list[Atom]]
@@ -239,18 +244,16 @@ class Selection:
 
     def _project(self, chosen: list[Atom]):
         """``(Q, r, gains)``: an orthonormal basis of the set's columns (``None`` for the
-        empty set), the residual of the forces off it, and every atom's gain on it."""
+        empty set), the residual of the forces off it, and every atom's gain on it
+        (:meth:`_gains`)."""
         y = self.dictionary.y
-        XallT = self._XallT
         if chosen:
             Xc = self.dictionary.set_columns(chosen)
             Q, _ = np.linalg.qr(Xc)
             r = y - Q @ (Q.T @ y)
-            XpT = (XallT @ Q) @ Q.T
-            np.subtract(XallT, XpT, out=XpT)
         else:
-            Q, r, XpT = None, y, XallT
-        gains = self._gains(XpT, r, self._offsets)
+            Q, r = None, y
+        gains = self._gains(Q, r)
         gains[self._overflow] = -np.inf
         return Q, r, gains
 
@@ -441,24 +444,59 @@ class Selection:
                 kept.append(item)
         return [c for level in sorted(by_level) for c in by_level[level]]
 
-    @staticmethod
-    def _gains(XpT: np.ndarray, r: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Decrease of ``|r|²`` from adding each atom's (projected) columns, the rows of
-        ``XpT`` (atom ``a``'s are ``offsets[a]:offsets[a + 1]``)."""
+    def _gram_blocks(self) -> list[tuple[int, np.ndarray, np.ndarray, bool, np.ndarray]]:
+        """The atoms grouped by their number of columns ``m``: ``(m, atoms, rows, whole,
+        G0)``, the rows of ``XallT`` of each atom (``len(atoms) × m``), whether the group is
+        every atom in order, and each atom's Gram matrix of its own columns
+        (``len(atoms) × m × m``)."""
+        XallT, offsets = self._XallT, self._offsets
         n_atoms = offsets.size - 1
-        gains = np.full(n_atoms, -np.inf)
+        sizes = np.diff(offsets)
+        out = []
         with np.errstate(all="ignore"):
-            b_all = XpT @ r
-            sizes = np.diff(offsets)
             for m in np.unique(sizes):
                 idx = np.nonzero(sizes == m)[0]
-                if idx.size == n_atoms:  # one size: every row, in order
-                    Xm, b = XpT.reshape(idx.size, m, -1), b_all.reshape(idx.size, m)
+                rows = offsets[idx][:, None] + np.arange(m)[None, :]
+                whole = idx.size == n_atoms
+                Xm = (
+                    XallT.reshape(idx.size, m, -1)
+                    if whole
+                    else XallT[rows.ravel()].reshape(idx.size, m, -1)
+                )
+                out.append((int(m), idx, rows, whole, np.einsum("bin,bjn->bij", Xm, Xm)))
+        return out
+
+    def _gains(self, Q, r: np.ndarray) -> np.ndarray:
+        """Decrease of ``|r|²`` from adding each atom's columns projected off ``Q`` (the
+        rows of ``XallT``; atom ``a``'s are ``offsets[a]:offsets[a + 1]``).
+
+        The projected Gram matrices are each atom's own (:meth:`_gram_blocks`, made once)
+        less the part in the span of ``Q``; an atom that loses more than
+        :data:`PROJECTION_CANCEL` of some column's squared norm to ``Q`` (where that
+        difference would lose digits) has its columns projected explicitly instead."""
+        if not hasattr(self, "_blocks"):
+            self._blocks = self._gram_blocks()
+        XallT = self._XallT
+        n_atoms = self._offsets.size - 1
+        gains = np.full(n_atoms, -np.inf)
+        with np.errstate(all="ignore"):
+            b_all = XallT @ r
+            if Q is not None:
+                B = XallT @ Q
+                b_all -= B @ (Q.T @ r)
+            for m, idx, rows, whole, G0 in self._blocks:
+                b = (b_all if whole else b_all[rows.ravel()]).reshape(idx.size, m)
+                if Q is None:
+                    G = G0
                 else:
-                    rows = (offsets[idx][:, None] + np.arange(m)[None, :]).ravel()
-                    Xm = XpT[rows].reshape(idx.size, m, -1)
-                    b = b_all[rows].reshape(idx.size, m)
-                G = np.einsum("bin,bjn->bij", Xm, Xm)
+                    Bm = (B if whole else B[rows.ravel()]).reshape(idx.size, m, -1)
+                    G = G0 - np.einsum("bik,bjk->bij", Bm, Bm)
+                    d0 = np.einsum("bii->bi", G0)
+                    close = ~(np.einsum("bii->bi", G) >= PROJECTION_CANCEL * d0).all(axis=1)
+                    if close.any():
+                        sub = rows[close].ravel()
+                        Xp = (XallT[sub] - B[sub] @ Q.T).reshape(-1, m, XallT.shape[1])
+                        G[close] = np.einsum("bin,bjn->bij", Xp, Xp)
                 scale = np.maximum(np.einsum("bii->b", G), 1e-300)
                 G = G + (1e-10 * scale)[:, None, None] * np.eye(m)[None]
                 sol = np.linalg.solve(G, b[..., None])[..., 0]
