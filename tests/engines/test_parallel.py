@@ -93,8 +93,10 @@ def test_fit_timeout_holds_with_one_worker(split):
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", [0, 1])
 def test_search_reproducible_across_worker_counts(split, pipeline):
+    """The same sequence with 1 and 2 workers for the same ``terms_after`` (by default the
+    proposals join first in process, later with worker processes)."""
     train, valid = split
-    kw = {"budget": 40, "seed": 2, "pipeline": pipeline}
+    kw = {"budget": 40, "seed": 2, "pipeline": pipeline, "terms_after": 10}
     a = search(Fitter(train, valid, n_starts=2), "pair", workers=1, **kw)
     b = search(Fitter(train, valid, n_starts=2), "pair", workers=2, **kw)
     assert a.mcts.evaluated == b.mcts.evaluated

@@ -151,3 +151,22 @@ def test_proposals_join_after_the_searchs_first_fits_with_any_evaluator(dimers, 
     assert part.n_terms == 0
     resumed = run(18, out=tmp_path / "cut", resume=True)
     assert resumed.mcts.evaluated == one.mcts.evaluated
+
+
+def test_by_default_the_proposals_come_first_where_the_search_fits_in_process(dimers, small):
+    """``terms_after=None``: in process (nothing could run beside the selection) the
+    proposals are the first fits; with worker processes the selection runs beside them."""
+    from mctsff.engines.parallel import Evaluator
+    from mctsff.search import search
+
+    truth = "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)"
+    params = {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15}
+    pot = Potential(truth, params, dimers.species, dimers.type_pairs)
+    train, valid = pot.synthetic(dimers).split(0.2, seed=0)
+    fitter = Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, n_starts=1)
+    res = search(fitter, small, budget=2, seed=0, terms=True, progress=False)
+    assert res.mcts.evaluated[0] == truth
+    assert Evaluator(fitter, workers=1).in_process
+    pool = Evaluator(fitter, workers=2)
+    assert not pool.in_process
+    pool.close()
