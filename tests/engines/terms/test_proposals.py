@@ -11,6 +11,18 @@ from mctsff.fit import Fitter
 
 from .conftest import synthetic_fitter as _fitter
 
+#: Dispersion, a screened charge product and a second exponential, and their constants.
+THREE_TERMS = (
+    "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)",
+    {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15},
+)
+
+
+def _three_terms(dimers):
+    """:data:`THREE_TERMS`'s exact forces on the dimers, split (train, valid)."""
+    pot = Potential(*THREE_TERMS, dimers.species, dimers.type_pairs)
+    return pot.synthetic(dimers).split(0.2, seed=0)
+
 
 def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_path):
     """Dispersion, a screened charge product and a second exponential: the selection
@@ -21,10 +33,8 @@ def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_p
     constants (the fourth's differ when fitted without its start)."""
     from mctsff.search import search
 
-    truth = "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)"
-    params = {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15}
-    pot = Potential(truth, params, dimers.species, dimers.type_pairs)
-    train, valid = pot.synthetic(dimers).split(0.2, seed=0)
+    truth = THREE_TERMS[0]
+    train, valid = _three_terms(dimers)
     rms = float((valid.forces**2).mean() ** 0.5)
 
     def run(budget, **kw):
@@ -126,13 +136,7 @@ def test_proposals_join_after_the_searchs_first_fits_with_any_evaluator(dimers, 
     one cut before the join and resumed fits it too (~12 s)."""
     from mctsff.search import search
 
-    truth = Potential(
-        "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)",
-        {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15},
-        dimers.species,
-        dimers.type_pairs,
-    )
-    train, valid = truth.synthetic(dimers).split(0.2, seed=0)
+    train, valid = _three_terms(dimers)
 
     def run(budget, **kw):
         fitter = Fitter(train, valid, constraints=(), n_starts=1)
@@ -159,10 +163,8 @@ def test_by_default_the_proposals_come_first_where_the_search_fits_in_process(di
     from mctsff.engines.parallel import Evaluator
     from mctsff.search import search
 
-    truth = "c1/r**6+prod_c1*exp(-r/c2)/r+c3*exp(-r/c4)"
-    params = {"c1": -5.2, "prod_c1[O]": -1.04, "prod_c1[H]": 0.6, "c2": 0.6, "c3": 0.6, "c4": 2.15}
-    pot = Potential(truth, params, dimers.species, dimers.type_pairs)
-    train, valid = pot.synthetic(dimers).split(0.2, seed=0)
+    truth = THREE_TERMS[0]
+    train, valid = _three_terms(dimers)
     fitter = Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, n_starts=1)
     res = search(fitter, small, budget=2, seed=0, terms=True, progress=False)
     assert res.mcts.evaluated[0] == truth
