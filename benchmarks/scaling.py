@@ -69,7 +69,6 @@ def search_throughput(
     budget: int, seed: int, leaves: int | None = None, pipelines: tuple[int, ...] = (0, 1)
 ) -> list[dict]:
     """The same seeded search per evaluator, for each pipeline depth (speed-up vs 1 worker)."""
-    from mctsff.engines.terms import TERMS_AFTER
     from mctsff.search import search
 
     ds = load_dataset(data_file(DIMERS), 9.0)
@@ -88,13 +87,7 @@ def search_throughput(
     runs += [(p, c) for c in configs if c[1].get("dask") for p in pipelines]
     by_pipeline: dict[int, list[dict]] = {p: [] for p in pipelines}
     for pipeline, (label, cfg) in runs:
-        # the proposals join at the same fit whatever the evaluator (the default joins them
-        # first in process, where nothing can run beside the selection)
-        kw: dict = {
-            "workers": cfg.get("workers", 1),
-            "pipeline": pipeline,
-            "terms_after": TERMS_AFTER,
-        }
+        kw: dict = {"workers": cfg.get("workers", 1), "pipeline": pipeline}
         if leaves is not None:
             kw["leaves"] = leaves
         cluster = client = None

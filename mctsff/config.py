@@ -266,12 +266,11 @@ class SearchConfig:
     terms_after
         Fits of the search before the first proposal: the selection runs on the
         evaluator's workers meanwhile (in process, one worker: it is made then), and the
-        proposals join at this fixed point, so a seeded search with the same
-        ``terms_after`` fits the same sequence with any evaluator.  0: the proposals first
-        (the selection holds up the search).  ``None`` (the default): 0 where the search
-        fits in this process (one worker and no time limit per fit: nothing could run
-        beside the selection), :data:`~mctsff.engines.terms.proposals.TERMS_AFTER` with
-        worker processes or Dask.
+        proposals join at this fixed point, so a seeded search fits the same sequence with
+        any evaluator.  0 (the default): the proposals first (the selection holds up the
+        search; in process, where nothing can run beside it, a later join only delays
+        them); with worker processes or Dask, a later join lets the tree's fits run while
+        the selection is made.
     md_rerank
         After the search (outside its time limit), run the liquid-water MD check on this
         many front members that pass the wall check, the knee-rule member first, then by
@@ -300,7 +299,7 @@ class SearchConfig:
     progress: bool = False
     terms: bool = True
     terms_share: float = 0.2
-    terms_after: int | None = None
+    terms_after: int = 0
     md_rerank: int = 0
     md_options: Mapping[str, Any] | None = None
     mcts: MCTSSettings = field(default_factory=MCTSSettings)
@@ -332,8 +331,8 @@ class SearchConfig:
         if not (isinstance(ts, int | float) and not isinstance(ts, bool) and 0 <= ts <= 1):
             raise ConfigError(f"terms_share must be a number in [0, 1], not {ts!r}")
         ta = self.terms_after
-        if ta is not None and not (isinstance(ta, int) and not isinstance(ta, bool) and ta >= 0):
-            raise ConfigError(f"terms_after must be a whole number >= 0 or None, not {ta!r}")
+        if not (isinstance(ta, int) and not isinstance(ta, bool) and ta >= 0):
+            raise ConfigError(f"terms_after must be a whole number >= 0, not {ta!r}")
         if not (isinstance(self.eta, int | float) and 0 < self.eta <= 1):
             raise ConfigError(f"eta must be in (0, 1], not {self.eta!r}")
         for name, kind in LocalMoveSettings.tunables().items():

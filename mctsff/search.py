@@ -52,7 +52,7 @@ from mctsff.engines.mcts import MCTS
 from mctsff.engines.parallel import Evaluator
 from mctsff.engines.pareto import ParetoFront, math_label
 from mctsff.engines.reward import get_reward
-from mctsff.engines.terms import TERMS_AFTER, TermLibrary, TermProposals
+from mctsff.engines.terms import TermLibrary, TermProposals
 from mctsff.expr import ops
 from mctsff.expr.grammar import Grammar
 from mctsff.fit.objective import (
@@ -891,10 +891,9 @@ def _set_up(
     if cfg.terms and objective.kind == "forces":
         library = TermLibrary(grammar, objective.fitter, max_length=cfg.max_length)
         if library.applies:  # silently off for a grammar without a sum of terms
-            after = cfg.terms_after
-            if after is None:  # nothing runs beside the selection where the fits are here
-                after = 0 if getattr(evaluator.evaluator, "in_process", True) else TERMS_AFTER
-            run.terms = TermProposals(library, engine, evaluator, cfg.terms_share, after=after)
+            run.terms = TermProposals(
+                library, engine, evaluator, cfg.terms_share, after=cfg.terms_after
+            )
             restore("terms_pending", run.terms.restore_pending, terms_pending)
     return run
 

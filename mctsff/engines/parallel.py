@@ -291,11 +291,6 @@ class Evaluator:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    @property
-    def in_process(self) -> bool:
-        """Whether the fits run in this process (no worker processes, no Dask)."""
-        return self._client is None and not self._use_pool
-
     def background(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Start ``fn(fitter, *args)`` away from the fits and return its future (``done()``,
         ``result()``, ``cancel()``), or ``None`` for an evaluator that fits in this process

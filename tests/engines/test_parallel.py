@@ -93,8 +93,8 @@ def test_fit_timeout_holds_with_one_worker(split):
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", [0, 1])
 def test_search_reproducible_across_worker_counts(split, pipeline):
-    """The same sequence with 1 and 2 workers for the same ``terms_after`` (by default the
-    proposals join first in process, later with worker processes)."""
+    """The same sequence with 1 and 2 workers, also with the term selection running beside
+    the fits on a background process (``terms_after`` 10)."""
     train, valid = split
     kw = {"budget": 40, "seed": 2, "pipeline": pipeline, "terms_after": 10}
     a = search(Fitter(train, valid, n_starts=2), "pair", workers=1, **kw)

@@ -70,7 +70,7 @@ expressions and their constants), :mod:`~mctsff.engines.terms.library` (:class:`
 
 from .columns import GRID_POINTS, lstsq
 from .library import CACHE_SIZE, Proposal, TermLibrary
-from .proposals import FIRST_PROPOSALS, PROPOSAL_BATCH, TERMS_AFTER, TermProposals
+from .proposals import FIRST_PROPOSALS, PROPOSAL_BATCH, TermProposals
 from .selection import LINE_STEP
 from .sums import MAX_SINGLE_TERMS, SumStructure, compose, renumber, single_terms, sum_structure
 
@@ -81,7 +81,6 @@ __all__ = [
     "LINE_STEP",
     "MAX_SINGLE_TERMS",
     "PROPOSAL_BATCH",
-    "TERMS_AFTER",
     "Proposal",
     "SumStructure",
     "TermLibrary",

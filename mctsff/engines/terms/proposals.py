@@ -9,7 +9,7 @@ from typing import Any
 
 from .library import TermLibrary
 
-__all__ = ["FIRST_PROPOSALS", "PROPOSAL_BATCH", "TERMS_AFTER", "TermProposals"]
+__all__ = ["FIRST_PROPOSALS", "PROPOSAL_BATCH", "TermProposals"]
 
 #: Proposals that may be fitted before the share rule applies (the first ones are the
 #: selection's best sets, fitted while the tree has little to go on).
@@ -17,10 +17,6 @@ FIRST_PROPOSALS = 8
 #: Proposals fitted per step, whatever the number of workers, so a seeded search fits the
 #: same expressions in the same order with 1 or 2 workers (4: both of 2 workers busy).
 PROPOSAL_BATCH = 4
-#: Fits of a search with worker processes (or Dask) before its first proposal, while the
-#: selection runs on one more process (``terms_after=None``, see
-#: :class:`~mctsff.config.SearchConfig`).
-TERMS_AFTER = 30
 
 
 class TermProposals:

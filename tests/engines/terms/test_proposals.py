@@ -157,10 +157,9 @@ def test_proposals_join_after_the_searchs_first_fits_with_any_evaluator(dimers, 
     assert resumed.mcts.evaluated == one.mcts.evaluated
 
 
-def test_by_default_the_proposals_come_first_where_the_search_fits_in_process(dimers, small):
-    """``terms_after=None``: in process (nothing could run beside the selection) the
-    proposals are the first fits; with worker processes the selection runs beside them."""
-    from mctsff.engines.parallel import Evaluator
+def test_by_default_the_proposals_are_the_first_fits(dimers, small):
+    """``terms_after=0``: a search (in process here, where nothing could run beside the
+    selection) fits the proposals first."""
     from mctsff.search import search
 
     truth = THREE_TERMS[0]
@@ -168,7 +167,3 @@ def test_by_default_the_proposals_come_first_where_the_search_fits_in_process(di
     fitter = Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, n_starts=1)
     res = search(fitter, small, budget=2, seed=0, terms=True, progress=False)
     assert res.mcts.evaluated[0] == truth
-    assert Evaluator(fitter, workers=1).in_process
-    pool = Evaluator(fitter, workers=2)
-    assert not pool.in_process
-    pool.close()
