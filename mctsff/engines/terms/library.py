@@ -250,15 +250,7 @@ class TermLibrary:
         o = f.options
         settings = (
             self.grammar.text,
-            self.max_terms,
-            self.beam,
-            self.max_pairs,
-            self.points,
-            self.kind_tol,
-            self.candidates,
-            self.refine_nfev,
-            self.refine_per_level,
-            self.exchanges,
+            tuple(sorted(self.settings().items())),
             tuple(f.species),
             tuple(f.type_pairs),
             float(f.cutoff),
