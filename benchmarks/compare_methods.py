@@ -298,7 +298,8 @@ def run_one(
     ``noise`` is the relative noise on the training forces (:func:`_splits`).
     ``time_limit`` (s): the search stops on the wall clock instead (``budget`` is then
     only a safety cap) with ``search_workers`` fitting processes; the wall time of the
-    first recovery, from the start of the search, is ``time_to_recovery``.
+    first recovery, from the start of the search, is ``time_to_recovery``, and the search
+    pays for its own term selection (none kept from an earlier run in this process).
     ``stop_at_recovery``: the search stops at its first recovery (after the step that
     fitted it).  Whether and when a run first recovers is decided before that, so the
     recoveries at every budget and time limit are those of the full run; only the run's
@@ -338,6 +339,12 @@ def run_one(
                     t=time.perf_counter() - w0 - checks["wall"],
                 )
 
+    if time_limit is not None:
+        # equal wall clock: every search selects its library terms itself, as a user's
+        # does, instead of finding the selection an earlier run in this process kept
+        from mctsff.engines.terms import library
+
+        library._SELECTIONS.clear()
     w0, c0 = time.perf_counter(), time.process_time()
     result = search(
         fitter,
@@ -393,15 +400,27 @@ def _worker_init() -> None:
     warnings.simplefilter("ignore")
 
 
-def run_jobs(fn, jobs: list[tuple], workers: int) -> list:
-    """``fn(*job)`` for every job, on ``workers`` processes (one thread each) when > 1."""
+def run_jobs(fn, jobs: list[tuple], workers: int, on_row=None) -> list:
+    """``fn(*job)`` for every job, on ``workers`` processes (one thread each) when > 1;
+    ``on_row(rows)`` is called with the rows so far after each one (in the jobs' order)."""
+    rows: list = []
+
+    def done(row) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(rows)
+
     if workers <= 1:
-        return [fn(*job) for job in jobs]
+        for job in jobs:
+            done(fn(*job))
+        return rows
     from mctsff.expr import kernels
 
     kernels.warmup()  # fill numba's on-disk cache before the workers start
     with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
-        return list(pool.map(fn, *zip(*jobs, strict=True)))
+        for row in pool.map(fn, *zip(*jobs, strict=True)):
+            done(row)
+    return rows
 
 
 def _median(xs) -> float:
@@ -781,7 +800,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     w0, c0 = time.perf_counter(), time.process_time()
     # equal time: one search at a time, each with its own fitting processes
-    rows = run_jobs(run_one, jobs, 1 if args.time is not None else args.workers)
+
+    def save(rows: list) -> None:  # every run as it comes: an interrupted run keeps them
+        if args.json:
+            Path(args.json).write_text(json.dumps({"runs": rows}, indent=1, default=float))
+
+    rows = run_jobs(run_one, jobs, 1 if args.time is not None else args.workers, save)
     wall = time.perf_counter() - w0
     cpu_runs = sum(r["cpu_s"] for r in rows)
     print(table(rows, names, info))
