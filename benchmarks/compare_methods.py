@@ -765,10 +765,10 @@ def main(argv: list[str] | None = None) -> int:
         "# MCTS vs GP, synthetic pair potentials on 20 water dimers"
         + (" (hard suite, registered 2026-12-04)" if names == list(HARD_SUITE) else "")
         + f" — {datetime.date.today()}, "
-        f"{machine}, {os.cpu_count()} cores (shared with other jobs), {args.workers} worker "
-        f"processes, {seeds} seeds, "
+        f"{machine}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.2f} at the "
+        f"start), {seeds} seeds, "
         + (
-            f"budget {budget} fitted expressions"
+            f"budget {budget} fitted expressions, {args.workers} searches at a time"
             if args.time is None
             else f"equal wall clock {args.time:g} s per search, {args.search_workers} fitting "
             "processes each, one search at a time"
@@ -812,7 +812,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"total: {len(rows)} runs, {wall:.0f} s wall, {cpu_runs:.0f} s CPU in the searches "
-        f"(+{time.process_time() - c0:.0f} s CPU in the parent)"
+        f"(+{time.process_time() - c0:.0f} s CPU in the parent); load average over the last "
+        f"15 min at the end {os.getloadavg()[2]:.2f}"
     )
     stats = report(rows, names, budget, Path(args.png))
     if args.json:

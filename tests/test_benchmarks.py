@@ -87,6 +87,14 @@ def test_comparison_line_states_the_target_verdict(cm):
     assert line.endswith("met, CI above it.")
 
 
+def test_run_jobs_reports_the_rows_as_they_come(cm):
+    """``--json`` is rewritten after every run: ``on_row`` sees the rows so far, in order."""
+    seen: list[list[int]] = []
+    rows = cm.run_jobs(lambda x: 10 * x, [(1,), (2,), (3,)], 1, lambda r: seen.append(list(r)))
+    assert rows == [10, 20, 30]
+    assert seen == [[10], [10, 20], [10, 20, 30]]
+
+
 @pytest.mark.slow
 def test_main_prints_table_and_comparison(cm, tmp_path, capsys):
     png, out = tmp_path / "cmp.png", tmp_path / "cmp.json"
