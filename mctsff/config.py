@@ -268,9 +268,10 @@ class SearchConfig:
         evaluator's workers meanwhile (in process, one worker: it is made then), and the
         proposals join at this fixed point, so a seeded search fits the same sequence with
         any evaluator.  0 (the default): the proposals first (the selection holds up the
-        search; in process, where nothing can run beside it, a later join only delays
-        them); with worker processes or Dask, a later join lets the tree's fits run while
-        the selection is made.
+        search and is made in the search's process, with all its BLAS threads, while the
+        worker processes start; in process, where nothing can run beside it, a later
+        join only delays them); with worker processes or Dask, a later join lets the
+        tree's fits run while the selection is made.
     md_rerank
         After the search (outside its time limit), run the liquid-water MD check on this
         many front members that pass the wall check, the knee-rule member first, then by

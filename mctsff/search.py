@@ -959,6 +959,9 @@ def _main_loop(
             signal.signal(signal.SIGHUP, handler)
     run.t0 = bar.t0 = t0 = time.perf_counter()
     last_ckpt = t0
+    # worker processes start now, while this process makes what comes before the first
+    # batch (the term selection); a batch sent before they are up is fitted here
+    run.evaluator.evaluator.start(wait=False)
     # the budget and the time limit hold inside a step too (its rollouts, its local moves)
     engine.fit_limit = budget
     engine.deadline = None if time_limit is None else t0 + time_limit

@@ -45,8 +45,9 @@ class TermProposals:
     back from the checkpoint with their starts (:meth:`pending_state`,
     :meth:`restore_pending`).
 
-    The first :meth:`step` starts the selection on the evaluator's workers
-    (:meth:`~.library.TermLibrary.start`; in process it is made when first needed), and
+    With ``after > 0`` the first :meth:`step` starts the selection on the evaluator's
+    workers (:meth:`~.library.TermLibrary.start`; in process, or with ``after = 0``, it is
+    made here when first needed), and
     no proposal is fitted before the search has made ``after`` fits (the search's
     ``terms_after``): the search's own
     candidates are fitted while the selection runs, and the proposals join at that fixed
@@ -144,7 +145,10 @@ class TermProposals:
         engine = self.engine
         if not self._started:
             self._started = True
-            if self.share > 0:  # the selection starts on a worker, if there is one
+            # the selection starts on a worker, if there is one, when the search has
+            # fits to make meanwhile; joined at once, it is made here (all of this
+            # process's BLAS threads, no process to start)
+            if self.share > 0 and self.after > 0:
                 self.library.start(getattr(self.evaluator, "evaluator", self.evaluator))
         if self._cut:
             todo = [e for e in self._cut if engine.lookup(e) is None]

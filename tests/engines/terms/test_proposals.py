@@ -167,3 +167,43 @@ def test_by_default_the_proposals_are_the_first_fits(dimers, small):
     fitter = Fitter(train, valid, constraints=(), cutoff_scheme="none", wall=None, n_starts=1)
     res = search(fitter, small, budget=2, seed=0, terms=True, progress=False)
     assert res.mcts.evaluated[0] == truth
+
+
+def test_the_selection_goes_to_a_worker_only_when_fits_can_run_meanwhile():
+    """With ``after=0`` the search waits for the selection at once: it is made in the
+    search's process (when first needed), never handed to a background worker; with
+    ``after > 0`` the first step starts it on the evaluator's workers."""
+    from mctsff.engines.terms import TermProposals
+
+    class Library:
+        n_underivable = 0
+
+        def __init__(self):
+            self.started_on = []
+
+        def start(self, evaluator):
+            self.started_on.append(evaluator)
+            return True
+
+        def proposals(self, stop=None):
+            return []
+
+    class Engine:
+        results, n_evaluations, deadline = [], 0, None
+        _partial, _unfitted = False, None
+
+        def fits_left(self):
+            return 10
+
+        def out_of_time(self):
+            return False
+
+        def _pending_fits(self):
+            return False
+
+    evaluator = object()
+    for after, started in ((0, []), (5, [evaluator])):
+        library = Library()
+        terms = TermProposals(library, Engine(), evaluator, share=0.2, after=after)
+        assert terms.step(lambda res: None) == 0
+        assert library.started_on == started
