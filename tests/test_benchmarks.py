@@ -418,6 +418,27 @@ def test_reliability_criterion_on_true_and_wrong_forms(reliability):
     assert not reliability.success(ok_row, con, None)
 
 
+def test_reliability_counts_the_constrained_cases_that_can_meet_the_constraint(reliability):
+    """The restated force0 half: only constrained cases whose reference is within MEETABLE ×
+    RMS(F) count; unconstrained ones and those without a reference never do."""
+    (case,) = reliability.make_cases(1, seed=0, quick=True)
+    rms = case["rms_force"]
+    near, far = (dict(case, constraints=["force0"], id=i, params=dict(case["params"], k=i))
+                 for i in ("near", "far"))  # fmt: skip
+    lone = dict(near, id="lone", params=dict(case["params"], k="lone"))
+    refs = {reliability.case_key(near): {"rmse_train": 0.05 * rms},
+            reliability.case_key(far): {"rmse_train": 0.5 * rms}}  # fmt: skip
+    good = {"valid": True, "rmse_train": 0.05 * rms, "constraint": 0.0}
+    worse = dict(good, rmse_train=0.06 * rms)
+    cases = [case, near, far, lone]
+    rows = [{"valid": True, "rmse_train": 0.0, "constraint": 0.0}, good, worse, good]
+    summary = reliability.summarize(cases, {"current": rows}, refs)
+    assert summary["meetable"]["cases"] == 1 and summary["meetable"]["current"] == 1
+    assert summary["total"]["cases"] == 4 and summary["total"]["current"] == 3  # far too
+    rows[1] = worse
+    assert reliability.summarize(cases, {"current": rows}, refs)["meetable"]["current"] == 0
+
+
 def test_reliability_quick_run_prints_the_table(reliability, tmp_path, capsys):
     refs, out = tmp_path / "refs.json", tmp_path / "rel.json"
     argv = ["--quick", "--cases", "4", "--no-baseline", "--ref-starts", "2"]
