@@ -342,9 +342,9 @@ def run_one(
     if time_limit is not None:
         # equal wall clock: every search selects its library terms itself, as a user's
         # does, instead of finding the selection an earlier run in this process kept
-        from mctsff.engines.terms import library
+        from mctsff.engines.terms import forget_selections
 
-        library._SELECTIONS.clear()
+        forget_selections()
     w0, c0 = time.perf_counter(), time.process_time()
     result = search(
         fitter,

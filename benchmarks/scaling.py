@@ -105,9 +105,9 @@ def search_throughput(
             kw["scheduler"] = client
         # each search selects its term library anew, as a search in a fresh process does
         # (the process keeps selections: the runs after the first would skip theirs)
-        from mctsff.engines.terms import library
+        from mctsff.engines.terms import forget_selections
 
-        library._SELECTIONS.clear()
+        forget_selections()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()

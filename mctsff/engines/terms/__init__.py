@@ -69,7 +69,7 @@ expressions and their constants), :mod:`~mctsff.engines.terms.library` (:class:`
 """
 
 from .columns import GRID_POINTS, lstsq
-from .library import CACHE_SIZE, Proposal, TermLibrary
+from .library import CACHE_SIZE, Proposal, TermLibrary, forget_selections
 from .proposals import FIRST_PROPOSALS, PROPOSAL_BATCH, TermProposals
 from .selection import LINE_STEP
 from .sums import MAX_SINGLE_TERMS, SumStructure, compose, renumber, single_terms, sum_structure
@@ -86,6 +86,7 @@ __all__ = [
     "TermLibrary",
     "TermProposals",
     "compose",
+    "forget_selections",
     "lstsq",
     "renumber",
     "single_terms",

@@ -21,13 +21,20 @@ from .selection import Selection
 from .sums import sum_structure
 from .written import written_expressions
 
-__all__ = ["CACHE_SIZE", "Proposal", "TermLibrary", "select_in_worker"]
+__all__ = ["CACHE_SIZE", "Proposal", "TermLibrary", "forget_selections", "select_in_worker"]
 
 #: Selections kept per process (:meth:`TermLibrary.proposals`).
 CACHE_SIZE = 8
 
 #: digest of a selection's inputs -> (its proposals, proposals the grammar could not derive)
 _SELECTIONS: dict[bytes, tuple[tuple[Proposal, ...], int]] = {}
+
+
+def forget_selections() -> None:
+    """Drop the selections this process keeps (:meth:`TermLibrary.proposals`), so the next
+    search selects anew, as one in a fresh process does (what benchmarks of a search's
+    time need)."""
+    _SELECTIONS.clear()
 
 
 class _Stopped(Exception):

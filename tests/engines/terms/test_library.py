@@ -167,9 +167,9 @@ def test_a_selection_started_on_a_worker_proposes_what_this_process_would(dimers
     assert props and remote.selected_on_worker and not remote.selected
     assert not TermLibrary(small, fitter, max_length=7).start(ev)  # kept here now
     # selected here from scratch
-    from mctsff.engines.terms import library
+    from mctsff.engines.terms import forget_selections
 
-    library._SELECTIONS.clear()
+    forget_selections()
     here = TermLibrary(small, fitter, max_length=7)
     assert here.proposals() == props and here.selected
     assert here.n_underivable == remote.n_underivable

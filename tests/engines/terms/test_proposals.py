@@ -146,9 +146,9 @@ def test_proposals_join_after_the_searchs_first_fits_with_any_evaluator(dimers, 
     flags = [one.mcts.lookup(e).extra.get("term_library", False) for e in one.mcts.evaluated]
     first = flags.index(True)
     assert first >= 6 and not any(flags[:first]) and one.n_terms >= 1
-    from mctsff.engines.terms import library
+    from mctsff.engines.terms import forget_selections
 
-    library._SELECTIONS.clear()  # not kept from the run in process: selected by the workers
+    forget_selections()  # not kept from the run in process: selected by the workers
     two = run(18, workers=2)
     assert two.mcts.evaluated == one.mcts.evaluated
     part = run(4, out=tmp_path / "cut")
