@@ -100,8 +100,10 @@ def test_time_limit_holds_inside_a_batch_of_fits(make, workers):
     engine = make(_SlowObjective(0.04, workers))
     t0 = time.perf_counter()
     engine.run(time_limit=0.2)
-    took = time.perf_counter() - t0
-    assert took < 0.2 + 0.15, took  # a 40 ms group, and the drawing, past the limit
+    assert time.perf_counter() - t0 < 2.0  # only a guard against a run that ignores it
+    # counted, not timed: at most the groups of 40 ms that fit in 0.2 s and the one running
+    # when it passed (a busy machine makes fewer, never more)
+    assert engine.n_evaluations <= (0.2 / 0.04 + 1) * workers, engine.n_evaluations
     first = make(objective)
     first.step()  # the whole first batch, as fitted without a limit
     assert 0 < engine.n_evaluations < first.n_evaluations
