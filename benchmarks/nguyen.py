@@ -562,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = platform.processor() or platform.machine()
     head = (
         f"Nguyen benchmark — {datetime.date.today()}, {machine}, {os.cpu_count()} cores "
-        f"(shared with other jobs), {args.workers} worker processes, {seeds} seed(s), "
+        f"(load average {os.getloadavg()[0]:.2f} at the start), {args.workers} worker "
+        f"processes, {seeds} seed(s), "
         f"{time_s:g} s wall per run, max_length {args.max_length}"
     )
     print(f"# {head}" + (f"; {', '.join(versions)}" if versions else ""))
@@ -580,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"total: {len(rows)} runs, {wall:.0f} s wall, "
-        f"{sum(r['cpu_s'] for r in rows):.0f} s CPU in the runs"
+        f"{sum(r['cpu_s'] for r in rows):.0f} s CPU in the runs; load average over the last "
+        f"15 min at the end {os.getloadavg()[2]:.2f}"
     )
     plot(rows, list(args.tasks), methods, Path(args.png), head)
     print(f"wrote {args.png}")
