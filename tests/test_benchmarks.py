@@ -333,12 +333,25 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     # the noiseless criterion could never be met on noisy data; the noisy one is
     row = cm.run_one("soft_sphere", "gp", 0, 20, noise=0.01)
     assert row["noise"] == 0.01 and row["recovered"] and row["best_rel_rmse"] > 1e-5
+    # the restated criterion: the true form refitted is as good as the truth, by definition
+    assert row["as_good"] and row["as_good_time"] >= 0.0
+    assert row["as_good_found"].replace(" ", "") == "c1/r**12"
+    assert not cm.run_one("soft_sphere", "gp", 0, 5)["as_good"]  # no noise: not recorded
+    line = cm.as_good_line(
+        [
+            {"method": "mcts", "potential": "soft_sphere", "as_good": True},
+            {"method": "gp", "potential": "soft_sphere", "as_good": False},
+        ],
+        ["soft_sphere"],
+    )
+    assert "mcts 1/1 (soft_sphere 1/1); gp 0/1 (soft_sphere 0/1)" in line
     argv = ["--seeds", "1", "--budget", "12", "--potentials", "soft_sphere", "--workers", "1"]
     out = tmp_path / "noisy.json"
     png = str(tmp_path / "n.png")
     assert cm.main([*argv, "--noise", "0.01", "--png", png, "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "noise 0.01 × RMS(F) on the training forces" in text and "(threshold" in text
+    assert "A model as good as the truth" in text
     assert cm.main(["--from-json", str(out), "--png", png]) == 0
     assert "noise 0.01 × RMS(F)" in capsys.readouterr().out
 
