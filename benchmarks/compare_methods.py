@@ -773,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
         "--no-local", action="store_true", help="turn the search's local moves (prune/grow) off"
     )
     ap.add_argument(
+        "--no-terms",
+        action="store_true",
+        help="turn the term-library proposals off for both methods (the engines alone)",
+    )
+    ap.add_argument(
         "--no-gp-surrogate",
         action="store_true",
         help="GP without the fit-free surrogate (MCTS keeps it): the comparison "
@@ -822,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + f", grammar '{GRAMMAR}', "
         f"max_length {MAX_LENGTH}, local moves {'off' if args.no_local else 'on'}, "
+        f"term-library proposals {'off' if args.no_terms else 'on'}, "
         f"fit-free surrogate on for {'MCTS only' if args.no_gp_surrogate else 'both methods'}"
         + (f", GP screen {args.gp_screen}" if args.gp_screen is not None else "")
         + (f", noise {args.noise:g} × RMS(F) on the training forces" if args.noise else "")
@@ -838,8 +844,10 @@ def main(argv: list[str] | None = None) -> int:
         if not (math.isfinite(args.time) and args.time > 0) or args.search_workers < 1:
             raise SystemExit("--time must be a positive number of seconds, --search-workers >= 1")
         budget = 10**9 if args.budget is None else budget  # the clock stops every run
+    both: dict = {"terms": False} if args.no_terms else {}
+    options = {"mcts": both or None, "gp": {**both, **gp_opts} or None}
     jobs = [
-        (n, m, s, budget, not args.no_local, (gp_opts or None) if m == "gp" else None, args.noise)
+        (n, m, s, budget, not args.no_local, options[m], args.noise)
         + (None if args.time is None else args.time, args.search_workers, args.stop_at_recovery)
         for n in names
         for s in range(seeds)
@@ -925,6 +933,9 @@ def report_saved(path: Path, png: Path) -> int:
         print()
     print(table(rows, names, check_grammar(names)))
     print()
+    if noise and any("as_good" in r for r in rows):  # (runs saved before it was recorded lack it)
+        print(as_good_line(rows, names))
+        print()
     report(rows, names, budget, png)
     return 0
 

@@ -353,7 +353,8 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     assert "noise 0.01 × RMS(F) on the training forces" in text and "(threshold" in text
     assert "A model as good as the truth" in text
     assert cm.main(["--from-json", str(out), "--png", png]) == 0
-    assert "noise 0.01 × RMS(F)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "noise 0.01 × RMS(F)" in text and "A model as good as the truth" in text
 
 
 @pytest.mark.slow
@@ -513,3 +514,17 @@ def test_a_search_stopped_at_its_recovery_recovers_when_the_full_run_does(cm):
     assert stopped["evals_to_recovery"] == full["evals_to_recovery"]
     assert stopped["found"] == full["found"]
     assert stopped["n_evaluations"] < full["n_evaluations"]
+
+
+def test_compare_methods_no_terms_turns_the_proposals_off_for_both_methods(cm, tmp_path, capsys):
+    argv = ["--seeds", "1", "--budget", "8", "--potentials", "soft_sphere", "--workers", "1"]
+    out = tmp_path / "runs.json"
+    png = str(tmp_path / "c.png")
+    assert cm.main([*argv, "--no-terms", "--png", png, "--json", str(out)]) == 0
+    assert "term-library proposals off" in capsys.readouterr().out
+    runs = json.loads(out.read_text())["runs"]
+    assert sorted(r["method"] for r in runs) == ["gp", "mcts"]
+    assert all(r["n_terms"] == 0 for r in runs)
+    assert cm.main([*argv, "--png", png, "--json", str(out)]) == 0
+    assert "term-library proposals on" in capsys.readouterr().out
+    assert all(r["n_terms"] > 0 for r in json.loads(out.read_text())["runs"])
