@@ -70,6 +70,8 @@ Usage::
     python benchmarks/compare_methods.py --noise 0.01         # 1 % noise on the training forces
     python benchmarks/compare_methods.py --suite hard         # the registered harder six
     python benchmarks/compare_methods.py --from-json cmp.json  # the tables of saved runs again
+    python benchmarks/compare_methods.py --seeds 5 --first-seed 5 --json b.json  # a later part
+    python benchmarks/compare_methods.py --from-json a.json b.json  # the parts merged
 """
 
 from __future__ import annotations
@@ -327,6 +329,9 @@ def run_one(
     counter = {"n": 0}
     checks = {"wall": 0.0, "cpu": 0.0}
 
+    def elapsed() -> float:  # the search's wall time so far, less the exact-form checks
+        return time.perf_counter() - w0 - checks["wall"]
+
     def callback(res):
         # pruned variants (fitted when a result enters the front) are not budget evaluations
         if "pruned_from" not in res.extra:
@@ -338,11 +343,7 @@ def run_one(
             and res.complexity <= cx
             and res.rmse_valid <= true_error * (1 + AS_GOOD_RTOL)
         ):
-            good.update(
-                n=counter["n"],
-                expression=res.expression,
-                t=time.perf_counter() - w0 - checks["wall"],
-            )
+            good.update(n=counter["n"], expression=res.expression, t=elapsed())
         if "n" not in hit and res.valid and res.complexity <= cx:
             if res.rmse_valid < threshold:
                 if noise > 0:  # with noise, check that the form is the true one
@@ -352,11 +353,7 @@ def run_one(
                     checks["cpu"] += time.process_time() - c
                     if not exact:
                         return
-                hit.update(
-                    n=counter["n"],
-                    expression=res.expression,
-                    t=time.perf_counter() - w0 - checks["wall"],
-                )
+                hit.update(n=counter["n"], expression=res.expression, t=elapsed())
 
     if time_limit is not None:
         # equal wall clock: every search selects its library terms itself, as a user's
@@ -380,7 +377,7 @@ def run_one(
         **({} if time_limit is None else {"time_limit": time_limit, "workers": search_workers}),
         **(options or {}),
     )
-    wall = time.perf_counter() - w0 - checks["wall"]
+    wall = elapsed()
     cpu = time.process_time() - c0 - checks["cpu"]
     best = result.best
     return {
@@ -402,9 +399,12 @@ def run_one(
         "found": hit.get("expression", ""),
         # with noise, the restated criterion proposed in issue 34: a fitted expression no more
         # complex than the true form whose validation RMSE is at most the true form's refit
-        "as_good": "n" in good
-        and good["n"] <= budget
-        and (time_limit is None or good["t"] <= time_limit),
+        # (None without noise: not recorded)
+        "as_good": (
+            "n" in good and good["n"] <= budget and (time_limit is None or good["t"] <= time_limit)
+        )
+        if noise > 0
+        else None,
         "as_good_time": good.get("t", math.nan),
         "as_good_found": good.get("expression", ""),
         "n_evaluations": result.n_evaluations,
@@ -700,7 +700,7 @@ def as_good_line(rows: list[dict], names: list[str]) -> str:
     criterion proposed in issue 34; the recovery columns keep the registered one)."""
     parts = []
     for m in METHODS:
-        sel = [r for r in rows if r["method"] == m and "as_good" in r]
+        sel = [r for r in rows if r["method"] == m and r.get("as_good") is not None]
         per = ", ".join(
             f"{n} {sum(r['as_good'] for r in sel if r['potential'] == n)}/"
             f"{sum(r['potential'] == n for r in sel)}"
@@ -729,6 +729,13 @@ def noise_line(names: list[str], noise: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=None, help="seeds per potential (10; quick 2)")
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the seeds are FIRST_SEED … FIRST_SEED+SEEDS-1 (0): a long protocol runs in parts "
+        "whose --json files --from-json merges",
+    )
     ap.add_argument("--budget", type=int, default=None, help="fitted expressions (300; quick 120)")
     ap.add_argument(
         "--suite",
@@ -799,13 +806,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--from-json",
+        nargs="+",
         default=None,
         metavar="FILE",
-        help="run nothing: print the tables of the runs saved in FILE (by --json)",
+        help="run nothing: print the tables of the runs saved in FILE (by --json); several "
+        "files (parts of one protocol, e.g. by --first-seed) are merged",
     )
     args = ap.parse_args(argv)
     if args.from_json:
-        return report_saved(Path(args.from_json), Path(args.png))
+        return report_saved([Path(f) for f in args.from_json], Path(args.png))
     seeds = args.seeds if args.seeds is not None else (2 if args.quick else 10)
     budget = args.budget if args.budget is not None else (120 if args.quick else 300)
     names = list(args.potentials) if args.potentials else list(SUITES[args.suite])
@@ -818,7 +827,9 @@ def main(argv: list[str] | None = None) -> int:
         + (" (hard suite, registered 2026-12-04)" if names == list(HARD_SUITE) else "")
         + f" — {datetime.date.today()}, "
         f"{machine}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.2f} at the "
-        f"start), {seeds} seeds, "
+        f"start), {seeds} seeds"
+        + (f" ({args.first_seed}–{args.first_seed + seeds - 1})" if args.first_seed else "")
+        + ", "
         + (
             f"budget {budget} fitted expressions, {args.workers} searches at a time"
             if args.time is None
@@ -850,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         (n, m, s, budget, not args.no_local, options[m], args.noise)
         + (None if args.time is None else args.time, args.search_workers, args.stop_at_recovery)
         for n in names
-        for s in range(seeds)
+        for s in range(args.first_seed, args.first_seed + seeds)
         for m in METHODS
     ]
     w0, c0 = time.perf_counter(), time.process_time()
@@ -870,9 +881,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(+{time.process_time() - c0:.0f} s CPU in the parent); load average over the last "
         f"15 min at the end {os.getloadavg()[2]:.2f}"
     )
-    if args.noise:
-        print()
-        print(as_good_line(rows, names))
+    print()
     stats = report(rows, names, budget, Path(args.png))
     if args.json:
         Path(args.json).write_text(
@@ -883,7 +892,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(rows: list[dict], names: list[str], budget: int, png: Path) -> dict:
-    """Print the comparison, the budget curve and the recovered forms; write the figure."""
+    """Print the comparison, the budget curve and the recovered forms; write the figure.
+
+    With noise, first the restated criterion (:func:`as_good_line`), where the runs recorded it.
+    """
+    if any(r.get("noise", 0.0) > 0 and r.get("as_good") is not None for r in rows):
+        print(as_good_line(rows, names))
+        print()
     stats = paired_comparison(rows)
     print(comparison_line(stats, TARGET_RATIO))
     print()
@@ -912,20 +927,47 @@ def report(rows: list[dict], names: list[str], budget: int, png: Path) -> dict:
     return stats
 
 
-def report_saved(path: Path, png: Path) -> int:
-    """``--from-json``: the tables of saved runs (recoveries recomputed within their budget)."""
-    try:
-        rows = json.loads(path.read_text())["runs"]
-        budget = int(rows[0]["budget"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise SystemExit(f"{path}: not a --json file of compare_methods.py ({exc})") from None
+def load_saved(paths: list[Path]) -> list[dict]:
+    """The runs saved in ``paths`` (by ``--json``), merged: parts of one protocol must agree
+    on its settings (budget, time limit, noise) and not repeat a (potential, method, seed)."""
+    rows: list[dict] = []
+    seen: dict = {}
+    for path in paths:
+        try:
+            part = json.loads(path.read_text())["runs"]
+            keys = [(r["potential"], r["method"], r["seed"]) for r in part]
+            settings = {(int(r["budget"]), r.get("time_limit"), r.get("noise", 0.0)) for r in part}
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise SystemExit(f"{path}: not a --json file of compare_methods.py ({exc})") from None
+        if not part:
+            raise SystemExit(f"{path}: no runs")
+        for key in keys:
+            if key in seen:
+                raise SystemExit(
+                    f"{path}: the run {key} is also in {seen[key]}; merge parts of one protocol"
+                )
+            seen[key] = path.name
+        rows += part
+        if len({(int(r["budget"]), r.get("time_limit"), r.get("noise", 0.0)) for r in rows}) > 1:
+            raise SystemExit(
+                f"{path}: its runs differ in budget, time limit or noise "
+                f"({sorted(settings, key=str)}) from the other files'"
+            )
+    return rows
+
+
+def report_saved(paths: list[Path], png: Path) -> int:
+    """``--from-json``: the tables of saved runs (recoveries recomputed within their budget);
+    several files are merged (:func:`load_saved`)."""
+    rows = load_saved(paths)
+    budget = int(rows[0]["budget"])
     rows = within(rows, budget)
     names = [n for n in ALL_POTENTIALS if any(r["potential"] == n for r in rows)]
     seeds = len({r["seed"] for r in rows})
     noise = float(rows[0].get("noise", 0.0))
     print(
-        f"# MCTS vs GP — runs saved in {path.name}: {seeds} seeds, budget {budget}"
-        + (f", noise {noise:g} × RMS(F) on the training forces" if noise else "")
+        f"# MCTS vs GP — runs saved in {', '.join(p.name for p in paths)}: {seeds} seeds, "
+        f"budget {budget}" + (f", noise {noise:g} × RMS(F) on the training forces" if noise else "")
     )
     print()
     if noise:
@@ -933,9 +975,6 @@ def report_saved(path: Path, png: Path) -> int:
         print()
     print(table(rows, names, check_grammar(names)))
     print()
-    if noise and any("as_good" in r for r in rows):  # (runs saved before it was recorded lack it)
-        print(as_good_line(rows, names))
-        print()
     report(rows, names, budget, png)
     return 0
 

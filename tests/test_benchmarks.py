@@ -189,6 +189,55 @@ def test_from_json_reprints_saved_runs_within_their_budget(cm, tmp_path, capsys)
         cm.main(["--from-json", str(bad)])
 
 
+def test_from_json_merges_the_parts_of_a_protocol(cm, tmp_path, capsys):
+    """Parts run by --first-seed merge into one comparison; overlapping or unlike parts do not."""
+    paths = []
+    for first in (0, 2):
+        rows = []
+        for s in range(first, first + 2):
+            for m in ("mcts", "gp"):
+                rows.append({"potential": "soft_sphere", "method": m, "seed": s, "budget": 20,
+                             "recovered": m == "mcts",
+                             "evals_to_recovery": 5 if m == "mcts" else 25, "found": "",
+                             "n_evaluations": 20, "n_local": 0, "best_rmse_valid": 0.0,
+                             "best_rel_rmse": 0.0, "best_expression": "c1/r**12", "wall_s": 1.0,
+                             "cpu_s": 1.0})  # fmt: skip
+        paths.append(tmp_path / f"part{first}.json")
+        paths[-1].write_text(json.dumps({"runs": rows}))
+    png = str(tmp_path / "x.png")
+    assert cm.main(["--from-json", *map(str, paths), "--png", png]) == 0
+    text = capsys.readouterr().out
+    assert "part0.json, part2.json: 4 seeds" in text
+    assert "| soft_sphere | 5 | mcts | 4/4 |" in text and "MCTS vs GP: 4 vs 0 of 4 paired" in text
+    with pytest.raises(SystemExit, match=r"part0.json: the run .* is also in part0.json"):
+        cm.main(["--from-json", str(paths[0]), str(paths[0])])
+    unlike = tmp_path / "unlike.json"
+    unlike.write_text(json.dumps({"runs": [dict(rows[0], seed=9, budget=40)]}))
+    with pytest.raises(SystemExit, match="unlike.json: its runs differ in budget"):
+        cm.main(["--from-json", str(paths[0]), str(unlike)])
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"runs": []}))
+    with pytest.raises(SystemExit, match="empty.json: no runs"):
+        cm.main(["--from-json", str(empty)])
+
+
+def test_first_seed_shifts_the_seeds_of_a_part(cm, monkeypatch, tmp_path, capsys):
+    """--first-seed K runs seeds K … K+N-1 (the jobs handed to the runner)."""
+    seen = []
+
+    def fake_jobs(fn, jobs, workers, on_row=None):
+        seen.extend(jobs)
+        return []
+
+    monkeypatch.setattr(cm, "run_jobs", fake_jobs)
+    monkeypatch.setattr(cm, "report", lambda *a, **k: {})
+    monkeypatch.setattr(cm, "table", lambda *a, **k: "")
+    argv = ["--seeds", "2", "--first-seed", "5", "--potentials", "soft_sphere", "--budget", "3"]
+    assert cm.main([*argv, "--png", str(tmp_path / "x.png")]) == 0
+    assert sorted({j[2] for j in seen}) == [5, 6] and {j[1] for j in seen} == {"mcts", "gp"}
+    assert "2 seeds (5–6)" in capsys.readouterr().out
+
+
 def test_nguyen_target_check_lists_tasks_where_mcts_trails_a_peer(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))  # nguyen.py imports its sibling compare_methods
     ng = _script("nguyen")
@@ -336,7 +385,7 @@ def test_noise_perturbs_only_the_training_forces_and_loosens_recovery(cm, tmp_pa
     # the restated criterion: the true form refitted is as good as the truth, by definition
     assert row["as_good"] and row["as_good_time"] >= 0.0
     assert row["as_good_found"].replace(" ", "") == "c1/r**12"
-    assert not cm.run_one("soft_sphere", "gp", 0, 5)["as_good"]  # no noise: not recorded
+    assert cm.run_one("soft_sphere", "gp", 0, 5)["as_good"] is None  # no noise: not recorded
     line = cm.as_good_line(
         [
             {"method": "mcts", "potential": "soft_sphere", "as_good": True},
