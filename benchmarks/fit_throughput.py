@@ -17,12 +17,17 @@ each fitter's defaults otherwise) by the current fitter and by the fitter of ``-
 (installed into a temporary venv, see benchmarks/_baseline.py) in the same run; it prints the
 CPU-seconds (``time.process_time``) per fit of each, their ratio, fits per CPU-second and the
 fraction of expressions whose training loss is equal or lower with the current fitter.
+With ``--profile`` a second pass fits the same expressions with the current fitter under
+cProfile (the timed columns stay those of the first pass) and gives its CPU-seconds inside the
+compiled kernels: the baseline's CPU-seconds per fit over those bound what any rewrite of the
+Python around the kernels could gain at the present number of evaluations.
 ``--record-demo FILE`` recorded that list once (in the baseline venv).
 
 Usage::
 
     python benchmarks/fit_throughput.py [--quick] [--workers 2]
     python benchmarks/fit_throughput.py --replay [--limit N] [--no-baseline] [--out r.json]
+    python benchmarks/fit_throughput.py --replay --profile   # + the time inside the kernels
     python benchmarks/fit_throughput.py --record-demo benchmarks/data/demo_expressions.txt
 """
 
@@ -380,8 +385,36 @@ def read_expressions(path: str | os.PathLike[str]) -> list[str]:
     return out
 
 
+def kernel_codes() -> set[tuple[str, int, str]]:
+    """The (file, first line, name) of every compiled numba kernel of the mctsff modules
+    imported so far: how :mod:`cProfile` names a call of one."""
+    from numba.core.dispatcher import Dispatcher
+
+    codes = set()
+    for name, module in list(sys.modules.items()):
+        if not (name == "mctsff" or name.startswith("mctsff.")) or module is None:
+            continue
+        for obj in vars(module).values():
+            if isinstance(obj, Dispatcher):
+                c = obj.py_func.__code__
+                codes.add((c.co_filename, c.co_firstlineno, c.co_name))
+    return codes
+
+
+def kernel_seconds(profile) -> float:
+    """Seconds spent inside compiled kernels (their own time) in a :class:`cProfile.Profile`."""
+    import pstats
+
+    codes = kernel_codes()
+    stats = pstats.Stats(profile).stats
+    return float(sum(v[2] for k, v in stats.items() if k in codes))
+
+
 def replay_fits(
-    expressions: list[str], constraints: tuple[str, ...] = ("force0",), defaults: bool = False
+    expressions: list[str],
+    constraints: tuple[str, ...] = ("force0",),
+    defaults: bool = False,
+    profile: bool = False,
 ) -> dict:
     """Fit each expression as the demo does; CPU and wall seconds per fit, and the outcome.
 
@@ -389,6 +422,9 @@ def replay_fits(
     worker runs the same function.  ``defaults``: the fitter's own defaults (cutoff
     scheme, wall, constraints) instead of ``constraints`` with the cutoff treated as
     91353c8 treated it; compare only against a baseline with the same defaults.
+    ``profile``: every fit runs under :mod:`cProfile`, and ``kernel_s`` of each row is the
+    time spent inside the compiled numba kernels (the CPU columns then include the
+    profiler's overhead on the Python around them).
     """
     from mctsff.data import data_file, load_dataset
     from mctsff.fit import Fitter
@@ -401,6 +437,12 @@ def replay_fits(
     rows = []
     c_all, t_all = time.process_time(), time.perf_counter()
     for expr in expressions:
+        prof = None
+        if profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            prof.enable()
         c, t = time.process_time(), time.perf_counter()
         try:
             res = fitter.fit(expr)
@@ -408,6 +450,9 @@ def replay_fits(
             res, error = None, f"{type(exc).__name__}: {exc}"
         cpu, wall = time.process_time() - c, time.perf_counter() - t
         row = {"expression": expr, "cpu_s": cpu, "wall_s": wall}
+        if prof is not None:
+            prof.disable()
+            row["kernel_s"] = kernel_seconds(prof)
         if res is None:
             row.update(valid=False, loss=None, rmse_train=None, constraint=None, error=error)
         else:
@@ -417,7 +462,7 @@ def replay_fits(
                 loss=_finite(res.loss) if res.valid else None,
                 rmse_train=_finite(res.rmse_train) if res.valid else None,
                 constraint=_finite(viol),
-                n_evals=int(res.n_evals),
+                n_evals=int(getattr(res, "n_evals", -1)),
                 error="" if res.valid else res.reason,
             )
         rows.append(row)
@@ -427,6 +472,7 @@ def replay_fits(
         "wall_s": time.perf_counter() - t_all,
         "n_train_pairs": int(train.n_pairs),
         "options": {"constraints": list(constraints)},
+        "profiled": profile,
     }
 
 
@@ -450,7 +496,15 @@ def compare_replay(new: dict, base: dict | None) -> dict:
     def totals(run: dict) -> dict:
         rows = run["rows"]
         cpu = sum(r["cpu_s"] for r in rows)
-        return {
+        evals = [r["n_evals"] for r in rows if r.get("n_evals", -1) >= 0]
+        kernel = [r["kernel_s"] for r in rows if "kernel_s" in r]
+        extra = {}
+        if evals:  # (fits that end invalid carry no count)
+            extra["evals_per_fit"] = sum(evals) / len(evals)
+        if len(kernel) == len(rows):
+            extra["kernel_per_fit"] = sum(kernel) / len(rows)
+            extra["kernel_share"] = sum(kernel) / cpu if cpu > 0 else math.nan
+        return extra | {
             "fits": len(rows),
             "cpu_s": cpu,
             "cpu_per_fit": cpu / len(rows),
@@ -467,6 +521,10 @@ def compare_replay(new: dict, base: dict | None) -> dict:
         raise ValueError("the two replays fitted different expressions")
     out["baseline"] = totals(base)
     out["cpu_ratio"] = out["baseline"]["cpu_s"] / out["new"]["cpu_s"]
+    if "kernel_per_fit" in out["new"]:
+        # with no Python around the kernels at all, the current fitter could be at most this
+        # many times faster than the baseline at its present evaluations
+        out["kernel_bound"] = out["baseline"]["cpu_per_fit"] / out["new"]["kernel_per_fit"]
     worse = []
     n_ok = 0
     for a, b in zip(new["rows"], base["rows"], strict=True):
@@ -494,7 +552,12 @@ def replay_table(cmp: dict, baseline_rev: str | None) -> list[str]:
         ("fits per CPU-second", "fits_per_cpu_s", "{:.2f}"),
         ("valid fits", "valid", "{}"),
         (f"valid and constraints met (residual ≤ {FEASIBLE_TOL:g})", "feasible", "{}"),
+        ("evaluations per valid fit (residuals and Jacobians)", "evals_per_fit", "{:.0f}"),
+        ("CPU-seconds per fit inside the compiled kernels (cProfile)", "kernel_per_fit", "{:.4f}"),
+        ("share of the CPU-seconds inside the compiled kernels", "kernel_share", "{:.1%}"),
     ):
+        if not all(key in t for _, t in cols):
+            continue
         lines.append(f"| {label} | " + " | ".join(fmt.format(t[key]) for _, t in cols) + " |")
     if "baseline" in cmp:
         n = cmp["new"]["fits"]
@@ -506,6 +569,12 @@ def replay_table(cmp: dict, baseline_rev: str | None) -> list[str]:
             f"relative; an invalid fit or an unmet constraint counts as infinite loss): "
             f"**{cmp['equal_or_lower']}/{n} ({cmp['equal_or_lower'] / n:.1%})** (target ≥ 99 %)",
         ]
+        if "kernel_bound" in cmp:
+            lines.append(
+                "- the baseline's CPU-seconds per fit over the current fitter's inside its "
+                f"kernels: **{cmp['kernel_bound']:.2f}×**, the most the current fitter could gain "
+                "over the baseline at its present evaluations if nothing but the kernels cost time"
+            )
         for w in cmp["worse"][:5]:
             lines.append(f"  - higher: `{w['expression']}` {w['new']:.6g} vs {w['baseline']:.6g}")
     return lines
@@ -609,6 +678,10 @@ def run_replay(args) -> int:
             )
             base_info = f"; {base.describe()}"
     new_run = replay_fits(exprs, constraints, defaults)
+    if args.profile:  # a second pass: the profiler's overhead stays out of the timed columns
+        profiled = replay_fits(exprs, constraints, defaults, profile=True)
+        for row, prow in zip(new_run["rows"], profiled["rows"], strict=True):
+            row["kernel_s"] = prow["kernel_s"]
     cmp = compare_replay(new_run, base_run)
     print(f"# fit throughput, replay of `mctsff demo` ({len(exprs)} expressions)")
     print()
@@ -620,8 +693,9 @@ def run_replay(args) -> int:
             if defaults
             else f"Fitter(train, valid, constraints={constraints})"
         )  # fmt: skip
-        + f", one process; "
-        f"{_machine()}{base_info}"
+        + ", one process"
+        + (", the kernel seconds from a second pass under cProfile" if args.profile else "")
+        + f"; {_machine()}{base_info}"
     )
     print()
     print("\n".join(replay_table(cmp, args.baseline if base_run else None)))
@@ -675,6 +749,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-baseline", action="store_true", help="--replay: current fitter only")
     ap.add_argument("--out", default=None, help="--replay: write the results as JSON here")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="--replay: a second pass of the current fitter under cProfile; also print its "
+        "CPU-seconds per fit inside the compiled kernels and the speed-up over the baseline "
+        "that the kernels alone would allow",
+    )
     ap.add_argument(
         "--record-demo",
         metavar="FILE",

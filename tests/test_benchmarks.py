@@ -554,6 +554,43 @@ def test_throughput_replay_comparison(throughput):
         throughput.compare_replay(new, run([1.0], 1.0))
 
 
+def test_throughput_replay_profile_measures_the_time_inside_the_kernels(
+    throughput, tmp_path, capsys
+):
+    """--profile: each row's kernel seconds (from a profiled second pass) are a part of its CPU
+    seconds, and the bound is the baseline's CPU per fit over the current kernels' (the figures
+    of the issue-31 floor)."""
+    run = throughput.replay_fits(throughput.read_expressions(throughput.DEMO_EXPRESSIONS)[:2],
+                                 profile=True)  # fmt: skip
+    assert run["profiled"] and len(run["rows"]) == 2
+    for row in run["rows"]:
+        assert 0.0 < row["kernel_s"] < row["cpu_s"] and row["n_evals"] > 0
+    out = tmp_path / "p.json"
+    argv = ["--replay", "--limit", "2", "--no-baseline", "--profile", "--out", str(out)]
+    assert throughput.main(argv) == 0
+    assert (
+        "| CPU-seconds per fit inside the compiled kernels (cProfile) |" in capsys.readouterr().out
+    )
+    saved = json.loads(out.read_text())["current"]
+    assert not saved["profiled"]  # the timed pass ran without the profiler
+    assert len(saved["rows"]) == 2 and all(r["kernel_s"] > 0.0 for r in saved["rows"])
+    assert "_pair_jacobian" in {c[2] for c in throughput.kernel_codes()}
+    rows = [{"expression": "e", "valid": True, "loss": 1.0, "constraint": 0.0, "cpu_s": 1.0,
+             "n_evals": 100, "kernel_s": 0.25}]  # fmt: skip
+    base = [dict(rows[0], cpu_s=0.5, n_evals=40)]
+    base[0].pop("kernel_s")
+    cmp = throughput.compare_replay({"rows": rows}, {"rows": base})
+    assert cmp["new"]["kernel_per_fit"] == 0.25 and cmp["new"]["kernel_share"] == 0.25
+    assert cmp["kernel_bound"] == pytest.approx(2.0) and cmp["baseline"]["evals_per_fit"] == 40
+    lines = "\n".join(throughput.replay_table(cmp, "91353c8"))
+    assert "| evaluations per valid fit (residuals and Jacobians) | 100 | 40 |" in lines
+    assert "**2.00×**, the most the current fitter could gain" in lines
+    # a column without kernel times leaves the kernel rows out rather than misprinting them
+    assert "inside the compiled kernels" not in "\n".join(
+        throughput.replay_table(throughput.compare_replay({"rows": base}, None), None)
+    )
+
+
 @pytest.mark.slow
 def test_a_search_stopped_at_its_recovery_recovers_when_the_full_run_does(cm):
     full = cm.run_one("soft_sphere", "mcts", 0, 30)
