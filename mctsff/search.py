@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import hashlib
-import itertools
 import math
 import re
 import signal
@@ -30,13 +27,10 @@ import sys
 import time
 import types
 import warnings
-import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mctsff.config import DEFAULTS, OBJECTIVE_DEFAULTS, ConfigError, SearchConfig
 from mctsff.engines.gp import GP
@@ -50,10 +44,10 @@ from mctsff.engines.local import (
 )
 from mctsff.engines.mcts import MCTS
 from mctsff.engines.parallel import Evaluator
-from mctsff.engines.pareto import ParetoFront, math_label
+from mctsff.engines.pareto import ParetoFront
 from mctsff.engines.reward import get_reward
 from mctsff.engines.terms import TermLibrary, TermProposals
-from mctsff.expr import ops
+from mctsff.expr.canonical import canonical_key
 from mctsff.expr.grammar import Grammar
 from mctsff.fit.objective import (
     Objective,
@@ -62,6 +56,7 @@ from mctsff.fit.objective import (
     signature_difference,
 )
 from mctsff.fit.result import FitResult
+from mctsff.plots import plot_potentials
 from mctsff.runfolder import (
     CHECKPOINT,
     CHECKPOINT_VERSION,
@@ -144,115 +139,6 @@ def check_variables(fitter, grammar: Grammar) -> None:
         f"grammar {grammar.name!r} {uses}; the data provide "
         f"{' '.join(provided) or 'no variables'} ({source}); {hint}"
     )
-
-
-# ----------------------------------------------------------------------------- canonical keys
-#: Probe points of the transposition key per variable (fixed: keys are the same in
-#: every run and process, so checkpoints resume).
-_PROBE_POINTS = 12
-#: Relative resolution of the probed values (2**-30 ≈ 1e-9) and the magnitude below
-#: which a value counts as 0 (round-off of a cancellation).
-_PROBE_BITS = 30
-_PROBE_ZERO = 1e-10
-
-
-@functools.lru_cache(maxsize=8)
-def _probe_inputs(n_vars: int) -> np.ndarray:
-    """``(n_vars, 12)`` fixed inputs on [−3, 3] (both signs, so a domain shows)."""
-    X = np.random.default_rng(20261201).uniform(-3.0, 3.0, size=(n_vars, _PROBE_POINTS))
-    X.flags.writeable = False
-    return X
-
-
-@functools.lru_cache(maxsize=256)
-def _probe_value(rule: str, rank: int = -1) -> float:
-    """Fixed value in [0.6, 2.4) of a constant combined by ``rule``.
-
-    ``rank = -1`` is the kind's shared value (a constant not yet numbered); ``rank = k``
-    the value of the k-th constant of that kind in the canonical order.
-    """
-    return 0.6 + 1.8 * (zlib.crc32(f"{rule}:{rank}".encode()) % 100_003) / 100_003
-
-
-def _quantised(v: np.ndarray) -> np.ndarray:
-    """Probed values as integers of ~9 significant digits (last axis), exponents appended."""
-    with np.errstate(all="ignore"):
-        m, e = np.frexp(v)
-        q = np.round(m * float(1 << _PROBE_BITS))
-    up = np.abs(q) == float(1 << _PROBE_BITS)  # 0.99999999997 rounds to 1 = 0.5·2**1
-    q[up] *= 0.5
-    e[up] += 1
-    small = np.abs(v) < _PROBE_ZERO
-    q[small] = 0.0
-    e[small] = 0
-    q[np.isnan(v)] = np.nan  # one NaN bit pattern
-    return np.concatenate([q, e.astype(np.float64)], axis=-1)
-
-
-def canonical_key(expression: str, variables: Sequence[str] = ("r",)) -> str:
-    """Transposition key: the values of the expression at fixed probe points.
-
-    Every variable takes 12 fixed values on [−3, 3] and every fitted constant a
-    fixed value of its own, so two expressions get the same key when they compute
-    the same function for those values.  Constants are numbered by their role, not
-    their names: they get their values one at a time, each time the constant whose
-    value changes the probed function in the first way (in a fixed order of the
-    probed values) among those not numbered yet, while the others hold one shared
-    value per kind (:func:`mctsff.expr.ops.constant_rule`).  So two expressions that
-    differ only in the numbering of their constants (``c1/r + c2*exp(-r/c3)`` and
-    ``c1*exp(-r/c2) + c3/r``) get the same key and are fitted once — as do any two
-    that compute the same function (``x*x + x`` and ``x*(x + 1)``,
-    ``sin(x)**2 + cos(x)**2`` and ``x/x``) — while distinct constants never share a
-    value, so terms that cancel only when two constants are equal
-    (``c1*f + c2*g - c3*g``) do not make an expression look like a shorter one
-    (``c1*f``), and two that differ in domain stay apart (``exp(log(x))`` is
-    undefined where ``x < 0``, ``x`` is not).  Values are compared to about 9
-    significant digits (below ``1e-10`` they count as 0, and NaN and ±inf as
-    themselves), so round-off of equal functions does not separate them; the key
-    is a hash of those values.  Measured: 0.2–0.5 ms per pair-grammar key with one
-    to eight constants, about 1 ms when three terms are interchangeable
-    (``c1*exp(-r/c2) + c3*exp(-r/c4) + c5*exp(-r/c6)``), beside 30–100 ms for a fit.
-    """
-    from mctsff.expr.program import Program
-
-    prog = Program.from_string(expression, variables)
-    X = _probe_inputs(len(prog.variables))
-    n = len(prog.constants)
-    rules = [ops.constant_rule(c) for c in prog.constants]
-    values = np.array([_probe_value(r) for r in rules] or [0.0])
-    ranks: dict[str, int] = {}
-    free = list(range(n))
-    while free:
-        # the constants of the first kind not numbered yet, each given the kind's next
-        # value in turn (the others unchanged), are numbered in the order of the probed
-        # values up to the first tie; of tied ones only the first, then probe again
-        rule = min(rules[i] for i in free)
-        cand = [i for i in free if rules[i] == rule]
-        order = [0]
-        if len(cand) > 1:
-            trial = np.repeat(values[None, :], len(cand), axis=0)
-            trial[np.arange(len(cand)), cand] = _probe_value(rule, ranks.get(rule, 0))
-            group = np.repeat(np.arange(len(cand), dtype=np.int64), _PROBE_POINTS)
-            with np.errstate(all="ignore"):
-                v = prog.evaluate(np.tile(X, (1, len(cand))), trial, group, mode=0)[0]
-            q = _quantised(v.reshape(len(cand), _PROBE_POINTS))
-            q[np.isnan(q)] = np.inf
-            ranked = np.lexsort(q.T[::-1])  # stable: ties keep their position
-            same = [np.array_equal(q[a], q[b]) for a, b in itertools.pairwise(ranked)]
-            m = 0  # ranked[:m] are each unlike both neighbours
-            while (
-                m < len(ranked) and not (m > 0 and same[m - 1]) and not (m < len(same) and same[m])
-            ):
-                m += 1
-            order = [int(j) for j in ranked[: max(m, 1)]]
-        for j in order:
-            i = cand[j]
-            free.remove(i)
-            values[i] = _probe_value(rule, ranks.get(rule, 0))
-            ranks[rule] = ranks.get(rule, 0) + 1
-    with np.errstate(all="ignore"):
-        v = prog.evaluate(X, values[None, :], None, mode=0)[0]
-    return hashlib.blake2b(_quantised(v).tobytes(), digest_size=16).hexdigest()
 
 
 # ----------------------------------------------------------------------------- evaluators
@@ -1299,137 +1185,6 @@ def write_outputs(
             plot_potentials(tmp, front, objective.fitter, reference_potentials=reference_potentials)
         files["potentials.png"] = str(out / "potentials.png")
     return files
-
-
-def plot_potentials(
-    path: Path,
-    front: ParetoFront,
-    fitter,
-    n_best: int = 4,
-    *,
-    reference_potentials: Mapping[str, Any] | None = None,
-) -> Path:
-    """Save :func:`potentials_figure` (arguments as there) to ``path``."""
-    fig = potentials_figure(front, fitter, n_best, reference_potentials=reference_potentials)
-    fig.savefig(path, bbox_inches="tight")
-    return Path(path)
-
-
-def potentials_figure(
-    front: ParetoFront,
-    fitter,
-    n_best: int = 4,
-    *,
-    reference_potentials: Mapping[str, Any] | None = None,
-):
-    """U(r) of front members, one panel per type pair (cf. Fig. 2 of the study).
-
-    The member the knee rule selects (:meth:`ParetoFront.selected`; the lowest-loss
-    member when none may be selected) is drawn thick, up to ``n_best - 1`` simpler
-    members thin, and each ``reference_potentials`` entry (label -> Potential, e.g.
-    q-SPC/Fw) dashed.  Every curve is the potential as fitted and exported
-    (``fitter.potential``: shifted by the fit's cutoff scheme).  The legend sits below
-    the panels; each panel's y-range keeps the wells of the selected member and the
-    references visible (curves beyond it are clipped).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure
-
-    points = front.points
-    chosen = front.selected() or (min(points, key=lambda p: p.score_loss) if points else None)
-    simpler = [p for p in points if chosen is not None and p.complexity < chosen.complexity]
-    simpler = simpler[-max(n_best - 1, 0) :] if n_best > 1 else []
-    curves: list[tuple[str, Any, dict]] = []
-    for k, p in enumerate(simpler):
-        style = dict(color=f"C{(k + 1) % 10}", lw=1.0, alpha=0.8, ls="-")
-        curves.append((f"{math_label(p.expression)}  (c={p.complexity:g})", p, style))
-    if chosen is not None:
-        style = dict(color="C3", lw=2.6, ls="-", zorder=5)
-        label = f"selected: {math_label(chosen.expression)}  (c={chosen.complexity:g})"
-        curves.append((label, chosen, style))
-    pots: list[tuple[str, Any, dict, bool]] = []
-    for label, p, style in curves:
-        try:
-            pots.append((label, fitter.potential(p.expression, p.params), style, p is chosen))
-        except Exception:  # plotting must not fail a finished search
-            continue
-    for j, (label, pot) in enumerate((reference_potentials or {}).items()):
-        style = dict(color="k" if j == 0 else f"C{(7 + j) % 10}", lw=1.6, ls="--", zorder=4)
-        pots.append((label, pot, style, True))
-    pairs = list(fitter.type_pairs)
-    train = fitter.train
-    fig = Figure(figsize=(4.2 * len(pairs), 4.6), dpi=120)
-    axes = [fig.add_subplot(1, len(pairs), i + 1) for i in range(len(pairs))]
-    for i, (a, b) in enumerate(pairs):
-        ax = axes[i]
-        if hasattr(train, "pair_type"):
-            mask = train.pair_type == i
-            rmin = float(train.r[mask].min()) if mask.any() else 1.0
-        else:  # a projection: its grid starts at the shortest pair
-            mask = np.zeros(1, dtype=bool)
-            rmin = float(train.grid.lo[i])
-        r = np.linspace(max(0.8 * rmin, 0.5), train.cutoff, 400)
-        key: list[np.ndarray] = []
-        for label, pot, style, is_key in pots:
-            try:
-                with np.errstate(all="ignore"):
-                    u = np.asarray(pot.energy(r, (a, b)), dtype=float)
-            except Exception:  # plotting must not fail a finished search
-                continue
-            ax.plot(r, u, label=label, **style)
-            if is_key:
-                key.append(u[r >= rmin])
-        ax.axhline(0.0, color="0.6", lw=0.6)
-        if mask.any():
-            lo, hi = np.percentile(train.r[mask], [1, 99])
-            ax.axvspan(lo, hi, color="0.92", zorder=0, label="data range (1–99 %)")
-        ax.set_title(f"{a}–{b}")
-        ax.set_xlabel("r (Å)")
-        if i == 0:
-            ax.set_ylabel("U(r) (eV), as exported")
-        ax.set_ylim(*_well_ylim(key) if key else _robust_ylim(ax))
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=1 if len(pairs) < 3 else 2,
-        fontsize="small",
-        frameon=False,
-    )
-    fig.tight_layout()
-    return fig
-
-
-#: Largest y-range (eV) above the deepest well that a potentials panel shows.
-WELL_YRANGE = 3.0
-
-
-def _well_ylim(curves: Sequence[np.ndarray]) -> tuple[float, float]:
-    """y-limits that show the wells of ``curves`` (the part at r >= the shortest training
-    distance): from below the deepest minimum to at most :data:`WELL_YRANGE` above it."""
-    ys = np.concatenate([c[np.isfinite(c)] for c in curves] or [np.zeros(1)])
-    if ys.size == 0:
-        return -1.0, 1.0
-    lo = min(float(ys.min()), 0.0)
-    hi = max(float(ys.max()), 0.0)
-    hi = min(hi, lo + WELL_YRANGE)
-    span = max(hi - lo, 0.05)
-    return lo - 0.12 * span, hi + 0.12 * span
-
-
-def _robust_ylim(ax) -> tuple[float, float]:
-    ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines()] or [np.zeros(1)])
-    ys = ys[np.isfinite(ys)]
-    if ys.size == 0:
-        return -1.0, 1.0
-    lo, hi = np.percentile(ys, [2, 98])
-    pad = 0.1 * (hi - lo) + 1e-6
-    return float(lo - pad), float(hi + pad)
 
 
 class _CallableModule(types.ModuleType):

@@ -6,7 +6,8 @@ from mctsff.engines.pareto import ParetoFront, math_label
 from mctsff.expr.params import Potential
 from mctsff.fit import Fitter
 from mctsff.fit.result import FitResult
-from mctsff.search import plot_potentials, potentials_figure, write_outputs
+from mctsff.plots import plot_potentials, potentials_figure
+from mctsff.search import write_outputs
 from mctsff.water.models import reference_model
 
 

@@ -14,11 +14,11 @@ from mctsff.engines.local import (
     wrapped_variants,
 )
 from mctsff.engines.pareto import ParetoFront
+from mctsff.expr.canonical import canonical_key
 from mctsff.expr.grammar import Grammar
 from mctsff.expr.params import Potential
 from mctsff.fit import Fitter
 from mctsff.fit.result import FitResult
-from mctsff.search import canonical_key
 
 
 class _Table:
