@@ -99,19 +99,20 @@ def demo_setup(seed: int | None = None):
     """The demo's data split and fitter options, built by ``mctsff.cli`` from the command
     line ``mctsff demo`` runs (``seed``: the demo's ``--seed``, default its default)."""
     from mctsff import cli
+    from mctsff.cli import fit as cli_fit
+    from mctsff.cli import search as cli_search
     from mctsff.data import data_file
 
     extra = [] if seed is None else ["--seed", str(seed)]
     demo = cli.build_parser().parse_args(["demo", *extra])
     argv = [
-        "search", str(data_file(cli.DEMO_DATA)), "--cutoff", "9", "--grammar", "pair",
-        "--seed", str(demo.seed), "--reference-model", cli.DEMO_REFERENCE_MODEL,
+        "search", str(data_file(cli_search.DEMO_DATA)), "--cutoff", "9", "--grammar", "pair",
+        "--seed", str(demo.seed), "--reference-model", cli_search.DEMO_REFERENCE_MODEL,
     ]  # fmt: skip
     args = cli.build_parser().parse_args(argv)
-    ds, train, valid, test = cli._load(args)
-    opts = cli._with_neutrality(
-        args, cli._fit_options(args), ds, cli._grammar_constants(args.grammar), "the grammar"
-    )
+    ds, train, valid, test = cli_fit._load(args)
+    constants = cli_search._grammar_constants(args.grammar)
+    opts = cli_fit._with_neutrality(args, cli_fit._fit_options(args), ds, constants, "the grammar")
     return ds, train, valid, test, opts
 
 

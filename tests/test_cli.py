@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from mctsff.cli import _workers, main
+from mctsff.cli import main
+from mctsff.cli.options import _workers
 from mctsff.data import data_file
 
 DIMERS = str(data_file("water_dimers_mp2_sample20.extxyz"))
@@ -179,7 +180,8 @@ def _options(parser):
 def test_every_option_has_help_and_shows_its_default():
     """Every option says what it does; ``-h`` shows each default that is a value (flags,
     unset options and lists show none), from SearchConfig where it is a search setting."""
-    from mctsff.cli import _HelpFormatter, build_parser
+    from mctsff.cli import build_parser
+    from mctsff.cli.options import _HelpFormatter
 
     parser = build_parser()
     options = _options(parser)
@@ -199,7 +201,8 @@ def test_every_option_has_help_and_shows_its_default():
 def test_search_command_line_builds_the_config():
     """The options of ``mctsff search`` reach SearchConfig by name; unset ones keep the
     config's defaults, so the command line and search() agree."""
-    from mctsff.cli import build_parser, search_config
+    from mctsff.cli import build_parser
+    from mctsff.cli.search import search_config
     from mctsff.config import DEFAULTS
 
     parse = build_parser().parse_args
@@ -281,7 +284,8 @@ def test_md_check_options_reach_its_protocol(command, options, capsys):
     settings without an option keep the protocol's defaults."""
     import dataclasses
 
-    from mctsff.cli import _md_protocol, build_parser
+    from mctsff.cli import build_parser
+    from mctsff.cli.md_check import _md_protocol
     from mctsff.water.mdcheck import SolventProtocol, WaterProtocol
 
     parse = build_parser().parse_args
@@ -303,7 +307,7 @@ def test_an_empty_front_is_explained():
     import io
     from types import SimpleNamespace
 
-    from mctsff.cli import _print_front
+    from mctsff.cli.search import _print_front
     from mctsff.engines.pareto import ParetoFront
 
     out = io.StringIO()

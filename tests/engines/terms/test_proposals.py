@@ -56,7 +56,8 @@ def test_a_proposal_is_fitted_from_the_selections_constants(dimers, small, tmp_p
 
 
 def test_setting_and_flag():
-    from mctsff.cli import build_parser, search_config
+    from mctsff.cli import build_parser
+    from mctsff.cli.search import search_config
     from mctsff.config import DEFAULTS, ConfigError
     from mctsff.data import data_file
 
