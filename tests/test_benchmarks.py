@@ -584,6 +584,7 @@ def test_throughput_replay_profile_measures_the_time_inside_the_kernels(
     assert cmp["kernel_bound"] == pytest.approx(2.0) and cmp["baseline"]["evals_per_fit"] == 40
     lines = "\n".join(throughput.replay_table(cmp, "91353c8"))
     assert "| evaluations per valid fit (residuals and Jacobians) | 100 | 40 |" in lines
+    assert "| CPU-seconds per fit inside the compiled kernels (cProfile) | 0.2500 | – |" in lines
     assert "**2.00×**, the most the current fitter could gain" in lines
     # a column without kernel times leaves the kernel rows out rather than misprinting them
     assert "inside the compiled kernels" not in "\n".join(
