@@ -4,4 +4,5 @@ import sys
 
 from mctsff.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # (imported, e.g. by the docstring tests, it runs nothing)
+    sys.exit(main())
