@@ -932,6 +932,7 @@ def load_saved(paths: list[Path]) -> list[dict]:
     on its settings (budget, time limit, noise) and not repeat a (potential, method, seed)."""
     rows: list[dict] = []
     seen: dict = {}
+    known: set = set()  # the (budget, time limit, noise) of the files so far
     for path in paths:
         try:
             part = json.loads(path.read_text())["runs"]
@@ -948,7 +949,8 @@ def load_saved(paths: list[Path]) -> list[dict]:
                 )
             seen[key] = path.name
         rows += part
-        if len({(int(r["budget"]), r.get("time_limit"), r.get("noise", 0.0)) for r in rows}) > 1:
+        known |= settings
+        if len(known) > 1:
             raise SystemExit(
                 f"{path}: its runs differ in budget, time limit or noise "
                 f"({sorted(settings, key=str)}) from the other files'"
