@@ -401,11 +401,11 @@ def kernel_codes() -> set[tuple[str, int, str]]:
     return codes
 
 
-def kernel_seconds(profile) -> float:
-    """Seconds spent inside compiled kernels (their own time) in a :class:`cProfile.Profile`."""
+def kernel_seconds(profile, codes: set[tuple[str, int, str]]) -> float:
+    """Seconds spent inside the compiled kernels ``codes`` (:func:`kernel_codes`; their own
+    time) in a :class:`cProfile.Profile`."""
     import pstats
 
-    codes = kernel_codes()
     stats = pstats.Stats(profile).stats
     return float(sum(v[2] for k, v in stats.items() if k in codes))
 
@@ -434,6 +434,7 @@ def replay_fits(
     options = {} if defaults else as_before({**REPLAY_OPTIONS, "constraints": constraints})
     fitter = Fitter(train, valid, **options)
     fitter.fit(WARMUP_EXPRESSION)  # lazy imports and first-call costs, not timed
+    codes = kernel_codes() if profile else set()  # (the warm-up fit imported them all)
     rows = []
     c_all, t_all = time.process_time(), time.perf_counter()
     for expr in expressions:
@@ -452,7 +453,7 @@ def replay_fits(
         row = {"expression": expr, "cpu_s": cpu, "wall_s": wall}
         if prof is not None:
             prof.disable()
-            row["kernel_s"] = kernel_seconds(prof)
+            row["kernel_s"] = kernel_seconds(prof, codes)
         if res is None:
             row.update(valid=False, loss=None, rmse_train=None, constraint=None, error=error)
         else:
