@@ -2,8 +2,8 @@
 
 :func:`canonical_key` evaluates an expression at fixed probe points with fixed values of its
 constants, numbered by their role rather than their names, and hashes the values: the search
-fits each function once (``SearchConfig.canonical``) and its local moves compare candidates
-by it.
+engines key their transposition table on it (``SearchConfig.canonical``), so each function is
+fitted once.
 """
 
 from __future__ import annotations
