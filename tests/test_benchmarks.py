@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -429,6 +430,20 @@ def test_surrogate_rank_statistics_and_a_tiny_run(tmp_path, capsys):
     assert "constraints force0" in text and png.stat().st_size > 0
     saved = json.loads(out.read_text())
     assert len(saved["fitted"]) >= 10 and set(saved["results"]) == {"as fitted", "forces only"}
+    # a baseline that is this very code (given as an interpreter) reproduces every estimate
+    base = ["--baseline", "HEAD", "--baseline-python", sys.executable]
+    assert sr.main([*argv, *base, "--png", str(png), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    n = len(saved["fitted"])
+    assert "| as fitted (HEAD) |" in text
+    assert "as fitted: CPU per expression, HEAD / current:" in text
+    for name in ("as fitted", "forces only"):
+        assert saved["results"][f"{name} (HEAD)"]["same"] == n, name
+        assert saved["results"][f"{name} (HEAD)"]["spearman"] == saved["results"][name]["spearman"]
+    a = np.array([1.0, 1e-12, np.inf, 0.5, 1.0])
+    b = np.array([1.0 + 1e-9, 1e-14, np.inf, 0.6, np.inf])
+    assert sr.same(a, b).tolist() == [True, True, True, False, False]
 
 
 @pytest.fixture(scope="module")
