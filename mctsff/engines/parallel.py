@@ -151,17 +151,27 @@ def _chunks(items: list[str], n: int, size: int | None = None) -> list[list[str]
 class Batch:
     """A batch handed to :meth:`Evaluator.submit`; :meth:`result` waits for its results."""
 
-    def __init__(self, evaluator: Evaluator, expressions, collect, t0: float) -> None:
+    def __init__(
+        self, evaluator: Evaluator, expressions, collect, t0: float, pooled: bool = False
+    ) -> None:
         self.expressions = list(expressions)
         self._evaluator = evaluator
         self._collect = collect
         self._t0 = t0
         self._out: list[FitResult] | None = None
+        self._pooled = pooled  # sent to the pool: counted in the evaluator's batches in flight
+        if pooled:
+            evaluator._in_flight += 1
 
     def result(self) -> list[FitResult]:
         """The results, in the order of the expressions (waits for the workers)."""
         if self._out is None:
-            out = list(self._collect())
+            try:
+                out = list(self._collect())
+            finally:
+                if self._pooled:
+                    self._pooled = False
+                    self._evaluator._in_flight -= 1
             self._evaluator._account(self.expressions, out, self._t0)
             self._out = out
         return self._out
@@ -211,6 +221,7 @@ class Evaluator:
         self.n_fits = 0
         self.n_failures = 0
         self.n_in_process = 0
+        self._in_flight = 0  # batches sent to the pool and not collected yet
         self._pool: ProcessPoolExecutor | None = None
         self._spare: ProcessPoolExecutor | None = None  # background work (not the fits)
         self._background: list = []
@@ -347,8 +358,11 @@ class Evaluator:
 
         Workers keep fitting while the caller prepares the next batch, so a search can
         keep them busy across iterations.  In process (one worker), the batch is fitted
-        here, now.  ``starts`` gives some expressions constants to start from
-        (:meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``), by expression.
+        here, now; so is a single expression when no other batch is in the pool (the
+        caller would only wait for it), while one submitted beside a batch still in the
+        pool goes to a worker, so a caller that keeps batches in flight (MCTS's
+        ``pipeline``) is not stopped by it.  ``starts`` gives some expressions constants to
+        start from (:meth:`~mctsff.fit.forces.Fitter.fit`'s ``start``), by expression.
         """
         t0 = time.perf_counter()
         exprs = list(expressions)
@@ -358,7 +372,7 @@ class Evaluator:
             return Batch(self, exprs, self._dask(exprs, starts), t0)
         first: list[FitResult] = []
         rest = exprs
-        if self._use_pool and (self.timeout is not None or len(exprs) > 1):
+        if self._use_pool and (self.timeout is not None or len(exprs) > 1 or self._in_flight):
             self.start(wait=self.timeout is not None)
             while len(first) < len(exprs) and not self.ready:
                 # workers still starting: fit here meanwhile (no time limit is set)
@@ -366,9 +380,9 @@ class Evaluator:
                 first.append(fit_one(self.fitter, e, (starts or {}).get(e)))
                 self.n_in_process += 1
             rest = exprs[len(first) :]
-            if len(rest) > 1 or (rest and self.timeout is not None):
+            if len(rest) > 1 or (rest and (self.timeout is not None or self._in_flight)):
                 collect = self._local(rest, starts)
-                return Batch(self, exprs, lambda: first + collect(), t0)
+                return Batch(self, exprs, lambda: first + collect(), t0, pooled=True)
         out = first + [fit_one(self.fitter, e, (starts or {}).get(e)) for e in rest]
         return Batch(self, exprs, lambda: out, t0)
 

@@ -63,6 +63,27 @@ def test_batches_are_fitted_in_process_while_workers_start(split):
         assert a.params == b.params and a.rmse_valid == b.rmse_valid
 
 
+def test_a_single_expression_goes_to_a_worker_only_beside_a_batch_in_flight(split):
+    """Alone it is fitted here (the caller would only wait); submitted while another batch
+    is still in the pool (a pipelined search) it goes to a worker, and both results match
+    the serial fits."""
+    train, valid = split
+    serial = Evaluator(Fitter(train, valid))(EXPRS)
+    with Evaluator(Fitter(train, valid), workers=2) as ev:
+        ev.start()
+        alone = ev.submit([EXPRS[0]])
+        assert not alone._pooled and ev._in_flight == 0  # fitted here, already done
+        first = ev.submit(EXPRS[1:3])
+        beside = ev.submit([EXPRS[3]])
+        assert first._pooled and beside._pooled and ev._in_flight == 2
+        got = alone.result() + first.result() + beside.result()
+        assert ev._in_flight == 0
+        last = ev.submit([EXPRS[4]])
+        assert not last._pooled and last.result()[0].params == serial[4].params
+    for a, b in zip(serial[:4], got, strict=True):
+        assert a.params == b.params and a.rmse_valid == b.rmse_valid
+
+
 def test_dead_worker_and_hung_fit_cost_only_their_candidate(split):
     train, valid = split
     with Evaluator(Saboteur(train, valid, constraints=()), workers=2, timeout=4) as ev:
