@@ -407,6 +407,8 @@ def run_one(
         else None,
         "as_good_time": good.get("t", math.nan),
         "as_good_found": good.get("expression", ""),
+        # the MCTS iterations kept in flight (0 for GP): parts of one protocol must agree
+        "mcts_pipeline": int((options or {}).get("pipeline", 0)) if method == "mcts" else 0,
         "n_evaluations": result.n_evaluations,
         "surrogate": result.mcts.surrogate is not None,
         "screen": getattr(result.mcts, "screen", None),  # GP's draws per offspring
@@ -798,6 +800,13 @@ def main(argv: list[str] | None = None) -> int:
         help="GP offspring compared by the surrogate per slot (GP's default 8)",
     )
     ap.add_argument(
+        "--mcts-pipeline",
+        type=int,
+        default=0,
+        metavar="P",
+        help="MCTS iterations kept in flight (search's pipeline; 0, the default)",
+    )
+    ap.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -841,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         f"term-library proposals {'off' if args.no_terms else 'on'}, "
         f"fit-free surrogate on for {'MCTS only' if args.no_gp_surrogate else 'both methods'}"
         + (f", GP screen {args.gp_screen}" if args.gp_screen is not None else "")
+        + (f", MCTS pipeline {args.mcts_pipeline}" if args.mcts_pipeline else "")
         + (f", noise {args.noise:g} × RMS(F) on the training forces" if args.noise else "")
         + (", each search stopped at its first recovery" if args.stop_at_recovery else "")
     )
@@ -856,7 +866,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--time must be a positive number of seconds, --search-workers >= 1")
         budget = 10**9 if args.budget is None else budget  # the clock stops every run
     both: dict = {"terms": False} if args.no_terms else {}
-    options = {"mcts": both or None, "gp": {**both, **gp_opts} or None}
+    mcts_opts: dict = {"pipeline": args.mcts_pipeline} if args.mcts_pipeline else {}
+    options = {"mcts": {**both, **mcts_opts} or None, "gp": {**both, **gp_opts} or None}
     jobs = [
         (n, m, s, budget, not args.no_local, options[m], args.noise)
         + (None if args.time is None else args.time, args.search_workers, args.stop_at_recovery)
@@ -929,15 +940,18 @@ def report(rows: list[dict], names: list[str], budget: int, png: Path) -> dict:
 
 def load_saved(paths: list[Path]) -> list[dict]:
     """The runs saved in ``paths`` (by ``--json``), merged: parts of one protocol must agree
-    on its settings (budget, time limit, noise) and not repeat a (potential, method, seed)."""
+    on its settings (budget, time limit, noise, MCTS pipeline) and not repeat a (potential,
+    method, seed)."""
     rows: list[dict] = []
     seen: dict = {}
-    known: set = set()  # the (budget, time limit, noise) of the files so far
+    known: set = set()  # the (budget, time limit, noise, pipeline) of the files so far
     for path in paths:
         try:
             part = json.loads(path.read_text())["runs"]
             keys = [(r["potential"], r["method"], r["seed"]) for r in part]
-            settings = {(int(r["budget"]), r.get("time_limit"), r.get("noise", 0.0)) for r in part}
+            base = {(int(r["budget"]), r.get("time_limit"), r.get("noise", 0.0)) for r in part}
+            pipes = {r.get("mcts_pipeline", 0) for r in part if r["method"] == "mcts"} or {0}
+            settings = {b + (p,) for b in base for p in pipes}
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise SystemExit(f"{path}: not a --json file of compare_methods.py ({exc})") from None
         if not part:
@@ -952,7 +966,7 @@ def load_saved(paths: list[Path]) -> list[dict]:
         known |= settings
         if len(known) > 1:
             raise SystemExit(
-                f"{path}: its runs differ in budget, time limit or noise "
+                f"{path}: its runs differ in budget, time limit, noise or MCTS pipeline "
                 f"({sorted(settings, key=str)}) from the other files'"
             )
     return rows

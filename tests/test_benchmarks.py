@@ -216,6 +216,20 @@ def test_from_json_merges_the_parts_of_a_protocol(cm, tmp_path, capsys):
     unlike.write_text(json.dumps({"runs": [dict(rows[0], seed=9, budget=40)]}))
     with pytest.raises(SystemExit, match="unlike.json: its runs differ in budget"):
         cm.main(["--from-json", str(paths[0]), str(unlike)])
+    # a part whose MCTS ran pipelined (--mcts-pipeline) is another protocol; its GP rows
+    # carry no pipeline and a file before the field counts as pipeline 0
+    piped = tmp_path / "piped.json"
+    piped.write_text(
+        json.dumps({"runs": [dict(rows[0], seed=9, mcts_pipeline=1), rows[1] | {"seed": 9}]})
+    )
+    with pytest.raises(SystemExit, match="piped.json: its runs differ in .*MCTS pipeline"):
+        cm.main(["--from-json", str(paths[0]), str(piped)])
+    same = tmp_path / "same.json"
+    same.write_text(
+        json.dumps({"runs": [dict(rows[0], seed=9, mcts_pipeline=0), rows[1] | {"seed": 9}]})
+    )
+    assert cm.main(["--from-json", str(paths[0]), str(same), "--png", png]) == 0
+    capsys.readouterr()
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"runs": []}))
     with pytest.raises(SystemExit, match="empty.json: no runs"):
@@ -237,6 +251,10 @@ def test_first_seed_shifts_the_seeds_of_a_part(cm, monkeypatch, tmp_path, capsys
     assert cm.main([*argv, "--png", str(tmp_path / "x.png")]) == 0
     assert sorted({j[2] for j in seen}) == [5, 6] and {j[1] for j in seen} == {"mcts", "gp"}
     assert "2 seeds (5–6)" in capsys.readouterr().out
+    seen.clear()  # --mcts-pipeline reaches MCTS's search options only
+    assert cm.main([*argv, "--mcts-pipeline", "1", "--png", str(tmp_path / "x.png")]) == 0
+    assert {j[1]: j[5] for j in seen} == {"mcts": {"pipeline": 1}, "gp": None}
+    assert "MCTS pipeline 1" in capsys.readouterr().out
 
 
 def test_nguyen_target_check_lists_tasks_where_mcts_trails_a_peer(monkeypatch):
