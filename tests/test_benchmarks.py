@@ -459,6 +459,8 @@ def test_surrogate_rank_statistics_and_a_tiny_run(tmp_path, capsys):
     for name in ("as fitted", "forces only"):
         assert saved["results"][f"{name} (HEAD)"]["same"] == n, name
         assert saved["results"][f"{name} (HEAD)"]["spearman"] == saved["results"][name]["spearman"]
+    with pytest.raises(SystemExit, match="--baseline no-such-rev: no such commit"):
+        sr.main([*argv, "--baseline", "no-such-rev"])  # before any search
     a = np.array([1.0, 1e-12, np.inf, 0.5, 1.0])
     b = np.array([1.0 + 1e-9, 1e-14, np.inf, 0.6, np.inf])
     assert sr.same(a, b).tolist() == [True, True, True, False, False]
