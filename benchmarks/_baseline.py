@@ -13,8 +13,10 @@ The benchmarks that compare the current fitter with an earlier one (``fit_reliab
    runs from a temporary directory so that ``import mctsff`` finds the installed earlier code,
    not this checkout.
 
-The venv is deleted when the ``with baseline(...)`` block ends.  This module does not import
-mctsff, so a worker running in the earlier venv can import it too.
+The venv is deleted when the ``with baseline(...)`` block ends.  A benchmark's ``main`` calls
+:func:`preflight` before any work and uses :func:`baseline_or_exit`, so that a revision that
+does not exist, a failed install or a failed worker ends the script with one line.  This
+module does not import mctsff, so a worker running in the earlier venv can import it too.
 """
 
 from __future__ import annotations
@@ -242,6 +244,39 @@ def baseline(
         yield Baseline(rev, commit, py, install_s, warm, mod)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def preflight(rev: str, python: str | os.PathLike[str] | None = None, repo: Path = REPO) -> None:
+    """Stop a benchmark before any work if its baseline cannot be had.
+
+    Checks what can be checked at once: that ``rev`` is a commit of ``repo`` or, with
+    ``python``, that the interpreter exists.  Raises ``SystemExit`` with the one-line message
+    of the :class:`BaselineError`, never a traceback.
+    """
+    try:
+        if python is None:
+            resolve(rev, repo)
+        elif not Path(python).exists():
+            raise BaselineError(f"--baseline-python {python}: no such file")
+    except BaselineError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+@contextmanager
+def baseline_or_exit(
+    rev: str = DEFAULT_REV,
+    repo: Path = REPO,
+    python: str | os.PathLike[str] | None = None,
+    log: Callable[[str], Any] = print,
+) -> Iterator[Baseline]:
+    """:func:`baseline` for a benchmark's ``main``: a :class:`BaselineError`, raised while
+    installing the earlier commit or by a worker inside the block, ends the script with its
+    message (``SystemExit``) instead of a traceback."""
+    try:
+        with baseline(rev, repo, python, log) as base:
+            yield base
+    except BaselineError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _check(proc: subprocess.CompletedProcess, rev: str) -> None:

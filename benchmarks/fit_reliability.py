@@ -622,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
         args.reference_fitter = "current" if args.no_baseline else "both"
     if args.no_baseline and args.reference_fitter != "current":
         ap.error(f"--reference-fitter {args.reference_fitter} needs the baseline")
+    if not args.no_baseline:  # a revision that does not exist fails here, before any fit
+        from _baseline import preflight
+
+        preflight(args.baseline, args.baseline_python)
     t_all = time.perf_counter()
     # the filters select among the first n cases (ids and draws as in the full run)
     cases = [
@@ -655,9 +659,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_baseline:
         references(here, "current")
     else:
-        from _baseline import baseline
+        from _baseline import baseline_or_exit
 
-        with baseline(args.baseline, python=args.baseline_python) as base:
+        with baseline_or_exit(args.baseline, python=args.baseline_python) as base:
 
             def there(cs, how):
                 task = {"task": "fit", "cases": cs, "how": how, "ref_starts": args.ref_starts}

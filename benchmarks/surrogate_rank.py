@@ -172,15 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
 
-    from _baseline import BaselineError, baseline, resolve
+    from _baseline import baseline_or_exit, preflight
 
     from mctsff.data import data_file
 
-    if args.baseline and args.baseline_python is None:
-        try:  # a revision that does not exist fails here, not after the search
-            resolve(args.baseline)
-        except BaselineError as exc:
-            raise SystemExit(str(exc)) from None
+    if args.baseline:  # a revision that does not exist fails here, not after the search
+        preflight(args.baseline, args.baseline_python)
     path = Path(args.data) if Path(args.data).exists() else data_file(args.data)
     cons = tuple(c for c in (args.constraint or ["force0"]) if c.lower() != "none")
     settings = {"data": str(Path(path).resolve()), "cutoff": args.cutoff, "constraints": cons,
@@ -200,13 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     exprs = [e for e, _ in rows]
     scored = {"": score(fitter, train, exprs)}
     if args.baseline:
-        try:
-            with baseline(args.baseline, python=args.baseline_python) as base:
-                task = {"task": "score", "settings": settings, "expressions": exprs}
-                scored[args.baseline] = base.run(__file__, task)["variants"]
-                print(f"({base.describe()})")
-        except BaselineError as exc:
-            raise SystemExit(str(exc)) from None
+        with baseline_or_exit(args.baseline, python=args.baseline_python) as base:
+            task = {"task": "score", "settings": settings, "expressions": exprs}
+            scored[args.baseline] = base.run(__file__, task)["variants"]
+            print(f"({base.describe()})")
     print()
     results, estimates = {}, {}
     for rev, variants in scored.items():

@@ -569,6 +569,43 @@ def test_throughput_replay_without_baseline(throughput, tmp_path, capsys):
     assert [r["expression"] for r in saved["current"]["rows"]] == exprs[:3]
 
 
+@pytest.mark.parametrize(
+    "script, argv",
+    [
+        ("fit_reliability", ["--quick"]),
+        ("fit_throughput", ["--replay", "--limit", "1"]),
+        ("fit_throughput", ["--record-demo", "never-written.txt"]),
+    ],
+)
+def test_a_bad_baseline_is_one_line_before_any_fit(script, argv, tmp_path, monkeypatch):
+    """A revision or interpreter that does not exist stops the script at once with one line
+    (SystemExit, not a BaselineError traceback), before any fit or install."""
+    monkeypatch.chdir(tmp_path)
+    mod = _script(script)
+    with pytest.raises(SystemExit, match="^--baseline no-such-rev: no such commit in "):
+        mod.main([*argv, "--baseline", "no-such-rev"])
+    missing = tmp_path / "no-python"
+    with pytest.raises(SystemExit, match=f"^--baseline-python {missing}: no such file$"):
+        mod.main([*argv, "--baseline", "HEAD", "--baseline-python", str(missing)])
+    assert not (tmp_path / "never-written.txt").exists()
+
+
+def test_a_failing_baseline_worker_ends_the_script_with_its_message(tmp_path):
+    """baseline_or_exit turns a BaselineError raised inside the block (a worker that fails)
+    into SystemExit carrying the worker's stderr, so the script prints it and exits."""
+    _script("fit_throughput")  # puts benchmarks/ on sys.path for the sibling _baseline
+    import _baseline
+
+    bad = tmp_path / "bad_worker.py"
+    bad.write_text("import sys\nsys.exit('worker broke on purpose')\n")
+    with pytest.raises(SystemExit) as info:
+        with _baseline.baseline_or_exit("HEAD", python=sys.executable, log=lambda _: None) as b:
+            b.run(bad, {"task": "x"})
+    assert isinstance(info.value.code, str)
+    assert "bad_worker.py --worker in the HEAD venv failed (exit 1)" in info.value.code
+    assert "worker broke on purpose" in info.value.code
+
+
 def test_throughput_replay_comparison(throughput):
     def run(losses, cpu):
         rows = [{"expression": f"e{i}", "valid": x is not None, "loss": x, "constraint": 0.0,
