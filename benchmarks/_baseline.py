@@ -13,10 +13,11 @@ The benchmarks that compare the current fitter with an earlier one (``fit_reliab
    runs from a temporary directory so that ``import mctsff`` finds the installed earlier code,
    not this checkout.
 
-The venv is deleted when the ``with baseline(...)`` block ends.  A benchmark's ``main`` calls
-:func:`preflight` before any work and uses :func:`baseline_or_exit`, so that a revision that
-does not exist, a failed install or a failed worker ends the script with one line.  This
-module does not import mctsff, so a worker running in the earlier venv can import it too.
+The venv is deleted when the ``with baseline(...)`` block ends.  A benchmark's ``main`` uses
+:func:`baseline_or_exit`, so that a revision that does not exist, a failed install or a failed
+worker ends the script with one line; one that works before it reaches the baseline (a search)
+calls :func:`preflight` first.  This module does not import mctsff, so a worker running in the
+earlier venv can import it too.
 """
 
 from __future__ import annotations

@@ -627,9 +627,8 @@ def _worker_tasks() -> dict:
 
 
 def run_record(args) -> int:
-    from _baseline import baseline_or_exit, preflight, resolve
+    from _baseline import baseline_or_exit, resolve
 
-    preflight(args.baseline, args.baseline_python)
     with baseline_or_exit(args.baseline, python=args.baseline_python) as base:
         got = base.run(__file__, {"task": "record", "budget": args.record_budget})
     exprs = got["expressions"][: args.record_count]
@@ -663,10 +662,6 @@ def run_replay(args) -> int:
     )
     if args.limit:
         exprs = exprs[: args.limit]
-    if not args.no_baseline:  # a revision that does not exist fails here, before any fit
-        from _baseline import preflight
-
-        preflight(args.baseline, args.baseline_python)
     t_all = time.perf_counter()
     base_run = None
     base_info = ""
