@@ -193,6 +193,7 @@ def test_resume_refuses_an_older_checkpoint_format(screened, tmp_path):
         search(fitter, "pair", budget=10, out=tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_custom_reward_changes_the_search(screened):
     train, valid = screened
     seen = []
@@ -242,6 +243,7 @@ def test_search_docstring_states_the_local_move_defaults():
         assert f"``{key}`` ({shown}" in doc, (key, default)
 
 
+@pytest.mark.slow
 def test_local_options_set_the_share_of_local_moves(screened, tmp_path):
     """``local_options`` reach the local moves: with no share left they stop at once."""
     train, valid = screened
@@ -781,6 +783,7 @@ def _parses(grammar_text: str, expression: str) -> bool:
     return True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mcts", "gp"])
 def test_every_fitted_expression_is_derivable_from_a_custom_grammar(screened, method):
     """Issue 32: the local moves proposed ``c1 / r``, ``prod_c1 * erfc(c1 * r)`` and

@@ -129,6 +129,7 @@ def test_bad_spacing():
         ForceProjection.from_frames([], spacing=0.0)
 
 
+@pytest.mark.slow
 def test_fitter_on_projection_recovers_constants(dimers):
     truth = Potential(COULOMB_LJ, TRUTH, dimers.species, dimers.type_pairs)
     train, valid = truth.synthetic(dimers).split(0.2, seed=0)
